@@ -1,0 +1,121 @@
+import { argTypeError, XbzrleError } from '../errors.js';
+import { ulebRead } from './uleb128.js';
+
+/** Below this many bytes a run is copied byte by byte instead of with `set`. */
+const COPY_LOOP_MAX = 32;
+
+/** Why the last {@link checkDelta} call failed. */
+let failReason = '';
+
+/**
+ * Walks a delta and applies every check of QEMU's `xbzrle_decode_buffer`
+ * (spec: xbzrle-codec.md §4) without writing anything.
+ *
+ * @returns the decode result (end offset of the last non-zero run) when the
+ *   delta is valid for a page of `dlen` bytes; otherwise `-1 - pos`, `pos`
+ *   being the position in the delta of the failing element.
+ */
+export function checkDelta(src: Uint8Array, srcOff: number, slen: number, dlen: number): number {
+  let i = 0;
+  let d = 0;
+  while (i < slen) {
+    if (slen - i < 2) return fail(i, 'a single byte is left where a zero run must start');
+    let v = ulebRead(src, srcOff + i);
+    if (v < 0) return fail(i, 'zero-run length is longer than two bytes');
+    const zrun = v & 0x3fff;
+    if (zrun === 0 && i !== 0) return fail(i, 'zero-length zero run after the first pair');
+    const zAt = i;
+    i += v >>> 14;
+    d += zrun;
+    if (d > dlen) return fail(zAt, `zero run ends at ${d}, past the end of the ${dlen}-byte page`);
+    if (slen - i < 2) return fail(i, 'the delta ends where a non-zero run must start');
+    v = ulebRead(src, srcOff + i);
+    if (v < 0) return fail(i, 'non-zero-run length is longer than two bytes');
+    const nzrun = v & 0x3fff;
+    if (nzrun === 0) return fail(i, 'zero-length non-zero run');
+    const nAt = i;
+    i += v >>> 14;
+    if (d + nzrun > dlen) return fail(nAt, `non-zero run ends at ${d + nzrun}, past the end of the ${dlen}-byte page`);
+    if (i + nzrun > slen) return fail(nAt, `non-zero run of ${nzrun} bytes but only ${slen - i} left in the delta`);
+    i += nzrun;
+    d += nzrun;
+  }
+  return d;
+}
+
+function fail(pos: number, reason: string): number {
+  failReason = reason;
+  return -1 - pos;
+}
+
+/** Applies a delta already accepted by {@link checkDelta}. */
+function applyChecked(src: Uint8Array, srcOff: number, slen: number, dst: Uint8Array, dstOff: number): void {
+  let i = srcOff;
+  const end = srcOff + slen;
+  let d = dstOff;
+  while (i < end) {
+    let v = ulebRead(src, i);
+    i += v >>> 14;
+    d += v & 0x3fff;
+    v = ulebRead(src, i);
+    i += v >>> 14;
+    const n = v & 0x3fff;
+    if (n <= COPY_LOOP_MAX) {
+      for (let k = 0; k < n; k++) dst[d + k] = src[i + k]!;
+    } else {
+      dst.set(src.subarray(i, i + n), d);
+    }
+    i += n;
+    d += n;
+  }
+}
+
+/**
+ * Validates, then applies, `slen` delta bytes at `src[srcOff]` to the page of
+ * `dlen` bytes at `dst[dstOff]`. On rejection nothing is written and an
+ * `XbzrleError` is thrown whose `offset` is `errorBase` + the position in the
+ * delta.
+ */
+export function decodeRange(
+  src: Uint8Array,
+  srcOff: number,
+  slen: number,
+  dst: Uint8Array,
+  dstOff: number,
+  dlen: number,
+  errorBase = 0,
+): number {
+  const result = checkDelta(src, srcOff, slen, dlen);
+  if (result < 0) {
+    const pos = -1 - result;
+    throw new XbzrleError('ERR_XBZRLE_CORRUPT', `corrupt XBZRLE delta at byte ${errorBase + pos}: ${failReason}`, {
+      offset: errorBase + pos,
+    });
+  }
+  applyChecked(src, srcOff, slen, dst, dstOff);
+  return result;
+}
+
+/**
+ * Applies an XBZRLE `delta` to `page` in place (`page` must hold the old
+ * version) and returns what QEMU's decoder returns: the end offset of the last
+ * changed run (0 for an empty delta), not the page length.
+ *
+ * Accepts exactly the deltas QEMU accepts, including over-long two-byte
+ * lengths (`85 00`) and a zero first zero run, and rejects exactly what QEMU
+ * rejects. Unlike QEMU it validates the whole delta first, so a rejected delta
+ * leaves `page` unchanged. Both arguments may be any `Uint8Array` view.
+ *
+ * @throws XbzrleError `ERR_XBZRLE_CORRUPT` with `offset` = the position in
+ *   `delta` of the element that failed
+ *
+ * @example
+ * ```ts
+ * const end = decodeXbzrle(delta, page) // page now holds the new version
+ * ```
+ */
+export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
+  if (!(delta instanceof Uint8Array)) throw argTypeError('delta', 'a Uint8Array', delta);
+  if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
+  return decodeRange(delta, 0, delta.length, page, 0, page.length);
+}

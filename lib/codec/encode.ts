@@ -1,0 +1,149 @@
+import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
+import { ULEB_MAX, ulebWrite } from './uleb128.js';
+import { wordsOf } from './words.js';
+
+const NO_WORDS = new Int32Array(0);
+/** Below this many bytes a run is copied byte by byte instead of with `set`. */
+const COPY_LOOP_MAX = 32;
+
+/**
+ * The encoder kernel over (array, offset) pairs, so hot paths can encode
+ * pages that sit inside larger buffers (the cache arena, a record of many
+ * pages) without creating a view per page.
+ *
+ * Reproduces QEMU's scalar `xbzrle_encode_buffer` exactly (spec:
+ * xbzrle-codec.md §3): byte-maximal alternating runs, the first zero run may
+ * be 0, the trailing zero run is not written, and the room checks at the same
+ * three points, which give -1 when `dlen < 2`, when the delta is longer than
+ * `dlen`, and when it is longer than `dlen - 2` and the page ends unchanged.
+ * Never writes at or past `out[outOff + dlen]`.
+ *
+ * @returns the delta length, 0 when the ranges are equal, -1 on overflow
+ * @throws XbzrleError `ERR_XBZRLE_UNENCODABLE` when a run longer than 16383
+ *   bytes would have to be written (QEMU aborts there)
+ */
+export function encodeRange(
+  prev: Uint8Array,
+  prevOff: number,
+  cur: Uint8Array,
+  curOff: number,
+  slen: number,
+  out: Uint8Array,
+  outOff: number,
+  dlen: number,
+): number {
+  if (slen === 0) return 0; // QEMU's loop never runs: no room check either
+  if (dlen < 2) return -1;
+  const pa = prev.byteOffset + prevOff;
+  const ca = cur.byteOffset + curOff;
+  // Word scanning needs both ranges at the same position in the word grid.
+  const useWords = slen >= 16 && ((pa ^ ca) & 3) === 0;
+  const pw = useWords ? wordsOf(prev) : NO_WORDS;
+  const cw = useWords ? wordsOf(cur) : NO_WORDS;
+  const wordEnd = (ca + slen) >>> 2; // first word of `cur` that is not whole inside the range
+  const delta = pa - ca; // byte distance between the two grids (a multiple of 4 when useWords)
+  let i = 0;
+  let d = 0;
+  for (;;) {
+    // Start of a pair: QEMU wants room for two bytes here.
+    if (d + 2 > dlen) return -1;
+
+    // Zero run: bytes equal in both versions.
+    const zStart = i;
+    if (useWords) {
+      while (i < slen && ((ca + i) & 3) !== 0 && prev[prevOff + i] === cur[curOff + i]) i++;
+      if (i < slen && ((ca + i) & 3) === 0) {
+        let wc = (ca + i) >>> 2;
+        let wp = wc + (delta >> 2);
+        while (wc < wordEnd && pw[wp] === cw[wc]) {
+          wc++;
+          wp++;
+        }
+        i = wc * 4 - ca;
+        while (i < slen && prev[prevOff + i] === cur[curOff + i]) i++;
+      }
+    } else {
+      while (i < slen && prev[prevOff + i] === cur[curOff + i]) i++;
+    }
+    // Trailing zero run: not encoded. An unchanged range returns 0 here.
+    if (i === slen) return d;
+    const zrun = i - zStart;
+    if (zrun > ULEB_MAX) throw unencodable(zrun, zStart);
+    d += ulebWrite(out, outOff + d, zrun);
+    if (d + 2 > dlen) return -1;
+
+    // Non-zero run: bytes that differ.
+    const nStart = i;
+    if (useWords) {
+      while (i < slen && ((ca + i) & 3) !== 0 && prev[prevOff + i] !== cur[curOff + i]) i++;
+      if (i < slen && ((ca + i) & 3) === 0) {
+        let wc = (ca + i) >>> 2;
+        let wp = wc + (delta >> 2);
+        while (wc < wordEnd) {
+          const x = pw[wp]! ^ cw[wc]!;
+          // Stop at the first word holding an equal byte (a zero byte of x).
+          if (((x - 0x01010101) & ~x & 0x80808080) !== 0) break;
+          wc++;
+          wp++;
+        }
+        i = wc * 4 - ca;
+        while (i < slen && prev[prevOff + i] !== cur[curOff + i]) i++;
+      }
+    } else {
+      while (i < slen && prev[prevOff + i] !== cur[curOff + i]) i++;
+    }
+    const nzrun = i - nStart;
+    if (nzrun > ULEB_MAX) throw unencodable(nzrun, nStart);
+    d += ulebWrite(out, outOff + d, nzrun);
+    if (d + nzrun > dlen) return -1;
+    if (nzrun <= COPY_LOOP_MAX) {
+      const from = curOff + nStart;
+      const to = outOff + d;
+      for (let k = 0; k < nzrun; k++) out[to + k] = cur[from + k]!;
+    } else {
+      out.set(cur.subarray(curOff + nStart, curOff + i), outOff + d);
+    }
+    d += nzrun;
+    if (i === slen) return d;
+  }
+}
+
+function unencodable(run: number, at: number): XbzrleError {
+  return new XbzrleError(
+    'ERR_XBZRLE_UNENCODABLE',
+    `a run of ${run} bytes at page offset ${at} cannot be encoded (XBZRLE lengths stop at 16383)`,
+    { offset: at },
+  );
+}
+
+/**
+ * Encodes `cur` against `prev` exactly as QEMU's scalar encoder does, writing
+ * the delta into `out` with `dlen = out.length`.
+ *
+ * All three arguments may be any `Uint8Array` view (any `byteOffset`); `prev`
+ * and `cur` must have the same length. Nothing is allocated.
+ *
+ * @returns the number of bytes written; `0` when `cur` equals `prev` (nothing
+ *   written); `-1` on overflow by QEMU's rule: `out.length < 2`, or the delta
+ *   is longer than `out.length`, or longer than `out.length - 2` when the page
+ *   ends with unchanged bytes (an empty page gives 0). After `-1` the contents of `out` are unspecified
+ *   but nothing past `out.length` is touched.
+ * @throws RangeError when the lengths differ; XbzrleError
+ *   `ERR_XBZRLE_UNENCODABLE` when a run over 16383 bytes would have to be
+ *   written (only possible with pages over 16 KiB, or a 16 KiB page in which
+ *   every byte changed)
+ *
+ * @example
+ * ```ts
+ * const out = new Uint8Array(4096)
+ * const n = encodeXbzrle(oldPage, newPage, out)
+ * if (n > 0) send(out.subarray(0, n))
+ * ```
+ */
+export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
+  if (!(prev instanceof Uint8Array)) throw argTypeError('prev', 'a Uint8Array', prev);
+  if (!(cur instanceof Uint8Array)) throw argTypeError('cur', 'a Uint8Array', cur);
+  if (!(out instanceof Uint8Array)) throw argTypeError('out', 'a Uint8Array', out);
+  if (prev.length !== cur.length) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, cur.length);
+  return encodeRange(prev, 0, cur, 0, cur.length, out, 0, out.length);
+}

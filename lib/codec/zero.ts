@@ -1,0 +1,46 @@
+import { wordsOf } from './words.js';
+
+/**
+ * True when `len` bytes of `buf` from `off` are all zero.
+ * Scans 32-bit words where the view is word-aligned.
+ */
+export function isZeroRange(buf: Uint8Array, off: number, len: number): boolean {
+  let i = off;
+  const end = off + len;
+  const abs = buf.byteOffset;
+  // Bytes up to the first word boundary.
+  while (i < end && ((abs + i) & 3) !== 0) {
+    if (buf[i] !== 0) return false;
+    i++;
+  }
+  if (end - i >= 16) {
+    const words = wordsOf(buf);
+    let w = (abs + i) >>> 2;
+    const wEnd = w + ((end - i) >>> 2);
+    // Four words per step: OR them so the branch is taken once per 16 bytes.
+    const wEnd4 = wEnd - 3;
+    while (w < wEnd4) {
+      if ((words[w]! | words[w + 1]! | words[w + 2]! | words[w + 3]!) !== 0) return false;
+      w += 4;
+    }
+    while (w < wEnd) {
+      if (words[w] !== 0) return false;
+      w++;
+    }
+    i = (w << 2) - abs;
+  }
+  while (i < end) {
+    if (buf[i] !== 0) return false;
+    i++;
+  }
+  return true;
+}
+
+/**
+ * True when every byte of `page` is zero (QEMU's zero-page test).
+ *
+ * @param page - any `Uint8Array` view
+ */
+export function isZeroPage(page: Uint8Array): boolean {
+  return isZeroRange(page, 0, page.length);
+}

@@ -1,0 +1,97 @@
+/**
+ * The one error class of this library. Every failure caused by *data* (a
+ * corrupt delta, a malformed record stream, a record the encoder cannot
+ * send) is an `XbzrleError` with a stable string `code`; argument mistakes
+ * made by the calling program are `TypeError`/`RangeError`s with Node-style
+ * codes (`ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`).
+ */
+
+/** Stable error codes. Match on these, never on messages. */
+export type XbzrleErrorCode =
+  /** An XBZRLE delta that QEMU's decoder would reject. */
+  | 'ERR_XBZRLE_CORRUPT'
+  /** A run longer than 16383 bytes would have to be encoded (QEMU aborts here). */
+  | 'ERR_XBZRLE_UNENCODABLE'
+  /** The record stream ends inside a record, or without a final EOS. */
+  | 'ERR_RAM_TRUNCATED'
+  /** A flag combination the format does not define. */
+  | 'ERR_RAM_UNKNOWN_FLAGS'
+  /** A defined record type this library does not handle (compressed pages, RDMA hooks, multifd flushes). */
+  | 'ERR_RAM_UNSUPPORTED'
+  /** CONTINUE on the first page record: there is no previous block. */
+  | 'ERR_RAM_NO_BLOCK'
+  /** A block name that the MEM_SIZE list did not declare. */
+  | 'ERR_RAM_UNKNOWN_BLOCK'
+  /** A page offset at or beyond the block's length. */
+  | 'ERR_RAM_OFFSET'
+  /** An XBZRLE record whose encoding byte is not 0x01. */
+  | 'ERR_RAM_BAD_ENCODING'
+  /** An XBZRLE record whose delta length exceeds the page size. */
+  | 'ERR_RAM_LENGTH'
+  /** A malformed MEM_SIZE block list. */
+  | 'ERR_RAM_MEM_SIZE'
+  /** A record handed to the encoder that it cannot send. */
+  | 'ERR_INVALID_RECORD';
+
+/** Options of the {@link XbzrleError} constructor. */
+export interface XbzrleErrorOptions {
+  /** Byte position in the input where the problem was found. */
+  offset?: number;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * An error caused by the data being processed.
+ *
+ * @example
+ * ```ts
+ * try { decodeXbzrle(delta, page) } catch (err) {
+ *   if (err instanceof XbzrleError && err.code === 'ERR_XBZRLE_CORRUPT') console.log(err.offset)
+ * }
+ * ```
+ */
+export class XbzrleError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: XbzrleErrorCode;
+  /** Byte position in the input where the problem was found, when it applies. */
+  readonly offset: number | undefined;
+
+  constructor(code: XbzrleErrorCode, message: string, options: XbzrleErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'XbzrleError';
+    this.code = code;
+    this.offset = options.offset;
+  }
+}
+
+/** @internal Node-style argument errors. */
+export function argTypeError(name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** @internal */
+export function argRangeError(name: string, expected: string, actual: unknown): RangeError {
+  const err = new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${describe(actual)}`);
+  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
+  return err;
+}
+
+/** @internal */
+export function argValueError(name: string, reason: string, actual: unknown): TypeError {
+  const err = new TypeError(`The argument "${name}" ${reason}. Received ${describe(actual)}`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'function') return 'a function';
+  if (ArrayBuffer.isView(value)) return `an instance of ${value.constructor.name} (length ${(value as Uint8Array).length})`;
+  return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
+}

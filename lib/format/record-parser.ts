@@ -1,0 +1,333 @@
+import { XbzrleError } from '../errors.js';
+import { decodeName, readU16, readU32, readU64 } from './bytes.js';
+import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
+import type { RamBlock } from './record-writer.js';
+
+/** Kinds of record the parser yields. */
+export type RamRecordKind = 'mem_size' | 'zero' | 'page' | 'xbzrle' | 'eos';
+
+/**
+ * One parsed record. The parser reuses a single instance: read what you need
+ * before the next call to {@link RamRecordParser.next}. Payload bytes are
+ * `src[srcOffset .. srcOffset + length)`, a range of the caller's chunk or of
+ * the parser's own buffer, valid until that next call.
+ */
+export class RamRecord {
+  kind: RamRecordKind = 'eos';
+  /** Raw flag bits of the header (CONTINUE included). */
+  flags = 0;
+  /** Stream position of the record's first byte. */
+  position = 0;
+  /** Block name (page records). */
+  block = '';
+  /** Page offset inside the block (page records); the total for MEM_SIZE. */
+  offset = 0;
+  /** Fill byte (ZERO). */
+  fill = 0;
+  /** Payload holder (PAGE: the page; XBZRLE: the delta). */
+  src: Uint8Array = EMPTY;
+  /** Payload start in `src`. */
+  srcOffset = 0;
+  /** Payload length. */
+  length = 0;
+  /** Stream position of the payload's first byte. */
+  dataPosition = 0;
+  /** Total record length in bytes (header, name, payload). */
+  size = 0;
+  /** MEM_SIZE: the block list. */
+  blocks: RamBlock[] = [];
+}
+
+const EMPTY = new Uint8Array(0);
+const PAGE_TYPES = RAM_SAVE_FLAG.ZERO | RAM_SAVE_FLAG.PAGE | RAM_SAVE_FLAG.XBZRLE | RAM_SAVE_FLAG.COMPRESS_PAGE;
+const UNSUPPORTED: Record<number, string> = {
+  [RAM_SAVE_FLAG.HOOK]: 'RDMA hook records (0x80) are not supported',
+  [RAM_SAVE_FLAG.COMPRESS_PAGE]: 'compressed pages (COMPRESS_PAGE, 0x100) are not supported',
+  [RAM_SAVE_FLAG.MULTIFD_FLUSH]: 'multifd flush records (0x200) are not supported',
+};
+
+/** Default cap on blocks in MEM_SIZE lists (QEMU machines have tens). */
+export const DEFAULT_MAX_BLOCKS = 4096;
+
+/** Options of {@link RamRecordParser}. */
+export interface RamRecordParserOptions {
+  /** Page size of the stream (1 KiB to 16 KiB, a power of two). */
+  pageSize: number;
+  /** Most blocks a MEM_SIZE list may declare in all. Default 4096. */
+  maxBlocks?: number;
+}
+
+/**
+ * Incremental parser of a QEMU RAM record stream (spec: ram-stream.md).
+ *
+ * Push-then-pull: hand it a chunk with {@link RamRecordParser.push}, then
+ * call {@link RamRecordParser.next} until it returns `null` (the chunk is used
+ * up), then push the next chunk. Input may be split anywhere: a record cut by
+ * a chunk boundary is completed in a small internal buffer (at most one
+ * record, about a page), every other record is read in place.
+ *
+ * Each record gets the receiver's checks in QEMU's order (§7): block
+ * resolution (CONTINUE without a previous block, unknown name once a MEM_SIZE
+ * list is known), offset within the block, then the flag dispatch and the
+ * XBZRLE encoding byte and length. The block of the last page record is kept
+ * across EOS, as CONTINUE carries across sections. Errors are thrown as
+ * {@link XbzrleError}s whose `offset` is a stream position.
+ */
+export class RamRecordParser {
+  /** Stream bytes consumed by completed records. */
+  position = 0;
+  /** The block list from MEM_SIZE records (merged), or null before the first. */
+  knownBlocks: Map<string, number> | null = null;
+  /** True when the last complete record was an EOS. */
+  atEos = false;
+
+  private readonly pageSize: number;
+  private readonly mask: number;
+  private readonly maxBlocks: number;
+  private readonly record = new RamRecord();
+  private lastBlock: string | null = null;
+  private chunk: Uint8Array = EMPTY;
+  private pos = 0;
+  private readonly stash: Uint8Array;
+  private stashLen = 0;
+  // MEM_SIZE list in progress: bytes of the total still to account for.
+  private memRemaining = -1;
+  private memTotal = 0;
+  private memPosition = 0;
+  private memList: RamBlock[] = [];
+
+  constructor(options: RamRecordParserOptions) {
+    this.pageSize = options.pageSize;
+    this.mask = options.pageSize - 1;
+    this.maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
+    this.stash = new Uint8Array(8 + 1 + MAX_IDSTR_LENGTH + 3 + options.pageSize);
+  }
+
+  /** Bytes pushed but not yet consumed by a complete record. */
+  get buffered(): number {
+    return this.stashLen + (this.chunk.length - this.pos);
+  }
+
+  /** The block of the last page record (what CONTINUE refers to). */
+  get currentBlock(): string | null {
+    return this.lastBlock;
+  }
+
+  /** Supplies the next chunk. The previous one must be used up (`next()` returned null). */
+  push(chunk: Uint8Array): void {
+    if (this.pos < this.chunk.length) throw new Error('RamRecordParser.push: previous chunk not consumed');
+    this.chunk = chunk;
+    this.pos = 0;
+  }
+
+  /**
+   * The next complete record, or null when more input is needed.
+   * @throws XbzrleError on malformed input (the parser is then unusable)
+   */
+  next(): RamRecord | null {
+    for (;;) {
+      if (this.stashLen > 0) {
+        const r = this.unit(this.stash, 0, this.stashLen);
+        if (r < 0) {
+          const want = -r - this.stashLen;
+          const take = Math.min(want, this.chunk.length - this.pos);
+          this.stash.set(this.chunk.subarray(this.pos, this.pos + take), this.stashLen);
+          this.stashLen += take;
+          this.pos += take;
+          if (take < want) return null;
+          continue;
+        }
+        this.stashLen = 0;
+        this.position += r;
+        if (this.record.size > 0) return this.record;
+        continue;
+      }
+      const avail = this.chunk.length - this.pos;
+      if (avail === 0) return null;
+      const r = this.unit(this.chunk, this.pos, avail);
+      if (r < 0) {
+        this.stash.set(this.chunk.subarray(this.pos), 0);
+        this.stashLen = avail;
+        this.pos = this.chunk.length;
+        return null;
+      }
+      this.pos += r;
+      this.position += r;
+      if (this.record.size > 0) return this.record;
+    }
+  }
+
+  /**
+   * Declares the end of input.
+   * @throws XbzrleError `ERR_RAM_TRUNCATED` when the input ends inside a
+   *   record or after a complete record that is not an EOS
+   */
+  end(): void {
+    if (this.buffered > 0 || this.memRemaining >= 0) {
+      const at = this.memRemaining >= 0 ? this.memPosition : this.position;
+      throw new XbzrleError(
+        'ERR_RAM_TRUNCATED',
+        `stream ends inside the record at byte ${at} (${this.position + this.buffered - at} bytes of it present)`,
+        { offset: at },
+      );
+    }
+    if (!this.atEos) {
+      throw new XbzrleError(
+        'ERR_RAM_TRUNCATED',
+        this.position === 0 ? 'stream is empty: a RAM record stream ends with an EOS record' : `stream ends at byte ${this.position} without a final EOS record`,
+        { offset: this.position },
+      );
+    }
+  }
+
+  /**
+   * Tries to read one unit (a record, or one entry of a MEM_SIZE list) at
+   * `b[p]` with `avail` bytes present. Returns the bytes consumed, with
+   * `record.size > 0` when a record is complete; or `-need` when `need` bytes
+   * are required. Has no side effect unless it completes.
+   */
+  private unit(b: Uint8Array, p: number, avail: number): number {
+    this.record.size = 0;
+    if (this.memRemaining >= 0) return this.memEntry(b, p, avail);
+    if (avail < 8) return -8;
+    const at = this.position;
+    const hi = readU32(b, p);
+    const lo = readU32(b, p + 4);
+    const flags = lo & this.mask;
+    const offset = hi * 2 ** 32 + (lo - flags);
+    const rec = this.record;
+    let q = 8;
+    let block = this.lastBlock;
+
+    if ((flags & PAGE_TYPES) !== 0) {
+      if ((flags & RAM_SAVE_FLAG.CONTINUE) !== 0) {
+        if (block === null) {
+          throw new XbzrleError('ERR_RAM_NO_BLOCK', `record at byte ${at} has CONTINUE set but no block was named before it`, { offset: at });
+        }
+      } else {
+        if (avail < 9) return -9;
+        const len = b[p + 8]!;
+        if (avail < 9 + len) return -(9 + len);
+        block = decodeName(b, p + 9, len);
+        if (len === 0 || (this.knownBlocks !== null && !this.knownBlocks.has(block))) {
+          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} names block ${JSON.stringify(block)}, which the MEM_SIZE list does not declare`, { offset: at + 8 });
+        }
+        q = 9 + len;
+      }
+      const limit = this.knownBlocks === null ? 2 ** 53 : this.knownBlocks.get(block)!;
+      if (hi >= 0x200000 || offset >= limit) {
+        throw new XbzrleError('ERR_RAM_OFFSET', `record at byte ${at} has offset ${offset} beyond block ${JSON.stringify(block)} (${limit} bytes)`, { offset: at });
+      }
+    }
+
+    rec.flags = flags;
+    rec.position = at;
+    switch (flags & ~RAM_SAVE_FLAG.CONTINUE) {
+      case RAM_SAVE_FLAG.ZERO: {
+        if (avail < q + 1) return -(q + 1);
+        rec.fill = b[p + q]!;
+        return this.pageRecord('zero', block!, offset, b, p, q + 1, q + 1, 0);
+      }
+      case RAM_SAVE_FLAG.PAGE: {
+        const need = q + this.pageSize;
+        if (avail < need) return -need;
+        return this.pageRecord('page', block!, offset, b, p, need, q, this.pageSize);
+      }
+      case RAM_SAVE_FLAG.XBZRLE: {
+        if (avail < q + 3) return -(q + 3);
+        const enc = b[p + q]!;
+        if (enc !== ENCODING_FLAG_XBZRLE) {
+          throw new XbzrleError('ERR_RAM_BAD_ENCODING', `XBZRLE record at byte ${at} has encoding byte 0x${enc.toString(16).padStart(2, '0')}, not 0x01`, { offset: at + q });
+        }
+        const len = readU16(b, p + q + 1);
+        if (len > this.pageSize) {
+          throw new XbzrleError('ERR_RAM_LENGTH', `XBZRLE record at byte ${at} has delta length ${len}, over the page size ${this.pageSize}`, { offset: at + q + 1 });
+        }
+        const need = q + 3 + len;
+        if (avail < need) return -need;
+        return this.pageRecord('xbzrle', block!, offset, b, p, need, q + 3, len);
+      }
+      case RAM_SAVE_FLAG.MEM_SIZE: {
+        if (hi >= 0x200000) {
+          throw new XbzrleError('ERR_RAM_MEM_SIZE', `MEM_SIZE record at byte ${at} declares a total of 2^53 bytes or more`, { offset: at });
+        }
+        this.atEos = false;
+        this.memTotal = offset;
+        this.memRemaining = offset;
+        this.memPosition = at;
+        this.memList = [];
+        if (offset === 0) return this.finishMemSize(b, p, 8);
+        return 8;
+      }
+      case RAM_SAVE_FLAG.EOS: {
+        rec.kind = 'eos';
+        rec.size = 8;
+        this.atEos = true;
+        return 8;
+      }
+      default: {
+        const what = UNSUPPORTED[flags & ~RAM_SAVE_FLAG.CONTINUE];
+        if (what !== undefined) throw new XbzrleError('ERR_RAM_UNSUPPORTED', `record at byte ${at}: ${what}`, { offset: at });
+        throw new XbzrleError('ERR_RAM_UNKNOWN_FLAGS', `record at byte ${at} has an unknown combination of flags 0x${flags.toString(16)}`, { offset: at });
+      }
+    }
+  }
+
+  private pageRecord(kind: RamRecordKind, block: string, offset: number, b: Uint8Array, p: number, size: number, dataAt: number, length: number): number {
+    const rec = this.record;
+    rec.kind = kind;
+    rec.block = block;
+    rec.offset = offset;
+    rec.src = b;
+    rec.srcOffset = p + dataAt;
+    rec.length = length;
+    rec.dataPosition = rec.position + dataAt;
+    rec.size = size;
+    this.lastBlock = block;
+    this.atEos = false;
+    return size;
+  }
+
+  /** One `u8 len, idstr, be64 length` entry of a MEM_SIZE list. */
+  private memEntry(b: Uint8Array, p: number, avail: number): number {
+    const at = this.position;
+    if (avail < 1) return -1;
+    const len = b[p]!;
+    const need = 1 + len + 8;
+    if (avail < need) return -need;
+    const id = decodeName(b, p + 1, len);
+    const length = readU64(b, p + 1 + len);
+    const bad = (why: string): never => {
+      throw new XbzrleError('ERR_RAM_MEM_SIZE', `MEM_SIZE list at byte ${this.memPosition}, entry at byte ${at}: ${why}`, { offset: at });
+    };
+    if (len === 0) bad('empty block name');
+    if (length < 0 || length > this.memRemaining) bad(`block ${JSON.stringify(id)} is longer than the ${this.memRemaining} bytes left of the total`);
+    if (length === 0) bad(`block ${JSON.stringify(id)} has length 0`);
+    if (this.memList.some((e) => e.id === id)) bad(`block ${JSON.stringify(id)} is listed twice`);
+    const known = this.knownBlocks?.size ?? 0;
+    if (this.memList.length + 1 + known > this.maxBlocks && !this.knownBlocks?.has(id)) bad(`more than ${this.maxBlocks} blocks`);
+    this.memList.push({ id, length });
+    this.memRemaining -= length;
+    if (this.memRemaining === 0) return this.finishMemSize(b, p, need);
+    return need;
+  }
+
+  private finishMemSize(b: Uint8Array, p: number, consumed: number): number {
+    const rec = this.record;
+    rec.kind = 'mem_size';
+    rec.flags = RAM_SAVE_FLAG.MEM_SIZE;
+    rec.position = this.memPosition;
+    rec.offset = this.memTotal;
+    rec.blocks = this.memList;
+    rec.src = b;
+    rec.srcOffset = p;
+    rec.length = 0;
+    rec.size = this.position + consumed - this.memPosition;
+    const known = this.knownBlocks ?? new Map<string, number>();
+    for (const e of this.memList) known.set(e.id, e.length);
+    this.knownBlocks = known;
+    this.memRemaining = -1;
+    this.memList = [];
+    return consumed;
+  }
+}

@@ -1,0 +1,227 @@
+import { XbzrleError } from '../errors.js';
+import { encodeRange } from '../codec/encode.js';
+import { encodeName, writeU16, writeU64 } from './bytes.js';
+import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
+
+/** Allocates an output slab; the stream layer passes `Buffer.allocUnsafe`. */
+export type SlabAllocator = (size: number) => Uint8Array;
+
+/** Options of {@link RecordWriter}. */
+export interface RecordWriterOptions {
+  /** Page size of the stream. */
+  pageSize: number;
+  /** Emit a chunk once this many bytes are pending. Default 64 KiB. */
+  chunkSize?: number;
+  /** Slab allocator. Default `new Uint8Array(size)`. */
+  alloc?: SlabAllocator;
+}
+
+/** A block and its length, as listed in a MEM_SIZE record. */
+export interface RamBlock {
+  /** Block name (QEMU's RAMBlock idstr), 1 to 255 bytes of UTF-8. */
+  id: string;
+  /** Block length in bytes (QEMU's `used_length`). */
+  length: number;
+}
+
+export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+const HEADER = 8;
+
+/**
+ * Serialises RAM records (spec: ram-stream.md §4) into output chunks of at
+ * least `chunkSize` bytes. Records are written straight into a slab; a chunk
+ * is handed to `onChunk` as a view of the slab once `chunkSize` bytes are
+ * pending (or on {@link RecordWriter.flush}), and the slab's remainder is used
+ * for the next chunk, so there is no copy and no allocation per record.
+ *
+ * The writer remembers the block of the last page record and sets CONTINUE
+ * when the next page record is in the same block (QEMU's `save_page_header`).
+ */
+export class RecordWriter {
+  /** Bytes written so far, emitted or pending. */
+  bytesWritten = 0;
+
+  private readonly pageSize: number;
+  private readonly chunkSize: number;
+  private readonly slabSize: number;
+  private readonly alloc: SlabAllocator;
+  private readonly onChunk: (chunk: Uint8Array) => void;
+  private slab: Uint8Array;
+  private start = 0;
+  private pos = 0;
+  private lastBlock: string | null = null;
+  private readonly names = new Map<string, Uint8Array>();
+
+  constructor(options: RecordWriterOptions, onChunk: (chunk: Uint8Array) => void) {
+    this.pageSize = options.pageSize;
+    this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.alloc = options.alloc ?? ((n) => new Uint8Array(n));
+    // Room for a few chunks plus the largest record, so most slabs serve several chunks.
+    this.slabSize = Math.max(4 * this.chunkSize, this.chunkSize + this.maxRecordSize());
+    this.onChunk = onChunk;
+    this.slab = this.alloc(this.slabSize);
+  }
+
+  /** Bytes written but not yet emitted. */
+  get pending(): number {
+    return this.pos - this.start;
+  }
+
+  /** The largest page record: header, longest name, XBZRLE head, one page. */
+  maxRecordSize(): number {
+    return HEADER + 1 + MAX_IDSTR_LENGTH + 3 + this.pageSize;
+  }
+
+  /** Forgets the last block, so the next page record carries its name. */
+  resetContinue(): void {
+    this.lastBlock = null;
+  }
+
+  /** Writes a MEM_SIZE record listing `blocks` (lengths must be page multiples). */
+  memSize(blocks: readonly RamBlock[]): number {
+    let total = 0;
+    for (const b of blocks) total += b.length;
+    const at = this.bytesWritten;
+    this.reserve(HEADER);
+    this.header(total, RAM_SAVE_FLAG.MEM_SIZE);
+    for (const b of blocks) {
+      const name = this.nameBytes(b.id);
+      this.reserve(1 + name.length + 8);
+      this.slab[this.pos] = name.length;
+      this.slab.set(name, this.pos + 1);
+      writeU64(this.slab, this.pos + 1 + name.length, b.length);
+      this.advance(1 + name.length + 8);
+    }
+    this.maybeEmit();
+    return this.bytesWritten - at;
+  }
+
+  /** Writes a ZERO record with fill byte `fill`. Returns the record length. */
+  zero(block: string, offset: number, fill = 0): number {
+    const head = this.pageHead(block, offset, RAM_SAVE_FLAG.ZERO, 1);
+    this.slab[this.pos] = fill;
+    this.advance(1);
+    this.maybeEmit();
+    return head + 1;
+  }
+
+  /** Writes a PAGE record with the page at `src[srcOff]`. Returns the record length. */
+  page(block: string, offset: number, src: Uint8Array, srcOff: number): number {
+    const ps = this.pageSize;
+    const head = this.pageHead(block, offset, RAM_SAVE_FLAG.PAGE, ps);
+    this.slab.set(src.subarray(srcOff, srcOff + ps), this.pos);
+    this.advance(ps);
+    this.maybeEmit();
+    return head + ps;
+  }
+
+  /** Writes an XBZRLE record carrying `len` delta bytes from `delta[deltaOff]`. */
+  xbzrle(block: string, offset: number, delta: Uint8Array, deltaOff: number, len: number): number {
+    const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
+    this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
+    writeU16(this.slab, this.pos + 1, len);
+    this.slab.set(delta.subarray(deltaOff, deltaOff + len), this.pos + 3);
+    this.advance(3 + len);
+    this.maybeEmit();
+    return head + 3 + len;
+  }
+
+  /**
+   * Encodes `cur` against `prev` straight into the output and writes it as an
+   * XBZRLE record when the delta is non-empty and fits in a page (QEMU's
+   * `dlen = PAGE_SIZE`). Returns the record length, 0 when the page is
+   * unchanged, -1 on overflow (nothing written in either case).
+   */
+  encodeXbzrle(block: string, offset: number, prev: Uint8Array, prevOff: number, cur: Uint8Array, curOff: number): number {
+    const ps = this.pageSize;
+    const name = block === this.lastBlock ? null : this.nameBytes(block);
+    const head = HEADER + (name === null ? 0 : 1 + name.length);
+    this.reserve(head + 3 + ps);
+    let len: number;
+    try {
+      len = encodeRange(prev, prevOff, cur, curOff, ps, this.slab, this.pos + head + 3, ps);
+    } catch (err) {
+      // A 16 KiB page in which every byte changed: no delta exists; send the page.
+      if (err instanceof XbzrleError && err.code === 'ERR_XBZRLE_UNENCODABLE') return -1;
+      throw err;
+    }
+    if (len <= 0) return len;
+    this.header(offset, RAM_SAVE_FLAG.XBZRLE | (name === null ? RAM_SAVE_FLAG.CONTINUE : 0));
+    if (name !== null) this.name(block, name);
+    this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
+    writeU16(this.slab, this.pos + 1, len);
+    this.advance(3 + len);
+    this.maybeEmit();
+    return head + 3 + len;
+  }
+
+  /** Writes an EOS record. */
+  eos(): number {
+    this.reserve(HEADER);
+    this.header(0, RAM_SAVE_FLAG.EOS);
+    this.maybeEmit();
+    return HEADER;
+  }
+
+  /** Emits whatever is pending, however small. */
+  flush(): void {
+    if (this.pos > this.start) this.emit();
+  }
+
+  private pageHead(block: string, offset: number, flag: number, payload: number): number {
+    const name = block === this.lastBlock ? null : this.nameBytes(block);
+    const head = HEADER + (name === null ? 0 : 1 + name.length);
+    this.reserve(head + payload);
+    this.header(offset, flag | (name === null ? RAM_SAVE_FLAG.CONTINUE : 0));
+    if (name !== null) this.name(block, name);
+    return head;
+  }
+
+  private name(block: string, name: Uint8Array): void {
+    this.slab[this.pos] = name.length;
+    this.slab.set(name, this.pos + 1);
+    this.advance(1 + name.length);
+    this.lastBlock = block;
+  }
+
+  private header(offset: number, flags: number): void {
+    writeU64(this.slab, this.pos, offset + flags);
+    this.advance(HEADER);
+  }
+
+  private nameBytes(block: string): Uint8Array {
+    let bytes = this.names.get(block);
+    if (bytes === undefined) {
+      bytes = encodeName(block);
+      if (bytes.length === 0 || bytes.length > MAX_IDSTR_LENGTH) {
+        throw new XbzrleError('ERR_INVALID_RECORD', `block name ${JSON.stringify(block)} must be 1 to ${MAX_IDSTR_LENGTH} bytes of UTF-8`);
+      }
+      this.names.set(block, bytes);
+    }
+    return bytes;
+  }
+
+  private advance(n: number): void {
+    this.pos += n;
+    this.bytesWritten += n;
+  }
+
+  /** Makes room for `n` contiguous bytes. */
+  private reserve(n: number): void {
+    if (this.pos + n <= this.slab.length) return;
+    if (this.pos > this.start) this.emit();
+    this.slab = this.alloc(Math.max(this.slabSize, n));
+    this.start = 0;
+    this.pos = 0;
+  }
+
+  private maybeEmit(): void {
+    if (this.pos - this.start >= this.chunkSize) this.emit();
+  }
+
+  private emit(): void {
+    const chunk = this.slab.subarray(this.start, this.pos);
+    this.start = this.pos;
+    this.onChunk(chunk);
+  }
+}

@@ -1,0 +1,37 @@
+// The public surface of xbzrle. Nothing but re-exports.
+export { XbzrleError, type XbzrleErrorCode, type XbzrleErrorOptions } from './errors.js';
+
+export { encodeXbzrle } from './codec/encode.js';
+export { decodeXbzrle } from './codec/decode.js';
+export { isZeroPage } from './codec/zero.js';
+
+export {
+  PageCache,
+  CACHED_PAGE_LIFETIME,
+  DEFAULT_CACHE_SIZE,
+  type PageCacheOptions,
+  type BlockRange,
+} from './cache/page-cache.js';
+
+export { RAM_SAVE_FLAG, ENCODING_FLAG_XBZRLE, MIN_PAGE_SIZE, MAX_PAGE_SIZE, MAX_IDSTR_LENGTH } from './format/flags.js';
+export { RecordWriter, type RamBlock, type RecordWriterOptions, type SlabAllocator } from './format/record-writer.js';
+export { RamRecordParser, RamRecord, type RamRecordKind, type RamRecordParserOptions } from './format/record-parser.js';
+
+export type { PageStore } from './store/page-store.js';
+export { MemoryPageStore } from './store/memory-page-store.js';
+
+export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stream/stats.js';
+export {
+  XbzrleEncodeStream,
+  createXbzrleEncodeStream,
+  type XbzrleEncodeStreamOptions,
+  type PageRecord,
+  type SyncOptions,
+} from './stream/encode-stream.js';
+export {
+  XbzrleDecodeStream,
+  createXbzrleDecodeStream,
+  type XbzrleDecodeStreamOptions,
+  type DecodedPage,
+  type DecodedPageKind,
+} from './stream/decode-stream.js';

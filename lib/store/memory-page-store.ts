@@ -1,0 +1,139 @@
+import { argRangeError } from '../errors.js';
+import type { RamBlock } from '../format/record-writer.js';
+import type { PageStore } from './page-store.js';
+
+/** Memory is allocated in segments of this size, when first written. */
+const SEGMENT_SHIFT = 16;
+const SEGMENT = 1 << SEGMENT_SHIFT;
+const SEGMENT_MASK = SEGMENT - 1;
+
+interface BlockImage {
+  segments: Map<number, Uint8Array>;
+  /** Length from MEM_SIZE, or -1. */
+  declared: number;
+  /** End of the highest byte written. */
+  extent: number;
+}
+
+/**
+ * A {@link PageStore} in memory: every block is a sparse image made of 64 KiB
+ * segments allocated on first write, so memory follows the pages actually
+ * seen (all-zero pages never allocate). Pages never written read as zeros.
+ *
+ * @example
+ * ```ts
+ * const store = new MemoryPageStore()
+ * await pipeline(source, new XbzrleDecodeStream({ store }), sink)
+ * const ram = store.read('pc.ram')
+ * ```
+ */
+export class MemoryPageStore implements PageStore {
+  private readonly images = new Map<string, BlockImage>();
+  private allocated = 0;
+
+  /** Bytes of segment memory allocated. */
+  get memoryUsage(): number {
+    return this.allocated;
+  }
+
+  get(block: string, offset: number, into: Uint8Array): void {
+    const img = this.images.get(block);
+    let done = 0;
+    while (done < into.length) {
+      const at = offset + done;
+      const seg = img?.segments.get(Math.floor(at / SEGMENT));
+      const from = at & SEGMENT_MASK;
+      const n = Math.min(SEGMENT - from, into.length - done);
+      if (seg === undefined) into.fill(0, done, done + n);
+      else into.set(seg.subarray(from, from + n), done);
+      done += n;
+    }
+  }
+
+  put(block: string, offset: number, data: Uint8Array): void {
+    const img = this.image(block);
+    let done = 0;
+    while (done < data.length) {
+      const at = offset + done;
+      const from = at & SEGMENT_MASK;
+      const n = Math.min(SEGMENT - from, data.length - done);
+      this.segment(img, at).set(data.subarray(done, done + n), from);
+      done += n;
+    }
+    if (offset + data.length > img.extent) img.extent = offset + data.length;
+  }
+
+  /** Sets `length` bytes from `offset` to `byte`; zero fills of untouched memory allocate nothing. */
+  fill(block: string, offset: number, length: number, byte: number): void {
+    const img = this.image(block);
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const from = at & SEGMENT_MASK;
+      const n = Math.min(SEGMENT - from, length - done);
+      const index = Math.floor(at / SEGMENT);
+      const seg = img.segments.get(index);
+      if (seg !== undefined) seg.fill(byte, from, from + n);
+      else if (byte !== 0) this.segment(img, at).fill(byte, from, from + n);
+      done += n;
+    }
+    if (offset + length > img.extent) img.extent = offset + length;
+  }
+
+  /**
+   * A live view of `length` bytes at `offset` (allocating its segment), for
+   * in-place updates. The range must not cross a 64 KiB boundary, which a
+   * page-aligned page of up to 64 KiB never does.
+   */
+  view(block: string, offset: number, length: number): Uint8Array {
+    const from = offset & SEGMENT_MASK;
+    if (from + length > SEGMENT) throw argRangeError('length', 'a range inside one 64 KiB segment', length);
+    const img = this.image(block);
+    if (offset + length > img.extent) img.extent = offset + length;
+    return this.segment(img, offset).subarray(from, from + length);
+  }
+
+  declare(blocks: readonly RamBlock[]): void {
+    for (const b of blocks) this.image(b.id).declared = b.length;
+  }
+
+  /** The blocks seen, with their MEM_SIZE length, or the extent written when none was declared. */
+  blocks(): RamBlock[] {
+    return [...this.images].map(([id, img]) => ({ id, length: img.declared >= 0 ? img.declared : img.extent }));
+  }
+
+  /** True when the block was declared or written. */
+  has(block: string): boolean {
+    return this.images.has(block);
+  }
+
+  /** A copy of a whole block (its declared length, or the extent written). Unknown blocks give an empty array. */
+  read(block: string): Uint8Array {
+    const img = this.images.get(block);
+    if (img === undefined) return new Uint8Array(0);
+    const length = img.declared >= 0 ? img.declared : img.extent;
+    const out = new Uint8Array(length);
+    this.get(block, 0, out);
+    return out;
+  }
+
+  private image(block: string): BlockImage {
+    let img = this.images.get(block);
+    if (img === undefined) {
+      img = { segments: new Map(), declared: -1, extent: 0 };
+      this.images.set(block, img);
+    }
+    return img;
+  }
+
+  private segment(img: BlockImage, at: number): Uint8Array {
+    const index = Math.floor(at / SEGMENT);
+    let seg = img.segments.get(index);
+    if (seg === undefined) {
+      seg = new Uint8Array(SEGMENT);
+      img.segments.set(index, seg);
+      this.allocated += SEGMENT;
+    }
+    return seg;
+  }
+}
