@@ -1,0 +1,47 @@
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { XbzrleDecodeStream, XbzrleEncodeStream, type DecodedPage, type PageRecord, type XbzrleDecodeStreamOptions, type XbzrleEncodeStreamOptions } from '../../lib/index.js';
+import { concat } from './bytes.js';
+
+/** A round: records to write, then a sync (unless it is the last round, which ends the stream). */
+export type Round = PageRecord[];
+
+/** Runs rounds through an encoder and returns the whole output and the encoder. */
+export async function encodeRounds(rounds: Round[], options?: XbzrleEncodeStreamOptions): Promise<{ bytes: Uint8Array; enc: XbzrleEncodeStream; chunks: Uint8Array[] }> {
+  const enc = new XbzrleEncodeStream(options);
+  const chunks: Uint8Array[] = [];
+  const done = pipeline(
+    enc,
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        chunks.push(chunk);
+        cb();
+      },
+    }),
+  );
+  rounds.forEach((round, i) => {
+    for (const r of round) enc.write(r);
+    if (i < rounds.length - 1) enc.sync();
+  });
+  enc.end();
+  await done;
+  return { bytes: concat(chunks), enc, chunks };
+}
+
+/** Decodes chunks through a decoder; returns the pages emitted and the decoder. */
+export async function decodeChunks(chunks: Uint8Array[], options?: XbzrleDecodeStreamOptions): Promise<{ pages: DecodedPage[]; dec: XbzrleDecodeStream }> {
+  const dec = new XbzrleDecodeStream(options);
+  const pages: DecodedPage[] = [];
+  await pipeline(
+    Readable.from(chunks, { objectMode: false }),
+    dec,
+    new Writable({
+      objectMode: true,
+      write(p: DecodedPage, _e, cb) {
+        pages.push(p);
+        cb();
+      },
+    }),
+  );
+  return { pages, dec };
+}
