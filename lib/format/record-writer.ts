@@ -26,6 +26,7 @@ export interface RamBlock {
 
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 const HEADER = 8;
+const NO_SLAB = new Uint8Array(0);
 
 /**
  * Serialises RAM records (spec: ram-stream.md §4) into output chunks of at
@@ -56,8 +57,8 @@ export class RecordWriter {
     this.pageSize = options.pageSize;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.alloc = options.alloc ?? ((n) => new Uint8Array(n));
-    // Room for a few chunks plus the largest record, so most slabs serve several chunks.
-    this.slabSize = Math.max(4 * this.chunkSize, this.chunkSize + this.maxRecordSize());
+    // Room for several chunks, so one allocation serves several emits.
+    this.slabSize = Math.max(8 * this.chunkSize, this.chunkSize + this.maxRecordSize());
     this.onChunk = onChunk;
     this.slab = this.alloc(this.slabSize);
   }
@@ -222,6 +223,13 @@ export class RecordWriter {
   private emit(): void {
     const chunk = this.slab.subarray(this.start, this.pos);
     this.start = this.pos;
+    // A chunk only starts where a whole chunk and one more record fit, so chunks
+    // are never cut short by the end of a slab. Otherwise take a new slab lazily.
+    if (this.slab.length - this.pos < this.chunkSize + this.maxRecordSize()) {
+      this.slab = NO_SLAB;
+      this.start = 0;
+      this.pos = 0;
+    }
     this.onChunk(chunk);
   }
 }
