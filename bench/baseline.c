@@ -95,9 +95,9 @@ static int encode(const uint8_t *old, const uint8_t *cur, int slen, uint8_t *dst
 
         /* run of equal bytes */
         int start = i;
-        while (i < slen && (i % WORD) != 0 && old[i] == cur[i])
+        while (i < slen && (i & (WORD - 1)) != 0 && old[i] == cur[i])
             i++;
-        if (i < slen && (i % WORD) == 0) {
+        if (i < slen && (i & (WORD - 1)) == 0) {
             while (i + WORD <= slen && load_word(old + i) == load_word(cur + i))
                 i += WORD;
             while (i < slen && old[i] == cur[i])
@@ -114,9 +114,9 @@ static int encode(const uint8_t *old, const uint8_t *cur, int slen, uint8_t *dst
 
         /* run of differing bytes */
         start = i;
-        while (i < slen && (i % WORD) != 0 && old[i] != cur[i])
+        while (i < slen && (i & (WORD - 1)) != 0 && old[i] != cur[i])
             i++;
-        if (i < slen && (i % WORD) == 0) {
+        if (i < slen && (i & (WORD - 1)) == 0) {
             while (i + WORD <= slen && !has_zero_byte(load_word(old + i) ^ load_word(cur + i)))
                 i += WORD;
             while (i < slen && old[i] != cur[i])
