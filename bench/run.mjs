@@ -35,8 +35,8 @@ const HELP = `usage: node bench/run.mjs [options]
   --size <MiB>       buffer size per scenario (default 64, quick 4)
   --time <seconds>   Benchmark.js maxTime per JS measurement and C loop time
                      (default 2 for JS / 0.75 for C; quick 0.1 / 0.05)
-  --stream-runs <n>  repetitions of each stream measurement, median reported
-                     (default 3, quick 1)
+  --stream-runs <n>  timed repetitions of each stream measurement, after one
+                     untimed warm-up; median reported (default 3, quick 1)
   --only <names>     comma-separated scenario names (e.g. SPARSE,DENSE)
   --no-c             skip the C baseline
   --no-stream        skip the stream measurements
@@ -351,7 +351,13 @@ function reportMismatch(scenario, oldBuf, newBuf, dumpParts, baseline, ts) {
         writeFileSync(`${base}.c.bin`, cDelta);
         log(`  first difference at page ${page} (buffer offset ${at}): TS returned ${tsR}, C returned ${cR}`);
         log(`  reproducer: ${relative(process.cwd(), base)}.{old,new}.bin (the pages), .ts.bin / .c.bin (the deltas)`);
-        log(`  check: encodeXbzrle(readFileSync('...old.bin'), readFileSync('...new.bin'), new Uint8Array(4096))`);
+        const rel = relative(ROOT, base);
+        log('  reproduce (from the package root, after npm run build):');
+        log(
+          `  node --input-type=module -e "import { encodeXbzrle } from './dist/index.js'; import { readFileSync as r } from 'node:fs';` +
+            ` const out = new Uint8Array(${PAGE_SIZE}); const n = encodeXbzrle(r('${rel}.old.bin'), r('${rel}.new.bin'), out);` +
+            ` console.log(n, Buffer.from(out.subarray(0, Math.max(n, 0))).toString('hex'))"`,
+        );
         return;
       }
     }
@@ -431,13 +437,15 @@ async function streamBench(scenario, oldBuf, newBuf) {
   const decTimes = [];
   let last = null;
   let pageRecords = 0;
-  for (let run = 0; run < streamRuns; run++) {
+  // Run 0 is an untimed warm-up, so the first scenario is not measured on cold (unoptimised) stream code.
+  for (let run = 0; run <= streamRuns; run++) {
     const e = await encodeStreamOnce(oldBuf, newBuf);
-    encTimes.push(e.seconds);
     const d = await decodeStreamOnce(e.round1, e.round2);
+    if (run === 0) continue;
+    encTimes.push(e.seconds);
     decTimes.push(d.seconds);
     pageRecords = d.pageRecords;
-    if (run === streamRuns - 1) last = { e, d };
+    if (run === streamRuns) last = { e, d };
   }
   // The receiver's image must equal the new buffer.
   const image = last.d.store.read(BLOCK);
