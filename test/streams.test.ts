@@ -310,6 +310,28 @@ describe('XbzrleEncodeStream behaviour', () => {
     expect(cache.hits).toBeGreaterThan(0);
   });
 
+  it('never lets a block run into the next one in a shared cache, even past its declared length', async () => {
+    const cache = new PageCache({ size: 1 << 20 });
+    cache.declareBlocks([
+      { id: 'a', length: PS },
+      { id: 'b', length: PS },
+    ]);
+    const store = new MemoryPageStore();
+    const send = async (records: PageRecord[]): Promise<void> => {
+      const { bytes } = await encodeRounds([records], { cache });
+      await pipeline(Readable.from([bytes]), new XbzrleDecodeStream({ store, emitPages: false }));
+    };
+    const bPage = randomBytes(PS, rng(77));
+    const aPage = bPage.slice();
+    aPage[9] = aPage[9]! ^ 1;
+    await send([{ block: 'b', offset: 0, data: bPage }]);
+    // 'a' at offset PS would be key PS, b's page, if 'a' were not moved: a delta against b's page.
+    await send([{ block: 'a', offset: PS, data: aPage }]);
+    expect(sameBytes(store.read('b'), bPage)).toBe(true);
+    expect(sameBytes(store.read('a').subarray(PS), aPage)).toBe(true);
+    expect(cache.blockBase('a')).toBeGreaterThanOrEqual(2 * PS);
+  });
+
   it.each([
     ['a non-object', 42],
     ['a missing block', { offset: 0, data: new Uint8Array(PS) }],

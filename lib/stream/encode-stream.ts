@@ -159,6 +159,10 @@ export class XbzrleEncodeStream extends PacedTransform {
     try {
       record = this.checkRecord(chunk);
       range = this.cache.block(record.block, this.declared?.get(record.block));
+      // A shared cache may know the block with a shorter declared length: grow it
+      // (the cache moves it if needed) so its keys never run into the next block.
+      const end = record.offset + record.data.length;
+      if (end > range.span) range = this.cache.block(record.block, end);
     } catch (err) {
       callback(err as Error);
       return;
