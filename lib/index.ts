@@ -19,8 +19,9 @@ export { RamRecordParser, RamRecord, type RamRecordKind, type RamRecordParserOpt
 
 export type { PageStore } from './store/page-store.js';
 export { MemoryPageStore } from './store/memory-page-store.js';
+export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';
 
-export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stream/stats.js';
+export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stats.js';
 export {
   XbzrleEncodeStream,
   createXbzrleEncodeStream,

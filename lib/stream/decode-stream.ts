@@ -1,17 +1,16 @@
 import type { TransformCallback } from 'node:stream';
 import { Buffer } from 'node:buffer';
-import { decodeRange } from '../codec/decode.js';
 import { argTypeError } from '../errors.js';
-import { DEFAULT_MAX_BLOCKS, RamRecordParser, type RamRecord } from '../format/record-parser.js';
+import { DEFAULT_MAX_BLOCKS, RamRecordParser } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
+import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
 import { PacedTransform } from './paced-transform.js';
-import { XbzrleStats } from './stats.js';
+import type { XbzrleStats } from '../stats.js';
 
-/** Kinds of page record. */
-export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
+export type { DecodedPageKind };
 
 /** One output of {@link XbzrleDecodeStream}: a page after its record was applied. */
 export interface DecodedPage {
@@ -69,19 +68,13 @@ const SLAB_PAGES = 64;
  * ```
  */
 export class XbzrleDecodeStream extends PacedTransform {
-  /** Counters in QEMU's `query-migrate` shape (what the stream shows). */
-  readonly stats: XbzrleStats;
   /** The page store. */
   readonly store: PageStore;
   /** Page size of the stream. */
   readonly pageSize: number;
-  /** Blocks from the MEM_SIZE record(s), or undefined when none was seen. */
-  blocks: RamBlock[] | undefined;
 
   private readonly parser: RamRecordParser;
-  private readonly memory: MemoryPageStore | null;
-  private readonly emitPages: boolean;
-  private readonly scratch: Uint8Array;
+  private readonly loader: RamLoader;
   private slab: Buffer = Buffer.alloc(0);
   private slabPos = 0;
   private blocked = false;
@@ -103,11 +96,19 @@ export class XbzrleDecodeStream extends PacedTransform {
     });
     this.pageSize = pageSize;
     this.store = store;
-    this.memory = store instanceof MemoryPageStore ? store : null;
-    this.emitPages = opts.emitPages ?? true;
     this.parser = new RamRecordParser({ pageSize, maxBlocks });
-    this.stats = new XbzrleStats(pageSize);
-    this.scratch = new Uint8Array(pageSize);
+    const emit = opts.emitPages ?? true;
+    this.loader = new RamLoader({ pageSize, store, onPage: emit ? (b, o, k, p, f) => this.emitPage(b, o, k, p, f) : undefined });
+  }
+
+  /** Counters in QEMU's `query-migrate` shape (what the stream shows). */
+  get stats(): XbzrleStats {
+    return this.loader.stats;
+  }
+
+  /** Blocks from the MEM_SIZE record(s), or undefined when none was seen. */
+  get blocks(): RamBlock[] | undefined {
+    return this.loader.blocks;
   }
 
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -138,7 +139,7 @@ export class XbzrleDecodeStream extends PacedTransform {
         const rec = this.parser.next();
         if (rec === null) break;
         this.stats.transferred = this.parser.position;
-        const pending = this.apply(rec);
+        const pending = this.loader.apply(rec);
         if (pending !== undefined) {
           pending.then(() => this.continueAfter(callback), callback);
           return;
@@ -164,77 +165,8 @@ export class XbzrleDecodeStream extends PacedTransform {
     }
   }
 
-  /** Applies one record; returns a promise when the store is asynchronous. */
-  private apply(rec: RamRecord): Promise<void> | undefined {
-    const stats = this.stats;
-    switch (rec.kind) {
-      case 'eos':
-        stats.records.EOS++;
-        stats.dirtySyncCount++;
-        return undefined;
-      case 'mem_size': {
-        stats.records.MEM_SIZE++;
-        const merged = new Map((this.blocks ?? []).map((b) => [b.id, b.length]));
-        for (const b of rec.blocks) merged.set(b.id, b.length);
-        this.blocks = [...merged].map(([id, length]) => ({ id, length }));
-        return promiseOrUndefined(this.store.declare?.(rec.blocks));
-      }
-      case 'zero':
-        stats.duplicate++;
-        stats.records.ZERO++;
-        return this.applyZero(rec.block, rec.offset, rec.fill);
-      case 'page':
-        stats.normal++;
-        stats.records.PAGE++;
-        return this.applyPage(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
-      case 'xbzrle':
-        stats.xbzrlePages++;
-        stats.xbzrleBytes += rec.size - 8;
-        stats.records.XBZRLE++;
-        return this.applyDelta(rec.block, rec.offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
-    }
-  }
-
-  private applyZero(block: string, offset: number, fill: number): Promise<void> | undefined {
-    const ps = this.pageSize;
-    if (this.memory !== null) {
-      this.memory.fill(block, offset, ps, fill);
-      if (this.emitPages) this.emitPage(block, offset, 'zero', null, fill);
-      return undefined;
-    }
-    const page = this.scratch.fill(fill);
-    return this.after(this.store.put(block, offset, page), () => this.emitPage(block, offset, 'zero', page, 0));
-  }
-
-  private applyPage(block: string, offset: number, page: Uint8Array): Promise<void> | undefined {
-    return this.after(this.store.put(block, offset, page), () => this.emitPage(block, offset, 'page', page, 0));
-  }
-
-  private applyDelta(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): Promise<void> | undefined {
-    const ps = this.pageSize;
-    if (this.memory !== null) {
-      // Decode in place: validated first, so a bad delta leaves the page as it was.
-      const page = this.memory.view(block, offset, ps);
-      decodeRange(src, srcOffset, length, page, 0, ps, position);
-      this.emitPage(block, offset, 'xbzrle', page, 0);
-      return undefined;
-    }
-    const page = this.scratch;
-    return this.after(this.store.get(block, offset, page), () => {
-      decodeRange(src, srcOffset, length, page, 0, ps, position);
-      return this.after(this.store.put(block, offset, page), () => this.emitPage(block, offset, 'xbzrle', page, 0));
-    });
-  }
-
-  /** Runs `next` now, or after `result` when it is a promise. */
-  private after(result: void | Promise<void>, next: () => void | Promise<void> | undefined): Promise<void> | undefined {
-    if (isPromise(result)) return result.then(next);
-    return promiseOrUndefined(next());
-  }
-
   /** Pushes a page record's result: a copy of `page`, or a page of `fill` bytes when `page` is null. */
   private emitPage(block: string, offset: number, kind: DecodedPageKind, page: Uint8Array | null, fill: number): void {
-    if (!this.emitPages) return;
     const ps = this.pageSize;
     if (this.slabPos + ps > this.slab.length) {
       this.slab = Buffer.allocUnsafe(ps * SLAB_PAGES);
@@ -246,14 +178,6 @@ export class XbzrleDecodeStream extends PacedTransform {
     else data.set(page);
     if (!this.push({ block, offset, kind, data } satisfies DecodedPage)) this.blocked = true;
   }
-}
-
-function isPromise(value: unknown): value is Promise<void> {
-  return typeof (value as Promise<void> | undefined)?.then === 'function';
-}
-
-function promiseOrUndefined(value: void | Promise<void> | undefined): Promise<void> | undefined {
-  return isPromise(value) ? value : undefined;
 }
 
 /** Creates an {@link XbzrleDecodeStream}. */

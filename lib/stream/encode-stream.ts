@@ -8,7 +8,7 @@ import { MAX_IDSTR_LENGTH } from '../format/flags.js';
 import { DEFAULT_CHUNK_SIZE, RecordWriter, type RamBlock } from '../format/record-writer.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
 import { PacedTransform } from './paced-transform.js';
-import { XbzrleStats } from './stats.js';
+import { XbzrleStats } from '../stats.js';
 
 /** One input of {@link XbzrleEncodeStream}: a page, or a run of consecutive pages, of one block. */
 export interface PageRecord {

@@ -1,0 +1,139 @@
+import { checkDelta, decodeRange } from '../codec/decode.js';
+import type { RamRecord } from '../format/record-parser.js';
+import type { RamBlock } from '../format/record-writer.js';
+import { XbzrleStats } from '../stats.js';
+import { MemoryPageStore } from './memory-page-store.js';
+import type { PageStore } from './page-store.js';
+
+/** Kinds of page record. */
+export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
+
+/**
+ * Receives each page after its record was applied: `page` is a view valid
+ * only during the call, or null for a ZERO record (the page is `fill` bytes).
+ */
+export type PageSink = (block: string, offset: number, kind: DecodedPageKind, page: Uint8Array | null, fill: number) => void;
+
+/** Options of {@link RamLoader}. */
+export interface RamLoaderOptions {
+  /** Page size of the stream. */
+  pageSize: number;
+  /** Where pages go; null validates and counts only (XBZRLE deltas are checked, not applied). */
+  store: PageStore | null;
+  /** Called for every page record once applied (not in validate-only mode, where pages are unknown). */
+  onPage?: PageSink;
+}
+
+/**
+ * Applies parsed RAM records to a {@link PageStore}, as QEMU's loader applies
+ * them to guest memory, and counts them. Shared by the decode stream and the
+ * migration-file reader. Store calls may be asynchronous: {@link RamLoader.apply}
+ * then returns a promise, and the caller must wait for it before reading the
+ * next record (the record's payload is only valid until then).
+ */
+export class RamLoader {
+  /** Counters of what the stream showed. */
+  readonly stats: XbzrleStats;
+  /** Blocks from MEM_SIZE records (merged), or undefined before the first. */
+  blocks: RamBlock[] | undefined;
+
+  private readonly pageSize: number;
+  private readonly store: PageStore | null;
+  private readonly memory: MemoryPageStore | null;
+  private readonly onPage: PageSink | undefined;
+  private readonly scratch: Uint8Array;
+
+  constructor(options: RamLoaderOptions) {
+    this.pageSize = options.pageSize;
+    this.store = options.store;
+    this.memory = options.store instanceof MemoryPageStore ? options.store : null;
+    this.onPage = options.onPage;
+    this.stats = new XbzrleStats(options.pageSize);
+    this.scratch = new Uint8Array(options.pageSize);
+  }
+
+  /** Applies one record; returns a promise when the store is asynchronous. */
+  apply(rec: RamRecord): Promise<void> | undefined {
+    const stats = this.stats;
+    switch (rec.kind) {
+      case 'eos':
+        stats.records.EOS++;
+        stats.dirtySyncCount++;
+        return undefined;
+      case 'mem_size': {
+        stats.records.MEM_SIZE++;
+        const merged = new Map((this.blocks ?? []).map((b) => [b.id, b.length]));
+        for (const b of rec.blocks) merged.set(b.id, b.length);
+        this.blocks = [...merged].map(([id, length]) => ({ id, length }));
+        return orUndefined(this.store?.declare?.(rec.blocks));
+      }
+      case 'zero':
+        stats.duplicate++;
+        stats.records.ZERO++;
+        return this.zero(rec.block, rec.offset, rec.fill);
+      case 'page':
+        stats.normal++;
+        stats.records.PAGE++;
+        return this.page(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
+      case 'xbzrle':
+        stats.xbzrlePages++;
+        stats.xbzrleBytes += rec.size - 8;
+        stats.records.XBZRLE++;
+        return this.delta(rec.block, rec.offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
+    }
+  }
+
+  private zero(block: string, offset: number, fill: number): Promise<void> | undefined {
+    const ps = this.pageSize;
+    if (this.store === null) return undefined;
+    if (this.memory !== null) {
+      this.memory.fill(block, offset, ps, fill);
+      this.onPage?.(block, offset, 'zero', null, fill);
+      return undefined;
+    }
+    const page = this.scratch.fill(fill);
+    return then(this.store.put(block, offset, page), () => this.onPage?.(block, offset, 'zero', page, 0));
+  }
+
+  private page(block: string, offset: number, page: Uint8Array): Promise<void> | undefined {
+    if (this.store === null) return undefined;
+    return then(this.store.put(block, offset, page), () => this.onPage?.(block, offset, 'page', page, 0));
+  }
+
+  private delta(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): Promise<void> | undefined {
+    const ps = this.pageSize;
+    const store = this.store;
+    if (store === null) {
+      // Validate only; decodeRange on the scratch page throws with the reason.
+      if (checkDelta(src, srcOffset, length, ps) < 0) decodeRange(src, srcOffset, length, this.scratch, 0, ps, position);
+      return undefined;
+    }
+    if (this.memory !== null) {
+      // Decode in place: validated first, so a bad delta leaves the page as it was.
+      const page = this.memory.view(block, offset, ps);
+      decodeRange(src, srcOffset, length, page, 0, ps, position);
+      this.onPage?.(block, offset, 'xbzrle', page, 0);
+      return undefined;
+    }
+    const page = this.scratch;
+    return then(store.get(block, offset, page), () => {
+      decodeRange(src, srcOffset, length, page, 0, ps, position);
+      return then(store.put(block, offset, page), () => this.onPage?.(block, offset, 'xbzrle', page, 0));
+    });
+  }
+}
+
+/** Runs `next` now, or after `result` when it is a promise. */
+function then(result: void | Promise<void> | undefined, next: () => void | Promise<void> | undefined): Promise<void> | undefined {
+  if (isPromise(result)) return result.then(next);
+  return orUndefined(next());
+}
+
+/** @internal */
+export function isPromise(value: unknown): value is Promise<void> {
+  return typeof (value as Promise<void> | undefined)?.then === 'function';
+}
+
+function orUndefined(value: void | Promise<void> | undefined): Promise<void> | undefined {
+  return isPromise(value) ? value : undefined;
+}
