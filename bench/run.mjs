@@ -11,7 +11,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -499,6 +499,8 @@ async function main() {
     const { old: oldBuf, new: newBuf } = generate(scenario, size);
     const baseline = bin ? runBaseline(bin, oldBuf, newBuf) : null;
     const row = codecBench(scenario, oldBuf, newBuf, baseline);
+    // The buffers and dump handed to the C program are up to 3 x 64 MiB; mismatch reproducers are kept.
+    for (const f of ['old.bin', 'new.bin', 'c-out.bin']) rmSync(join(BUILD, f), { force: true });
     codecRows.push(row);
     log(
       `${scenario.name.padEnd(10)} encode ${fmt(row.tsEncodeMBps)} MB/s (±${fmt(row.tsEncodeRme, 1)}%)` +

@@ -55,6 +55,13 @@ export interface RamRecordParserOptions {
   pageSize: number;
   /** Most blocks a MEM_SIZE list may declare in all. Default 4096. */
   maxBlocks?: number;
+  /**
+   * The stream was advised for postcopy (its source had postcopy-ram on):
+   * MEM_SIZE entries may carry a page-size field. Default false.
+   */
+  postcopy?: boolean;
+  /** The x-ignore-shared capability was on: MEM_SIZE entries carry a guest address. Default false. */
+  ignoreShared?: boolean;
 }
 
 /**
@@ -84,6 +91,8 @@ export class RamRecordParser {
   private readonly pageSize: number;
   private readonly mask: number;
   private readonly maxBlocks: number;
+  private readonly postcopy: boolean;
+  private readonly ignoreShared: boolean;
   private readonly record = new RamRecord();
   private lastBlock: string | null = null;
   private chunk: Uint8Array = EMPTY;
@@ -100,6 +109,12 @@ export class RamRecordParser {
     this.pageSize = options.pageSize;
     this.mask = options.pageSize - 1;
     this.maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
+    this.postcopy = options.postcopy ?? false;
+    this.ignoreShared = options.ignoreShared ?? false;
+    if (this.postcopy && this.ignoreShared) {
+      // Both optional fields start with a zero byte: the entries cannot be told apart.
+      throw new XbzrleError('ERR_RAM_UNSUPPORTED', 'MEM_SIZE lists with both postcopy page sizes and x-ignore-shared addresses cannot be parsed unambiguously');
+    }
     this.stash = new Uint8Array(8 + 1 + MAX_IDSTR_LENGTH + 3 + options.pageSize);
   }
 
@@ -111,6 +126,19 @@ export class RamRecordParser {
   /** The block of the last page record (what CONTINUE refers to). */
   get currentBlock(): string | null {
     return this.lastBlock;
+  }
+
+  /**
+   * Takes back the unread rest of the current chunk, for a caller that reads
+   * what follows the records itself (a migration file's section footer). Only
+   * valid right after a record was returned.
+   */
+  takeRemainder(): Uint8Array {
+    if (this.stashLen > 0) throw new Error('RamRecordParser.takeRemainder: inside a record');
+    const rest = this.chunk.subarray(this.pos);
+    this.chunk = EMPTY;
+    this.pos = 0;
+    return rest;
   }
 
   /** Supplies the next chunk. The previous one must be used up (`next()` returned null). */
@@ -288,12 +316,16 @@ export class RamRecordParser {
     return size;
   }
 
-  /** One `u8 len, idstr, be64 length` entry of a MEM_SIZE list. */
+  /**
+   * One entry of a MEM_SIZE list: `u8 len, idstr, be64 length`, then the
+   * optional fields of ram-stream.md §4.2 (a be64 page size with postcopy, a
+   * be64 guest address with x-ignore-shared).
+   */
   private memEntry(b: Uint8Array, p: number, avail: number): number {
     const at = this.position;
     if (avail < 1) return -1;
     const len = b[p]!;
-    const need = 1 + len + 8;
+    let need = 1 + len + 8;
     if (avail < need) return -need;
     const id = decodeName(b, p + 1, len);
     const length = readU64(b, p + 1 + len);
@@ -306,7 +338,27 @@ export class RamRecordParser {
     if (this.memList.some((e) => e.id === id)) bad(`block ${JSON.stringify(id)} is listed twice`);
     const known = this.knownBlocks?.size ?? 0;
     if (this.memList.length + 1 + known > this.maxBlocks && !this.knownBlocks?.has(id)) bad(`more than ${this.maxBlocks} blocks`);
-    this.memList.push({ id, length });
+    const entry: RamBlock = { id, length };
+    if (this.postcopy) {
+      // The page-size field is only there for blocks whose page size differs from
+      // the host's, which the stream does not say. It is recognisable: before
+      // another entry its first byte is 0 (a name is never empty); after the last
+      // entry it is a power of two without flag bits (no record header is).
+      const last = length === this.memRemaining;
+      if (avail < need + (last ? 8 : 1)) return -(need + (last ? 8 : 1));
+      const v = last ? readU64(b, p + need) : b[p + need]!;
+      if (last ? v >= 1024 && (v & (v - 1)) === 0 && (v & this.mask) === 0 && Number.isSafeInteger(v) : v === 0) {
+        if (avail < need + 8) return -(need + 8);
+        entry.pageSize = readU64(b, p + need);
+        need += 8;
+      }
+    }
+    if (this.ignoreShared) {
+      if (avail < need + 8) return -(need + 8);
+      entry.address = readU64(b, p + need);
+      need += 8;
+    }
+    this.memList.push(entry);
     this.memRemaining -= length;
     if (this.memRemaining === 0) return this.finishMemSize(b, p, need);
     return need;

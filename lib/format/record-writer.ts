@@ -22,6 +22,10 @@ export interface RamBlock {
   id: string;
   /** Block length in bytes (QEMU's `used_length`). */
   length: number;
+  /** Page size of the block, when a postcopy stream's MEM_SIZE carried one (read only; the writer ignores it). */
+  pageSize?: number;
+  /** Guest-physical address, when an x-ignore-shared stream's MEM_SIZE carried one (read only; the writer ignores it). */
+  address?: number;
 }
 
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
