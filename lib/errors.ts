@@ -31,7 +31,17 @@ export type XbzrleErrorCode =
   /** A malformed MEM_SIZE block list. */
   | 'ERR_RAM_MEM_SIZE'
   /** A record handed to the encoder that it cannot send. */
-  | 'ERR_INVALID_RECORD';
+  | 'ERR_INVALID_RECORD'
+  /** Not a QEMU migration stream (no "QEVM" magic). */
+  | 'ERR_QEMU_BAD_MAGIC'
+  /** A migration stream version other than 3. */
+  | 'ERR_QEMU_VERSION'
+  /** A migration stream that ends inside an item. */
+  | 'ERR_QEMU_TRUNCATED'
+  /** A malformed migration container (unknown item type, wrong section footer). */
+  | 'ERR_QEMU_CORRUPT'
+  /** A migration stream feature this library cannot read (mapped-ram, an unknown configuration subsection, a ram section version other than 4). */
+  | 'ERR_QEMU_UNSUPPORTED';
 
 /** Options of the {@link XbzrleError} constructor. */
 export interface XbzrleErrorOptions {

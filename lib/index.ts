@@ -19,6 +19,7 @@ export { RamRecordParser, RamRecord, type RamRecordKind, type RamRecordParserOpt
 
 export type { PageStore } from './store/page-store.js';
 export { MemoryPageStore } from './store/memory-page-store.js';
+export { FilePageStore, blockFileName, type FilePageStoreOptions } from './store/file-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';
 
 export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stats.js';
@@ -36,3 +37,14 @@ export {
   type DecodedPage,
   type DecodedPageKind,
 } from './stream/decode-stream.js';
+
+export {
+  readQemuMigration,
+  QEMU_VM_FILE_MAGIC,
+  QEMU_VM_FILE_VERSION,
+  QEMU_VM_SECTION,
+  type MigrationInput,
+  type ReadQemuMigrationOptions,
+  type QemuMigrationInfo,
+  type MigrationStop,
+} from './qemu/migration-file.js';

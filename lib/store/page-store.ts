@@ -10,7 +10,11 @@ import type { RamBlock } from '../format/record-writer.js';
 export interface PageStore {
   /** Copies the current content of the page at (`block`, `offset`) into `into` (`into.length` bytes). */
   get(block: string, offset: number, into: Uint8Array): void | Promise<void>;
-  /** Stores `data` as the page at (`block`, `offset`). `data` is only valid during the call: copy it. */
+  /**
+   * Stores `data` as the page at (`block`, `offset`). `data` stays valid until
+   * the call returns or, when it returns a promise, until that settles: copy it
+   * to keep it longer.
+   */
   put(block: string, offset: number, data: Uint8Array): void | Promise<void>;
   /** Optional: the block list of a MEM_SIZE record, before any page of it arrives. */
   declare?(blocks: readonly RamBlock[]): void | Promise<void>;

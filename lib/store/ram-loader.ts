@@ -36,6 +36,8 @@ export class RamLoader {
   readonly stats: XbzrleStats;
   /** Blocks from MEM_SIZE records (merged), or undefined before the first. */
   blocks: RamBlock[] | undefined;
+  /** Bytes of ZERO, PAGE and XBZRLE records (what QEMU's `ram.transferred` counts, less EOS of PART sections). */
+  pageRecordBytes = 0;
 
   private readonly pageSize: number;
   private readonly store: PageStore | null;
@@ -55,6 +57,7 @@ export class RamLoader {
   /** Applies one record; returns a promise when the store is asynchronous. */
   apply(rec: RamRecord): Promise<void> | undefined {
     const stats = this.stats;
+    if (rec.kind !== 'eos' && rec.kind !== 'mem_size') this.pageRecordBytes += rec.size;
     switch (rec.kind) {
       case 'eos':
         stats.records.EOS++;

@@ -1,0 +1,133 @@
+import { XbzrleError } from '../errors.js';
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Sequential reads over an async iterable of byte chunks, for formats whose
+ * fields are read one at a time (the migration-file container). `need(n)`
+ * waits until `n` bytes are buffered; the typed reads then take them.
+ */
+export class ByteSource {
+  private readonly iterator: AsyncIterator<Uint8Array>;
+  private buf: Uint8Array = EMPTY;
+  private pos = 0;
+  /** Stream offset of `buf[0]`. */
+  private base = 0;
+  private done = false;
+  /** Bytes received from the input so far. */
+  received = 0;
+
+  constructor(
+    input: AsyncIterable<Uint8Array>,
+    private readonly onChunk?: (received: number) => void,
+  ) {
+    this.iterator = input[Symbol.asyncIterator]();
+  }
+
+  /** Stream offset of the next unread byte. */
+  get offset(): number {
+    return this.base + this.pos;
+  }
+
+  /** Bytes buffered and unread. */
+  get available(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /** Reads more input until `n` bytes are buffered; false if the input ends first. */
+  async need(n: number): Promise<boolean> {
+    while (this.buf.length - this.pos < n) {
+      const chunk = await this.nextChunk();
+      if (chunk === null) return false;
+      const rest = this.buf.subarray(this.pos);
+      const merged = new Uint8Array(rest.length + chunk.length);
+      merged.set(rest, 0);
+      merged.set(chunk, rest.length);
+      this.base += this.pos;
+      this.buf = merged;
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  /** Like {@link ByteSource.need}, but throws `code` when the input ends first. */
+  async require(n: number, what: string): Promise<void> {
+    if (!(await this.need(n))) {
+      throw new XbzrleError('ERR_QEMU_TRUNCATED', `migration stream ends at byte ${this.offset + this.available} inside ${what} at byte ${this.offset}`, {
+        offset: this.offset,
+      });
+    }
+  }
+
+  u8(): number {
+    return this.buf[this.pos++]!;
+  }
+
+  peek(): number {
+    return this.buf[this.pos]!;
+  }
+
+  u16(): number {
+    const v = (this.buf[this.pos]! << 8) | this.buf[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    const b = this.buf;
+    const p = this.pos;
+    this.pos += 4;
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+  }
+
+  bytes(n: number): Uint8Array {
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  skip(n: number): void {
+    this.pos += n;
+  }
+
+  /** Hands out the buffered, unread bytes (the caller consumes them elsewhere). */
+  takeBuffered(): Uint8Array {
+    const rest = this.buf.subarray(this.pos);
+    this.base += this.buf.length;
+    this.buf = EMPTY;
+    this.pos = 0;
+    return rest;
+  }
+
+  /** Puts back bytes a caller did not consume; `offset` is the stream offset of their first byte. */
+  putBack(bytes: Uint8Array, offset: number): void {
+    this.buf = bytes;
+    this.pos = 0;
+    this.base = offset;
+  }
+
+  /** The next input chunk, unbuffered, or null at the end of input. */
+  async nextChunk(): Promise<Uint8Array | null> {
+    if (this.done) return null;
+    for (;;) {
+      const r = await this.iterator.next();
+      if (r.done === true) {
+        this.done = true;
+        return null;
+      }
+      const chunk = r.value;
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError(`migration input must yield Uint8Array chunks, got ${typeof chunk}`);
+      }
+      this.received += chunk.length;
+      this.onChunk?.(this.received);
+      if (chunk.length > 0) return chunk;
+    }
+  }
+
+  /** Stops reading the input (closes a file stream early). */
+  async close(): Promise<void> {
+    this.done = true;
+    await this.iterator.return?.();
+  }
+}

@@ -1,0 +1,329 @@
+import { createReadStream } from 'node:fs';
+import { XbzrleError } from '../errors.js';
+import { decodeName } from '../format/bytes.js';
+import { MIN_PAGE_SIZE, MAX_PAGE_SIZE } from '../format/flags.js';
+import { DEFAULT_MAX_BLOCKS, RamRecordParser, type RamRecord } from '../format/record-parser.js';
+import type { RamBlock } from '../format/record-writer.js';
+import type { XbzrleStats } from '../stats.js';
+import { MemoryPageStore } from '../store/memory-page-store.js';
+import type { PageStore } from '../store/page-store.js';
+import { RamLoader, type PageSink } from '../store/ram-loader.js';
+import { ByteSource } from './byte-source.js';
+
+/** QEMU migration file magic, "QEVM". */
+export const QEMU_VM_FILE_MAGIC = 0x5145564d;
+/** The only container version QEMU writes (2 is obsolete). */
+export const QEMU_VM_FILE_VERSION = 3;
+
+/** Section and record type bytes of the container (spec: migration-file.md §1). */
+export const QEMU_VM_SECTION = Object.freeze({
+  EOF: 0x00,
+  START: 0x01,
+  PART: 0x02,
+  END: 0x03,
+  FULL: 0x04,
+  SUBSECTION: 0x05,
+  VMDESCRIPTION: 0x06,
+  CONFIGURATION: 0x07,
+  COMMAND: 0x08,
+  FOOTER: 0x7e,
+} as const);
+
+/** QEMU's `MIG_CMD_POSTCOPY_ADVISE`. */
+const CMD_POSTCOPY_ADVISE = 3;
+
+/** Input of {@link readQemuMigration}: a file path, or bytes. */
+export type MigrationInput = string | Uint8Array | AsyncIterable<Uint8Array>;
+
+/** Options of {@link readQemuMigration}. */
+export interface ReadQemuMigrationOptions {
+  /** Where RAM pages go. Default: a new {@link MemoryPageStore}; null counts and validates only. */
+  store?: PageStore | null;
+  /** Target page size, when the stream has no `configuration/target-page-bits`. Default 4096 (x86). */
+  pageSize?: number;
+  /** Most RAM blocks accepted. Default 4096. */
+  maxBlocks?: number;
+  /** Called as input arrives, with the bytes read so far. */
+  onProgress?: (bytesRead: number) => void;
+  /** Called for every RAM page record once applied (see {@link RamLoader}). */
+  onPage?: PageSink;
+  /** Called for every RAM record before it is applied (the record object is reused: copy what you keep). */
+  onRecord?: (record: RamRecord) => void;
+}
+
+/** Where and why reading stopped. */
+export interface MigrationStop {
+  /** File offset of the item reading stopped at (or the end of input). */
+  offset: number;
+  /** Why: a section of another handler, the EOF marker, or the end of the input. */
+  reason: 'section' | 'eof' | 'end-of-input';
+  /** The section type at `offset` (for `reason: 'section'`). */
+  type?: 'START' | 'PART' | 'END' | 'FULL';
+  /** Section id (START/FULL: with idstr, instance and version). */
+  sectionId?: number;
+  idstr?: string;
+  instanceId?: number;
+  versionId?: number;
+}
+
+/** What {@link readQemuMigration} found. */
+export interface QemuMigrationInfo {
+  /** Machine type from the configuration section, or null if the stream has none. */
+  machine: string | null;
+  /** Container version (3). */
+  version: number;
+  /** Target page size used for the RAM records. */
+  pageSize: number;
+  /** Capabilities the configuration section validates (`x-ignore-shared`, `mapped-ram`). */
+  capabilities: string[];
+  /** The `configuration/uuid` subsection, as hex, when present. */
+  uuid: string | null;
+  /** RAM blocks from MEM_SIZE (with page sizes / addresses where the stream has them). */
+  blocks: RamBlock[];
+  /** RAM sections read. */
+  sections: { start: number; part: number; end: number };
+  /** COMMAND records skipped, by command number. */
+  commands: Record<number, number>;
+  /** True when the `ram` END section was read: the stream held all RAM. */
+  ramComplete: boolean;
+  /** Where reading stopped: device state cannot be parsed generically. */
+  stoppedAt: MigrationStop;
+  /** RAM record counters (query-migrate shape via `toJSON()`); `transferred` is computed as QEMU counts it. */
+  stats: XbzrleStats;
+  /** The store holding the pages (null when none was used). */
+  store: PageStore | null;
+}
+
+/**
+ * Reads a QEMU migration stream (a file written by `migrate "exec:cat > FILE"`,
+ * or any byte source) and rebuilds its RAM: magic and version, the
+ * configuration section with its subsections, then the `ram` handler's START,
+ * PART and END sections (found by name; CONTINUE carried across them), whose
+ * records go through the same loader as {@link XbzrleDecodeStream}, with
+ * COMMAND records skipped by length. Reading stops cleanly at the first
+ * section it cannot parse generically (device state, or another live
+ * handler), reported in `stoppedAt`; `ramComplete` tells whether the `ram`
+ * END section was reached.
+ *
+ * Unlike QEMU's `analyze-migration.py`, XBZRLE pages are decoded.
+ *
+ * @throws XbzrleError `ERR_QEMU_BAD_MAGIC` (not a QEMU stream),
+ *   `ERR_QEMU_VERSION`, `ERR_QEMU_TRUNCATED`, `ERR_QEMU_CORRUPT` (unknown
+ *   item type, bad footer), `ERR_QEMU_UNSUPPORTED` (mapped-ram, ram section
+ *   version other than 4, unknown configuration subsection), and every RAM
+ *   record error of the decoder.
+ *
+ * @example
+ * ```ts
+ * const store = new MemoryPageStore()
+ * const info = await readQemuMigration('vm.mig', { store })
+ * console.log(info.machine, info.blocks, info.stats.toJSON())
+ * const ram = store.read('pc.ram')
+ * ```
+ */
+export async function readQemuMigration(input: MigrationInput, options: ReadQemuMigrationOptions = {}): Promise<QemuMigrationInfo> {
+  const iterable: AsyncIterable<Uint8Array> =
+    typeof input === 'string'
+      ? createReadStream(input, { highWaterMark: 1 << 20 })
+      : input instanceof Uint8Array
+        ? (async function* () {
+            yield input;
+          })()
+        : input;
+  const src = new ByteSource(iterable, options.onProgress);
+  try {
+    return await read(src, options);
+  } finally {
+    await src.close();
+  }
+}
+
+async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise<QemuMigrationInfo> {
+  await src.need(8);
+  if (src.available < 4 || src.u32() !== QEMU_VM_FILE_MAGIC) {
+    throw new XbzrleError('ERR_QEMU_BAD_MAGIC', 'not a QEMU migration stream (no "QEVM" magic at byte 0)', { offset: 0 });
+  }
+  await src.require(4, 'the file header');
+  const version = src.u32();
+  if (version !== QEMU_VM_FILE_VERSION) {
+    throw new XbzrleError('ERR_QEMU_VERSION', `migration stream version ${version} is not supported (only 3)`, { offset: 4 });
+  }
+  const store: PageStore | null = options.store === undefined ? new MemoryPageStore() : options.store;
+  const info: Omit<QemuMigrationInfo, 'stats'> = {
+    machine: null,
+    version,
+    pageSize: options.pageSize ?? 4096,
+    capabilities: [],
+    uuid: null,
+    blocks: [],
+    sections: { start: 0, part: 0, end: 0 },
+    commands: {},
+    ramComplete: false,
+    stoppedAt: { offset: 0, reason: 'end-of-input' },
+    store,
+  };
+
+  if ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.CONFIGURATION) await readConfiguration(src, info);
+  const pageSize = info.pageSize;
+  if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
+    throw new XbzrleError('ERR_QEMU_UNSUPPORTED', `target page size ${pageSize} is not supported (1 KiB to 16 KiB)`);
+  }
+  if (info.capabilities.includes('mapped-ram')) {
+    throw new XbzrleError('ERR_QEMU_UNSUPPORTED', 'mapped-ram migration files are not supported (their RAM is not a record stream)');
+  }
+
+  let postcopy = false;
+  let parser: RamRecordParser | null = null;
+  let loader: RamLoader | null = null;
+  let ramId = -1;
+
+  for (;;) {
+    const at = src.offset;
+    if (!(await src.need(1))) {
+      info.stoppedAt = { offset: at, reason: 'end-of-input' };
+      break;
+    }
+    const type = src.peek();
+    if (type === QEMU_VM_SECTION.EOF) {
+      info.stoppedAt = { offset: at, reason: 'eof' };
+      break;
+    }
+    if (type === QEMU_VM_SECTION.COMMAND) {
+      await src.require(5, 'a COMMAND record');
+      src.skip(1);
+      const cmd = src.u16();
+      const len = src.u16();
+      await src.require(len, `COMMAND ${cmd}`);
+      src.skip(len);
+      info.commands[cmd] = (info.commands[cmd] ?? 0) + 1;
+      if (cmd === CMD_POSTCOPY_ADVISE) postcopy = true;
+      continue;
+    }
+    if (type === QEMU_VM_SECTION.START || type === QEMU_VM_SECTION.FULL) {
+      await src.require(6, 'a section header');
+      src.skip(1);
+      const sectionId = src.u32();
+      const len = src.u8();
+      await src.require(len + 8, 'a section header');
+      const idstr = decodeName(src.bytes(len), 0, len);
+      const instanceId = src.u32();
+      const versionId = src.u32();
+      if (idstr !== 'ram' || type !== QEMU_VM_SECTION.START || instanceId !== 0) {
+        info.stoppedAt = { offset: at, reason: 'section', type: type === QEMU_VM_SECTION.START ? 'START' : 'FULL', sectionId, idstr, instanceId, versionId };
+        break;
+      }
+      if (versionId !== 4) {
+        throw new XbzrleError('ERR_QEMU_UNSUPPORTED', `ram section version ${versionId} at byte ${at} is not supported (only 4)`, { offset: at });
+      }
+      if (parser !== null) throw new XbzrleError('ERR_QEMU_CORRUPT', `second ram START section at byte ${at}`, { offset: at });
+      ramId = sectionId;
+      info.sections.start++;
+      parser = new RamRecordParser({ pageSize, maxBlocks: options.maxBlocks ?? DEFAULT_MAX_BLOCKS, postcopy, ignoreShared: info.capabilities.includes('x-ignore-shared') });
+      loader = new RamLoader({ pageSize, store, onPage: options.onPage });
+    } else if (type === QEMU_VM_SECTION.PART || type === QEMU_VM_SECTION.END) {
+      await src.require(5, 'a section header');
+      src.skip(1);
+      const sectionId = src.u32();
+      if (parser === null || sectionId !== ramId) {
+        info.stoppedAt = { offset: at, reason: 'section', type: type === QEMU_VM_SECTION.PART ? 'PART' : 'END', sectionId };
+        break;
+      }
+      if (type === QEMU_VM_SECTION.PART) info.sections.part++;
+      else info.sections.end++;
+    } else {
+      throw new XbzrleError('ERR_QEMU_CORRUPT', `unknown item type 0x${type.toString(16).padStart(2, '0')} at byte ${at}`, { offset: at });
+    }
+
+    await readRamBody(src, parser!, loader!, options.onRecord);
+
+    // Section footer (absent only for machine types ≤ 2.3).
+    if ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.FOOTER) {
+      const footerAt = src.offset;
+      await src.require(5, 'a section footer');
+      src.skip(1);
+      const id = src.u32();
+      if (id !== ramId) {
+        throw new XbzrleError('ERR_QEMU_CORRUPT', `section footer at byte ${footerAt} names section ${id}, not ${ramId}`, { offset: footerAt });
+      }
+    }
+    if (type === QEMU_VM_SECTION.END) info.ramComplete = true;
+  }
+
+  if (loader === null) loader = new RamLoader({ pageSize, store: null });
+  else await store?.finish?.();
+  info.blocks = loader.blocks ?? [];
+  // QEMU's ram.transferred: page-record bytes plus the EOS of every PART section.
+  loader.stats.transferred = loader.pageRecordBytes + 8 * info.sections.part;
+  return { ...info, stats: loader.stats };
+}
+
+/** Reads the configuration section: machine type and subsections. */
+async function readConfiguration(src: ByteSource, info: Omit<QemuMigrationInfo, 'stats'>): Promise<void> {
+  await src.require(5, 'the configuration section');
+  src.skip(1);
+  const len = src.u32();
+  await src.require(len, 'the machine type');
+  info.machine = decodeName(src.bytes(len), 0, len);
+  while ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.SUBSECTION) {
+    const at = src.offset;
+    await src.require(2, 'a configuration subsection');
+    src.skip(1);
+    const nameLen = src.u8();
+    await src.require(nameLen + 4, 'a configuration subsection');
+    const name = decodeName(src.bytes(nameLen), 0, nameLen);
+    src.skip(4); // version
+    switch (name) {
+      case 'configuration/target-page-bits': {
+        await src.require(4, name);
+        const bits = src.u32();
+        if (bits > 30) throw new XbzrleError('ERR_QEMU_CORRUPT', `target page bits ${bits} at byte ${at}`, { offset: at });
+        info.pageSize = 2 ** bits;
+        break;
+      }
+      case 'configuration/capabilities': {
+        await src.require(4, name);
+        const count = src.u32();
+        for (let i = 0; i < count; i++) {
+          await src.require(1, name);
+          const n = src.u8();
+          await src.require(n, name);
+          info.capabilities.push(decodeName(src.bytes(n), 0, n));
+        }
+        break;
+      }
+      case 'configuration/uuid': {
+        await src.require(16, name);
+        info.uuid = Array.from(src.bytes(16), (b) => b.toString(16).padStart(2, '0')).join('');
+        break;
+      }
+      default:
+        throw new XbzrleError('ERR_QEMU_UNSUPPORTED', `unknown configuration subsection ${JSON.stringify(name)} at byte ${at}`, { offset: at });
+    }
+  }
+}
+
+/** Feeds the records of one RAM section body to the parser and loader, through its EOS. */
+async function readRamBody(src: ByteSource, parser: RamRecordParser, loader: RamLoader, onRecord?: (record: RamRecord) => void): Promise<void> {
+  // Parser positions are file offsets: set at the body's first byte.
+  parser.position = src.offset;
+  parser.push(src.takeBuffered());
+  for (;;) {
+    const rec = parser.next();
+    if (rec === null) {
+      const chunk = await src.nextChunk();
+      if (chunk === null) {
+        parser.end(); // ERR_RAM_TRUNCATED when inside a record
+        throw new XbzrleError('ERR_QEMU_TRUNCATED', `migration stream ends at byte ${parser.position} inside a ram section (no EOS)`, { offset: parser.position });
+      }
+      parser.push(chunk);
+      continue;
+    }
+    onRecord?.(rec);
+    const pending = loader.apply(rec);
+    if (pending !== undefined) await pending;
+    if (rec.kind === 'eos') {
+      src.putBack(parser.takeRemainder(), parser.position);
+      return;
+    }
+  }
+}
