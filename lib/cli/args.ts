@@ -1,0 +1,93 @@
+import { parseArgs } from 'node:util';
+import { CliError } from './errors.js';
+
+/** Options every command understands. */
+export interface CommonOptions {
+  force: boolean;
+  quiet: boolean;
+  /** true/false when forced on or off, undefined for "when stderr is a TTY". */
+  progress: boolean | undefined;
+  json: boolean;
+  pageSize: number;
+  cacheSize: number;
+  block: string | undefined;
+  output: string | undefined;
+  out: string | undefined;
+  imageSize: number | undefined;
+}
+
+const SPEC = {
+  force: { type: 'boolean', short: 'f' },
+  quiet: { type: 'boolean', short: 'q' },
+  progress: { type: 'boolean' },
+  'no-progress': { type: 'boolean' },
+  json: { type: 'boolean' },
+  'page-size': { type: 'string' },
+  'cache-size': { type: 'string' },
+  block: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  out: { type: 'string' },
+  'image-size': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+type Flag = keyof typeof SPEC;
+
+/**
+ * Parses a command's arguments. `allowed` lists the options the command takes
+ * (besides -h, -f, -q and the progress switches); anything else is an error.
+ */
+export function parseCommand(
+  argv: string[],
+  allowed: Flag[],
+): { options: CommonOptions; positionals: string[]; help: boolean } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: SPEC, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new CliError((err as Error).message.replace(/\. To specify.*$/s, ''), true);
+  }
+  const v = parsed.values;
+  const always: Flag[] = ['help', 'force', 'quiet', 'progress', 'no-progress', 'version'];
+  for (const key of Object.keys(v) as Flag[]) {
+    if (v[key] !== undefined && !always.includes(key) && !allowed.includes(key)) {
+      throw new CliError(`option --${key} does not apply to this command`, true);
+    }
+  }
+  const options: CommonOptions = {
+    force: v.force ?? false,
+    quiet: v.quiet ?? false,
+    progress: v['no-progress'] === true ? false : v.progress === true ? true : undefined,
+    json: v.json ?? false,
+    pageSize: v['page-size'] === undefined ? 4096 : parsePageSize(v['page-size']),
+    cacheSize: v['cache-size'] === undefined ? 64 * 1024 * 1024 : parseSize(v['cache-size'], '--cache-size'),
+    block: v.block,
+    output: v.output,
+    out: v.out,
+    imageSize: v['image-size'] === undefined ? undefined : parseSize(v['image-size'], '--image-size'),
+  };
+  if (options.block !== undefined && (options.block.length === 0 || Buffer.byteLength(options.block) > 255)) {
+    throw new CliError('--block must be 1 to 255 bytes');
+  }
+  return { options, positionals: parsed.positionals, help: v.help ?? false };
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Parses `64M`, `4k`, `1G`, `512KiB`, `1048576` (binary multiples). */
+export function parseSize(text: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (m === null) throw new CliError(`${name}: not a size: ${JSON.stringify(text)} (use e.g. 4096, 64M, 1G)`);
+  const value = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new CliError(`${name}: size out of range: ${text}`);
+  return value;
+}
+
+function parsePageSize(text: string): number {
+  const value = parseSize(text, '--page-size');
+  if (value < 1024 || value > 16384 || (value & (value - 1)) !== 0) {
+    throw new CliError(`--page-size must be a power of two from 1024 to 16384, not ${text}`);
+  }
+  return value;
+}

@@ -1,0 +1,116 @@
+import { stat } from 'node:fs/promises';
+import { XbzrleEncodeStream } from '../../stream/encode-stream.js';
+import type { CommonOptions } from '../args.js';
+import { CliError } from '../errors.js';
+import { exactChunks, openInput, openOutput } from '../files.js';
+import { formatBytes, Progress } from '../progress.js';
+
+export const ENCODE_HELP = `usage: xbzrle encode [IMAGE...] [-o OUT] [--image-size N] [options]
+
+Stream successive full images of one memory as one delta stream: round k is
+sent against round k-1 through the page cache, as a live migration would.
+IMAGEs are files, one round each; without IMAGE (or with '-') stdin holds the
+rounds back to back, each --image-size bytes. Decode with: xbzrle decode.
+
+options:
+  -o, --output OUT     write here (default: stdout, refused on a terminal)
+      --image-size N   bytes per round (required for stdin; default: the first
+                       file's size); a multiple of the page size; k/M/G suffixes
+      --cache-size N   page cache size (default: 64M)
+      --block NAME     block name (default: ram)
+      --page-size N    page size (default: 4096)
+  -f, --force          overwrite OUT; write binary to a terminal
+  -q, --quiet          no summary line
+      --[no-]progress  progress bar on stderr (default: when it is a terminal)
+`;
+
+/** Record size: runs of pages handed to the encoder. */
+const RUN = 2 << 20;
+
+export async function encode(positionals: string[], o: CommonOptions): Promise<void> {
+  const images = positionals.length === 0 ? ['-'] : positionals;
+  if (images.filter((p) => p === '-').length > 1) throw new CliError('stdin can be given only once');
+  const ps = o.pageSize;
+  let size = o.imageSize;
+  const sizes: (number | undefined)[] = [];
+  for (const path of images) {
+    if (path === '-') {
+      sizes.push(undefined);
+      continue;
+    }
+    const st = await stat(path).catch(() => null);
+    if (st === null || !st.isFile()) throw new CliError(`${path}: no such file`);
+    sizes.push(st.size);
+    size ??= st.size;
+    if (st.size !== size) throw new CliError(`${path}: size ${st.size} differs from the image size ${size}`);
+  }
+  if (size === undefined) throw new CliError('encode from stdin needs --image-size N', true);
+  if (size % ps !== 0) throw new CliError(`image size ${size} is not a multiple of the page size ${ps}`);
+  const block = o.block ?? 'ram';
+  const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
+  const out = await openOutput(o.output, o.force, images);
+  const progress = new Progress('encode', total, o.quiet ? false : o.progress);
+  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize: o.cacheSize, blocks: [{ id: block, length: size }] });
+  // Output is written as it comes; errors from either side end the run.
+  const writing = (async () => {
+    for await (const chunk of enc) await out.write(chunk as Uint8Array);
+  })();
+  let rounds = 0;
+  let done = 0;
+  try {
+    for (const path of images) {
+      const input = await openInput(path, RUN);
+      let inRound = 0;
+      for await (const piece of exactChunks(input.stream, RUN)) {
+        let at = 0;
+        while (at < piece.length) {
+          const n = Math.min(piece.length - at, size - inRound);
+          if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
+          if (!enc.write({ block, offset: inRound, data: piece.subarray(at, at + n) })) await waitDrain(enc);
+          at += n;
+          inRound += n;
+          done += n;
+          progress.update(done);
+          if (inRound === size) {
+            rounds++;
+            inRound = 0;
+            enc.sync();
+          }
+        }
+      }
+      if (inRound !== 0) throw new CliError(`${input.name}: ends ${inRound} bytes into a round of ${size} bytes`);
+      if (path !== '-' && rounds === 0) throw new CliError(`${input.name}: empty`);
+    }
+    if (rounds === 0) throw new CliError('no image data on stdin');
+    enc.end();
+    await writing;
+    await out.commit();
+    progress.finish();
+    if (!o.quiet && out.name !== 'stdout') {
+      const s = enc.stats;
+      process.stderr.write(
+        `xbzrle: ${out.name}: ${rounds} rounds of ${formatBytes(size)} as ${formatBytes(s.transferred)} ` +
+          `(XBZRLE ${s.records.XBZRLE}, PAGE ${s.records.PAGE}, ZERO ${s.records.ZERO}, unchanged ${s.skipped})\n`,
+      );
+    }
+  } catch (err) {
+    progress.finish();
+    enc.destroy();
+    await writing.catch(() => undefined);
+    await out.abort();
+    throw err;
+  }
+}
+
+function waitDrain(enc: XbzrleEncodeStream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      enc.off('drain', done);
+      enc.off('error', done);
+      if (err !== undefined) reject(err);
+      else resolve();
+    };
+    enc.on('drain', done);
+    enc.on('error', done);
+  });
+}

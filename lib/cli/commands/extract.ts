@@ -1,0 +1,60 @@
+import { existsSync } from 'node:fs';
+import { mkdir, stat as statFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
+import type { CommonOptions } from '../args.js';
+import { CliError } from '../errors.js';
+import { checkOutputPath, openInput, TempFile } from '../files.js';
+import { analyse, formatReport } from './stat.js';
+
+export const EXTRACT_HELP = `usage: xbzrle extract MIGFILE --out DIR [--json] [options]
+
+Rebuild every RAM block of a QEMU migration file (or of a delta) as
+DIR/<block id, each '/' replaced by '_'>.bin, e.g. DIR/pc.ram.bin. Blocks are
+written to temporary files and renamed into place once the whole stream has
+been read. DIR is created if needed. MIGFILE may be '-' (stdin).
+
+options:
+      --out DIR        output folder (required)
+      --json           print the statistics as JSON (as stat --json)
+  -f, --force          overwrite existing block files
+  -q, --quiet          no summary
+      --[no-]progress  progress bar on stderr (default: when it is a terminal)
+`;
+
+export async function extract(positionals: string[], o: CommonOptions): Promise<void> {
+  if (positionals.length !== 1) throw new CliError('extract needs one MIGFILE', true);
+  const dir = o.out;
+  if (dir === undefined) throw new CliError('extract needs --out DIR', true);
+  const existing = await statFile(dir).catch(() => null);
+  if (existing !== null && !existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
+  await mkdir(dir, { recursive: true });
+  const input = await openInput(positionals[0]);
+  const temps = new Map<string, TempFile>();
+  const store = new FilePageStore({
+    path: (block) => {
+      let t = temps.get(block);
+      if (t === undefined) {
+        const final = join(dir, blockFileName(block));
+        if (!o.force && existsSync(final)) throw new CliError(`${final}: already exists (use -f to overwrite)`);
+        t = new TempFile(final);
+        temps.set(block, t);
+      }
+      return t.path;
+    },
+  });
+  try {
+    const report = await analyse(input, o, store, 'extract');
+    for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
+    for (const t of temps.values()) await t.commit(o.force);
+    if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    else if (!o.quiet) {
+      process.stdout.write(formatReport(report));
+      for (const t of temps.values()) process.stdout.write(`wrote ${t.finalPath}\n`);
+    }
+  } catch (err) {
+    await store.close();
+    for (const t of temps.values()) await t.abort();
+    throw err;
+  }
+}

@@ -1,0 +1,72 @@
+import { copyFile, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { XbzrleError } from '../../errors.js';
+import { FilePageStore } from '../../store/file-page-store.js';
+import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
+import type { CommonOptions } from '../args.js';
+import { CliError } from '../errors.js';
+import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
+import { Progress } from '../progress.js';
+
+export const PATCH_HELP = `usage: xbzrle patch OLD [DELTA] -o NEW [options]
+
+Apply DELTA (stdin when omitted or '-') to OLD, writing NEW. OLD is never
+modified: it is copied to a temporary file next to NEW, patched there, and
+renamed to NEW only when the whole delta applied. NEW takes the size the
+delta's MEM_SIZE record gives.
+
+options:
+  -o, --output NEW     the patched image (required)
+      --block NAME     which block of the delta to apply (default: its only block)
+      --page-size N    page size (default: 4096)
+  -f, --force          overwrite NEW
+  -q, --quiet          no summary line
+      --[no-]progress  progress bar on stderr (default: when it is a terminal)
+`;
+
+export async function patch(positionals: string[], o: CommonOptions): Promise<void> {
+  if (positionals.length < 1 || positionals.length > 2) throw new CliError('patch needs OLD and, optionally, DELTA', true);
+  const [oldPath, deltaPath] = positionals as [string, string | undefined];
+  if (o.output === undefined || o.output === '-') throw new CliError('patch needs -o NEW (a file: it is written in place)', true);
+  if (oldPath === '-') throw new CliError('patch needs OLD as a file');
+  const oldStat = await stat(oldPath).catch(() => null);
+  if (oldStat === null || !oldStat.isFile()) throw new CliError(`${oldPath}: no such file`);
+  const newPath = o.output;
+  await checkOutputPath(newPath, o.force, [oldPath, deltaPath]);
+  const input = await openInput(deltaPath);
+  const temp = new TempFile(newPath);
+  const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
+  let store: FilePageStore | undefined;
+  let meter: InputMeter | undefined;
+  try {
+    await copyFile(oldPath, temp.path);
+    let chosen = o.block;
+    store = new FilePageStore({
+      path: (block) => {
+        chosen ??= block;
+        if (block !== chosen) {
+          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `the delta holds block ${JSON.stringify(block)} besides ${JSON.stringify(chosen)}; choose one with --block`);
+        }
+        return temp.path;
+      },
+    });
+    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
+    meter = new InputMeter((n) => progress.update(n));
+    await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
+    if (o.block !== undefined && !(dec.blocks ?? []).some((b) => b.id === o.block)) {
+      throw new CliError(`${input.name}: the delta has no block ${JSON.stringify(o.block)}`);
+    }
+    await temp.commit(o.force);
+    progress.finish();
+    if (!o.quiet) {
+      const r = dec.stats.records;
+      process.stderr.write(`xbzrle: ${newPath}: applied ${r.XBZRLE + r.PAGE + r.ZERO} pages (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO})\n`);
+    }
+  } catch (err) {
+    progress.finish();
+    await store?.close();
+    await temp.abort();
+    throw inputError(input.name, err, meter);
+  }
+}

@@ -1,0 +1,277 @@
+import { createReadStream, unlinkSync, type Stats } from 'node:fs';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { XbzrleError } from '../errors.js';
+import { CliError } from './errors.js';
+
+/** Temp files to remove if the process is interrupted. */
+const pendingTemps = new Set<string>();
+let signalsHooked = false;
+
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
+    process.on(signal, () => {
+      removeTempsSync();
+      process.exit(code);
+    });
+  }
+}
+
+/** Removes every pending temp file (on a fatal error or a signal). */
+export function removeTempsSync(): void {
+  for (const path of pendingTemps) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  }
+  pendingTemps.clear();
+}
+
+/** The stdout closed early (e.g. `| head`): exit quietly. */
+export class BrokenPipe extends Error {}
+
+/** A place output bytes go: a temp file renamed into place on success, or stdout. */
+export interface OutputSink {
+  /** What to call the output in messages. */
+  readonly name: string;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Finishes: fsync and rename into place (files), or drain (stdout). */
+  commit(): Promise<void>;
+  /** Gives up: removes the temp file. Never throws. */
+  abort(): Promise<void>;
+}
+
+async function exists(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Refuses to write over an existing file without -f, and over an input file ever. */
+export async function checkOutputPath(path: string, force: boolean, inputs: (string | undefined)[]): Promise<void> {
+  const st = await exists(path);
+  if (st === null) return;
+  for (const input of inputs) {
+    if (input === undefined || input === '-') continue;
+    const ist = await exists(input);
+    if (ist !== null && ist.dev === st.dev && ist.ino === st.ino) {
+      throw new CliError(`${path}: is also an input file; refusing to overwrite it`);
+    }
+  }
+  if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
+  if (!force) throw new CliError(`${path}: already exists (use -f to overwrite)`);
+}
+
+/** A new temp file next to `finalPath`, removed on failure or interruption. */
+export class TempFile {
+  readonly path: string;
+  private committed = false;
+
+  constructor(readonly finalPath: string) {
+    hookSignals();
+    const rand = Math.random().toString(36).slice(2, 10);
+    this.path = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
+    pendingTemps.add(this.path);
+  }
+
+  /** Renames the temp file into place and fsyncs the folder. */
+  async commit(force: boolean): Promise<void> {
+    if (!force && (await exists(this.finalPath)) !== null) {
+      throw new CliError(`${this.finalPath}: already exists (use -f to overwrite)`);
+    }
+    await rename(this.path, this.finalPath);
+    pendingTemps.delete(this.path);
+    this.committed = true;
+    try {
+      const dir = await open(dirname(this.finalPath), 'r');
+      await dir.sync().finally(() => dir.close());
+    } catch {
+      // Not every file system lets a folder be fsynced.
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.committed) return;
+    pendingTemps.delete(this.path);
+    await unlink(this.path).catch(() => undefined);
+  }
+}
+
+/**
+ * Where binary output goes: `path` (via a temp file and rename), or stdout
+ * when `path` is undefined or '-', refused when stdout is a terminal unless
+ * forced.
+ */
+export async function openOutput(path: string | undefined, force: boolean, inputs: (string | undefined)[]): Promise<OutputSink> {
+  if (path === undefined || path === '-') {
+    if (process.stdout.isTTY === true && !force) {
+      throw new CliError('refusing to write binary data to a terminal (use -o FILE, a pipe, or -f)');
+    }
+    return stdoutSink();
+  }
+  await checkOutputPath(path, force, inputs);
+  const temp = new TempFile(path);
+  let handle: FileHandle;
+  try {
+    handle = await open(temp.path, 'wx');
+  } catch (err) {
+    await temp.abort();
+    throw new CliError(`${path}: cannot create: ${(err as Error).message}`);
+  }
+  let position = 0;
+  return {
+    name: path,
+    async write(chunk) {
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
+        done += bytesWritten;
+      }
+      position += chunk.length;
+    },
+    async commit() {
+      await handle.sync();
+      await handle.close();
+      await temp.commit(force);
+    },
+    async abort() {
+      await handle.close().catch(() => undefined);
+      await temp.abort();
+    },
+  };
+}
+
+function stdoutSink(): OutputSink {
+  const out = process.stdout;
+  let broken: Error | null = null;
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    broken = err.code === 'EPIPE' ? new BrokenPipe('EPIPE') : err;
+  });
+  const check = (): void => {
+    if (broken !== null) throw broken;
+  };
+  return {
+    name: 'stdout',
+    async write(chunk) {
+      check();
+      if (!out.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            out.off('drain', done);
+            out.off('error', done);
+            out.off('close', done);
+            resolve();
+          };
+          out.on('drain', done);
+          out.on('error', done);
+          out.on('close', done);
+        });
+      }
+      check();
+    },
+    async commit() {
+      check();
+      await new Promise<void>((resolve) => out.write(new Uint8Array(0), () => resolve()));
+      check();
+    },
+    async abort() {},
+  };
+}
+
+/** An input: a file, or stdin for undefined / '-' (refused when stdin is a terminal). */
+export interface Input {
+  name: string;
+  stream: Readable;
+  /** Size in bytes when known (regular files). */
+  size: number | undefined;
+  path: string | undefined;
+}
+
+export async function openInput(path: string | undefined, highWaterMark = 1 << 20): Promise<Input> {
+  if (path === undefined || path === '-') {
+    if (process.stdin.isTTY === true) throw new CliError('no input: stdin is a terminal (give a file name or a pipe)', true);
+    return { name: 'stdin', stream: process.stdin, size: undefined, path: undefined };
+  }
+  const st = await exists(path);
+  if (st === null) throw new CliError(`${path}: no such file`);
+  if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
+  const stream = createReadStream(path, { highWaterMark });
+  return { name: path, stream, size: st.isFile() ? st.size : undefined, path };
+}
+
+/** Re-chunks a byte stream into pieces of exactly `size` bytes (the last may be shorter). */
+export async function* exactChunks(stream: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array | null = null;
+  let fill = 0;
+  for await (const chunk of stream) {
+    let at = 0;
+    while (at < chunk.length) {
+      if (pending === null && fill === 0 && chunk.length - at >= size) {
+        // Whole pieces straight from the chunk (stream chunks are never reused).
+        yield chunk.subarray(at, at + size);
+        at += size;
+        continue;
+      }
+      pending ??= new Uint8Array(size);
+      const n = Math.min(size - fill, chunk.length - at);
+      pending.set(chunk.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === size) {
+        yield pending;
+        pending = null;
+        fill = 0;
+      }
+    }
+  }
+  if (pending !== null && fill > 0) yield pending.subarray(0, fill);
+}
+
+/** Counts bytes passing through and remembers the first four (to recognise a QEMU file). */
+export class InputMeter extends Transform {
+  bytes = 0;
+  private head = new Uint8Array(4);
+  private headLength = 0;
+
+  constructor(private readonly onBytes?: (bytes: number) => void) {
+    super();
+  }
+
+  /** True when the input starts with QEMU's "QEVM" magic. */
+  get isQemuFile(): boolean {
+    return this.headLength === 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
+  }
+
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    if (this.headLength < 4) {
+      const n = Math.min(4 - this.headLength, chunk.length);
+      this.head.set(chunk.subarray(0, n), this.headLength);
+      this.headLength += n;
+    }
+    this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
+    cb(null, chunk);
+  }
+}
+
+/** Turns a data error into a one-line CLI error naming the input. */
+export function inputError(name: string, err: unknown, meter?: InputMeter): unknown {
+  if (err instanceof XbzrleError) {
+    if (meter?.isQemuFile === true && err.code.startsWith('ERR_RAM_')) {
+      return new CliError(`${name}: this is a QEMU migration file, not a delta (try: xbzrle stat / xbzrle extract)`);
+    }
+    return new CliError(`${name}: ${err.message}`);
+  }
+  return err;
+}

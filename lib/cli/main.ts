@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseCommand } from './args.js';
+import { decode, DECODE_HELP } from './commands/decode.js';
+import { diff, DIFF_HELP } from './commands/diff.js';
+import { encode, ENCODE_HELP } from './commands/encode.js';
+import { extract, EXTRACT_HELP } from './commands/extract.js';
+import { patch, PATCH_HELP } from './commands/patch.js';
+import { stat, STAT_HELP } from './commands/stat.js';
+import { CliError } from './errors.js';
+import { BrokenPipe, removeTempsSync } from './files.js';
+
+const HELP = `usage: xbzrle <command> [options]
+
+QEMU XBZRLE page deltas and RAM record streams from the shell.
+
+commands:
+  diff OLD NEW [-o DELTA]          write a delta that turns OLD into NEW
+  patch OLD [DELTA] -o NEW         apply DELTA (stdin if omitted or '-') to OLD
+  stat [FILE] [--json]             statistics of a delta or a QEMU migration file
+  extract MIGFILE --out DIR        rebuild the RAM blocks of a QEMU migration file
+  encode [IMAGE...] [-o OUT]       stream successive images as one delta stream
+  decode [IN] --out IMAGE          rebuild the final image from such a stream
+
+Run 'xbzrle <command> --help' for a command's options. Sizes take k/M/G suffixes.
+Exit status: 0 on success, 1 on error.
+`;
+
+type Command = {
+  run: (positionals: string[], o: ReturnType<typeof parseCommand>['options']) => Promise<void>;
+  help: string;
+  options: Parameters<typeof parseCommand>[1];
+};
+
+const COMMANDS: Record<string, Command> = {
+  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size'] },
+  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size'] },
+  stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size'] },
+  extract: { run: extract, help: EXTRACT_HELP, options: ['out', 'json', 'page-size'] },
+  encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
+  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size'] },
+};
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? 1 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`xbzrle ${version()}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}`, true);
+  const { options, positionals, help } = parseCommand(rest, command.options);
+  if (help) {
+    process.stdout.write(command.help);
+    return 0;
+  }
+  await command.run(positionals, options);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    removeTempsSync();
+    if (err instanceof BrokenPipe) {
+      process.exitCode = 0;
+      return;
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? "Try 'xbzrle --help'.\n" : ''}`);
+    } else {
+      const e = err as NodeJS.ErrnoException;
+      process.stderr.write(`xbzrle: ${e.code === undefined ? '' : `${e.code}: `}${e.message ?? String(err)}\n`);
+    }
+    process.exitCode = 1;
+  },
+);

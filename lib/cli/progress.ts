@@ -1,0 +1,77 @@
+/**
+ * A progress bar on stderr: bytes done / total, rate, ETA. Drawn only when
+ * enabled (by default when stderr is a TTY), and only once the work has run
+ * for more than a moment, so quick commands print nothing.
+ */
+export class Progress {
+  private readonly enabled: boolean;
+  private readonly started = Date.now();
+  private lastDraw = 0;
+  private drawn = false;
+  private done = 0;
+
+  constructor(
+    private readonly label: string,
+    private total: number | undefined,
+    mode: boolean | undefined,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {
+    this.enabled = mode ?? stream.isTTY === true;
+  }
+
+  /** Sets the total when it becomes known. */
+  setTotal(total: number | undefined): void {
+    this.total = total;
+  }
+
+  /** Reports `done` bytes so far. Cheap to call often. */
+  update(done: number): void {
+    this.done = done;
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (now - this.started < 700 || now - this.lastDraw < 100) return;
+    this.lastDraw = now;
+    this.draw(now);
+  }
+
+  /** Clears the bar (call before printing anything else). */
+  finish(): void {
+    if (this.drawn) this.stream.write('\r\x1b[K');
+    this.drawn = false;
+  }
+
+  private draw(now: number): void {
+    const seconds = (now - this.started) / 1000;
+    const rate = this.done / Math.max(seconds, 0.001);
+    let line = `${this.label} ${formatBytes(this.done)}`;
+    if (this.total !== undefined && this.total > 0) {
+      const frac = Math.min(1, this.done / this.total);
+      const width = 24;
+      const filled = Math.round(frac * width);
+      const eta = rate > 0 ? (this.total - this.done) / rate : 0;
+      line = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(this.done)} / ${formatBytes(this.total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}`;
+    } else {
+      line += `  ${formatBytes(rate)}/s`;
+    }
+    this.stream.write(`\r\x1b[K${line}`);
+    this.drawn = true;
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${Math.ceil(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.ceil(s % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
