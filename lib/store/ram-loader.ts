@@ -65,9 +65,9 @@ export class RamLoader {
         return undefined;
       case 'mem_size': {
         stats.records.MEM_SIZE++;
-        const merged = new Map((this.blocks ?? []).map((b) => [b.id, b.length]));
-        for (const b of rec.blocks) merged.set(b.id, b.length);
-        this.blocks = [...merged].map(([id, length]) => ({ id, length }));
+        const merged = new Map((this.blocks ?? []).map((b) => [b.id, b]));
+        for (const b of rec.blocks) merged.set(b.id, { ...b });
+        this.blocks = [...merged.values()];
         return orUndefined(this.store?.declare?.(rec.blocks));
       }
       case 'zero':
