@@ -168,7 +168,7 @@ export function formatReport(s: StatReport): string {
   const x = s['xbzrle-cache'];
   if (r.XBZRLE > 0) {
     row('xbzrle', `${r.XBZRLE} deltas, ${x.bytes} bytes (${(x.bytes / r.XBZRLE).toFixed(1)} per page, encoding rate ${x['encoding-rate'].toFixed(2)})`);
-    row('delta sizes', '');
+    lines.push('  delta sizes');
     const max = Math.max(...s.xbzrleSizes.map((b) => b.count));
     for (const b of s.xbzrleSizes) {
       const bar = '#'.repeat(Math.max(1, Math.round((30 * b.count) / max)));
