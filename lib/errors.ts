@@ -32,6 +32,8 @@ export type XbzrleErrorCode =
   | 'ERR_RAM_MEM_SIZE'
   /** A record handed to the encoder that it cannot send. */
   | 'ERR_INVALID_RECORD'
+  /** A resource limit was reached (e.g. `MemoryPageStore`'s `maxMemory`). */
+  | 'ERR_LIMIT_EXCEEDED'
   /** Not a QEMU migration stream (no "QEVM" magic). */
   | 'ERR_QEMU_BAD_MAGIC'
   /** A migration stream version other than 3. */

@@ -18,7 +18,7 @@ export { RecordWriter, type RamBlock, type RecordWriterOptions, type SlabAllocat
 export { RamRecordParser, RamRecord, type RamRecordKind, type RamRecordParserOptions } from './format/record-parser.js';
 
 export type { PageStore } from './store/page-store.js';
-export { MemoryPageStore } from './store/memory-page-store.js';
+export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from './store/memory-page-store.js';
 export { FilePageStore, blockFileName, type FilePageStoreOptions } from './store/file-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';
 

@@ -383,6 +383,40 @@ describe('codec properties (fast-check)', () => {
   });
 });
 
+describe('buffers at the edges', () => {
+  it('works on pages at the very end of their ArrayBuffer', () => {
+    const rand = rng(17);
+    for (const shift of [0, 1, 2, 3]) {
+      const prevBuf = new Uint8Array(PAGE + shift);
+      const curBuf = new Uint8Array(PAGE + shift);
+      const prev = prevBuf.subarray(shift);
+      const cur = curBuf.subarray(shift);
+      for (let i = 0; i < PAGE; i++) prev[i] = (rand() * 256) | 0;
+      cur.set(prev);
+      cur[PAGE - 1] = cur[PAGE - 1]! ^ 1;
+      cur[7] = cur[7]! ^ 1;
+      const out = new Uint8Array(PAGE);
+      const want = refEncode(prev, cur, PAGE) as number[];
+      expect(encodeXbzrle(prev, cur, out)).toBe(want.length);
+      expect(Array.from(out.subarray(0, want.length))).toEqual(want);
+      expect(isZeroPage(cur)).toBe(false);
+    }
+  });
+
+  it('works inside a 4 GiB buffer (word indexes past 2^32 bytes)', () => {
+    const big = new Uint8Array(2 ** 32); // lazily zeroed: costs a few pages
+    const page = big.subarray(2 ** 32 - 2 * PAGE, 2 ** 32 - PAGE);
+    page[100] = 1;
+    expect(isZeroPage(page)).toBe(false);
+    const out = new Uint8Array(PAGE);
+    expect(encodeXbzrle(new Uint8Array(PAGE), page, out)).toBe(3);
+    expect(toHex(out.subarray(0, 3))).toBe('640101');
+    out.fill(0);
+    expect(encodeXbzrle(big.subarray(2 ** 32 - PAGE), page, out)).toBe(3); // both pages in the big buffer
+    expect(toHex(out.subarray(0, 3))).toBe('640101');
+  });
+});
+
 describe('isZeroPage', () => {
   it('finds a single non-zero byte anywhere, in aligned and unaligned views', () => {
     for (const shift of [0, 1, 3]) {

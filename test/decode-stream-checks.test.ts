@@ -71,6 +71,28 @@ describe('XbzrleDecodeStream rejects what QEMU rejects', () => {
     await expectFailure(hex('0000000000000200'), 'ERR_RAM_UNSUPPORTED', 0);
   });
 
+  it('rejects compressed pages before resolving their block, as QEMU 7.2 does', async () => {
+    await expectFailure(hex('0000000000000120 00'), 'ERR_RAM_UNSUPPORTED', 0); // CONTINUE, no block yet
+    const head = memSize([{ id: 'ram', length: PS }]);
+    await expectFailure(concat([head, hex(`0000000000000100 ${name('rom')} 00000010`)]), 'ERR_RAM_UNSUPPORTED', head.length);
+    await expectFailure(hex(`0000000000000100 05 6162`), 'ERR_RAM_UNSUPPORTED', 0); // name cut off
+    await expectFailure(hex(`0000000000000108 ${name('ram')}`), 'ERR_RAM_UNSUPPORTED', 0);
+  });
+
+  it('refuses block names that are not valid UTF-8 (names must map one to one)', async () => {
+    await expectFailure(hex(`0000000000002004 01 ff 0000000000001000 01 fe 0000000000001000`), 'ERR_RAM_MEM_SIZE', 8);
+    await expectFailure(hex(`0000000000000002 01 ff 00 ${EOS}`), 'ERR_RAM_UNKNOWN_BLOCK', 8);
+  });
+
+  it('leaves the store untouched (no new block, no new extent) when a delta is rejected', async () => {
+    const store = new MemoryPageStore();
+    const bytes = hex(`0000000000003040 ${name('ram')} 01 0003 050000 ${EOS}`);
+    const err = await decode(bytes, 'whole', store).then(() => undefined, (e: XbzrleError) => e);
+    expect(err?.code).toBe('ERR_XBZRLE_CORRUPT');
+    expect(store.blocks()).toEqual([]);
+    expect(store.memoryUsage).toBe(0);
+  });
+
   it('ERR_RAM_NO_BLOCK: CONTINUE before any block name', async () => {
     await expectFailure(hex(`${EOS} 0000000000000022 00 ${EOS}`), 'ERR_RAM_NO_BLOCK', 8);
   });

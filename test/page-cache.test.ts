@@ -41,6 +41,15 @@ describe('PageCache index and lookup', () => {
     expect(cache.slotOf(2 ** 52)).toBe(0);
   });
 
+  it('refuses keys that are not non-negative safe integers', () => {
+    const cache = new PageCache({ size: 4 * PS });
+    for (const bad of [NaN, -PS, 2 ** 53, 1.5]) {
+      expect(() => cache.insert(bad, page(1))).toThrow(RangeError);
+      expect(() => cache.lookup(bad)).toThrow(RangeError);
+    }
+    expect(cache.count).toBe(0);
+  });
+
   it('hits only the same address, counts hits and misses, and returns a view of the copy', () => {
     const cache = new PageCache({ size: 4 * PS });
     const src = page(7);
@@ -86,6 +95,17 @@ describe('PageCache hot-page rule (CACHED_PAGE_LIFETIME = 2)', () => {
     expect(cache.peek(0)![0]).toBe(4);
     cache.invalidate(0);
     expect(cache.insert(PS, page(5), 3)).toBe(true);
+  });
+
+  it('clear() drops entries but keeps block bases; reset() forgets both', () => {
+    const cache = new PageCache({ size: 4 * PS });
+    cache.declareBlocks([{ id: 'a', length: PS }, { id: 'b', length: PS }]);
+    cache.insert(PS, page(1));
+    cache.clear();
+    expect(cache.count).toBe(0);
+    expect(cache.blockBase('b')).toBe(PS);
+    cache.reset();
+    expect(cache.blockBase('b', PS)).toBe(0);
   });
 
   it('uses the cache generation by default and advances it with nextGeneration()', () => {

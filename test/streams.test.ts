@@ -9,6 +9,7 @@ import {
   MemoryPageStore,
   PageCache,
   RamRecordParser,
+  RecordWriter,
   XbzrleDecodeStream,
   XbzrleEncodeStream,
   XbzrleError,
@@ -411,35 +412,120 @@ describe('backpressure', () => {
     expect(maxBuffered).toBeLessThanOrEqual(17);
   });
 
-  it('a slow consumer of a long encode keeps memory bounded', async () => {
-    const before = process.memoryUsage().arrayBuffers;
+  it('a fast producer and a slow consumer keep both buffers bounded over 64 MiB of records', async () => {
     const enc = new XbzrleEncodeStream({ cacheSize: 1 << 20 });
     const rand = rng(12);
-    const src = randomBytes(1 << 20, rand);
     let written = 0;
+    let maxRecords = 0;
+    let maxBytes = 0;
     const producer = (async () => {
       for (let i = 0; i < 64; i++) {
-        // 64 MiB of distinct pages in all, through a 1 MiB cache.
-        src[0] = i;
-        if (!enc.write({ block: 'ram', offset: i * src.length, data: src })) await new Promise((r) => enc.once('drain', r));
-        written += src.length;
+        // A fresh 1 MiB of random pages per write: 64 MiB of distinct pages through a 1 MiB cache.
+        const ok = enc.write({ block: 'ram', offset: i << 20, data: randomBytes(1 << 20, rand) });
+        written += 1 << 20;
+        if (!ok) await new Promise((r) => enc.once('drain', r));
       }
       enc.end();
     })();
-    let peak = 0;
+    let out = 0;
     await pipeline(
       enc,
       new Writable({
         highWaterMark: 64 * 1024,
-        write(_c, _e, cb) {
-          peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+        write(c: Buffer, _e, cb) {
+          out += c.length;
+          maxRecords = Math.max(maxRecords, enc.writableLength);
+          maxBytes = Math.max(maxBytes, enc.readableLength);
           setImmediate(cb);
         },
       }),
     );
     await producer;
     expect(written).toBe(64 << 20);
-    expect(peak).toBeLessThan(40 << 20); // cache 1 MiB + 16 records of 1 MiB + buffers, never the 64 MiB
+    expect(out).toBeGreaterThan(64 << 20); // all PAGE records
+    // Records waiting: the writable high-water mark (16); bytes waiting: about one chunk over the readable one.
+    expect(maxRecords).toBeLessThanOrEqual(16);
+    expect(maxBytes).toBeLessThanOrEqual(64 * 1024 + 70 * 1024);
+  });
+});
+
+describe('review regressions', () => {
+  it('stays in step when a synchronous data handler resizes the cache mid-page', async () => {
+    const images = makeRounds(32, 4, 51);
+    const enc = new XbzrleEncodeStream({ cacheSize: 64 * PS, chunkSize: 1 });
+    const chunks: Buffer[] = [];
+    let n = 0;
+    enc.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (++n % 7 === 0) enc.setCacheSize(n % 2 === 0 ? 16 * PS : 64 * PS);
+    });
+    const ended = new Promise((r) => enc.on('end', r));
+    for (const [r, img] of images.entries()) {
+      enc.write({ block: 'ram', offset: 0, data: img });
+      if (r < images.length - 1) enc.sync();
+    }
+    enc.end();
+    await ended;
+    expect(enc.stats.records.XBZRLE).toBeGreaterThan(0);
+    expect(sameBytes(await decodeImage(chunks), images[3]!)).toBe(true);
+  });
+
+  it('clears a shared cache when a stream fails, so the next stream does not send deltas against unsent pages', async () => {
+    const cache = new PageCache({ size: 1 << 20 });
+    const store = new MemoryPageStore();
+    const v1 = new Uint8Array(PS).fill(1);
+    const v2 = v1.slice();
+    v2[0] = 2;
+    const enc1 = new XbzrleEncodeStream({ cache });
+    const sent: Buffer[] = [];
+    enc1.on('data', (c: Buffer) => sent.push(c));
+    enc1.write({ block: 'ram', offset: 0, data: v1 }); // cached, but still in the writer's chunk
+    enc1.write({ block: 'ram', offset: 1, data: v1 }); // invalid: the stream fails
+    await new Promise((r) => enc1.on('error', r));
+    expect(sent).toHaveLength(0);
+    expect(cache.count).toBe(0);
+    const { bytes } = await encodeRounds([[{ block: 'ram', offset: 0, data: v2 }]], { cache });
+    await pipeline(Readable.from([bytes]), new XbzrleDecodeStream({ store, emitPages: false }));
+    expect(sameBytes(store.read('ram'), v2)).toBe(true);
+  });
+
+  it('snapshots pages that live in a SharedArrayBuffer', async () => {
+    const images = makeRounds(8, 3, 61);
+    const shared = images.map((img) => {
+      const s = new Uint8Array(new SharedArrayBuffer(img.length));
+      s.set(img);
+      return s;
+    });
+    const a = await encodeImages(images);
+    const b = await encodeImages(shared);
+    expect(sameBytes(a.bytes, b.bytes)).toBe(true);
+  });
+
+  it('refuses block names that are not well-formed UTF-16 (they would not survive UTF-8)', async () => {
+    const enc = new XbzrleEncodeStream();
+    const err = await pipeline(Readable.from([{ block: 'a\uD800', offset: 0, data: new Uint8Array(PS) }]), enc, new Writable({ write(_c, _e, cb) { cb(); } })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as XbzrleError).code).toBe('ERR_INVALID_RECORD');
+    expect(() => new XbzrleEncodeStream({ blocks: [{ id: '\uDC00x', length: PS }] })).toThrow(RangeError);
+  });
+
+  it('bounds the memory a hostile stream can make MemoryPageStore allocate (maxMemory)', async () => {
+    // ZERO records with fill 1 at offsets 64 KiB apart: 9 bytes of input per 64 KiB segment.
+    const chunks: Uint8Array[] = [];
+    const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
+    for (let i = 0; i < 100; i++) w.zero('ram', i * 65536, 1);
+    w.eos();
+    w.flush();
+    const store = new MemoryPageStore({ maxMemory: 1 << 20 });
+    const err = await pipeline(Readable.from(chunks), new XbzrleDecodeStream({ store, emitPages: false })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as XbzrleError).code).toBe('ERR_LIMIT_EXCEEDED');
+    expect((err as XbzrleError).offset).toBe(13 + 15 * 9); // the 17th record
+    expect(store.memoryUsage).toBeLessThanOrEqual(1 << 20);
   });
 });
 

@@ -122,7 +122,7 @@ export class PageCache {
    * Counts a hit or a miss.
    */
   lookup(addr: number, generation: number = this.generation): number {
-    const slot = this.slotOf(addr);
+    const slot = this.slotOf(checkAddr(addr));
     if (this.keys[slot] === addr) {
       this.ages[slot] = generation;
       this.hits++;
@@ -134,7 +134,7 @@ export class PageCache {
 
   /** True when `addr` is cached. Changes nothing and counts nothing. */
   has(addr: number): boolean {
-    return this.keys[this.slotOf(addr)] === addr;
+    return this.keys[this.slotOf(checkAddr(addr))] === addr;
   }
 
   /**
@@ -143,7 +143,7 @@ export class PageCache {
    * Changes nothing and counts nothing.
    */
   peek(addr: number): Uint8Array | undefined {
-    const slot = this.slotOf(addr);
+    const slot = this.slotOf(checkAddr(addr));
     if (this.keys[slot] !== addr) return undefined;
     return this.arena.subarray(slot * this.pageSize, (slot + 1) * this.pageSize);
   }
@@ -157,7 +157,7 @@ export class PageCache {
   insert(addr: number, page: Uint8Array, generation: number = this.generation): boolean {
     if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
     if (page.length !== this.pageSize) throw argRangeError('page.length', `${this.pageSize}`, page.length);
-    return this.insertFrom(addr, page, 0, generation);
+    return this.insertFrom(checkAddr(addr), page, 0, generation);
   }
 
   /** @internal {@link PageCache.insert} from `src[srcOff]`, without argument checks. */
@@ -171,7 +171,7 @@ export class PageCache {
 
   /** Caches an all-zero page under `addr`, with the same rule as {@link PageCache.insert}. */
   insertZero(addr: number, generation: number = this.generation): boolean {
-    const slot = this.claim(addr, generation);
+    const slot = this.claim(checkAddr(addr), generation);
     if (slot < 0) return false;
     const ps = this.pageSize;
     const at = slot * ps;
@@ -181,7 +181,7 @@ export class PageCache {
 
   /** Drops the entry of `addr`, if cached. Returns whether one was dropped. */
   invalidate(addr: number): boolean {
-    const slot = this.slotOf(addr);
+    const slot = this.slotOf(checkAddr(addr));
     if (this.keys[slot] !== addr) return false;
     this.keys[slot] = EMPTY;
     this.ages[slot] = 0;
@@ -189,11 +189,16 @@ export class PageCache {
     return true;
   }
 
-  /** Empties every slot and forgets the block bases; counters are kept. */
+  /** Empties every slot. Block bases and counters are kept. */
   clear(): void {
     this.keys.fill(EMPTY);
     this.ages.fill(0);
     this.used = 0;
+  }
+
+  /** Empties every slot and forgets the block bases; counters are kept. */
+  reset(): void {
+    this.clear();
     this.blocks.clear();
     this.declaredEnd = 0;
     this.undeclaredCount = 0;
@@ -320,6 +325,12 @@ export class PageCache {
       }
     }
   }
+}
+
+/** Keys are non-negative safe integers (QEMU's `ram_addr_t`). */
+function checkAddr(addr: number): number {
+  if (!Number.isSafeInteger(addr) || addr < 0) throw argRangeError('addr', 'a non-negative safe integer', addr);
+  return addr;
 }
 
 function slotCountFor(size: unknown, pageSize: number, name = 'size'): number {

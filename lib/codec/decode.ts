@@ -49,7 +49,7 @@ function fail(pos: number, reason: string): number {
 }
 
 /** Applies a delta already accepted by {@link checkDelta}. */
-function applyChecked(src: Uint8Array, srcOff: number, slen: number, dst: Uint8Array, dstOff: number): void {
+export function applyChecked(src: Uint8Array, srcOff: number, slen: number, dst: Uint8Array, dstOff: number): void {
   let i = srcOff;
   const end = srcOff + slen;
   let d = dstOff;
@@ -86,14 +86,15 @@ export function decodeRange(
   errorBase = 0,
 ): number {
   const result = checkDelta(src, srcOff, slen, dlen);
-  if (result < 0) {
-    const pos = -1 - result;
-    throw new XbzrleError('ERR_XBZRLE_CORRUPT', `corrupt XBZRLE delta at byte ${errorBase + pos}: ${failReason}`, {
-      offset: errorBase + pos,
-    });
-  }
+  if (result < 0) throw corrupt(result, errorBase);
   applyChecked(src, srcOff, slen, dst, dstOff);
   return result;
+}
+
+/** The error for a negative {@link checkDelta} result. */
+export function corrupt(result: number, errorBase = 0): XbzrleError {
+  const pos = -1 - result;
+  return new XbzrleError('ERR_XBZRLE_CORRUPT', `corrupt XBZRLE delta at byte ${errorBase + pos}: ${failReason}`, { offset: errorBase + pos });
 }
 
 /**

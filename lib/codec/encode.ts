@@ -40,8 +40,8 @@ export function encodeRange(
   const useWords = slen >= 16 && ((pa ^ ca) & 3) === 0;
   const pw = useWords ? wordsOf(prev) : NO_WORDS;
   const cw = useWords ? wordsOf(cur) : NO_WORDS;
-  const wordEnd = (ca + slen) >>> 2; // first word of `cur` that is not whole inside the range
-  const delta = pa - ca; // byte distance between the two grids (a multiple of 4 when useWords)
+  const wordEnd = Math.floor((ca + slen) / 4); // first word of `cur` that is not whole inside the range
+  const wordDelta = (pa - ca) / 4; // word distance between the two grids (whole when useWords)
   let i = 0;
   let d = 0;
   for (;;) {
@@ -53,8 +53,8 @@ export function encodeRange(
     if (useWords) {
       while (i < slen && ((ca + i) & 3) !== 0 && prev[prevOff + i] === cur[curOff + i]) i++;
       if (i < slen && ((ca + i) & 3) === 0) {
-        let wc = (ca + i) >>> 2;
-        let wp = wc + (delta >> 2);
+        let wc = (ca + i) / 4;
+        let wp = wc + wordDelta;
         while (wc < wordEnd && pw[wp] === cw[wc]) {
           wc++;
           wp++;
@@ -77,8 +77,8 @@ export function encodeRange(
     if (useWords) {
       while (i < slen && ((ca + i) & 3) !== 0 && prev[prevOff + i] !== cur[curOff + i]) i++;
       if (i < slen && ((ca + i) & 3) === 0) {
-        let wc = (ca + i) >>> 2;
-        let wp = wc + (delta >> 2);
+        let wc = (ca + i) / 4;
+        let wp = wc + wordDelta;
         while (wc < wordEnd) {
           const x = pw[wp]! ^ cw[wc]!;
           // Stop at the first word holding an equal byte (a zero byte of x).

@@ -12,9 +12,9 @@ export function equalRange(a: Uint8Array, aOff: number, b: Uint8Array, bOff: num
     }
     const aw = wordsOf(a);
     const bw = wordsOf(b);
-    let wb = (ba + i) >>> 2;
-    let wa = (aa + i) >>> 2;
-    const wEnd = wb + ((len - i) >>> 2);
+    let wb = (ba + i) / 4;
+    let wa = (aa + i) / 4;
+    const wEnd = wb + Math.floor((len - i) / 4);
     while (wb < wEnd) {
       if (aw[wa] !== bw[wb]) return false;
       wa++;

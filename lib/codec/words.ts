@@ -1,32 +1,24 @@
 /**
  * Word views for the scanning loops. Comparing 32 bits at a time needs an
  * `Int32Array` over the same memory as a byte view; creating one per call
- * would allocate on every page, so the last few views are memoised by their
- * `ArrayBuffer`. A view is only used when the byte view sits at the same
- * alignment as the word grid, which callers check with `absoluteOffset`.
+ * would allocate on every page, so views are kept per `ArrayBuffer` in a
+ * `WeakMap` (they go when their buffer goes). A view is only used where the
+ * byte view sits on the word grid, which callers check.
+ *
+ * Word indexes are computed with division, not `>>> 2`, so buffers of 4 GiB
+ * and more work.
  */
 
-const MEMO_SIZE = 4;
-const memoBuffers: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(MEMO_SIZE).fill(null);
-const memoWords: Int32Array[] = new Array<Int32Array>(MEMO_SIZE);
-let memoNext = 0;
+const views = new WeakMap<ArrayBufferLike, Int32Array>();
 
 /** An `Int32Array` covering the whole of `bytes.buffer` (rounded down to whole words). */
 export function wordsOf(bytes: Uint8Array): Int32Array {
   const buffer = bytes.buffer;
-  for (let i = 0; i < MEMO_SIZE; i++) {
-    if (memoBuffers[i] === buffer) {
-      const words = memoWords[i]!;
-      // A resizable buffer may have grown since: refresh the view.
-      if (words.length === buffer.byteLength >>> 2) return words;
-      const fresh = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
-      memoWords[i] = fresh;
-      return fresh;
-    }
-  }
-  const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
-  memoBuffers[memoNext] = buffer;
-  memoWords[memoNext] = words;
-  memoNext = (memoNext + 1) % MEMO_SIZE;
-  return words;
+  const words = views.get(buffer);
+  const length = Math.floor(buffer.byteLength / 4);
+  // A resizable or growable buffer may have changed size since: refresh the view.
+  if (words !== undefined && words.length === length) return words;
+  const fresh = new Int32Array(buffer, 0, length);
+  views.set(buffer, fresh);
+  return fresh;
 }

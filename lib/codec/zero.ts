@@ -15,8 +15,8 @@ export function isZeroRange(buf: Uint8Array, off: number, len: number): boolean 
   }
   if (end - i >= 16) {
     const words = wordsOf(buf);
-    let w = (abs + i) >>> 2;
-    const wEnd = w + ((end - i) >>> 2);
+    let w = (abs + i) / 4;
+    const wEnd = w + Math.floor((end - i) / 4);
     // Four words per step: OR them so the branch is taken once per 16 bytes.
     const wEnd4 = wEnd - 3;
     while (w < wEnd4) {

@@ -40,6 +40,7 @@ export function writeU64(b: Uint8Array, p: number, v: number): void {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /** UTF-8 bytes of a block name. */
 export function encodeName(name: string): Uint8Array {
@@ -58,4 +59,22 @@ export function decodeName(b: Uint8Array, p: number, len: number): string {
   }
   if (ascii) return String.fromCharCode.apply(null, b.subarray(p, p + len) as unknown as number[]);
   return decoder.decode(b.subarray(p, p + len));
+}
+
+/**
+ * A block name from its bytes, or null when they are not valid UTF-8. Block
+ * names are compared as strings, so the mapping from bytes must be one to one
+ * (a lossy decode would make different names equal).
+ */
+export function decodeBlockName(b: Uint8Array, p: number, len: number): string | null {
+  for (let i = 0; i < len; i++) {
+    if (b[p + i]! >= 0x80) {
+      try {
+        return strictDecoder.decode(b.subarray(p, p + len));
+      } catch {
+        return null;
+      }
+    }
+  }
+  return String.fromCharCode.apply(null, b.subarray(p, p + len) as unknown as number[]);
 }

@@ -1,5 +1,5 @@
 import { XbzrleError } from '../errors.js';
-import { decodeName, readU16, readU32, readU64 } from './bytes.js';
+import { decodeBlockName, readU16, readU32, readU64 } from './bytes.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 import type { RamBlock } from './record-writer.js';
 
@@ -39,7 +39,7 @@ export class RamRecord {
 }
 
 const EMPTY = new Uint8Array(0);
-const PAGE_TYPES = RAM_SAVE_FLAG.ZERO | RAM_SAVE_FLAG.PAGE | RAM_SAVE_FLAG.XBZRLE | RAM_SAVE_FLAG.COMPRESS_PAGE;
+const PAGE_TYPES = RAM_SAVE_FLAG.ZERO | RAM_SAVE_FLAG.PAGE | RAM_SAVE_FLAG.XBZRLE;
 const UNSUPPORTED: Record<number, string> = {
   [RAM_SAVE_FLAG.HOOK]: 'RDMA hook records (0x80) are not supported',
   [RAM_SAVE_FLAG.COMPRESS_PAGE]: 'compressed pages (COMPRESS_PAGE, 0x100) are not supported',
@@ -227,6 +227,10 @@ export class RamRecordParser {
     let q = 8;
     let block = this.lastBlock;
 
+    // QEMU 7.2 rejects compressed pages (compression off) before anything else.
+    if ((flags & RAM_SAVE_FLAG.COMPRESS_PAGE) !== 0) {
+      throw new XbzrleError('ERR_RAM_UNSUPPORTED', `record at byte ${at}: ${UNSUPPORTED[RAM_SAVE_FLAG.COMPRESS_PAGE]}`, { offset: at });
+    }
     if ((flags & PAGE_TYPES) !== 0) {
       if ((flags & RAM_SAVE_FLAG.CONTINUE) !== 0) {
         if (block === null) {
@@ -236,8 +240,11 @@ export class RamRecordParser {
         if (avail < 9) return -9;
         const len = b[p + 8]!;
         if (avail < 9 + len) return -(9 + len);
-        block = decodeName(b, p + 9, len);
-        if (len === 0 || (this.knownBlocks !== null && !this.knownBlocks.has(block))) {
+        block = decodeBlockName(b, p + 9, len);
+        if (block === null || len === 0) {
+          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} names a block that is ${len === 0 ? 'empty' : 'not valid UTF-8'}`, { offset: at + 8 });
+        }
+        if (this.knownBlocks !== null && !this.knownBlocks.has(block)) {
           throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} names block ${JSON.stringify(block)}, which the MEM_SIZE list does not declare`, { offset: at + 8 });
         }
         q = 9 + len;
@@ -327,12 +334,14 @@ export class RamRecordParser {
     const len = b[p]!;
     let need = 1 + len + 8;
     if (avail < need) return -need;
-    const id = decodeName(b, p + 1, len);
+    const name = decodeBlockName(b, p + 1, len);
     const length = readU64(b, p + 1 + len);
     const bad = (why: string): never => {
       throw new XbzrleError('ERR_RAM_MEM_SIZE', `MEM_SIZE list at byte ${this.memPosition}, entry at byte ${at}: ${why}`, { offset: at });
     };
     if (len === 0) bad('empty block name');
+    if (name === null) return bad('block name is not valid UTF-8');
+    const id = name;
     if (length < 0 || length > this.memRemaining) bad(`block ${JSON.stringify(id)} is longer than the ${this.memRemaining} bytes left of the total`);
     if (length === 0) bad(`block ${JSON.stringify(id)} has length 0`);
     if (this.memList.some((e) => e.id === id)) bad(`block ${JSON.stringify(id)} is listed twice`);

@@ -1,4 +1,4 @@
-import { argRangeError } from '../errors.js';
+import { argRangeError, XbzrleError } from '../errors.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageStore } from './page-store.js';
 
@@ -6,6 +6,19 @@ import type { PageStore } from './page-store.js';
 const SEGMENT_SHIFT = 16;
 const SEGMENT = 1 << SEGMENT_SHIFT;
 const SEGMENT_MASK = SEGMENT - 1;
+
+/** Default {@link MemoryPageStoreOptions.maxMemory}: 2 GiB. */
+export const DEFAULT_MAX_MEMORY = 2 * 1024 ** 3;
+
+/** Options of {@link MemoryPageStore}. */
+export interface MemoryPageStoreOptions {
+  /**
+   * Most bytes of page memory the store may allocate (default 2 GiB). A stream
+   * that needs more fails with `ERR_LIMIT_EXCEEDED` instead of exhausting the
+   * process: decode large images with a `FilePageStore`, or raise this.
+   */
+  maxMemory?: number;
+}
 
 interface BlockImage {
   segments: Map<number, Uint8Array>;
@@ -28,8 +41,16 @@ interface BlockImage {
  * ```
  */
 export class MemoryPageStore implements PageStore {
+  /** The allocation limit in bytes. */
+  readonly maxMemory: number;
   private readonly images = new Map<string, BlockImage>();
   private allocated = 0;
+
+  constructor(options: MemoryPageStoreOptions = {}) {
+    const max = options.maxMemory ?? DEFAULT_MAX_MEMORY;
+    if (typeof max !== 'number' || !(max >= 0)) throw argRangeError('options.maxMemory', 'a non-negative number of bytes', max);
+    this.maxMemory = max;
+  }
 
   /** Bytes of segment memory allocated. */
   get memoryUsage(): number {
@@ -130,6 +151,12 @@ export class MemoryPageStore implements PageStore {
     const index = Math.floor(at / SEGMENT);
     let seg = img.segments.get(index);
     if (seg === undefined) {
+      if (this.allocated + SEGMENT > this.maxMemory) {
+        throw new XbzrleError(
+          'ERR_LIMIT_EXCEEDED',
+          `MemoryPageStore would hold more than its maxMemory of ${this.maxMemory} bytes (use a FilePageStore, or raise maxMemory)`,
+        );
+      }
       seg = new Uint8Array(SEGMENT);
       img.segments.set(index, seg);
       this.allocated += SEGMENT;

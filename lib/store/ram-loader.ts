@@ -1,4 +1,5 @@
-import { checkDelta, decodeRange } from '../codec/decode.js';
+import { applyChecked, checkDelta, corrupt, decodeRange } from '../codec/decode.js';
+import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { XbzrleStats } from '../stats.js';
@@ -54,8 +55,22 @@ export class RamLoader {
     this.scratch = new Uint8Array(options.pageSize);
   }
 
-  /** Applies one record; returns a promise when the store is asynchronous. */
+  /**
+   * Applies one record; returns a promise when the store is asynchronous.
+   * A store's `XbzrleError` without an offset gets the record's position.
+   */
   apply(rec: RamRecord): Promise<void> | undefined {
+    try {
+      return this.applyRecord(rec);
+    } catch (err) {
+      if (err instanceof XbzrleError && err.offset === undefined) {
+        throw new XbzrleError(err.code, `record at byte ${rec.position}: ${err.message}`, { offset: rec.position, cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private applyRecord(rec: RamRecord): Promise<void> | undefined {
     const stats = this.stats;
     if (rec.kind !== 'eos' && rec.kind !== 'mem_size') this.pageRecordBytes += rec.size;
     switch (rec.kind) {
@@ -106,15 +121,14 @@ export class RamLoader {
   private delta(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): Promise<void> | undefined {
     const ps = this.pageSize;
     const store = this.store;
-    if (store === null) {
-      // Validate only; decodeRange on the scratch page throws with the reason.
-      if (checkDelta(src, srcOffset, length, ps) < 0) decodeRange(src, srcOffset, length, this.scratch, 0, ps, position);
-      return undefined;
-    }
-    if (this.memory !== null) {
-      // Decode in place: validated first, so a bad delta leaves the page as it was.
+    if (store === null || this.memory !== null) {
+      // Validated before the store is touched, so a bad delta changes nothing.
+      const result = checkDelta(src, srcOffset, length, ps);
+      if (result < 0) throw corrupt(result, position);
+      if (this.memory === null) return undefined;
+      // Decode in place.
       const page = this.memory.view(block, offset, ps);
-      decodeRange(src, srcOffset, length, page, 0, ps, position);
+      applyChecked(src, srcOffset, length, page, 0);
       this.onPage?.(block, offset, 'xbzrle', page, 0);
       return undefined;
     }

@@ -46,6 +46,9 @@ export interface SyncOptions {
   final?: boolean;
 }
 
+/** A lone UTF-16 surrogate: such names would not survive the trip through UTF-8. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 class SyncRequest {
   constructor(readonly final: boolean) {}
 }
@@ -76,8 +79,7 @@ class SyncRequest {
  * ```
  */
 export class XbzrleEncodeStream extends PacedTransform {
-  /** Counters in QEMU's `query-migrate` shape. */
-  readonly stats: XbzrleStats;
+  private readonly counters: XbzrleStats;
   /** The page cache in use. */
   readonly cache: PageCache;
   /** Page size of the stream. */
@@ -89,6 +91,12 @@ export class XbzrleEncodeStream extends PacedTransform {
   private finalStage = false;
   /** Set when `push()` reports a full reader during the current page. */
   private blocked = false;
+  /** Chunks the writer produced during the current page; pushed once the page (and the cache) is done. */
+  private readonly outbox: Uint8Array[] = [];
+  /** Set once this stream changed the cache; cleared again when it ends cleanly. */
+  private touchedCache = false;
+  /** A page-sized copy for input that another thread may change (SharedArrayBuffer). */
+  private snapshot: Uint8Array | null = null;
   private readonly validNames = new Set<string>();
 
   constructor(options?: XbzrleEncodeStreamOptions) {
@@ -111,15 +119,14 @@ export class XbzrleEncodeStream extends PacedTransform {
     this.pageSize = pageSize;
     this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
     this.useXbzrle = opts.xbzrle ?? true;
-    this.stats = new XbzrleStats(pageSize);
-    this.stats.cacheSize = this.cache.size;
-    this.writer = new RecordWriter({ pageSize, chunkSize, alloc: (n) => Buffer.allocUnsafe(n) }, (chunk) => this.emitChunk(chunk));
+    this.counters = new XbzrleStats(pageSize);
+    this.writer = new RecordWriter({ pageSize, chunkSize, alloc: (n) => Buffer.allocUnsafe(n) }, (chunk) => this.outbox.push(chunk));
     this.declared = null;
     if (blocks !== null) {
       this.declared = new Map(blocks.map((b) => [b.id, b.length]));
       this.cache.declareBlocks(blocks);
       this.writer.memSize(blocks);
-      this.stats.records.MEM_SIZE++;
+      this.counters.records.MEM_SIZE++;
     }
   }
 
@@ -141,11 +148,15 @@ export class XbzrleEncodeStream extends PacedTransform {
     this.write(new SyncRequest(final), callback);
   }
 
+  /** Counters in QEMU's `query-migrate` shape. */
+  get stats(): XbzrleStats {
+    this.counters.cacheSize = this.cache.size;
+    return this.counters;
+  }
+
   /** Resizes the page cache now, keeping entries (see {@link PageCache.resize}). Returns the real size. */
   setCacheSize(bytes: number): number {
-    const size = this.cache.resize(bytes);
-    this.stats.cacheSize = size;
-    return size;
+    return this.cache.resize(bytes);
   }
 
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -172,18 +183,39 @@ export class XbzrleEncodeStream extends PacedTransform {
 
   override _flush(callback: TransformCallback): void {
     this.writer.eos();
-    this.stats.records.EOS++;
+    this.counters.records.EOS++;
     this.writer.flush();
+    this.pushOutbox();
+    this.touchedCache = false;
     callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
+    // Pages written into the cache may never have reached the receiver: a cache
+    // shared with later streams must not assume they did. (Block bases stay.)
+    if (this.touchedCache) this.cache.clear();
+    super._destroy(err, callback);
   }
 
   private doSync(final: boolean): void {
     this.writer.eos();
-    this.stats.records.EOS++;
-    this.stats.dirtySyncCount++;
+    this.counters.records.EOS++;
+    this.counters.dirtySyncCount++;
     this.writer.flush();
+    this.pushOutbox();
     this.cache.nextGeneration();
     if (final) this.finalStage = true;
+  }
+
+  /** Pushes what the writer produced. Only between pages: a synchronous 'data' handler may use the cache. */
+  private pushOutbox(): void {
+    const out = this.outbox;
+    for (let i = 0; i < out.length; i++) {
+      const chunk = out[i]!;
+      this.counters.transferred += chunk.length;
+      if (!this.push(chunk)) this.blocked = true;
+    }
+    out.length = 0;
   }
 
   /** Encodes pages of `record` from page `index` on, pausing when the reader is full. */
@@ -191,10 +223,21 @@ export class XbzrleEncodeStream extends PacedTransform {
     const { block, offset, data } = record;
     const ps = this.pageSize;
     const count = data.length / ps;
+    // Memory another thread may write to is copied first, as QEMU snapshots a
+    // page before encoding it: the cache must hold exactly the bytes sent.
+    const shared = typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer;
+    if (shared) this.snapshot ??= new Uint8Array(ps);
     try {
       for (let i = index; i < count; i++) {
         this.blocked = false;
-        this.encodePage(block, offset + i * ps, base + offset + i * ps, data, i * ps);
+        if (shared) {
+          const snap = this.snapshot!;
+          snap.set(data.subarray(i * ps, (i + 1) * ps));
+          this.encodePage(block, offset + i * ps, base + offset + i * ps, snap, 0);
+        } else {
+          this.encodePage(block, offset + i * ps, base + offset + i * ps, data, i * ps);
+        }
+        this.pushOutbox();
         if (this.blocked && i + 1 < count) {
           this.resumeOnRead(() => this.encodePages(record, base, i + 1, callback));
           return;
@@ -207,17 +250,13 @@ export class XbzrleEncodeStream extends PacedTransform {
     callback();
   }
 
-  private emitChunk(chunk: Uint8Array): void {
-    this.stats.transferred += chunk.length;
-    if (!this.push(chunk)) this.blocked = true;
-  }
-
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`. */
   private encodePage(block: string, offset: number, key: number, data: Uint8Array, at: number): void {
     const ps = this.pageSize;
-    const stats = this.stats;
+    const stats = this.counters;
     const writer = this.writer;
     const cache = this.cache;
+    this.touchedCache ||= this.useXbzrle;
     if (isZeroRange(data, at, ps)) {
       writer.zero(block, offset, 0);
       stats.duplicate++;
@@ -272,7 +311,9 @@ export class XbzrleEncodeStream extends PacedTransform {
     if (typeof block !== 'string') return bad('"block" must be a string');
     if (!this.validNames.has(block)) {
       const nameLength = encodeName(block).length;
-      if (nameLength === 0 || nameLength > MAX_IDSTR_LENGTH) bad(`block name ${JSON.stringify(block)} must be 1 to ${MAX_IDSTR_LENGTH} bytes of UTF-8`);
+      if (nameLength === 0 || nameLength > MAX_IDSTR_LENGTH || LONE_SURROGATE.test(block)) {
+        bad(`block name ${JSON.stringify(block)} must be 1 to ${MAX_IDSTR_LENGTH} bytes of well-formed UTF-8`);
+      }
       this.validNames.add(block);
     }
     if (!(data instanceof Uint8Array)) return bad('"data" must be a Uint8Array');
@@ -297,7 +338,9 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
     const { id, length } = (b ?? {}) as Partial<RamBlock>;
     if (typeof id !== 'string') throw argTypeError(`options.blocks[${i}].id`, 'a string', id);
     const bytes = encodeName(id).length;
-    if (bytes === 0 || bytes > MAX_IDSTR_LENGTH) throw argRangeError(`options.blocks[${i}].id`, `1 to ${MAX_IDSTR_LENGTH} bytes of UTF-8`, id);
+    if (bytes === 0 || bytes > MAX_IDSTR_LENGTH || LONE_SURROGATE.test(id)) {
+      throw argRangeError(`options.blocks[${i}].id`, `1 to ${MAX_IDSTR_LENGTH} bytes of well-formed UTF-8`, id);
+    }
     if (seen.has(id)) throw argValueError(`options.blocks[${i}].id`, 'must be unique', id);
     seen.add(id);
     if (typeof length !== 'number' || !Number.isSafeInteger(length) || length <= 0 || length % pageSize !== 0) {
