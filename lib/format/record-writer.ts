@@ -82,10 +82,16 @@ export class RecordWriter {
     this.lastBlock = null;
   }
 
-  /** Writes a MEM_SIZE record listing `blocks` (lengths must be page multiples). */
+  /** Writes a MEM_SIZE record listing `blocks` (lengths must be positive page multiples). */
   memSize(blocks: readonly RamBlock[]): number {
     let total = 0;
-    for (const b of blocks) total += b.length;
+    for (const b of blocks) {
+      if (!Number.isSafeInteger(b.length) || b.length <= 0 || b.length % this.pageSize !== 0) {
+        // A reader stops at the total: a zero-length entry would be read as a record.
+        throw new XbzrleError('ERR_INVALID_RECORD', `block ${JSON.stringify(b.id)}: length ${b.length} is not a positive multiple of the page size ${this.pageSize}`);
+      }
+      total += b.length;
+    }
     const at = this.bytesWritten;
     this.reserve(HEADER);
     this.header(total, RAM_SAVE_FLAG.MEM_SIZE);

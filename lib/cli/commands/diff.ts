@@ -39,6 +39,7 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
   });
   try {
     const newSize = (await newFile.stat()).size;
+    if (newSize === 0) throw new CliError(`${newPath}: is empty (a delta describes at least one page)`);
     if (newSize % ps !== 0) throw new CliError(`${newPath}: size ${newSize} is not a multiple of the page size ${ps}`);
     const oldInput = await openInput(oldPath, STEP);
     const out = await openOutput(o.output, o.force, [oldPath, newPath]);

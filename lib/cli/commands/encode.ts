@@ -1,4 +1,6 @@
 import { stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { XbzrleEncodeStream } from '../../stream/encode-stream.js';
 import type { CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
@@ -51,10 +53,16 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   const out = await openOutput(o.output, o.force, images);
   const progress = new Progress('encode', total, o.quiet ? false : o.progress);
   const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize: o.cacheSize, blocks: [{ id: block, length: size }] });
-  // Output is written as it comes; errors from either side end the run.
-  const writing = (async () => {
-    for await (const chunk of enc) await out.write(chunk as Uint8Array);
-  })();
+  // Output is written as it comes; a failure on either side destroys both.
+  const writing = pipeline(
+    enc,
+    new Writable({
+      write(chunk: Uint8Array, _e, cb) {
+        out.write(chunk).then(() => cb(), cb);
+      },
+    }),
+  );
+  writing.catch(() => undefined); // awaited below; never an unhandled rejection
   let rounds = 0;
   let done = 0;
   try {
@@ -66,7 +74,8 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
         while (at < piece.length) {
           const n = Math.min(piece.length - at, size - inRound);
           if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
-          if (!enc.write({ block, offset: inRound, data: piece.subarray(at, at + n) })) await waitDrain(enc);
+          if (enc.destroyed) await writing; // the output failed: report why
+          if (!enc.write({ block, offset: inRound, data: piece.subarray(at, at + n) })) await waitDrain(enc, writing);
           at += n;
           inRound += n;
           done += n;
@@ -102,15 +111,18 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   }
 }
 
-function waitDrain(enc: XbzrleEncodeStream): Promise<void> {
+/** Waits for 'drain', or for the pipeline to fail (then rejects with its error). */
+function waitDrain(enc: XbzrleEncodeStream, writing: Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
-    const done = (err?: Error): void => {
-      enc.off('drain', done);
-      enc.off('error', done);
-      if (err !== undefined) reject(err);
-      else resolve();
+    const drained = (): void => {
+      enc.off('close', closed);
+      resolve();
     };
-    enc.on('drain', done);
-    enc.on('error', done);
+    const closed = (): void => {
+      enc.off('drain', drained);
+      writing.then(() => reject(new Error('the encoder closed early')), reject);
+    };
+    enc.once('drain', drained);
+    enc.once('close', closed);
   });
 }
