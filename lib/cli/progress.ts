@@ -3,6 +3,9 @@
  * enabled (by default when stderr is a TTY), and only once the work has run
  * for more than a moment, so quick commands print nothing.
  */
+/** How long work must run before the bar appears (ms); `XBZRLE_PROGRESS_DELAY` overrides it (tests). */
+const DELAY = Number(process.env['XBZRLE_PROGRESS_DELAY'] ?? 700);
+
 export class Progress {
   private readonly enabled: boolean;
   private readonly started = Date.now();
@@ -29,7 +32,7 @@ export class Progress {
     this.done = done;
     if (!this.enabled) return;
     const now = Date.now();
-    if (now - this.started < 700 || now - this.lastDraw < 100) return;
+    if (now - this.started < DELAY || (this.drawn && now - this.lastDraw < 100)) return;
     this.lastDraw = now;
     this.draw(now);
   }
