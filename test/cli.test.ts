@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { assertBuilt, CLI, PACKAGE_JSON, run, runCli, sha256, tempFilesIn, type CliResult } from './helpers/cli.js';
-import { loadFixture } from './helpers/qemu-file.js';
+import { loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
 
 const PS = 4096;
 
@@ -759,16 +759,7 @@ describe.concurrent('bad input: exit 1, one-line message naming the file, no out
 
 // ---------------------------------------------------------------------------
 
-const BLOCKS: [string, number][] = [
-  ['pc.ram', 0x2000000],
-  ['0000:00:02.0/vga.vram', 0x1000000],
-  ['/rom@etc/acpi/tables', 0x20000],
-  ['pc.bios', 0x40000],
-  ['pc.rom', 0x20000],
-  ['0000:00:02.0/vga.rom', 0x10000],
-  ['/rom@etc/table-loader', 0x1000],
-  ['/rom@etc/acpi/rsdp', 0x1000],
-];
+const BLOCKS = PC_BLOCKS;
 
 const captures = [
   // Record counts from the fixtures' README; no page hit the cache unchanged in these captures.

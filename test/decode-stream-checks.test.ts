@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type DecodedPage, type RamBlock } from '../lib/index.js';
 import { concat, hex, split } from './helpers/bytes.js';
+import { decodeChunks } from './helpers/streams.js';
 
 const PS = 4096;
 const EOS = '0000000000000010';
@@ -19,21 +20,8 @@ function build(fn: (w: RecordWriter) => void): Uint8Array {
 
 const memSize = (blocks: RamBlock[]): Uint8Array => build((w) => w.memSize(blocks));
 
-async function decode(bytes: Uint8Array, how: 'whole' | 'bytes' | 'random' = 'whole', store = new MemoryPageStore()): Promise<{ pages: DecodedPage[]; dec: XbzrleDecodeStream }> {
-  const dec = new XbzrleDecodeStream({ store });
-  const pages: DecodedPage[] = [];
-  await pipeline(
-    Readable.from(split(bytes, how, 5, 64)),
-    dec,
-    new Writable({
-      objectMode: true,
-      write(p: DecodedPage, _e, cb) {
-        pages.push(p);
-        cb();
-      },
-    }),
-  );
-  return { pages, dec };
+function decode(bytes: Uint8Array, how: 'whole' | 'bytes' | 'random' = 'whole', store = new MemoryPageStore()): ReturnType<typeof decodeChunks> {
+  return decodeChunks(split(bytes, how, 5, 64), { store });
 }
 
 /** Asserts that decoding fails with `code` at `offset`, whole and split into single bytes. */

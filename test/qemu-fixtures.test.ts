@@ -4,23 +4,14 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { decodeXbzrle, encodeXbzrle, MemoryPageStore, RamRecordParser, XbzrleDecodeStream, type DecodedPage } from '../lib/index.js';
 import { sameBytes, split } from './helpers/bytes.js';
-import { findRamSections, loadFixture, ramStream } from './helpers/qemu-file.js';
+import { findRamSections, loadFixture, PC_BLOCKS, ramStream } from './helpers/qemu-file.js';
 
 const captures = [
   { name: 'sparse-c32m', PAGE: 8317, ZERO: 8214, XBZRLE: 60404, EOS: 23, sections: { start: 1, part: 21, end: 1 } },
   { name: 'mixed-c8m', PAGE: 8032, ZERO: 14536, XBZRLE: 6081, EOS: 18, sections: { start: 1, part: 16, end: 1 } },
 ] as const;
 
-const BLOCKS = [
-  ['pc.ram', 0x2000000],
-  ['0000:00:02.0/vga.vram', 0x1000000],
-  ['/rom@etc/acpi/tables', 0x20000],
-  ['pc.bios', 0x40000],
-  ['pc.rom', 0x20000],
-  ['0000:00:02.0/vga.rom', 0x10000],
-  ['/rom@etc/table-loader', 0x1000],
-  ['/rom@etc/acpi/rsdp', 0x1000],
-];
+const BLOCKS = PC_BLOCKS;
 
 describe.each(captures)('real QEMU 7.2 stream $name', (cap) => {
   const { mig, ram, query } = loadFixture(cap.name);

@@ -11,6 +11,18 @@ import { fileURLToPath } from 'node:url';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/qemu-7.2/', import.meta.url));
 
+/** The RAM blocks of the captured QEMU 7.2 `pc` machine, in MEM_SIZE order. */
+export const PC_BLOCKS: [string, number][] = [
+  ['pc.ram', 0x2000000],
+  ['0000:00:02.0/vga.vram', 0x1000000],
+  ['/rom@etc/acpi/tables', 0x20000],
+  ['pc.bios', 0x40000],
+  ['pc.rom', 0x20000],
+  ['0000:00:02.0/vga.rom', 0x10000],
+  ['/rom@etc/table-loader', 0x1000],
+  ['/rom@etc/acpi/rsdp', 0x1000],
+];
+
 export interface RamSections {
   machine: string;
   /** Byte ranges [start, end) of RAM section bodies, in stream order. */
