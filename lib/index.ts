@@ -4,6 +4,7 @@ export { XbzrleError, type XbzrleErrorCode, type XbzrleErrorOptions } from './er
 export { encodeXbzrle } from './codec/encode.js';
 export { decodeXbzrle } from './codec/decode.js';
 export { isZeroPage } from './codec/zero.js';
+export { allocPages, freePages } from './codec/pages.js';
 
 export {
   PageCache,

@@ -1,5 +1,6 @@
 import { argRangeError, argTypeError } from '../errors.js';
 import { isZeroRange } from '../codec/zero.js';
+import { getEngine } from '../codec/wasm/engine.js';
 
 /**
  * QEMU's `CACHED_PAGE_LIFETIME`: a different page may evict an entry only
@@ -72,8 +73,10 @@ export class PageCache {
   /** Inserts refused because the slot held a different, fresh page. */
   refused = 0;
 
-  /** @internal The page copies, slot `s` at `s * pageSize`. */
+  /** @internal The page copies, slot `s` at `s * pageSize`; in the SIMD kernel's memory when it can be. */
   arena: Uint8Array;
+  /** @internal Address of the arena in the kernel's memory, or -1 (a plain array). */
+  arenaPtr = -1;
   private keys: Float64Array;
   private ages: Float64Array;
   private mask: number;
@@ -91,7 +94,7 @@ export class PageCache {
     this.pageSize = pageSize;
     const slots = slotCountFor(options.size, pageSize);
     this.mask = slots - 1;
-    this.arena = new Uint8Array(slots * pageSize);
+    this.arena = this.allocArena(slots * pageSize);
     this.keys = new Float64Array(slots).fill(EMPTY);
     this.ages = new Float64Array(slots);
   }
@@ -164,9 +167,36 @@ export class PageCache {
   insertFrom(addr: number, src: Uint8Array, srcOff: number, generation: number = this.generation): boolean {
     const slot = this.claim(addr, generation);
     if (slot < 0) return false;
-    const ps = this.pageSize;
-    this.arena.set(src.subarray(srcOff, srcOff + ps), slot * ps);
+    this.store(slot, src, srcOff);
     return true;
+  }
+
+  /** @internal Copies the page at `src[srcOff]` into `slot` (inside the kernel's memory when both are there). */
+  store(slot: number, src: Uint8Array, srcOff: number): void {
+    const ps = this.pageSize;
+    if (this.arenaPtr >= 0) {
+      const engine = getEngine()!;
+      if (engine.owns(src)) {
+        engine.copy(this.arenaPtr + slot * ps, src.byteOffset + srcOff, ps);
+        return;
+      }
+    }
+    this.arena.set(src.subarray(srcOff, srcOff + ps), slot * ps);
+  }
+
+  /**
+   * Gives the arena back (to the SIMD kernel's memory, when it lives there)
+   * and empties the cache; it stays usable with a one-page arena until
+   * {@link PageCache.resize}d. Called by an encoder for the cache it made
+   * itself when the stream closes. Happens on garbage collection otherwise.
+   */
+  dispose(): void {
+    this.freeArena();
+    this.arena = this.allocArena(this.pageSize);
+    this.keys = new Float64Array(1).fill(EMPTY);
+    this.ages = new Float64Array(1);
+    this.mask = 0;
+    this.used = 0;
   }
 
   /** Caches an all-zero page under `addr`, with the same rule as {@link PageCache.insert}. */
@@ -220,7 +250,11 @@ export class PageCache {
     const slots = slotCountFor(bytes, this.pageSize, 'bytes');
     if (slots === this.mask + 1) return this.size;
     const ps = this.pageSize;
-    const arena = new Uint8Array(slots * ps);
+    const oldPtr = this.arenaPtr;
+    const oldArena = this.arena;
+    const arena = this.allocArena(slots * ps);
+    const arenaPtr = this.arenaPtr;
+    this.arenaPtr = oldPtr;
     const keys = new Float64Array(slots).fill(EMPTY);
     const ages = new Float64Array(slots);
     let used = 0;
@@ -233,14 +267,40 @@ export class PageCache {
       else if (!(age > ages[t]!)) continue;
       keys[t] = key;
       ages[t] = age;
-      arena.set(this.arena.subarray(s * ps, (s + 1) * ps), t * ps);
+      arena.set(oldArena.subarray(s * ps, (s + 1) * ps), t * ps);
     }
+    this.freeArena(); // the old arena (this also drops every registration)
     this.arena = arena;
+    this.arenaPtr = arenaPtr;
+    if (arenaPtr >= 0) arenas.register(this, { ptr: arenaPtr, size: arena.length }, this);
     this.keys = keys;
     this.ages = ages;
     this.mask = slots - 1;
     this.used = used;
     return this.size;
+  }
+
+  /** A new arena, in the kernel's shared memory when possible; sets `arenaPtr` for the constructor only. */
+  private allocArena(size: number): Uint8Array {
+    const engine = getEngine();
+    if (engine !== null && engine.shared) {
+      const ptr = engine.alloc(size, 4096);
+      if (ptr >= 0) {
+        this.arenaPtr = ptr;
+        arenas.register(this, { ptr, size }, this);
+        return engine.bytes().subarray(ptr, ptr + size);
+      }
+    }
+    this.arenaPtr = -1;
+    return new Uint8Array(size);
+  }
+
+  private freeArena(): void {
+    if (this.arenaPtr >= 0) {
+      arenas.unregister(this);
+      getEngine()!.release(this.arenaPtr, this.arena.length);
+      this.arenaPtr = -1;
+    }
   }
 
   /**
@@ -326,6 +386,9 @@ export class PageCache {
     }
   }
 }
+
+/** Arenas in the kernel's memory go back to it when their cache is garbage collected. */
+const arenas = new FinalizationRegistry<{ ptr: number; size: number }>(({ ptr, size }) => getEngine()?.release(ptr, size));
 
 /** Keys are non-negative safe integers (QEMU's `ram_addr_t`). */
 function checkAddr(addr: number): number {

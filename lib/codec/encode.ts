@@ -1,6 +1,7 @@
 import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
 import { wordsOf } from './words.js';
+import { getEngine, type WasmEngine } from './wasm/engine.js';
 
 const NO_WORDS = new Int32Array(0);
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
@@ -145,5 +146,63 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   if (!(cur instanceof Uint8Array)) throw argTypeError('cur', 'a Uint8Array', cur);
   if (!(out instanceof Uint8Array)) throw argTypeError('out', 'a Uint8Array', out);
   if (prev.length !== cur.length) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, cur.length);
+  if (cur.length >= SIMD_MIN_LENGTH && cur.length <= SIMD_MAX_LENGTH) {
+    const engine = getEngine();
+    if (engine !== null) {
+      const r = encodeSimd(engine, prev, cur, out);
+      if (r !== UNENCODABLE) return r;
+      // Where QEMU aborts: the TypeScript path throws with the exact run.
+    }
+  }
   return encodeRange(prev, 0, cur, 0, cur.length, out, 0, out.length);
+}
+
+/** Below this the call and copies cost more than the SIMD kernel saves. */
+const SIMD_MIN_LENGTH = 64;
+/** Above this, pages are not copied into the kernel's memory. */
+const SIMD_MAX_LENGTH = 1 << 24;
+const UNENCODABLE = -2;
+
+let scratchPtr = -1;
+let scratchSize = 0;
+
+/**
+ * {@link encodeXbzrle} on the SIMD kernel. Operands in the kernel's memory
+ * (from `allocPages`) are read and written in place; others are copied in
+ * (and the delta copied out). Returns -2 where QEMU would abort.
+ */
+export function encodeSimd(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
+  const slen = cur.length;
+  // No delta is longer than 1.5 × slen, so a larger dlen never changes the result.
+  const dlen = out.length < 2 * slen + 8 ? out.length : 2 * slen + 8;
+  const ownPrev = engine.owns(prev);
+  const ownCur = engine.owns(cur);
+  const ownOut = engine.owns(out);
+  if (ownPrev && ownCur && ownOut) return engine.encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, dlen);
+  const need = (ownPrev ? 0 : slen) + (ownCur ? 0 : slen) + (ownOut ? 0 : dlen);
+  if (need > scratchSize) {
+    if (scratchPtr >= 0) engine.release(scratchPtr, scratchSize);
+    const size = Math.max(need, 3 * 16384);
+    scratchPtr = engine.alloc(size);
+    scratchSize = scratchPtr < 0 ? 0 : size;
+    if (scratchPtr < 0) return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
+  }
+  let at = scratchPtr;
+  const mem = engine.bytes();
+  let p = prev.byteOffset;
+  if (!ownPrev) {
+    mem.set(prev, at);
+    p = at;
+    at += slen;
+  }
+  let c = cur.byteOffset;
+  if (!ownCur) {
+    mem.set(cur, at);
+    c = at;
+    at += slen;
+  }
+  const o = ownOut ? out.byteOffset : at;
+  const len = engine.encode(p, c, slen, o, dlen);
+  if (len > 0 && !ownOut) out.set(mem.subarray(o, o + len));
+  return len;
 }

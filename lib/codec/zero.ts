@@ -1,4 +1,5 @@
 import { wordsOf } from './words.js';
+import { getEngine } from './wasm/engine.js';
 
 /**
  * True when `len` bytes of `buf` from `off` are all zero.
@@ -42,5 +43,7 @@ export function isZeroRange(buf: Uint8Array, off: number, len: number): boolean 
  * @param page - any `Uint8Array` view
  */
 export function isZeroPage(page: Uint8Array): boolean {
+  const engine = getEngine();
+  if (engine !== null && engine.owns(page)) return engine.isZero(page.byteOffset, page.length);
   return isZeroRange(page, 0, page.length);
 }

@@ -1,5 +1,4 @@
 import { XbzrleError } from '../errors.js';
-import { encodeRange } from '../codec/encode.js';
 import { encodeName, writeU16, writeU64 } from './bytes.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 
@@ -132,35 +131,6 @@ export class RecordWriter {
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
     this.slab.set(delta.subarray(deltaOff, deltaOff + len), this.pos + 3);
-    this.advance(3 + len);
-    this.maybeEmit();
-    return head + 3 + len;
-  }
-
-  /**
-   * Encodes `cur` against `prev` straight into the output and writes it as an
-   * XBZRLE record when the delta is non-empty and fits in a page (QEMU's
-   * `dlen = PAGE_SIZE`). Returns the record length, 0 when the page is
-   * unchanged, -1 on overflow (nothing written in either case).
-   */
-  encodeXbzrle(block: string, offset: number, prev: Uint8Array, prevOff: number, cur: Uint8Array, curOff: number): number {
-    const ps = this.pageSize;
-    const name = block === this.lastBlock ? null : this.nameBytes(block);
-    const head = HEADER + (name === null ? 0 : 1 + name.length);
-    this.reserve(head + 3 + ps);
-    let len: number;
-    try {
-      len = encodeRange(prev, prevOff, cur, curOff, ps, this.slab, this.pos + head + 3, ps);
-    } catch (err) {
-      // A 16 KiB page in which every byte changed: no delta exists; send the page.
-      if (err instanceof XbzrleError && err.code === 'ERR_XBZRLE_UNENCODABLE') return -1;
-      throw err;
-    }
-    if (len <= 0) return len;
-    this.header(offset, RAM_SAVE_FLAG.XBZRLE | (name === null ? RAM_SAVE_FLAG.CONTINUE : 0));
-    if (name !== null) this.name(block, name);
-    this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
-    writeU16(this.slab, this.pos + 1, len);
     this.advance(3 + len);
     this.maybeEmit();
     return head + 3 + len;

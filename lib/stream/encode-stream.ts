@@ -1,7 +1,7 @@
 import type { TransformCallback } from 'node:stream';
 import { Buffer } from 'node:buffer';
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN, type BlockRange } from '../cache/page-cache.js';
-import { isZeroRange } from '../codec/zero.js';
+import { PageKernel } from '../codec/kernel.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -95,8 +95,10 @@ export class XbzrleEncodeStream extends PacedTransform {
   private readonly outbox: Uint8Array[] = [];
   /** Set once this stream changed the cache; cleared again when it ends cleanly. */
   private touchedCache = false;
-  /** A page-sized copy for input that another thread may change (SharedArrayBuffer). */
-  private snapshot: Uint8Array | null = null;
+  /** Zero test and delta encoding (SIMD when available), with its staging area. */
+  private readonly kernel: PageKernel;
+  /** True when this stream made its cache (and so disposes of it when it closes). */
+  private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
 
   constructor(options?: XbzrleEncodeStreamOptions) {
@@ -118,6 +120,8 @@ export class XbzrleEncodeStream extends PacedTransform {
     });
     this.pageSize = pageSize;
     this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
+    this.ownsCache = cache === undefined;
+    this.kernel = new PageKernel(pageSize);
     this.useXbzrle = opts.xbzrle ?? true;
     this.counters = new XbzrleStats(pageSize);
     this.writer = new RecordWriter({ pageSize, chunkSize, alloc: (n) => Buffer.allocUnsafe(n) }, (chunk) => this.outbox.push(chunk));
@@ -150,7 +154,7 @@ export class XbzrleEncodeStream extends PacedTransform {
 
   /** Counters in QEMU's `query-migrate` shape. */
   get stats(): XbzrleStats {
-    this.counters.cacheSize = this.cache.size;
+    if (!this.destroyed) this.counters.cacheSize = this.cache.size;
     return this.counters;
   }
 
@@ -194,6 +198,9 @@ export class XbzrleEncodeStream extends PacedTransform {
     // Pages written into the cache may never have reached the receiver: a cache
     // shared with later streams must not assume they did. (Block bases stay.)
     if (this.touchedCache) this.cache.clear();
+    this.counters.cacheSize = this.cache.size;
+    this.kernel.dispose();
+    if (this.ownsCache) this.cache.dispose();
     super._destroy(err, callback);
   }
 
@@ -223,24 +230,26 @@ export class XbzrleEncodeStream extends PacedTransform {
     const { block, offset, data } = record;
     const ps = this.pageSize;
     const count = data.length / ps;
-    // Memory another thread may write to is copied first, as QEMU snapshots a
-    // page before encoding it: the cache must hold exactly the bytes sent.
-    const shared = typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer;
-    if (shared) this.snapshot ??= new Uint8Array(ps);
+    const kernel = this.kernel;
+    if (this.destroyed) return; // a resume that came after destroy(): the kernel is gone
     try {
-      for (let i = index; i < count; i++) {
-        this.blocked = false;
-        if (shared) {
-          const snap = this.snapshot!;
-          snap.set(data.subarray(i * ps, (i + 1) * ps));
-          this.encodePage(block, offset + i * ps, base + offset + i * ps, snap, 0);
-        } else {
-          this.encodePage(block, offset + i * ps, base + offset + i * ps, data, i * ps);
-        }
-        this.pushOutbox();
-        if (this.blocked && i + 1 < count) {
-          this.resumeOnRead(() => this.encodePages(record, base, i + 1, callback));
-          return;
+      for (let i = index; i < count; ) {
+        // Stage a group of pages: copied into the kernel's memory (which also
+        // snapshots memory another thread may change), or used in place.
+        const n = Math.min(kernel.stagePages, count - i);
+        kernel.stage(data, i * ps, n);
+        const src = kernel.src;
+        const at = kernel.srcOff - i * ps;
+        for (const end = i + n; i < end; i++) {
+          this.blocked = false;
+          this.encodePage(block, offset + i * ps, base + offset + i * ps, src, at + i * ps);
+          this.pushOutbox();
+          if (this.blocked && i + 1 < count) {
+            const next = i + 1;
+            // The staging area may be reused meanwhile: restage from the record on resume.
+            this.resumeOnRead(() => this.encodePages(record, base, next, callback));
+            return;
+          }
         }
       }
     } catch (err) {
@@ -256,8 +265,9 @@ export class XbzrleEncodeStream extends PacedTransform {
     const stats = this.counters;
     const writer = this.writer;
     const cache = this.cache;
+    const kernel = this.kernel;
     this.touchedCache ||= this.useXbzrle;
-    if (isZeroRange(data, at, ps)) {
+    if (kernel.isZero(data, at)) {
       writer.zero(block, offset, 0);
       stats.duplicate++;
       stats.records.ZERO++;
@@ -281,24 +291,24 @@ export class XbzrleEncodeStream extends PacedTransform {
       return;
     }
     stats.xbzrlePages++;
-    const arena = cache.arena;
-    const size = writer.encodeXbzrle(block, offset, arena, slot * ps, data, at);
-    if (size === 0) {
+    const len = kernel.encode(cache.arena, slot * ps, data, at);
+    if (len === 0) {
       stats.skipped++;
       return;
     }
-    if (size < 0) {
+    if (len < 0) {
+      // Overflow, or (16 KiB pages) a page in which every byte changed: no delta exists.
       stats.overflow++;
       stats.xbzrleBytes += ps;
       writer.page(block, offset, data, at);
       stats.normal++;
       stats.records.PAGE++;
     } else {
-      stats.xbzrleBytes += size - 8;
+      stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
       stats.records.XBZRLE++;
     }
     if (this.finalStage) cache.invalidate(key);
-    else arena.set(data.subarray(at, at + ps), slot * ps);
+    else cache.store(slot, data, at);
   }
 
   private checkRecord(chunk: unknown): PageRecord {

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { open } from 'node:fs/promises';
 import { equalRange } from '../../codec/equal.js';
+import { PageKernel } from '../../codec/kernel.js';
 import { isZeroRange } from '../../codec/zero.js';
 import { RecordWriter } from '../../format/record-writer.js';
 import { XbzrleStats } from '../../stats.js';
@@ -55,6 +56,7 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
         }
       };
       writer.memSize([{ id: block, length: newSize }]);
+      const kernel = new PageKernel(ps);
       stats.records.MEM_SIZE++;
 
       // OLD is read sequentially (it may be a pipe); NEW in the same steps.
@@ -85,7 +87,7 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
         oldStep.fill(0, have, n);
         await readFully(newFile, newStep, n, pos, newPath);
         for (let p = 0; p < n; p += ps) {
-          diffPage(writer, stats, block, pos + p, oldStep, newStep, p, ps);
+          diffPage(kernel, writer, stats, block, pos + p, oldStep, newStep, p, ps);
         }
         await flush();
         progress.update(pos + n);
@@ -116,7 +118,7 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
 }
 
 /** The record for one page of NEW against the same page of OLD (no cache: OLD itself is the reference). */
-function diffPage(writer: RecordWriter, stats: XbzrleStats, block: string, offset: number, oldStep: Uint8Array, newStep: Uint8Array, at: number, ps: number): void {
+function diffPage(kernel: PageKernel, writer: RecordWriter, stats: XbzrleStats, block: string, offset: number, oldStep: Uint8Array, newStep: Uint8Array, at: number, ps: number): void {
   if (equalRange(oldStep, at, newStep, at, ps)) return; // unchanged (zero or not)
   if (isZeroRange(newStep, at, ps)) {
     writer.zero(block, offset, 0);
@@ -124,11 +126,11 @@ function diffPage(writer: RecordWriter, stats: XbzrleStats, block: string, offse
     stats.records.ZERO++;
     return;
   }
-  const len = writer.encodeXbzrle(block, offset, oldStep, at, newStep, at);
+  const len = kernel.encode(oldStep, at, newStep, at);
   if (len > 0) {
     stats.records.XBZRLE++;
     stats.xbzrlePages++;
-    stats.xbzrleBytes += len - 8;
+    stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
   } else {
     writer.page(block, offset, newStep, at);
     stats.normal++;

@@ -1,0 +1,133 @@
+import { encodeRange } from './encode.js';
+import { getEngine, type WasmEngine } from './wasm/engine.js';
+import { isZeroRange } from './zero.js';
+
+/** Result of {@link PageKernel.encode} for a run QEMU cannot encode (it aborts). */
+export const UNENCODABLE = -2;
+
+/**
+ * Encodes pages of one size with the fastest path available: the WebAssembly
+ * SIMD kernel when the runtime has it, else the TypeScript encoder. Operands
+ * that already live in the kernel's memory (page cache arenas, `allocPages`
+ * buffers, staged input) are read in place; others are copied in first.
+ *
+ * After {@link PageKernel.stage} the staged pages are at `src[srcOff…]`;
+ * after {@link PageKernel.encode} the delta is at `delta[deltaOff…]`.
+ * Both stay valid until the next call.
+ */
+export class PageKernel {
+  readonly pageSize: number;
+  /** The SIMD engine, or null on the TypeScript path. */
+  readonly engine: WasmEngine | null;
+  /** Pages staged at a time. */
+  readonly stagePages: number;
+  src: Uint8Array = new Uint8Array(0);
+  srcOff = 0;
+  delta: Uint8Array;
+  deltaOff = 0;
+
+  private readonly stagePtr: number;
+  private readonly prevPtr: number;
+  private readonly curPtr: number;
+  private readonly outPtr: number;
+  private readonly tsOut: Uint8Array;
+  private snapshot: Uint8Array | null = null;
+
+  constructor(pageSize: number, stagePages = 64) {
+    this.pageSize = pageSize;
+    this.stagePages = stagePages;
+    let engine = getEngine();
+    let base = -1;
+    if (engine !== null) {
+      // Staging area, then one page each for a copied-in old page, a copied-in new page, the delta.
+      base = engine.alloc((stagePages + 3) * pageSize, 64);
+      if (base < 0) engine = null;
+    }
+    this.engine = engine;
+    this.stagePtr = base;
+    this.prevPtr = base + stagePages * pageSize;
+    this.curPtr = base + (stagePages + 1) * pageSize;
+    this.outPtr = base + (stagePages + 2) * pageSize;
+    this.tsOut = engine === null ? new Uint8Array(pageSize) : new Uint8Array(0);
+    this.delta = this.tsOut;
+  }
+
+  /** Gives the kernel's memory back. The kernel must not be used afterwards. */
+  dispose(): void {
+    if (this.engine !== null && this.stagePtr >= 0) this.engine.release(this.stagePtr, (this.stagePages + 3) * this.pageSize);
+  }
+
+  /**
+   * Makes `count` (≤ stagePages) pages of `data` from `at` ready for the
+   * kernel: `src`/`srcOff` then point at them. Data in the kernel's memory is
+   * used in place; other data is copied into the staging area, which also
+   * snapshots memory another thread may be changing (a SharedArrayBuffer).
+   */
+  stage(data: Uint8Array, at: number, count: number): void {
+    const bytes = count * this.pageSize;
+    const engine = this.engine;
+    if (engine !== null) {
+      if (engine.owns(data)) {
+        this.src = engine.bytes();
+        this.srcOff = data.byteOffset + at;
+        return;
+      }
+      const mem = engine.bytes();
+      mem.set(data.subarray(at, at + bytes), this.stagePtr);
+      this.src = mem;
+      this.srcOff = this.stagePtr;
+      return;
+    }
+    if (typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer) {
+      if (this.snapshot === null || this.snapshot.length < bytes) this.snapshot = new Uint8Array(this.stagePages * this.pageSize);
+      this.snapshot.set(data.subarray(at, at + bytes));
+      this.src = this.snapshot;
+      this.srcOff = 0;
+      return;
+    }
+    this.src = data;
+    this.srcOff = at;
+  }
+
+  /** True when the page at `src[off]` is all zero. */
+  isZero(src: Uint8Array, off: number): boolean {
+    const engine = this.engine;
+    if (engine !== null && engine.owns(src)) return engine.isZero(src.byteOffset + off, this.pageSize);
+    return isZeroRange(src, off, this.pageSize);
+  }
+
+  /**
+   * Encodes the page at `cur[curOff]` against `prev[prevOff]` with
+   * `dlen = pageSize`, as QEMU's sender does. Returns the delta length, 0
+   * (unchanged), -1 (overflow) or {@link UNENCODABLE}.
+   */
+  encode(prev: Uint8Array, prevOff: number, cur: Uint8Array, curOff: number): number {
+    const ps = this.pageSize;
+    const engine = this.engine;
+    if (engine === null) {
+      this.delta = this.tsOut;
+      this.deltaOff = 0;
+      try {
+        return encodeRange(prev, prevOff, cur, curOff, ps, this.tsOut, 0, ps);
+      } catch {
+        return UNENCODABLE;
+      }
+    }
+    let p: number;
+    if (engine.owns(prev)) p = prev.byteOffset + prevOff;
+    else {
+      engine.bytes().set(prev.subarray(prevOff, prevOff + ps), this.prevPtr);
+      p = this.prevPtr;
+    }
+    let c: number;
+    if (engine.owns(cur)) c = cur.byteOffset + curOff;
+    else {
+      engine.bytes().set(cur.subarray(curOff, curOff + ps), this.curPtr);
+      c = this.curPtr;
+    }
+    const len = engine.encode(p, c, ps, this.outPtr, ps);
+    this.delta = engine.bytes();
+    this.deltaOff = this.outPtr;
+    return len;
+  }
+}

@@ -1,0 +1,197 @@
+import { KERNEL_PLAIN, KERNEL_SHARED } from './kernel-wasm.js';
+
+/** The parts of the WebAssembly JS API used here (typed locally: no DOM types needed). */
+interface WasmMemory {
+  readonly buffer: ArrayBufferLike;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+
+interface KernelExports {
+  encode(prev: number, cur: number, slen: number, out: number, dlen: number): number;
+  is_zero(ptr: number, len: number): number;
+}
+
+const WASM_PAGE = 65536;
+/** Largest memory the kernel declares: 65536 wasm pages = 4 GiB. */
+const MAX_WASM_PAGES = 65536;
+/** Memory grows by at least this much at a time. */
+const GROW_STEP = 16 << 20;
+
+/**
+ * The WebAssembly SIMD kernel and its memory.
+ *
+ * With shared memory (Node, and browsers that allow SharedArrayBuffer) the
+ * memory's views never detach when it grows, so long-lived buffers can live
+ * in it: page cache arenas and `allocPages` buffers, which the kernel then
+ * reads in place. With plain memory only a fixed scratch area is used and
+ * operands are copied in (`shared` is false).
+ */
+export class WasmEngine {
+  readonly memory: WasmMemory;
+  /** True when the memory is shared: long-lived allocations are allowed. */
+  readonly shared: boolean;
+  private readonly kernel: KernelExports;
+  private view: Uint8Array;
+  /** Every `memory.buffer` generation: views of any of them point into this memory. */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  /** Free ranges [start, end), sorted, coalesced. */
+  private readonly freeList: { start: number; end: number }[] = [];
+
+  constructor(memory: WasmMemory, kernel: KernelExports, shared: boolean) {
+    this.memory = memory;
+    this.kernel = kernel;
+    this.shared = shared;
+    this.view = new Uint8Array(memory.buffer);
+    this.buffers.add(memory.buffer);
+    // Offset 0 stays unused so that 0 is never a valid allocation.
+    this.freeList.push({ start: 64, end: memory.buffer.byteLength });
+  }
+
+  /**
+   * A view of the whole memory as it is now. Only this engine grows the
+   * memory (it is never handed to another thread), so the view is refreshed
+   * in `grow()` rather than by reading `memory.buffer` on every call.
+   */
+  bytes(): Uint8Array {
+    return this.view;
+  }
+
+  /** True when `u8` is a view into this memory (its `byteOffset` is then its address). */
+  owns(u8: Uint8Array): boolean {
+    const b = u8.buffer;
+    // The latest buffer generation is by far the most common: skip the WeakSet for it.
+    if (b === this.view.buffer) return true;
+    // A shared memory's buffers are SharedArrayBuffers: anything else is foreign.
+    if (this.shared && !(b instanceof SharedArrayBuffer)) return false;
+    return this.buffers.has(b);
+  }
+
+  /**
+   * Reserves `size` bytes aligned to `align` (a power of two) and returns the
+   * address, or -1 when the memory cannot hold it. Contents are unspecified.
+   */
+  alloc(size: number, align = 64): number {
+    size = Math.max(64, Math.ceil(size / 64) * 64);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      for (let i = 0; i < this.freeList.length; i++) {
+        const f = this.freeList[i]!;
+        const start = Math.ceil(f.start / align) * align;
+        if (start + size > f.end) continue;
+        const pieces: { start: number; end: number }[] = [];
+        if (start > f.start) pieces.push({ start: f.start, end: start });
+        if (start + size < f.end) pieces.push({ start: start + size, end: f.end });
+        this.freeList.splice(i, 1, ...pieces);
+        return start;
+      }
+      if (attempt === 0 && !this.grow(size + align)) return -1;
+    }
+    return -1;
+  }
+
+  /** Returns a range from {@link WasmEngine.alloc}. */
+  release(ptr: number, size: number): void {
+    size = Math.max(64, Math.ceil(size / 64) * 64);
+    const range = { start: ptr, end: ptr + size };
+    const list = this.freeList;
+    let i = 0;
+    while (i < list.length && list[i]!.start < range.start) i++;
+    list.splice(i, 0, range);
+    // Coalesce with the neighbours.
+    if (i + 1 < list.length && list[i]!.end === list[i + 1]!.start) {
+      list[i]!.end = list[i + 1]!.end;
+      list.splice(i + 1, 1);
+    }
+    if (i > 0 && list[i - 1]!.end === list[i]!.start) {
+      list[i - 1]!.end = list[i]!.end;
+      list.splice(i, 1);
+    }
+  }
+
+  /** Bytes of memory in use by allocations. */
+  get allocated(): number {
+    let free = 0;
+    for (const f of this.freeList) free += f.end - f.start;
+    return this.memory.buffer.byteLength - 64 - free;
+  }
+
+  encode(prev: number, cur: number, slen: number, out: number, dlen: number): number {
+    return this.kernel.encode(prev, cur, slen, out, dlen);
+  }
+
+  isZero(ptr: number, len: number): boolean {
+    return this.kernel.is_zero(ptr, len) !== 0;
+  }
+
+  /** Copies `len` bytes inside the memory (no allocation). */
+  copy(dst: number, src: number, len: number): void {
+    this.bytes().copyWithin(dst, src, src + len);
+  }
+
+  private grow(need: number): boolean {
+    if (!this.shared) return false; // plain memory would detach views: never grown
+    const current = this.memory.buffer.byteLength;
+    const want = Math.ceil(Math.max(need, GROW_STEP, current / 4) / WASM_PAGE);
+    const pages = Math.min(want, MAX_WASM_PAGES - current / WASM_PAGE);
+    if (pages * WASM_PAGE < need) return false;
+    try {
+      this.memory.grow(pages);
+    } catch {
+      return false;
+    }
+    const buffer = this.memory.buffer;
+    this.view = new Uint8Array(buffer);
+    this.buffers.add(buffer);
+    this.release(current, buffer.byteLength - current);
+    return true;
+  }
+}
+
+let engine: WasmEngine | null | undefined;
+
+function base64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function disabled(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.['XBZRLE_WASM'] === '0';
+}
+
+/**
+ * The kernel, instantiated on first use, or null when WebAssembly SIMD is not
+ * available (or `XBZRLE_WASM=0` is set): callers then use the TypeScript path.
+ */
+export function getEngine(): WasmEngine | null {
+  if (engine !== undefined) return engine;
+  engine = null;
+  const WA = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  if (disabled() || WA === undefined) return null;
+  try {
+    const memory = new WA.Memory({ initial: 1, maximum: MAX_WASM_PAGES, shared: true });
+    const instance = new WA.Instance(new WA.Module(base64(KERNEL_SHARED)), { env: { memory } });
+    engine = new WasmEngine(memory, instance.exports as unknown as KernelExports, true);
+  } catch {
+    try {
+      // No shared memory here (a browser without cross-origin isolation): plain memory, fixed size.
+      const memory = new WA.Memory({ initial: 16, maximum: MAX_WASM_PAGES });
+      const instance = new WA.Instance(new WA.Module(base64(KERNEL_PLAIN)), { env: { memory } });
+      engine = new WasmEngine(memory, instance.exports as unknown as KernelExports, false);
+    } catch {
+      engine = null; // no WebAssembly SIMD
+    }
+  }
+  return engine;
+}
+
+/** @internal For tests: forget the engine (the next getEngine() makes a new one). */
+export function resetEngineForTests(): void {
+  engine = undefined;
+}

@@ -1,0 +1,177 @@
+;; The XBZRLE SIMD kernel (WebAssembly text). Assembled by scripts/build-wasm.mjs
+;; into lib/codec/wasm/kernel-wasm.ts at build time, in two variants: one that
+;; imports a shared memory (views never detach when it grows) and one that
+;; imports a plain memory (for runtimes without SharedArrayBuffer).
+;;
+;; All pointers and lengths are byte offsets into the imported memory. The
+;; encoder follows QEMU's scalar rule exactly (spec: xbzrle-codec.md §3):
+;; byte-maximal runs, the first zero run may be 0, no trailing zero run, and
+;; the room checks at the start of a pair (2 bytes), after a zero-run length
+;; (2 bytes) and after a non-zero-run length (the run). It never writes at or
+;; past out + dlen.
+(module
+  (import "env" "memory" (memory 1 65536 shared))
+
+  ;; First i' >= i with p[i'] != c[i'], or n.
+  (func $find_diff (param $p i32) (param $c i32) (param $i i32) (param $n i32) (result i32)
+    (local $m i32) (local $a i32) (local $b i32)
+    (block $out64
+      (loop $l64
+        (br_if $out64 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $n)))
+        (local.set $a (i32.add (local.get $p) (local.get $i)))
+        (local.set $b (i32.add (local.get $c) (local.get $i)))
+        (br_if $out64
+          (v128.any_true
+            (v128.or
+              (v128.or
+                (v128.xor (v128.load (local.get $a)) (v128.load (local.get $b)))
+                (v128.xor (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
+              (v128.or
+                (v128.xor (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b)))
+                (v128.xor (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b)))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 64)))
+        (br $l64)))
+    (block $out16
+      (loop $l16
+        (br_if $out16 (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $n)))
+        (local.set $m
+          (i8x16.bitmask
+            (i8x16.eq
+              (v128.load (i32.add (local.get $p) (local.get $i)))
+              (v128.load (i32.add (local.get $c) (local.get $i))))))
+        (if (i32.ne (local.get $m) (i32.const 0xffff))
+          (then (return (i32.add (local.get $i) (i32.ctz (i32.xor (local.get $m) (i32.const 0xffff)))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $l16)))
+    (block $outb
+      (loop $lb
+        (br_if $outb (i32.ge_u (local.get $i) (local.get $n)))
+        (br_if $outb
+          (i32.ne
+            (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+            (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $lb)))
+    (local.get $i))
+
+  ;; First i' >= i with p[i'] == c[i'], or n.
+  (func $find_eq (param $p i32) (param $c i32) (param $i i32) (param $n i32) (result i32)
+    (local $m i32) (local $a i32) (local $b i32)
+    (block $out64
+      (loop $l64
+        (br_if $out64 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $n)))
+        (local.set $a (i32.add (local.get $p) (local.get $i)))
+        (local.set $b (i32.add (local.get $c) (local.get $i)))
+        (br_if $out64
+          (v128.any_true
+            (v128.or
+              (v128.or
+                (i8x16.eq (v128.load (local.get $a)) (v128.load (local.get $b)))
+                (i8x16.eq (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
+              (v128.or
+                (i8x16.eq (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b)))
+                (i8x16.eq (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b)))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 64)))
+        (br $l64)))
+    (block $out16
+      (loop $l16
+        (br_if $out16 (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $n)))
+        (local.set $m
+          (i8x16.bitmask
+            (i8x16.eq
+              (v128.load (i32.add (local.get $p) (local.get $i)))
+              (v128.load (i32.add (local.get $c) (local.get $i))))))
+        (if (local.get $m)
+          (then (return (i32.add (local.get $i) (i32.ctz (local.get $m))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $l16)))
+    (block $outb
+      (loop $lb
+        (br_if $outb (i32.ge_u (local.get $i) (local.get $n)))
+        (br_if $outb
+          (i32.eq
+            (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+            (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $lb)))
+    (local.get $i))
+
+  ;; Writes the small ULEB128 of v (< 0x4000) at `at`; returns its length.
+  (func $uleb (param $at i32) (param $v i32) (result i32)
+    (if (i32.lt_u (local.get $v) (i32.const 0x80))
+      (then
+        (i32.store8 (local.get $at) (local.get $v))
+        (return (i32.const 1))))
+    (i32.store8 (local.get $at) (i32.or (i32.and (local.get $v) (i32.const 0x7f)) (i32.const 0x80)))
+    (i32.store8 offset=1 (local.get $at) (i32.shr_u (local.get $v) (i32.const 7)))
+    (i32.const 2))
+
+  ;; QEMU's xbzrle_encode_buffer: -1 overflow, 0 unchanged, else the delta
+  ;; length; -2 where QEMU would abort (a run over 16383 bytes).
+  (func (export "encode") (param $p i32) (param $c i32) (param $slen i32) (param $out i32) (param $dlen i32) (result i32)
+    (local $i i32) (local $d i32) (local $start i32) (local $run i32) (local $r i32) (local $k i32)
+    (if (i32.eqz (local.get $slen)) (then (return (i32.const 0))))
+    (if (i32.lt_s (local.get $dlen) (i32.const 2)) (then (return (i32.const -1))))
+    (loop $pair
+      (if (i32.gt_s (i32.add (local.get $d) (i32.const 2)) (local.get $dlen)) (then (return (i32.const -1))))
+      ;; zero run
+      (local.set $start (local.get $i))
+      (local.set $i (call $find_diff (local.get $p) (local.get $c) (local.get $i) (local.get $slen)))
+      (if (i32.eq (local.get $i) (local.get $slen)) (then (return (local.get $d))))
+      (local.set $run (i32.sub (local.get $i) (local.get $start)))
+      (if (i32.gt_u (local.get $run) (i32.const 16383)) (then (return (i32.const -2))))
+      (local.set $d (i32.add (local.get $d) (call $uleb (i32.add (local.get $out) (local.get $d)) (local.get $run))))
+      (if (i32.gt_s (i32.add (local.get $d) (i32.const 2)) (local.get $dlen)) (then (return (i32.const -1))))
+      ;; non-zero run
+      (local.set $start (local.get $i))
+      (local.set $i (call $find_eq (local.get $p) (local.get $c) (local.get $i) (local.get $slen)))
+      (local.set $run (i32.sub (local.get $i) (local.get $start)))
+      (if (i32.gt_u (local.get $run) (i32.const 16383)) (then (return (i32.const -2))))
+      (local.set $d (i32.add (local.get $d) (call $uleb (i32.add (local.get $out) (local.get $d)) (local.get $run))))
+      (if (i32.gt_s (i32.add (local.get $d) (local.get $run)) (local.get $dlen)) (then (return (i32.const -1))))
+      ;; copy: whole vectors for short runs when they stay inside both buffers
+      (local.set $r (i32.and (i32.add (local.get $run) (i32.const 15)) (i32.const -16)))
+      (if (i32.and
+            (i32.le_u (local.get $run) (i32.const 64))
+            (i32.and
+              (i32.le_s (i32.add (local.get $d) (local.get $r)) (local.get $dlen))
+              (i32.le_u (i32.add (local.get $start) (local.get $r)) (local.get $slen))))
+        (then
+          (local.set $k (i32.const 0))
+          (loop $vc
+            (v128.store
+              (i32.add (i32.add (local.get $out) (local.get $d)) (local.get $k))
+              (v128.load (i32.add (i32.add (local.get $c) (local.get $start)) (local.get $k))))
+            (local.set $k (i32.add (local.get $k) (i32.const 16)))
+            (br_if $vc (i32.lt_u (local.get $k) (local.get $run)))))
+        (else
+          (memory.copy
+            (i32.add (local.get $out) (local.get $d))
+            (i32.add (local.get $c) (local.get $start))
+            (local.get $run))))
+      (local.set $d (i32.add (local.get $d) (local.get $run)))
+      (br_if $pair (i32.lt_u (local.get $i) (local.get $slen))))
+    (local.get $d))
+
+  ;; 1 when n bytes at p are all zero, else 0.
+  (func (export "is_zero") (param $p i32) (param $n i32) (result i32)
+    (local $i i32) (local $a i32)
+    (block $out64
+      (loop $l64
+        (br_if $out64 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $n)))
+        (local.set $a (i32.add (local.get $p) (local.get $i)))
+        (if (v128.any_true
+              (v128.or
+                (v128.or (v128.load (local.get $a)) (v128.load offset=16 (local.get $a)))
+                (v128.or (v128.load offset=32 (local.get $a)) (v128.load offset=48 (local.get $a)))))
+          (then (return (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 64)))
+        (br $l64)))
+    (block $outb
+      (loop $lb
+        (br_if $outb (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.load8_u (i32.add (local.get $p) (local.get $i))) (then (return (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $lb)))
+    (i32.const 1))
+)
