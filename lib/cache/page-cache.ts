@@ -176,6 +176,10 @@ export class PageCache {
     const ps = this.pageSize;
     if (this.arenaPtr >= 0) {
       const engine = getEngine()!;
+      if (src === engine.bytes()) {
+        engine.copy(this.arenaPtr + slot * ps, srcOff, ps);
+        return;
+      }
       if (engine.owns(src)) {
         engine.copy(this.arenaPtr + slot * ps, src.byteOffset + srcOff, ps);
         return;

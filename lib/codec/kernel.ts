@@ -1,3 +1,5 @@
+import type { PageCache } from '../cache/page-cache.js';
+import { applyChecked } from './decode.js';
 import { encodeRange } from './encode.js';
 import { getEngine, type WasmEngine } from './wasm/engine.js';
 import { isZeroRange } from './zero.js';
@@ -92,8 +94,39 @@ export class PageKernel {
   /** True when the page at `src[off]` is all zero. */
   isZero(src: Uint8Array, off: number): boolean {
     const engine = this.engine;
-    if (engine !== null && engine.owns(src)) return engine.isZero(src.byteOffset + off, this.pageSize);
+    if (engine !== null) {
+      // `src` is usually the memory view itself (staged data): no lookup needed.
+      if (src === engine.bytes()) return engine.isZero(off, this.pageSize);
+      if (engine.owns(src)) return engine.isZero(src.byteOffset + off, this.pageSize);
+    }
     return isZeroRange(src, off, this.pageSize);
+  }
+
+  /**
+   * Encodes the page at `cur[curOff]` against the copy cached in `slot` of
+   * `cache`, reading the cache arena in place when it lives in the kernel's
+   * memory. Returns as {@link PageKernel.encode}.
+   */
+  encodeCached(cache: PageCache, slot: number, cur: Uint8Array, curOff: number): number {
+    const engine = this.engine;
+    if (engine === null || cache.arenaPtr < 0 || cur !== engine.bytes()) return this.encode(cache.arena, slot * this.pageSize, cur, curOff);
+    const ps = this.pageSize;
+    const len = engine.encode(cache.arenaPtr + slot * ps, curOff, ps, this.outPtr, ps);
+    this.delta = cur;
+    this.deltaOff = this.outPtr;
+    return len;
+  }
+
+  /**
+   * Brings `slot` of `cache` up to date with the delta of length `len` just
+   * produced by {@link PageKernel.encodeCached}: only the changed runs are
+   * written, not the whole page.
+   */
+  applyToCache(cache: PageCache, slot: number, len: number): void {
+    const engine = this.engine;
+    const at = slot * this.pageSize;
+    if (engine !== null && cache.arenaPtr >= 0 && this.delta === engine.bytes()) engine.apply(this.deltaOff, len, cache.arenaPtr + at);
+    else applyChecked(this.delta, this.deltaOff, len, cache.arena, at);
   }
 
   /**

@@ -291,7 +291,7 @@ export class XbzrleEncodeStream extends PacedTransform {
       return;
     }
     stats.xbzrlePages++;
-    const len = kernel.encode(cache.arena, slot * ps, data, at);
+    const len = kernel.encodeCached(cache, slot, data, at);
     if (len === 0) {
       stats.skipped++;
       return;
@@ -303,12 +303,15 @@ export class XbzrleEncodeStream extends PacedTransform {
       writer.page(block, offset, data, at);
       stats.normal++;
       stats.records.PAGE++;
-    } else {
-      stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
-      stats.records.XBZRLE++;
+      if (this.finalStage) cache.invalidate(key);
+      else cache.store(slot, data, at);
+      return;
     }
+    stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
+    stats.records.XBZRLE++;
+    // The cached copy becomes the page sent: apply the delta (only the changed runs) to it.
     if (this.finalStage) cache.invalidate(key);
-    else cache.store(slot, data, at);
+    else kernel.applyToCache(cache, slot, len);
   }
 
   private checkRecord(chunk: unknown): PageRecord {

@@ -14,6 +14,8 @@ interface WasmApi {
 interface KernelExports {
   encode(prev: number, cur: number, slen: number, out: number, dlen: number): number;
   is_zero(ptr: number, len: number): number;
+  apply(src: number, slen: number, dst: number): void;
+  copy(dst: number, src: number, len: number): void;
 }
 
 const WASM_PAGE = 65536;
@@ -129,7 +131,12 @@ export class WasmEngine {
 
   /** Copies `len` bytes inside the memory (no allocation). */
   copy(dst: number, src: number, len: number): void {
-    this.bytes().copyWithin(dst, src, src + len);
+    this.kernel.copy(dst, src, len);
+  }
+
+  /** Applies a delta the kernel just produced (so known valid) to the page at `dst`. */
+  apply(src: number, len: number, dst: number): void {
+    this.kernel.apply(src, len, dst);
   }
 
   private grow(need: number): boolean {

@@ -174,4 +174,37 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $lb)))
     (i32.const 1))
+
+  ;; Reads the small ULEB128 at `at`: value | (length << 16).
+  (func $uleb_read (param $at i32) (result i32)
+    (local $b i32)
+    (local.set $b (i32.load8_u (local.get $at)))
+    (if (i32.lt_u (local.get $b) (i32.const 0x80))
+      (then (return (i32.or (local.get $b) (i32.const 0x10000)))))
+    (i32.or
+      (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (i32.load8_u offset=1 (local.get $at)) (i32.const 7)))
+      (i32.const 0x20000)))
+
+  ;; Applies a delta known to be valid (one `encode` just produced) to the page
+  ;; at dst: writes only the changed runs, which is much less than copying the
+  ;; page when few bytes changed.
+  (func (export "apply") (param $src i32) (param $slen i32) (param $dst i32)
+    (local $i i32) (local $d i32) (local $v i32) (local $n i32)
+    (block $done
+      (loop $pair
+        (br_if $done (i32.ge_u (local.get $i) (local.get $slen)))
+        (local.set $v (call $uleb_read (i32.add (local.get $src) (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
+        (local.set $d (i32.add (local.get $d) (i32.and (local.get $v) (i32.const 0xffff))))
+        (local.set $v (call $uleb_read (i32.add (local.get $src) (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
+        (local.set $n (i32.and (local.get $v) (i32.const 0xffff)))
+        (memory.copy (i32.add (local.get $dst) (local.get $d)) (i32.add (local.get $src) (local.get $i)) (local.get $n))
+        (local.set $i (i32.add (local.get $i) (local.get $n)))
+        (local.set $d (i32.add (local.get $d) (local.get $n)))
+        (br $pair))))
+
+  ;; memmove inside the memory (native speed; JS copyWithin on shared memory is slower).
+  (func (export "copy") (param $dst i32) (param $src i32) (param $n i32)
+    (memory.copy (local.get $dst) (local.get $src) (local.get $n)))
 )
