@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { allocPages, encodeXbzrle, freePages, isZeroPage, PageCache } from '../lib/index.js';
+import { allocPages, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError } from '../lib/index.js';
 import { encodeRange, encodeSimd } from '../lib/codec/encode.js';
+import { checkDelta, decodeSimd } from '../lib/codec/decode.js';
+import { refDecode } from './helpers/reference-codec.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { PageKernel } from '../lib/codec/kernel.js';
 import { isZeroRange } from '../lib/codec/zero.js';
@@ -64,6 +66,52 @@ describe('the WebAssembly SIMD kernel', () => {
       ),
       { numRuns: 600, seed: 20261122 },
     );
+  });
+
+  it.skipIf(engine === null)('decodes (and rejects) exactly like the QEMU decoder, writing nothing on rejection', () => {
+    const page = allocPages(2);
+    const view = page.subarray(4096 - 64, 4096 - 64 + 4096); // not page aligned, crossing a page
+    const anyDelta = fc.oneof(
+      fc.uint8Array({ maxLength: 80 }),
+      fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 60 }), fc.nat(), fc.integer({ min: 0, max: 255 })).map(([b, i, v]) => {
+        const c = b.slice();
+        c[i % c.length] = v;
+        return c;
+      }),
+      // Valid deltas from the encoder, then corrupted in one byte.
+      fc.tuple(fc.uint8Array({ minLength: 4096, maxLength: 4096 }), fc.nat(4095), fc.nat(), fc.integer({ min: 0, max: 255 })).map(([cur, cut, i, v]) => {
+        const out = new Uint8Array(4096);
+        const prev = cur.slice();
+        prev.fill(0, cut, Math.min(4096, cut + 50));
+        const n = encodeRange(prev, 0, cur, 0, 4096, out, 0, 4096);
+        const d = out.slice(0, Math.max(0, n));
+        if (d.length > 0 && i % 3 === 0) d[i % d.length] = v;
+        return d;
+      }),
+    );
+    fc.assert(
+      fc.property(anyDelta, fc.constantFrom(16, 100, 4096), (delta, dlen) => {
+        const target = view.subarray(0, dlen);
+        target.fill(0x5c);
+        const ref = new Uint8Array(dlen).fill(0x5c);
+        const want = refDecode(delta, ref);
+        let got: number;
+        try {
+          got = decodeSimd(engine!, delta, 0, delta.length, target.byteOffset, dlen, 0);
+        } catch (err) {
+          expect((err as XbzrleError).code).toBe('ERR_XBZRLE_CORRUPT');
+          got = -1;
+          expect(target.every((b) => b === 0x5c)).toBe(true);
+          // Same failing position as the TypeScript decoder.
+          const ts = checkDelta(delta, 0, delta.length, dlen);
+          expect((err as XbzrleError).offset).toBe(-1 - ts);
+        }
+        expect(got).toBe(want);
+        if (want >= 0) expect(Buffer.from(target).equals(Buffer.from(ref))).toBe(true);
+      }),
+      { numRuns: 3000, seed: 11 },
+    );
+    freePages(page);
   });
 
   it.skipIf(engine === null)('finds zero pages exactly like the TypeScript scan', () => {

@@ -1,8 +1,9 @@
 import { argTypeError, XbzrleError } from '../errors.js';
 import { ulebRead } from './uleb128.js';
+import { getEngine, type WasmEngine } from './wasm/engine.js';
 
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
-const COPY_LOOP_MAX = 32;
+const COPY_LOOP_MAX = 64;
 
 /** Why the last {@link checkDelta} call failed. */
 let failReason = '';
@@ -118,5 +119,29 @@ export function corrupt(result: number, errorBase = 0): XbzrleError {
 export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(delta instanceof Uint8Array)) throw argTypeError('delta', 'a Uint8Array', delta);
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
+  const engine = getEngine();
+  if (engine !== null && engine.owns(page)) return decodeSimd(engine, delta, 0, delta.length, page.byteOffset, page.length, 0);
   return decodeRange(delta, 0, delta.length, page, 0, page.length);
+}
+
+/**
+ * The SIMD kernel's decoder for a page at address `dst` of the kernel's
+ * memory: the delta is copied in unless it lives there too. Same results and
+ * errors as {@link decodeRange}; a rejected delta writes nothing.
+ */
+export function decodeSimd(engine: WasmEngine, src: Uint8Array, srcOff: number, slen: number, dst: number, dlen: number, errorBase: number): number {
+  let s: number;
+  if (src === engine.bytes()) s = srcOff;
+  else if (engine.owns(src)) s = src.byteOffset + srcOff;
+  else {
+    s = engine.scratch(slen);
+    if (s < 0) return decodeRange(src, srcOff, slen, engine.bytes(), dst, dlen, errorBase);
+    engine.bytes().set(src.subarray(srcOff, srcOff + slen), s);
+  }
+  const result = engine.decode(s, slen, dst, dlen);
+  if (result < 0) {
+    checkDelta(src, srcOff, slen, dlen); // sets the reason; the position is the same
+    throw corrupt(result, errorBase);
+  }
+  return result;
 }

@@ -163,9 +163,6 @@ const SIMD_MIN_LENGTH = 64;
 const SIMD_MAX_LENGTH = 1 << 24;
 const UNENCODABLE = -2;
 
-let scratchPtr = -1;
-let scratchSize = 0;
-
 /**
  * {@link encodeXbzrle} on the SIMD kernel. Operands in the kernel's memory
  * (from `allocPages`) are read and written in place; others are copied in
@@ -180,14 +177,8 @@ export function encodeSimd(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array
   const ownOut = engine.owns(out);
   if (ownPrev && ownCur && ownOut) return engine.encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, dlen);
   const need = (ownPrev ? 0 : slen) + (ownCur ? 0 : slen) + (ownOut ? 0 : dlen);
-  if (need > scratchSize) {
-    if (scratchPtr >= 0) engine.release(scratchPtr, scratchSize);
-    const size = Math.max(need, 3 * 16384);
-    scratchPtr = engine.alloc(size);
-    scratchSize = scratchPtr < 0 ? 0 : size;
-    if (scratchPtr < 0) return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
-  }
-  let at = scratchPtr;
+  let at = engine.scratch(need);
+  if (at < 0) return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
   const mem = engine.bytes();
   let p = prev.byteOffset;
   if (!ownPrev) {

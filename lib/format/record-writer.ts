@@ -29,7 +29,6 @@ export interface RamBlock {
 
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 const HEADER = 8;
-const NO_SLAB = new Uint8Array(0);
 
 /**
  * Serialises RAM records (spec: ram-stream.md §4) into output chunks of at
@@ -51,6 +50,8 @@ export class RecordWriter {
   private readonly alloc: SlabAllocator;
   private readonly onChunk: (chunk: Uint8Array) => void;
   private slab: Uint8Array;
+  /** An empty slab of the allocator's own type (one array class keeps the hot code monomorphic). */
+  private readonly noSlab: Uint8Array;
   private start = 0;
   private pos = 0;
   private lastBlock: string | null = null;
@@ -64,6 +65,7 @@ export class RecordWriter {
     this.slabSize = Math.max(8 * this.chunkSize, this.chunkSize + this.maxRecordSize());
     this.onChunk = onChunk;
     this.slab = this.alloc(this.slabSize);
+    this.noSlab = this.alloc(0);
   }
 
   /** Bytes written but not yet emitted. */
@@ -206,7 +208,7 @@ export class RecordWriter {
     // A chunk only starts where a whole chunk and one more record fit, so chunks
     // are never cut short by the end of a slab. Otherwise take a new slab lazily.
     if (this.slab.length - this.pos < this.chunkSize + this.maxRecordSize()) {
-      this.slab = NO_SLAB;
+      this.slab = this.noSlab;
       this.start = 0;
       this.pos = 0;
     }

@@ -1,4 +1,5 @@
 import { argRangeError, XbzrleError } from '../errors.js';
+import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageStore } from './page-store.js';
 
@@ -19,6 +20,12 @@ export interface MemoryPageStoreOptions {
    */
   maxMemory?: number;
 }
+
+/** Segments in the kernel's memory go back to it when their store is garbage collected. */
+const segmentsRegistry = new FinalizationRegistry<number[]>((ptrs) => {
+  const engine = getEngine();
+  for (const ptr of ptrs) engine?.release(ptr, SEGMENT);
+});
 
 interface BlockImage {
   segments: Map<number, Uint8Array>;
@@ -45,6 +52,8 @@ export class MemoryPageStore implements PageStore {
   readonly maxMemory: number;
   private readonly images = new Map<string, BlockImage>();
   private allocated = 0;
+  /** Addresses of segments allocated in the SIMD kernel's memory (freed on dispose or GC). */
+  private readonly kernelSegments: number[] = [];
 
   constructor(options: MemoryPageStoreOptions = {}) {
     const max = options.maxMemory ?? DEFAULT_MAX_MEMORY;
@@ -104,14 +113,39 @@ export class MemoryPageStore implements PageStore {
   /**
    * A live view of `length` bytes at `offset` (allocating its segment), for
    * in-place updates. The range must not cross a 64 KiB boundary, which a
-   * page-aligned page of up to 64 KiB never does.
+   * page-aligned page of up to 64 KiB never does. With `create: false`,
+   * returns undefined instead of allocating, and changes nothing.
    */
-  view(block: string, offset: number, length: number): Uint8Array {
+  view(block: string, offset: number, length: number, create?: true): Uint8Array;
+  view(block: string, offset: number, length: number, create: boolean): Uint8Array | undefined;
+  view(block: string, offset: number, length: number, create = true): Uint8Array | undefined {
     const from = offset & SEGMENT_MASK;
     if (from + length > SEGMENT) throw argRangeError('length', 'a range inside one 64 KiB segment', length);
+    if (!create) {
+      const seg = this.images.get(block)?.segments.get(Math.floor(offset / SEGMENT));
+      return seg?.subarray(from, from + length);
+    }
     const img = this.image(block);
     if (offset + length > img.extent) img.extent = offset + length;
     return this.segment(img, offset).subarray(from, from + length);
+  }
+
+  /** Records that bytes up to `end` of `block` were written in place (through a `view`). */
+  written(block: string, end: number): void {
+    const img = this.image(block);
+    if (end > img.extent) img.extent = end;
+  }
+
+  /**
+   * Frees the store's memory now (segments in the SIMD kernel's memory go back
+   * to it; they would on garbage collection otherwise). The store is empty after.
+   */
+  dispose(): void {
+    for (const ptr of this.kernelSegments) getEngine()?.release(ptr, SEGMENT);
+    this.kernelSegments.length = 0;
+    segmentsRegistry.unregister(this);
+    this.images.clear();
+    this.allocated = 0;
   }
 
   declare(blocks: readonly RamBlock[]): void {
@@ -138,6 +172,23 @@ export class MemoryPageStore implements PageStore {
     return out;
   }
 
+  /**
+   * A zeroed segment, in the SIMD kernel's shared memory when it has room (so
+   * XBZRLE deltas are applied there in place), else a plain array.
+   */
+  private newSegment(): Uint8Array {
+    const engine = getEngine();
+    if (engine !== null && engine.shared) {
+      const ptr = engine.alloc(SEGMENT, 4096);
+      if (ptr >= 0) {
+        if (this.kernelSegments.length === 0) segmentsRegistry.register(this, this.kernelSegments, this);
+        this.kernelSegments.push(ptr);
+        return engine.bytes().subarray(ptr, ptr + SEGMENT).fill(0);
+      }
+    }
+    return new Uint8Array(SEGMENT);
+  }
+
   private image(block: string): BlockImage {
     let img = this.images.get(block);
     if (img === undefined) {
@@ -157,7 +208,7 @@ export class MemoryPageStore implements PageStore {
           `MemoryPageStore would hold more than its maxMemory of ${this.maxMemory} bytes (use a FilePageStore, or raise maxMemory)`,
         );
       }
-      seg = new Uint8Array(SEGMENT);
+      seg = this.newSegment();
       img.segments.set(index, seg);
       this.allocated += SEGMENT;
     }

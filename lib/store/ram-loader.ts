@@ -1,4 +1,5 @@
-import { applyChecked, checkDelta, corrupt, decodeRange } from '../codec/decode.js';
+import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd } from '../codec/decode.js';
+import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
@@ -45,6 +46,7 @@ export class RamLoader {
   private readonly memory: MemoryPageStore | null;
   private readonly onPage: PageSink | undefined;
   private readonly scratch: Uint8Array;
+  private readonly engine: WasmEngine | null = getEngine();
 
   constructor(options: RamLoaderOptions) {
     this.pageSize = options.pageSize;
@@ -121,15 +123,27 @@ export class RamLoader {
   private delta(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): Promise<void> | undefined {
     const ps = this.pageSize;
     const store = this.store;
-    if (store === null || this.memory !== null) {
-      // Validated before the store is touched, so a bad delta changes nothing.
+    const memory = this.memory;
+    if (memory !== null) {
+      // Decoded in place, validated before anything is written: a bad delta
+      // changes nothing (not even the store's extent).
+      let page = memory.view(block, offset, ps, false);
+      const engine = this.engine;
+      if (page !== undefined && engine !== null && engine.owns(page)) {
+        decodeSimd(engine, src, srcOffset, length, page.byteOffset, ps, position);
+      } else {
+        const result = checkDelta(src, srcOffset, length, ps);
+        if (result < 0) throw corrupt(result, position);
+        page ??= memory.view(block, offset, ps); // a page never written reads as zeros
+        applyChecked(src, srcOffset, length, page, 0);
+      }
+      memory.written(block, offset + ps);
+      this.onPage?.(block, offset, 'xbzrle', page, 0);
+      return undefined;
+    }
+    if (store === null) {
       const result = checkDelta(src, srcOffset, length, ps);
       if (result < 0) throw corrupt(result, position);
-      if (this.memory === null) return undefined;
-      // Decode in place.
-      const page = this.memory.view(block, offset, ps);
-      applyChecked(src, srcOffset, length, page, 0);
-      this.onPage?.(block, offset, 'xbzrle', page, 0);
       return undefined;
     }
     const page = this.scratch;

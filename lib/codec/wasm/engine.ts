@@ -16,6 +16,7 @@ interface KernelExports {
   is_zero(ptr: number, len: number): number;
   apply(src: number, slen: number, dst: number): void;
   copy(dst: number, src: number, len: number): void;
+  decode(src: number, slen: number, dst: number, dlen: number): number;
 }
 
 const WASM_PAGE = 65536;
@@ -133,6 +134,31 @@ export class WasmEngine {
   copy(dst: number, src: number, len: number): void {
     this.kernel.copy(dst, src, len);
   }
+
+  /**
+   * QEMU's decoder, validating first: applies `slen` delta bytes at `src` to
+   * the `dlen`-byte page at `dst` and returns the end of the last run, or
+   * -1 - (position of the failing element) without writing anything.
+   */
+  decode(src: number, slen: number, dst: number, dlen: number): number {
+    return this.kernel.decode(src, slen, dst, dlen);
+  }
+
+  /**
+   * A scratch area of at least `size` bytes for one synchronous operation
+   * (its contents do not survive the next call). -1 when memory is short.
+   */
+  scratch(size: number): number {
+    if (size > this.scratchSize) {
+      if (this.scratchPtr >= 0) this.release(this.scratchPtr, this.scratchSize);
+      const want = Math.max(size, 64 * 1024);
+      this.scratchPtr = this.alloc(want);
+      this.scratchSize = this.scratchPtr < 0 ? 0 : want;
+    }
+    return this.scratchPtr;
+  }
+  private scratchPtr = -1;
+  private scratchSize = 0;
 
   /** Applies a delta the kernel just produced (so known valid) to the page at `dst`. */
   apply(src: number, len: number, dst: number): void {

@@ -188,7 +188,7 @@
   ;; Applies a delta known to be valid (one `encode` just produced) to the page
   ;; at dst: writes only the changed runs, which is much less than copying the
   ;; page when few bytes changed.
-  (func (export "apply") (param $src i32) (param $slen i32) (param $dst i32)
+  (func $apply (export "apply") (param $src i32) (param $slen i32) (param $dst i32)
     (local $i i32) (local $d i32) (local $v i32) (local $n i32)
     (block $done
       (loop $pair
@@ -207,4 +207,57 @@
   ;; memmove inside the memory (native speed; JS copyWithin on shared memory is slower).
   (func (export "copy") (param $dst i32) (param $src i32) (param $n i32)
     (memory.copy (local.get $dst) (local.get $src) (local.get $n)))
+
+  ;; QEMU's xbzrle_decode_buffer checks (spec §4), without writing: the end of
+  ;; the last run on success, or -1 - (position of the failing element).
+  (func $check (param $src i32) (param $slen i32) (param $dlen i32) (result i32)
+    (local $i i32) (local $d i32) (local $v i32) (local $n i32) (local $at i32)
+    (block $done
+      (loop $pair
+        (br_if $done (i32.ge_u (local.get $i) (local.get $slen)))
+        ;; zero run: two bytes must remain; a valid length; zero only at the start
+        (if (i32.lt_u (i32.sub (local.get $slen) (local.get $i)) (i32.const 2))
+          (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (local.set $v (call $uleb_check (i32.add (local.get $src) (local.get $i))))
+        (if (i32.lt_s (local.get $v) (i32.const 0)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (if (i32.and (i32.eqz (i32.and (local.get $v) (i32.const 0xffff))) (i32.ne (local.get $i) (i32.const 0)))
+          (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (local.set $at (local.get $i))
+        (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
+        (local.set $d (i32.add (local.get $d) (i32.and (local.get $v) (i32.const 0xffff))))
+        (if (i32.gt_u (local.get $d) (local.get $dlen)) (then (return (i32.sub (i32.const -1) (local.get $at)))))
+        ;; non-zero run
+        (if (i32.lt_u (i32.sub (local.get $slen) (local.get $i)) (i32.const 2))
+          (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (local.set $v (call $uleb_check (i32.add (local.get $src) (local.get $i))))
+        (if (i32.lt_s (local.get $v) (i32.const 0)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (local.set $n (i32.and (local.get $v) (i32.const 0xffff)))
+        (if (i32.eqz (local.get $n)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
+        (local.set $at (local.get $i))
+        (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
+        (if (i32.gt_u (i32.add (local.get $d) (local.get $n)) (local.get $dlen)) (then (return (i32.sub (i32.const -1) (local.get $at)))))
+        (if (i32.gt_u (i32.add (local.get $i) (local.get $n)) (local.get $slen)) (then (return (i32.sub (i32.const -1) (local.get $at)))))
+        (local.set $i (i32.add (local.get $i) (local.get $n)))
+        (local.set $d (i32.add (local.get $d) (local.get $n)))
+        (br $pair)))
+    (local.get $d))
+
+  ;; Like $uleb_read, but -1 when both bytes have their top bit set.
+  (func $uleb_check (param $at i32) (result i32)
+    (local $b i32) (local $c i32)
+    (local.set $b (i32.load8_u (local.get $at)))
+    (if (i32.lt_u (local.get $b) (i32.const 0x80))
+      (then (return (i32.or (local.get $b) (i32.const 0x10000)))))
+    (local.set $c (i32.load8_u offset=1 (local.get $at)))
+    (if (i32.ge_u (local.get $c) (i32.const 0x80)) (then (return (i32.const -1))))
+    (i32.or (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (local.get $c) (i32.const 7))) (i32.const 0x20000)))
+
+  ;; QEMU's decoder, validating first: on success applies the delta to the
+  ;; page at dst and returns the end of the last run; on failure writes
+  ;; nothing and returns -1 - (position of the failing element).
+  (func (export "decode") (param $src i32) (param $slen i32) (param $dst i32) (param $dlen i32) (result i32)
+    (local $r i32)
+    (local.set $r (call $check (local.get $src) (local.get $slen) (local.get $dlen)))
+    (if (i32.ge_s (local.get $r) (i32.const 0)) (then (call $apply (local.get $src) (local.get $slen) (local.get $dst))))
+    (local.get $r))
 )
