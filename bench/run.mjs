@@ -6,10 +6,18 @@
 // Plain ESM JavaScript importing the built package (../dist/index.js), so it
 // runs under plain `node` with no TypeScript step. See bench/README.md.
 //
-// Exit status: 0 when every check passed, 1 on a TS/C mismatch, a failed
-// round trip or a crash. Speed never affects the exit status.
+// The TypeScript encoder is measured in a child process (this file again,
+// forked with XBZRLE_WASM=0 and --ts-worker, driven over IPC), so the C
+// baseline, the TS path and the SIMD paths can be measured interleaved:
+// each scenario runs REPS rounds of [C, TS, SIMD on ordinary buffers, SIMD
+// on allocPages memory, memcmp, decode on ordinary buffers, decode on
+// allocPages memory] and the best (max MB/s) of each is kept. The ratios are computed from those bests.
+//
+// Exit status: 0 when every check passed, 1 on a MISMATCH (any encoder path
+// against C or against each other), a failed round trip or a crash. Speed
+// never affects the exit status.
 
-import { spawnSync } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -19,6 +27,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import Benchmark from 'benchmark';
 import { DEFAULT_SIZE, PAGE_SIZE, QUICK_SIZE, generate, selectScenarios } from './scenarios.mjs';
+import { loadPeers, peerBench, PEER_NAMES } from './peers.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -31,15 +40,24 @@ const MB = 1e6;
 
 const HELP = `usage: node bench/run.mjs [options]
 
-  --quick            small buffers (4 MiB) and short timings; a CI smoke test
+  --quick            small buffers (4 MiB), one round, short timings; a CI
+                     smoke test (fails only on a mismatch or a crash)
   --size <MiB>       buffer size per scenario (default 64, quick 4)
+  --reps <n>         interleaved rounds per scenario; best of each kept
+                     (default 4, quick 1)
   --time <seconds>   Benchmark.js maxTime per JS measurement and C loop time
-                     (default 2 for JS / 0.75 for C; quick 0.1 / 0.05)
+                     per round (default 0.5; quick 0.05)
   --stream-runs <n>  timed repetitions of each stream measurement, after one
-                     untimed warm-up; median reported (default 3, quick 1)
+                     untimed warm-up; best reported (default 3, quick 1)
+  --peer-size <MiB>  bytes per scenario for the peer compressors
+                     (default 16, quick 4)
   --only <names>     comma-separated scenario names (e.g. SPARSE,DENSE)
   --no-c             skip the C baseline
+  --no-ts            skip the TypeScript-path child process
   --no-stream        skip the stream measurements
+  --no-peers         skip the peer compressors
+  --no-memory        skip bench/memory.mjs (the 1 GiB peak-memory run,
+                     in its own process; about 1 s, so --quick runs it too)
   --json <file>      also write the results as JSON
   -h, --help         this text
 `;
@@ -50,12 +68,18 @@ try {
     options: {
       quick: { type: 'boolean', default: false },
       size: { type: 'string' },
+      reps: { type: 'string' },
       time: { type: 'string' },
       'stream-runs': { type: 'string' },
+      'peer-size': { type: 'string' },
       only: { type: 'string' },
       'no-c': { type: 'boolean', default: false },
+      'no-ts': { type: 'boolean', default: false },
       'no-stream': { type: 'boolean', default: false },
+      'no-peers': { type: 'boolean', default: false },
+      'no-memory': { type: 'boolean', default: false },
       json: { type: 'string' },
+      'ts-worker': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -72,12 +96,21 @@ if (args.help) {
 const quick = args.quick;
 const size = args.size !== undefined ? Math.round(Number(args.size) * MiB) : quick ? QUICK_SIZE : DEFAULT_SIZE;
 if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) die(`--size must give a positive multiple of ${PAGE_SIZE} bytes`);
-const jsMaxTime = args.time !== undefined ? Number(args.time) : quick ? 0.1 : 2;
-const cSeconds = args.time !== undefined ? Number(args.time) : quick ? 0.05 : 0.75;
-if (!(jsMaxTime > 0) || !(cSeconds > 0)) die('--time must be a positive number');
+const reps = args.reps !== undefined ? Number(args.reps) : quick ? 1 : 4;
+if (!Number.isSafeInteger(reps) || reps < 1) die('--reps must be a positive integer');
+const jsMaxTime = args.time !== undefined ? Number(args.time) : quick ? 0.05 : 0.5;
+const cSeconds = jsMaxTime;
+if (!(jsMaxTime > 0)) die('--time must be a positive number');
 const streamRuns = args['stream-runs'] !== undefined ? Number(args['stream-runs']) : quick ? 1 : 3;
 if (!Number.isSafeInteger(streamRuns) || streamRuns < 1) die('--stream-runs must be a positive integer');
-const scenarios = selectScenarios(args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : []);
+const peerSize = Math.min(size, args['peer-size'] !== undefined ? Math.round(Number(args['peer-size']) * MiB) : quick ? QUICK_SIZE : 16 * MiB);
+if (!Number.isSafeInteger(peerSize) || peerSize <= 0 || peerSize % PAGE_SIZE !== 0) die(`--peer-size must give a positive multiple of ${PAGE_SIZE} bytes`);
+let scenarios;
+try {
+  scenarios = selectScenarios(args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : []);
+} catch (err) {
+  die(err.message);
+}
 const STREAM_RUN = 2 * MiB; // bytes per PageRecord written to the encoder
 const STREAM_CACHE = 64 * MiB; // encoder page cache
 const BLOCK = 'pc.ram';
@@ -92,7 +125,15 @@ function die(message) {
 const distEntry = join(ROOT, 'dist', 'index.js');
 if (!existsSync(distEntry)) die(`${relative(process.cwd(), distEntry)} not found: run \`npm run build\` first`);
 const lib = await import(pathToFileURL(distEntry).href);
-const { encodeXbzrle, decodeXbzrle, XbzrleEncodeStream, XbzrleDecodeStream, MemoryPageStore } = lib;
+const { encodeXbzrle, decodeXbzrle, allocPages, freePages, XbzrleEncodeStream, XbzrleDecodeStream } = lib;
+
+/** True when the SIMD kernel is in use in this process (allocPages then hands out shared kernel memory). */
+function kernelActive() {
+  const probe = allocPages(1);
+  const active = probe.buffer instanceof SharedArrayBuffer;
+  freePages(probe);
+  return active;
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -100,45 +141,175 @@ const { encodeXbzrle, decodeXbzrle, XbzrleEncodeStream, XbzrleDecodeStream, Memo
 let failed = false;
 
 /**
- * FNV-1a 64 over a sequence of byte arrays, on two 32-bit halves
- * (hi, lo). The multiply by 2^40 + 0x1b3 is split as lo*0x1b3 (exact in a
- * double), hi*0x1b3 and lo<<40 (which lands in the high word as lo<<8).
+ * FNV-1a 64 over a byte array, on two 32-bit halves (hi, lo). The multiply
+ * by 2^40 + 0x1b3 is split as lo*0x1b3 (exact in a double), hi*0x1b3 and
+ * lo<<40 (which lands in the high word as lo<<8).
  */
-function fnv1a64(chunks) {
+function fnv1a64(bytes) {
   let hi = 0xcbf29ce4;
   let lo = 0x84222325;
-  for (const bytes of chunks) {
-    for (let k = 0; k < bytes.length; k++) {
-      lo = (lo ^ bytes[k]) >>> 0;
-      const t = lo * 0x1b3;
-      hi = (Math.imul(hi, 0x1b3) + Math.floor(t / 4294967296) + ((lo << 8) >>> 0)) >>> 0;
-      lo = t >>> 0;
-    }
+  for (let k = 0; k < bytes.length; k++) {
+    lo = (lo ^ bytes[k]) >>> 0;
+    const t = lo * 0x1b3;
+    hi = (Math.imul(hi, 0x1b3) + Math.floor(t / 4294967296) + ((lo << 8) >>> 0)) >>> 0;
+    lo = t >>> 0;
   }
   return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
 }
 
 /** Measures `fn` with Benchmark.js; returns MB/s of `bytesPerCall` and the relative margin of error. */
-function measure(name, fn, bytesPerCall) {
-  const bench = new Benchmark(name, fn, {
-    maxTime: jsMaxTime,
-    minSamples: quick ? 2 : 5,
-    initCount: 1,
-  });
+function measure(name, fn, bytesPerCall, maxTime) {
+  const bench = new Benchmark(name, fn, { maxTime, minSamples: quick ? 2 : 5, initCount: 1 });
   bench.run({ async: false });
   if (bench.error) throw bench.error;
-  return { mbps: (bench.hz * bytesPerCall) / MB, rme: bench.stats.rme, samples: bench.stats.sample.length };
+  return { mbps: (bench.hz * bytesPerCall) / MB, rme: bench.stats.rme };
 }
 
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+/** Keeps the best (max MB/s) of repeated measurements, with the margin of error of that best one. */
+class Best {
+  mbps = null;
+  rme = null;
+  all = [];
+  add(m) {
+    if (m === null || m === undefined) return;
+    const mbps = typeof m === 'number' ? m : m.mbps;
+    this.all.push(Math.round(mbps));
+    if (this.mbps === null || mbps > this.mbps) {
+      this.mbps = mbps;
+      this.rme = typeof m === 'number' ? null : m.rme;
+    }
+  }
 }
 
 const fmt = (x, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits));
 const fmtRatio = (a, b) => (a > 0 && b > 0 ? (a / b).toFixed(2) : 'n/a');
+const ratio = (a, b) => (a > 0 && b > 0 ? a / b : null);
 const log = (line) => process.stdout.write(`${line}\n`);
+
+/** Page views of a buffer (prepared up front, so measured loops allocate nothing). */
+function pageViews(buf) {
+  const pages = buf.length / PAGE_SIZE;
+  const views = new Array(pages);
+  for (let i = 0; i < pages; i++) views[i] = buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+  return views;
+}
+
+/**
+ * Untimed pass: encodes every page, collecting the output in the dump format
+ * of baseline.c (per page: int32 LE result, then the delta bytes when > 0).
+ * `outFor(i)` gives the output buffer of page i (dlen = 4096).
+ */
+function encodePass(oldViews, newViews, outFor) {
+  const parts = [];
+  let encodedBytes = 0;
+  let unchanged = 0;
+  let overflow = 0;
+  let deltaPages = 0;
+  for (let i = 0; i < oldViews.length; i++) {
+    const out = outFor(i);
+    const r = encodeXbzrle(oldViews[i], newViews[i], out);
+    const le = Buffer.alloc(4);
+    le.writeInt32LE(r, 0);
+    parts.push(le);
+    if (r > 0) {
+      parts.push(Buffer.from(out.subarray(0, r)));
+      encodedBytes += r;
+      deltaPages++;
+    } else if (r === 0) unchanged++;
+    else overflow++;
+  }
+  const dump = Buffer.concat(parts);
+  return { dump, hash: fnv1a64(dump), encodedBytes, unchanged, overflow, deltaPages };
+}
+
+/** Summary of an encode pass, as compared between the paths (C prints the same fields). */
+const summary = (p) => ({ hash: p.hash, encodedBytes: p.encodedBytes, unchanged: p.unchanged, overflow: p.overflow, deltaPages: p.deltaPages });
+const sameOutput = (a, b) =>
+  a.hash === b.hash && a.encodedBytes === b.encodedBytes && a.unchanged === b.unchanged && a.overflow === b.overflow && a.deltaPages === b.deltaPages;
+const describe = (p) => `hash ${p.hash} size ${p.encodedBytes} unchanged ${p.unchanged} overflow ${p.overflow}`;
+
+// ---------------------------------------------------------------- TS worker (child process)
+
+/**
+ * The child side: this file run with --ts-worker and XBZRLE_WASM=0. Answers
+ * the parent's messages: `load` (generate a scenario, encode it once, report
+ * the output summary), `encode` (measure encodeXbzrle over all pages), `dump`
+ * (write the last output in baseline.c's dump format to a file).
+ */
+function tsWorker() {
+  let state = null;
+  const handle = (msg) => {
+    switch (msg.type) {
+      case 'hello':
+        return { kernel: kernelActive(), node: process.version };
+      case 'load': {
+        state = null;
+        const scenario = selectScenarios([msg.scenario])[0];
+        const { old: oldBuf, new: newBuf } = generate(scenario, msg.size);
+        const oldViews = pageViews(oldBuf);
+        const newViews = pageViews(newBuf);
+        const out = new Uint8Array(PAGE_SIZE);
+        const pass = encodePass(oldViews, newViews, () => out);
+        state = { oldViews, newViews, out, dump: pass.dump, size: msg.size };
+        return summary(pass);
+      }
+      case 'encode': {
+        const { oldViews, newViews, out } = state;
+        const pages = oldViews.length;
+        let sink = 0;
+        const m = measure(
+          'TS encode',
+          () => {
+            let acc = 0;
+            for (let i = 0; i < pages; i++) acc += encodeXbzrle(oldViews[i], newViews[i], out);
+            sink ^= acc;
+          },
+          state.size,
+          msg.maxTime,
+        );
+        return { ...m, sink };
+      }
+      case 'dump':
+        writeFileSync(msg.path, state.dump);
+        return {};
+      default:
+        throw new Error(`unknown message ${msg.type}`);
+    }
+  };
+  process.on('message', (msg) => {
+    try {
+      process.send({ ok: true, ...handle(msg) });
+    } catch (err) {
+      process.send({ ok: false, error: String(err?.stack ?? err) });
+    }
+  });
+}
+
+/** The parent side of the TS worker: request/response over IPC. */
+class TsChild {
+  constructor() {
+    this.child = fork(fileURLToPath(import.meta.url), ['--ts-worker'], {
+      env: { ...process.env, XBZRLE_WASM: '0' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.exited = once(this.child, 'exit');
+  }
+
+  async call(msg) {
+    const reply = Promise.race([
+      once(this.child, 'message').then(([m]) => m),
+      this.exited.then(([code]) => ({ ok: false, error: `TS worker exited (status ${code})` })),
+    ]);
+    this.child.send(msg);
+    const m = await reply;
+    if (!m.ok) throw new Error(`TS worker: ${m.error}`);
+    return m;
+  }
+
+  close() {
+    this.child.disconnect();
+  }
+}
 
 // ---------------------------------------------------------------- C baseline
 
@@ -168,202 +339,236 @@ function buildBaseline() {
   return bin;
 }
 
-function runBaseline(bin, oldBuf, newBuf) {
-  const oldPath = join(BUILD, 'old.bin');
-  const newPath = join(BUILD, 'new.bin');
-  const dumpPath = join(BUILD, 'c-out.bin');
-  writeFileSync(oldPath, oldBuf);
-  writeFileSync(newPath, newBuf);
-  const r = spawnSync(bin, [oldPath, newPath, String(cSeconds), dumpPath], { encoding: 'utf8', maxBuffer: 1 << 20 });
+const C_OLD = join(BUILD, 'old.bin');
+const C_NEW = join(BUILD, 'new.bin');
+const C_DUMP = join(BUILD, 'c-out.bin');
+
+/** One run of the C program on the files written for the current scenario (with a dump when `dump`). */
+function runBaseline(bin, dump) {
+  const argv = [C_OLD, C_NEW, String(cSeconds)];
+  if (dump) argv.push(C_DUMP);
+  const r = spawnSync(bin, argv, { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.error) throw r.error;
   if (r.status !== 0 && r.status !== 1) throw new Error(`C baseline failed (status ${r.status}): ${r.stderr}`);
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  const result = JSON.parse(line);
-  result.dumpPath = dumpPath;
-  return result;
+  const c = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+  return { ...c, unchanged: c.unchangedPages, overflow: c.overflowPages };
+}
+
+/** Locates the first page where two dumps (baseline.c's format) differ and saves a reproducer. */
+function reportFirstDifference(scenario, oldBuf, newBuf, labelA, dumpA, labelB, dumpB) {
+  let pa = 0;
+  let pb = 0;
+  for (let page = 0; pa < dumpA.length && pb < dumpB.length; page++) {
+    const ra = dumpA.readInt32LE(pa);
+    const rb = dumpB.readInt32LE(pb);
+    const da = ra > 0 ? dumpA.subarray(pa + 4, pa + 4 + ra) : Buffer.alloc(0);
+    const db = rb > 0 ? dumpB.subarray(pb + 4, pb + 4 + rb) : Buffer.alloc(0);
+    pa += 4 + Math.max(ra, 0);
+    pb += 4 + Math.max(rb, 0);
+    if (ra !== rb || Buffer.compare(da, db) !== 0) {
+      const at = page * PAGE_SIZE;
+      const base = join(BUILD, `mismatch-${scenario.name}-page${page}`);
+      writeFileSync(`${base}.old.bin`, oldBuf.subarray(at, at + PAGE_SIZE));
+      writeFileSync(`${base}.new.bin`, newBuf.subarray(at, at + PAGE_SIZE));
+      writeFileSync(`${base}.${labelA}.bin`, da);
+      writeFileSync(`${base}.${labelB}.bin`, db);
+      log(`  first difference at page ${page} (buffer offset ${at}): ${labelA} returned ${ra}, ${labelB} returned ${rb}`);
+      log(`  reproducer: ${relative(process.cwd(), base)}.{old,new}.bin (the pages), .${labelA}.bin / .${labelB}.bin (the deltas)`);
+      const rel = relative(ROOT, base);
+      log('  reproduce (from the package root, after npm run build; XBZRLE_WASM=0 for the TS path):');
+      log(
+        `  node --input-type=module -e "import { encodeXbzrle } from './dist/index.js'; import { readFileSync as r } from 'node:fs';` +
+          ` const out = new Uint8Array(${PAGE_SIZE}); const n = encodeXbzrle(r('${rel}.old.bin'), r('${rel}.new.bin'), out);` +
+          ` console.log(n, Buffer.from(out.subarray(0, Math.max(n, 0))).toString('hex'))"`,
+      );
+      return;
+    }
+  }
+  log('  per-page outputs agree; the difference is in the summary computation');
 }
 
 // ---------------------------------------------------------------- codec benchmark
 
-function codecBench(scenario, oldBuf, newBuf, baseline) {
+async function codecBench(scenario, oldBuf, newBuf, bin, ts) {
   const pages = size / PAGE_SIZE;
-  // Views prepared up front, so the measured loops allocate nothing.
-  const oldViews = new Array(pages);
-  const newViews = new Array(pages);
-  const oldB = new Array(pages);
-  const newB = new Array(pages);
-  for (let i = 0; i < pages; i++) {
-    const at = i * PAGE_SIZE;
-    oldViews[i] = oldBuf.subarray(at, at + PAGE_SIZE);
-    newViews[i] = newBuf.subarray(at, at + PAGE_SIZE);
-    oldB[i] = Buffer.from(oldBuf.buffer, oldBuf.byteOffset + at, PAGE_SIZE);
-    newB[i] = Buffer.from(newBuf.buffer, newBuf.byteOffset + at, PAGE_SIZE);
-  }
+  const oldViews = pageViews(oldBuf);
+  const newViews = pageViews(newBuf);
   const out = new Uint8Array(PAGE_SIZE); // dlen = 4096, as QEMU's sender
 
-  // Untimed pass: every delta, kept for the decoder and for the C comparison.
-  const deltaArena = new Uint8Array(size);
-  const results = new Int32Array(pages);
-  const dumpParts = [];
-  let encodedBytes = 0;
-  let unchanged = 0;
-  let overflow = 0;
-  const deltaViews = [];
-  const deltaPages = [];
-  for (let i = 0; i < pages; i++) {
-    const at = i * PAGE_SIZE;
-    const r = encodeXbzrle(oldViews[i], newViews[i], deltaArena.subarray(at, at + PAGE_SIZE));
-    results[i] = r;
-    const le = new Uint8Array(4);
-    new DataView(le.buffer).setInt32(0, r, true);
-    dumpParts.push(le);
-    if (r > 0) {
-      const delta = deltaArena.subarray(at, at + r);
-      dumpParts.push(delta);
-      deltaViews.push(delta);
-      deltaPages.push(i);
-      encodedBytes += r;
-    } else if (r === 0) unchanged++;
-    else overflow++;
-  }
-  const hash = fnv1a64(dumpParts);
+  // The same pages in the kernel's memory (allocPages), and an output page there too.
+  const oldA = allocPages(pages);
+  const newA = allocPages(pages);
+  const outA = allocPages(1);
+  oldA.set(oldBuf);
+  newA.set(newBuf);
+  const oldAViews = pageViews(oldA);
+  const newAViews = pageViews(newA);
+  // For the memcmp reference: Buffer.compare of two identical copies of the old pages reads both entirely.
+  const oldB = oldViews.map((v) => Buffer.from(v.buffer, v.byteOffset, PAGE_SIZE));
+  const oldAB = oldAViews.map((v) => Buffer.from(v.buffer, v.byteOffset, PAGE_SIZE));
 
-  // Round trip: each delta applied to a copy of the old page gives the new page.
-  const work = new Uint8Array(oldBuf);
-  const workViews = deltaPages.map((i) => work.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
-  let roundTripErrors = 0;
-  for (let k = 0; k < deltaViews.length; k++) {
-    const i = deltaPages[k];
-    decodeXbzrle(deltaViews[k], workViews[k]);
-    if (Buffer.compare(workViews[k], newViews[i]) !== 0) roundTripErrors++;
-  }
-  for (let i = 0; i < pages; i++) {
-    if (results[i] === 0 && Buffer.compare(oldB[i], newB[i]) !== 0) roundTripErrors++;
-  }
-  if (roundTripErrors > 0) {
-    failed = true;
-    log(`ROUNDTRIP FAILURE ${scenario.name}: ${roundTripErrors} page(s) differ after decodeXbzrle(encodeXbzrle(old, new), old)`);
-  }
-
-  // TS vs C: same hash, sizes and page counts.
-  let match = 'no C';
-  if (baseline) {
-    const same =
-      baseline.hash === hash &&
-      baseline.encodedBytes === encodedBytes &&
-      baseline.unchangedPages === unchanged &&
-      baseline.overflowPages === overflow &&
-      baseline.deltaPages === deltaViews.length;
-    if (baseline.roundtripErrors > 0) {
-      failed = true;
-      log(`C ROUNDTRIP FAILURE ${scenario.name}: ${baseline.roundtripErrors} page(s) (bug in bench/baseline.c)`);
-    }
-    if (same) match = 'identical';
-    else {
-      failed = true;
-      match = 'MISMATCH';
-      reportMismatch(scenario, oldBuf, newBuf, dumpParts, baseline, { hash, encodedBytes, unchanged, overflow });
-    }
-  }
-
-  // Timed: encode every page.
-  let sink = 0;
-  const encodeAll = () => {
-    let acc = 0;
-    for (let i = 0; i < pages; i++) acc += encodeXbzrle(oldViews[i], newViews[i], out);
-    sink ^= acc;
-  };
-  // Timed: apply every delta to its page of the work copy. Applying a delta
-  // again to a page that already holds the new bytes rewrites the same bytes
-  // with the same work, so one copy serves every iteration and no copy is timed.
-  const nDeltas = deltaViews.length;
-  const decodeAll = () => {
-    let acc = 0;
-    for (let k = 0; k < nDeltas; k++) acc += decodeXbzrle(deltaViews[k], workViews[k]);
-    sink ^= acc;
-  };
-  // Timed: memcmp of the two buffers page by page (Buffer.compare).
-  const compareAll = () => {
-    let acc = 0;
-    for (let i = 0; i < pages; i++) acc += Buffer.compare(oldB[i], newB[i]);
-    sink ^= acc;
-  };
-
-  const enc = measure(`encode ${scenario.name}`, encodeAll, size);
-  const dec = nDeltas > 0 ? measure(`decode ${scenario.name}`, decodeAll, nDeltas * PAGE_SIZE) : null;
-  const cmp = measure(`compare ${scenario.name}`, compareAll, size);
-  if (sink === 0.5) log(''); // keep `sink` observable
-
-  // The decode loop must have left the work copy equal to the new pages.
-  for (let k = 0; k < nDeltas; k++) {
-    if (Buffer.compare(workViews[k], newViews[deltaPages[k]]) !== 0) {
-      failed = true;
-      log(`DECODE LOOP FAILURE ${scenario.name}: page ${deltaPages[k]} differs after the timed decode loop`);
-      break;
-    }
-  }
-
-  return {
-    scenario: scenario.name,
-    description: scenario.description,
-    pages,
-    encodedBytes,
-    encodedPct: (100 * encodedBytes) / size,
-    deltaPages: nDeltas,
-    unchangedPages: unchanged,
-    overflowPages: overflow,
-    hash,
-    tsEncodeMBps: enc.mbps,
-    tsEncodeRme: enc.rme,
-    tsDecodeMBps: dec ? dec.mbps : null,
-    tsDecodeRme: dec ? dec.rme : null,
-    compareMBps: cmp.mbps,
-    cEncodeMBps: baseline ? baseline.encodeMBps : null,
-    cDecodeMBps: baseline && baseline.deltaPages > 0 ? baseline.decodeMBps : null,
-    cHash: baseline ? baseline.hash : null,
-    match,
-  };
-}
-
-/** Locates the first page where TS and C differ and saves a reproducer. */
-function reportMismatch(scenario, oldBuf, newBuf, dumpParts, baseline, ts) {
-  log(
-    `MISMATCH ${scenario.name}: TS hash ${ts.hash} size ${ts.encodedBytes} unchanged ${ts.unchanged} overflow ${ts.overflow}` +
-      ` | C hash ${baseline.hash} size ${baseline.encodedBytes} unchanged ${baseline.unchangedPages} overflow ${baseline.overflowPages}`,
-  );
+  let workA = null;
   try {
-    const cDump = readFileSync(baseline.dumpPath);
-    let pos = 0;
-    let part = 0;
-    for (let page = 0; part < dumpParts.length; page++) {
-      const tsR = new DataView(dumpParts[part].buffer).getInt32(0, true);
-      const tsDelta = tsR > 0 ? dumpParts[part + 1] : new Uint8Array(0);
-      part += tsR > 0 ? 2 : 1;
-      const cR = cDump.readInt32LE(pos);
-      const cDelta = cR > 0 ? cDump.subarray(pos + 4, pos + 4 + cR) : Buffer.alloc(0);
-      pos += 4 + Math.max(cR, 0);
-      if (tsR !== cR || Buffer.compare(Buffer.from(tsDelta), cDelta) !== 0) {
-        const at = page * PAGE_SIZE;
-        const base = join(BUILD, `mismatch-${scenario.name}-page${page}`);
-        writeFileSync(`${base}.old.bin`, oldBuf.subarray(at, at + PAGE_SIZE));
-        writeFileSync(`${base}.new.bin`, newBuf.subarray(at, at + PAGE_SIZE));
-        writeFileSync(`${base}.ts.bin`, tsDelta);
-        writeFileSync(`${base}.c.bin`, cDelta);
-        log(`  first difference at page ${page} (buffer offset ${at}): TS returned ${tsR}, C returned ${cR}`);
-        log(`  reproducer: ${relative(process.cwd(), base)}.{old,new}.bin (the pages), .ts.bin / .c.bin (the deltas)`);
-        const rel = relative(ROOT, base);
-        log('  reproduce (from the package root, after npm run build):');
-        log(
-          `  node --input-type=module -e "import { encodeXbzrle } from './dist/index.js'; import { readFileSync as r } from 'node:fs';` +
-            ` const out = new Uint8Array(${PAGE_SIZE}); const n = encodeXbzrle(r('${rel}.old.bin'), r('${rel}.new.bin'), out);` +
-            ` console.log(n, Buffer.from(out.subarray(0, Math.max(n, 0))).toString('hex'))"`,
-        );
-        return;
+    // ---- Outputs of every path, checked against C and against each other.
+    const outputs = [];
+    if (bin) {
+      writeFileSync(C_OLD, oldBuf);
+      writeFileSync(C_NEW, newBuf);
+    }
+    const c = bin ? runBaseline(bin, true) : null;
+    if (c) {
+      outputs.push({ label: 'C', ...c });
+      if (c.roundtripErrors > 0) {
+        failed = true;
+        log(`C ROUNDTRIP FAILURE ${scenario.name}: ${c.roundtripErrors} page(s) (bug in bench/baseline.c)`);
       }
     }
-    log('  per-page outputs agree; the difference is in the hash computation');
-  } catch (err) {
-    log(`  could not locate the differing page: ${err.message}`);
+    if (ts) outputs.push({ label: 'TS', ...(await ts.call({ type: 'load', scenario: scenario.name, size })) });
+    // SIMD on ordinary buffers; the deltas are kept for the decoder.
+    const deltaArena = new Uint8Array(size);
+    const simd = encodePass(oldViews, newViews, (i) => deltaArena.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    outputs.push({ label: 'SIMD', ...summary(simd), dump: simd.dump });
+    const simdA = encodePass(oldAViews, newAViews, () => outA);
+    outputs.push({ label: 'SIMD-alloc', ...summary(simdA), dump: simdA.dump });
+
+    const ref = outputs[0];
+    const bad = outputs.filter((o) => !sameOutput(o, ref));
+    let match = `identical (${outputs.map((o) => o.label).join(', ')})`;
+    if (bad.length > 0) {
+      failed = true;
+      match = `MISMATCH (${bad.map((o) => o.label).join(', ')} vs ${ref.label})`;
+      log(`MISMATCH ${scenario.name}: ${ref.label} ${describe(ref)}`);
+      const dumpOf = async (o) => {
+        if (o.dump) return o.dump;
+        if (o.label === 'C') return readFileSync(C_DUMP);
+        const path = join(BUILD, 'ts-out.bin');
+        await ts.call({ type: 'dump', path });
+        const d = readFileSync(path);
+        rmSync(path, { force: true });
+        return d;
+      };
+      const refDump = await dumpOf(ref);
+      for (const o of bad) {
+        log(`MISMATCH ${scenario.name}: ${o.label} ${describe(o)}`);
+        reportFirstDifference(scenario, oldBuf, newBuf, ref.label, refDump, o.label, await dumpOf(o));
+      }
+    }
+
+    // ---- Round trip: each delta applied to a copy of the old page gives the new page.
+    const work = new Uint8Array(oldBuf);
+    const deltaViews = [];
+    const workViews = [];
+    const deltaPageIdx = [];
+    {
+      let pos = 0;
+      for (let i = 0; i < pages; i++) {
+        const r = simd.dump.readInt32LE(pos);
+        pos += 4 + Math.max(r, 0);
+        if (r > 0) {
+          deltaViews.push(deltaArena.subarray(i * PAGE_SIZE, i * PAGE_SIZE + r));
+          workViews.push(work.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+          deltaPageIdx.push(i);
+        }
+      }
+    }
+    // The same with the pages in allocPages memory (decodeXbzrle then decodes in the kernel's memory, in place).
+    workA = allocPages(pages);
+    workA.set(oldBuf);
+    const workAViews = deltaPageIdx.map((i) => workA.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    let roundTripErrors = 0;
+    for (let k = 0; k < deltaViews.length; k++) {
+      const want = decodeXbzrle(deltaViews[k], workViews[k]);
+      if (Buffer.compare(workViews[k], newViews[deltaPageIdx[k]]) !== 0) roundTripErrors++;
+      if (decodeXbzrle(deltaViews[k], workAViews[k]) !== want || Buffer.compare(workAViews[k], newViews[deltaPageIdx[k]]) !== 0) roundTripErrors++;
+    }
+    if (roundTripErrors > 0) {
+      failed = true;
+      log(`ROUNDTRIP FAILURE ${scenario.name}: ${roundTripErrors} page(s) differ after decodeXbzrle(encodeXbzrle(old, new), old)`);
+    }
+
+    // ---- Timed loops.
+    let sink = 0;
+    const encodeOrdinary = () => {
+      let acc = 0;
+      for (let i = 0; i < pages; i++) acc += encodeXbzrle(oldViews[i], newViews[i], out);
+      sink ^= acc;
+    };
+    const encodeAlloc = () => {
+      let acc = 0;
+      for (let i = 0; i < pages; i++) acc += encodeXbzrle(oldAViews[i], newAViews[i], outA);
+      sink ^= acc;
+    };
+    // Applying a delta again to a page that already holds the new bytes does the same work: no copy is timed.
+    const nDeltas = deltaViews.length;
+    const decodeAll = () => {
+      let acc = 0;
+      for (let k = 0; k < nDeltas; k++) acc += decodeXbzrle(deltaViews[k], workViews[k]);
+      sink ^= acc;
+    };
+    const decodeAllocAll = () => {
+      let acc = 0;
+      for (let k = 0; k < nDeltas; k++) acc += decodeXbzrle(deltaViews[k], workAViews[k]);
+      sink ^= acc;
+    };
+    const compareAll = () => {
+      let acc = 0;
+      for (let i = 0; i < pages; i++) acc += Buffer.compare(oldB[i], oldAB[i]);
+      sink ^= acc;
+    };
+
+    const best = { c: new Best(), cDec: new Best(), ts: new Best(), simd: new Best(), alloc: new Best(), cmp: new Best(), dec: new Best(), decA: new Best() };
+    for (let rep = 0; rep < reps; rep++) {
+      if (bin) {
+        const cr = rep === 0 ? c : runBaseline(bin, false);
+        best.c.add(cr.encodeMBps);
+        if (cr.deltaPages > 0) best.cDec.add(cr.decodeMBps);
+      }
+      if (ts) best.ts.add(await ts.call({ type: 'encode', maxTime: jsMaxTime }));
+      best.simd.add(measure(`SIMD encode ${scenario.name}`, encodeOrdinary, size, jsMaxTime));
+      best.alloc.add(measure(`SIMD-alloc encode ${scenario.name}`, encodeAlloc, size, jsMaxTime));
+      best.cmp.add(measure(`memcmp ${scenario.name}`, compareAll, size, jsMaxTime));
+      if (nDeltas > 0) best.dec.add(measure(`decode ${scenario.name}`, decodeAll, nDeltas * PAGE_SIZE, jsMaxTime));
+      if (nDeltas > 0) best.decA.add(measure(`decode-alloc ${scenario.name}`, decodeAllocAll, nDeltas * PAGE_SIZE, jsMaxTime));
+    }
+    if (sink === 0.5) log(''); // keep `sink` observable
+
+    for (let k = 0; k < nDeltas; k++) {
+      if (Buffer.compare(workViews[k], newViews[deltaPageIdx[k]]) !== 0 || Buffer.compare(workAViews[k], newViews[deltaPageIdx[k]]) !== 0) {
+        failed = true;
+        log(`DECODE LOOP FAILURE ${scenario.name}: page ${deltaPageIdx[k]} differs after the timed decode loop`);
+        break;
+      }
+    }
+
+    return {
+      row: {
+        scenario: scenario.name,
+        description: scenario.description,
+        pages,
+        encodedBytes: simd.encodedBytes,
+        encodedPct: (100 * simd.encodedBytes) / size,
+        deltaPages: simd.deltaPages,
+        unchangedPages: simd.unchanged,
+        overflowPages: simd.overflow,
+        hash: simd.hash,
+        tsEncodeMBps: best.ts.mbps,
+        simdEncodeMBps: best.simd.mbps,
+        allocEncodeMBps: best.alloc.mbps,
+        cEncodeMBps: best.c.mbps,
+        memcmpMBps: best.cmp.mbps,
+        decodeMBps: best.dec.mbps,
+        allocDecodeMBps: best.decA.mbps,
+        cDecodeMBps: best.cDec.mbps,
+        runs: Object.fromEntries(Object.entries(best).map(([k, b]) => [k, b.all])),
+        match,
+      },
+      oldA,
+      newA,
+    };
+  } finally {
+    freePages(outA);
+    if (workA) freePages(workA);
+    if (bin) for (const f of [C_OLD, C_NEW, C_DUMP]) rmSync(f, { force: true });
   }
 }
 
@@ -432,45 +637,75 @@ async function decodeStreamOnce(round1, round2) {
   return { seconds, pageRecords, store: dec.store };
 }
 
-async function streamBench(scenario, oldBuf, newBuf) {
-  const encTimes = [];
-  const decTimes = [];
+const concat = (chunks) => Buffer.concat(chunks);
+
+async function streamBench(scenario, oldBuf, newBuf, oldA, newA) {
+  const enc = new Best();
+  const encA = new Best();
+  const dec = new Best();
   let last = null;
-  let pageRecords = 0;
+  let allocSame = true;
   // Run 0 is an untimed warm-up, so the first scenario is not measured on cold (unoptimised) stream code.
   for (let run = 0; run <= streamRuns; run++) {
     const e = await encodeStreamOnce(oldBuf, newBuf);
+    const ea = await encodeStreamOnce(oldA, newA);
     const d = await decodeStreamOnce(e.round1, e.round2);
-    if (run === 0) continue;
-    encTimes.push(e.seconds);
-    decTimes.push(d.seconds);
-    pageRecords = d.pageRecords;
-    if (run === streamRuns) last = { e, d };
+    // Both record sources must give the same bytes.
+    if (Buffer.compare(concat(e.round1), concat(ea.round1)) !== 0 || Buffer.compare(concat(e.round2), concat(ea.round2)) !== 0) allocSame = false;
+    if (run > 0) {
+      enc.add(size / e.seconds / MB);
+      encA.add(size / ea.seconds / MB);
+      if (d.pageRecords > 0) dec.add((d.pageRecords * PAGE_SIZE) / d.seconds / MB);
+    }
+    last = { e, d };
   }
   // The receiver's image must equal the new buffer.
   const image = last.d.store.read(BLOCK);
-  let ok = image.length === newBuf.length && Buffer.compare(image, newBuf) === 0;
-  if (!ok) {
+  const imageOk = image.length === newBuf.length && Buffer.compare(image, newBuf) === 0;
+  if (!imageOk) {
     failed = true;
     let at = 0;
     while (at < Math.min(image.length, newBuf.length) && image[at] === newBuf[at]) at++;
     log(`STREAM FAILURE ${scenario.name}: decoded image differs from the new buffer (first at byte ${at}, page ${Math.floor(at / PAGE_SIZE)})`);
   }
+  if (!allocSame) {
+    failed = true;
+    log(`STREAM MISMATCH ${scenario.name}: the stream output differs between ordinary and allocPages record data`);
+  }
   const s = last.e.stats;
-  const rec = s.records;
-  const encSec = median(encTimes);
-  const decSec = median(decTimes);
   return {
     scenario: scenario.name,
-    encodeMBps: size / encSec / MB,
+    encodeMBps: enc.mbps,
+    allocEncodeMBps: encA.mbps,
     round2StreamBytes: last.e.round2Bytes,
     round2StreamPct: (100 * last.e.round2Bytes) / size,
-    round2PageRecords: pageRecords,
-    decodeMBps: pageRecords > 0 ? (pageRecords * PAGE_SIZE) / decSec / MB : null,
-    records: { PAGE: rec.PAGE, ZERO: rec.ZERO, XBZRLE: rec.XBZRLE, EOS: rec.EOS },
+    round2PageRecords: last.d.pageRecords,
+    decodeMBps: dec.mbps,
+    runs: { encode: enc.all, allocEncode: encA.all, decode: dec.all },
+    records: { PAGE: s.records.PAGE, ZERO: s.records.ZERO, XBZRLE: s.records.XBZRLE, EOS: s.records.EOS },
     overflow: s.overflow,
-    ok,
+    ok: imageOk && allocSame,
   };
+}
+
+// ---------------------------------------------------------------- memory
+
+/** Runs bench/memory.mjs in its own process; returns its JSON result or null. */
+function memoryBench() {
+  const r = spawnSync(process.execPath, ['--expose-gc', join(HERE, 'memory.mjs'), '--json'], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (r.error) throw r.error;
+  const lines = r.stdout.trim().split('\n');
+  for (const line of lines.slice(0, -1)) log(line);
+  if (r.status !== 0) {
+    failed = true;
+    log(`MEMORY BENCH FAILURE: bench/memory.mjs exited with status ${r.status}`);
+    return null;
+  }
+  return JSON.parse(lines[lines.length - 1]);
 }
 
 // ---------------------------------------------------------------- main
@@ -488,67 +723,85 @@ function machine() {
 
 async function main() {
   const m = machine();
+  const simdOn = kernelActive();
   log(`xbzrle bench: ${quick ? 'quick, ' : ''}${size / MiB} MiB per scenario, ${PAGE_SIZE}-byte pages, dlen ${PAGE_SIZE}`);
   log(`machine: ${m.cpu} x${m.cpus}, node ${m.node} (V8 ${m.v8}), ${m.platform}`);
-  log(`timing: Benchmark.js maxTime ${jsMaxTime}s per JS row, C ${cSeconds}s per loop, streams median of ${streamRuns}`);
+  log(
+    `timing: ${reps} interleaved round(s) per scenario [C, TS, SIMD, SIMD-alloc, memcmp, decode, decode-alloc], best of each kept;` +
+      ` Benchmark.js maxTime ${jsMaxTime}s per JS measurement, C ${cSeconds}s per loop; streams best of ${streamRuns}`,
+  );
+  log(`SIMD kernel in this process: ${simdOn ? 'active' : 'NOT AVAILABLE (the SIMD columns measure the TypeScript path)'}`);
   const bin = buildBaseline();
+  let ts = null;
+  if (!args['no-ts']) {
+    ts = new TsChild();
+    const hello = await ts.call({ type: 'hello' });
+    log(`TS path: child process with XBZRLE_WASM=0 (kernel ${hello.kernel ? 'STILL ACTIVE: the TS column is not the TS path' : 'off, verified'})`);
+  }
+  const peers = args['no-peers'] ? null : await loadPeers();
+  if (peers) {
+    for (const name of PEER_NAMES) if (!peers[name]) log(`peer ${name}: skipped (run npm run bench:peers)`);
+  }
+
   const codecRows = [];
   const streamRows = [];
-  for (const scenario of scenarios) {
-    const t = performance.now();
-    const { old: oldBuf, new: newBuf } = generate(scenario, size);
-    const baseline = bin ? runBaseline(bin, oldBuf, newBuf) : null;
-    const row = codecBench(scenario, oldBuf, newBuf, baseline);
-    // The buffers and dump handed to the C program are up to 3 x 64 MiB; mismatch reproducers are kept.
-    for (const f of ['old.bin', 'new.bin', 'c-out.bin']) rmSync(join(BUILD, f), { force: true });
-    codecRows.push(row);
-    log(
-      `${scenario.name.padEnd(10)} encode ${fmt(row.tsEncodeMBps)} MB/s (±${fmt(row.tsEncodeRme, 1)}%)` +
-        ` | decode ${fmt(row.tsDecodeMBps)} MB/s | size ${fmt(row.encodedPct, 2)}% | C ${fmt(row.cEncodeMBps)} MB/s` +
-        ` | cmp ${fmt(row.compareMBps)} MB/s | ${row.match}`,
-    );
-    if (!args['no-stream']) {
-      const srow = await streamBench(scenario, oldBuf, newBuf);
-      streamRows.push(srow);
+  const peerRows = [];
+  try {
+    for (const scenario of scenarios) {
+      const t = performance.now();
+      const { old: oldBuf, new: newBuf } = generate(scenario, size);
+      const { row, oldA, newA } = await codecBench(scenario, oldBuf, newBuf, bin, ts);
+      codecRows.push(row);
       log(
-        `${''.padEnd(10)} stream encode ${fmt(srow.encodeMBps)} MB/s | stream decode ${fmt(srow.decodeMBps)} MB/s` +
-          ` | round-2 stream ${fmt(srow.round2StreamPct, 2)}% | ${srow.ok ? 'ok' : 'FAILED'}`,
+        `${scenario.name.padEnd(10)} encode TS ${fmt(row.tsEncodeMBps)} | SIMD ${fmt(row.simdEncodeMBps)} | SIMD-alloc ${fmt(row.allocEncodeMBps)}` +
+          ` | C ${fmt(row.cEncodeMBps)} | memcmp ${fmt(row.memcmpMBps)} | decode ${fmt(row.decodeMBps)} | decode-alloc ${fmt(row.allocDecodeMBps)} MB/s | size ${fmt(row.encodedPct, 2)}% | ${row.match}`,
       );
+      try {
+        if (!args['no-stream']) {
+          const srow = await streamBench(scenario, oldBuf, newBuf, oldA, newA);
+          srow.codecMBps = row.simdEncodeMBps;
+          srow.allocCodecMBps = row.allocEncodeMBps;
+          streamRows.push(srow);
+          log(
+            `${''.padEnd(10)} stream encode ${fmt(srow.encodeMBps)} | alloc ${fmt(srow.allocEncodeMBps)} | stream decode ${fmt(srow.decodeMBps)} MB/s` +
+              ` | round-2 stream ${fmt(srow.round2StreamPct, 2)}% | ${srow.ok ? 'ok' : 'FAILED'}`,
+          );
+        }
+      } finally {
+        freePages(oldA);
+        freePages(newA);
+      }
+      if (peers) {
+        const prow = peerBench(peers, oldBuf.subarray(0, peerSize), newBuf.subarray(0, peerSize), { quick, maxTime: jsMaxTime });
+        if (prow.failures.length > 0) {
+          failed = true;
+          for (const f of prow.failures) log(`PEER ROUNDTRIP FAILURE ${scenario.name}: ${f}`);
+        }
+        // What XBZRLE puts on the wire for these pages: the deltas, plus whole pages where the delta overflowed.
+        const wirePct = (100 * (row.encodedBytes + row.overflowPages * PAGE_SIZE)) / size;
+        peerRows.push({ scenario: scenario.name, xbzrleWirePct: wirePct, simdEncodeMBps: row.simdEncodeMBps, ...prow.results });
+        log(`${''.padEnd(10)} peers ${PEER_NAMES.map((n) => `${n} ${prow.results[n] ? `${fmt(prow.results[n].mbps)} MB/s ${fmt(prow.results[n].pct, 2)}%` : 'skipped'}`).join(' | ')}`);
+      }
+      log(`${''.padEnd(10)} (${((performance.now() - t) / 1000).toFixed(1)} s)`);
     }
-    log(`${''.padEnd(10)} (${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  } finally {
+    ts?.close();
   }
 
-  // Markdown tables.
-  const unchangedCmp = codecRows.find((r) => r.scenario === 'UNCHANGED')?.compareMBps ?? null;
-  log('');
-  log(`### Codec, ${size / MiB} MiB of ${PAGE_SIZE}-byte pages per scenario (MB/s = 10^6 bytes/s)`);
-  log('');
-  log('| scenario | changes | encoded % | overflow pages | TS encode MB/s | C encode MB/s | TS/C | Buffer.compare MB/s | TS/compare | TS/full memcmp | TS decode MB/s | C decode MB/s | TS vs C |');
-  log('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
-  for (const r of codecRows) {
-    log(
-      `| ${r.scenario} | ${r.description} | ${fmt(r.encodedPct, 2)} | ${r.overflowPages} | ${fmt(r.tsEncodeMBps)} | ${fmt(r.cEncodeMBps)}` +
-        ` | ${fmtRatio(r.tsEncodeMBps, r.cEncodeMBps)} | ${fmt(r.compareMBps)} | ${fmtRatio(r.tsEncodeMBps, r.compareMBps)}` +
-        ` | ${fmtRatio(r.tsEncodeMBps, unchangedCmp)} | ${fmt(r.tsDecodeMBps)} | ${fmt(r.cDecodeMBps)} | ${r.match} |`,
-    );
-  }
-  if (streamRows.length > 0) {
+  let memory = null;
+  if (!args['no-memory']) {
     log('');
-    log(`### Streams, round 2 of ${size / MiB} MiB (${STREAM_RUN / MiB} MiB PageRecords, ${STREAM_CACHE / MiB} MiB cache)`);
-    log('');
-    log('| scenario | XbzrleEncodeStream MB/s | round-2 stream bytes | stream % | page records | XbzrleDecodeStream MB/s | image check |');
-    log('|---|--:|--:|--:|--:|--:|---|');
-    for (const r of streamRows) {
-      log(
-        `| ${r.scenario} | ${fmt(r.encodeMBps)} | ${r.round2StreamBytes} | ${fmt(r.round2StreamPct, 2)} | ${r.round2PageRecords}` +
-          ` | ${fmt(r.decodeMBps)} | ${r.ok ? 'ok' : 'FAILED'} |`,
-      );
-    }
+    log('memory: node --expose-gc bench/memory.mjs');
+    memory = memoryBench();
   }
-  log('');
+
+  printTables({ codecRows, streamRows, peerRows, peers, memory });
 
   if (args.json) {
-    writeFileSync(args.json, `${JSON.stringify({ machine: m, size, quick, codec: codecRows, streams: streamRows }, null, 2)}\n`);
+    writeFileSync(
+      args.json,
+      `${JSON.stringify({ machine: m, size, quick, reps, simd: simdOn, codec: codecRows, streams: streamRows, peers: peerRows, memory }, null, 2)}\n`,
+    );
   }
   if (failed) {
     log('bench: FAILED (see MISMATCH / FAILURE lines above)');
@@ -558,7 +811,71 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench: crashed: ${err?.stack ?? err}\n`);
-  process.exitCode = 1;
-});
+function printTables({ codecRows, streamRows, peerRows, peers, memory }) {
+  log('');
+  log(`### Codec, ${size / MiB} MiB of ${PAGE_SIZE}-byte pages per scenario (MB/s = 10^6 bytes/s; best of ${reps} interleaved round(s))`);
+  log('');
+  log(
+    '| scenario | encoded % | overflow pages | TS encode | SIMD encode (buffers) | SIMD encode (allocPages) | C encode | TS/C | SIMD/C | SIMD-alloc/C' +
+      ' | memcmp | SIMD/memcmp | SIMD-alloc/memcmp | decode (buffers) | decode (allocPages) | C decode | output |',
+  );
+  log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
+  for (const r of codecRows) {
+    log(
+      `| ${r.scenario} | ${fmt(r.encodedPct, 2)} | ${r.overflowPages} | ${fmt(r.tsEncodeMBps)} | ${fmt(r.simdEncodeMBps)} | ${fmt(r.allocEncodeMBps)}` +
+        ` | ${fmt(r.cEncodeMBps)} | ${fmtRatio(r.tsEncodeMBps, r.cEncodeMBps)} | **${fmtRatio(r.simdEncodeMBps, r.cEncodeMBps)}** | **${fmtRatio(r.allocEncodeMBps, r.cEncodeMBps)}**` +
+        ` | ${fmt(r.memcmpMBps)} | ${fmtRatio(r.simdEncodeMBps, r.memcmpMBps)} | ${fmtRatio(r.allocEncodeMBps, r.memcmpMBps)}` +
+        ` | ${fmt(r.decodeMBps)} | ${fmt(r.allocDecodeMBps)} | ${fmt(r.cDecodeMBps)} | ${r.match} |`,
+    );
+  }
+  if (streamRows.length > 0) {
+    log('');
+    log(`### Streams, round 2 of ${size / MiB} MiB (${STREAM_RUN / MiB} MiB PageRecords, ${STREAM_CACHE / MiB} MiB cache; best of ${streamRuns})`);
+    log('');
+    log(
+      '| scenario | XbzrleEncodeStream (buffers) | ÷ SIMD codec (buffers) | XbzrleEncodeStream (allocPages) | ÷ SIMD codec (allocPages)' +
+        ' | round-2 stream % | page records | XbzrleDecodeStream | check |',
+    );
+    log('|---|--:|--:|--:|--:|--:|--:|--:|---|');
+    for (const r of streamRows) {
+      log(
+        `| ${r.scenario} | ${fmt(r.encodeMBps)} | **${fmtRatio(r.encodeMBps, r.codecMBps)}** | ${fmt(r.allocEncodeMBps)} | **${fmtRatio(r.allocEncodeMBps, r.allocCodecMBps)}**` +
+          ` | ${fmt(r.round2StreamPct, 2)} | ${r.round2PageRecords} | ${fmt(r.decodeMBps)} | ${r.ok ? 'ok' : 'FAILED'} |`,
+      );
+    }
+  }
+  if (peerRows.length > 0) {
+    log('');
+    log(`### Peers: XOR of old and new page, then one compressor call per page (first ${peerSize / MiB} MiB of each scenario)`);
+    log('');
+    log(`| scenario | XBZRLE size % | XBZRLE SIMD encode (buffers) | ${PEER_NAMES.map((n) => `${n} MB/s | ${n} size %`).join(' | ')} |`);
+    log(`|---|--:|--:|${PEER_NAMES.map(() => '--:|--:|').join('')}`);
+    for (const r of peerRows) {
+      const cells = PEER_NAMES.map((n) => (r[n] ? `${fmt(r[n].mbps)} | ${fmt(r[n].pct, 2)}` : 'skipped | skipped'));
+      log(`| ${r.scenario} | ${fmt(r.xbzrleWirePct, 2)} | ${fmt(r.simdEncodeMBps)} | ${cells.join(' | ')} |`);
+    }
+    const missing = PEER_NAMES.filter((n) => !peers[n]);
+    if (missing.length > 0) log(`\n${missing.join(', ')}: skipped (run npm run bench:peers)`);
+  }
+  if (memory) {
+    log('');
+    log('### Peak memory (bench/memory.mjs)');
+    log('');
+    log('| input | cache | peak RSS − baseline (sampled) | peak RSS − baseline (VmHWM) | target | encode MB/s | time |');
+    log('|---|--:|--:|--:|--:|--:|--:|');
+    log(
+      `| ${memory.description} | ${memory.cacheMiB} MiB | ${fmt(memory.peakDeltaMiB, 1)} MiB | ${fmt(memory.hwmDeltaMiB, 1)} MiB` +
+        ` | < ${memory.targetMiB} MiB (${Math.max(memory.peakDeltaMiB, memory.hwmDeltaMiB ?? 0) < memory.targetMiB ? 'met' : 'NOT met'}) | ${fmt(memory.mbps)} | ${fmt(memory.seconds, 1)} s |`,
+    );
+  }
+  log('');
+}
+
+if (args['ts-worker']) {
+  tsWorker();
+} else {
+  main().catch((err) => {
+    process.stderr.write(`bench: crashed: ${err?.stack ?? err}\n`);
+    process.exitCode = 1;
+  });
+}

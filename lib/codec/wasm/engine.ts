@@ -40,6 +40,7 @@ export class WasmEngine {
   readonly shared: boolean;
   private readonly kernel: KernelExports;
   private view: Uint8Array;
+  private currentBuffer: ArrayBufferLike;
   /** Every `memory.buffer` generation: views of any of them point into this memory. */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   /** Free ranges [start, end), sorted, coalesced. */
@@ -49,7 +50,8 @@ export class WasmEngine {
     this.memory = memory;
     this.kernel = kernel;
     this.shared = shared;
-    this.view = new Uint8Array(memory.buffer);
+    this.view = new KernelBytes(memory.buffer as ArrayBuffer);
+    this.currentBuffer = memory.buffer;
     this.buffers.add(memory.buffer);
     // Offset 0 stays unused so that 0 is never a valid allocation.
     this.freeList.push({ start: 64, end: memory.buffer.byteLength });
@@ -66,9 +68,11 @@ export class WasmEngine {
 
   /** True when `u8` is a view into this memory (its `byteOffset` is then its address). */
   owns(u8: Uint8Array): boolean {
+    if (u8 instanceof KernelBytes) return true;
     const b = u8.buffer;
     // The latest buffer generation is by far the most common: skip the WeakSet for it.
-    if (b === this.view.buffer) return true;
+    // (A field, not `this.view.buffer`: the getter costs as much as the rest of the check.)
+    if (b === this.currentBuffer) return true;
     // A shared memory's buffers are SharedArrayBuffers: anything else is foreign.
     if (this.shared && !(b instanceof SharedArrayBuffer)) return false;
     return this.buffers.has(b);
@@ -177,12 +181,21 @@ export class WasmEngine {
       return false;
     }
     const buffer = this.memory.buffer;
-    this.view = new Uint8Array(buffer);
+    this.view = new KernelBytes(buffer as ArrayBuffer);
+    this.currentBuffer = buffer;
     this.buffers.add(buffer);
     this.release(current, buffer.byteLength - current);
     return true;
   }
 }
+
+/**
+ * Views of the kernel's memory are of this class, so "is this buffer in the
+ * kernel's memory?" is a cheap `instanceof` (its `subarray`s keep the class)
+ * instead of reading `.buffer`, which costs as much as a small page encode.
+ * Not exported from the package: only the engine makes them.
+ */
+export class KernelBytes extends Uint8Array {}
 
 let engine: WasmEngine | null | undefined;
 

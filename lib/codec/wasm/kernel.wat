@@ -12,124 +12,138 @@
 (module
   (import "env" "memory" (memory 1 65536 shared))
 
-  ;; First i' >= i with p[i'] != c[i'], or n.
-  (func $find_diff (param $p i32) (param $c i32) (param $i i32) (param $n i32) (result i32)
-    (local $m i32) (local $a i32) (local $b i32)
-    (block $out64
-      (loop $l64
-        (br_if $out64 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $n)))
-        (local.set $a (i32.add (local.get $p) (local.get $i)))
-        (local.set $b (i32.add (local.get $c) (local.get $i)))
-        (br_if $out64
-          (v128.any_true
-            (v128.or
-              (v128.or
-                (v128.xor (v128.load (local.get $a)) (v128.load (local.get $b)))
-                (v128.xor (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
-              (v128.or
-                (v128.xor (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b)))
-                (v128.xor (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b)))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 64)))
-        (br $l64)))
-    (block $out16
-      (loop $l16
-        (br_if $out16 (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $n)))
-        (local.set $m
-          (i8x16.bitmask
-            (i8x16.eq
-              (v128.load (i32.add (local.get $p) (local.get $i)))
-              (v128.load (i32.add (local.get $c) (local.get $i))))))
-        (if (i32.ne (local.get $m) (i32.const 0xffff))
-          (then (return (i32.add (local.get $i) (i32.ctz (i32.xor (local.get $m) (i32.const 0xffff)))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 16)))
-        (br $l16)))
-    (block $outb
-      (loop $lb
-        (br_if $outb (i32.ge_u (local.get $i) (local.get $n)))
-        (br_if $outb
-          (i32.ne
-            (i32.load8_u (i32.add (local.get $p) (local.get $i)))
-            (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $lb)))
-    (local.get $i))
-
-  ;; First i' >= i with p[i'] == c[i'], or n.
-  (func $find_eq (param $p i32) (param $c i32) (param $i i32) (param $n i32) (result i32)
-    (local $m i32) (local $a i32) (local $b i32)
-    (block $out64
-      (loop $l64
-        (br_if $out64 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $n)))
-        (local.set $a (i32.add (local.get $p) (local.get $i)))
-        (local.set $b (i32.add (local.get $c) (local.get $i)))
-        (br_if $out64
-          (v128.any_true
-            (v128.or
-              (v128.or
-                (i8x16.eq (v128.load (local.get $a)) (v128.load (local.get $b)))
-                (i8x16.eq (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
-              (v128.or
-                (i8x16.eq (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b)))
-                (i8x16.eq (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b)))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 64)))
-        (br $l64)))
-    (block $out16
-      (loop $l16
-        (br_if $out16 (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $n)))
-        (local.set $m
-          (i8x16.bitmask
-            (i8x16.eq
-              (v128.load (i32.add (local.get $p) (local.get $i)))
-              (v128.load (i32.add (local.get $c) (local.get $i))))))
-        (if (local.get $m)
-          (then (return (i32.add (local.get $i) (i32.ctz (local.get $m))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 16)))
-        (br $l16)))
-    (block $outb
-      (loop $lb
-        (br_if $outb (i32.ge_u (local.get $i) (local.get $n)))
-        (br_if $outb
-          (i32.eq
-            (i32.load8_u (i32.add (local.get $p) (local.get $i)))
-            (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $lb)))
-    (local.get $i))
-
-  ;; Writes the small ULEB128 of v (< 0x4000) at `at`; returns its length.
-  (func $uleb (param $at i32) (param $v i32) (result i32)
-    (if (i32.lt_u (local.get $v) (i32.const 0x80))
-      (then
-        (i32.store8 (local.get $at) (local.get $v))
-        (return (i32.const 1))))
-    (i32.store8 (local.get $at) (i32.or (i32.and (local.get $v) (i32.const 0x7f)) (i32.const 0x80)))
-    (i32.store8 offset=1 (local.get $at) (i32.shr_u (local.get $v) (i32.const 7)))
-    (i32.const 2))
-
   ;; QEMU's xbzrle_encode_buffer: -1 overflow, 0 unchanged, else the delta
-  ;; length; -2 where QEMU would abort (a run over 16383 bytes).
+  ;; length; -2 where QEMU would abort (a run over 16383 bytes). The two scans
+  ;; are written inline: a call per run costs V8 up to a fifth of the time on
+  ;; dense pages. Each scans 64 bytes per step (four i8x16.eq), and where a
+  ;; step holds the boundary, the 64-bit lane mask gives its exact position.
   (func (export "encode") (param $p i32) (param $c i32) (param $slen i32) (param $out i32) (param $dlen i32) (result i32)
     (local $i i32) (local $d i32) (local $start i32) (local $run i32) (local $r i32) (local $k i32)
+    (local $m i32) (local $a i32) (local $b i32)
+    (local $e0 v128) (local $e1 v128) (local $e2 v128) (local $e3 v128)
     (if (i32.eqz (local.get $slen)) (then (return (i32.const 0))))
     (if (i32.lt_s (local.get $dlen) (i32.const 2)) (then (return (i32.const -1))))
     (loop $pair
       (if (i32.gt_s (i32.add (local.get $d) (i32.const 2)) (local.get $dlen)) (then (return (i32.const -1))))
-      ;; zero run
       (local.set $start (local.get $i))
-      (local.set $i (call $find_diff (local.get $p) (local.get $c) (local.get $i) (local.get $slen)))
+      ;; Zero run: the first i >= start where the pages differ, or slen.
+      (local.set $i
+        (block $zdone (result i32)
+          (block $z64done
+            (loop $z64
+              (br_if $z64done (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $slen)))
+            (local.set $a (i32.add (local.get $p) (local.get $i)))
+            (local.set $b (i32.add (local.get $c) (local.get $i)))
+            (local.set $e0 (i8x16.eq (v128.load (local.get $a)) (v128.load (local.get $b))))
+            (local.set $e1 (i8x16.eq (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
+            (local.set $e2 (i8x16.eq (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b))))
+            (local.set $e3 (i8x16.eq (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b))))
+              (if (i32.eqz (i8x16.all_true (v128.and (v128.and (local.get $e0) (local.get $e1)) (v128.and (local.get $e2) (local.get $e3)))))
+                (then
+                  (br $zdone (i32.add (local.get $i) (i32.wrap_i64 (i64.ctz (i64.xor (i64.const -1)
+                  (i64.or
+                  (i64.or
+                    (i64.extend_i32_u (i8x16.bitmask (local.get $e0)))
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e1))) (i64.const 16)))
+                  (i64.or
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e2))) (i64.const 32))
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e3))) (i64.const 48)))))))))))
+              (local.set $i (i32.add (local.get $i) (i32.const 64)))
+              (br $z64)))
+          (block $z16done
+            (loop $z16
+              (br_if $z16done (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $slen)))
+              (local.set $m
+              (i8x16.bitmask
+                (i8x16.eq
+                  (v128.load (i32.add (local.get $p) (local.get $i)))
+                  (v128.load (i32.add (local.get $c) (local.get $i))))))
+              (if (i32.ne (local.get $m) (i32.const 0xffff))
+                (then (br $zdone (i32.add (local.get $i) (i32.ctz (i32.xor (local.get $m) (i32.const 0xffff)))))))
+              (local.set $i (i32.add (local.get $i) (i32.const 16)))
+              (br $z16)))
+          (block $zbdone
+            (loop $zb
+              (br_if $zbdone (i32.ge_u (local.get $i) (local.get $slen)))
+              (br_if $zbdone
+                (i32.ne
+                  (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+                  (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $zb)))
+          (local.get $i)))
       (if (i32.eq (local.get $i) (local.get $slen)) (then (return (local.get $d))))
       (local.set $run (i32.sub (local.get $i) (local.get $start)))
       (if (i32.gt_u (local.get $run) (i32.const 16383)) (then (return (i32.const -2))))
-      (local.set $d (i32.add (local.get $d) (call $uleb (i32.add (local.get $out) (local.get $d)) (local.get $run))))
+      (local.set $a (i32.add (local.get $out) (local.get $d)))
+      (if (i32.lt_u (local.get $run) (i32.const 0x80))
+        (then
+          (i32.store8 (local.get $a) (local.get $run))
+          (local.set $d (i32.add (local.get $d) (i32.const 1))))
+        (else
+          (i32.store8 (local.get $a) (i32.or (i32.and (local.get $run) (i32.const 0x7f)) (i32.const 0x80)))
+          (i32.store8 offset=1 (local.get $a) (i32.shr_u (local.get $run) (i32.const 7)))
+          (local.set $d (i32.add (local.get $d) (i32.const 2)))))
       (if (i32.gt_s (i32.add (local.get $d) (i32.const 2)) (local.get $dlen)) (then (return (i32.const -1))))
-      ;; non-zero run
       (local.set $start (local.get $i))
-      (local.set $i (call $find_eq (local.get $p) (local.get $c) (local.get $i) (local.get $slen)))
+      ;; Non-zero run: the first i >= start where the pages are equal, or slen.
+      (local.set $i
+        (block $ndone (result i32)
+          (block $n64done
+            (loop $n64
+              (br_if $n64done (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $slen)))
+            (local.set $a (i32.add (local.get $p) (local.get $i)))
+            (local.set $b (i32.add (local.get $c) (local.get $i)))
+            (local.set $e0 (i8x16.eq (v128.load (local.get $a)) (v128.load (local.get $b))))
+            (local.set $e1 (i8x16.eq (v128.load offset=16 (local.get $a)) (v128.load offset=16 (local.get $b))))
+            (local.set $e2 (i8x16.eq (v128.load offset=32 (local.get $a)) (v128.load offset=32 (local.get $b))))
+            (local.set $e3 (i8x16.eq (v128.load offset=48 (local.get $a)) (v128.load offset=48 (local.get $b))))
+              (if (v128.any_true (v128.or (v128.or (local.get $e0) (local.get $e1)) (v128.or (local.get $e2) (local.get $e3))))
+                (then
+                  (br $ndone (i32.add (local.get $i) (i32.wrap_i64 (i64.ctz
+                  (i64.or
+                  (i64.or
+                    (i64.extend_i32_u (i8x16.bitmask (local.get $e0)))
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e1))) (i64.const 16)))
+                  (i64.or
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e2))) (i64.const 32))
+                    (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $e3))) (i64.const 48))))))))))
+              (local.set $i (i32.add (local.get $i) (i32.const 64)))
+              (br $n64)))
+          (block $n16done
+            (loop $n16
+              (br_if $n16done (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $slen)))
+              (local.set $m
+              (i8x16.bitmask
+                (i8x16.eq
+                  (v128.load (i32.add (local.get $p) (local.get $i)))
+                  (v128.load (i32.add (local.get $c) (local.get $i))))))
+              (if (local.get $m) (then (br $ndone (i32.add (local.get $i) (i32.ctz (local.get $m))))))
+              (local.set $i (i32.add (local.get $i) (i32.const 16)))
+              (br $n16)))
+          (block $nbdone
+            (loop $nb
+              (br_if $nbdone (i32.ge_u (local.get $i) (local.get $slen)))
+              (br_if $nbdone
+                (i32.eq
+                  (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+                  (i32.load8_u (i32.add (local.get $c) (local.get $i)))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $nb)))
+          (local.get $i)))
       (local.set $run (i32.sub (local.get $i) (local.get $start)))
       (if (i32.gt_u (local.get $run) (i32.const 16383)) (then (return (i32.const -2))))
-      (local.set $d (i32.add (local.get $d) (call $uleb (i32.add (local.get $out) (local.get $d)) (local.get $run))))
+      (local.set $a (i32.add (local.get $out) (local.get $d)))
+      (if (i32.lt_u (local.get $run) (i32.const 0x80))
+        (then
+          (i32.store8 (local.get $a) (local.get $run))
+          (local.set $d (i32.add (local.get $d) (i32.const 1))))
+        (else
+          (i32.store8 (local.get $a) (i32.or (i32.and (local.get $run) (i32.const 0x7f)) (i32.const 0x80)))
+          (i32.store8 offset=1 (local.get $a) (i32.shr_u (local.get $run) (i32.const 7)))
+          (local.set $d (i32.add (local.get $d) (i32.const 2)))))
       (if (i32.gt_s (i32.add (local.get $d) (local.get $run)) (local.get $dlen)) (then (return (i32.const -1))))
-      ;; copy: whole vectors for short runs when they stay inside both buffers
+      ;; Copy: whole vectors for short runs when they stay inside both buffers.
       (local.set $r (i32.and (i32.add (local.get $run) (i32.const 15)) (i32.const -16)))
       (if (i32.and
             (i32.le_u (local.get $run) (i32.const 64))
@@ -175,28 +189,27 @@
         (br $lb)))
     (i32.const 1))
 
-  ;; Reads the small ULEB128 at `at`: value | (length << 16).
-  (func $uleb_read (param $at i32) (result i32)
-    (local $b i32)
-    (local.set $b (i32.load8_u (local.get $at)))
-    (if (i32.lt_u (local.get $b) (i32.const 0x80))
-      (then (return (i32.or (local.get $b) (i32.const 0x10000)))))
-    (i32.or
-      (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (i32.load8_u offset=1 (local.get $at)) (i32.const 7)))
-      (i32.const 0x20000)))
 
   ;; Applies a delta known to be valid (one `encode` just produced) to the page
   ;; at dst: writes only the changed runs, which is much less than copying the
   ;; page when few bytes changed.
   (func $apply (export "apply") (param $src i32) (param $slen i32) (param $dst i32)
-    (local $i i32) (local $d i32) (local $v i32) (local $n i32)
+    (local $i i32) (local $d i32) (local $v i32) (local $n i32) (local $a i32)
     (block $done
       (loop $pair
         (br_if $done (i32.ge_u (local.get $i) (local.get $slen)))
-        (local.set $v (call $uleb_read (i32.add (local.get $src) (local.get $i))))
+        (local.set $a (i32.add (local.get $src) (local.get $i)))
+        (local.set $v (i32.load8_u (local.get $a)))
+        (if (i32.ge_u (local.get $v) (i32.const 0x80))
+          (then (local.set $v (i32.or (i32.or (i32.and (local.get $v) (i32.const 0x7f)) (i32.shl (i32.load8_u offset=1 (local.get $a)) (i32.const 7))) (i32.const 0x20000))))
+          (else (local.set $v (i32.or (local.get $v) (i32.const 0x10000)))))
         (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
         (local.set $d (i32.add (local.get $d) (i32.and (local.get $v) (i32.const 0xffff))))
-        (local.set $v (call $uleb_read (i32.add (local.get $src) (local.get $i))))
+        (local.set $a (i32.add (local.get $src) (local.get $i)))
+        (local.set $v (i32.load8_u (local.get $a)))
+        (if (i32.ge_u (local.get $v) (i32.const 0x80))
+          (then (local.set $v (i32.or (i32.or (i32.and (local.get $v) (i32.const 0x7f)) (i32.shl (i32.load8_u offset=1 (local.get $a)) (i32.const 7))) (i32.const 0x20000))))
+          (else (local.set $v (i32.or (local.get $v) (i32.const 0x10000)))))
         (local.set $i (i32.add (local.get $i) (i32.shr_u (local.get $v) (i32.const 16))))
         (local.set $n (i32.and (local.get $v) (i32.const 0xffff)))
         (memory.copy (i32.add (local.get $dst) (local.get $d)) (i32.add (local.get $src) (local.get $i)) (local.get $n))
@@ -211,14 +224,23 @@
   ;; QEMU's xbzrle_decode_buffer checks (spec §4), without writing: the end of
   ;; the last run on success, or -1 - (position of the failing element).
   (func $check (param $src i32) (param $slen i32) (param $dlen i32) (result i32)
-    (local $i i32) (local $d i32) (local $v i32) (local $n i32) (local $at i32)
+    (local $i i32) (local $d i32) (local $v i32) (local $n i32) (local $at i32) (local $a i32) (local $b i32)
     (block $done
       (loop $pair
         (br_if $done (i32.ge_u (local.get $i) (local.get $slen)))
         ;; zero run: two bytes must remain; a valid length; zero only at the start
         (if (i32.lt_u (i32.sub (local.get $slen) (local.get $i)) (i32.const 2))
           (then (return (i32.sub (i32.const -1) (local.get $i)))))
-        (local.set $v (call $uleb_check (i32.add (local.get $src) (local.get $i))))
+        (local.set $a (i32.add (local.get $src) (local.get $i)))
+        (local.set $b (i32.load8_u (local.get $a)))
+        (if (i32.lt_u (local.get $b) (i32.const 0x80))
+          (then (local.set $v (i32.or (local.get $b) (i32.const 0x10000))))
+          (else
+            (local.set $v (i32.load8_u offset=1 (local.get $a)))
+            (local.set $v
+              (if (result i32) (i32.ge_u (local.get $v) (i32.const 0x80))
+                (then (i32.const -1))
+                (else (i32.or (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (local.get $v) (i32.const 7))) (i32.const 0x20000)))))))
         (if (i32.lt_s (local.get $v) (i32.const 0)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
         (if (i32.and (i32.eqz (i32.and (local.get $v) (i32.const 0xffff))) (i32.ne (local.get $i) (i32.const 0)))
           (then (return (i32.sub (i32.const -1) (local.get $i)))))
@@ -229,7 +251,16 @@
         ;; non-zero run
         (if (i32.lt_u (i32.sub (local.get $slen) (local.get $i)) (i32.const 2))
           (then (return (i32.sub (i32.const -1) (local.get $i)))))
-        (local.set $v (call $uleb_check (i32.add (local.get $src) (local.get $i))))
+        (local.set $a (i32.add (local.get $src) (local.get $i)))
+        (local.set $b (i32.load8_u (local.get $a)))
+        (if (i32.lt_u (local.get $b) (i32.const 0x80))
+          (then (local.set $v (i32.or (local.get $b) (i32.const 0x10000))))
+          (else
+            (local.set $v (i32.load8_u offset=1 (local.get $a)))
+            (local.set $v
+              (if (result i32) (i32.ge_u (local.get $v) (i32.const 0x80))
+                (then (i32.const -1))
+                (else (i32.or (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (local.get $v) (i32.const 7))) (i32.const 0x20000)))))))
         (if (i32.lt_s (local.get $v) (i32.const 0)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
         (local.set $n (i32.and (local.get $v) (i32.const 0xffff)))
         (if (i32.eqz (local.get $n)) (then (return (i32.sub (i32.const -1) (local.get $i)))))
@@ -242,15 +273,6 @@
         (br $pair)))
     (local.get $d))
 
-  ;; Like $uleb_read, but -1 when both bytes have their top bit set.
-  (func $uleb_check (param $at i32) (result i32)
-    (local $b i32) (local $c i32)
-    (local.set $b (i32.load8_u (local.get $at)))
-    (if (i32.lt_u (local.get $b) (i32.const 0x80))
-      (then (return (i32.or (local.get $b) (i32.const 0x10000)))))
-    (local.set $c (i32.load8_u offset=1 (local.get $at)))
-    (if (i32.ge_u (local.get $c) (i32.const 0x80)) (then (return (i32.const -1))))
-    (i32.or (i32.or (i32.and (local.get $b) (i32.const 0x7f)) (i32.shl (local.get $c) (i32.const 7))) (i32.const 0x20000)))
 
   ;; QEMU's decoder, validating first: on success applies the delta to the
   ;; page at dst and returns the end of the last run; on failure writes
