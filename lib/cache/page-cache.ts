@@ -135,6 +135,25 @@ export class PageCache {
     return -1;
   }
 
+  /** @internal The slot holding `addr`, or -1. Changes nothing and counts nothing. */
+  peekSlot(addr: number): number {
+    const slot = this.slotOf(addr);
+    return this.keys[slot] === addr ? slot : -1;
+  }
+
+  /**
+   * @internal Completes a lookup begun with {@link PageCache.peekSlot}: counts
+   * a hit (refreshing the slot's generation) when `slot >= 0`, else a miss.
+   */
+  account(slot: number, generation: number = this.generation): void {
+    if (slot >= 0) {
+      this.ages[slot] = generation;
+      this.hits++;
+    } else {
+      this.misses++;
+    }
+  }
+
   /** True when `addr` is cached. Changes nothing and counts nothing. */
   has(addr: number): boolean {
     return this.keys[this.slotOf(checkAddr(addr))] === addr;
@@ -292,7 +311,7 @@ export class PageCache {
       if (ptr >= 0) {
         this.arenaPtr = ptr;
         arenas.register(this, { ptr, size }, this);
-        return engine.bytes().subarray(ptr, ptr + size);
+        return engine.region(ptr, size);
       }
     }
     this.arenaPtr = -1;

@@ -6,6 +6,10 @@ import { isZeroRange } from './zero.js';
 
 /** Result of {@link PageKernel.encode} for a run QEMU cannot encode (it aborts). */
 export const UNENCODABLE = -2;
+/** Result of {@link PageKernel.step}: the page is all zero. */
+export const STEP_ZERO = -3;
+/** Result of {@link PageKernel.step}: not zero, and there is no cached copy. */
+export const STEP_MISS = -4;
 
 /**
  * Encodes pages of one size with the fastest path available: the WebAssembly
@@ -114,6 +118,33 @@ export class PageKernel {
     const len = engine.encode(cache.arenaPtr + slot * ps, curOff, ps, this.outPtr, ps);
     this.delta = cur;
     this.deltaOff = this.outPtr;
+    return len;
+  }
+
+  /**
+   * One page of the sender's decision, with one kernel call on the SIMD path:
+   * {@link STEP_ZERO} when the page at `cur[curOff]` is all zero; else
+   * {@link STEP_MISS} when `slot` is -1; else the result of encoding it
+   * against the cached copy in `slot` (delta in `delta[deltaOff…]`). With
+   * `update`, the cached copy then becomes the page sent (the delta applied,
+   * or the page copied in on overflow).
+   */
+  step(cache: PageCache, slot: number, cur: Uint8Array, curOff: number, update: boolean): number {
+    const engine = this.engine;
+    const ps = this.pageSize;
+    if (engine !== null && cur === engine.bytes() && cache.arenaPtr >= 0) {
+      const len = engine.step(slot < 0 ? -1 : cache.arenaPtr + slot * ps, curOff, this.outPtr, ps, update);
+      this.delta = cur;
+      this.deltaOff = this.outPtr;
+      return len;
+    }
+    if (this.isZero(cur, curOff)) return STEP_ZERO;
+    if (slot < 0) return STEP_MISS;
+    const len = this.encodeCached(cache, slot, cur, curOff);
+    if (update) {
+      if (len > 0) this.applyToCache(cache, slot, len);
+      else if (len < 0) cache.store(slot, cur, curOff);
+    }
     return len;
   }
 

@@ -35,7 +35,7 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
     const ptr = engine.alloc(size, Math.max(64, Math.min(pageSize, 65536)));
     if (ptr >= 0) {
       allocations.set(ptr, size);
-      return engine.bytes().subarray(ptr, ptr + size).fill(0);
+      return engine.region(ptr, size).fill(0);
     }
   }
   return new Uint8Array(size);

@@ -183,7 +183,7 @@ export class MemoryPageStore implements PageStore {
       if (ptr >= 0) {
         if (this.kernelSegments.length === 0) segmentsRegistry.register(this, this.kernelSegments, this);
         this.kernelSegments.push(ptr);
-        return engine.bytes().subarray(ptr, ptr + SEGMENT).fill(0);
+        return engine.region(ptr, SEGMENT).fill(0);
       }
     }
     return new Uint8Array(SEGMENT);

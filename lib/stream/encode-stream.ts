@@ -1,7 +1,7 @@
 import type { TransformCallback } from 'node:stream';
 import { Buffer } from 'node:buffer';
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN, type BlockRange } from '../cache/page-cache.js';
-import { PageKernel } from '../codec/kernel.js';
+import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -265,24 +265,28 @@ export class XbzrleEncodeStream extends PacedTransform {
     const stats = this.counters;
     const writer = this.writer;
     const cache = this.cache;
-    const kernel = this.kernel;
-    this.touchedCache ||= this.useXbzrle;
-    if (kernel.isZero(data, at)) {
+    const xbzrle = this.useXbzrle;
+    this.touchedCache ||= xbzrle;
+    // Zero test, encode against the cached copy and cache update in one kernel
+    // step; the slot is only peeked here, and counted by lookup() below.
+    const slot = xbzrle ? cache.peekSlot(key) : -1;
+    const r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
+    if (r === STEP_ZERO) {
       writer.zero(block, offset, 0);
       stats.duplicate++;
       stats.records.ZERO++;
       // QEMU caches zero pages even in the last stage.
-      if (this.useXbzrle) cache.insertZero(key);
+      if (xbzrle) cache.insertZero(key);
       return;
     }
-    if (!this.useXbzrle) {
+    if (!xbzrle) {
       writer.page(block, offset, data, at);
       stats.normal++;
       stats.records.PAGE++;
       return;
     }
-    const slot = cache.lookup(key);
-    if (slot < 0) {
+    cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
+    if (r === STEP_MISS) {
       stats.cacheMiss++;
       writer.page(block, offset, data, at);
       stats.normal++;
@@ -291,27 +295,23 @@ export class XbzrleEncodeStream extends PacedTransform {
       return;
     }
     stats.xbzrlePages++;
-    const len = kernel.encodeCached(cache, slot, data, at);
-    if (len === 0) {
+    if (r === 0) {
       stats.skipped++;
       return;
     }
-    if (len < 0) {
+    if (r < 0) {
       // Overflow, or (16 KiB pages) a page in which every byte changed: no delta exists.
       stats.overflow++;
       stats.xbzrleBytes += ps;
       writer.page(block, offset, data, at);
       stats.normal++;
       stats.records.PAGE++;
-      if (this.finalStage) cache.invalidate(key);
-      else cache.store(slot, data, at);
-      return;
+    } else {
+      stats.xbzrleBytes += writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r) - 8;
+      stats.records.XBZRLE++;
     }
-    stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
-    stats.records.XBZRLE++;
-    // The cached copy becomes the page sent: apply the delta (only the changed runs) to it.
+    // The step already made the cached copy the page sent; in the last stage it is dropped instead.
     if (this.finalStage) cache.invalidate(key);
-    else kernel.applyToCache(cache, slot, len);
   }
 
   private checkRecord(chunk: unknown): PageRecord {

@@ -17,6 +17,7 @@ interface KernelExports {
   apply(src: number, slen: number, dst: number): void;
   copy(dst: number, src: number, len: number): void;
   decode(src: number, slen: number, dst: number, dlen: number): number;
+  step(prev: number, cur: number, out: number, n: number, update: number): number;
 }
 
 const WASM_PAGE = 65536;
@@ -50,7 +51,7 @@ export class WasmEngine {
     this.memory = memory;
     this.kernel = kernel;
     this.shared = shared;
-    this.view = new KernelBytes(memory.buffer as ArrayBuffer);
+    this.view = new Uint8Array(memory.buffer);
     this.currentBuffer = memory.buffer;
     this.buffers.add(memory.buffer);
     // Offset 0 stays unused so that 0 is never a valid allocation.
@@ -139,6 +140,16 @@ export class WasmEngine {
     this.kernel.copy(dst, src, len);
   }
 
+  /** The fused per-page step of the sender (see kernel.wat): -3 zero, -4 no cached copy, else the encode result. */
+  step(prev: number, cur: number, out: number, n: number, update: boolean): number {
+    return this.kernel.step(prev, cur, out, n, update ? 1 : 0);
+  }
+
+  /** A view of `size` bytes at `ptr` whose `owns()` check is an `instanceof` (handed to callers). */
+  region(ptr: number, size: number): Uint8Array {
+    return new KernelBytes(this.currentBuffer as ArrayBuffer, ptr, size);
+  }
+
   /**
    * QEMU's decoder, validating first: applies `slen` delta bytes at `src` to
    * the `dlen`-byte page at `dst` and returns the end of the last run, or
@@ -181,7 +192,7 @@ export class WasmEngine {
       return false;
     }
     const buffer = this.memory.buffer;
-    this.view = new KernelBytes(buffer as ArrayBuffer);
+    this.view = new Uint8Array(buffer);
     this.currentBuffer = buffer;
     this.buffers.add(buffer);
     this.release(current, buffer.byteLength - current);
@@ -190,10 +201,12 @@ export class WasmEngine {
 }
 
 /**
- * Views of the kernel's memory are of this class, so "is this buffer in the
- * kernel's memory?" is a cheap `instanceof` (its `subarray`s keep the class)
- * instead of reading `.buffer`, which costs as much as a small page encode.
- * Not exported from the package: only the engine makes them.
+ * Views of the kernel's memory handed to callers (allocPages, cache arenas,
+ * store segments) are of this class, so "is this buffer in the kernel's
+ * memory?" is a cheap `instanceof` (their `subarray`s keep the class) instead
+ * of reading `.buffer`, which costs as much as a small page encode. The
+ * engine's own whole-memory view stays a plain `Uint8Array`, whose
+ * `subarray` is faster. Not exported from the package.
  */
 export class KernelBytes extends Uint8Array {}
 

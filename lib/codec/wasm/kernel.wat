@@ -17,7 +17,7 @@
   ;; are written inline: a call per run costs V8 up to a fifth of the time on
   ;; dense pages. Each scans 64 bytes per step (four i8x16.eq), and where a
   ;; step holds the boundary, the 64-bit lane mask gives its exact position.
-  (func (export "encode") (param $p i32) (param $c i32) (param $slen i32) (param $out i32) (param $dlen i32) (result i32)
+  (func $encode (export "encode") (param $p i32) (param $c i32) (param $slen i32) (param $out i32) (param $dlen i32) (result i32)
     (local $i i32) (local $d i32) (local $start i32) (local $run i32) (local $r i32) (local $k i32)
     (local $m i32) (local $a i32) (local $b i32)
     (local $e0 v128) (local $e1 v128) (local $e2 v128) (local $e3 v128)
@@ -168,7 +168,7 @@
     (local.get $d))
 
   ;; 1 when n bytes at p are all zero, else 0.
-  (func (export "is_zero") (param $p i32) (param $n i32) (result i32)
+  (func $is_zero (export "is_zero") (param $p i32) (param $n i32) (result i32)
     (local $i i32) (local $a i32)
     (block $out64
       (loop $l64
@@ -282,4 +282,23 @@
     (local.set $r (call $check (local.get $src) (local.get $slen) (local.get $dlen)))
     (if (i32.ge_s (local.get $r) (i32.const 0)) (then (call $apply (local.get $src) (local.get $slen) (local.get $dst))))
     (local.get $r))
+
+  ;; One page of the sender's decision (ram-stream.md §8), fused so the stream
+  ;; makes one call per page: -3 when `cur` is all zero; -4 when there is no
+  ;; cached copy (prev < 0); else the encode result against `prev`. With
+  ;; `update`, the cached copy then becomes what is sent: the delta is applied
+  ;; to it (only the changed runs), or on overflow the page is copied in.
+  (func (export "step") (param $prev i32) (param $cur i32) (param $out i32) (param $n i32) (param $update i32) (result i32)
+    (local $len i32)
+    (if (call $is_zero (local.get $cur) (local.get $n)) (then (return (i32.const -3))))
+    (if (i32.lt_s (local.get $prev) (i32.const 0)) (then (return (i32.const -4))))
+    (local.set $len (call $encode (local.get $prev) (local.get $cur) (local.get $n) (local.get $out) (local.get $n)))
+    (if (local.get $update)
+      (then
+        (if (i32.gt_s (local.get $len) (i32.const 0))
+          (then (call $apply (local.get $out) (local.get $len) (local.get $prev)))
+          (else
+            (if (i32.lt_s (local.get $len) (i32.const 0))
+              (then (memory.copy (local.get $prev) (local.get $cur) (local.get $n))))))))
+    (local.get $len))
 )
