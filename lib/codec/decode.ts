@@ -119,10 +119,15 @@ export function corrupt(result: number, errorBase = 0): XbzrleError {
 export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(delta instanceof Uint8Array)) throw argTypeError('delta', 'a Uint8Array', delta);
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
-  const engine = getEngine();
-  if (engine !== null && engine.owns(page)) return decodeSimd(engine, delta, 0, delta.length, page.byteOffset, page.length, 0);
+  if (delta.length >= SIMD_DECODE_MIN) {
+    const engine = getEngine();
+    if (engine !== null && engine.owns(page)) return decodeSimd(engine, delta, 0, delta.length, page.byteOffset, page.length, 0);
+  }
   return decodeRange(delta, 0, delta.length, page, 0, page.length);
 }
+
+/** Below this delta length the TypeScript decoder is faster than a kernel call (measured). */
+export const SIMD_DECODE_MIN = 128;
 
 /**
  * The SIMD kernel's decoder for a page at address `dst` of the kernel's

@@ -1,4 +1,4 @@
-import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd } from '../codec/decode.js';
+import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd, SIMD_DECODE_MIN } from '../codec/decode.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
@@ -129,7 +129,7 @@ export class RamLoader {
       // changes nothing (not even the store's extent).
       let page = memory.view(block, offset, ps, false);
       const engine = this.engine;
-      if (page !== undefined && engine !== null && engine.owns(page)) {
+      if (page !== undefined && engine !== null && length >= SIMD_DECODE_MIN && engine.owns(page)) {
         decodeSimd(engine, src, srcOffset, length, page.byteOffset, ps, position);
       } else {
         const result = checkDelta(src, srcOffset, length, ps);
