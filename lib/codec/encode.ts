@@ -1,7 +1,7 @@
 import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
 import { wordsOf } from './words.js';
-import { getEngine, type WasmEngine } from './wasm/engine.js';
+import { getEngine, KernelBytes, type WasmEngine } from './wasm/engine.js';
 
 const NO_WORDS = new Int32Array(0);
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
@@ -142,6 +142,15 @@ function unencodable(run: number, at: number): XbzrleError {
  * ```
  */
 export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
+  // All three in the kernel's memory (allocPages): straight to the kernel. KernelBytes
+  // views only ever come from the engine, so the engine exists.
+  if (prev instanceof KernelBytes && cur instanceof KernelBytes && out instanceof KernelBytes) {
+    const slen = cur.length;
+    if (prev.length === slen && slen >= SIMD_MIN_LENGTH) {
+      const r = (engineRef ??= getEngine()!).encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, Math.min(out.length, 2 * slen + 8));
+      if (r !== UNENCODABLE) return r;
+    }
+  }
   if (!(prev instanceof Uint8Array)) throw argTypeError('prev', 'a Uint8Array', prev);
   if (!(cur instanceof Uint8Array)) throw argTypeError('cur', 'a Uint8Array', cur);
   if (!(out instanceof Uint8Array)) throw argTypeError('out', 'a Uint8Array', out);
@@ -156,6 +165,8 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   }
   return encodeRange(prev, 0, cur, 0, cur.length, out, 0, out.length);
 }
+
+let engineRef: WasmEngine | undefined;
 
 /** Below this the call and copies cost more than the SIMD kernel saves. */
 const SIMD_MIN_LENGTH = 64;
