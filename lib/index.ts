@@ -49,3 +49,4 @@ export {
   type QemuMigrationInfo,
   type MigrationStop,
 } from './qemu/migration-file.js';
+export { encodeRounds, decodeRecords, type RoundItem } from './stream/iterators.js';

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { decodeRecords, encodeRounds, MemoryPageStore, XbzrleError, type PageRecord } from '../lib/index.js';
+import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
+
+const PS = 4096;
+
+describe('encodeRounds / decodeRecords', () => {
+  it('round-trip rounds given as arrays, records and sync markers, with statistics as return values', async () => {
+    const rand = rng(5);
+    const a = randomBytes(16 * PS, rand);
+    const b = a.slice();
+    for (let i = 0; i < b.length; i += 777) b[i] = b[i]! ^ 1;
+    async function* source() {
+      yield [{ block: 'ram', offset: 0, data: a }] as PageRecord[];
+      yield { block: 'ram', offset: 0, data: b.subarray(0, 8 * PS) };
+      yield { block: 'ram', offset: 8 * PS, data: b.subarray(8 * PS) };
+      yield 'final' as const;
+    }
+    const chunks: Uint8Array[] = [];
+    const gen = encodeRounds(source());
+    let r = await gen.next();
+    while (!r.done) {
+      chunks.push(r.value);
+      r = await gen.next();
+    }
+    expect(r.value.records.XBZRLE).toBe(16);
+    expect(r.value.dirtySyncCount).toBe(2);
+    const store = new MemoryPageStore();
+    const kinds: string[] = [];
+    const dec = decodeRecords(split(concat(chunks), 'random', 3, 2000), { store });
+    let d = await dec.next();
+    while (!d.done) {
+      kinds.push(d.value.kind);
+      d = await dec.next();
+    }
+    expect(d.value.records.PAGE).toBe(16);
+    expect(kinds.filter((k) => k === 'xbzrle')).toHaveLength(16);
+    expect(sameBytes(store.read('ram'), b)).toBe(true);
+  });
+
+  it('raise the decoder’s XbzrleError for a malformed stream', async () => {
+    await expect(async () => {
+      for await (const _ of decodeRecords([new Uint8Array([0, 0, 0, 0, 0, 0, 0, 1])])) {
+        // nothing
+      }
+    }).rejects.toBeInstanceOf(XbzrleError);
+  });
+
+  it('raise the encoder’s error for a bad record, and stop cleanly when the consumer breaks early', async () => {
+    await expect(async () => {
+      for await (const _ of encodeRounds([{ block: 'ram', offset: 1, data: new Uint8Array(PS) }])) {
+        // nothing
+      }
+    }).rejects.toMatchObject({ code: 'ERR_INVALID_RECORD' });
+    let pulled = 0;
+    function* endless() {
+      for (let i = 0; ; i++) {
+        pulled++;
+        yield { block: 'ram', offset: (i % 256) * PS, data: randomBytes(PS, rng(i)) };
+      }
+    }
+    let n = 0;
+    for await (const _ of encodeRounds(endless())) if (++n === 3) break;
+    const after = pulled;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(pulled).toBe(after); // the source is no longer read
+  });
+});
