@@ -1,4 +1,4 @@
-import { createReadStream, unlinkSync, type Stats } from 'node:fs';
+import { createReadStream, readdirSync, unlinkSync, type Stats } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -73,6 +73,39 @@ export async function checkOutputPath(path: string, force: boolean, inputs: (str
   if (!force) throw new CliError(`${path}: already exists (use -f to overwrite)`);
 }
 
+/**
+ * Removes temp files of `finalPath` left by runs that were killed outright
+ * (SIGKILL cannot be caught): those whose process no longer exists.
+ */
+function removeStaleTemps(finalPath: string): void {
+  const prefix = `.${basename(finalPath)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(finalPath));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.xbzrle-tmp')) continue;
+    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isAlive(pid)) continue;
+    try {
+      unlinkSync(join(dirname(finalPath), name));
+    } catch {
+      // someone else removed it
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A new temp file next to `finalPath`, removed on failure or interruption. */
 export class TempFile {
   readonly path: string;
@@ -80,6 +113,7 @@ export class TempFile {
 
   constructor(readonly finalPath: string) {
     hookSignals();
+    removeStaleTemps(finalPath);
     const rand = Math.random().toString(36).slice(2, 10);
     this.path = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
     pendingTemps.add(this.path);

@@ -49,12 +49,21 @@ const UNSUPPORTED: Record<number, string> = {
 /** Default cap on blocks in MEM_SIZE lists (QEMU machines have tens). */
 export const DEFAULT_MAX_BLOCKS = 4096;
 
+/** Default cap on the memory a stream may describe: 16 TiB (MEM_SIZE total, or page offsets without one). */
+export const DEFAULT_MAX_IMAGE_SIZE = 2 ** 44;
+
 /** Options of {@link RamRecordParser}. */
 export interface RamRecordParserOptions {
   /** Page size of the stream (1 KiB to 16 KiB, a power of two). */
   pageSize: number;
   /** Most blocks a MEM_SIZE list may declare in all. Default 4096. */
   maxBlocks?: number;
+  /**
+   * Most bytes of memory the stream may describe: the MEM_SIZE total (checked
+   * before anything is allocated), or, without a MEM_SIZE list, the end of any
+   * page. Default 16 TiB. Beyond it: `ERR_LIMIT_EXCEEDED`.
+   */
+  maxImageSize?: number;
   /**
    * The stream was advised for postcopy (its source had postcopy-ram on):
    * MEM_SIZE entries may carry a page-size field. Default false.
@@ -91,6 +100,7 @@ export class RamRecordParser {
   private readonly pageSize: number;
   private readonly mask: number;
   private readonly maxBlocks: number;
+  private readonly maxImageSize: number;
   private readonly postcopy: boolean;
   private readonly ignoreShared: boolean;
   private readonly record = new RamRecord();
@@ -109,6 +119,7 @@ export class RamRecordParser {
     this.pageSize = options.pageSize;
     this.mask = options.pageSize - 1;
     this.maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
+    this.maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
     this.postcopy = options.postcopy ?? false;
     this.ignoreShared = options.ignoreShared ?? false;
     if (this.postcopy && this.ignoreShared) {
@@ -253,6 +264,9 @@ export class RamRecordParser {
       if (hi >= 0x200000 || offset >= limit) {
         throw new XbzrleError('ERR_RAM_OFFSET', `record at byte ${at} has offset ${offset} beyond block ${JSON.stringify(block)} (${limit} bytes)`, { offset: at });
       }
+      if (this.knownBlocks === null && offset + this.pageSize > this.maxImageSize) {
+        throw new XbzrleError('ERR_LIMIT_EXCEEDED', `record at byte ${at} has offset ${offset}, past the maxImageSize limit of ${this.maxImageSize} bytes`, { offset: at });
+      }
     }
 
     rec.flags = flags;
@@ -284,7 +298,10 @@ export class RamRecordParser {
       }
       case RAM_SAVE_FLAG.MEM_SIZE: {
         if (hi >= 0x200000) {
-          throw new XbzrleError('ERR_RAM_MEM_SIZE', `MEM_SIZE record at byte ${at} declares a total of 2^53 bytes or more`, { offset: at });
+          throw new XbzrleError('ERR_LIMIT_EXCEEDED', `MEM_SIZE record at byte ${at} declares a total of 2^53 bytes or more`, { offset: at });
+        }
+        if (offset > this.maxImageSize) {
+          throw new XbzrleError('ERR_LIMIT_EXCEEDED', `MEM_SIZE record at byte ${at} declares ${offset} bytes of memory, over the maxImageSize limit of ${this.maxImageSize}`, { offset: at });
         }
         this.atEos = false;
         this.memTotal = offset;
@@ -346,7 +363,9 @@ export class RamRecordParser {
     if (length === 0) bad(`block ${JSON.stringify(id)} has length 0`);
     if (this.memList.some((e) => e.id === id)) bad(`block ${JSON.stringify(id)} is listed twice`);
     const known = this.knownBlocks?.size ?? 0;
-    if (this.memList.length + 1 + known > this.maxBlocks && !this.knownBlocks?.has(id)) bad(`more than ${this.maxBlocks} blocks`);
+    if (this.memList.length + 1 + known > this.maxBlocks && !this.knownBlocks?.has(id)) {
+      throw new XbzrleError('ERR_LIMIT_EXCEEDED', `MEM_SIZE list at byte ${this.memPosition} declares more than the maxBlocks limit of ${this.maxBlocks} blocks`, { offset: at });
+    }
     const entry: RamBlock = { id, length };
     if (this.postcopy) {
       // The page-size field is only there for blocks whose page size differs from
@@ -384,8 +403,14 @@ export class RamRecordParser {
     rec.srcOffset = p;
     rec.length = 0;
     rec.size = this.position + consumed - this.memPosition;
-    const known = this.knownBlocks ?? new Map<string, number>();
+    const known = new Map(this.knownBlocks ?? []);
     for (const e of this.memList) known.set(e.id, e.length);
+    let total = 0;
+    for (const length of known.values()) total += length;
+    if (total > this.maxImageSize) {
+      // Several MEM_SIZE lists together: the blocks they declare, merged.
+      throw new XbzrleError('ERR_LIMIT_EXCEEDED', `MEM_SIZE lists up to byte ${this.memPosition} declare ${total} bytes of memory, over the maxImageSize limit of ${this.maxImageSize}`, { offset: this.memPosition });
+    }
     this.knownBlocks = known;
     this.memRemaining = -1;
     this.memList = [];

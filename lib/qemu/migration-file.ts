@@ -41,8 +41,10 @@ export interface ReadQemuMigrationOptions {
   store?: PageStore | null;
   /** Target page size, when the stream has no `configuration/target-page-bits`. Default 4096 (x86). */
   pageSize?: number;
-  /** Most RAM blocks accepted. Default 4096. */
+  /** Most RAM blocks accepted. Default 4096; beyond it `ERR_LIMIT_EXCEEDED`. */
   maxBlocks?: number;
+  /** Most bytes of RAM the MEM_SIZE list may declare. Default 16 TiB; beyond it `ERR_LIMIT_EXCEEDED`, before anything is allocated. */
+  maxImageSize?: number;
   /** Called as input arrives, with the bytes read so far. */
   onProgress?: (bytesRead: number) => void;
   /** Called for every RAM page record once applied (see {@link RamLoader}). */
@@ -218,7 +220,7 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
       if (parser !== null) throw new XbzrleError('ERR_QEMU_CORRUPT', `second ram START section at byte ${at}`, { offset: at });
       ramId = sectionId;
       info.sections.start++;
-      parser = new RamRecordParser({ pageSize, maxBlocks: options.maxBlocks ?? DEFAULT_MAX_BLOCKS, postcopy, ignoreShared: info.capabilities.includes('x-ignore-shared') });
+      parser = new RamRecordParser({ pageSize, maxBlocks: options.maxBlocks ?? DEFAULT_MAX_BLOCKS, maxImageSize: options.maxImageSize, postcopy, ignoreShared: info.capabilities.includes('x-ignore-shared') });
       loader = new RamLoader({ pageSize, store, onPage: options.onPage });
     } else if (type === QEMU_VM_SECTION.PART || type === QEMU_VM_SECTION.END) {
       await src.require(5, 'a section header');

@@ -24,6 +24,8 @@ export interface RamLoaderOptions {
   store: PageStore | null;
   /** Called for every page record once applied (not in validate-only mode, where pages are unknown). */
   onPage?: PageSink;
+  /** Most bytes of pages (page size × page records) to apply. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
+  maxOutput?: number;
 }
 
 /**
@@ -42,6 +44,8 @@ export class RamLoader {
   pageRecordBytes = 0;
 
   private readonly pageSize: number;
+  private readonly maxOutput: number;
+  private output = 0;
   private readonly store: PageStore | null;
   private readonly memory: MemoryPageStore | null;
   private readonly onPage: PageSink | undefined;
@@ -50,6 +54,7 @@ export class RamLoader {
 
   constructor(options: RamLoaderOptions) {
     this.pageSize = options.pageSize;
+    this.maxOutput = options.maxOutput ?? Infinity;
     this.store = options.store;
     this.memory = options.store instanceof MemoryPageStore ? options.store : null;
     this.onPage = options.onPage;
@@ -74,7 +79,13 @@ export class RamLoader {
 
   private applyRecord(rec: RamRecord): Promise<void> | undefined {
     const stats = this.stats;
-    if (rec.kind !== 'eos' && rec.kind !== 'mem_size') this.pageRecordBytes += rec.size;
+    if (rec.kind !== 'eos' && rec.kind !== 'mem_size') {
+      this.pageRecordBytes += rec.size;
+      this.output += this.pageSize;
+      if (this.output > this.maxOutput) {
+        throw new XbzrleError('ERR_LIMIT_EXCEEDED', `record at byte ${rec.position} takes the output past the maxOutput limit of ${this.maxOutput} bytes`, { offset: rec.position });
+      }
+    }
     switch (rec.kind) {
       case 'eos':
         stats.records.EOS++;

@@ -1,7 +1,7 @@
 import type { TransformCallback } from 'node:stream';
 import { Buffer } from 'node:buffer';
-import { argTypeError } from '../errors.js';
-import { DEFAULT_MAX_BLOCKS, RamRecordParser } from '../format/record-parser.js';
+import { argTypeError, XbzrleError } from '../errors.js';
+import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
@@ -32,8 +32,23 @@ export interface XbzrleDecodeStreamOptions {
   store?: PageStore;
   /** Emit a {@link DecodedPage} per page record (default true); false emits nothing, for when only the store matters. */
   emitPages?: boolean;
-  /** Most blocks MEM_SIZE lists may declare. Default 4096. */
+  /** Most blocks MEM_SIZE lists may declare. Default 4096; beyond it `ERR_LIMIT_EXCEEDED`. */
   maxBlocks?: number;
+  /**
+   * Most bytes of memory the stream may describe (the MEM_SIZE total, checked
+   * before anything is allocated, or the end of any page without one).
+   * Default 16 TiB; beyond it `ERR_LIMIT_EXCEEDED`.
+   */
+  maxImageSize?: number;
+  /** Most bytes of pages (page size × page records) the stream may produce. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
+  maxOutput?: number;
+  /**
+   * Accept data after the last EOS that is not a valid record (padding, a
+   * partly written next round): the stream ends cleanly at that EOS and
+   * `trailingBytes` says how much was ignored. Default false: such data fails
+   * the stream (`ERR_RAM_TRUNCATED`, or the code of whatever does not parse).
+   */
+  allowTrailingData?: boolean;
   /** High-water mark of the readable (page) side, in pages. Default 16. */
   readableHighWaterMark?: number;
   /** High-water mark of the writable (byte) side. Default 64 KiB. */
@@ -78,6 +93,11 @@ export class XbzrleDecodeStream extends PacedTransform {
   private slab: Buffer = Buffer.alloc(0);
   private slabPos = 0;
   private blocked = false;
+  private readonly allowTrailing: boolean;
+  /** Set once data after the last EOS was found not to parse (with `allowTrailingData`). */
+  private trailing = false;
+  /** Bytes after the last EOS that were ignored (with `allowTrailingData`). */
+  trailingBytes = 0;
 
   constructor(options?: XbzrleDecodeStreamOptions) {
     const opts = checkOptions(options);
@@ -88,6 +108,12 @@ export class XbzrleDecodeStream extends PacedTransform {
     }
     if (opts.emitPages !== undefined && typeof opts.emitPages !== 'boolean') throw argTypeError('options.emitPages', 'a boolean', opts.emitPages);
     const maxBlocks = checkPositiveInteger(opts.maxBlocks ?? DEFAULT_MAX_BLOCKS, 'options.maxBlocks');
+    const maxImageSize = checkPositiveInteger(opts.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, 'options.maxImageSize');
+    const maxOutput = opts.maxOutput ?? Infinity;
+    if (typeof maxOutput !== 'number' || !(maxOutput >= 0)) throw argTypeError('options.maxOutput', 'a non-negative number of bytes', maxOutput);
+    if (opts.allowTrailingData !== undefined && typeof opts.allowTrailingData !== 'boolean') {
+      throw argTypeError('options.allowTrailingData', 'a boolean', opts.allowTrailingData);
+    }
     super({
       writableObjectMode: false,
       readableObjectMode: true,
@@ -96,9 +122,10 @@ export class XbzrleDecodeStream extends PacedTransform {
     });
     this.pageSize = pageSize;
     this.store = store;
-    this.parser = new RamRecordParser({ pageSize, maxBlocks });
+    this.parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize });
+    this.allowTrailing = opts.allowTrailingData ?? false;
     const emit = opts.emitPages ?? true;
-    this.loader = new RamLoader({ pageSize, store, onPage: emit ? (b, o, k, p, f) => this.emitPage(b, o, k, p, f) : undefined });
+    this.loader = new RamLoader({ pageSize, store, maxOutput, onPage: emit ? (b, o, k, p, f) => this.emitPage(b, o, k, p, f) : undefined });
   }
 
   /** Counters in QEMU's `query-migrate` shape (what the stream shows). */
@@ -116,27 +143,53 @@ export class XbzrleDecodeStream extends PacedTransform {
       callback(argTypeError('chunk', 'a Buffer or Uint8Array', chunk));
       return;
     }
+    if (this.trailing) {
+      this.trailingBytes += chunk.length;
+      callback();
+      return;
+    }
     this.parser.push(chunk);
     this.pump(callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    try {
-      this.parser.end();
-    } catch (err) {
-      callback(err as Error);
-      return;
+    if (!this.trailing) {
+      try {
+        this.parser.end();
+      } catch (err) {
+        if (!this.toTrailing(err)) {
+          callback(err as Error);
+          return;
+        }
+      }
     }
     const finish = this.store.finish?.();
     if (isPromise(finish)) finish.then(() => callback(), callback);
     else callback();
   }
 
+  /**
+   * With `allowTrailingData`, turns a framing error right after an EOS into
+   * the end of the stream: the rest of the input is counted and ignored.
+   */
+  private toTrailing(err: unknown): boolean {
+    if (!this.allowTrailing || !this.parser.atEos || !(err instanceof XbzrleError) || !err.code.startsWith('ERR_RAM_')) return false;
+    this.trailing = true;
+    this.trailingBytes = this.parser.buffered;
+    return true;
+  }
+
   /** Applies records until the input chunk is used up, pausing for a full reader or an async store. */
   private pump(callback: TransformCallback): void {
     try {
       for (;;) {
-        const rec = this.parser.next();
+        let rec;
+        try {
+          rec = this.parser.next();
+        } catch (err) {
+          if (this.toTrailing(err)) break;
+          throw err;
+        }
         if (rec === null) break;
         this.stats.transferred = this.parser.position;
         const pending = this.loader.apply(rec);
