@@ -6,7 +6,7 @@ import type { RamBlock } from '../format/record-writer.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
 import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
-import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
+import { checkOptions, checkPageSize, checkPositiveInteger } from '../core/options.js';
 import { PacedTransform } from './paced-transform.js';
 import type { XbzrleStats } from '../stats.js';
 

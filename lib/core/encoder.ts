@@ -1,0 +1,280 @@
+import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
+import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
+import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
+import { encodeName } from '../format/bytes.js';
+import { MAX_IDSTR_LENGTH } from '../format/flags.js';
+import { DEFAULT_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
+import { XbzrleStats } from '../stats.js';
+import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
+
+/** One input of an encoder: a page, or a run of consecutive pages, of one block. */
+export interface PageRecord {
+  /** Block name (QEMU's RAMBlock idstr), 1 to 255 bytes of UTF-8. */
+  block: string;
+  /** Byte offset of the first page in the block; a multiple of the page size. */
+  offset: number;
+  /** The page contents; a positive multiple of the page size. Any `Uint8Array` view. */
+  data: Uint8Array;
+}
+
+/** Options shared by the Node and the Web encoder streams. */
+export interface EncoderOptions {
+  /** Page size: a power of two from 1 KiB to 16 KiB. Default 4096, or the size of `cache`. */
+  pageSize?: number;
+  /** Size of the page cache the encoder creates, in bytes (rounded down to a power-of-two number of pages). Default 64 MiB. Ignored with `cache`. */
+  cacheSize?: number;
+  /** A {@link PageCache} to use (and share) instead of a new one. Its page size must equal `pageSize`. */
+  cache?: PageCache;
+  /** Blocks of the memory being sent, written first as a MEM_SIZE record; records for other blocks are then refused. Lengths must be multiples of the page size. */
+  blocks?: readonly RamBlock[];
+  /** Use XBZRLE deltas (default true); false sends only PAGE and ZERO records and leaves the cache alone. */
+  xbzrle?: boolean;
+  /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB. */
+  chunkSize?: number;
+}
+
+/** A lone UTF-16 surrogate: such names would not survive the trip through UTF-8. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The encoder itself, without a stream around it: QEMU's per-page sender
+ * decisions (spec: ram-stream.md §8) over a {@link PageCache}, a
+ * {@link PageKernel} and a {@link RecordWriter}. The Node and the Web
+ * streams drive it; output chunks collect in {@link EncoderCore.outbox} and
+ * are taken between pages, so a synchronous consumer that touches the cache
+ * never sees it half updated.
+ */
+export class EncoderCore {
+  readonly pageSize: number;
+  readonly cache: PageCache;
+  readonly stats: XbzrleStats;
+  /** Output chunks produced and not yet taken. */
+  readonly outbox: Uint8Array[] = [];
+  private readonly writer: RecordWriter;
+  private readonly kernel: PageKernel;
+  private readonly useXbzrle: boolean;
+  private readonly declared: Map<string, number> | null = null;
+  private readonly ownsCache: boolean;
+  private readonly validNames = new Set<string>();
+  private finalStage = false;
+  /** Set once the cache was changed; cleared when the stream ends cleanly. */
+  private touchedCache = false;
+  private disposed = false;
+
+  constructor(options: EncoderOptions | undefined, alloc?: SlabAllocator) {
+    const opts = checkOptions(options);
+    const cache = opts.cache;
+    if (cache !== undefined && !(cache instanceof PageCache)) throw argTypeError('options.cache', 'a PageCache', cache);
+    const pageSize = checkPageSize(opts.pageSize ?? cache?.pageSize ?? 4096, 'options.pageSize');
+    if (cache !== undefined && cache.pageSize !== pageSize) {
+      throw argValueError('options.cache', `must have the stream's page size (${pageSize})`, cache.pageSize);
+    }
+    const chunkSize = checkPositiveInteger(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, 'options.chunkSize', 2 ** 30);
+    if (opts.xbzrle !== undefined && typeof opts.xbzrle !== 'boolean') throw argTypeError('options.xbzrle', 'a boolean', opts.xbzrle);
+    const blocks = opts.blocks === undefined ? null : checkBlocks(opts.blocks, pageSize);
+    this.pageSize = pageSize;
+    this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
+    this.ownsCache = cache === undefined;
+    this.kernel = new PageKernel(pageSize);
+    this.useXbzrle = opts.xbzrle ?? true;
+    this.stats = new XbzrleStats(pageSize);
+    this.stats.cacheSize = this.cache.size;
+    this.writer = new RecordWriter({ pageSize, chunkSize, alloc }, (chunk) => this.outbox.push(chunk));
+    if (blocks !== null) {
+      this.declared = new Map(blocks.map((b) => [b.id, b.length]));
+      this.cache.declareBlocks(blocks);
+      this.writer.memSize(blocks);
+      this.stats.records.MEM_SIZE++;
+    }
+  }
+
+  /** The counters, with the cache size as it is now (until the encoder is disposed). */
+  currentStats(): XbzrleStats {
+    if (!this.disposed) this.stats.cacheSize = this.cache.size;
+    return this.stats;
+  }
+
+  /**
+   * Checks a record and prepares its block. Returns the cache key of the
+   * record's first page.
+   * @throws XbzrleError `ERR_INVALID_RECORD`
+   */
+  begin(chunk: unknown): { record: PageRecord; key: number } {
+    const record = this.checkRecord(chunk);
+    let range = this.cache.block(record.block, this.declared?.get(record.block));
+    // A shared cache may know the block with a shorter declared length: grow it
+    // (the cache moves it if needed) so its keys never run into the next block.
+    const end = record.offset + record.data.length;
+    if (end > range.span) range = this.cache.block(record.block, end);
+    return { record, key: range.base + record.offset };
+  }
+
+  /** Pages a call to {@link EncoderCore.stage} may take at once. */
+  get stagePages(): number {
+    return this.kernel.stagePages;
+  }
+
+  /**
+   * Encodes pages `from` to `to` (exclusive, at most {@link EncoderCore.stagePages})
+   * of `record`, whose first page has cache key `key`. `each` is called after
+   * every page; returning true stops early (the caller then resumes at the next
+   * page: pages are staged again).
+   * Returns the index of the next page to encode.
+   */
+  encodeRange(record: PageRecord, key: number, from: number, to: number, each: () => boolean): number {
+    const ps = this.pageSize;
+    const kernel = this.kernel;
+    kernel.stage(record.data, from * ps, to - from);
+    const src = kernel.src;
+    const at = kernel.srcOff - from * ps;
+    for (let i = from; i < to; ) {
+      this.encodePage(record.block, record.offset + i * ps, key + i * ps, src, at + i * ps);
+      i++;
+      if (each() && i < to) return i;
+    }
+    return to;
+  }
+
+  /** Ends a dirty-sync round: EOS, flush, next cache generation. */
+  sync(final: boolean): void {
+    this.writer.eos();
+    this.stats.records.EOS++;
+    this.stats.dirtySyncCount++;
+    this.writer.flush();
+    this.cache.nextGeneration();
+    if (final) this.finalStage = true;
+  }
+
+  /** Ends the stream: a final EOS and a flush. */
+  finish(): void {
+    this.writer.eos();
+    this.stats.records.EOS++;
+    this.writer.flush();
+    this.touchedCache = false;
+  }
+
+  /**
+   * Releases the kernel's memory, and the cache if the encoder made it. If the
+   * stream did not finish, a cache it shares is emptied: the receiver may not
+   * have got the pages it holds.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    if (this.touchedCache) this.cache.clear();
+    this.stats.cacheSize = this.cache.size;
+    this.disposed = true;
+    this.kernel.dispose();
+    if (this.ownsCache) this.cache.dispose();
+  }
+
+  /** True after {@link EncoderCore.dispose}. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`. */
+  private encodePage(block: string, offset: number, key: number, data: Uint8Array, at: number): void {
+    const ps = this.pageSize;
+    const stats = this.stats;
+    const writer = this.writer;
+    const cache = this.cache;
+    const xbzrle = this.useXbzrle;
+    this.touchedCache ||= xbzrle;
+    // Zero test, encode against the cached copy and cache update in one kernel
+    // step; the slot is only peeked here, and accounted below.
+    const slot = xbzrle ? cache.peekSlot(key) : -1;
+    const r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
+    if (r === STEP_ZERO) {
+      writer.zero(block, offset, 0);
+      stats.duplicate++;
+      stats.records.ZERO++;
+      // QEMU caches zero pages even in the last stage.
+      if (xbzrle) cache.insertZero(key);
+      return;
+    }
+    if (!xbzrle) {
+      writer.page(block, offset, data, at);
+      stats.normal++;
+      stats.records.PAGE++;
+      return;
+    }
+    cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
+    if (r === STEP_MISS) {
+      stats.cacheMiss++;
+      writer.page(block, offset, data, at);
+      stats.normal++;
+      stats.records.PAGE++;
+      if (!this.finalStage) cache.insertFrom(key, data, at);
+      return;
+    }
+    stats.xbzrlePages++;
+    if (r === 0) {
+      stats.skipped++;
+      return;
+    }
+    if (r < 0) {
+      // Overflow, or (16 KiB pages) a page in which every byte changed: no delta exists.
+      stats.overflow++;
+      stats.xbzrleBytes += ps;
+      writer.page(block, offset, data, at);
+      stats.normal++;
+      stats.records.PAGE++;
+    } else {
+      stats.xbzrleBytes += writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r) - 8;
+      stats.records.XBZRLE++;
+    }
+    // The step already made the cached copy the page sent; in the last stage it is dropped instead.
+    if (this.finalStage) cache.invalidate(key);
+  }
+
+  private checkRecord(chunk: unknown): PageRecord {
+    const bad = (why: string): never => {
+      throw new XbzrleError('ERR_INVALID_RECORD', `invalid page record: ${why}`);
+    };
+    if (chunk === null || typeof chunk !== 'object') bad('expected an object { block, offset, data }');
+    const { block, offset, data } = chunk as Partial<PageRecord>;
+    const ps = this.pageSize;
+    if (typeof block !== 'string') return bad('"block" must be a string');
+    if (!this.validNames.has(block)) {
+      const nameLength = encodeName(block).length;
+      if (nameLength === 0 || nameLength > MAX_IDSTR_LENGTH || LONE_SURROGATE.test(block)) {
+        bad(`block name ${JSON.stringify(block)} must be 1 to ${MAX_IDSTR_LENGTH} bytes of well-formed UTF-8`);
+      }
+      this.validNames.add(block);
+    }
+    if (!(data instanceof Uint8Array)) return bad('"data" must be a Uint8Array');
+    if (data.length === 0 || data.length % ps !== 0) bad(`data length ${data.length} is not a positive multiple of the page size ${ps}`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) return bad(`offset ${String(offset)} is not a non-negative integer`);
+    if (offset % ps !== 0) bad(`offset ${offset} is not a multiple of the page size ${ps}`);
+    const limit = this.declared === null ? UNDECLARED_BLOCK_SPAN : this.declared.get(block);
+    if (limit === undefined) bad(`block ${JSON.stringify(block)} is not among the declared blocks`);
+    if (offset + data.length > limit!) {
+      bad(`pages ${offset}..${offset + data.length} run past the end of block ${JSON.stringify(block)} (${limit} bytes)`);
+    }
+    return { block, offset, data };
+  }
+}
+
+function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
+  if (!Array.isArray(blocks)) throw argTypeError('options.blocks', 'an array of { id, length }', blocks);
+  const seen = new Set<string>();
+  const out: RamBlock[] = [];
+  let total = 0;
+  for (const [i, b] of (blocks as unknown[]).entries()) {
+    const { id, length } = (b ?? {}) as Partial<RamBlock>;
+    if (typeof id !== 'string') throw argTypeError(`options.blocks[${i}].id`, 'a string', id);
+    const bytes = encodeName(id).length;
+    if (bytes === 0 || bytes > MAX_IDSTR_LENGTH || LONE_SURROGATE.test(id)) {
+      throw argRangeError(`options.blocks[${i}].id`, `1 to ${MAX_IDSTR_LENGTH} bytes of well-formed UTF-8`, id);
+    }
+    if (seen.has(id)) throw argValueError(`options.blocks[${i}].id`, 'must be unique', id);
+    seen.add(id);
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length <= 0 || length % pageSize !== 0) {
+      throw argRangeError(`options.blocks[${i}].length`, `a positive multiple of the page size (${pageSize})`, length);
+    }
+    total += length;
+    out.push({ id, length });
+  }
+  if (total > Number.MAX_SAFE_INTEGER) throw argRangeError('options.blocks', 'a total length below 2^53', total);
+  return out;
+}
