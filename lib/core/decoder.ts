@@ -1,0 +1,171 @@
+import { argTypeError, XbzrleError } from '../errors.js';
+import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser } from '../format/record-parser.js';
+import type { RamBlock } from '../format/record-writer.js';
+import type { XbzrleStats } from '../stats.js';
+import { MemoryPageStore } from '../store/memory-page-store.js';
+import type { PageStore } from '../store/page-store.js';
+import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
+import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
+
+export type { DecodedPageKind };
+
+/** Options shared by the Node and the Web decoder streams. */
+export interface DecoderOptions {
+  /** Page size of the stream: a power of two from 1 KiB to 16 KiB. Default 4096. */
+  pageSize?: number;
+  /** Where pages are kept. Default: a new {@link MemoryPageStore}. */
+  store?: PageStore;
+  /** Emit a page object per page record (default true); false emits nothing, for when only the store matters. */
+  emitPages?: boolean;
+  /** Most blocks MEM_SIZE lists may declare. Default 4096; beyond it `ERR_LIMIT_EXCEEDED`. */
+  maxBlocks?: number;
+  /**
+   * Most bytes of memory the stream may describe (the MEM_SIZE total, checked
+   * before anything is allocated, or the end of any page without one).
+   * Default 16 TiB; beyond it `ERR_LIMIT_EXCEEDED`.
+   */
+  maxImageSize?: number;
+  /** Most bytes of pages (page size × page records) the stream may produce. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
+  maxOutput?: number;
+  /**
+   * Accept data after the last EOS that is not a valid record (padding, a
+   * partly written next round): the stream ends cleanly at that EOS and
+   * `trailingBytes` says how much was ignored. Default false: such data fails
+   * the stream (`ERR_RAM_TRUNCATED`, or the code of whatever does not parse).
+   */
+  allowTrailingData?: boolean;
+}
+
+/** Receives a decoded page: `data` is a copy the receiver may keep. */
+export type PageOutput = (block: string, offset: number, kind: DecodedPageKind, data: Uint8Array) => void;
+
+/** Pages per output slab: emitted pages are views of a shared allocation. */
+const SLAB_PAGES = 64;
+
+/**
+ * The decoder itself, without a stream around it: an incremental
+ * {@link RamRecordParser} feeding a {@link RamLoader}, with the
+ * trailing-data rule. The Node and the Web streams drive it.
+ */
+export class DecoderCore {
+  readonly pageSize: number;
+  readonly store: PageStore;
+  /** Bytes after the last EOS that were ignored (with `allowTrailingData`). */
+  trailingBytes = 0;
+  private readonly parser: RamRecordParser;
+  private readonly loader: RamLoader;
+  private readonly allowTrailing: boolean;
+  /** Set once data after the last EOS was found not to parse (with `allowTrailingData`). */
+  private trailing = false;
+  private slab: Uint8Array = new Uint8Array(0);
+  private slabPos = 0;
+
+  constructor(options: DecoderOptions | undefined, output: PageOutput, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {
+    const opts = checkOptions(options);
+    const pageSize = checkPageSize(opts.pageSize ?? 4096, 'options.pageSize');
+    const store = opts.store ?? new MemoryPageStore();
+    if (store === null || typeof store !== 'object' || typeof store.get !== 'function' || typeof store.put !== 'function') {
+      throw argTypeError('options.store', 'a PageStore (an object with get and put methods)', store);
+    }
+    if (opts.emitPages !== undefined && typeof opts.emitPages !== 'boolean') throw argTypeError('options.emitPages', 'a boolean', opts.emitPages);
+    const maxBlocks = checkPositiveInteger(opts.maxBlocks ?? DEFAULT_MAX_BLOCKS, 'options.maxBlocks');
+    const maxImageSize = checkPositiveInteger(opts.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, 'options.maxImageSize');
+    const maxOutput = opts.maxOutput ?? Infinity;
+    if (typeof maxOutput !== 'number' || !(maxOutput >= 0)) throw argTypeError('options.maxOutput', 'a non-negative number of bytes', maxOutput);
+    if (opts.allowTrailingData !== undefined && typeof opts.allowTrailingData !== 'boolean') {
+      throw argTypeError('options.allowTrailingData', 'a boolean', opts.allowTrailingData);
+    }
+    this.pageSize = pageSize;
+    this.store = store;
+    this.allowTrailing = opts.allowTrailingData ?? false;
+    this.parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize });
+    const emit = opts.emitPages ?? true;
+    this.loader = new RamLoader({
+      pageSize,
+      store,
+      maxOutput,
+      onPage: emit
+        ? (block, offset, kind, page, fill) => {
+            // A copy in a slab shared by the next pages: the caller may keep it.
+            if (this.slabPos + pageSize > this.slab.length) {
+              this.slab = alloc(pageSize * SLAB_PAGES);
+              this.slabPos = 0;
+            }
+            const data = this.slab.subarray(this.slabPos, this.slabPos + pageSize);
+            this.slabPos += pageSize;
+            if (page === null) data.fill(fill);
+            else data.set(page);
+            output(block, offset, kind, data);
+          }
+        : undefined,
+    });
+  }
+
+  /** Counters in QEMU's `query-migrate` shape (what the stream shows). */
+  get stats(): XbzrleStats {
+    return this.loader.stats;
+  }
+
+  /** Blocks from the MEM_SIZE record(s), or undefined when none was seen. */
+  get blocks(): RamBlock[] | undefined {
+    return this.loader.blocks;
+  }
+
+  /** Takes the next input chunk (the previous one must be used up by {@link DecoderCore.run}). */
+  write(chunk: Uint8Array): void {
+    if (this.trailing) this.trailingBytes += chunk.length;
+    else this.parser.push(chunk);
+  }
+
+  /**
+   * Applies records until the input is used up (`'done'`), or until `pause()`
+   * says so after a record (`'paused'`: call again later), or until an
+   * asynchronous store call is under way (a promise: wait, then call again).
+   * @throws XbzrleError on malformed input
+   */
+  run(pause: () => boolean): 'done' | 'paused' | Promise<void> {
+    if (this.trailing) return 'done';
+    for (;;) {
+      let rec;
+      try {
+        rec = this.parser.next();
+      } catch (err) {
+        if (this.toTrailing(err)) return 'done';
+        throw err;
+      }
+      if (rec === null) return 'done';
+      this.loader.stats.transferred = this.parser.position;
+      const pending = this.loader.apply(rec);
+      if (pending !== undefined) return pending;
+      if (pause()) return 'paused';
+    }
+  }
+
+  /**
+   * The end of input: checks the stream ended with an EOS (or, with
+   * `allowTrailingData`, only data to ignore after one), then finishes the store.
+   * @throws XbzrleError `ERR_RAM_TRUNCATED`
+   */
+  end(): void | Promise<void> {
+    if (!this.trailing) {
+      try {
+        this.parser.end();
+      } catch (err) {
+        if (!this.toTrailing(err)) throw err;
+      }
+    }
+    const finish = this.store.finish?.();
+    return isPromise(finish) ? finish : undefined;
+  }
+
+  /**
+   * With `allowTrailingData`, turns a framing error right after an EOS into
+   * the end of the stream: the rest of the input is counted and ignored.
+   */
+  private toTrailing(err: unknown): boolean {
+    if (!this.allowTrailing || !this.parser.atEos || !(err instanceof XbzrleError) || !err.code.startsWith('ERR_RAM_')) return false;
+    this.trailing = true;
+    this.trailingBytes = this.parser.buffered;
+    return true;
+  }
+}
