@@ -42,6 +42,7 @@ export class WasmEngine {
   private readonly kernel: KernelExports;
   private view: Uint8Array;
   private currentBuffer: ArrayBufferLike;
+  private readonly sharedCtor: abstract new (...args: never[]) => unknown;
   /** Every `memory.buffer` generation: views of any of them point into this memory. */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   /** Free ranges [start, end), sorted, coalesced. */
@@ -53,6 +54,7 @@ export class WasmEngine {
     this.shared = shared;
     this.view = new Uint8Array(memory.buffer);
     this.currentBuffer = memory.buffer;
+    this.sharedCtor = memory.buffer.constructor as abstract new (...args: never[]) => unknown;
     this.buffers.add(memory.buffer);
     // Offset 0 stays unused so that 0 is never a valid allocation.
     this.freeList.push({ start: 64, end: memory.buffer.byteLength });
@@ -75,7 +77,9 @@ export class WasmEngine {
     // (A field, not `this.view.buffer`: the getter costs as much as the rest of the check.)
     if (b === this.currentBuffer) return true;
     // A shared memory's buffers are SharedArrayBuffers: anything else is foreign.
-    if (this.shared && !(b instanceof SharedArrayBuffer)) return false;
+    // (The constructor is taken from the memory: a page that is not cross-origin
+    // isolated has no global SharedArrayBuffer.)
+    if (this.shared && !(b instanceof this.sharedCtor)) return false;
     return this.buffers.has(b);
   }
 
@@ -234,6 +238,10 @@ export function getEngine(): WasmEngine | null {
   const WA = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
   if (disabled() || WA === undefined) return null;
   try {
+    // Shared memory only where SharedArrayBuffer is usable (in a browser: a cross-origin isolated page).
+    if (typeof SharedArrayBuffer === 'undefined' || (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
+      throw new Error('no shared memory here');
+    }
     const memory = new WA.Memory({ initial: 1, maximum: MAX_WASM_PAGES, shared: true });
     const instance = new WA.Instance(new WA.Module(base64(KERNEL_SHARED)), { env: { memory } });
     engine = new WasmEngine(memory, instance.exports as unknown as KernelExports, true);

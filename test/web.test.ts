@@ -1,0 +1,183 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { type AddressInfo } from 'node:net';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryPageStore, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
+import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const WEB_ESM = join(ROOT, 'dist/web.js');
+const WEB_CJS = join(ROOT, 'dist/web.cjs');
+const PS = 4096;
+
+async function readAll<T>(stream: ReadableStream<T>): Promise<T[]> {
+  const out: T[] = [];
+  const reader = stream.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) out.push(r.value);
+  return out;
+}
+
+describe('xbzrle/web in Node (global Web Streams)', () => {
+  it('round-trips rounds through XbzrleEncoderStream and XbzrleDecoderStream, split anywhere', async () => {
+    const rand = rng(8);
+    const a = randomBytes(32 * PS, rand);
+    const b = a.slice();
+    for (let i = 0; i < b.length; i += 777) b[i] = b[i]! ^ 3;
+    const enc = new XbzrleEncoderStream({ blocks: [{ id: 'ram', length: a.length }] });
+    const w = enc.writable.getWriter();
+    void w.write({ block: 'ram', offset: 0, data: a });
+    void w.write('sync');
+    void w.write({ block: 'ram', offset: 0, data: b });
+    void w.close();
+    const bytes = concat(await readAll(enc.readable));
+    expect(enc.stats.records).toMatchObject({ PAGE: 32, XBZRLE: 32, MEM_SIZE: 1, EOS: 2 });
+    for (const how of ['whole', 'random'] as const) {
+      const store = new MemoryPageStore();
+      const dec = new XbzrleDecoderStream({ store });
+      const input = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (const chunk of split(bytes, how, 2, 300)) c.enqueue(chunk);
+          c.close();
+        },
+      });
+      const pages = await readAll(input.pipeThrough(dec));
+      expect(pages).toHaveLength(64);
+      expect(sameBytes(store.read('ram'), b)).toBe(true);
+      expect(dec.blocks).toEqual([{ id: 'ram', length: a.length }]);
+    }
+  });
+
+  it('errors the stream with an XbzrleError for bad input and bad records', async () => {
+    const dec = new XbzrleDecoderStream();
+    const w = dec.writable.getWriter();
+    void w.write(new Uint8Array([0, 0, 0, 0, 0, 0, 0, 1])).catch(() => {});
+    void w.close().catch(() => {});
+    const err = await readAll(dec.readable).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(XbzrleError);
+    expect((err as XbzrleError).code).toBe('ERR_RAM_UNKNOWN_FLAGS');
+    const enc = new XbzrleEncoderStream();
+    const we = enc.writable.getWriter();
+    void we.write({ block: 'ram', offset: 3, data: new Uint8Array(PS) }).catch(() => {});
+    const err2 = await readAll(enc.readable).catch((e: unknown) => e);
+    expect((err2 as XbzrleError).code).toBe('ERR_INVALID_RECORD');
+  });
+
+  it('keeps output bounded inside one huge record while the reader waits', async () => {
+    const enc = new XbzrleEncoderStream({ cacheSize: 1 << 20 });
+    const w = enc.writable.getWriter();
+    void w.write({ block: 'ram', offset: 0, data: randomBytes(8 << 20, rng(4)) });
+    void w.close();
+    const reader = enc.readable.getReader();
+    await new Promise((r) => setTimeout(r, 100)); // the reader is away
+    let total = 0;
+    let maxQueued = 0;
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      total += r.value.length;
+      // What the stream holds now, beyond what was read: the queue is bounded by its high-water mark (plus one chunk).
+      maxQueued = Math.max(maxQueued, enc.stats.transferred - total);
+    }
+    expect(total).toBeGreaterThan(8 << 20);
+    expect(maxQueued).toBeLessThan(64 * 1024 + 2 * 70 * 1024);
+  });
+
+  it('emits pages that are copies the consumer may keep', async () => {
+    const enc = new XbzrleEncoderStream();
+    const w = enc.writable.getWriter();
+    void w.write({ block: 'ram', offset: 0, data: new Uint8Array(PS).fill(1) });
+    void w.write('sync');
+    void w.write({ block: 'ram', offset: 0, data: new Uint8Array(PS).fill(2) });
+    void w.close();
+    const pages: WebDecodedPage[] = await readAll(enc.readable.pipeThrough(new XbzrleDecoderStream()));
+    expect(pages.map((p) => [p.kind, p.data[0]])).toEqual([
+      ['page', 1],
+      ['page', 2], // every byte changed: an overflow sent as PAGE
+    ]);
+  });
+});
+
+describe('xbzrle/web imports nothing from Node', () => {
+  beforeAll(() => {
+    if (!existsSync(WEB_ESM)) throw new Error(`${WEB_ESM} is missing: run npm run build (npm test does)`);
+  });
+
+  it('the built bundles name no Node module and never use Buffer', () => {
+    for (const file of [WEB_ESM, WEB_CJS]) {
+      const code = readFileSync(file, 'utf8');
+      expect(code).not.toMatch(/["'`]node:/);
+      expect(code).not.toMatch(/require\(["'`](?:fs|net|stream|buffer|path|os|crypto|zlib|readable-stream)/);
+      expect(code).not.toMatch(/(?<![A-Za-z_$.])Buffer\s*[.(]/);
+    }
+  });
+
+  it('works in a Node process where Buffer was deleted', () => {
+    const script = `
+      delete globalThis.Buffer;
+      const x = await import(${JSON.stringify(WEB_ESM)});
+      const img = new Uint8Array(16 * 4096).map((_, i) => (i * 13) & 0xff);
+      const img2 = img.slice(); img2[5000] ^= 1;
+      const enc = new x.XbzrleEncoderStream();
+      const w = enc.writable.getWriter();
+      w.write({ block: 'ram', offset: 0, data: img }); w.write('sync'); w.write({ block: 'ram', offset: 0, data: img2 }); w.close();
+      const store = new x.MemoryPageStore();
+      const r = enc.readable.pipeThrough(new x.XbzrleDecoderStream({ store })).getReader();
+      while (!(await r.read()).done);
+      const got = store.read('ram');
+      console.log(JSON.stringify({ buffer: typeof Buffer, equal: got.every((v, i) => v === img2[i]), records: enc.stats.records }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { buffer: string; equal: boolean; records: { XBZRLE: number } };
+    expect(out).toMatchObject({ buffer: 'undefined', equal: true });
+    expect(out.records.XBZRLE).toBe(1);
+  });
+});
+
+const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+
+describe.skipIf(chromium === undefined)('xbzrle/web in headless Chromium', () => {
+  let server: Server;
+  let url = '';
+  beforeAll(async () => {
+    const types: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
+    server = createServer((req, res) => {
+      const path = req.url === '/' ? '/test/browser/page.html' : (req.url ?? '/').split('?')[0]!;
+      const file = join(ROOT, path);
+      if (!file.startsWith(ROOT) || !existsSync(file) || !(path.startsWith('/dist/') || path.startsWith('/test/browser/'))) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  });
+  afterAll(() => {
+    server?.close();
+  });
+
+  it('encodes and decodes on a page, with no Buffer in sight', async () => {
+    const { chromium: launcher } = await import('playwright-core');
+    const browser = await launcher.launch({
+      executablePath: chromium!,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(url);
+      const result = (await page.waitForFunction(() => (globalThis as { __result?: unknown }).__result, undefined, { timeout: 30_000 })).jsonValue();
+      const out = (await result) as { ok: boolean; equal: boolean; kinds: Record<string, number>; badError: string; hasBuffer: boolean; error?: string };
+      expect(errors).toEqual([]);
+      expect(out.error).toBeUndefined();
+      expect(out).toMatchObject({ ok: true, equal: true, badError: 'ERR_RAM_UNKNOWN_FLAGS', hasBuffer: false });
+      expect(out.kinds['xbzrle']).toBeGreaterThan(0);
+      expect(out.kinds['zero']).toBe(4);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+});
