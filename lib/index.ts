@@ -20,7 +20,7 @@ export { RamRecordParser, RamRecord, DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE,
 
 export type { PageStore } from './store/page-store.js';
 export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from './store/memory-page-store.js';
-export { FilePageStore, blockFileName, type FilePageStoreOptions } from './store/file-page-store.js';
+export { FilePageStore, blockFileName, type FilePageStoreOptions, type BlockFile } from './store/file-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';
 
 export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stats.js';
@@ -48,5 +48,6 @@ export {
   type ReadQemuMigrationOptions,
   type QemuMigrationInfo,
   type MigrationStop,
+  type RamSectionCounts,
 } from './qemu/migration-file.js';
 export { encodeRounds, decodeRecords, type RoundItem } from './stream/iterators.js';

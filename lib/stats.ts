@@ -1,31 +1,52 @@
 /** Counts of records by kind, as they appear in the stream. */
 export interface RecordCounts {
+  /** PAGE records (raw pages). */
   PAGE: number;
+  /** ZERO records (pages of one byte value). */
   ZERO: number;
+  /** XBZRLE records (deltas). */
   XBZRLE: number;
+  /** MEM_SIZE records (block lists). */
   MEM_SIZE: number;
+  /** EOS records (ends of sections / rounds). */
   EOS: number;
 }
 
 /** The statistics in QEMU's `query-migrate` shape (see {@link XbzrleStats.toJSON}). */
 export interface XbzrleStatsJSON {
+  /** QEMU's `ram` counters. */
   ram: {
+    /** Bytes output (encoder) or consumed (decoder); QEMU's exact count for migration files. */
     transferred: number;
+    /** ZERO records. */
     duplicate: number;
+    /** PAGE records. */
     normal: number;
+    /** Page size × PAGE records. */
     'normal-bytes': number;
+    /** Pages that hit the cache unchanged (nothing sent). */
     skipped: number;
+    /** `sync()` calls (encoder) or EOS records (decoder). */
     'dirty-sync-count': number;
   };
+  /** QEMU's `xbzrle-cache` counters. */
   'xbzrle-cache': {
+    /** Cache size in bytes. */
     'cache-size': number;
+    /** Σ(XBZRLE record length − 8) + page size × overflows. */
     bytes: number;
+    /** Cache hits: XBZRLE records + overflows + unchanged hits. */
     pages: number;
+    /** Lookups that missed. */
     'cache-miss': number;
+    /** Misses per page sent (cumulative). */
     'cache-miss-rate': number;
+    /** Hits whose delta did not fit a page. */
     overflow: number;
+    /** Page bytes per XBZRLE byte (cumulative). */
     'encoding-rate': number;
   };
+  /** Records by kind (not a QEMU field). */
   records: RecordCounts;
 }
 

@@ -330,7 +330,7 @@ export class PageCache {
    * The cache key base of block `id`. A block declared with a length (here or
    * in {@link PageCache.declareBlocks}) is placed after the blocks declared
    * before it; a block first seen without a length gets a reserved span of
-   * {@link UNDECLARED_BLOCK_SPAN} bytes in a separate region. Bases never
+   * 1 TiB bytes in a separate region. Bases never
    * overlap: a declared block that outgrows its room is moved to the end and
    * its old entries are dropped.
    */

@@ -31,8 +31,9 @@ export const RAM_SAVE_FLAG = Object.freeze({
 /** The only XBZRLE encoding byte defined. */
 export const ENCODING_FLAG_XBZRLE = 0x01;
 
-/** Page sizes a RAM record stream may use here (the flags need 1 KiB; XBZRLE stops at 16 KiB). */
+/** Smallest page size a RAM record stream may use here (the flags need 1 KiB). */
 export const MIN_PAGE_SIZE = 1024;
+/** Largest page size a RAM record stream may use here (XBZRLE lengths stop at 16 KiB). */
 export const MAX_PAGE_SIZE = 16384;
 
 /** Longest block name (u8 length). */

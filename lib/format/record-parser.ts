@@ -13,6 +13,7 @@ export type RamRecordKind = 'mem_size' | 'zero' | 'page' | 'xbzrle' | 'eos';
  * the parser's own buffer, valid until that next call.
  */
 export class RamRecord {
+  /** What the record is. */
   kind: RamRecordKind = 'eos';
   /** Raw flag bits of the header (CONTINUE included). */
   flags = 0;

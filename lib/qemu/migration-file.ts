@@ -17,15 +17,25 @@ export const QEMU_VM_FILE_VERSION = 3;
 
 /** Section and record type bytes of the container (spec: migration-file.md §1). */
 export const QEMU_VM_SECTION = Object.freeze({
+  /** End of the device state. */
   EOF: 0x00,
+  /** A live handler's first section, with its name. */
   START: 0x01,
+  /** A live handler's next section, by id. */
   PART: 0x02,
+  /** A live handler's last section, by id. */
   END: 0x03,
+  /** A device's whole state, with its name. */
   FULL: 0x04,
+  /** A subsection (configuration, or inside a section). */
   SUBSECTION: 0x05,
+  /** The JSON device description. */
   VMDESCRIPTION: 0x06,
+  /** The configuration section (machine type). */
   CONFIGURATION: 0x07,
+  /** A command record (postcopy, return path, switchover). */
   COMMAND: 0x08,
+  /** A section footer. */
   FOOTER: 0x7e,
 } as const);
 
@@ -61,11 +71,24 @@ export interface MigrationStop {
   reason: 'section' | 'eof' | 'end-of-input';
   /** The section type at `offset` (for `reason: 'section'`). */
   type?: 'START' | 'PART' | 'END' | 'FULL';
-  /** Section id (START/FULL: with idstr, instance and version). */
+  /** Section id. */
   sectionId?: number;
+  /** Section name (START/FULL). */
   idstr?: string;
+  /** Section instance (START/FULL). */
   instanceId?: number;
+  /** Section version (START/FULL). */
   versionId?: number;
+}
+
+/** RAM sections read, by type. */
+export interface RamSectionCounts {
+  /** START sections. */
+  start: number;
+  /** PART sections. */
+  part: number;
+  /** END sections. */
+  end: number;
 }
 
 /** What {@link readQemuMigration} found. */
@@ -83,7 +106,7 @@ export interface QemuMigrationInfo {
   /** RAM blocks from MEM_SIZE (with page sizes / addresses where the stream has them). */
   blocks: RamBlock[];
   /** RAM sections read. */
-  sections: { start: number; part: number; end: number };
+  sections: RamSectionCounts;
   /** COMMAND records skipped, by command number. */
   commands: Record<number, number>;
   /** True when the `ram` END section was read: the stream held all RAM. */

@@ -23,6 +23,14 @@ export function blockFileName(block: string): string {
   return block.replace(/\//g, '_') + '.bin';
 }
 
+/** A block and its image file. */
+export interface BlockFile {
+  /** Block name. */
+  block: string;
+  /** Its image file. */
+  path: string;
+}
+
 interface OpenFile {
   path: string;
   handle: Promise<FileHandle>;
@@ -69,8 +77,8 @@ export class FilePageStore implements PageStore {
     this.buffer = new Uint8Array(size);
   }
 
-  /** The blocks opened so far and their files. */
-  openFiles(): { block: string; path: string }[] {
+  /** The blocks opened so far (`block`) and their image files (`path`). */
+  openFiles(): BlockFile[] {
     return [...this.files].map(([block, f]) => ({ block, path: f.path }));
   }
 

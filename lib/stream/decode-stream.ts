@@ -98,6 +98,7 @@ export class XbzrleDecodeStream extends PacedTransform {
     return this.core.trailingBytes;
   }
 
+  /** @internal */
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (!(chunk instanceof Uint8Array)) {
       callback(argTypeError('chunk', 'a Buffer or Uint8Array', chunk));
@@ -107,6 +108,7 @@ export class XbzrleDecodeStream extends PacedTransform {
     this.pump(callback);
   }
 
+  /** @internal */
   override _flush(callback: TransformCallback): void {
     let finish;
     try {

@@ -103,6 +103,7 @@ export class XbzrleEncodeStream extends PacedTransform {
     return this.cache.resize(bytes);
   }
 
+  /** @internal */
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (chunk instanceof SyncRequest) {
       this.core.sync(chunk.final);
@@ -120,12 +121,14 @@ export class XbzrleEncodeStream extends PacedTransform {
     this.encodePages(begun.record, begun.key, 0, callback);
   }
 
+  /** @internal */
   override _flush(callback: TransformCallback): void {
     this.core.finish();
     this.pushOutbox();
     callback();
   }
 
+  /** @internal */
   override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
     this.core.dispose();
     super._destroy(err, callback);

@@ -23,6 +23,7 @@ export class PacedTransform extends Transform {
     this.resumeFn = fn;
   }
 
+  /** @internal */
   override _read(size: number): void {
     const fn = this.resumeFn;
     if (fn !== null) {

@@ -11,8 +11,11 @@ export type EncoderInput = PageRecord | 'sync' | 'final';
 
 /** One output of {@link XbzrleDecoderStream}: a page after its record was applied. */
 export interface WebDecodedPage {
+  /** Block name. */
   block: string;
+  /** Byte offset of the page in the block. */
   offset: number;
+  /** The record that carried it. */
   kind: DecodedPageKind;
   /** The page's content after the record was applied: a copy, yours to keep. */
   data: Uint8Array;
@@ -54,7 +57,7 @@ async function demand(controller: Demand): Promise<void> {
 }
 
 /**
- * {@link XbzrleEncodeStream} as a WHATWG `TransformStream`, for browsers,
+ * The Node `XbzrleEncodeStream` as a WHATWG `TransformStream`, for browsers,
  * Deno and edge runtimes: the same encoder core, no Node modules. The
  * writable side takes `{ block, offset, data }` records and `'sync'` /
  * `'final'` markers (a round's end, as `sync()` / `sync({ final: true })`);
@@ -134,7 +137,7 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
 }
 
 /**
- * {@link XbzrleDecodeStream} as a WHATWG `TransformStream`: the same decoder
+ * The Node `XbzrleDecodeStream` as a WHATWG `TransformStream`: the same decoder
  * core, no Node modules. The writable side takes `Uint8Array` chunks split
  * anywhere; the readable side gives `{ block, offset, kind, data }` pages.
  * Errors are `XbzrleError`s with stream offsets; the stream must end with an
