@@ -3,20 +3,13 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type DecodedPage, type RamBlock } from '../lib/index.js';
 import { concat, hex, split } from './helpers/bytes.js';
-import { decodeChunks } from './helpers/streams.js';
+import { buildRecords, decodeChunks } from './helpers/streams.js';
 
 const PS = 4096;
 const EOS = '0000000000000010';
 const name = (s: string): string => s.length.toString(16).padStart(2, '0') + Buffer.from(s).toString('hex');
 
-/** Builds a stream with the library's writer. */
-function build(fn: (w: RecordWriter) => void): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
-  fn(w);
-  w.flush();
-  return concat(chunks);
-}
+const build = buildRecords;
 
 const memSize = (blocks: RamBlock[]): Uint8Array => build((w) => w.memSize(blocks));
 

@@ -11,17 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryPageStore, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleEncodeStream, XbzrleError, type PageStore } from '../lib/index.js';
 import { concat, hex, randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { CLI } from './helpers/cli.js';
+import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
 const EOS = '0000000000000010';
 
-function build(fn: (w: RecordWriter) => void): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
-  fn(w);
-  w.flush();
-  return concat(chunks);
-}
+const build = buildRecords;
 
 async function decodeError(bytes: Uint8Array, options: ConstructorParameters<typeof XbzrleDecodeStream>[0] = {}): Promise<XbzrleError | undefined> {
   return pipeline(Readable.from([bytes]), new XbzrleDecodeStream({ emitPages: false, ...options })).then(

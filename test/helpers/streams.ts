@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { XbzrleDecodeStream, XbzrleEncodeStream, type DecodedPage, type PageRecord, type XbzrleDecodeStreamOptions, type XbzrleEncodeStreamOptions } from '../../lib/index.js';
+import { RecordWriter, XbzrleDecodeStream, XbzrleEncodeStream, type DecodedPage, type PageRecord, type XbzrleDecodeStreamOptions, type XbzrleEncodeStreamOptions } from '../../lib/index.js';
 import { concat } from './bytes.js';
 
 /** A round: records to write, then a sync (unless it is the last round, which ends the stream). */
@@ -44,4 +44,13 @@ export async function decodeChunks(chunks: Uint8Array[], options?: XbzrleDecodeS
     }),
   );
   return { pages, dec };
+}
+
+/** Builds a RAM record stream with the library's writer (4 KiB pages unless told). */
+export function buildRecords(fn: (w: RecordWriter) => void, pageSize = 4096): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  const w = new RecordWriter({ pageSize }, (c) => chunks.push(c));
+  fn(w);
+  w.flush();
+  return concat(chunks);
 }
