@@ -50,4 +50,4 @@ export {
   type MigrationStop,
   type RamSectionCounts,
 } from './qemu/migration-file.js';
-export { encodeRounds, decodeRecords, type RoundItem } from './stream/iterators.js';
+export { encodeRounds, decodeRecords, type RoundItem, type WithStats, type StatsHolder } from './stream/iterators.js';

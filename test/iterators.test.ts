@@ -25,6 +25,7 @@ describe('encodeRounds / decodeRecords', () => {
     }
     expect(r.value.records.XBZRLE).toBe(16);
     expect(r.value.dirtySyncCount).toBe(2);
+    expect(gen.stats).toBe(r.value); // also a property, for for-await and pipeline() users
     const store = new MemoryPageStore();
     const kinds: string[] = [];
     const dec = decodeRecords(split(concat(chunks), 'random', 3, 2000), { store });

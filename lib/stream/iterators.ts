@@ -12,7 +12,8 @@ export type RoundItem = PageRecord | readonly PageRecord[] | 'sync' | 'final';
 
 /**
  * Encodes page records into a RAM record stream without stream classes:
- * yields the output chunks; returns the encoder's statistics. Backpressure
+ * yields the output chunks; returns the encoder's statistics (also readable
+ * as `.stats` on the generator at any time). Backpressure
  * holds: the source is read only as fast as the chunks are consumed.
  *
  * @param source - records, rounds (arrays of records) and `'sync'` markers
@@ -24,11 +25,12 @@ export type RoundItem = PageRecord | readonly PageRecord[] | 'sync' | 'final';
  * for await (const chunk of encodeRounds([round1, round2])) socket.write(chunk)
  * ```
  */
-export async function* encodeRounds(
-  source: AsyncIterable<RoundItem> | Iterable<RoundItem>,
-  options?: XbzrleEncodeStreamOptions,
-): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {
+export function encodeRounds(source: AsyncIterable<RoundItem> | Iterable<RoundItem>, options?: XbzrleEncodeStreamOptions): WithStats<Uint8Array> {
   const enc = new XbzrleEncodeStream(options);
+  return withStats(encodeGen(enc, source), () => enc.stats);
+}
+
+async function* encodeGen(enc: XbzrleEncodeStream, source: AsyncIterable<RoundItem> | Iterable<RoundItem>): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {
   yield* drive<Uint8Array>(enc, async (write) => {
     for await (const item of source as AsyncIterable<RoundItem>) {
       if (item === 'sync' || item === 'final') await write(null, item === 'final');
@@ -43,7 +45,8 @@ export async function* encodeRounds(
 
 /**
  * Decodes a RAM record stream without stream classes: yields a
- * {@link DecodedPage} per page record; returns the decoder's statistics.
+ * {@link DecodedPage} per page record; returns the decoder's statistics
+ * (also readable as `.stats` on the generator at any time).
  *
  * @param source - byte chunks, split anywhere
  * @param options - as {@link XbzrleDecodeStream}
@@ -54,15 +57,34 @@ export async function* encodeRounds(
  * for await (const page of decodeRecords(fs.createReadStream('rounds.xs'))) use(page)
  * ```
  */
-export async function* decodeRecords(
-  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  options?: XbzrleDecodeStreamOptions,
-): AsyncGenerator<DecodedPage, XbzrleStats, undefined> {
+export function decodeRecords(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options?: XbzrleDecodeStreamOptions): WithStats<DecodedPage> {
   const dec = new XbzrleDecodeStream(options);
+  return withStats(decodeGen(dec, source), () => dec.stats);
+}
+
+async function* decodeGen(dec: XbzrleDecodeStream, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<DecodedPage, XbzrleStats, undefined> {
   yield* drive<DecodedPage>(dec, async (write) => {
     for await (const chunk of source as AsyncIterable<Uint8Array>) await write(chunk);
   });
   return dec.stats;
+}
+
+/**
+ * An async generator of the helpers: also returns the statistics when done,
+ * and has them as `stats` at any time (handy with `for await` and
+ * `pipeline()`, which drop a generator's return value).
+ */
+export type WithStats<T> = AsyncGenerator<T, XbzrleStats, undefined> & StatsHolder;
+
+/** Something with live statistics. */
+export interface StatsHolder {
+  /** The stream's counters, as they are now. */
+  readonly stats: XbzrleStats;
+}
+
+function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () => XbzrleStats): WithStats<T> {
+  Object.defineProperty(gen, 'stats', { get: stats, enumerable: true });
+  return gen as WithStats<T>;
 }
 
 /**
