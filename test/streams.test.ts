@@ -533,6 +533,32 @@ describe('review regressions', () => {
   });
 });
 
+describe('destroy while paused inside a large input', () => {
+  it('settles the encoder’s pending write and sync() callbacks with the error', async () => {
+    const enc = new XbzrleEncodeStream({ blocks: [{ id: 'ram', length: 16 << 20 }] });
+    const results: string[] = [];
+    enc.write({ block: 'ram', offset: 0, data: randomBytes(8 << 20, rng(3)) }, (e) => results.push(`write ${e?.message}`));
+    enc.sync((e) => results.push(`sync ${e?.message}`));
+    enc.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 50)); // nobody reads: the encoder pauses mid-record
+    enc.destroy(new Error('peer gone'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(results).toEqual(['write peer gone', 'sync peer gone']);
+  });
+
+  it('settles the decoder’s pending write callback with the error', async () => {
+    const { bytes } = await encodeImages([randomBytes(4 << 20, rng(6))]);
+    const dec = new XbzrleDecodeStream();
+    const results: string[] = [];
+    dec.write(bytes, (e) => results.push(`write ${e?.message}`));
+    dec.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 50));
+    dec.destroy(new Error('reset'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(results).toEqual(['write reset']);
+  });
+});
+
 describe('errors reach pipeline()', () => {
   it('a malformed stream rejects the pipeline with the XbzrleError', async () => {
     const err = await pipeline(Readable.from([Buffer.from('not a ram stream at all')]), new XbzrleDecodeStream(), new Writable({ objectMode: true, write(_c, _e, cb) { cb(); } })).then(

@@ -138,7 +138,7 @@ export class XbzrleDecodeStream extends PacedTransform {
   private continueAfter(callback: TransformCallback): void {
     if (this.blocked) {
       this.blocked = false;
-      this.resumeOnRead(() => this.pump(callback));
+      this.resumeOnRead(() => this.pump(callback), callback);
     } else {
       this.pump(callback);
     }

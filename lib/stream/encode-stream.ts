@@ -137,7 +137,7 @@ export class XbzrleEncodeStream extends PacedTransform {
   /** Encodes the pages of `record` from `index` on, pausing when the reader is full. */
   private encodePages(record: PageRecord, key: number, index: number, callback: TransformCallback): void {
     const core = this.core;
-    if (core.isDisposed) return; // a resume that came after destroy()
+    if (core.isDisposed) return; // destroyed meanwhile: _destroy settled the callback
     const count = record.data.length / this.pageSize;
     const each = (): boolean => {
       this.blocked = false;
@@ -149,7 +149,7 @@ export class XbzrleEncodeStream extends PacedTransform {
         i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), each);
         if (this.blocked && i < count) {
           const next = i;
-          this.resumeOnRead(() => this.encodePages(record, key, next, callback));
+          this.resumeOnRead(() => this.encodePages(record, key, next, callback), callback);
           return;
         }
       }

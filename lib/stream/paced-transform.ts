@@ -1,3 +1,4 @@
+import type { TransformCallback } from 'node:stream';
 import { Transform, type TransformOptions } from 'readable-stream';
 
 /**
@@ -5,22 +6,30 @@ import { Transform, type TransformOptions } from 'readable-stream';
  * when the readable side is full, and go on when the consumer reads again.
  * `Transform` alone only applies backpressure between inputs; one record of a
  * gigabyte of pages must not turn into a gigabyte of buffered output.
+ *
+ * While paused, the input's callback is held here: if the stream is
+ * destroyed meanwhile, it is called with the error, so the write (and every
+ * write queued behind it) settles instead of waiting for ever.
  */
 export class PacedTransform extends Transform {
   private resumeFn: (() => void) | null = null;
+  private heldCallback: TransformCallback | null = null;
 
   constructor(options: TransformOptions) {
     super(options);
   }
 
   /**
-   * Runs `fn` soon after the next `_read` (when the consumer wants more).
-   * Deferred by a tick: `_read` can be called while the buffer still holds the
-   * chunk being read, and finishing the input synchronously there would make
-   * `Transform` wait for a `_read` that never comes.
+   * Runs `fn` soon after the next `_read` (when the consumer wants more);
+   * `callback` is the paused input's, called with an error instead if the
+   * stream is destroyed first. Deferred by a tick: `_read` can be called
+   * while the buffer still holds the chunk being read, and finishing the
+   * input synchronously there would make `Transform` wait for a `_read` that
+   * never comes.
    */
-  protected resumeOnRead(fn: () => void): void {
+  protected resumeOnRead(fn: () => void, callback: TransformCallback): void {
     this.resumeFn = fn;
+    this.heldCallback = callback;
   }
 
   /** @internal */
@@ -28,9 +37,28 @@ export class PacedTransform extends Transform {
     const fn = this.resumeFn;
     if (fn !== null) {
       this.resumeFn = null;
-      process.nextTick(fn);
+      process.nextTick(() => {
+        if (this.destroyed) return; // _destroy settled the held callback
+        this.heldCallback = null;
+        fn();
+      });
       return;
     }
     super._read(size);
   }
+
+  /** @internal */
+  override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
+    const held = this.heldCallback;
+    this.heldCallback = null;
+    this.resumeFn = null;
+    if (held !== null) held(err ?? destroyedError());
+    super._destroy(err, callback);
+  }
+}
+
+function destroyedError(): Error {
+  const err = new Error('Cannot call write after a stream was destroyed');
+  (err as Error & { code: string }).code = 'ERR_STREAM_DESTROYED';
+  return err;
 }
