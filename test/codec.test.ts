@@ -364,6 +364,22 @@ describe('codec properties (fast-check)', () => {
         c[i % c.length] = v;
         return c;
       }),
+      // Real deltas from the encoder, then corrupted: one byte changed, cut short, or a byte inserted.
+      fc
+        .tuple(fc.uint8Array({ minLength: 4096, maxLength: 4096 }), fc.nat(4095), fc.nat(60), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'cut', 'insert', 'none'))
+        .map(([cur, at, len, i, v, how]) => {
+          const prev = cur.slice();
+          prev.fill(0, at, Math.min(4096, at + len + 1));
+          const out = new Uint8Array(4096);
+          const n = encodeXbzrle(prev, cur, out);
+          const d = out.slice(0, Math.max(0, n));
+          if (d.length === 0 || how === 'none') return d;
+          const k = i % d.length;
+          if (how === 'set') d[k] = v;
+          if (how === 'cut') return d.slice(0, k);
+          if (how === 'insert') return Uint8Array.from([...d.subarray(0, k), v, ...d.subarray(k)]);
+          return d;
+        }),
     );
     fc.assert(
       fc.property(anyDelta, fc.constantFrom(16, 64, 4096), (delta, dlen) => {
