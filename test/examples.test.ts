@@ -3,7 +3,6 @@
  * the repository root, against the built dist/), so they cannot rot: each must
  * exit 0, print its key lines, and leave no temporary files behind.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
+import { run as runProgram } from './helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist', 'index.js');
@@ -31,27 +31,9 @@ let childTmp: string;
 let scratch: string;
 let examplesBefore: string[];
 
-function run(file: string, args: readonly string[] = [], timeout = 20_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TMPDIR: childTmp, TMP: childTmp, TEMP: childTmp, NO_COLOR: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+async function run(file: string, args: readonly string[] = [], timeout = 20_000): Promise<Result> {
+  const r = await runProgram(process.execPath, [file, ...args], { cwd: ROOT, timeout, env: { TMPDIR: childTmp, TMP: childTmp, TEMP: childTmp } });
+  return { ...r, stdout: r.stdout.toString('utf8') };
 }
 
 /** Runs examples/NAME.mjs and asserts a clean success. */

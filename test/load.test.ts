@@ -3,11 +3,11 @@
 //    process with a slow consumer; both processes' RSS must stay bounded (not
 //    grow with the data) and the receiver's final image must equal the source.
 //  - scripts/soak.mjs: a short run of random rounds, chunking and cache resizes.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { run } from './helpers/cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = join(ROOT, 'dist', 'index.js');
@@ -20,23 +20,9 @@ interface Run {
 }
 
 /** Runs `node <script> ...args` from the package root; SIGKILLs it after `timeoutMs`. */
-function runNode(script: string, args: readonly string[], timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+async function runNode(script: string, args: readonly string[], timeoutMs: number): Promise<Run> {
+  const r = await run(process.execPath, [join(ROOT, script), ...args], { cwd: ROOT, timeout: timeoutMs });
+  return { ...r, stdout: r.stdout.toString('utf8') };
 }
 
 /** The last line of stdout that is a JSON object. */

@@ -24,6 +24,8 @@ export interface RunOptions {
   cwd?: string;
   /** Kill the child after this many ms (default 30 s). */
   timeout?: number;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 /** Throws a clear error when the bin has not been built. */
@@ -44,7 +46,7 @@ export function run(file: string, args: readonly string[], options: RunOptions =
     const child = spawn(file, args, {
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1' },
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
