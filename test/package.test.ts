@@ -71,6 +71,28 @@ describe('the packed package', () => {
     expect(execFileSync(process.execPath, ['-e', script], { cwd: consumer(), encoding: 'utf8' }).trim()).toBe('4 function function function');
   });
 
+  it('lets the ESM and CommonJS copies, loaded together, share one page cache and kernel', () => {
+    const script = `
+      import * as esm from 'xbzrle';
+      import * as web from 'xbzrle/web';
+      import { createRequire } from 'node:module';
+      const cjs = createRequire(import.meta.url)('xbzrle');
+      const cache = new cjs.PageCache({ size: 1 << 20 });
+      const enc = new web.XbzrleEncoderStream({ cache });
+      const img = new Uint8Array(8 * 4096).map((_, i) => (i * 7) & 255);
+      const img2 = img.slice(); img2[100] ^= 1;
+      const w = enc.writable.getWriter();
+      w.write({ block: 'ram', offset: 0, data: img }); w.write('sync');
+      w.write({ block: 'ram', offset: 0, data: img2 }); w.close();
+      const store = new esm.MemoryPageStore();
+      const r = enc.readable.pipeThrough(new web.XbzrleDecoderStream({ store })).getReader();
+      while (!(await r.read()).done);
+      const same = store.read('ram').every((v, i) => v === img2[i]);
+      console.log(cjs.PageCache.isPageCache(cache), esm.PageCache.isPageCache(cache), same, enc.stats.records.XBZRLE);
+    `;
+    expect(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: consumer(), encoding: 'utf8' }).trim()).toBe('true true true 1');
+  });
+
   it('provides the xbzrle bin', () => {
     const bin = join(consumer(), 'node_modules', '.bin', 'xbzrle');
     expect(execFileSync(bin, ['--version'], { encoding: 'utf8' })).toMatch(/^xbzrle \d+\.\d+\.\d+/);

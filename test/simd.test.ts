@@ -177,6 +177,67 @@ describe('allocPages', () => {
     freePages(new Uint8Array(10)); // a plain array: nothing to do
   });
 
+  it('copies made with slice/map/filter are ordinary arrays, not kernel memory', () => {
+    const pages = allocPages(1);
+    pages.fill(7, 0, 64);
+    const copies = [pages.slice(0, 64), pages.map((b) => b + 1), pages.filter((_, i) => i < 64)];
+    for (const copy of copies) {
+      expect(Object.getPrototypeOf(copy)).toBe(Uint8Array.prototype);
+      if (engine !== null) expect(engine.owns(copy)).toBe(false);
+    }
+    // Encoding from a copy reads the copy, not kernel memory at its offset 0.
+    const prev = new Uint8Array(64);
+    const out = new Uint8Array(80);
+    expect(encodeXbzrle(prev, copies[0]!, out)).toBe(66);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBe(64);
+    expect(out[2]).toBe(7);
+    freePages(pages);
+  });
+
+  it.skipIf(engine === null)('the encoder writes nothing in the output buffer after the delta it returns', () => {
+    const prev = allocPages(1);
+    const cur = allocPages(1);
+    const out = allocPages(2);
+    for (let len = 1; len <= 70; len++) {
+      cur.set(prev);
+      for (let i = 0; i < len; i++) cur[100 + i] = prev[100 + i]! ^ 0x5a;
+      out.fill(0xaa);
+      const n = encodeXbzrle(prev, cur, out);
+      expect(n).toBe(1 + 1 + len); // skip 100, length, the bytes
+      expect(out.subarray(n).every((b) => b === 0xaa)).toBe(true);
+    }
+    for (const p of [prev, cur, out]) freePages(p);
+  });
+
+  it.skipIf(engine === null)('a literal that ends the page never writes a byte past it', () => {
+    const pages = allocPages(2);
+    for (let len = 1; len <= 70; len++) {
+      const page = pages.subarray(0, 4096);
+      page.fill(0);
+      pages.fill(0xaa, 4096, 4096 + 64);
+      // zero run up to the literal, then `len` literal bytes ending at 4096
+      const delta: number[] = [];
+      let skip = 4096 - len;
+      for (;;) {
+        const b = skip & 0x7f;
+        skip >>>= 7;
+        if (skip === 0) {
+          delta.push(b);
+          break;
+        }
+        delta.push(b | 0x80);
+      }
+      delta.push(len, ...new Array<number>(len).fill(0x55));
+      const bytes = Uint8Array.from(delta);
+      expect(decodeSimd(engine!, bytes, 0, bytes.length, page.byteOffset, 4096, 0)).toBe(4096);
+      expect(page.subarray(4096 - len).every((b) => b === 0x55)).toBe(true);
+      expect(page.subarray(0, 4096 - len).every((b) => b === 0)).toBe(true);
+      expect(pages.subarray(4096, 4096 + 64).every((b) => b === 0xaa)).toBe(true);
+    }
+    freePages(pages);
+  });
+
   it('encodes in place between allocPages buffers, as the public encodeXbzrle', () => {
     const prev = allocPages(1);
     const cur = allocPages(1);

@@ -1,12 +1,15 @@
 import { argRangeError, argTypeError } from '../errors.js';
 import { isZeroRange } from '../codec/zero.js';
-import { getEngine } from '../codec/wasm/engine.js';
+import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 
 /**
  * QEMU's `CACHED_PAGE_LIFETIME`: a different page may evict an entry only
  * once the entry is this many generations old (spec: page-cache.md §3).
  */
 export const CACHED_PAGE_LIFETIME = 2;
+
+/** Marks PageCache objects across copies of the package. */
+const BRAND = Symbol.for('xbzrle.PageCache');
 
 /** Default cache size: 64 MiB, QEMU's `xbzrle-cache-size` default. */
 export const DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
@@ -77,6 +80,21 @@ export class PageCache {
   arena: Uint8Array;
   /** @internal Address of the arena in the kernel's memory, or -1 (a plain array). */
   arenaPtr = -1;
+  /** @internal The engine whose memory holds the arena (when `arenaPtr >= 0`). */
+  arenaEngine: WasmEngine | null = null;
+
+  /**
+   * True when `value` is a PageCache, also one made by another copy of this
+   * package in the same process (the Node and the Web bundles are separate).
+   */
+  static isPageCache(value: unknown): value is PageCache {
+    return value instanceof PageCache || (typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true);
+  }
+
+  /** @internal */
+  get [BRAND](): boolean {
+    return true;
+  }
   private keys: Float64Array;
   private ages: Float64Array;
   private mask: number;
@@ -194,7 +212,7 @@ export class PageCache {
   store(slot: number, src: Uint8Array, srcOff: number): void {
     const ps = this.pageSize;
     if (this.arenaPtr >= 0) {
-      const engine = getEngine()!;
+      const engine = this.arenaEngine!;
       if (src === engine.bytes()) {
         engine.copy(this.arenaPtr + slot * ps, srcOff, ps);
         return;
@@ -292,7 +310,9 @@ export class PageCache {
       ages[t] = age;
       arena.set(oldArena.subarray(s * ps, (s + 1) * ps), t * ps);
     }
-    this.freeArena(); // the old arena (this also drops every registration)
+    this.freeArena(); // the old arena
+    // One registration, for the new arena only (allocArena registered it; the old one may be gone or not).
+    arenas.unregister(this);
     this.arena = arena;
     this.arenaPtr = arenaPtr;
     if (arenaPtr >= 0) arenas.register(this, { ptr: arenaPtr, size: arena.length }, this);
@@ -310,6 +330,7 @@ export class PageCache {
       const ptr = engine.alloc(size, 4096);
       if (ptr >= 0) {
         this.arenaPtr = ptr;
+        this.arenaEngine = engine;
         arenas.register(this, { ptr, size }, this);
         return engine.region(ptr, size);
       }
@@ -321,7 +342,7 @@ export class PageCache {
   private freeArena(): void {
     if (this.arenaPtr >= 0) {
       arenas.unregister(this);
-      getEngine()!.release(this.arenaPtr, this.arena.length);
+      this.arenaEngine!.release(this.arenaPtr, this.arena.length);
       this.arenaPtr = -1;
     }
   }

@@ -113,7 +113,7 @@ export class PageKernel {
    */
   encodeCached(cache: PageCache, slot: number, cur: Uint8Array, curOff: number): number {
     const engine = this.engine;
-    if (engine === null || cache.arenaPtr < 0 || cur !== engine.bytes()) return this.encode(cache.arena, slot * this.pageSize, cur, curOff);
+    if (engine === null || cache.arenaPtr < 0 || cache.arenaEngine !== engine || cur !== engine.bytes()) return this.encode(cache.arena, slot * this.pageSize, cur, curOff);
     const ps = this.pageSize;
     const len = engine.encode(cache.arenaPtr + slot * ps, curOff, ps, this.outPtr, ps);
     this.delta = cur;
@@ -132,8 +132,8 @@ export class PageKernel {
   step(cache: PageCache, slot: number, cur: Uint8Array, curOff: number, update: boolean): number {
     const engine = this.engine;
     const ps = this.pageSize;
-    if (engine !== null && cur === engine.bytes() && cache.arenaPtr >= 0) {
-      const len = engine.step(slot < 0 ? -1 : cache.arenaPtr + slot * ps, curOff, this.outPtr, ps, update);
+    if (engine !== null && cur === engine.bytes() && cache.arenaPtr >= 0 && cache.arenaEngine === engine) {
+      const len = engine.step(slot < 0 ? 0 : cache.arenaPtr + slot * ps, curOff, this.outPtr, ps, update);
       this.delta = cur;
       this.deltaOff = this.outPtr;
       return len;
@@ -156,7 +156,7 @@ export class PageKernel {
   applyToCache(cache: PageCache, slot: number, len: number): void {
     const engine = this.engine;
     const at = slot * this.pageSize;
-    if (engine !== null && cache.arenaPtr >= 0 && this.delta === engine.bytes()) engine.apply(this.deltaOff, len, cache.arenaPtr + at);
+    if (engine !== null && cache.arenaPtr >= 0 && cache.arenaEngine === engine && this.delta === engine.bytes()) engine.apply(this.deltaOff, len, cache.arenaPtr + at);
     else applyChecked(this.delta, this.deltaOff, len, cache.arena, at);
   }
 

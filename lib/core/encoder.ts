@@ -64,7 +64,7 @@ export class EncoderCore {
   constructor(options: EncoderOptions | undefined, alloc?: SlabAllocator) {
     const opts = checkOptions(options);
     const cache = opts.cache;
-    if (cache !== undefined && !(cache instanceof PageCache)) throw argTypeError('options.cache', 'a PageCache', cache);
+    if (cache !== undefined && !PageCache.isPageCache(cache)) throw argTypeError('options.cache', 'a PageCache', cache);
     const pageSize = checkPageSize(opts.pageSize ?? cache?.pageSize ?? 4096, 'options.pageSize');
     if (cache !== undefined && cache.pageSize !== pageSize) {
       throw argValueError('options.cache', `must have the stream's page size (${pageSize})`, cache.pageSize);
@@ -201,10 +201,13 @@ export class EncoderCore {
     cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
     if (r === STEP_MISS) {
       stats.cacheMiss++;
-      writer.page(block, offset, data, at);
+      // As QEMU does: when the page enters the cache, the PAGE is sent from the cached
+      // copy, so what is sent and what is cached are the same bytes even if another
+      // thread is writing `data` (memory shared with a worker, allocPages buffers).
+      if (!this.finalStage && cache.insertFrom(key, data, at)) writer.page(block, offset, cache.arena, cache.slotOf(key) * ps);
+      else writer.page(block, offset, data, at);
       stats.normal++;
       stats.records.PAGE++;
-      if (!this.finalStage) cache.insertFrom(key, data, at);
       return;
     }
     stats.xbzrlePages++;
@@ -214,9 +217,11 @@ export class EncoderCore {
     }
     if (r < 0) {
       // Overflow, or (16 KiB pages) a page in which every byte changed: no delta exists.
+      // The step copied the page into the slot (outside the last stage): send that copy.
       stats.overflow++;
       stats.xbzrleBytes += ps;
-      writer.page(block, offset, data, at);
+      if (this.finalStage) writer.page(block, offset, data, at);
+      else writer.page(block, offset, cache.arena, slot * ps);
       stats.normal++;
       stats.records.PAGE++;
     } else {

@@ -105,13 +105,18 @@ export class WasmEngine {
     return -1;
   }
 
-  /** Returns a range from {@link WasmEngine.alloc}. */
+  /**
+   * Returns a range from {@link WasmEngine.alloc}. A range that is already
+   * (partly) free is ignored: a double free must never hand the same memory
+   * out twice.
+   */
   release(ptr: number, size: number): void {
     size = Math.max(64, Math.ceil(size / 64) * 64);
     const range = { start: ptr, end: ptr + size };
     const list = this.freeList;
     let i = 0;
     while (i < list.length && list[i]!.start < range.start) i++;
+    if ((i > 0 && list[i - 1]!.end > range.start) || (i < list.length && list[i]!.start < range.end)) return;
     list.splice(i, 0, range);
     // Coalesce with the neighbours.
     if (i + 1 < list.length && list[i]!.end === list[i + 1]!.start) {
@@ -144,7 +149,7 @@ export class WasmEngine {
     this.kernel.copy(dst, src, len);
   }
 
-  /** The fused per-page step of the sender (see kernel.wat): -3 zero, -4 no cached copy, else the encode result. */
+  /** The fused per-page step of the sender (see kernel.wat): `prev` 0 for no cached copy; -3 zero, -4 no cached copy, else the encode result. */
   step(prev: number, cur: number, out: number, n: number, update: boolean): number {
     return this.kernel.step(prev, cur, out, n, update ? 1 : 0);
   }
@@ -212,9 +217,45 @@ export class WasmEngine {
  * engine's own whole-memory view stays a plain `Uint8Array`, whose
  * `subarray` is faster. Not exported from the package.
  */
-export class KernelBytes extends Uint8Array {}
+export class KernelBytes extends Uint8Array {
+  // Copies are ordinary arrays: only views (`subarray`) stay in the kernel's memory.
+  // Without this, `slice()` and friends would make KernelBytes over a new buffer
+  // that `instanceof` would take for kernel memory.
+  override slice(start?: number, end?: number): Uint8Array<ArrayBuffer> {
+    return plain(this).slice(start, end);
+  }
+
+  override map(fn: (value: number, index: number, array: this) => number, thisArg?: unknown): Uint8Array<ArrayBuffer> {
+    const out = new Uint8Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = fn.call(thisArg, this[i]!, i, this);
+    return out;
+  }
+
+  override filter(fn: (value: number, index: number, array: this) => unknown, thisArg?: unknown): Uint8Array<ArrayBuffer> {
+    const kept: number[] = [];
+    for (let i = 0; i < this.length; i++) if (fn.call(thisArg, this[i]!, i, this)) kept.push(this[i]!);
+    return Uint8Array.from(kept);
+  }
+}
+
+function plain(u8: Uint8Array): Uint8Array {
+  return new Uint8Array(u8.buffer, u8.byteOffset, u8.length);
+}
 
 let engine: WasmEngine | null | undefined;
+
+/**
+ * The engine is one per JavaScript realm and kernel build, even when the
+ * package is bundled more than once (`xbzrle` and `xbzrle/web` are separate
+ * bundles): caches and buffers made by one copy then work with the other.
+ */
+const ENGINE_KEY = Symbol.for(`xbzrle.engine.${fnv1a(KERNEL_SHARED)}`);
+
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16);
+}
 
 function base64(text: string): Uint8Array {
   const bin = atob(text);
@@ -234,7 +275,15 @@ function disabled(): boolean {
  */
 export function getEngine(): WasmEngine | null {
   if (engine !== undefined) return engine;
-  engine = null;
+  const registry = globalThis as { [ENGINE_KEY]?: WasmEngine | null };
+  if (registry[ENGINE_KEY] !== undefined) return (engine = registry[ENGINE_KEY]!);
+  engine = createEngine();
+  registry[ENGINE_KEY] = engine;
+  return engine;
+}
+
+function createEngine(): WasmEngine | null {
+  let engine: WasmEngine | null = null;
   const WA = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
   if (disabled() || WA === undefined) return null;
   try {
@@ -261,4 +310,5 @@ export function getEngine(): WasmEngine | null {
 /** @internal For tests: forget the engine (the next getEngine() makes a new one). */
 export function resetEngineForTests(): void {
   engine = undefined;
+  delete (globalThis as { [ENGINE_KEY]?: WasmEngine | null })[ENGINE_KEY];
 }

@@ -18,7 +18,7 @@
   ;; dense pages. Each scans 64 bytes per step (four i8x16.eq), and where a
   ;; step holds the boundary, the 64-bit lane mask gives its exact position.
   (func $encode (export "encode") (param $p i32) (param $c i32) (param $slen i32) (param $out i32) (param $dlen i32) (result i32)
-    (local $i i32) (local $d i32) (local $start i32) (local $run i32) (local $r i32) (local $k i32)
+    (local $i i32) (local $d i32) (local $start i32) (local $run i32) (local $k i32)
     (local $m i32) (local $a i32) (local $b i32)
     (local $e0 v128) (local $e1 v128) (local $e2 v128) (local $e3 v128)
     (if (i32.eqz (local.get $slen)) (then (return (i32.const 0))))
@@ -143,21 +143,41 @@
           (i32.store8 offset=1 (local.get $a) (i32.shr_u (local.get $run) (i32.const 7)))
           (local.set $d (i32.add (local.get $d) (i32.const 2)))))
       (if (i32.gt_s (i32.add (local.get $d) (local.get $run)) (local.get $dlen)) (then (return (i32.const -1))))
-      ;; Copy: whole vectors for short runs when they stay inside both buffers.
-      (local.set $r (i32.and (i32.add (local.get $run) (i32.const 15)) (i32.const -16)))
-      (if (i32.and
-            (i32.le_u (local.get $run) (i32.const 64))
-            (i32.and
-              (i32.le_s (i32.add (local.get $d) (local.get $r)) (local.get $dlen))
-              (i32.le_u (i32.add (local.get $start) (local.get $r)) (local.get $slen))))
+      ;; Copy the run: whole vectors for short runs, then the last bytes;
+      ;; memory.copy for long runs. Never past the run: nothing
+      ;; after the delta's end is touched, as with QEMU.
+      (if (i32.le_u (local.get $run) (i32.const 64))
         (then
           (local.set $k (i32.const 0))
-          (loop $vc
-            (v128.store
-              (i32.add (i32.add (local.get $out) (local.get $d)) (local.get $k))
-              (v128.load (i32.add (i32.add (local.get $c) (local.get $start)) (local.get $k))))
-            (local.set $k (i32.add (local.get $k) (i32.const 16)))
-            (br_if $vc (i32.lt_u (local.get $k) (local.get $run)))))
+          (block $vdone
+            (loop $vc
+              (br_if $vdone (i32.gt_u (i32.add (local.get $k) (i32.const 16)) (local.get $run)))
+              (v128.store
+                (i32.add (i32.add (local.get $out) (local.get $d)) (local.get $k))
+                (v128.load (i32.add (i32.add (local.get $c) (local.get $start)) (local.get $k))))
+              (local.set $k (i32.add (local.get $k) (i32.const 16)))
+              (br $vc)))
+          ;; The last run - k < 16 bytes: 8, 4, 2 and 1-byte moves by the bits of the count.
+          (local.set $a (i32.add (i32.add (local.get $out) (local.get $d)) (local.get $k)))
+          (local.set $b (i32.add (i32.add (local.get $c) (local.get $start)) (local.get $k)))
+          (local.set $k (i32.sub (local.get $run) (local.get $k)))
+          (if (i32.and (local.get $k) (i32.const 8))
+            (then
+              (i64.store (local.get $a) (i64.load (local.get $b)))
+              (local.set $a (i32.add (local.get $a) (i32.const 8)))
+              (local.set $b (i32.add (local.get $b) (i32.const 8)))))
+          (if (i32.and (local.get $k) (i32.const 4))
+            (then
+              (i32.store (local.get $a) (i32.load (local.get $b)))
+              (local.set $a (i32.add (local.get $a) (i32.const 4)))
+              (local.set $b (i32.add (local.get $b) (i32.const 4)))))
+          (if (i32.and (local.get $k) (i32.const 2))
+            (then
+              (i32.store16 (local.get $a) (i32.load16_u (local.get $b)))
+              (local.set $a (i32.add (local.get $a) (i32.const 2)))
+              (local.set $b (i32.add (local.get $b) (i32.const 2)))))
+          (if (i32.and (local.get $k) (i32.const 1))
+            (then (i32.store8 (local.get $a) (i32.load8_u (local.get $b))))))
         (else
           (memory.copy
             (i32.add (local.get $out) (local.get $d))
@@ -285,13 +305,14 @@
 
   ;; One page of the sender's decision (ram-stream.md §8), fused so the stream
   ;; makes one call per page: -3 when `cur` is all zero; -4 when there is no
-  ;; cached copy (prev < 0); else the encode result against `prev`. With
+  ;; cached copy (prev = 0: the allocator never hands out address 0, and any
+  ;; other address, up to 4 GiB, is valid); else the encode result against `prev`. With
   ;; `update`, the cached copy then becomes what is sent: the delta is applied
   ;; to it (only the changed runs), or on overflow the page is copied in.
   (func (export "step") (param $prev i32) (param $cur i32) (param $out i32) (param $n i32) (param $update i32) (result i32)
     (local $len i32)
     (if (call $is_zero (local.get $cur) (local.get $n)) (then (return (i32.const -3))))
-    (if (i32.lt_s (local.get $prev) (i32.const 0)) (then (return (i32.const -4))))
+    (if (i32.eqz (local.get $prev)) (then (return (i32.const -4))))
     (local.set $len (call $encode (local.get $prev) (local.get $cur) (local.get $n) (local.get $out) (local.get $n)))
     (if (local.get $update)
       (then
