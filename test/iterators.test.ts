@@ -66,4 +66,32 @@ describe('encodeRounds / decodeRecords', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(pulled).toBe(after); // the source is no longer read
   });
+
+  it('return at once when the consumer breaks while the source is idle, and close the source', async () => {
+    const { PassThrough } = await import('node:stream');
+    const socket = new PassThrough(); // a quiet connection: one chunk, then nothing
+    const round: PageRecord[] = [{ block: 'ram', offset: 0, data: randomBytes(4 * PS, rng(9)) }];
+    const bytes: Uint8Array[] = [];
+    for await (const chunk of encodeRounds([round])) bytes.push(chunk);
+    socket.write(concat(bytes));
+    let pages = 0;
+    const started = Date.now();
+    for await (const _ of decodeRecords(socket)) if (++pages === 2) break;
+    expect(Date.now() - started).toBeLessThan(1000);
+    await new Promise((r) => setImmediate(r));
+    expect(socket.destroyed).toBe(true); // its iterator was returned
+
+    let finished = false;
+    async function* idle() {
+      try {
+        yield { block: 'ram', offset: 0, data: randomBytes(PS, rng(1)) };
+        yield 'sync' as const;
+        await new Promise(() => undefined); // never more
+      } finally {
+        finished = true;
+      }
+    }
+    for await (const _ of encodeRounds(idle())) break;
+    expect(finished).toBe(false); // the generator is stuck in its await: its cleanup cannot run, but we did not wait for it
+  });
 });

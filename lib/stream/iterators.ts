@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { XbzrleStats } from '../stats.js';
+import { argTypeError } from '../errors.js';
 import { XbzrleDecodeStream, type DecodedPage, type XbzrleDecodeStreamOptions } from './decode-stream.js';
 import { XbzrleEncodeStream, type PageRecord, type XbzrleEncodeStreamOptions } from './encode-stream.js';
 
@@ -14,7 +15,8 @@ export type RoundItem = PageRecord | readonly PageRecord[] | 'sync' | 'final';
  * Encodes page records into a RAM record stream without stream classes:
  * yields the output chunks; returns the encoder's statistics (also readable
  * as `.stats` on the generator at any time). Backpressure
- * holds: the source is read only as fast as the chunks are consumed.
+ * holds: the source is read only as fast as the chunks are consumed. Leaving
+ * the loop early (`break`) stops at once and returns the source's iterator.
  *
  * @param source - records, rounds (arrays of records) and `'sync'` markers
  * @param options - as {@link XbzrleEncodeStream}
@@ -31,14 +33,12 @@ export function encodeRounds(source: AsyncIterable<RoundItem> | Iterable<RoundIt
 }
 
 async function* encodeGen(enc: XbzrleEncodeStream, source: AsyncIterable<RoundItem> | Iterable<RoundItem>): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {
-  yield* drive<Uint8Array>(enc, async (write) => {
-    for await (const item of source as AsyncIterable<RoundItem>) {
+  yield* drive<Uint8Array, RoundItem>(enc, source, async (item, write) => {
       if (item === 'sync' || item === 'final') await write(null, item === 'final');
       else if (Array.isArray(item)) {
         for (const record of item as readonly PageRecord[]) await write(record);
         await write(null, false);
       } else await write(item);
-    }
   });
   return enc.stats;
 }
@@ -46,7 +46,9 @@ async function* encodeGen(enc: XbzrleEncodeStream, source: AsyncIterable<RoundIt
 /**
  * Decodes a RAM record stream without stream classes: yields a
  * {@link DecodedPage} per page record; returns the decoder's statistics
- * (also readable as `.stats` on the generator at any time).
+ * (also readable as `.stats` on the generator at any time). Leaving the
+ * loop early (`break`) stops at once, even while the source is idle, and
+ * destroys a Node stream source (as `for await` over it would).
  *
  * @param source - byte chunks, split anywhere
  * @param options - as {@link XbzrleDecodeStream}
@@ -63,9 +65,7 @@ export function decodeRecords(source: AsyncIterable<Uint8Array> | Iterable<Uint8
 }
 
 async function* decodeGen(dec: XbzrleDecodeStream, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<DecodedPage, XbzrleStats, undefined> {
-  yield* drive<DecodedPage>(dec, async (write) => {
-    for await (const chunk of source as AsyncIterable<Uint8Array>) await write(chunk);
-  });
+  yield* drive<DecodedPage, Uint8Array>(dec, source, (chunk, write) => write(chunk));
   return dec.stats;
 }
 
@@ -87,15 +87,30 @@ function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () 
   return gen as WithStats<T>;
 }
 
+/** The iterator of a sync or async iterable. */
+function iteratorOf<S>(source: AsyncIterable<S> | Iterable<S>): AsyncIterator<S> | Iterator<S> {
+  const asyncIterator = (source as Partial<AsyncIterable<S>>)[Symbol.asyncIterator];
+  if (typeof asyncIterator === 'function') return asyncIterator.call(source);
+  const syncIterator = (source as Partial<Iterable<S>>)[Symbol.iterator];
+  if (typeof syncIterator === 'function') return syncIterator.call(source);
+  throw argTypeError('source', 'an iterable or async iterable', source);
+}
+
 /**
- * Feeds a transform from `feed` (honouring 'drain') while yielding what it
- * produces. `write(null, final)` asks an encoder for a sync. A failure on
- * either side ends both; leaving the loop early destroys the transform.
+ * Feeds a transform with the items of `source`, through `feed` (honouring
+ * 'drain'), while yielding what the transform produces. `write(null, final)`
+ * asks an encoder for a sync. A failure on either side ends both. Leaving the
+ * loop early destroys the transform, destroys a Node stream source and
+ * returns the source's iterator, without waiting for either: a source that is
+ * idle (a quiet socket) never holds up the consumer's `break`.
  */
-async function* drive<T>(
+async function* drive<T, S>(
   stream: Duplex & { sync?: (options: { final: boolean }) => void },
-  feed: (write: (item: unknown, final?: boolean) => Promise<void>) => Promise<void>,
+  source: AsyncIterable<S> | Iterable<S>,
+  feed: (item: S, write: (item: unknown, final?: boolean) => Promise<void>) => Promise<void>,
 ): AsyncGenerator<T, void, undefined> {
+  const iterator = iteratorOf(source);
+  let sourceDone = false; // the source ended or threw: nothing to return
   const drained = (): Promise<void> =>
     new Promise((resolve) => {
       const done = (): void => {
@@ -111,7 +126,21 @@ async function* drive<T>(
     if (item === null) stream.sync!({ final });
     else if (!stream.write(item)) await drained();
   };
-  const feeding = feed(write).then(
+  const feedAll = async (): Promise<void> => {
+    for (;;) {
+      let step: IteratorResult<S>;
+      try {
+        step = await iterator.next();
+      } catch (err) {
+        sourceDone = true;
+        throw err;
+      }
+      if (step.done === true) break;
+      await feed(step.value, write);
+    }
+    sourceDone = true;
+  };
+  void feedAll().then(
     () => {
       if (!stream.destroyed) stream.end();
     },
@@ -123,6 +152,16 @@ async function* drive<T>(
     for await (const out of stream) yield out as T;
   } finally {
     if (!stream.writableFinished) stream.destroy();
-    await feeding;
+    if (!sourceDone) {
+      // A stream source (a socket, a file) is destroyed, as for-await and pipeline() do.
+      const readable = source as { destroy?: unknown; readable?: unknown };
+      if (typeof readable.destroy === 'function' && typeof readable.readable === 'boolean') (readable.destroy as () => void).call(source);
+      // Fire and forget: an async generator runs its cleanup once its pending step settles.
+      if (typeof iterator.return === 'function') {
+        Promise.resolve()
+          .then(() => iterator.return!())
+          .catch(() => undefined);
+      }
+    }
   }
 }
