@@ -191,3 +191,33 @@ describe('XbzrleDecodeStream accepts what QEMU 7.2 accepts', () => {
     ]);
   });
 });
+
+describe('XbzrleDecodeStream with an asynchronous page store', () => {
+  it('settles the pending write at once when destroyed while a put is pending, and stores nothing more', async () => {
+    const pending: (() => void)[] = [];
+    let puts = 0;
+    const base = new MemoryPageStore();
+    const store = {
+      get: (block: string, offset: number, into: Uint8Array) => base.get(block, offset, into),
+      put: (block: string, offset: number, data: Uint8Array): Promise<void> => {
+        puts++;
+        base.put(block, offset, data);
+        return new Promise((resolve) => pending.push(resolve));
+      },
+    };
+    const bytes = build((w) => {
+      for (let i = 0; i < 8; i++) w.page('ram', i * PS, new Uint8Array(PS).fill(i + 1), 0);
+      w.eos();
+    });
+    const dec = new XbzrleDecodeStream({ store, emitPages: false });
+    dec.on('error', () => undefined);
+    const written = new Promise<Error | null | undefined>((resolve) => dec.write(bytes, resolve));
+    await new Promise((r) => setImmediate(r));
+    expect(puts).toBe(1); // waiting on the first put
+    dec.destroy(new Error('gone'));
+    expect(await written).toMatchObject({ message: 'gone' });
+    for (const resolve of pending.splice(0)) resolve();
+    await new Promise((r) => setImmediate(r));
+    expect(puts).toBe(1);
+  });
+});

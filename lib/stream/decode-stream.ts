@@ -117,7 +117,7 @@ export class XbzrleDecodeStream extends PacedTransform {
       callback(err as Error);
       return;
     }
-    if (finish !== undefined) finish.then(() => callback(), callback);
+    if (finish !== undefined) this.holdUntil(finish, () => callback(), callback);
     else callback();
   }
 
@@ -132,7 +132,7 @@ export class XbzrleDecodeStream extends PacedTransform {
     }
     if (r === 'done') callback();
     else if (r === 'paused') this.continueAfter(callback);
-    else r.then(() => this.continueAfter(callback), callback);
+    else this.holdUntil(r, () => this.continueAfter(callback), callback);
   }
 
   private continueAfter(callback: TransformCallback): void {

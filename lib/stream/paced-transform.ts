@@ -32,6 +32,26 @@ export class PacedTransform extends Transform {
     this.heldCallback = callback;
   }
 
+  /**
+   * Runs `next` when `promise` resolves (or calls `callback` with its
+   * rejection), holding `callback` meanwhile like {@link resumeOnRead}: if the
+   * stream is destroyed while waiting (on an async page store, say), the
+   * input settles with the error at once and nothing runs after the promise.
+   */
+  protected holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void {
+    this.heldCallback = callback;
+    const settle = (err: Error | null): void => {
+      if (this.destroyed || this.heldCallback !== callback) return; // _destroy settled it
+      this.heldCallback = null;
+      if (err === null) next();
+      else callback(err);
+    };
+    promise.then(
+      () => settle(null),
+      (err: unknown) => settle(err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
   /** @internal */
   override _read(size: number): void {
     const fn = this.resumeFn;
