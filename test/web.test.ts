@@ -83,6 +83,40 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
     expect(maxQueued).toBeLessThan(64 * 1024 + 2 * 70 * 1024);
   });
 
+  it('stops a huge record and gives the kernel memory back when the reader cancels', async () => {
+    const { getEngine } = await import('../lib/codec/wasm/engine.js');
+    const engine = getEngine();
+    const before = engine?.allocated ?? 0;
+    const enc = new XbzrleEncoderStream({ cacheSize: 1 << 20 });
+    const w = enc.writable.getWriter();
+    const written = w.write({ block: 'ram', offset: 0, data: randomBytes(8 << 20, rng(6)) });
+    const reader = enc.readable.getReader();
+    await reader.read(); // encoding started, and paused at the high-water mark
+    const encodedAtCancel = enc.stats.transferred;
+    await reader.cancel('not needed');
+    const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+    expect(outcome).toBe('rejected');
+    expect(enc.stats.transferred).toBe(encodedAtCancel); // no page encoded after the cancel
+    if (engine !== null) expect(engine.allocated).toBe(before); // staging area and cache released
+  });
+
+  it('stops decoding when the reader cancels', async () => {
+    const enc = new XbzrleEncoderStream();
+    const w = enc.writable.getWriter();
+    void w.write({ block: 'ram', offset: 0, data: randomBytes(256 * PS, rng(7)) });
+    void w.close();
+    const bytes = concat(await readAll(enc.readable));
+    const dec = new XbzrleDecoderStream({ readableHighWaterMark: 1 });
+    const dw = dec.writable.getWriter();
+    const written = dw.write(bytes);
+    const reader = dec.readable.getReader();
+    await reader.read();
+    await reader.cancel();
+    const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+    expect(outcome).toBe('rejected');
+    expect(dec.stats.records.PAGE).toBeLessThan(256);
+  });
+
   it('emits pages that are copies the consumer may keep', async () => {
     const enc = new XbzrleEncoderStream();
     const w = enc.writable.getWriter();

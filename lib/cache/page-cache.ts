@@ -233,7 +233,7 @@ export class PageCache {
    */
   dispose(): void {
     this.freeArena();
-    this.arena = this.allocArena(this.pageSize);
+    this.arena = new Uint8Array(this.pageSize); // a one-slot cache outside the kernel's memory
     this.keys = new Float64Array(1).fill(EMPTY);
     this.ages = new Float64Array(1);
     this.mask = 0;

@@ -11,6 +11,9 @@ export const STEP_ZERO = -3;
 /** Result of {@link PageKernel.step}: not zero, and there is no cached copy. */
 export const STEP_MISS = -4;
 
+/** Staging areas of kernels that were never disposed go back when the kernel is garbage collected. */
+const stagingAreas = new FinalizationRegistry<{ engine: WasmEngine; ptr: number; size: number }>(({ engine, ptr, size }) => engine.release(ptr, size));
+
 /**
  * Encodes pages of one size with the fastest path available: the WebAssembly
  * SIMD kernel when the runtime has it, else the TypeScript encoder. Operands
@@ -38,6 +41,7 @@ export class PageKernel {
   private readonly outPtr: number;
   private readonly tsOut: Uint8Array;
   private snapshot: Uint8Array | null = null;
+  private disposed = false;
 
   constructor(pageSize: number, stagePages = 64) {
     this.pageSize = pageSize;
@@ -50,6 +54,7 @@ export class PageKernel {
       if (base < 0) engine = null;
     }
     this.engine = engine;
+    if (engine !== null) stagingAreas.register(this, { engine, ptr: base, size: (stagePages + 3) * pageSize }, this);
     this.stagePtr = base;
     this.prevPtr = base + stagePages * pageSize;
     this.curPtr = base + (stagePages + 1) * pageSize;
@@ -58,9 +63,17 @@ export class PageKernel {
     this.delta = this.tsOut;
   }
 
-  /** Gives the kernel's memory back. The kernel must not be used afterwards. */
+  /**
+   * Gives the kernel's memory back (once; later calls do nothing). The kernel
+   * must not be used afterwards. A kernel dropped without this (an abandoned
+   * stream) gives it back when garbage collected.
+   */
   dispose(): void {
-    if (this.engine !== null && this.stagePtr >= 0) this.engine.release(this.stagePtr, (this.stagePages + 3) * this.pageSize);
+    if (this.engine !== null && this.stagePtr >= 0 && !this.disposed) {
+      this.disposed = true;
+      stagingAreas.unregister(this);
+      this.engine.release(this.stagePtr, (this.stagePages + 3) * this.pageSize);
+    }
   }
 
   /**

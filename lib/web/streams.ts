@@ -46,14 +46,50 @@ function full(controller: Demand): boolean {
   return controller.desiredSize !== null && controller.desiredSize <= 0;
 }
 
+/** Set when the stream was cancelled or aborted: pending work stops. */
+interface Stop {
+  stopped: boolean;
+}
+
+/** Yields to the event loop without timer clamping: `setImmediate` (Node, Bun), `MessageChannel` (browsers, Deno). */
+const nextTask: () => Promise<void> =
+  typeof setImmediate === 'function'
+    ? () => new Promise<void>((resolve) => setImmediate(resolve))
+    : typeof MessageChannel === 'function'
+      ? () =>
+          new Promise<void>((resolve) => {
+            const channel = new MessageChannel();
+            const port = channel.port1 as unknown as { onmessage: (() => void) | null; close(): void };
+            port.onmessage = () => {
+              port.close();
+              resolve();
+            };
+            channel.port2.postMessage(null);
+          })
+      : () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/** A transformer with `cancel` (WHATWG Streams, Node ≥ 20.20 and current browsers; older runtimes ignore it). */
+type CancellableTransformer<I, O> = NonNullable<ConstructorParameters<typeof TransformStream<I, O>>[0]> & { cancel?: (reason: unknown) => void };
+
 /**
  * Waits until the readable side wants more. A `TransformStream` does not tell
- * its transformer when the consumer reads, so this polls; it only runs inside
- * one huge input (a record of many pages, a chunk of many records), as
- * between inputs the stream itself holds the writer back.
+ * its transformer when the consumer reads, so this polls: a few immediate
+ * turns of the event loop (a consumer that keeps up), then timers backing
+ * off to 8 ms (a slow one). It only runs inside one huge input (a record of
+ * many pages, a chunk of many records), as between inputs the stream itself
+ * holds the writer back. Throws once the stream is cancelled or aborted.
  */
-async function demand(controller: Demand): Promise<void> {
-  while (full(controller)) await new Promise((resolve) => setTimeout(resolve, 1));
+async function demand(controller: Demand, stop: Stop): Promise<void> {
+  for (let spins = 0; full(controller); spins++) {
+    if (stop.stopped) throw stoppedError();
+    if (spins < 16) await nextTask();
+    else await new Promise((resolve) => setTimeout(resolve, Math.min(8, 1 << ((spins - 16) >> 2))));
+  }
+  if (stop.stopped) throw stoppedError();
+}
+
+function stoppedError(): Error {
+  return new Error('The stream was cancelled');
 }
 
 /**
@@ -88,35 +124,47 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
       }
       core.outbox.length = 0;
     };
-    super(
-      {
-        async transform(chunk, controller) {
-          try {
-            if (chunk === 'sync' || chunk === 'final') {
-              core.sync(chunk === 'final');
-              take(controller);
-              return;
-            }
-            const { record, key } = core.begin(chunk);
-            const count = record.data.length / core.pageSize;
-            for (let i = 0; i < count; ) {
-              i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), () => {
-                take(controller);
-                return full(controller);
-              });
-              if (i < count) await demand(controller);
-            }
-          } catch (err) {
-            core.dispose();
-            throw err;
+    const stop: Stop = { stopped: false };
+    const transformer: CancellableTransformer<EncoderInput, Uint8Array> = {
+      async transform(chunk, controller) {
+        try {
+          if (stop.stopped) throw stoppedError();
+          if (chunk === 'sync' || chunk === 'final') {
+            core.sync(chunk === 'final');
+            take(controller);
+            return;
           }
-        },
-        flush(controller) {
+          const { record, key } = core.begin(chunk);
+          const count = record.data.length / core.pageSize;
+          for (let i = 0; i < count; ) {
+            i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), () => {
+              take(controller);
+              return full(controller);
+            });
+            if (i < count) await demand(controller, stop);
+          }
+        } catch (err) {
+          core.dispose();
+          throw err;
+        }
+      },
+      flush(controller) {
+        try {
           core.finish();
           take(controller);
+        } finally {
           core.dispose();
-        },
+        }
       },
+      // The reader cancelled or the writer aborted: stop, and release the kernel's memory
+      // (a shared cache is emptied, as the receiver may not have got its pages).
+      cancel() {
+        stop.stopped = true;
+        core.dispose();
+      },
+    };
+    super(
+      transformer,
       { highWaterMark: options?.writableHighWaterMark ?? 16 },
       { highWaterMark: options?.readableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength },
     );
@@ -159,23 +207,32 @@ export class XbzrleDecoderStream extends TransformStream<Uint8Array, WebDecodedP
   constructor(options?: XbzrleDecoderStreamOptions) {
     let controller: TransformStreamDefaultController<WebDecodedPage> | undefined;
     const core = new DecoderCore(options, (block, offset, kind, data) => controller!.enqueue({ block, offset, kind, data }));
-    super(
-      {
-        async transform(chunk, ctrl) {
-          controller = ctrl;
-          if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Uint8Array', chunk);
-          core.write(chunk);
-          for (;;) {
-            const r = core.run(() => full(ctrl));
-            if (r === 'done') return;
-            if (r === 'paused') await demand(ctrl);
-            else await r;
+    const stop: Stop = { stopped: false };
+    const transformer: CancellableTransformer<Uint8Array, WebDecodedPage> = {
+      async transform(chunk, ctrl) {
+        controller = ctrl;
+        if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Uint8Array', chunk);
+        if (stop.stopped) throw stoppedError();
+        core.write(chunk);
+        for (;;) {
+          const r = core.run(() => full(ctrl));
+          if (r === 'done') return;
+          if (r === 'paused') await demand(ctrl, stop);
+          else {
+            await r; // an async page store
+            if (stop.stopped) throw stoppedError();
           }
-        },
-        async flush() {
-          await core.end();
-        },
+        }
       },
+      async flush() {
+        await core.end();
+      },
+      cancel() {
+        stop.stopped = true;
+      },
+    };
+    super(
+      transformer,
       { highWaterMark: options?.writableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength },
       { highWaterMark: options?.readableHighWaterMark ?? 16 },
     );
