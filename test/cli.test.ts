@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { assertBuilt, CLI, PACKAGE_JSON, run, runCli, sha256, tempFilesIn, type CliResult } from './helpers/cli.js';
 import { loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
+import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
 
@@ -320,6 +321,33 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const bad = await runCli(['patch', po, delta, '-o', join(dir, 'bad'), '--block', 'other']);
     expectOneLineError(bad, /pc\.ram/);
     expect(existsSync(join(dir, 'bad'))).toBe(false);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('patch --block applies one block of a multi-block delta and checks and drops the others', async () => {
+    const dir = freshDir('multiblock');
+    const oldImg = Buffer.alloc(2 * PS, 1);
+    const deltaBytes = buildRecords((w) => {
+      w.memSize([
+        { id: 'a', length: 2 * PS },
+        { id: 'b', length: 2 * PS },
+      ]);
+      w.page('a', 0, new Uint8Array(PS).fill(0xaa), 0);
+      w.page('b', PS, new Uint8Array(PS).fill(0xbb), 0);
+      w.eos();
+    });
+    const po = put(dir, 'old', oldImg);
+    const delta = put(dir, 'd', Buffer.from(deltaBytes));
+    expectOk(await runCli(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
+    const b = readFileSync(join(dir, 'b.img'));
+    expect(b.length).toBe(2 * PS);
+    expect(b.subarray(0, PS).every((x) => x === 1)).toBe(true);
+    expect(b.subarray(PS).every((x) => x === 0xbb)).toBe(true);
+    const none = await runCli(['patch', po, delta, '-o', join(dir, 'x.img')]);
+    expectOneLineError(none, /holds 2 blocks \(a, b\); choose one with --block/);
+    const missing = await runCli(['patch', po, delta, '-o', join(dir, 'y.img'), '--block', 'c']);
+    expectOneLineError(missing, /has no block "c" \(it holds a, b\)/);
+    for (const f of ['x.img', 'y.img']) expect(existsSync(join(dir, f))).toBe(false);
     expect(tempFilesIn(dir)).toEqual([]);
   });
 

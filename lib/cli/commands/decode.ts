@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
 import type { CommonOptions } from '../args.js';
+import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
@@ -31,38 +32,17 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   const temp = new TempFile(target);
   const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
-  let chosen = o.block;
   const file = new FilePageStore({ path: () => temp.path });
-  // Pages of the chosen block go to the file; other blocks are parsed and dropped.
-  const store = {
-    get: (block: string, offset: number, into: Uint8Array) => (pick(block) ? file.get(block, offset, into) : void into.fill(0)),
-    put: (block: string, offset: number, data: Uint8Array) => (pick(block) ? file.put(block, offset, data) : undefined),
-    declare: (blocks: readonly { id: string; length: number }[]) => {
-      if (chosen === undefined && blocks.length > 1) {
-        throw new CliError(`${input.name}: the stream holds ${blocks.length} blocks (${blocks.map((b) => b.id).join(', ')}); choose one with --block`);
-      }
-      return file.declare(blocks.filter((b) => pick(b.id)));
-    },
-    finish: () => file.finish(),
-  };
-  let found = false;
-  function pick(block: string): boolean {
-    chosen ??= block;
-    if (block !== chosen) return false;
-    found = true;
-    return true;
-  }
+  const store = new SingleBlockStore(file, input.name, o.block);
   try {
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
-    if (!found) {
-      throw new CliError(chosen === undefined ? `${input.name}: the stream holds no pages and no block list` : `${input.name}: the stream has no block ${JSON.stringify(chosen)}`);
-    }
+    store.checkFound();
     await temp.commit(o.force);
     progress.finish();
     if (!o.quiet) {
       const r = dec.stats.records;
-      process.stderr.write(`xbzrle: ${target}: block ${JSON.stringify(chosen)} rebuilt from ${formatBytes(meter.bytes)} (${r.PAGE} PAGE, ${r.ZERO} ZERO, ${r.XBZRLE} XBZRLE, ${r.EOS} EOS)\n`);
+      process.stderr.write(`xbzrle: ${target}: block ${JSON.stringify(store.chosen)} rebuilt from ${formatBytes(meter.bytes)} (${r.PAGE} PAGE, ${r.ZERO} ZERO, ${r.XBZRLE} XBZRLE, ${r.EOS} EOS)\n`);
     }
   } catch (err) {
     progress.finish();

@@ -1,10 +1,10 @@
 import { copyFile, stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { XbzrleError } from '../../errors.js';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
 import type { CommonOptions } from '../args.js';
+import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
 import { Progress } from '../progress.js';
@@ -18,7 +18,8 @@ delta's MEM_SIZE record gives.
 
 options:
   -o, --output NEW     the patched image (required)
-      --block NAME     which block of the delta to apply (default: its only block)
+      --block NAME     which block of the delta to apply; the others are checked
+                       and dropped (default: the delta's only block)
       --page-size N    page size (default: 4096)
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
@@ -37,26 +38,15 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   const input = await openInput(deltaPath);
   const temp = new TempFile(newPath);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
-  let store: FilePageStore | undefined;
+  const file = new FilePageStore({ path: () => temp.path });
+  const store = new SingleBlockStore(file, input.name, o.block);
   let meter: InputMeter | undefined;
   try {
     await copyFile(oldPath, temp.path);
-    let chosen = o.block;
-    store = new FilePageStore({
-      path: (block) => {
-        chosen ??= block;
-        if (block !== chosen) {
-          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `the delta holds block ${JSON.stringify(block)} besides ${JSON.stringify(chosen)}; choose one with --block`);
-        }
-        return temp.path;
-      },
-    });
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
     meter = new InputMeter((n) => progress.update(n));
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
-    if (o.block !== undefined && !(dec.blocks ?? []).some((b) => b.id === o.block)) {
-      throw new CliError(`${input.name}: the delta has no block ${JSON.stringify(o.block)}`);
-    }
+    if (o.block !== undefined) store.checkFound();
     await temp.commit(o.force);
     progress.finish();
     if (!o.quiet) {
@@ -65,7 +55,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
     }
   } catch (err) {
     progress.finish();
-    await store?.close();
+    await file.close();
     await temp.abort();
     throw inputError(input.name, err, meter);
   }
