@@ -351,6 +351,23 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     expect(tempFilesIn(dir)).toEqual([]);
   });
 
+  it('sweeps only its own output\'s temp files left by dead runs, never a live run\'s temp of a similar name', async () => {
+    const dir = freshDir('stale');
+    const po = put(dir, 'old', Buffer.alloc(2 * PS, 3));
+    const pn = put(dir, 'new', Buffer.alloc(2 * PS, 4));
+    expectOk(await runCli(['diff', po, pn, '-o', join(dir, 'd'), '-q']));
+    const exited = spawn(process.execPath, ['-e', '0']);
+    const deadPid = await new Promise<number>((resolve) => exited.on('exit', () => resolve(exited.pid!)));
+    const stale = `.out.${deadPid}.k3x9q2ab.xbzrle-tmp`; // ours, from a dead run
+    const otherOutput = `.out.${deadPid}.${process.pid}.k3x9q2ab.xbzrle-tmp`; // a live run writing "out.<deadPid>"
+    const lookalike = `.out.${deadPid}.k3x9q2ab.xbzrle-tmp.keep`;
+    for (const name of [stale, otherOutput, lookalike]) writeFileSync(join(dir, name), 'x');
+    expectOk(await runCli(['patch', po, join(dir, 'd'), '-o', join(dir, 'out'), '-q']));
+    expect(existsSync(join(dir, stale))).toBe(false);
+    expect(existsSync(join(dir, otherOutput))).toBe(true);
+    expect(existsSync(join(dir, lookalike))).toBe(true);
+  });
+
   it('diff of a NEW whose size is not a multiple of the page size is refused', async () => {
     const dir = freshDir('odd');
     const po = put(dir, 'old', Buffer.alloc(PS));

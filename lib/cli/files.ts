@@ -78,7 +78,8 @@ export async function checkOutputPath(path: string, force: boolean, inputs: (str
  * (SIGKILL cannot be caught): those whose process no longer exists.
  */
 function removeStaleTemps(finalPath: string): void {
-  const prefix = `.${basename(finalPath)}.`;
+  // Exactly `.<name>.<pid>.<random>.xbzrle-tmp`: a temp of `a.5` (`.a.5.<pid>.…`) is not one of `a`'s.
+  const own = new RegExp(`^\\.${escapeRegExp(basename(finalPath))}\\.(\\d+)\\.[a-z0-9]+\\.xbzrle-tmp$`);
   let names: string[];
   try {
     names = readdirSync(dirname(finalPath));
@@ -86,8 +87,9 @@ function removeStaleTemps(finalPath: string): void {
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.xbzrle-tmp')) continue;
-    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    const match = own.exec(name);
+    if (match === null) continue;
+    const pid = Number(match[1]);
     if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isAlive(pid)) continue;
     try {
       unlinkSync(join(dirname(finalPath), name));
@@ -95,6 +97,10 @@ function removeStaleTemps(finalPath: string): void {
       // someone else removed it
     }
   }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function isAlive(pid: number): boolean {
