@@ -179,8 +179,10 @@ export class PageCache {
 
   /**
    * A copy-free view of the cached page of `addr`, or `undefined`. The view
-   * aliases the arena: it changes when the slot is reused or the cache resized.
-   * Changes nothing and counts nothing.
+   * aliases the arena: it changes when the slot is reused, and must not be
+   * used after {@link PageCache.resize} or {@link PageCache.dispose} (the
+   * memory goes back to the kernel and may hold other data). Copy it
+   * (`slice()`) to keep it. Changes nothing and counts nothing.
    */
   peek(addr: number): Uint8Array | undefined {
     const slot = this.slotOf(checkAddr(addr));

@@ -28,10 +28,13 @@ export interface DecoderOptions {
   /** Most bytes of pages (page size × page records) the stream may produce. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
   maxOutput?: number;
   /**
-   * Accept data after the last EOS that is not a valid record (padding, a
-   * partly written next round): the stream ends cleanly at that EOS and
-   * `trailingBytes` says how much was ignored. Default false: such data fails
-   * the stream (`ERR_RAM_TRUNCATED`, or the code of whatever does not parse).
+   * Accept data directly after an EOS that does not parse as a record
+   * (padding, bytes appended to a file, a record cut short): the stream ends
+   * cleanly at that EOS and `trailingBytes` says how much was ignored. Only
+   * the first record after an EOS is judged this way: records that parse are
+   * applied as usual, so a next round cut after one or more whole records
+   * still fails. Default false: such data fails the stream
+   * (`ERR_RAM_TRUNCATED`, or the code of whatever does not parse).
    */
   allowTrailingData?: boolean;
 }

@@ -114,7 +114,9 @@ export class MemoryPageStore implements PageStore {
    * A live view of `length` bytes at `offset` (allocating its segment), for
    * in-place updates. The range must not cross a 64 KiB boundary, which a
    * page-aligned page of up to 64 KiB never does. With `create: false`,
-   * returns undefined instead of allocating, and changes nothing.
+   * returns undefined instead of allocating, and changes nothing. The view
+   * must not be used after {@link MemoryPageStore.dispose}: the segment's
+   * memory goes back to the kernel and may hold other data.
    */
   view(block: string, offset: number, length: number, create?: true): Uint8Array;
   view(block: string, offset: number, length: number, create: boolean): Uint8Array | undefined;
