@@ -8,8 +8,10 @@ import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
  */
 export const CACHED_PAGE_LIFETIME = 2;
 
-/** Marks PageCache objects across copies of the package. */
+/** Marks PageCache objects across copies of the package; its value is the layout version. */
 const BRAND = Symbol.for('xbzrle.PageCache');
+/** Version of PageCache's internals that other copies use (bump on any change to them). */
+const LAYOUT = 1;
 
 /** Default cache size: 64 MiB, QEMU's `xbzrle-cache-size` default. */
 export const DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
@@ -88,12 +90,12 @@ export class PageCache {
    * package in the same process (the Node and the Web bundles are separate).
    */
   static isPageCache(value: unknown): value is PageCache {
-    return value instanceof PageCache || (typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true);
+    return value instanceof PageCache || (typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === LAYOUT);
   }
 
   /** @internal */
-  get [BRAND](): boolean {
-    return true;
+  get [BRAND](): number {
+    return LAYOUT;
   }
   private keys: Float64Array;
   private ages: Float64Array;
@@ -317,7 +319,7 @@ export class PageCache {
     arenas.unregister(this);
     this.arena = arena;
     this.arenaPtr = arenaPtr;
-    if (arenaPtr >= 0) arenas.register(this, { ptr: arenaPtr, size: arena.length }, this);
+    if (arenaPtr >= 0) arenas.register(this, { engine: this.arenaEngine!, ptr: arenaPtr, size: arena.length }, this);
     this.keys = keys;
     this.ages = ages;
     this.mask = slots - 1;
@@ -333,7 +335,7 @@ export class PageCache {
       if (ptr >= 0) {
         this.arenaPtr = ptr;
         this.arenaEngine = engine;
-        arenas.register(this, { ptr, size }, this);
+        arenas.register(this, { engine, ptr, size }, this);
         return engine.region(ptr, size);
       }
     }
@@ -434,7 +436,7 @@ export class PageCache {
 }
 
 /** Arenas in the kernel's memory go back to it when their cache is garbage collected. */
-const arenas = new FinalizationRegistry<{ ptr: number; size: number }>(({ ptr, size }) => getEngine()?.release(ptr, size));
+const arenas = new FinalizationRegistry<{ engine: WasmEngine; ptr: number; size: number }>(({ engine, ptr, size }) => engine.release(ptr, size));
 
 /** Keys are non-negative safe integers (QEMU's `ram_addr_t`). */
 function checkAddr(addr: number): number {

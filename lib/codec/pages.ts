@@ -1,9 +1,6 @@
 import { argRangeError, argTypeError } from '../errors.js';
 import { getEngine } from './wasm/engine.js';
 
-/** Buffers handed out by allocPages, by address, with their sizes. */
-const allocations = new Map<number, number>();
-
 /**
  * A zeroed buffer of `count` pages inside the SIMD kernel's memory, so the
  * codec and the streams read it in place, with no copy (`encodeXbzrle` on
@@ -34,7 +31,7 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
   if (engine !== null && engine.shared) {
     const ptr = engine.alloc(size, Math.max(64, Math.min(pageSize, 65536)));
     if (ptr >= 0) {
-      allocations.set(ptr, size);
+      engine.pageAllocations.set(ptr, size);
       return engine.region(ptr, size).fill(0);
     }
   }
@@ -53,8 +50,8 @@ export function freePages(pages: Uint8Array): void {
   if (!(pages instanceof Uint8Array)) throw argTypeError('pages', 'a Uint8Array from allocPages', pages);
   const engine = getEngine();
   if (engine === null || !engine.owns(pages)) return;
-  const size = allocations.get(pages.byteOffset);
+  const size = engine.pageAllocations.get(pages.byteOffset);
   if (size !== pages.length) throw argTypeError('pages', 'a whole buffer from allocPages', pages);
-  allocations.delete(pages.byteOffset);
+  engine.pageAllocations.delete(pages.byteOffset);
   engine.release(pages.byteOffset, size);
 }

@@ -39,6 +39,8 @@ export class WasmEngine {
   readonly memory: WasmMemory;
   /** True when the memory is shared: long-lived allocations are allowed. */
   readonly shared: boolean;
+  /** Buffers handed out by `allocPages`, by address, with their sizes (kept here so every copy of the package sees them). */
+  readonly pageAllocations = new Map<number, number>();
   private readonly kernel: KernelExports;
   private view: Uint8Array;
   private currentBuffer: ArrayBufferLike;
@@ -245,11 +247,20 @@ function plain(u8: Uint8Array): Uint8Array {
 let engine: WasmEngine | null | undefined;
 
 /**
- * The engine is one per JavaScript realm and kernel build, even when the
- * package is bundled more than once (`xbzrle` and `xbzrle/web` are separate
- * bundles): caches and buffers made by one copy then work with the other.
+ * Version of the engine's JavaScript side (its methods, its allocator, the
+ * bookkeeping other modules keep on it). Bump it with any change there:
+ * copies of the package share an engine only when both this and the kernel
+ * build match.
  */
-const ENGINE_KEY = Symbol.for(`xbzrle.engine.${fnv1a(KERNEL_SHARED)}`);
+const ENGINE_API = 1;
+
+/**
+ * The engine is one per JavaScript realm, kernel build and engine API, even
+ * when the package is bundled more than once (`xbzrle` and `xbzrle/web` are
+ * separate bundles, and ESM and CommonJS are separate builds): caches and
+ * buffers made by one copy then work with the other.
+ */
+const ENGINE_KEY = Symbol.for(`xbzrle.engine.v${ENGINE_API}.${fnv1a(KERNEL_SHARED)}`);
 
 function fnv1a(text: string): string {
   let h = 0x811c9dc5;
