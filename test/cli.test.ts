@@ -351,6 +351,30 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     expect(tempFilesIn(dir)).toEqual([]);
   });
 
+  it('patch and decode without --block refuse a delta with no block list whose pages name two blocks', async () => {
+    const dir = freshDir('undeclared');
+    const po = put(dir, 'old', Buffer.alloc(2 * PS, 1));
+    const delta = put(
+      dir,
+      'd',
+      Buffer.from(
+        buildRecords((w) => {
+          w.page('a', 0, new Uint8Array(PS).fill(0xaa), 0);
+          w.page('b', 0, new Uint8Array(PS).fill(0xbb), 0);
+          w.eos();
+        }),
+      ),
+    );
+    const p = await runCli(['patch', po, delta, '-o', join(dir, 'p.img')]);
+    expectOneLineError(p, /holds blocks "a" and "b"; choose one with --block/);
+    const d = await runCli(['decode', delta, '--out', join(dir, 'd.img')]);
+    expectOneLineError(d, /holds blocks "a" and "b"; choose one with --block/);
+    for (const f of ['p.img', 'd.img']) expect(existsSync(join(dir, f))).toBe(false);
+    expectOk(await runCli(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
+    expect(readFileSync(join(dir, 'b.img')).subarray(0, PS).every((x) => x === 0xbb)).toBe(true);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
   it('sweeps only its own output\'s temp files left by dead runs, never a live run\'s temp of a similar name', async () => {
     const dir = freshDir('stale');
     const po = put(dir, 'old', Buffer.alloc(2 * PS, 3));

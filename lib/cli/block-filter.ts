@@ -17,12 +17,15 @@ export class SingleBlockStore implements PageStore {
   found = false;
   private readonly seen = new Set<string>();
 
+  private readonly explicit: boolean;
+
   constructor(
     private readonly file: FilePageStore,
     private readonly inputName: string,
     wanted: string | undefined,
   ) {
     this.chosen = wanted;
+    this.explicit = wanted !== undefined;
   }
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
@@ -56,7 +59,14 @@ export class SingleBlockStore implements PageStore {
   private pick(block: string): boolean {
     this.seen.add(block);
     this.chosen ??= block;
-    if (block !== this.chosen) return false;
+    if (block !== this.chosen) {
+      // Without --block, a stream with no block list that turns out to hold a second block is
+      // ambiguous: fail rather than silently drop its pages.
+      if (!this.explicit) {
+        throw new CliError(`${this.inputName}: the stream holds blocks ${JSON.stringify(this.chosen)} and ${JSON.stringify(block)}; choose one with --block`);
+      }
+      return false;
+    }
     this.found = true;
     return true;
   }
