@@ -82,16 +82,31 @@ describe('encodeRounds / decodeRecords', () => {
     expect(socket.destroyed).toBe(true); // its iterator was returned
 
     let finished = false;
+    let wake!: () => void;
     async function* idle() {
       try {
         yield { block: 'ram', offset: 0, data: randomBytes(PS, rng(1)) };
         yield 'sync' as const;
-        await new Promise(() => undefined); // never more
+        await new Promise<void>((resolve) => (wake = resolve)); // nothing more for now
+        yield 'sync' as const;
       } finally {
         finished = true;
       }
     }
+    const t0 = Date.now();
     for await (const _ of encodeRounds(idle())) break;
-    expect(finished).toBe(false); // the generator is stuck in its await: its cleanup cannot run, but we did not wait for it
+    expect(Date.now() - t0).toBeLessThan(1000); // the break did not wait for the idle source
+    expect(finished).toBe(false); // still parked in its await
+    wake();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(finished).toBe(true); // once it moved on, its return() ran: its cleanup happened
+  });
+
+  it('await the values of a sync iterable of promises, as for-await does', async () => {
+    const round = Promise.resolve([{ block: 'ram', offset: 0, data: randomBytes(2 * PS, rng(3)) }] as PageRecord[]);
+    const chunks: Uint8Array[] = [];
+    const gen = encodeRounds([round] as unknown as Iterable<PageRecord[]>);
+    for await (const chunk of gen) chunks.push(chunk);
+    expect(gen.stats.records.PAGE).toBe(2);
   });
 });

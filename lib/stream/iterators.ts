@@ -87,12 +87,12 @@ function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () 
   return gen as WithStats<T>;
 }
 
-/** The iterator of a sync or async iterable. */
-function iteratorOf<S>(source: AsyncIterable<S> | Iterable<S>): AsyncIterator<S> | Iterator<S> {
+/** The iterator of a sync or async iterable, and whether it is sync (its values may be promises to await, as `for await` does). */
+function iteratorOf<S>(source: AsyncIterable<S> | Iterable<S>): { iterator: AsyncIterator<S> | Iterator<S>; sync: boolean } {
   const asyncIterator = (source as Partial<AsyncIterable<S>>)[Symbol.asyncIterator];
-  if (typeof asyncIterator === 'function') return asyncIterator.call(source);
+  if (typeof asyncIterator === 'function') return { iterator: asyncIterator.call(source), sync: false };
   const syncIterator = (source as Partial<Iterable<S>>)[Symbol.iterator];
-  if (typeof syncIterator === 'function') return syncIterator.call(source);
+  if (typeof syncIterator === 'function') return { iterator: syncIterator.call(source), sync: true };
   throw argTypeError('source', 'an iterable or async iterable', source);
 }
 
@@ -109,7 +109,7 @@ async function* drive<T, S>(
   source: AsyncIterable<S> | Iterable<S>,
   feed: (item: S, write: (item: unknown, final?: boolean) => Promise<void>) => Promise<void>,
 ): AsyncGenerator<T, void, undefined> {
-  const iterator = iteratorOf(source);
+  const { iterator, sync } = iteratorOf(source);
   let sourceDone = false; // the source ended or threw: nothing to return
   const drained = (): Promise<void> =>
     new Promise((resolve) => {
@@ -129,14 +129,16 @@ async function* drive<T, S>(
   const feedAll = async (): Promise<void> => {
     for (;;) {
       let step: IteratorResult<S>;
+      let value: S;
       try {
         step = await iterator.next();
+        if (step.done === true) break;
+        value = sync ? await step.value : step.value; // a sync iterable of promises, as for-await allows
       } catch (err) {
         sourceDone = true;
         throw err;
       }
-      if (step.done === true) break;
-      await feed(step.value, write);
+      await feed(value, write);
     }
     sourceDone = true;
   };
