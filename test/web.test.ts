@@ -6,6 +6,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryPageStore, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
+import { setTransformerCancelForTests } from '../lib/web/streams.js';
 import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -83,38 +84,58 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
     expect(maxQueued).toBeLessThan(64 * 1024 + 2 * 70 * 1024);
   });
 
-  it('stops a huge record and gives the kernel memory back when the reader cancels', async () => {
-    const { getEngine } = await import('../lib/codec/wasm/engine.js');
-    const engine = getEngine();
-    const before = engine?.allocated ?? 0;
-    const enc = new XbzrleEncoderStream({ cacheSize: 1 << 20 });
-    const w = enc.writable.getWriter();
-    const written = w.write({ block: 'ram', offset: 0, data: randomBytes(8 << 20, rng(6)) });
-    const reader = enc.readable.getReader();
-    await reader.read(); // encoding started, and paused at the high-water mark
-    const encodedAtCancel = enc.stats.transferred;
-    await reader.cancel('not needed');
-    const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
-    expect(outcome).toBe('rejected');
-    expect(enc.stats.transferred).toBe(encodedAtCancel); // no page encoded after the cancel
-    if (engine !== null) expect(engine.allocated).toBe(before); // staging area and cache released
+  describe.each([
+    ['with transformer cancel()', true],
+    ['without transformer cancel() (as in browsers)', false],
+  ])('%s', (_name, native) => {
+    beforeAll(() => setTransformerCancelForTests(native));
+    afterAll(() => setTransformerCancelForTests(undefined));
+
+    it('stops a huge record and gives the kernel memory back when the reader cancels', async () => {
+      const { getEngine } = await import('../lib/codec/wasm/engine.js');
+      const engine = getEngine();
+      const enc = new XbzrleEncoderStream({ cacheSize: 1 << 20 });
+      const w = enc.writable.getWriter();
+      const written = w.write({ block: 'ram', offset: 0, data: randomBytes(8 << 20, rng(6)) });
+      const reader = enc.readable.getReader();
+      await reader.read(); // encoding started, and paused at the high-water mark
+      const encodedAtCancel = enc.stats.transferred;
+      const during = engine?.allocated ?? 0;
+      await reader.cancel('not needed');
+      const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+      expect(outcome).toBe('rejected');
+      expect(enc.stats.transferred).toBe(encodedAtCancel); // no page encoded after the cancel
+      if (engine !== null) expect(during - engine.allocated).toBeGreaterThanOrEqual((1 << 20) + 64 * PS); // cache and staging area released
+    });
+
+    it('stops decoding when the reader cancels', async () => {
+      const enc = new XbzrleEncoderStream();
+      const w = enc.writable.getWriter();
+      void w.write({ block: 'ram', offset: 0, data: randomBytes(256 * PS, rng(7)) });
+      void w.close();
+      const bytes = concat(await readAll(enc.readable));
+      const dec = new XbzrleDecoderStream({ readableHighWaterMark: 1 });
+      const dw = dec.writable.getWriter();
+      const written = dw.write(bytes);
+      const reader = dec.readable.getReader();
+      await reader.read();
+      await reader.cancel();
+      const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+      expect(outcome).toBe('rejected');
+      expect(dec.stats.records.PAGE).toBeLessThan(256);
+    });
   });
 
-  it('stops decoding when the reader cancels', async () => {
-    const enc = new XbzrleEncoderStream();
+  it('a readable high-water mark of 0 still lets the streams run (taken as 1)', async () => {
+    const data = randomBytes(64 * PS, rng(8));
+    const enc = new XbzrleEncoderStream({ readableHighWaterMark: 0 });
     const w = enc.writable.getWriter();
-    void w.write({ block: 'ram', offset: 0, data: randomBytes(256 * PS, rng(7)) });
+    void w.write({ block: 'ram', offset: 0, data });
     void w.close();
-    const bytes = concat(await readAll(enc.readable));
-    const dec = new XbzrleDecoderStream({ readableHighWaterMark: 1 });
-    const dw = dec.writable.getWriter();
-    const written = dw.write(bytes);
-    const reader = dec.readable.getReader();
-    await reader.read();
-    await reader.cancel();
-    const outcome = await Promise.race([written.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
-    expect(outcome).toBe('rejected');
-    expect(dec.stats.records.PAGE).toBeLessThan(256);
+    const store = new MemoryPageStore();
+    const pages = await readAll(enc.readable.pipeThrough(new XbzrleDecoderStream({ store, readableHighWaterMark: 0 })));
+    expect(pages).toHaveLength(64);
+    expect(sameBytes(store.read('ram'), data)).toBe(true);
   });
 
   it('emits pages that are copies the consumer may keep', async () => {
@@ -204,10 +225,10 @@ describe.skipIf(chromium === undefined)('xbzrle/web in headless Chromium', () =>
       page.on('pageerror', (e) => errors.push(String(e)));
       await page.goto(url);
       const result = (await page.waitForFunction(() => (globalThis as { __result?: unknown }).__result, undefined, { timeout: 30_000 })).jsonValue();
-      const out = (await result) as { ok: boolean; equal: boolean; kinds: Record<string, number>; badError: string; hasBuffer: boolean; error?: string };
+      const out = (await result) as { ok: boolean; equal: boolean; kinds: Record<string, number>; badError: string; hasBuffer: boolean; cancelled: string; error?: string };
       expect(errors).toEqual([]);
       expect(out.error).toBeUndefined();
-      expect(out).toMatchObject({ ok: true, equal: true, badError: 'ERR_RAM_UNKNOWN_FLAGS', hasBuffer: false });
+      expect(out).toMatchObject({ ok: true, equal: true, badError: 'ERR_RAM_UNKNOWN_FLAGS', hasBuffer: false, cancelled: 'rejected' });
       expect(out.kinds['xbzrle']).toBeGreaterThan(0);
       expect(out.kinds['zero']).toBe(4);
     } finally {

@@ -23,7 +23,7 @@ export interface WebDecodedPage {
 
 /** Options of {@link XbzrleEncoderStream}. */
 export interface XbzrleEncoderStreamOptions extends EncoderOptions {
-  /** High-water mark of the readable (byte) side, in bytes. Default 64 KiB. */
+  /** High-water mark of the readable (byte) side, in bytes. Default 64 KiB (0 is taken as 1). */
   readableHighWaterMark?: number;
   /** High-water mark of the writable (record) side, in records. Default 16. */
   writableHighWaterMark?: number;
@@ -31,7 +31,7 @@ export interface XbzrleEncoderStreamOptions extends EncoderOptions {
 
 /** Options of {@link XbzrleDecoderStream}. */
 export interface XbzrleDecoderStreamOptions extends DecoderOptions {
-  /** High-water mark of the readable (page) side, in pages. Default 16. */
+  /** High-water mark of the readable (page) side, in pages. Default 16 (0 is taken as 1). */
   readableHighWaterMark?: number;
   /** High-water mark of the writable (byte) side, in bytes. Default 64 KiB. */
   writableHighWaterMark?: number;
@@ -68,8 +68,72 @@ const nextTask: () => Promise<void> =
           })
       : () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-/** A transformer with `cancel` (WHATWG Streams, Node ≥ 20.20 and current browsers; older runtimes ignore it). */
+/** A transformer with `cancel` (a recent addition to WHATWG Streams: Node has it, browsers may not; runtimes without it ignore it). */
 type CancellableTransformer<I, O> = NonNullable<ConstructorParameters<typeof TransformStream<I, O>>[0]> & { cancel?: (reason: unknown) => void };
+
+let transformerCancel: boolean | undefined;
+
+/** Whether this runtime calls a transformer's `cancel` when the readable side is cancelled (probed once). */
+function transformerCancelWorks(): boolean {
+  if (transformerCancel === undefined) {
+    let called = false;
+    try {
+      const probe = new TransformStream<unknown, unknown>({
+        cancel() {
+          called = true;
+        },
+      } as CancellableTransformer<unknown, unknown>);
+      probe.readable.cancel().catch(() => undefined);
+    } catch {
+      // no cancel support
+    }
+    transformerCancel = called;
+  }
+  return transformerCancel;
+}
+
+/** @internal For tests: pretend the runtime has (or lacks) transformer `cancel`; undefined probes again. */
+export function setTransformerCancelForTests(works: boolean | undefined): void {
+  transformerCancel = works;
+}
+
+/** The transformer, without its `cancel` where the runtime would not call it ({@link guardCancel} calls it then). */
+function withoutCancelUnlessNative<I, O>(transformer: CancellableTransformer<I, O>): CancellableTransformer<I, O> {
+  if (transformerCancelWorks()) return transformer;
+  const { cancel: _unused, ...rest } = transformer;
+  return rest;
+}
+
+/**
+ * Where the runtime never calls a transformer's `cancel` (browsers, at the
+ * time of writing), gives `stream` a readable side of its own whose `cancel`
+ * runs `onCancel` and then cancels the real one: a paused transform must hear
+ * of it, or it would wait for a reader that is gone.
+ */
+function guardCancel<T>(stream: TransformStream<never, T>, onCancel: () => void): void {
+  if (transformerCancelWorks()) return;
+  const reader = stream.readable.getReader();
+  const readable = new ReadableStream<T>(
+    {
+      async pull(controller) {
+        const r = await reader.read();
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel(reason) {
+        onCancel();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  Object.defineProperty(stream, 'readable', { value: readable, configurable: true });
+}
+
+/** A readable high-water mark of 0 would never let a paused transform go on: it is raised to 1. */
+function readableMark(value: number | undefined, fallback: number): number {
+  return value === 0 ? 1 : (value ?? fallback);
+}
 
 /**
  * Waits until the readable side wants more. A `TransformStream` does not tell
@@ -164,10 +228,11 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
       },
     };
     super(
-      transformer,
+      withoutCancelUnlessNative(transformer),
       { highWaterMark: options?.writableHighWaterMark ?? 16 },
-      { highWaterMark: options?.readableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength },
+      { highWaterMark: readableMark(options?.readableHighWaterMark, 64 * 1024), size: (chunk) => chunk.byteLength },
     );
+    guardCancel(this, () => transformer.cancel!(undefined));
     this.core = core;
     this.pageSize = core.pageSize;
     this.cache = core.cache;
@@ -232,10 +297,11 @@ export class XbzrleDecoderStream extends TransformStream<Uint8Array, WebDecodedP
       },
     };
     super(
-      transformer,
+      withoutCancelUnlessNative(transformer),
       { highWaterMark: options?.writableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength },
-      { highWaterMark: options?.readableHighWaterMark ?? 16 },
+      { highWaterMark: readableMark(options?.readableHighWaterMark, 16) },
     );
+    guardCancel(this, () => transformer.cancel!(undefined));
     this.core = core;
     this.store = core.store;
     this.pageSize = core.pageSize;
