@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { allocPages, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError } from '../lib/index.js';
-import { encodeRange, encodeSimd } from '../lib/codec/encode.js';
+import { encodeRange, encodeSimd, encodeStaged } from '../lib/codec/encode.js';
 import { checkDelta, decodeSimd } from '../lib/codec/decode.js';
 import { refDecode } from './helpers/reference-codec.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
@@ -65,6 +65,47 @@ describe('the WebAssembly SIMD kernel', () => {
         },
       ),
       { numRuns: 600, seed: 20261122 },
+    );
+  });
+
+  it.skipIf(engine === null)('encodes ordinary buffers in the staging area byte-identically, never writing past out.length', () => {
+    const sizes = fc.constantFrom(64, 100, 4096, 65536, 131072);
+    const kinds = fc.constantFrom('plain', 'shared', 'kernel-view');
+    fc.assert(
+      fc.property(
+        sizes.chain((s) => fc.tuple(pair(s), fc.integer({ min: 0, max: 2 * s + 16 }), kinds, kinds, fc.nat(3))),
+        ([[prev, cur], dlen, kindPrev, kindCur, shift]) => {
+          const want = new Uint8Array(dlen);
+          let expected: number;
+          try {
+            expected = encodeRange(prev, 0, cur, 0, cur.length, want, 0, dlen);
+          } catch {
+            expected = -2;
+          }
+          // Ordinary Uint8Arrays of three kinds: over an ArrayBuffer, over a SharedArrayBuffer,
+          // and a plain view of the kernel's own memory (not one it handed out).
+          const place = (data: Uint8Array, kind: string): Uint8Array => {
+            if (kind === 'plain') return atOffset(data, shift);
+            if (kind === 'shared') {
+              const v = new Uint8Array(new SharedArrayBuffer(data.length + shift), shift, data.length);
+              v.set(data);
+              return v;
+            }
+            const pages = allocPages(Math.ceil((data.length + shift) / 4096) + 1);
+            const v = new Uint8Array(pages.buffer, pages.byteOffset + shift, data.length);
+            v.set(data);
+            return v;
+          };
+          const backing = new Uint8Array(dlen + shift + 8).fill(0xa5);
+          const out = backing.subarray(shift, shift + dlen);
+          const got = encodeStaged(engine!, place(prev, kindPrev), place(cur, kindCur), out);
+          expect(got).toBe(expected);
+          if (expected > 0) expect(Buffer.from(out.subarray(0, expected)).equals(Buffer.from(want.subarray(0, expected)))).toBe(true);
+          expect(backing.subarray(0, shift).every((b) => b === 0xa5)).toBe(true);
+          expect(backing.subarray(shift + dlen).every((b) => b === 0xa5)).toBe(true);
+        },
+      ),
+      { numRuns: 300, seed: 20261123 },
     );
   });
 

@@ -167,6 +167,49 @@ describe('xbzrle/web imports nothing from Node', () => {
     }
   });
 
+  it('encodes byte-identically on plain WebAssembly memory (a page without cross-origin isolation) as on the TypeScript path', () => {
+    // Deterministic pairs of every page size the staging area takes (and one it does not),
+    // every output length class, digested; run once on the plain-memory kernel and once
+    // with the kernel off.
+    const script = `
+      if (process.argv[1] === 'plain') globalThis.crossOriginIsolated = false;
+      const x = await import(${JSON.stringify(WEB_ESM)});
+      let seed = 7, h = 0x811c9dc5;
+      const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
+      const mix = (v) => { h = Math.imul(h ^ (v & 0xff), 0x01000193) >>> 0; };
+      let calls = 0;
+      for (const size of [64, 100, 4096, 16384, 32768, 65536]) {
+        for (let t = 0; t < 12; t++) {
+          const prev = new Uint8Array(size).map(() => rnd() & 0xff);
+          const cur = t % 4 === 0 ? prev.map((b) => b ^ 0x5a) : prev.slice();
+          for (let e = 0; e < t * 3; e++) { const at = rnd() % size; for (let i = at; i < Math.min(size, at + (rnd() % 70)); i++) cur[i] ^= 1 + (i % 7); }
+          for (const olen of [0, 1, 2, 17, size >> 4, size, 2 * size + 8]) {
+            const out = new Uint8Array(olen + 3).fill(0xee).subarray(1, 1 + olen);
+            let n;
+            try { n = x.encodeXbzrle(prev.subarray(0), cur, out); } catch (e) { n = e.code === 'ERR_XBZRLE_UNENCODABLE' ? -2 - e.offset : -999; }
+            calls++;
+            mix(n); mix(n >> 8);
+            for (let i = 0; i < Math.max(n, 0); i++) mix(out[i]);
+            mix(out.buffer[0] ?? 0);
+            const back = new Uint8Array(out.buffer); mix(back[0]); mix(back[olen + 1]); mix(back[olen + 2]);
+          }
+        }
+      }
+      const pages = x.allocPages(1);
+      console.log(JSON.stringify({ hash: h, calls, shared: typeof SharedArrayBuffer !== 'undefined' && pages.buffer instanceof SharedArrayBuffer }));
+    `;
+    const run = (mode: string, env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, mode], { encoding: 'utf8', env: { ...process.env, ...env } });
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout) as { hash: number; calls: number; shared: boolean };
+    };
+    const plain = run('plain', {});
+    const ts = run('ts', { XBZRLE_WASM: '0' });
+    expect(plain.shared).toBe(false);
+    expect(plain.calls).toBe(6 * 12 * 7);
+    expect(plain.hash).toBe(ts.hash);
+  });
+
   it('works in a Node process where Buffer was deleted', () => {
     const script = `
       delete globalThis.Buffer;

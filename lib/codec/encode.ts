@@ -1,7 +1,7 @@
 import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
 import { wordsOf } from './words.js';
-import { getEngine, KernelBytes, type WasmEngine } from './wasm/engine.js';
+import { getEngine, KernelBytes, type Staging, type WasmEngine } from './wasm/engine.js';
 
 const NO_WORDS = new Int32Array(0);
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
@@ -154,17 +154,73 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   if (!(prev instanceof Uint8Array)) throw argTypeError('prev', 'a Uint8Array', prev);
   if (!(cur instanceof Uint8Array)) throw argTypeError('cur', 'a Uint8Array', cur);
   if (!(out instanceof Uint8Array)) throw argTypeError('out', 'a Uint8Array', out);
-  if (prev.length !== cur.length) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, cur.length);
-  if (cur.length >= SIMD_MIN_LENGTH && cur.length <= SIMD_MAX_LENGTH) {
-    const engine = getEngine();
-    if (engine !== null) {
-      const r = encodeSimd(engine, prev, cur, out);
+  const slen = cur.length;
+  if (prev.length !== slen) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, slen);
+  if (slen >= SIMD_MIN_LENGTH && slen <= SIMD_MAX_LENGTH) {
+    const engine = (engineRef ??= getEngine() ?? undefined);
+    if (engine !== undefined) {
+      // Ordinary buffers (the common case): both pages copied into the staging area.
+      const inKernel = prev instanceof KernelBytes || cur instanceof KernelBytes || out instanceof KernelBytes;
+      const r = inKernel ? encodeSimd(engine, prev, cur, out) : encodeStaged(engine, prev, cur, out);
       if (r !== UNENCODABLE) return r;
       // Where QEMU aborts: the TypeScript path throws with the exact run.
     }
   }
-  return encodeRange(prev, 0, cur, 0, cur.length, out, 0, out.length);
+  return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
 }
+
+/**
+ * {@link encodeXbzrle} for operands outside the kernel's memory: `prev` and
+ * `cur` are copied into the engine's staging area (plain memory, where a copy
+ * is a plain `memcpy`), encoded there, and the delta copied out. Pages too
+ * large for the area go through {@link encodeSimd}. Returns -2 where QEMU
+ * would abort.
+ */
+export function encodeStaged(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
+  if (engine !== stagingOf) {
+    stagingOf = engine;
+    stagingRef = engine.staging();
+    deltaViewsAt = -1;
+  }
+  const st = stagingRef;
+  const slen = cur.length;
+  const olen = out.length;
+  // No delta is longer than 1.5 × slen, so a larger dlen never changes the result.
+  const dlen = olen < 2 * slen + 8 ? olen : 2 * slen + 8;
+  if (st === null || 2 * slen + OUT_GAP + dlen > st.capacity) return encodeSimd(engine, prev, cur, out);
+  const mem = st.bytes;
+  const p = st.base;
+  const c = p + slen;
+  const o = c + slen + OUT_GAP;
+  mem.set(prev, p);
+  mem.set(cur, c);
+  const len = st.encode(p, c, slen, o, dlen);
+  if (len > 0) {
+    // A view per delta length, made once: allocating one per call cost more
+    // than the copy (a fresh object's store stalls behind the page copies).
+    if (len > DELTA_VIEWS_MAX) out.set(mem.subarray(o, o + len));
+    else {
+      if (o !== deltaViewsAt) {
+        deltaViewsAt = o;
+        deltaViews = [];
+      }
+      out.set((deltaViews[len] ??= mem.subarray(o, o + len)));
+    }
+  }
+  return len;
+}
+
+/** Views of the staging area's delta, by length, for the current delta position. */
+let deltaViews: (Uint8Array | undefined)[] = [];
+/** Longer deltas get a view per call (at most ~4096 views, ~300 KiB, are kept). */
+const DELTA_VIEWS_MAX = 4096;
+let deltaViewsAt = -1;
+
+let stagingOf: WasmEngine | undefined;
+let stagingRef: Staging | null = null;
+
+/** The delta is written this far past `cur` (off its 4 KiB grid position, see STAGING_OFFSET). */
+const OUT_GAP = 1024;
 
 let engineRef: WasmEngine | undefined;
 

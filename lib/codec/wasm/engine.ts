@@ -20,11 +20,43 @@ interface KernelExports {
   step(prev: number, cur: number, out: number, n: number, update: number): number;
 }
 
+type PlainKernelFactory = (pages: number) => { memory: WasmMemory; kernel: KernelExports };
+
 const WASM_PAGE = 65536;
 /** Largest memory the kernel declares: 65536 wasm pages = 4 GiB. */
 const MAX_WASM_PAGES = 65536;
 /** Memory grows by at least this much at a time. */
 const GROW_STEP = 16 << 20;
+/**
+ * Size of the staging memory for operands from ordinary buffers: two pages and
+ * a delta of up to 64 KiB pages (2 × 64 KiB + 2 × 64 KiB + 8, and the gaps) fit.
+ */
+const STAGING_BYTES = 5 * WASM_PAGE;
+/**
+ * The staging area starts half way into a 4 KiB page. Sources are mostly page
+ * aligned, and a copy whose destination sits a little above its source in
+ * the 4 KiB grid stalls on false store-to-load dependencies ("4K aliasing"):
+ * at offset 64 copies ran about a quarter slower than at 2048.
+ */
+const STAGING_OFFSET = 2048;
+
+/**
+ * Where the kernel encodes operands that live outside its memory: a fixed
+ * area of plain (unshared) WebAssembly memory that is never grown, so its
+ * view never detaches. Copies into plain memory are plain `memcpy`s; copies
+ * into shared memory go through the runtime's slower relaxed-atomic copy,
+ * which made staging in the shared memory cost more than the encoding.
+ */
+export interface Staging {
+  /** A view of the staging memory (stable for the engine's lifetime). */
+  readonly bytes: Uint8Array;
+  /** First byte of the staging area in `bytes`. */
+  readonly base: number;
+  /** Bytes available from `base`. */
+  readonly capacity: number;
+  /** The encoder export of the kernel instance that works on `bytes`. */
+  readonly encode: (prev: number, cur: number, slen: number, out: number, dlen: number) => number;
+}
 
 /**
  * The WebAssembly SIMD kernel and its memory.
@@ -50,7 +82,12 @@ export class WasmEngine {
   /** Free ranges [start, end), sorted, coalesced. */
   private readonly freeList: { start: number; end: number }[] = [];
 
-  constructor(memory: WasmMemory, kernel: KernelExports, shared: boolean) {
+  /** Makes a kernel instance over a new plain memory of a fixed size (for the staging area of a shared engine). */
+  private readonly plainKernel: PlainKernelFactory | null;
+  private stagingArea: Staging | null | undefined;
+
+  constructor(memory: WasmMemory, kernel: KernelExports, shared: boolean, plainKernel: PlainKernelFactory | null = null) {
+    this.plainKernel = plainKernel;
     this.memory = memory;
     this.kernel = kernel;
     this.shared = shared;
@@ -186,6 +223,30 @@ export class WasmEngine {
   private scratchPtr = -1;
   private scratchSize = 0;
 
+  /**
+   * The staging area for operands in ordinary buffers, made on first use, or
+   * null when none can be made (callers then use {@link WasmEngine.scratch}).
+   * A shared engine stages in a second kernel instance over its own small
+   * plain memory; a plain engine (never grown) in an area of its own memory.
+   */
+  staging(): Staging | null {
+    if (this.stagingArea !== undefined) return this.stagingArea;
+    let area: Staging | null = null;
+    try {
+      if (this.shared && this.plainKernel !== null) {
+        const { memory, kernel } = this.plainKernel(STAGING_BYTES / WASM_PAGE);
+        area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode };
+      } else if (!this.shared) {
+        // Its memory is small and fixed: a smaller area (pages up to 32 KiB).
+        const start = this.alloc(2 * WASM_PAGE, 4096);
+        if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode };
+      }
+    } catch {
+      area = null;
+    }
+    return (this.stagingArea = area);
+  }
+
   /** Applies a delta the kernel just produced (so known valid) to the page at `dst`. */
   apply(src: number, len: number, dst: number): void {
     this.kernel.apply(src, len, dst);
@@ -252,7 +313,7 @@ let engine: WasmEngine | null | undefined;
  * copies of the package share an engine only when both this and the kernel
  * build match.
  */
-const ENGINE_API = 1;
+const ENGINE_API = 2;
 
 /**
  * The engine is one per JavaScript realm, kernel build and engine API, even
@@ -304,7 +365,12 @@ function createEngine(): WasmEngine | null {
     }
     const memory = new WA.Memory({ initial: 1, maximum: MAX_WASM_PAGES, shared: true });
     const instance = new WA.Instance(new WA.Module(base64(KERNEL_SHARED)), { env: { memory } });
-    engine = new WasmEngine(memory, instance.exports as unknown as KernelExports, true);
+    const plainKernel: PlainKernelFactory = (pages) => {
+      const plainMemory = new WA.Memory({ initial: pages, maximum: pages });
+      const plain = new WA.Instance(new WA.Module(base64(KERNEL_PLAIN)), { env: { memory: plainMemory } });
+      return { memory: plainMemory, kernel: plain.exports as unknown as KernelExports };
+    };
+    engine = new WasmEngine(memory, instance.exports as unknown as KernelExports, true, plainKernel);
   } catch {
     try {
       // No shared memory here (a browser without cross-origin isolation): plain memory, fixed size.
