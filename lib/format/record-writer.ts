@@ -132,7 +132,7 @@ export class RecordWriter {
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
-    this.slab.set(delta.subarray(deltaOff, deltaOff + len), this.pos + 3);
+    copyBytes(delta, deltaOff, this.slab, this.pos + 3, len);
     this.advance(3 + len);
     this.maybeEmit();
     return head + 3 + len;
@@ -214,4 +214,13 @@ export class RecordWriter {
     }
     this.onChunk(chunk);
   }
+}
+
+/** Below this many bytes a copy is a loop: a `subarray` view per record costs more than the bytes. */
+const COPY_LOOP_MAX = 256;
+
+/** Copies `len` bytes from `src[srcOff]` to `dst[dstOff]` without allocating for short runs. */
+function copyBytes(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number): void {
+  if (len > COPY_LOOP_MAX) dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+  else for (let k = 0; k < len; k++) dst[dstOff + k] = src[srcOff + k]!;
 }

@@ -163,6 +163,7 @@ export class XbzrleEncodeStream extends PacedTransform {
   /** Pushes what the encoder produced. Only between pages: a synchronous 'data' handler may use the cache. */
   private pushOutbox(): void {
     const out = this.core.outbox;
+    if (out.length === 0) return; // the common case, between pages: nothing to push (and no `length` store)
     const stats = this.core.stats;
     for (let i = 0; i < out.length; i++) {
       const chunk = out[i]!;

@@ -182,6 +182,7 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
   constructor(options?: XbzrleEncoderStreamOptions) {
     const core = new EncoderCore(options);
     const take = (controller: TransformStreamDefaultController<Uint8Array>): void => {
+      if (core.outbox.length === 0) return;
       for (const chunk of core.outbox) {
         core.stats.transferred += chunk.length;
         controller.enqueue(chunk);
