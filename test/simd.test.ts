@@ -4,7 +4,7 @@ import { allocPages, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError
 import { encodeRange, encodeSimd, encodeStaged } from '../lib/codec/encode.js';
 import { checkDelta, decodeSimd } from '../lib/codec/decode.js';
 import { refDecode } from './helpers/reference-codec.js';
-import { getEngine } from '../lib/codec/wasm/engine.js';
+import { getEngine, resetEngineForTests } from '../lib/codec/wasm/engine.js';
 import { PageKernel } from '../lib/codec/kernel.js';
 import { isZeroRange } from '../lib/codec/zero.js';
 import { atOffset, randomBytes, rng } from './helpers/bytes.js';
@@ -303,5 +303,28 @@ describe('PageCache and the kernel memory', () => {
     expect(engine!.allocated).toBeLessThan(before + (3 << 20));
     cache.dispose();
     expect(engine!.allocated).toBe(before);
+  });
+});
+
+describe('a new engine (resetEngineForTests)', () => {
+  // Last in this file: after it, the engine captured at the top is stale.
+  it.skipIf(engine === null)('is the one encodeXbzrle uses afterwards, for staged and in-place operands', () => {
+    const prev = randomBytes(4096, rng(91));
+    const cur = prev.slice();
+    cur.fill(0x33, 100, 107);
+    const out = new Uint8Array(4096);
+    expect(encodeXbzrle(prev, cur, out)).toBe(9); // stages on the current engine
+    allocPages(64).fill(0x33); // memory of the old engine, at the addresses the new one hands out
+    resetEngineForTests();
+    const fresh = getEngine()!;
+    expect(fresh).not.toBe(engine);
+    const kc = allocPages(1);
+    kc.set(cur);
+    const want = new Uint8Array(4096);
+    const n = encodeRange(prev, 0, cur, 0, 4096, want, 0, 4096);
+    expect(encodeXbzrle(prev, kc, out)).toBe(n);
+    expect(Array.from(out.subarray(0, n))).toEqual(Array.from(want.subarray(0, n)));
+    expect(encodeXbzrle(prev, cur, out)).toBe(n);
+    expect(Array.from(out.subarray(0, n))).toEqual(Array.from(want.subarray(0, n)));
   });
 });

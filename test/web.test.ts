@@ -190,22 +190,24 @@ describe('xbzrle/web imports nothing from Node', () => {
             calls++;
             mix(n); mix(n >> 8);
             for (let i = 0; i < Math.max(n, 0); i++) mix(out[i]);
-            mix(out.buffer[0] ?? 0);
             const back = new Uint8Array(out.buffer); mix(back[0]); mix(back[olen + 1]); mix(back[olen + 2]);
           }
         }
       }
       const pages = x.allocPages(1);
-      console.log(JSON.stringify({ hash: h, calls, shared: typeof SharedArrayBuffer !== 'undefined' && pages.buffer instanceof SharedArrayBuffer }));
+      const engines = Object.getOwnPropertySymbols(globalThis).filter((s) => String(s.description).startsWith('xbzrle.engine.')).map((s) => globalThis[s]);
+      console.log(JSON.stringify({ hash: h, calls, engine: engines.length === 1 && engines[0] !== null, shared: typeof SharedArrayBuffer !== 'undefined' && pages.buffer instanceof SharedArrayBuffer }));
     `;
     const run = (mode: string, env: Record<string, string>) => {
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, mode], { encoding: 'utf8', env: { ...process.env, ...env } });
       expect(r.stderr).toBe('');
-      return JSON.parse(r.stdout) as { hash: number; calls: number; shared: boolean };
+      return JSON.parse(r.stdout) as { hash: number; calls: number; engine: boolean; shared: boolean };
     };
     const plain = run('plain', {});
     const ts = run('ts', { XBZRLE_WASM: '0' });
+    expect(plain.engine).toBe(true); // a kernel on plain memory, not the TypeScript path
     expect(plain.shared).toBe(false);
+    expect(ts.engine).toBe(false);
     expect(plain.calls).toBe(6 * 12 * 7);
     expect(plain.hash).toBe(ts.hash);
   });

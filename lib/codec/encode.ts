@@ -122,7 +122,8 @@ function unencodable(run: number, at: number): XbzrleError {
  * the delta into `out` with `dlen = out.length`.
  *
  * All three arguments may be any `Uint8Array` view (any `byteOffset`); `prev`
- * and `cur` must have the same length. Nothing is allocated.
+ * and `cur` must have the same length. Nothing is allocated per call for
+ * deltas up to 4 KiB (the first call sets up the kernel's staging area).
  *
  * @returns the number of bytes written; `0` when `cur` equals `prev` (nothing
  *   written); `-1` on overflow by QEMU's rule: `out.length < 2`, or the delta
@@ -147,7 +148,7 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   if (prev instanceof KernelBytes && cur instanceof KernelBytes && out instanceof KernelBytes) {
     const slen = cur.length;
     if (prev.length === slen && slen >= SIMD_MIN_LENGTH) {
-      const r = (engineRef ??= getEngine()!).encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, Math.min(out.length, 2 * slen + 8));
+      const r = getEngine()!.encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, Math.min(out.length, 2 * slen + 8));
       if (r !== UNENCODABLE) return r;
     }
   }
@@ -157,8 +158,8 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   const slen = cur.length;
   if (prev.length !== slen) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, slen);
   if (slen >= SIMD_MIN_LENGTH && slen <= SIMD_MAX_LENGTH) {
-    const engine = (engineRef ??= getEngine() ?? undefined);
-    if (engine !== undefined) {
+    const engine = getEngine();
+    if (engine !== null) {
       // Ordinary buffers (the common case): both pages copied into the staging area.
       const inKernel = prev instanceof KernelBytes || cur instanceof KernelBytes || out instanceof KernelBytes;
       const r = inKernel ? encodeSimd(engine, prev, cur, out) : encodeStaged(engine, prev, cur, out);
@@ -222,7 +223,6 @@ let stagingRef: Staging | null = null;
 /** The delta is written this far past `cur` (off its 4 KiB grid position, see STAGING_OFFSET). */
 const OUT_GAP = 1024;
 
-let engineRef: WasmEngine | undefined;
 
 /** Below this the call and copies cost more than the SIMD kernel saves. */
 const SIMD_MIN_LENGTH = 64;

@@ -237,7 +237,8 @@ export class WasmEngine {
         const { memory, kernel } = this.plainKernel(STAGING_BYTES / WASM_PAGE);
         area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode };
       } else if (!this.shared) {
-        // Its memory is small and fixed: a smaller area (pages up to 32 KiB).
+        // Its memory is small and fixed: a smaller area (two 16 KiB pages and any
+        // delta; larger pages go through the scratch path).
         const start = this.alloc(2 * WASM_PAGE, 4096);
         if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode };
       }
