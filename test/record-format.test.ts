@@ -50,6 +50,31 @@ describe('RecordWriter byte layout', () => {
     expect(toHex(bytes.subarray(16))).toBe('0000000000011060' + '01' + '0007' + 'a80404adb87f17');
   });
 
+  it('copies each XBZRLE delta as it is at the call, whatever array, offset and length (reused views stay exact)', () => {
+    const area = new Uint8Array(64);
+    const other = new Uint8Array(64).fill(0xee);
+    const big = new Uint8Array(3000).map((_, i) => i & 0xff);
+    const want: string[] = [];
+    const { bytes } = write((w) => {
+      const put = (d: Uint8Array, at: number, len: number) => {
+        w.xbzrle('ram', 0, d, at, len);
+        want.push('0000000000000060'.replace(/60$/, want.length === 0 ? '40' : '60') + (want.length === 0 ? '0372616d' : '') + '01' + len.toString(16).padStart(4, '0') + toHex(d.subarray(at, at + len)));
+      };
+      const fill = (k: number) => area.forEach((_, i) => (area[i] = k * 16 + i));
+      fill(1);
+      put(area, 8, 5);
+      fill(2); // same array, offset and length: the bytes of now
+      put(area, 8, 5);
+      put(area, 8, 7); // another length
+      put(area, 9, 5); // another offset
+      put(other, 8, 5); // another array
+      put(big, 10, 2500); // longer than the kept views
+      fill(3);
+      put(area, 8, 5);
+    });
+    expect(toHex(bytes)).toBe(want.join(''));
+  });
+
   it('writes PAGE with the raw page, MEM_SIZE with the total and the block list, EOS as a bare 0x10', () => {
     const page = new Uint8Array(4096).fill(0xab);
     const { bytes } = write((w) => {

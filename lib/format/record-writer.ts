@@ -55,6 +55,10 @@ export class RecordWriter {
   private start = 0;
   private pos = 0;
   private lastBlock: string | null = null;
+  /** Views of the encoder's delta area by length (see {@link RecordWriter.deltaView}). */
+  private deltaViews: (Uint8Array | undefined)[] = [];
+  private deltaViewsOf: Uint8Array | null = null;
+  private deltaViewsAt = -1;
   private readonly names = new Map<string, Uint8Array>();
 
   constructor(options: RecordWriterOptions, onChunk: (chunk: Uint8Array) => void) {
@@ -132,7 +136,7 @@ export class RecordWriter {
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
-    copyBytes(delta, deltaOff, this.slab, this.pos + 3, len);
+    this.slab.set(this.deltaView(delta, deltaOff, len), this.pos + 3);
     this.advance(3 + len);
     this.maybeEmit();
     return head + 3 + len;
@@ -149,6 +153,21 @@ export class RecordWriter {
   /** Emits whatever is pending, however small. */
   flush(): void {
     if (this.pos > this.start) this.emit();
+  }
+
+  /**
+   * `delta[at…at+len]` as a view. The encoder writes every delta at the same
+   * place, so views are made once per length: a view allocated per record
+   * (or a byte loop, slow over shared memory) cost more than the copy.
+   */
+  private deltaView(delta: Uint8Array, at: number, len: number): Uint8Array {
+    if (len > DELTA_VIEWS_MAX) return delta.subarray(at, at + len);
+    if (delta !== this.deltaViewsOf || at !== this.deltaViewsAt) {
+      this.deltaViewsOf = delta;
+      this.deltaViewsAt = at;
+      this.deltaViews = [];
+    }
+    return (this.deltaViews[len] ??= delta.subarray(at, at + len));
   }
 
   private pageHead(block: string, offset: number, flag: number, payload: number): number {
@@ -216,11 +235,5 @@ export class RecordWriter {
   }
 }
 
-/** Below this many bytes a copy is a loop: a `subarray` view per record costs more than the bytes. */
-const COPY_LOOP_MAX = 256;
-
-/** Copies `len` bytes from `src[srcOff]` to `dst[dstOff]` without allocating for short runs. */
-function copyBytes(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number): void {
-  if (len > COPY_LOOP_MAX) dst.set(src.subarray(srcOff, srcOff + len), dstOff);
-  else for (let k = 0; k < len; k++) dst[dstOff + k] = src[srcOff + k]!;
-}
+/** Deltas longer than this get a view per record (so at most this many views are kept). */
+const DELTA_VIEWS_MAX = 1024;
