@@ -1,7 +1,8 @@
 import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
+import { DeltaViews } from '../format/delta-views.js';
 import { wordsOf } from './words.js';
-import { getEngine, KernelBytes, type Staging, type WasmEngine } from './wasm/engine.js';
+import { getEngine, KernelBytes, type WasmEngine } from './wasm/engine.js';
 
 const NO_WORDS = new Int32Array(0);
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
@@ -178,12 +179,7 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
  * would abort.
  */
 export function encodeStaged(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
-  if (engine !== stagingOf) {
-    stagingOf = engine;
-    stagingRef = engine.staging();
-    deltaViewsAt = -1;
-  }
-  const st = stagingRef;
+  const st = engine.staging();
   const slen = cur.length;
   const olen = out.length;
   // No delta is longer than 1.5 × slen, so a larger dlen never changes the result.
@@ -196,29 +192,12 @@ export function encodeStaged(engine: WasmEngine, prev: Uint8Array, cur: Uint8Arr
   mem.set(prev, p);
   mem.set(cur, c);
   const len = st.encode(p, c, slen, o, dlen);
-  if (len > 0) {
-    // A view per delta length, made once: allocating one per call measured
-    // ~200 ns per page next to the page copies (~30 ns on its own).
-    if (len > DELTA_VIEWS_MAX) out.set(mem.subarray(o, o + len));
-    else {
-      if (o !== deltaViewsAt) {
-        deltaViewsAt = o;
-        deltaViews = [];
-      }
-      out.set((deltaViews[len] ??= mem.subarray(o, o + len)));
-    }
-  }
+  if (len > 0) out.set(deltaViews.get(mem, o, len));
   return len;
 }
 
-/** Views of the staging area's delta, by length, for the current delta position. */
-let deltaViews: (Uint8Array | undefined)[] = [];
-/** Longer deltas get a view per call (at most ~4096 views, ~300 KiB, are kept). */
-const DELTA_VIEWS_MAX = 4096;
-let deltaViewsAt = -1;
-
-let stagingOf: WasmEngine | undefined;
-let stagingRef: Staging | null = null;
+/** Views of the staging area's delta by length (the area moves only with the engine or page size). */
+const deltaViews = new DeltaViews(4096);
 
 /** The delta is written this far past `cur` (off its 4 KiB grid position, see STAGING_OFFSET). */
 const OUT_GAP = 1024;

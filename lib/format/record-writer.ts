@@ -1,5 +1,6 @@
 import { XbzrleError } from '../errors.js';
 import { encodeName, writeU16, writeU64 } from './bytes.js';
+import { DeltaViews } from './delta-views.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 
 /** Allocates an output slab; the stream layer passes `Buffer.allocUnsafe`. */
@@ -55,10 +56,8 @@ export class RecordWriter {
   private start = 0;
   private pos = 0;
   private lastBlock: string | null = null;
-  /** Views of the encoder's delta area by length (see {@link RecordWriter.deltaView}). */
-  private deltaViews: (Uint8Array | undefined)[] = [];
-  private deltaViewsOf: Uint8Array | null = null;
-  private deltaViewsAt = -1;
+  /** Views of the encoder's delta area by length. */
+  private readonly deltaViews = new DeltaViews(1024);
   private readonly names = new Map<string, Uint8Array>();
 
   constructor(options: RecordWriterOptions, onChunk: (chunk: Uint8Array) => void) {
@@ -136,7 +135,7 @@ export class RecordWriter {
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
-    this.slab.set(this.deltaView(delta, deltaOff, len), this.pos + 3);
+    this.slab.set(this.deltaViews.get(delta, deltaOff, len), this.pos + 3);
     this.advance(3 + len);
     this.maybeEmit();
     return head + 3 + len;
@@ -153,21 +152,6 @@ export class RecordWriter {
   /** Emits whatever is pending, however small. */
   flush(): void {
     if (this.pos > this.start) this.emit();
-  }
-
-  /**
-   * `delta[at…at+len]` as a view. The encoder writes every delta at the same
-   * place, so views are made once per length: a view allocated per record
-   * (or a byte loop, slow over shared memory) cost more than the copy.
-   */
-  private deltaView(delta: Uint8Array, at: number, len: number): Uint8Array {
-    if (len > DELTA_VIEWS_MAX) return delta.subarray(at, at + len);
-    if (delta !== this.deltaViewsOf || at !== this.deltaViewsAt) {
-      this.deltaViewsOf = delta;
-      this.deltaViewsAt = at;
-      this.deltaViews = [];
-    }
-    return (this.deltaViews[len] ??= delta.subarray(at, at + len));
   }
 
   private pageHead(block: string, offset: number, flag: number, payload: number): number {
@@ -235,5 +219,3 @@ export class RecordWriter {
   }
 }
 
-/** Deltas longer than this get a view per record (so at most this many views are kept). */
-const DELTA_VIEWS_MAX = 1024;
