@@ -1,9 +1,10 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { blockFileName, FilePageStore, RecordWriter, XbzrleDecodeStream } from '../lib/index.js';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { encodeRounds } from './helpers/streams.js';
@@ -25,17 +26,17 @@ describe('FilePageStore', () => {
     expect(blockFileName('/rom@etc/acpi/tables')).toBe('_rom@etc_acpi_tables.bin');
   });
 
-  it('reads never-written pages as zeros, sees its own buffered writes, and writes through on finish()', async () => {
+  it('reads never-written pages as zeros, sees its own cached writes, and writes them out on finish()', async () => {
     const store = new FilePageStore({ dir });
     const a = new Uint8Array(PS).fill(7);
     const into = new Uint8Array(PS).fill(1);
     await store.get('ram', 8 * PS, into);
     expect(into.every((v) => v === 0)).toBe(true);
     await store.put('ram', PS, a);
-    await store.put('ram', 2 * PS, a.map(() => 8)); // gathered with the previous page
+    await store.put('ram', 2 * PS, a.map(() => 8));
     await store.get('ram', PS, into);
     expect(into[0]).toBe(7);
-    await store.put('ram', 10 * PS, a.map(() => 9)); // not contiguous: the run is written out
+    await store.put('ram', 10 * PS, a.map(() => 9));
     await store.finish();
     const file = await readFile(join(dir, 'ram.bin'));
     expect(file.length).toBe(11 * PS);
@@ -109,6 +110,178 @@ describe('FilePageStore', () => {
     await check.get('ram', 4096, got);
     expect(got.every((v) => v === 0) || offsets.includes(4096)).toBe(true);
     await check.close();
+  });
+
+  it('keeps written pages in memory until the cache is written out', async () => {
+    const path = join(dir, 'img');
+    const store = new FilePageStore({ path: () => path, cacheSize: 8 * PS });
+    for (let i = 0; i < 4; i++) await store.put('ram', i * PS, new Uint8Array(PS).fill(i + 1));
+    await expect(stat(path)).rejects.toThrow(/ENOENT/); // no I/O at all yet
+    await store.flush();
+    const file = await readFile(path);
+    expect(file.length).toBe(4 * PS);
+    expect([file[0], file[PS], file[2 * PS], file[3 * PS]]).toEqual([1, 2, 3, 4]);
+    await store.close();
+  });
+
+  it('serves cached pages without reading the file', async () => {
+    const path = join(dir, 'img');
+    const store = new FilePageStore({ path: () => path, cacheSize: 8 * PS });
+    await store.put('ram', 2 * PS, new Uint8Array(PS).fill(9));
+    await store.flush();
+    await writeFile(path, new Uint8Array(4 * PS).fill(1)); // behind the store's back
+    const got = new Uint8Array(PS);
+    expect(store.get('ram', 2 * PS, got)).toBeUndefined(); // synchronous: no I/O
+    expect(got.every((v) => v === 9)).toBe(true);
+    await store.get('ram', PS, got); // not cached: read from the file
+    expect(got.every((v) => v === 1)).toBe(true);
+    await store.close();
+  });
+
+  it('writes cached pages sorted by offset, adjacent ones in writes of up to bufferSize', async () => {
+    const path = join(dir, 'img');
+    const probe = await open(path, 'w+');
+    const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
+    await probe.close();
+    const writes: number[] = [];
+    const original = proto.write;
+    const spy = vi.spyOn(proto, 'write').mockImplementation(function (this: unknown, ...args: unknown[]) {
+      writes.push(args[3] as number);
+      return original.apply(this, args);
+    });
+    try {
+      const store = new FilePageStore({ path: () => path, cacheSize: 64 * PS, bufferSize: 16 * PS });
+      const order = Array.from({ length: 40 }, (_, i) => i);
+      const rand = rng(11);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      for (const p of order) await store.put('ram', p * PS, new Uint8Array(PS).fill(p));
+      await store.put('ram', 50 * PS, new Uint8Array(PS).fill(50)); // not adjacent: a write of its own
+      await store.finish();
+      expect(writes).toEqual([0, 16 * PS, 32 * PS, 50 * PS]);
+      const file = await readFile(path);
+      for (const p of [...order, 50]) expect(file[p * PS]).toBe(p);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('lets an odd-sized write replace the cached pages it overlaps, and an odd-sized read see cached writes', async () => {
+    const store = new FilePageStore({ dir, cacheSize: 4 * PS });
+    await store.put('ram', 0, new Uint8Array(PS).fill(1));
+    const odd = new Uint8Array(100);
+    await store.get('ram', 50, odd); // another size: reads the file, which must hold the cached page
+    expect(odd.every((v) => v === 1)).toBe(true);
+    await store.put('ram', 10, new Uint8Array(20).fill(2));
+    const page = new Uint8Array(PS);
+    await store.get('ram', 0, page);
+    expect([page[9], page[10], page[29], page[30]]).toEqual([1, 2, 2, 1]);
+    await store.close();
+  });
+
+  it('drops cached pages past the end when a declared block truncates its file', async () => {
+    const store = new FilePageStore({ dir, cacheSize: 8 * PS });
+    await store.put('ram', 6 * PS, new Uint8Array(PS).fill(3));
+    await store.declare([{ id: 'ram', length: 4 * PS }]);
+    const page = new Uint8Array(PS).fill(0xcc);
+    await store.get('ram', 6 * PS, page);
+    expect(page.every((v) => v === 0)).toBe(true);
+    await store.finish();
+    expect((await stat(join(dir, 'ram.bin'))).size).toBe(4 * PS);
+  });
+
+  it('never gathers pages of two blocks into one write', async () => {
+    const store = new FilePageStore({ dir, cacheSize: 8 * PS, bufferSize: 8 * PS });
+    await store.put('a', 0, new Uint8Array(PS).fill(1));
+    await store.put('b', PS, new Uint8Array(PS).fill(2));
+    await store.finish();
+    expect((await readFile(join(dir, 'a.bin'))).length).toBe(PS);
+    const b = await readFile(join(dir, 'b.bin'));
+    expect([b.length, b[0], b[PS]]).toEqual([2 * PS, 0, 2]);
+  });
+
+  it('behaves as a plain file under any mix of cached, odd-sized, truncating and flushing calls', async () => {
+    type Op =
+      | { kind: 'put'; block: number; page: number; fill: number }
+      | { kind: 'get'; block: number; page: number }
+      | { kind: 'putOdd'; block: number; at: number; len: number; fill: number }
+      | { kind: 'getOdd'; block: number; at: number; len: number }
+      | { kind: 'declare'; block: number; pages: number }
+      | { kind: 'flush' };
+    const P = 64; // small pages keep the model cheap
+    const block = fc.integer({ min: 0, max: 1 });
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ kind: fc.constant('put' as const), block, page: fc.integer({ min: 0, max: 5 }), fill: fc.integer({ min: 1, max: 255 }) }) },
+      { weight: 5, arbitrary: fc.record({ kind: fc.constant('get' as const), block, page: fc.integer({ min: 0, max: 7 }) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('putOdd' as const), block, at: fc.integer({ min: 0, max: 6 * P }), len: fc.integer({ min: 1, max: 2 * P }), fill: fc.integer({ min: 1, max: 255 }) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('getOdd' as const), block, at: fc.integer({ min: 0, max: 6 * P }), len: fc.integer({ min: 1, max: 2 * P }) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('declare' as const), block, pages: fc.integer({ min: 0, max: 7 }) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('flush' as const) }) },
+    );
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 60 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 3 }), async (ops, cachePages, bufferPages) => {
+        const sub = join(dir, `run${run++}`);
+        const { mkdir } = await import('node:fs/promises');
+        await mkdir(sub);
+        const names = ['a', 'b/c'];
+        const model = names.map(() => new Uint8Array(0));
+        const write = (b: number, at: number, data: Uint8Array) => {
+          if (at + data.length > model[b]!.length) {
+            const grown = new Uint8Array(at + data.length);
+            grown.set(model[b]!);
+            model[b] = grown;
+          }
+          model[b]!.set(data, at);
+        };
+        const read = (b: number, at: number, len: number) => {
+          const out = new Uint8Array(len);
+          out.set(model[b]!.subarray(at, at + len));
+          return out;
+        };
+        const store = new FilePageStore({ dir: sub, cacheSize: cachePages * P, bufferSize: bufferPages * P });
+        for (const o of ops) {
+          if (o.kind === 'put') {
+            const data = new Uint8Array(P).fill(o.fill);
+            write(o.block, o.page * P, data);
+            await store.put(names[o.block]!, o.page * P, data);
+          } else if (o.kind === 'putOdd') {
+            const data = new Uint8Array(o.len).fill(o.fill);
+            write(o.block, o.at, data);
+            await store.put(names[o.block]!, o.at, data);
+          } else if (o.kind === 'get' || o.kind === 'getOdd') {
+            const at = o.kind === 'get' ? o.page * P : o.at;
+            const len = o.kind === 'get' ? P : o.len;
+            const got = new Uint8Array(len).fill(0xcc);
+            await store.get(names[o.block]!, at, got);
+            expect(sameBytes(got, read(o.block, at, len))).toBe(true);
+          } else if (o.kind === 'declare') {
+            const length = o.pages * P;
+            const resized = new Uint8Array(length);
+            resized.set(model[o.block]!.subarray(0, length));
+            model[o.block] = resized;
+            await store.declare([{ id: names[o.block]!, length }]);
+          } else {
+            await store.flush();
+          }
+        }
+        await store.finish();
+        for (let b = 0; b < names.length; b++) {
+          const file = await readFile(join(sub, blockFileName(names[b]!))).catch(() => new Uint8Array(0));
+          expect(sameBytes(file, model[b]!)).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses calls after close()', async () => {
+    const store = new FilePageStore({ dir });
+    await store.close();
+    await expect(Promise.resolve(store.put('ram', 0, new Uint8Array(PS)))).rejects.toThrow(/closed/);
+    await expect(Promise.resolve(store.get('ram', 0, new Uint8Array(PS)))).rejects.toThrow(/closed/);
   });
 
   it('requires a dir or a path function', () => {

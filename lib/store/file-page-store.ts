@@ -14,8 +14,18 @@ export interface FilePageStoreOptions {
   truncate?: boolean;
   /** fsync every file in `finish()` (default true). */
   fsync?: boolean;
-  /** Bytes of consecutive page writes gathered into one write (default 1 MiB). */
+  /** Largest single write in bytes: adjacent cached pages go out together up to this much (default 1 MiB). */
   bufferSize?: number;
+  /**
+   * Bytes of pages kept in memory (default 64 MiB). Written pages wait there
+   * and go out when the cache is full, on `flush()` and on `finish()`, in
+   * file order with adjacent pages in one write; reads of cached pages do not
+   * touch the file. An XBZRLE sender's deltas are against pages in its own
+   * cache (QEMU's default: 64 MiB), so a cache at least as large as the
+   * sender's keeps most delta bases in memory. Below one page, every page is
+   * written at once.
+   */
+  cacheSize?: number;
 }
 
 /** The file name of a block's image: its id with every '/' replaced by '_', plus `.bin`. */
@@ -39,13 +49,22 @@ interface OpenFile {
 /**
  * A {@link PageStore} over one image file per block: pages are read and
  * written in place through a `FileHandle`, so decoding a 64 GiB image needs
- * memory for a write buffer and a few pages, not the image. Files are opened
+ * memory for a page cache and a write buffer, not the image. Files are opened
  * (created if missing) on first use; bytes never written read as zeros, and
  * files grown by `truncate` stay sparse.
  *
- * Consecutive page writes are gathered into one `write` of up to
- * `bufferSize` bytes; reads see buffered writes. `finish()` flushes, fsyncs
- * and closes; `close()` closes without flushing (after an error).
+ * Pages are cached (`cacheSize`, write-back): a page written again before it
+ * leaves the cache costs no I/O, nor does reading a cached page (an XBZRLE
+ * delta's base). When the cache is full, its written pages go out sorted by
+ * file and offset, adjacent ones gathered into writes of up to `bufferSize`
+ * bytes; clean pages are then replaced oldest first, recently used ones
+ * given a second chance. The cache holds pages of one size, the first one
+ * seen; a call with another size or an unaligned offset writes the cache out
+ * first and goes to the file directly.
+ *
+ * Calls must not overlap (the decoder waits for each one). `flush()` writes
+ * out cached pages, `finish()` flushes, fsyncs and closes; `close()` closes
+ * without writing (after an error).
  *
  * @example
  * ```ts
@@ -58,11 +77,28 @@ export class FilePageStore implements PageStore {
   private readonly truncate: boolean;
   private readonly fsync: boolean;
   private readonly files = new Map<string, OpenFile>();
+  /** Gathers adjacent pages into one write. */
   private readonly buffer: Uint8Array;
-  private runBlock: string | null = null;
-  private runStart = 0;
-  private runLength = 0;
+  private readonly cacheSize: number;
   private closed = false;
+
+  // ---- The page cache: `capacity` slots of `pageSize` bytes in `slab`, set up by the first page.
+  private pageSize = 0;
+  private capacity = 0;
+  private slab = new Uint8Array(0);
+  /** Per block: page offset → slot. */
+  private readonly index = new Map<string, Map<number, number>>();
+  private slotBlock: (string | null)[] = [];
+  private slotOffset = new Float64Array(0);
+  /** 1 while a slot holds a page not yet written to its file. */
+  private dirty = new Uint8Array(0);
+  /** 1 when a slot was used since the clock hand last passed it. */
+  private referenced = new Uint8Array(0);
+  private dirtyCount = 0;
+  /** Slots handed out so far (they fill in order before any is replaced). */
+  private used = 0;
+  private hand = 0;
+  private flushing: Promise<void> | null = null;
 
   constructor(options: FilePageStoreOptions) {
     if (options === null || typeof options !== 'object') throw argTypeError('options', 'an object', options);
@@ -75,6 +111,9 @@ export class FilePageStore implements PageStore {
     const size = options.bufferSize ?? 1 << 20;
     if (!Number.isSafeInteger(size) || size < 1) throw argRangeError('options.bufferSize', 'a positive integer', size);
     this.buffer = new Uint8Array(size);
+    const cacheSize = options.cacheSize ?? 64 << 20;
+    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw argRangeError('options.cacheSize', 'a non-negative integer', cacheSize);
+    this.cacheSize = cacheSize;
   }
 
   /** The blocks opened so far (`block`) and their image files (`path`). */
@@ -83,28 +122,53 @@ export class FilePageStore implements PageStore {
   }
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
-    const end = offset + into.length;
-    if (block === this.runBlock && offset < this.runStart + this.runLength && end > this.runStart) {
-      if (offset >= this.runStart && end <= this.runStart + this.runLength) {
-        into.set(this.buffer.subarray(offset - this.runStart, end - this.runStart));
+    if (this.closed) return Promise.reject(closedError());
+    const size = into.length;
+    if (this.cached(offset, size)) {
+      const slot = this.index.get(block)?.get(offset);
+      if (slot !== undefined) {
+        into.set(this.slab.subarray(slot * size, slot * size + size));
+        this.referenced[slot] = 1;
         return undefined;
       }
-      return this.flush().then(() => this.readAt(block, offset, into));
+      return this.readAt(block, offset, into);
     }
-    return this.readAt(block, offset, into);
+    // Another size: the file must hold every written page first.
+    if (this.dirtyCount === 0) return this.readAt(block, offset, into);
+    return this.flush().then(() => this.readAt(block, offset, into));
   }
 
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
-    if (data.length > this.buffer.length) return this.flush().then(() => this.writeAt(block, offset, data));
-    const runEnd = this.runStart + this.runLength;
-    if (block === this.runBlock && offset >= this.runStart && offset <= runEnd && offset + data.length - this.runStart <= this.buffer.length) {
-      // Inside or right after the gathered run: copy and return at once.
-      this.buffer.set(data, offset - this.runStart);
-      this.runLength = Math.max(this.runLength, offset + data.length - this.runStart);
-      return undefined;
+    if (this.closed) return Promise.reject(closedError());
+    const size = data.length;
+    if (!this.cached(offset, size)) {
+      return this.flush().then(() => {
+        this.forget(block, offset, size);
+        return this.writeAt(block, offset, data);
+      });
     }
-    if (this.runLength === 0) return this.startRun(block, offset, data);
-    return this.flush().then(() => this.startRun(block, offset, data));
+    let pages = this.index.get(block);
+    let slot = pages?.get(offset);
+    if (slot === undefined) {
+      slot = this.takeSlot();
+      // Full of written pages: write them out, then take a slot (always free after a flush).
+      if (slot < 0) return this.flush().then(() => this.put(block, offset, data));
+      if (pages === undefined) this.index.set(block, (pages = new Map()));
+      pages.set(offset, slot);
+      this.slotBlock[slot] = block;
+      this.slotOffset[slot] = offset;
+      // A new page is not marked used: a stream that cycles through more pages than
+      // fit replaces these first and keeps the pages that were hit.
+      this.referenced[slot] = 0;
+    } else {
+      this.referenced[slot] = 1;
+    }
+    this.slab.set(data, slot * size);
+    if (this.dirty[slot] === 0) {
+      this.dirty[slot] = 1;
+      this.dirtyCount++;
+    }
+    return undefined;
   }
 
   async declare(blocks: readonly RamBlock[]): Promise<void> {
@@ -113,19 +177,21 @@ export class FilePageStore implements PageStore {
       if (this.truncate) {
         await this.flush();
         await handle.truncate(b.length);
+        // Cached pages past the new end are gone from the file.
+        if (b.length < Number.MAX_SAFE_INTEGER) this.forget(b.id, b.length, Number.MAX_SAFE_INTEGER - b.length);
       }
     }
   }
 
-  /** Writes out gathered pages. */
-  async flush(): Promise<void> {
-    if (this.runLength === 0 || this.runBlock === null) return;
-    const block = this.runBlock;
-    const start = this.runStart;
-    const length = this.runLength;
-    this.runLength = 0;
-    this.runBlock = null;
-    await this.writeAt(block, start, this.buffer.subarray(0, length));
+  /** Writes out every cached page not yet in its file (they stay cached). */
+  flush(): Promise<void> {
+    // One flush at a time: they share the write buffer.
+    const run = (this.flushing ?? Promise.resolve()).then(() => this.writeDirty());
+    const done = run.finally(() => {
+      if (this.flushing === done) this.flushing = null;
+    });
+    this.flushing = done;
+    return done;
   }
 
   /** Flushes, fsyncs (unless `fsync: false`) and closes every file. */
@@ -138,28 +204,137 @@ export class FilePageStore implements PageStore {
     await this.close();
   }
 
-  /** Closes every file without flushing gathered pages. */
+  /** Closes every file without writing cached pages. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.runLength = 0;
-    this.runBlock = null;
+    this.dropCache();
     const handles = [...this.files.values()].map((f) => f.handle.then((h) => h.close(), () => undefined));
     this.files.clear();
     await Promise.all(handles);
   }
 
-  private startRun(block: string, offset: number, data: Uint8Array): void {
-    this.runBlock = block;
-    this.runStart = offset;
-    this.runLength = data.length;
-    this.buffer.set(data, 0);
+  /** True when a page of `size` bytes at `offset` goes through the cache (which is set up by the first page). */
+  private cached(offset: number, size: number): boolean {
+    if (this.pageSize === 0) {
+      if (size === 0 || this.cacheSize < size) return false;
+      this.pageSize = size;
+      this.capacity = Math.floor(this.cacheSize / size);
+      this.slab = new Uint8Array(this.capacity * size);
+      this.slotBlock = new Array<string | null>(this.capacity).fill(null);
+      this.slotOffset = new Float64Array(this.capacity);
+      this.dirty = new Uint8Array(this.capacity);
+      this.referenced = new Uint8Array(this.capacity);
+    }
+    return size === this.pageSize && offset % size === 0;
+  }
+
+  /**
+   * A slot for a new page: a never-used one, else a clean one chosen by the
+   * clock (recently used slots get a second chance), else -1 when the cache
+   * should be written out first: when more than half of it waits to be
+   * written, so that the hand always finds a clean slot within two turns.
+   */
+  private takeSlot(): number {
+    if (this.used < this.capacity) return this.used++;
+    if (this.dirtyCount * 2 > this.capacity) return -1;
+    const n = this.capacity;
+    for (let step = 0; step < 2 * n; step++) {
+      const slot = this.hand;
+      this.hand = slot + 1 === n ? 0 : slot + 1;
+      if (this.dirty[slot] === 1) continue;
+      if (this.referenced[slot] === 1) {
+        this.referenced[slot] = 0;
+        continue;
+      }
+      this.evict(slot);
+      return slot;
+    }
+    return -1; // not reached: at least half the slots are clean
+  }
+
+  private evict(slot: number): void {
+    const block = this.slotBlock[slot];
+    if (block == null) return;
+    this.index.get(block)?.delete(this.slotOffset[slot]!);
+    this.slotBlock[slot] = null;
+    this.referenced[slot] = 0;
+  }
+
+  /** Drops cached pages of `block` overlapping [offset, offset + size) (they must be clean). */
+  private forget(block: string, offset: number, size: number): void {
+    const pages = this.index.get(block);
+    if (pages === undefined) return;
+    const end = offset + size;
+    for (const [at, slot] of pages) {
+      if (at < end && at + this.pageSize > offset) this.freeSlot(slot);
+    }
+  }
+
+  /** Returns a clean slot to the pool: the clock takes it next. */
+  private freeSlot(slot: number): void {
+    this.evict(slot);
+    this.hand = slot;
+  }
+
+  private dropCache(): void {
+    this.index.clear();
+    this.slotBlock.fill(null);
+    this.dirty.fill(0);
+    this.referenced.fill(0);
+    this.dirtyCount = 0;
+  }
+
+  /** Writes the dirty pages sorted by block and offset, adjacent ones gathered. */
+  private async writeDirty(): Promise<void> {
+    if (this.dirtyCount === 0) return;
+    const slots: number[] = [];
+    for (let s = 0; s < this.used; s++) if (this.dirty[s] === 1) slots.push(s);
+    const blockOf = this.slotBlock;
+    const offsetOf = this.slotOffset;
+    slots.sort((a, b) => {
+      const ba = blockOf[a]!;
+      const bb = blockOf[b]!;
+      if (ba !== bb) return ba < bb ? -1 : 1;
+      return offsetOf[a]! - offsetOf[b]!;
+    });
+    const size = this.pageSize;
+    const room = Math.max(1, Math.floor(this.buffer.length / size));
+    let i = 0;
+    while (i < slots.length) {
+      const first = slots[i]!;
+      const block = blockOf[first]!;
+      const start = offsetOf[first]!;
+      let n = 1;
+      while (n < room && i + n < slots.length) {
+        const s = slots[i + n]!;
+        if (blockOf[s] !== block || offsetOf[s] !== start + n * size) break;
+        n++;
+      }
+      if (n === 1) {
+        await this.writeAt(block, start, this.slab.subarray(first * size, first * size + size));
+      } else {
+        for (let k = 0; k < n; k++) {
+          const s = slots[i + k]!;
+          this.buffer.set(this.slab.subarray(s * size, s * size + size), k * size);
+        }
+        await this.writeAt(block, start, this.buffer.subarray(0, n * size));
+      }
+      for (let k = 0; k < n; k++) {
+        const s = slots[i + k]!;
+        if (this.dirty[s] === 1) {
+          this.dirty[s] = 0;
+          this.dirtyCount--;
+        }
+      }
+      i += n;
+    }
   }
 
   private handle(block: string): Promise<FileHandle> {
     let f = this.files.get(block);
     if (f === undefined) {
-      if (this.closed) return Promise.reject(new Error('FilePageStore is closed'));
+      if (this.closed) return Promise.reject(closedError());
       const path = this.pathOf(block);
       // 'r+' keeps an existing image; create it when missing.
       const handle = open(path, 'r+').catch((err: NodeJS.ErrnoException) => {
@@ -191,4 +366,8 @@ export class FilePageStore implements PageStore {
       done += bytesWritten;
     }
   }
+}
+
+function closedError(): Error {
+  return new Error('FilePageStore is closed');
 }
