@@ -533,6 +533,9 @@ describe.concurrent('xbzrle encode / decode', () => {
     expectOk(await runCli(['encode', ...files, '-o', stream, '--cache-size', '16k', '-q']));
     expectOk(await runCli(['decode', stream, '--out', join(dir, 'img'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
+    // The decoder's page cache (2 pages here) is independent of the sender's.
+    expectOk(await runCli(['decode', stream, '--out', join(dir, 'img-small'), '--cache-size', '8k', '-q']));
+    expect(sameBytes(readFileSync(join(dir, 'img-small')), last)).toBe(true);
     // A cache of 4 pages cannot hold a 64-page image: most pages go whole.
     const big = await statJson(join(dir, 's'));
     expectOk(await runCli(['encode', ...files, '-o', join(dir, 's64'), '-q']));
@@ -870,6 +873,11 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     expectOneLineError(again, /already exists/);
     expect(tempFilesIn(out)).toEqual([]);
     expect(sameBytes(readFileSync(join(out, 'pc.ram.bin')), ram)).toBe(true);
+
+    // A page cache far smaller than the image (and than the sender's XBZRLE cache) gives the same image.
+    const small = join(dir, 'small-cache');
+    expectOk(await runCli(['extract', migPath, '--out', small, '--cache-size', '2M', '-q']));
+    expect(sameBytes(readFileSync(join(small, 'pc.ram.bin')), ram)).toBe(true);
   });
 
   it("stat --json matches the capture's query-migrate and the spec's identities", async () => {

@@ -34,11 +34,11 @@ type Command = {
 
 const COMMANDS: Record<string, Command> = {
   diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size'] },
-  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size'] },
+  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size'] },
   stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size'] },
-  extract: { run: extract, help: EXTRACT_HELP, options: ['out', 'json', 'page-size'] },
+  extract: { run: extract, help: EXTRACT_HELP, options: ['out', 'json', 'page-size', 'cache-size'] },
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
-  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size'] },
+  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size'] },
 };
 
 function version(): string {

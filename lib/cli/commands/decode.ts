@@ -18,6 +18,7 @@ options:
       --out IMAGE      the image to write (required; -o works too)
       --block NAME     block to write (default: the stream's only block)
       --page-size N    page size (default: 4096)
+      --cache-size N   pages kept in memory while writing (default: 64M)
   -f, --force          overwrite IMAGE
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -32,7 +33,7 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   const temp = new TempFile(target);
   const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
-  const file = new FilePageStore({ path: () => temp.path });
+  const file = new FilePageStore({ path: () => temp.path, cacheSize: o.cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
   try {
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });

@@ -17,6 +17,7 @@ been read. DIR is created if needed. MIGFILE may be '-' (stdin).
 options:
       --out DIR        output folder (required)
       --json           print the statistics as JSON (as stat --json)
+      --cache-size N   pages kept in memory while writing (default: 64M)
   -f, --force          overwrite existing block files
   -q, --quiet          no summary
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -32,6 +33,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   const input = await openInput(positionals[0]);
   const temps = new Map<string, TempFile>();
   const store = new FilePageStore({
+    cacheSize: o.cacheSize,
     path: (block) => {
       let t = temps.get(block);
       if (t === undefined) {

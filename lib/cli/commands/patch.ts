@@ -21,6 +21,7 @@ options:
       --block NAME     which block of the delta to apply; the others are checked
                        and dropped (default: the delta's only block)
       --page-size N    page size (default: 4096)
+      --cache-size N   pages kept in memory while writing (default: 64M)
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -38,7 +39,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   const input = await openInput(deltaPath);
   const temp = new TempFile(newPath);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
-  const file = new FilePageStore({ path: () => temp.path });
+  const file = new FilePageStore({ path: () => temp.path, cacheSize: o.cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
   let meter: InputMeter | undefined;
   try {
