@@ -192,6 +192,16 @@ describe('FilePageStore', () => {
     expect((await stat(join(dir, 'ram.bin'))).size).toBe(4 * PS);
   });
 
+  it('caches pages of the size first written, whatever size was read before', async () => {
+    const path = join(dir, 'img');
+    const store = new FilePageStore({ path: () => path, cacheSize: 4 * PS });
+    await store.get('ram', 0, new Uint8Array(100)); // an odd read first
+    await store.put('ram', PS, new Uint8Array(PS).fill(4));
+    await expect(stat(path)).resolves.toMatchObject({ size: 0 }); // cached, not written
+    await store.finish();
+    expect((await readFile(path))[PS]).toBe(4);
+  });
+
   it('never gathers pages of two blocks into one write', async () => {
     const store = new FilePageStore({ dir, cacheSize: 8 * PS, bufferSize: 8 * PS });
     await store.put('a', 0, new Uint8Array(PS).fill(1));

@@ -141,7 +141,7 @@ export class FilePageStore implements PageStore {
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
     if (this.closed) return Promise.reject(closedError());
     const size = data.length;
-    if (!this.cached(offset, size)) {
+    if (!this.cached(offset, size, true)) {
       return this.flush().then(() => {
         this.forget(block, offset, size);
         return this.writeAt(block, offset, data);
@@ -214,10 +214,12 @@ export class FilePageStore implements PageStore {
     await Promise.all(handles);
   }
 
-  /** True when a page of `size` bytes at `offset` goes through the cache (which is set up by the first page). */
-  private cached(offset: number, size: number): boolean {
-    if (this.pageSize === 0) {
-      if (size === 0 || this.cacheSize < size) return false;
+  /**
+   * True when a page of `size` bytes at `offset` goes through the cache. The
+   * cache takes the size of the first page written while it is empty.
+   */
+  private cached(offset: number, size: number, writing = false): boolean {
+    if (writing && this.used === 0 && size !== this.pageSize && size > 0 && size <= this.cacheSize && offset % size === 0) {
       this.pageSize = size;
       this.capacity = Math.floor(this.cacheSize / size);
       this.slab = new Uint8Array(this.capacity * size);
