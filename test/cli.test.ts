@@ -536,6 +536,11 @@ describe.concurrent('xbzrle encode / decode', () => {
     // The decoder's page cache (2 pages here) is independent of the sender's.
     expectOk(await runCli(['decode', stream, '--out', join(dir, 'img-small'), '--cache-size', '8k', '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img-small')), last)).toBe(true);
+    // The commands that write a file take --cache-size for its page cache, up to what one buffer holds.
+    for (const args of [['decode', stream, '--out', join(dir, 'img-huge')], ['patch', files[0]!, stream, '-o', join(dir, 'img-huge')], ['extract', stream, '--out', join(dir, 'huge')]]) {
+      expectOneLineError(await runCli([...args, '--cache-size', '5G']), /--cache-size: at most/);
+    }
+    expect(existsSync(join(dir, 'img-huge')) || existsSync(join(dir, 'huge'))).toBe(false);
     // A cache of 4 pages cannot hold a 64-page image: most pages go whole.
     const big = await statJson(join(dir, 's'));
     expectOk(await runCli(['encode', ...files, '-o', join(dir, 's64'), '-q']));

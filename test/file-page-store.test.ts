@@ -232,7 +232,7 @@ describe('FilePageStore', () => {
     );
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { maxLength: 60 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 3 }), async (ops, cachePages, bufferPages) => {
+      fc.asyncProperty(fc.array(op, { maxLength: 60 }), fc.integer({ min: 0, max: 4 * P + P / 2 }), fc.integer({ min: 1, max: 3 * P }), async (ops, cacheBytes, bufferBytes) => {
         const sub = join(dir, `run${run++}`);
         const { mkdir } = await import('node:fs/promises');
         await mkdir(sub);
@@ -251,7 +251,8 @@ describe('FilePageStore', () => {
           out.set(model[b]!.subarray(at, at + len));
           return out;
         };
-        const store = new FilePageStore({ dir: sub, cacheSize: cachePages * P, bufferSize: bufferPages * P });
+        // Cache and write buffer in bytes: below a page, between pages, several pages.
+        const store = new FilePageStore({ dir: sub, cacheSize: cacheBytes, bufferSize: bufferBytes });
         for (const o of ops) {
           if (o.kind === 'put') {
             const data = new Uint8Array(P).fill(o.fill);
@@ -285,6 +286,36 @@ describe('FilePageStore', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('writes a page again that was put again while its write was under way', async () => {
+    const path = join(dir, 'img');
+    const probe = await open(path, 'w+');
+    const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
+    await probe.close();
+    const store = new FilePageStore({ path: () => path, cacheSize: 4 * PS });
+    const original = proto.write;
+    let once = true;
+    const spy = vi.spyOn(proto, 'write').mockImplementation(function (this: unknown, ...args: unknown[]) {
+      if (once) {
+        once = false;
+        void store.put('ram', 0, new Uint8Array(PS).fill(2)); // cached: synchronous
+      }
+      return original.apply(this, args);
+    });
+    try {
+      await store.put('ram', 0, new Uint8Array(PS).fill(1));
+      await store.flush();
+      await store.finish();
+      expect((await readFile(path))[0]).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('refuses a cacheSize no buffer can hold, before any I/O', () => {
+    expect(() => new FilePageStore({ dir, cacheSize: 2 ** 33 })).toThrow(RangeError);
+    expect(() => new FilePageStore({ dir, cacheSize: -1 })).toThrow(RangeError);
   });
 
   it('refuses calls after close()', async () => {

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { parseArgs } from 'node:util';
 import { CliError } from './errors.js';
 
@@ -76,6 +77,12 @@ export function parseCommand(
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 /** Parses `64M`, `4k`, `1G`, `512KiB`, `1048576` (binary multiples). */
+/** `--cache-size` for the page cache of a written file (FilePageStore): at most what one buffer can hold. */
+export function fileCacheSize(o: { cacheSize: number }): number {
+  if (o.cacheSize > bufferConstants.MAX_LENGTH) throw new CliError(`--cache-size: at most ${bufferConstants.MAX_LENGTH} bytes (4G) for the page cache of an output file`);
+  return o.cacheSize;
+}
+
 export function parseSize(text: string, name: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
   if (m === null) throw new CliError(`${name}: not a size: ${JSON.stringify(text)} (use e.g. 4096, 64M, 1G)`);

@@ -1,5 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageStore } from './page-store.js';
@@ -62,8 +63,8 @@ interface OpenFile {
  * seen; a call with another size or an unaligned offset writes the cache out
  * first and goes to the file directly.
  *
- * Calls must not overlap (the decoder waits for each one). `flush()` writes
- * out cached pages, `finish()` flushes, fsyncs and closes; `close()` closes
+ * Calls, `flush()` included, must not overlap (the decoder waits for each
+ * one). `flush()` writes out cached pages, `finish()` flushes, fsyncs and closes; `close()` closes
  * without writing (after an error).
  *
  * @example
@@ -112,7 +113,9 @@ export class FilePageStore implements PageStore {
     if (!Number.isSafeInteger(size) || size < 1) throw argRangeError('options.bufferSize', 'a positive integer', size);
     this.buffer = new Uint8Array(size);
     const cacheSize = options.cacheSize ?? 64 << 20;
-    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) throw argRangeError('options.cacheSize', 'a non-negative integer', cacheSize);
+    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0 || cacheSize > bufferConstants.MAX_LENGTH) {
+      throw argRangeError('options.cacheSize', `a non-negative integer up to ${bufferConstants.MAX_LENGTH}`, cacheSize);
+    }
     this.cacheSize = cacheSize;
   }
 
@@ -209,6 +212,7 @@ export class FilePageStore implements PageStore {
     if (this.closed) return;
     this.closed = true;
     this.dropCache();
+    this.slab = new Uint8Array(0);
     const handles = [...this.files.values()].map((f) => f.handle.then((h) => h.close(), () => undefined));
     this.files.clear();
     await Promise.all(handles);
@@ -220,9 +224,10 @@ export class FilePageStore implements PageStore {
    */
   private cached(offset: number, size: number, writing = false): boolean {
     if (writing && this.used === 0 && size !== this.pageSize && size > 0 && size <= this.cacheSize && offset % size === 0) {
+      const capacity = Math.floor(this.cacheSize / size);
+      this.slab = new Uint8Array(capacity * size); // first: nothing changes if this throws
       this.pageSize = size;
-      this.capacity = Math.floor(this.cacheSize / size);
-      this.slab = new Uint8Array(this.capacity * size);
+      this.capacity = capacity;
       this.slotBlock = new Array<string | null>(this.capacity).fill(null);
       this.slotOffset = new Float64Array(this.capacity);
       this.dirty = new Uint8Array(this.capacity);
@@ -313,23 +318,40 @@ export class FilePageStore implements PageStore {
         if (blockOf[s] !== block || offsetOf[s] !== start + n * size) break;
         n++;
       }
-      if (n === 1) {
-        await this.writeAt(block, start, this.slab.subarray(first * size, first * size + size));
+      // Copied out and marked written before the write starts: a page put again
+      // meanwhile is dirty again (and written next time), never lost.
+      let data: Uint8Array;
+      if (size > this.buffer.length) {
+        data = this.slab.slice(first * size, first * size + size);
       } else {
         for (let k = 0; k < n; k++) {
           const s = slots[i + k]!;
           this.buffer.set(this.slab.subarray(s * size, s * size + size), k * size);
         }
-        await this.writeAt(block, start, this.buffer.subarray(0, n * size));
+        data = this.buffer.subarray(0, n * size);
       }
-      for (let k = 0; k < n; k++) {
-        const s = slots[i + k]!;
-        if (this.dirty[s] === 1) {
-          this.dirty[s] = 0;
-          this.dirtyCount--;
+      for (let k = 0; k < n; k++) this.markClean(slots[i + k]!);
+      try {
+        await this.writeAt(block, start, data);
+      } catch (err) {
+        // Not written: those pages (where a slot still holds them) stay to be written.
+        for (let k = 0; k < n; k++) {
+          const s = slots[i + k]!;
+          if (this.dirty[s] === 0 && blockOf[s] === block && offsetOf[s] === start + k * size) {
+            this.dirty[s] = 1;
+            this.dirtyCount++;
+          }
         }
+        throw err;
       }
       i += n;
+    }
+  }
+
+  private markClean(slot: number): void {
+    if (this.dirty[slot] === 1) {
+      this.dirty[slot] = 0;
+      this.dirtyCount--;
     }
   }
 

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
-import type { CommonOptions } from '../args.js';
+import { fileCacheSize, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
@@ -18,7 +18,7 @@ options:
       --out IMAGE      the image to write (required; -o works too)
       --block NAME     block to write (default: the stream's only block)
       --page-size N    page size (default: 4096)
-      --cache-size N   pages kept in memory while writing (default: 64M)
+      --cache-size N   memory for cached pages of the output (default: 64M)
   -f, --force          overwrite IMAGE
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -28,12 +28,13 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   if (positionals.length > 1) throw new CliError('decode takes at most one IN', true);
   const target = o.out ?? o.output;
   if (target === undefined || target === '-') throw new CliError('decode needs --out IMAGE (a file)', true);
+  const cacheSize = fileCacheSize(o);
   await checkOutputPath(target, o.force, [positionals[0]]);
   const input = await openInput(positionals[0]);
   const temp = new TempFile(target);
   const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
-  const file = new FilePageStore({ path: () => temp.path, cacheSize: o.cacheSize });
+  const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
   try {
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });

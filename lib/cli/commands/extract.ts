@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, stat as statFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
-import type { CommonOptions } from '../args.js';
+import { fileCacheSize, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, openInput, TempFile } from '../files.js';
 import { analyse, formatReport } from './stat.js';
@@ -17,7 +17,7 @@ been read. DIR is created if needed. MIGFILE may be '-' (stdin).
 options:
       --out DIR        output folder (required)
       --json           print the statistics as JSON (as stat --json)
-      --cache-size N   pages kept in memory while writing (default: 64M)
+      --cache-size N   memory for cached pages of the output (default: 64M)
   -f, --force          overwrite existing block files
   -q, --quiet          no summary
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -27,13 +27,14 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   if (positionals.length !== 1) throw new CliError('extract needs one MIGFILE', true);
   const dir = o.out;
   if (dir === undefined) throw new CliError('extract needs --out DIR', true);
+  const cacheSize = fileCacheSize(o);
   const existing = await statFile(dir).catch(() => null);
   if (existing !== null && !existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
   await mkdir(dir, { recursive: true });
   const input = await openInput(positionals[0]);
   const temps = new Map<string, TempFile>();
   const store = new FilePageStore({
-    cacheSize: o.cacheSize,
+    cacheSize,
     path: (block) => {
       let t = temps.get(block);
       if (t === undefined) {

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
-import type { CommonOptions } from '../args.js';
+import { fileCacheSize, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
@@ -21,7 +21,7 @@ options:
       --block NAME     which block of the delta to apply; the others are checked
                        and dropped (default: the delta's only block)
       --page-size N    page size (default: 4096)
-      --cache-size N   pages kept in memory while writing (default: 64M)
+      --cache-size N   memory for cached pages of the output (default: 64M)
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -32,6 +32,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   const [oldPath, deltaPath] = positionals as [string, string | undefined];
   if (o.output === undefined || o.output === '-') throw new CliError('patch needs -o NEW (a file: it is written in place)', true);
   if (oldPath === '-') throw new CliError('patch needs OLD as a file');
+  const cacheSize = fileCacheSize(o);
   const oldStat = await stat(oldPath).catch(() => null);
   if (oldStat === null || !oldStat.isFile()) throw new CliError(`${oldPath}: no such file`);
   const newPath = o.output;
@@ -39,7 +40,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   const input = await openInput(deltaPath);
   const temp = new TempFile(newPath);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
-  const file = new FilePageStore({ path: () => temp.path, cacheSize: o.cacheSize });
+  const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
   let meter: InputMeter | undefined;
   try {
