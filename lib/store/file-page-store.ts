@@ -137,7 +137,6 @@ export class FilePageStore implements PageStore {
       return this.readAt(block, offset, into);
     }
     // Another size: the file must hold every written page first.
-    if (this.dirtyCount === 0) return this.readAt(block, offset, into);
     return this.flush().then(() => this.readAt(block, offset, into));
   }
 
@@ -274,14 +273,11 @@ export class FilePageStore implements PageStore {
     if (pages === undefined) return;
     const end = offset + size;
     for (const [at, slot] of pages) {
-      if (at < end && at + this.pageSize > offset) this.freeSlot(slot);
+      if (at < end && at + this.pageSize > offset) {
+        this.evict(slot);
+        this.hand = slot; // the clock takes it next
+      }
     }
-  }
-
-  /** Returns a clean slot to the pool: the clock takes it next. */
-  private freeSlot(slot: number): void {
-    this.evict(slot);
-    this.hand = slot;
   }
 
   private dropCache(): void {
