@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { allocPages, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError } from '../lib/index.js';
+import { allocPages, decodeXbzrle, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError } from '../lib/index.js';
 import { encodeRange, encodeSimd, encodeStaged } from '../lib/codec/encode.js';
 import { checkDelta, decodeSimd } from '../lib/codec/decode.js';
 import { refDecode } from './helpers/reference-codec.js';
@@ -231,6 +231,34 @@ describe('allocPages', () => {
     expect(out[0]).toBe(0);
     expect(out[1]).toBe(64);
     expect(out[2]).toBe(7);
+    freePages(pages);
+  });
+
+  it.skipIf(engine === null)('arrays made through a kernel view\'s constructor over other memory are foreign: read and written where they are', () => {
+    // User code can reach the view class (view.constructor) and make instances over any memory;
+    // they must never be taken for kernel memory at their byteOffset (address 0 here).
+    const pages = allocPages(1);
+    const Ctor = pages.constructor as new (arg: number | ArrayBuffer, off?: number, len?: number) => Uint8Array;
+    const prev = new Ctor(4096);
+    const cur = new Ctor(new ArrayBuffer(4096 + 16), 16, 4096);
+    const out = new Ctor(4096);
+    cur.fill(9, 0, 8);
+    expect(engine!.owns(cur)).toBe(false);
+    expect(engine!.addressOf(cur)).toBe(-1);
+    expect(isZeroPage(prev)).toBe(true);
+    expect(isZeroPage(cur)).toBe(false);
+    expect(encodeXbzrle(prev, cur, out)).toBe(10);
+    expect(Array.from(out.subarray(0, 10))).toEqual([0, 8, 9, 9, 9, 9, 9, 9, 9, 9]);
+    // Decoding (a delta long enough for the kernel's decoder) writes into the array itself.
+    const delta = Uint8Array.from([0, 1, 7, ...Array.from({ length: 42 }, () => [1, 1, 5]).flat()]);
+    expect(delta.length).toBeGreaterThanOrEqual(128);
+    expect(decodeXbzrle(delta, prev)).toBe(85);
+    expect(Array.from(prev.subarray(0, 6))).toEqual([7, 0, 5, 0, 5, 0]);
+    freePages(out); // not kernel memory: nothing to free
+    // Views over the kernel memory keep their address through subarray.
+    const inner = pages.subarray(100).subarray(28, 60);
+    expect(engine!.addressOf(inner)).toBe(inner.byteOffset);
+    expect(engine!.addressOf(inner)).toBe(engine!.addressOf(pages) + 128);
     freePages(pages);
   });
 

@@ -221,8 +221,9 @@ export class PageCache {
         engine.copy(this.arenaPtr + slot * ps, srcOff, ps);
         return;
       }
-      if (engine.owns(src)) {
-        engine.copy(this.arenaPtr + slot * ps, src.byteOffset + srcOff, ps);
+      const at = engine.addressOf(src);
+      if (at >= 0) {
+        engine.copy(this.arenaPtr + slot * ps, at + srcOff, ps);
         return;
       }
     }

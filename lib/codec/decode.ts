@@ -121,7 +121,8 @@ export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
   if (delta.length >= SIMD_DECODE_MIN) {
     const engine = getEngine();
-    if (engine !== null && engine.owns(page)) return decodeSimd(engine, delta, 0, delta.length, page.byteOffset, page.length, 0);
+    const at = engine === null ? -1 : engine.addressOf(page);
+    if (engine !== null && at >= 0) return decodeSimd(engine, delta, 0, delta.length, at, page.length, 0);
   }
   return decodeRange(delta, 0, delta.length, page, 0, page.length);
 }
@@ -135,9 +136,9 @@ export const SIMD_DECODE_MIN = 128;
  * errors as {@link decodeRange}; a rejected delta writes nothing.
  */
 export function decodeSimd(engine: WasmEngine, src: Uint8Array, srcOff: number, slen: number, dst: number, dlen: number, errorBase: number): number {
+  const at = src === engine.bytes() ? 0 : engine.addressOf(src);
   let s: number;
-  if (src === engine.bytes()) s = srcOff;
-  else if (engine.owns(src)) s = src.byteOffset + srcOff;
+  if (at >= 0) s = at + srcOff;
   else {
     s = engine.scratch(slen);
     if (s < 0) return decodeRange(src, srcOff, slen, engine.bytes(), dst, dlen, errorBase);

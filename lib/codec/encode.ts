@@ -145,11 +145,15 @@ function unencodable(run: number, at: number): XbzrleError {
  */
 export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
   // All three in the kernel's memory (allocPages): straight to the kernel. KernelBytes
-  // views only ever come from the engine, so the engine exists.
+  // with an address only ever come from the engine, so the engine exists. (Their
+  // `addr`, not `byteOffset`: see KernelBytes.)
   if (prev instanceof KernelBytes && cur instanceof KernelBytes && out instanceof KernelBytes) {
     const slen = cur.length;
-    if (prev.length === slen && slen >= SIMD_MIN_LENGTH) {
-      const r = getEngine()!.encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, Math.min(out.length, 2 * slen + 8));
+    const p = prev.addr;
+    const c = cur.addr;
+    const o = out.addr;
+    if (prev.length === slen && slen >= SIMD_MIN_LENGTH && p >= 0 && c >= 0 && o >= 0) {
+      const r = getEngine()!.encode(p, c, slen, o, Math.min(out.length, 2 * slen + 8));
       if (r !== UNENCODABLE) return r;
     }
   }
@@ -218,28 +222,26 @@ export function encodeSimd(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array
   const slen = cur.length;
   // No delta is longer than 1.5 × slen, so a larger dlen never changes the result.
   const dlen = out.length < 2 * slen + 8 ? out.length : 2 * slen + 8;
-  const ownPrev = engine.owns(prev);
-  const ownCur = engine.owns(cur);
-  const ownOut = engine.owns(out);
-  if (ownPrev && ownCur && ownOut) return engine.encode(prev.byteOffset, cur.byteOffset, slen, out.byteOffset, dlen);
-  const need = (ownPrev ? 0 : slen) + (ownCur ? 0 : slen) + (ownOut ? 0 : dlen);
+  let p = engine.addressOf(prev);
+  let c = engine.addressOf(cur);
+  const ownOut = engine.addressOf(out);
+  if (p >= 0 && c >= 0 && ownOut >= 0) return engine.encode(p, c, slen, ownOut, dlen);
+  const need = (p >= 0 ? 0 : slen) + (c >= 0 ? 0 : slen) + (ownOut >= 0 ? 0 : dlen);
   let at = engine.scratch(need);
   if (at < 0) return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
   const mem = engine.bytes();
-  let p = prev.byteOffset;
-  if (!ownPrev) {
+  if (p < 0) {
     mem.set(prev, at);
     p = at;
     at += slen;
   }
-  let c = cur.byteOffset;
-  if (!ownCur) {
+  if (c < 0) {
     mem.set(cur, at);
     c = at;
     at += slen;
   }
-  const o = ownOut ? out.byteOffset : at;
+  const o = ownOut >= 0 ? ownOut : at;
   const len = engine.encode(p, c, slen, o, dlen);
-  if (len > 0 && !ownOut) out.set(mem.subarray(o, o + len));
+  if (len > 0 && ownOut < 0) out.set(mem.subarray(o, o + len));
   return len;
 }

@@ -86,9 +86,10 @@ export class PageKernel {
     const bytes = count * this.pageSize;
     const engine = this.engine;
     if (engine !== null) {
-      if (engine.owns(data)) {
+      const addr = engine.addressOf(data);
+      if (addr >= 0) {
         this.src = engine.bytes();
-        this.srcOff = data.byteOffset + at;
+        this.srcOff = addr + at;
         return;
       }
       const mem = engine.bytes();
@@ -114,7 +115,8 @@ export class PageKernel {
     if (engine !== null) {
       // `src` is usually the memory view itself (staged data): no lookup needed.
       if (src === engine.bytes()) return engine.isZero(off, this.pageSize);
-      if (engine.owns(src)) return engine.isZero(src.byteOffset + off, this.pageSize);
+      const at = engine.addressOf(src);
+      if (at >= 0) return engine.isZero(at + off, this.pageSize);
     }
     return isZeroRange(src, off, this.pageSize);
   }
@@ -190,14 +192,14 @@ export class PageKernel {
         return UNENCODABLE;
       }
     }
-    let p: number;
-    if (engine.owns(prev)) p = prev.byteOffset + prevOff;
+    let p = engine.addressOf(prev);
+    if (p >= 0) p += prevOff;
     else {
       engine.bytes().set(prev.subarray(prevOff, prevOff + ps), this.prevPtr);
       p = this.prevPtr;
     }
-    let c: number;
-    if (engine.owns(cur)) c = cur.byteOffset + curOff;
+    let c = engine.addressOf(cur);
+    if (c >= 0) c += curOff;
     else {
       engine.bytes().set(cur.subarray(curOff, curOff + ps), this.curPtr);
       c = this.curPtr;

@@ -49,9 +49,11 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
 export function freePages(pages: Uint8Array): void {
   if (!(pages instanceof Uint8Array)) throw argTypeError('pages', 'a Uint8Array from allocPages', pages);
   const engine = getEngine();
-  if (engine === null || !engine.owns(pages)) return;
-  const size = engine.pageAllocations.get(pages.byteOffset);
+  if (engine === null) return;
+  const at = engine.addressOf(pages);
+  if (at < 0) return;
+  const size = engine.pageAllocations.get(at);
   if (size !== pages.length) throw argTypeError('pages', 'a whole buffer from allocPages', pages);
-  engine.pageAllocations.delete(pages.byteOffset);
-  engine.release(pages.byteOffset, size);
+  engine.pageAllocations.delete(at);
+  engine.release(at, size);
 }

@@ -44,6 +44,9 @@ export function isZeroRange(buf: Uint8Array, off: number, len: number): boolean 
  */
 export function isZeroPage(page: Uint8Array): boolean {
   const engine = getEngine();
-  if (engine !== null && engine.owns(page)) return engine.isZero(page.byteOffset, page.length);
+  if (engine !== null) {
+    const at = engine.addressOf(page);
+    if (at >= 0) return engine.isZero(at, page.length);
+  }
   return isZeroRange(page, 0, page.length);
 }

@@ -140,8 +140,9 @@ export class RamLoader {
       // changes nothing (not even the store's extent).
       let page = memory.view(block, offset, ps, false);
       const engine = this.engine;
-      if (page !== undefined && engine !== null && length >= SIMD_DECODE_MIN && engine.owns(page)) {
-        decodeSimd(engine, src, srcOffset, length, page.byteOffset, ps, position);
+      const at = page !== undefined && engine !== null && length >= SIMD_DECODE_MIN ? engine.addressOf(page) : -1;
+      if (page !== undefined && engine !== null && at >= 0) {
+        decodeSimd(engine, src, srcOffset, length, at, ps, position);
       } else {
         const result = checkDelta(src, srcOffset, length, ps);
         if (result < 0) throw corrupt(result, position);
