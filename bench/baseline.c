@@ -16,6 +16,12 @@
  * Prints one JSON line: encode/decode throughput (MB/s = 1e6 bytes/s of page
  * bytes processed), totals, and the FNV-1a 64 hash of the dump stream, which
  * the harness compares with the same hash of the TypeScript encoder's output.
+ *
+ * Usage: baseline --serve OLD NEW
+ *   For paired timing: reads lines from stdin, each a number N, encodes all
+ *   pages N times over and prints the nanoseconds that took, one line per
+ *   request, until end of input. The harness times its own sweeps between
+ *   these, so C and JavaScript samples lie milliseconds apart.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -216,10 +222,56 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
     return h;
 }
 
+/* Encodes every page once; returns the sum of the results (kept observable by the caller). */
+static int64_t sweep(const uint8_t *old, const uint8_t *cur, size_t pages, uint8_t *out)
+{
+    int64_t acc = 0;
+    for (size_t p = 0; p < pages; p++)
+        acc += encode(old + p * PAGE, cur + p * PAGE, PAGE, out, DLEN);
+    return acc;
+}
+
+/* --serve: timed sweeps on request (see the usage above). */
+static int serve(const char *old_path, const char *new_path)
+{
+    size_t n_old, n_new;
+    uint8_t *old = read_file(old_path, &n_old);
+    uint8_t *cur = read_file(new_path, &n_new);
+    if (n_old != n_new || n_old == 0 || n_old % PAGE != 0) {
+        fprintf(stderr, "baseline: inputs must have equal, non-zero lengths, multiples of %d\n", PAGE);
+        return 2;
+    }
+    uint8_t *out = aligned_alloc(64, DLEN);
+    if (!out) {
+        fprintf(stderr, "baseline: out of memory\n");
+        return 2;
+    }
+    volatile int64_t sink = 0;
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        long n = strtol(line, NULL, 10);
+        if (n < 1)
+            break;
+        double t0 = now_s();
+        for (long k = 0; k < n; k++)
+            sink += sweep(old, cur, n_old / PAGE, out);
+        double t1 = now_s();
+        printf("%.0f\n", (t1 - t0) * 1e9);
+        fflush(stdout);
+    }
+    (void)sink;
+    free(old);
+    free(cur);
+    free(out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--serve") == 0)
+        return serve(argv[2], argv[3]);
     if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: %s OLD NEW SECONDS [DUMP]\n", argv[0]);
+        fprintf(stderr, "usage: %s OLD NEW SECONDS [DUMP] | --serve OLD NEW\n", argv[0]);
         return 2;
     }
     size_t n_old, n_new;

@@ -12,12 +12,16 @@
 // each scenario runs REPS rounds of [C, TS, SIMD on ordinary buffers, SIMD
 // on allocPages memory, memcmp, decode on ordinary buffers, decode on
 // allocPages memory] and the best (max MB/s) of each is kept. The ratios are computed from those bests.
+// Then a paired phase: the C baseline as a server (baseline --serve) and the
+// two SIMD paths take turns, one short sample each, and the ratio of every
+// pair (samples milliseconds apart) is kept; the median of those ratios is
+// printed next to the ratio of bests. See bench/README.md, "Noise".
 //
 // Exit status: 0 when every check passed, 1 on a MISMATCH (any encoder path
 // against C or against each other), a failed round trip or a crash. Speed
 // never affects the exit status.
 
-import { fork, spawnSync } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -47,11 +51,16 @@ const HELP = `usage: node bench/run.mjs [options]
                      (default 4, quick 1)
   --time <seconds>   Benchmark.js maxTime per JS measurement and C loop time
                      per round (default 0.5; quick 0.05)
+  --pairs <n>        paired C/SIMD samples per scenario (default 40, quick 3;
+                     0 skips the paired phase)
   --stream-runs <n>  timed repetitions of each stream measurement, after one
                      untimed warm-up; best reported (default 3, quick 1)
   --peer-size <MiB>  bytes per scenario for the peer compressors
                      (default 16, quick 4)
   --only <names>     comma-separated scenario names (e.g. SPARSE,DENSE)
+  --cpu <n>          Linux: pin this process, its threads and its children
+                     (the C baseline, the TS child) to CPU n with taskset, so
+                     C and JavaScript run on the same core
   --no-c             skip the C baseline
   --no-ts            skip the TypeScript-path child process
   --no-stream        skip the stream measurements
@@ -71,8 +80,10 @@ try {
       reps: { type: 'string' },
       time: { type: 'string' },
       'stream-runs': { type: 'string' },
+      pairs: { type: 'string' },
       'peer-size': { type: 'string' },
       only: { type: 'string' },
+      cpu: { type: 'string' },
       'no-c': { type: 'boolean', default: false },
       'no-ts': { type: 'boolean', default: false },
       'no-stream': { type: 'boolean', default: false },
@@ -101,6 +112,8 @@ if (!Number.isSafeInteger(reps) || reps < 1) die('--reps must be a positive inte
 const jsMaxTime = args.time !== undefined ? Number(args.time) : quick ? 0.05 : 0.5;
 const cSeconds = jsMaxTime;
 if (!(jsMaxTime > 0)) die('--time must be a positive number');
+const pairs = args.pairs !== undefined ? Number(args.pairs) : quick ? 3 : 40;
+if (!Number.isSafeInteger(pairs) || pairs < 0) die('--pairs must be a non-negative integer');
 const streamRuns = args['stream-runs'] !== undefined ? Number(args['stream-runs']) : quick ? 1 : 3;
 if (!Number.isSafeInteger(streamRuns) || streamRuns < 1) die('--stream-runs must be a positive integer');
 const peerSize = Math.min(size, args['peer-size'] !== undefined ? Math.round(Number(args['peer-size']) * MiB) : quick ? QUICK_SIZE : 16 * MiB);
@@ -110,6 +123,10 @@ try {
   scenarios = selectScenarios(args.only ? args.only.split(',').map((s) => s.trim()).filter(Boolean) : []);
 } catch (err) {
   die(err.message);
+}
+const cpu = args.cpu !== undefined ? Number(args.cpu) : null;
+if (cpu !== null && (!Number.isSafeInteger(cpu) || cpu < 0 || cpu >= os.cpus().length)) {
+  die(`--cpu must be a CPU number from 0 to ${os.cpus().length - 1}`);
 }
 const STREAM_RUN = 2 * MiB; // bytes per PageRecord written to the encoder
 const STREAM_CACHE = 64 * MiB; // encoder page cache
@@ -183,6 +200,8 @@ class Best {
 
 const fmt = (x, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits));
 const fmtRatio = (a, b) => (a > 0 && b > 0 ? (a / b).toFixed(2) : 'n/a');
+/** A paired ratio as "median (q1–q3)". */
+const fmtSpread = (x) => (x ? `${x.median.toFixed(2)} (${x.q1.toFixed(2)}–${x.q3.toFixed(2)})` : 'n/a');
 const ratio = (a, b) => (a > 0 && b > 0 ? a / b : null);
 const log = (line) => process.stdout.write(`${line}\n`);
 
@@ -352,6 +371,102 @@ function runBaseline(bin, dump) {
   if (r.status !== 0 && r.status !== 1) throw new Error(`C baseline failed (status ${r.status}): ${r.stderr}`);
   const c = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
   return { ...c, unchanged: c.unchangedPages, overflow: c.overflowPages };
+}
+
+/**
+ * The C program in `--serve` mode on the current scenario's files: each
+ * `sweeps(n)` has it encode every page n times and resolves with the
+ * nanoseconds that took. Its buffers stay put between requests, like the
+ * JavaScript side's.
+ */
+class CServer {
+  constructor(bin) {
+    this.waiting = [];
+    this.text = '';
+    this.child = spawn(bin, ['--serve', C_OLD, C_NEW], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (chunk) => {
+      this.text += chunk;
+      for (let nl = this.text.indexOf('\n'); nl >= 0; nl = this.text.indexOf('\n')) {
+        const line = this.text.slice(0, nl);
+        this.text = this.text.slice(nl + 1);
+        this.waiting.shift()?.resolve(Number(line));
+      }
+    });
+    const fail = (err) => {
+      for (const w of this.waiting.splice(0)) w.reject(err);
+    };
+    this.child.on('error', fail);
+    this.child.on('exit', (code) => fail(new Error(`C baseline --serve exited (status ${code})`)));
+  }
+
+  sweeps(n) {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.child.stdin.write(`${n}\n`);
+    });
+  }
+
+  close() {
+    this.child.stdin.end();
+  }
+}
+
+/** The p-quantile (0..1) of numbers, linearly interpolated. */
+function quantile(values, p) {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (v.length - 1) * p;
+  const lo = Math.floor(at);
+  const hi = Math.min(lo + 1, v.length - 1);
+  return v[lo] + (v[hi] - v[lo]) * (at - lo);
+}
+
+const spread = (values) => ({ median: quantile(values, 0.5), q1: quantile(values, 0.25), q3: quantile(values, 0.75) });
+
+/**
+ * Paired samples: C, SIMD on ordinary buffers and SIMD on allocPages memory
+ * take turns (the order rotates every pair), each sample `sweeps` passes over
+ * all pages, so the samples of one pair lie milliseconds apart and share the
+ * machine's state of that moment. Returns the median and quartiles of the
+ * per-pair ratios (C time ÷ SIMD time, i.e. SIMD MB/s ÷ C MB/s) and each
+ * side's median MB/s.
+ */
+async function pairedBench(bin, encodeOrdinary, encodeAlloc) {
+  const sweeps = Math.max(1, Math.round(DEFAULT_SIZE / size));
+  const timeJs = (fn) => {
+    const t0 = performance.now();
+    for (let k = 0; k < sweeps; k++) fn();
+    return (performance.now() - t0) * 1e6;
+  };
+  const server = new CServer(bin);
+  try {
+    const sides = [
+      { name: 'c', sample: () => server.sweeps(sweeps), ns: [] },
+      { name: 'simd', sample: async () => timeJs(encodeOrdinary), ns: [] },
+      { name: 'alloc', sample: async () => timeJs(encodeAlloc), ns: [] },
+    ];
+    for (const side of sides) await side.sample(); // warm-up, untimed
+    for (let k = 0; k < pairs; k++) {
+      for (let j = 0; j < sides.length; j++) {
+        const side = sides[(k + j) % sides.length];
+        side.ns.push(await side.sample());
+      }
+    }
+    const [c, simd, alloc] = sides.map((x) => x.ns);
+    const mbps = (ns) => (sweeps * size) / (ns / 1e9) / MB;
+    return {
+      pairs,
+      sweepsPerSample: sweeps,
+      simdOverC: spread(c.map((t, k) => t / simd[k])),
+      allocOverC: spread(c.map((t, k) => t / alloc[k])),
+      cMedianMBps: mbps(quantile(c, 0.5)),
+      simdMedianMBps: mbps(quantile(simd, 0.5)),
+      allocMedianMBps: mbps(quantile(alloc, 0.5)),
+      ns: { c: c.map(Math.round), simd: simd.map(Math.round), alloc: alloc.map(Math.round) },
+    };
+  } finally {
+    server.close();
+  }
 }
 
 /** Locates the first page where two dumps (baseline.c's format) differ and saves a reproducer. */
@@ -530,6 +645,7 @@ async function codecBench(scenario, oldBuf, newBuf, bin, ts) {
       if (nDeltas > 0) best.dec.add(measure(`decode ${scenario.name}`, decodeAll, nDeltas * PAGE_SIZE, jsMaxTime));
       if (nDeltas > 0) best.decA.add(measure(`decode-alloc ${scenario.name}`, decodeAllocAll, nDeltas * PAGE_SIZE, jsMaxTime));
     }
+    const paired = bin && pairs > 0 ? await pairedBench(bin, encodeOrdinary, encodeAlloc) : null;
     if (sink === 0.5) log(''); // keep `sink` observable
 
     for (let k = 0; k < nDeltas; k++) {
@@ -559,6 +675,7 @@ async function codecBench(scenario, oldBuf, newBuf, bin, ts) {
         decodeMBps: best.dec.mbps,
         allocDecodeMBps: best.decA.mbps,
         cDecodeMBps: best.cDec.mbps,
+        paired,
         runs: Object.fromEntries(Object.entries(best).map(([k, b]) => [k, b.all])),
         match,
       },
@@ -721,7 +838,15 @@ function machine() {
   };
 }
 
+/** --cpu: moves every thread of this process to one CPU; children started later inherit it. */
+function pinToCpu(n) {
+  if (process.platform !== 'linux') die('--cpu needs Linux (taskset)');
+  const r = spawnSync('taskset', ['--all-tasks', '--pid', '--cpu-list', String(n), String(process.pid)], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) die(`--cpu: taskset failed: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
 async function main() {
+  if (cpu !== null) pinToCpu(cpu);
   const m = machine();
   const simdOn = kernelActive();
   log(`xbzrle bench: ${quick ? 'quick, ' : ''}${size / MiB} MiB per scenario, ${PAGE_SIZE}-byte pages, dlen ${PAGE_SIZE}`);
@@ -730,6 +855,8 @@ async function main() {
     `timing: ${reps} interleaved round(s) per scenario [C, TS, SIMD, SIMD-alloc, memcmp, decode, decode-alloc], best of each kept;` +
       ` Benchmark.js maxTime ${jsMaxTime}s per JS measurement, C ${cSeconds}s per loop; streams best of ${streamRuns}`,
   );
+  if (pairs > 0) log(`paired: ${pairs} rotating turns of [C, SIMD, SIMD-alloc] per scenario, one sample each; the median per-pair ratio is reported`);
+  if (cpu !== null) log(`pinned: this process, its threads and its children on CPU ${cpu} (taskset)`);
   log(`SIMD kernel in this process: ${simdOn ? 'active' : 'NOT AVAILABLE (the SIMD columns measure the TypeScript path)'}`);
   const bin = buildBaseline();
   let ts = null;
@@ -756,6 +883,13 @@ async function main() {
         `${scenario.name.padEnd(10)} encode TS ${fmt(row.tsEncodeMBps)} | SIMD ${fmt(row.simdEncodeMBps)} | SIMD-alloc ${fmt(row.allocEncodeMBps)}` +
           ` | C ${fmt(row.cEncodeMBps)} | memcmp ${fmt(row.memcmpMBps)} | decode ${fmt(row.decodeMBps)} | decode-alloc ${fmt(row.allocDecodeMBps)} MB/s | size ${fmt(row.encodedPct, 2)}% | ${row.match}`,
       );
+      if (row.paired) {
+        const p = row.paired;
+        log(
+          `${''.padEnd(10)} paired (${p.pairs}): SIMD/C ${fmtSpread(p.simdOverC)} | SIMD-alloc/C ${fmtSpread(p.allocOverC)}` +
+            ` | medians C ${fmt(p.cMedianMBps)}, SIMD ${fmt(p.simdMedianMBps)}, SIMD-alloc ${fmt(p.allocMedianMBps)} MB/s`,
+        );
+      }
       try {
         if (!args['no-stream']) {
           const srow = await streamBench(scenario, oldBuf, newBuf, oldA, newA);
@@ -813,17 +947,22 @@ async function main() {
 
 function printTables({ codecRows, streamRows, peerRows, peers, memory }) {
   log('');
-  log(`### Codec, ${size / MiB} MiB of ${PAGE_SIZE}-byte pages per scenario (MB/s = 10^6 bytes/s; best of ${reps} interleaved round(s))`);
+  log(
+    `### Codec, ${size / MiB} MiB of ${PAGE_SIZE}-byte pages per scenario (MB/s = 10^6 bytes/s; best of ${reps} interleaved round(s)` +
+      `${pairs > 0 ? `; paired: median (quartiles) of ${pairs} per-pair ratios` : ''})`,
+  );
   log('');
   log(
     '| scenario | encoded % | overflow pages | TS encode | SIMD encode (buffers) | SIMD encode (allocPages) | C encode | TS/C | SIMD/C | SIMD-alloc/C' +
+      ' | SIMD/C paired | SIMD-alloc/C paired' +
       ' | memcmp | SIMD/memcmp | SIMD-alloc/memcmp | decode (buffers) | decode (allocPages) | C decode | output |',
   );
-  log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
+  log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
   for (const r of codecRows) {
     log(
       `| ${r.scenario} | ${fmt(r.encodedPct, 2)} | ${r.overflowPages} | ${fmt(r.tsEncodeMBps)} | ${fmt(r.simdEncodeMBps)} | ${fmt(r.allocEncodeMBps)}` +
         ` | ${fmt(r.cEncodeMBps)} | ${fmtRatio(r.tsEncodeMBps, r.cEncodeMBps)} | **${fmtRatio(r.simdEncodeMBps, r.cEncodeMBps)}** | **${fmtRatio(r.allocEncodeMBps, r.cEncodeMBps)}**` +
+        ` | **${fmtSpread(r.paired?.simdOverC)}** | **${fmtSpread(r.paired?.allocOverC)}**` +
         ` | ${fmt(r.memcmpMBps)} | ${fmtRatio(r.simdEncodeMBps, r.memcmpMBps)} | ${fmtRatio(r.allocEncodeMBps, r.memcmpMBps)}` +
         ` | ${fmt(r.decodeMBps)} | ${fmt(r.allocDecodeMBps)} | ${fmt(r.cDecodeMBps)} | ${r.match} |`,
     );
