@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { allocPages, decodeXbzrle, encodeXbzrle, freePages, isZeroPage, PageCache, XbzrleError } from '../lib/index.js';
 import { encodeRange, encodeSimd, encodeStaged } from '../lib/codec/encode.js';
-import { checkDelta, decodeSimd } from '../lib/codec/decode.js';
+import { checkDelta, decodeSimd, STAGED_DECODE_MIN } from '../lib/codec/decode.js';
 import { refDecode } from './helpers/reference-codec.js';
 import { getEngine, resetEngineForTests } from '../lib/codec/wasm/engine.js';
 import { PageKernel } from '../lib/codec/kernel.js';
@@ -151,6 +151,47 @@ describe('the WebAssembly SIMD kernel', () => {
       { numRuns: 3000, seed: 11 },
     );
     freePages(page);
+  });
+
+  it.skipIf(engine === null)('decodes long deltas into ordinary pages through the staging area exactly like the QEMU decoder, touching nothing else', () => {
+    // Dense deltas (at least STAGED_DECODE_MIN bytes) from the encoder, some corrupted in one
+    // byte, and long random bytes; pages in ordinary buffers at any offset and in a SharedArrayBuffer.
+    const denseDelta = fc
+      .tuple(fc.uint8Array({ minLength: 4096, maxLength: 4096 }), fc.integer({ min: 3, max: 40 }), fc.nat(), fc.integer({ min: 0, max: 255 }))
+      .map(([cur, step, i, v]) => {
+        const prev = cur.slice();
+        for (let k = 0; k < 4096; k += step) prev[k] = prev[k]! ^ 0xff;
+        const out = new Uint8Array(4096);
+        const n = encodeRange(prev, 0, cur, 0, 4096, out, 0, 4096);
+        const d = out.slice(0, Math.max(0, n));
+        if (d.length > 0 && i % 3 === 0) d[i % d.length] = v;
+        return { prev, d };
+      });
+    const randomDelta = fc.uint8Array({ minLength: STAGED_DECODE_MIN, maxLength: 3000 }).map((d) => ({ prev: new Uint8Array(4096).fill(0x5c), d }));
+    fc.assert(
+      fc.property(fc.oneof(denseDelta, randomDelta), fc.nat(15), fc.boolean(), ({ prev, d }, shift, shared) => {
+        fc.pre(d.length >= STAGED_DECODE_MIN);
+        const backing = new Uint8Array(shared ? new SharedArrayBuffer(4096 + 48) : new ArrayBuffer(4096 + 48)).fill(0xee);
+        const target = backing.subarray(16 + shift, 16 + shift + 4096);
+        target.set(prev);
+        const ref = prev.slice();
+        const want = refDecode(d, ref);
+        let got: number;
+        try {
+          got = decodeXbzrle(d, target);
+        } catch (err) {
+          expect((err as XbzrleError).code).toBe('ERR_XBZRLE_CORRUPT');
+          expect((err as XbzrleError).offset).toBe(-1 - checkDelta(d, 0, d.length, 4096));
+          got = -1;
+        }
+        expect(got).toBe(want);
+        // Accepted: the new page; rejected: the page as it was. Never a byte outside it.
+        expect(Buffer.from(target).equals(Buffer.from(want >= 0 ? ref : prev))).toBe(true);
+        expect(backing.subarray(0, 16 + shift).every((b) => b === 0xee)).toBe(true);
+        expect(backing.subarray(16 + shift + 4096).every((b) => b === 0xee)).toBe(true);
+      }),
+      { numRuns: 400, seed: 20261123 },
+    );
   });
 
   it.skipIf(engine === null)('finds zero pages exactly like the TypeScript scan', () => {

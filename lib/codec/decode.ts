@@ -1,6 +1,7 @@
 import { argTypeError, XbzrleError } from '../errors.js';
 import { ulebRead } from './uleb128.js';
 import { getEngine, type WasmEngine } from './wasm/engine.js';
+import { DeltaViews } from '../format/delta-views.js';
 
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
 const COPY_LOOP_MAX = 64;
@@ -121,10 +122,68 @@ export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
   if (delta.length >= SIMD_DECODE_MIN) {
     const engine = getEngine();
-    const at = engine === null ? -1 : engine.addressOf(page);
-    if (engine !== null && at >= 0) return decodeSimd(engine, delta, 0, delta.length, at, page.length, 0);
+    if (engine !== null) {
+      const at = engine.addressOf(page);
+      if (at >= 0) return decodeSimd(engine, delta, 0, delta.length, at, page.length, 0);
+      if (delta.length >= STAGED_DECODE_MIN) return decodeStaged(engine, delta, 0, delta.length, page, 0, page.length, 0);
+    }
   }
   return decodeRange(delta, 0, delta.length, page, 0, page.length);
+}
+
+/**
+ * From this delta length on, a page outside the kernel's memory is decoded
+ * by the kernel in its staging area (page copied in and out) rather than by
+ * TypeScript: 2-3x faster on dense deltas, about even at 200-300 bytes
+ * (measured on 4 KiB pages).
+ */
+export const STAGED_DECODE_MIN = 512;
+
+function isShared(u8: Uint8Array): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && u8.buffer instanceof SharedArrayBuffer;
+}
+
+/** Bytes between the staged page and the staged delta. */
+const STAGE_GAP = 64;
+
+/** Views of the staged page by length (one per page size in practice). */
+const stagedPageViews = new DeltaViews(1 << 16);
+
+/**
+ * {@link decodeRange} through the kernel for a page outside its memory: the
+ * page and the delta are copied into the staging area, decoded there, and
+ * the page copied back when the delta is accepted (a rejected delta changes
+ * nothing). Falls back to TypeScript when there is no staging area, the page
+ * and delta do not fit in it, or the page is in a SharedArrayBuffer (another
+ * thread may be writing the bytes the delta leaves alone; copying the page
+ * back would undo that).
+ */
+export function decodeStaged(
+  engine: WasmEngine,
+  src: Uint8Array,
+  srcOff: number,
+  slen: number,
+  dst: Uint8Array,
+  dstOff: number,
+  dlen: number,
+  errorBase: number,
+): number {
+  const st = engine.staging();
+  if (st === null || dlen + STAGE_GAP + slen > st.capacity || dlen > stagedPageViews.maxLength || isShared(dst)) {
+    return decodeRange(src, srcOff, slen, dst, dstOff, dlen, errorBase);
+  }
+  const mem = st.bytes;
+  const pg = st.base;
+  const dl = pg + dlen + STAGE_GAP;
+  mem.set(dstOff === 0 && dst.length === dlen ? dst : dst.subarray(dstOff, dstOff + dlen), pg);
+  mem.set(srcOff === 0 && src.length === slen ? src : src.subarray(srcOff, srcOff + slen), dl);
+  const result = st.decode(dl, slen, pg, dlen);
+  if (result < 0) {
+    checkDelta(src, srcOff, slen, dlen); // sets the reason; the position is the same
+    throw corrupt(result, errorBase);
+  }
+  dst.set(stagedPageViews.get(mem, pg, dlen), dstOff);
+  return result;
 }
 
 /** Below this delta length the TypeScript decoder is faster than a kernel call (measured). */

@@ -1,4 +1,4 @@
-import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd, SIMD_DECODE_MIN } from '../codec/decode.js';
+import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd, decodeStaged, SIMD_DECODE_MIN, STAGED_DECODE_MIN } from '../codec/decode.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
@@ -159,8 +159,10 @@ export class RamLoader {
       return undefined;
     }
     const page = this.scratch;
+    const engine = this.engine;
     return then(store.get(block, offset, page), () => {
-      decodeRange(src, srcOffset, length, page, 0, ps, position);
+      if (engine !== null && length >= STAGED_DECODE_MIN) decodeStaged(engine, src, srcOffset, length, page, 0, ps, position);
+      else decodeRange(src, srcOffset, length, page, 0, ps, position);
       return then(store.put(block, offset, page), () => this.onPage?.(block, offset, 'xbzrle', page, 0));
     });
   }

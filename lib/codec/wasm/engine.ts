@@ -56,6 +56,8 @@ export interface Staging {
   readonly capacity: number;
   /** The encoder export of the kernel instance that works on `bytes`. */
   readonly encode: (prev: number, cur: number, slen: number, out: number, dlen: number) => number;
+  /** The validating decoder export of the same instance. */
+  readonly decode: (src: number, slen: number, dst: number, dlen: number) => number;
 }
 
 /**
@@ -249,12 +251,12 @@ export class WasmEngine {
     try {
       if (this.shared && this.plainKernel !== null) {
         const { memory, kernel } = this.plainKernel(STAGING_BYTES / WASM_PAGE);
-        area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode };
+        area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode, decode: kernel.decode };
       } else if (!this.shared) {
         // Its memory is small and fixed: a smaller area (two 16 KiB pages and any
         // delta; larger pages go through the scratch path).
         const start = this.alloc(2 * WASM_PAGE, 4096);
-        if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode };
+        if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode, decode: this.kernel.decode };
       }
     } catch {
       area = null;
