@@ -290,17 +290,57 @@ describe('allocPages', () => {
     expect(isZeroPage(cur)).toBe(false);
     expect(encodeXbzrle(prev, cur, out)).toBe(10);
     expect(Array.from(out.subarray(0, 10))).toEqual([0, 8, 9, 9, 9, 9, 9, 9, 9, 9]);
-    // Decoding (a delta long enough for the kernel's decoder) writes into the array itself.
-    const delta = Uint8Array.from([0, 1, 7, ...Array.from({ length: 42 }, () => [1, 1, 5]).flat()]);
-    expect(delta.length).toBeGreaterThanOrEqual(128);
-    expect(decodeXbzrle(delta, prev)).toBe(85);
+    // Decoding (a delta long enough for the kernel's staged decoder) writes into the array itself.
+    const delta = Uint8Array.from([0, 1, 7, ...Array.from({ length: 200 }, () => [1, 1, 5]).flat()]);
+    expect(delta.length).toBeGreaterThanOrEqual(STAGED_DECODE_MIN);
+    expect(decodeXbzrle(delta, prev)).toBe(401);
     expect(Array.from(prev.subarray(0, 6))).toEqual([7, 0, 5, 0, 5, 0]);
     freePages(out); // not kernel memory: nothing to free
     // Views over the kernel memory keep their address through subarray.
     const inner = pages.subarray(100).subarray(28, 60);
     expect(engine!.addressOf(inner)).toBe(inner.byteOffset);
     expect(engine!.addressOf(inner)).toBe(engine!.addressOf(pages) + 128);
+    // Made through the constructor over the kernel's memory, with an offset ToIndex converts:
+    // its address is the number, not the argument.
+    const two = allocPages(2);
+    const odd = new Ctor(two.buffer as ArrayBuffer, String(two.byteOffset + 4096) as unknown as number, 4096);
+    expect(engine!.addressOf(odd)).toBe(two.byteOffset + 4096);
+    two[4096 + 9] = 1;
+    expect(isZeroPage(odd)).toBe(false);
+    const cache = new PageCache({ size: 4 * 4096 });
+    cache.insert(0, odd);
+    expect(cache.peek(0)![9]).toBe(1);
+    cache.dispose();
+    freePages(two);
     freePages(pages);
+  });
+
+  it.skipIf(engine === null)('a delta that overlaps the kernel-memory page it is applied to decodes as if copied first, writing nothing outside the page', () => {
+    const rand = rng(92);
+    for (let t = 0; t < 40; t++) {
+      const pages = allocPages(3);
+      pages.fill(0xee);
+      const page = pages.subarray(4096, 8192);
+      for (let i = 0; i < 4096; i++) page[i] = rand() & 0xff;
+      // A valid delta of dense runs, placed inside the page (or straddling its end).
+      const prev = page.slice();
+      const cur = prev.slice();
+      for (let i = Math.floor(rand() * 8); i < 4096; i += 3 + Math.floor(rand() * 9)) cur[i] = cur[i]! ^ 0xa5;
+      const out = new Uint8Array(4096);
+      const n = encodeRange(prev, 0, cur, 0, 4096, out, 0, 4096);
+      expect(n).toBeGreaterThanOrEqual(128);
+      const at = 4096 + Math.floor(rand() * (4096 + 2048 - n));
+      pages.set(out.subarray(0, n), at);
+      const expectedPage = page.slice();
+      const want = refDecode(out.subarray(0, n), expectedPage);
+      const before = pages.slice();
+      expect(decodeXbzrle(pages.subarray(at, at + n), page)).toBe(want);
+      expect(Buffer.from(page).equals(Buffer.from(expectedPage))).toBe(true);
+      // Outside the page: only the delta's own bytes past the page's end are as they were.
+      expect(Buffer.from(pages.subarray(0, 4096)).equals(Buffer.from(before.subarray(0, 4096)))).toBe(true);
+      expect(Buffer.from(pages.subarray(8192)).equals(Buffer.from(before.subarray(8192)))).toBe(true);
+      freePages(pages);
+    }
   });
 
   it.skipIf(engine === null)('the encoder writes nothing in the output buffer after the delta it returns', () => {

@@ -579,6 +579,47 @@ describe('errors reach pipeline()', () => {
     await expect(pipeline(Readable.from([bytes]), new XbzrleDecodeStream({ store }), new Writable({ objectMode: true, write(_c, _e, cb) { cb(); } }))).rejects.toThrow('disk full');
   });
 
+  it('a store outside the kernel memory decodes long deltas (and fails on corrupt ones) exactly like the memory store', async () => {
+    // Dense changes: every page goes out as an XBZRLE delta of ~2.4 KiB, long enough for
+    // the staged kernel decoder when the store's pages are ordinary arrays.
+    const first = randomBytes(8 * PS, rng(77));
+    const second = first.slice();
+    for (let i = 0; i < second.length; i += 5) second[i] = second[i]! ^ 0x3c;
+    const { bytes } = await encodeImages([first, second]);
+    const decodeWith = async (data: Uint8Array, kind: 'memory' | 'plain'): Promise<{ image?: Uint8Array; error?: string }> => {
+      const mem = new MemoryPageStore();
+      const pages = new Map<string, Uint8Array>();
+      const plain: PageStore = {
+        get: (b, o, into) => void into.set(pages.get(`${b}@${o}`) ?? new Uint8Array(into.length)),
+        put: (b, o, d) => void pages.set(`${b}@${o}`, d.slice()),
+      };
+      try {
+        await pipeline(Readable.from(split(data, 'random', 5)), new XbzrleDecodeStream({ store: kind === 'memory' ? mem : plain }), new Writable({ objectMode: true, write(_p, _e, cb) { cb(); } }));
+      } catch (err) {
+        return { error: `${(err as XbzrleError).code} @${(err as XbzrleError).offset}` };
+      }
+      if (kind === 'memory') return { image: mem.read('ram') };
+      const image = new Uint8Array(8 * PS);
+      for (let p = 0; p < 8; p++) image.set(pages.get(`ram@${p * PS}`) ?? new Uint8Array(PS), p * PS);
+      return { image };
+    };
+    const good = await decodeWith(bytes, 'plain');
+    expect(sameBytes(good.image!, second)).toBe(true);
+    // One corrupted byte at a time across the second round: same outcome either way.
+    const rand = rng(78);
+    let errors = 0;
+    for (let t = 0; t < 24; t++) {
+      const bad = bytes.slice();
+      const at = bytes.length - 1 - Math.floor(rand() * (bytes.length / 2));
+      bad[at] = bad[at]! ^ (1 + Math.floor(rand() * 255));
+      const [m, p] = [await decodeWith(bad, 'memory'), await decodeWith(bad, 'plain')];
+      expect(p.error).toBe(m.error);
+      if (m.error === undefined) expect(sameBytes(p.image!, m.image!)).toBe(true);
+      else if (m.error.startsWith('ERR_XBZRLE_CORRUPT')) errors++;
+    }
+    expect(errors).toBeGreaterThan(3); // the corruptions reached the deltas' checks
+  });
+
   it('an asynchronous store decodes the same as the memory store', async () => {
     const images = makeRounds(16, 4, 41);
     const { bytes } = await encodeImages(images);

@@ -167,7 +167,7 @@ describe('xbzrle/web imports nothing from Node', () => {
     }
   });
 
-  it('encodes byte-identically on plain WebAssembly memory (a page without cross-origin isolation) as on the TypeScript path', () => {
+  it('encodes and decodes byte-identically on plain WebAssembly memory (a page without cross-origin isolation) as on the TypeScript path', () => {
     // Deterministic pairs of every page size the staging area takes (and one it does not),
     // every output length class, digested; run once on the plain-memory kernel and once
     // with the kernel off.
@@ -177,7 +177,7 @@ describe('xbzrle/web imports nothing from Node', () => {
       let seed = 7, h = 0x811c9dc5;
       const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
       const mix = (v) => { h = Math.imul(h ^ (v & 0xff), 0x01000193) >>> 0; };
-      let calls = 0;
+      let calls = 0, decodes = 0;
       for (const size of [64, 100, 4096, 16384, 32768, 65536]) {
         for (let t = 0; t < 12; t++) {
           const prev = new Uint8Array(size).map(() => rnd() & 0xff);
@@ -191,17 +191,30 @@ describe('xbzrle/web imports nothing from Node', () => {
             mix(n); mix(n >> 8);
             for (let i = 0; i < Math.max(n, 0); i++) mix(out[i]);
             const back = new Uint8Array(out.buffer); mix(back[0]); mix(back[olen + 1]); mix(back[olen + 2]);
+            if (olen === 2 * size + 8 && n > 0) {
+              // Decode it back (long deltas go through the kernel's staging area), whole and corrupted.
+              for (const corrupt of [false, true]) {
+                const delta = out.slice(0, n);
+                if (corrupt) delta[rnd() % n] ^= 1 + (rnd() % 255);
+                const page = prev.slice();
+                let r;
+                try { r = x.decodeXbzrle(delta, page); } catch (e) { r = e.code === 'ERR_XBZRLE_CORRUPT' ? -1 - e.offset : -999; }
+                decodes++;
+                mix(r); mix(r >> 8);
+                for (let i = 0; i < size; i++) mix(page[i]);
+              }
+            }
           }
         }
       }
       const pages = x.allocPages(1);
       const engines = Object.getOwnPropertySymbols(globalThis).filter((s) => String(s.description).startsWith('xbzrle.engine.')).map((s) => globalThis[s]);
-      console.log(JSON.stringify({ hash: h, calls, engine: engines.length === 1 && engines[0] !== null, shared: typeof SharedArrayBuffer !== 'undefined' && pages.buffer instanceof SharedArrayBuffer }));
+      console.log(JSON.stringify({ hash: h, calls, decodes, engine: engines.length === 1 && engines[0] !== null, shared: typeof SharedArrayBuffer !== 'undefined' && pages.buffer instanceof SharedArrayBuffer }));
     `;
     const run = (mode: string, env: Record<string, string>) => {
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, mode], { encoding: 'utf8', env: { ...process.env, ...env } });
       expect(r.stderr).toBe('');
-      return JSON.parse(r.stdout) as { hash: number; calls: number; engine: boolean; shared: boolean };
+      return JSON.parse(r.stdout) as { hash: number; calls: number; decodes: number; engine: boolean; shared: boolean };
     };
     const plain = run('plain', {});
     const ts = run('ts', { XBZRLE_WASM: '0' });
@@ -209,6 +222,7 @@ describe('xbzrle/web imports nothing from Node', () => {
     expect(plain.shared).toBe(false);
     expect(ts.engine).toBe(false);
     expect(plain.calls).toBe(6 * 12 * 7);
+    expect(plain.decodes).toBeGreaterThan(100);
     expect(plain.hash).toBe(ts.hash);
   });
 

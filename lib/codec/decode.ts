@@ -139,14 +139,15 @@ export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
  */
 export const STAGED_DECODE_MIN = 512;
 
+/** True for a view of a SharedArrayBuffer, of this realm or another (so not `instanceof`). */
 function isShared(u8: Uint8Array): boolean {
-  return typeof SharedArrayBuffer !== 'undefined' && u8.buffer instanceof SharedArrayBuffer;
+  return Object.prototype.toString.call(u8.buffer) === '[object SharedArrayBuffer]';
 }
 
 /** Bytes between the staged page and the staged delta. */
 const STAGE_GAP = 64;
 
-/** Views of the staged page by length (one per page size in practice). */
+/** Views of the staged page by length (one per page size in practice; longer pages get a view per call). */
 const stagedPageViews = new DeltaViews(1 << 16);
 
 /**
@@ -169,7 +170,7 @@ export function decodeStaged(
   errorBase: number,
 ): number {
   const st = engine.staging();
-  if (st === null || dlen + STAGE_GAP + slen > st.capacity || dlen > stagedPageViews.maxLength || isShared(dst)) {
+  if (st === null || dlen + STAGE_GAP + slen > st.capacity || isShared(dst)) {
     return decodeRange(src, srcOff, slen, dst, dstOff, dlen, errorBase);
   }
   const mem = st.bytes;
@@ -196,11 +197,13 @@ export const SIMD_DECODE_MIN = 128;
  */
 export function decodeSimd(engine: WasmEngine, src: Uint8Array, srcOff: number, slen: number, dst: number, dlen: number, errorBase: number): number {
   const at = src === engine.bytes() ? 0 : engine.addressOf(src);
-  let s: number;
-  if (at >= 0) s = at + srcOff;
-  else {
+  let s = at + srcOff;
+  // A delta outside the kernel's memory is copied in; so is one that overlaps the page it
+  // is applied to (the kernel would read bytes it has already overwritten).
+  if (at < 0 || (s < dst + dlen && dst < s + slen)) {
     s = engine.scratch(slen);
-    if (s < 0) return decodeRange(src, srcOff, slen, engine.bytes(), dst, dlen, errorBase);
+    // No room to copy it in: TypeScript decodes from a private copy of it.
+    if (s < 0) return decodeRange(src.slice(srcOff, srcOff + slen), 0, slen, engine.bytes(), dst, dlen, errorBase);
     engine.bytes().set(src.subarray(srcOff, srcOff + slen), s);
   }
   const result = engine.decode(s, slen, dst, dlen);

@@ -143,6 +143,9 @@ export class RamLoader {
       const at = page !== undefined && engine !== null && length >= SIMD_DECODE_MIN ? engine.addressOf(page) : -1;
       if (page !== undefined && engine !== null && at >= 0) {
         decodeSimd(engine, src, srcOffset, length, at, ps, position);
+      } else if (page !== undefined && engine !== null && length >= STAGED_DECODE_MIN) {
+        // A stored page outside the kernel's memory (a plain-memory engine's store).
+        decodeStaged(engine, src, srcOffset, length, page, 0, ps, position);
       } else {
         const result = checkDelta(src, srcOffset, length, ps);
         if (result < 0) throw corrupt(result, position);

@@ -310,7 +310,8 @@ export class KernelBytes extends Uint8Array {
 
   constructor(buffer: ArrayBufferLike | number, byteOffset?: number, length?: number) {
     super(buffer as ArrayBuffer, byteOffset, length);
-    this.addr = typeof buffer === 'object' && buffer !== null && getEngine()?.ownsBuffer(buffer) === true ? (byteOffset ?? 0) : -1;
+    // The converted offset, not the argument (which may be a string or anything else ToIndex takes).
+    this.addr = typeof buffer === 'object' && buffer !== null && getEngine()?.ownsBuffer(buffer) === true ? this.byteOffset : -1;
   }
 
   // Copies are ordinary arrays: only views (`subarray`) stay in the kernel's memory.
@@ -345,7 +346,7 @@ let engine: WasmEngine | null | undefined;
  * copies of the package share an engine only when both this and the kernel
  * build match.
  */
-const ENGINE_API = 2;
+const ENGINE_API = 3;
 
 /**
  * The engine is one per JavaScript realm, kernel build and engine API, even
