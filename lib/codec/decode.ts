@@ -107,7 +107,10 @@ export function corrupt(result: number, errorBase = 0): XbzrleError {
  * Accepts exactly the deltas QEMU accepts, including over-long two-byte
  * lengths (`85 00`) and a zero first zero run, and rejects exactly what QEMU
  * rejects. Unlike QEMU it validates the whole delta first, so a rejected delta
- * leaves `page` unchanged. Both arguments may be any `Uint8Array` view.
+ * leaves `page` unchanged. Both arguments may be any `Uint8Array` view; they
+ * should not overlap (if they do, nothing outside `page` is written, but its
+ * new content is unspecified and an error other than `XbzrleError` may be
+ * thrown).
  *
  * @throws XbzrleError `ERR_XBZRLE_CORRUPT` with `offset` = the position in
  *   `delta` of the element that failed
