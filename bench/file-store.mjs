@@ -3,7 +3,7 @@
 // (every page written and every XBZRLE base read through the file), next to
 // MemoryPageStore. Checks every result against the RAM QEMU's loader rebuilt.
 //
-//   npm run bench:file            (after npm run build)
+//   npm run bench:file [-- --reps n]     (after npm run build; best of n, default 3)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,10 +11,15 @@ import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { FilePageStore, MemoryPageStore, readQemuMigration } from '../dist/index.js';
+import { scriptArgs } from './args.mjs';
 
 const FIXTURES = fileURLToPath(new URL('../test/fixtures/qemu-7.2/', import.meta.url));
 const NAMES = ['mixed-c8m', 'sparse-c32m'];
-const REPS = Number(process.argv[2] ?? 3);
+const { values, fail } = scriptArgs('bench/file-store.mjs', 'usage: node bench/file-store.mjs [--reps n]   (best of n runs, default 3)\n', {
+  reps: { type: 'string', default: '3' },
+});
+const REPS = Number(values.reps);
+if (!Number.isSafeInteger(REPS) || REPS < 1) fail('--reps must be a positive integer');
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 
 const configs = [

@@ -30,7 +30,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptArgs } from './args.mjs';
 import { PAGE_SIZE, fillRandom, mulberry32 } from './scenarios.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -40,20 +40,22 @@ const CACHE = 64 * MiB;
 const TARGET_MiB = 64 + 48;
 const TEMPLATES = 8;
 
-const args = parseArgs({
-  options: {
+const { values: args, fail } = scriptArgs(
+  'bench/memory.mjs',
+  'usage: node --expose-gc bench/memory.mjs [--json] [--rounds n] [--block MiB] [--hwm n]\n',
+  {
     json: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '4' },
     block: { type: 'string', default: '256' },
     hwm: { type: 'string' },
   },
-  strict: true,
-}).values;
+);
 const rounds = Number(args.rounds);
 const blockSize = Number(args.block) * MiB;
-if (!Number.isSafeInteger(rounds) || rounds < 1) throw new RangeError('--rounds must be a positive integer');
-if (!Number.isSafeInteger(blockSize) || blockSize <= 0 || blockSize % RECORD !== 0) throw new RangeError('--block must be a positive multiple of 2 (MiB)');
+if (!Number.isSafeInteger(rounds) || rounds < 1) fail('--rounds must be a positive integer');
+if (!Number.isSafeInteger(blockSize) || blockSize <= 0 || blockSize % RECORD !== 0) fail('--block must be a positive multiple of 2 (MiB)');
 const hwm = args.hwm !== undefined ? Number(args.hwm) : undefined;
+if (hwm !== undefined && !(Number.isSafeInteger(hwm) && hwm >= 1)) fail('--hwm must be a positive integer');
 
 const distEntry = join(HERE, '..', 'dist', 'index.js');
 if (!existsSync(distEntry)) {

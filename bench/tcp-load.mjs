@@ -57,7 +57,7 @@ import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptArgs } from './args.mjs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mulberry32 } from './scenarios.mjs';
@@ -71,8 +71,12 @@ const RECORD = 2 * MiB;
 const TEMPLATES = 8;
 const BLOCK_ID = 'pc.ram';
 
-const args = parseArgs({
-  options: {
+const { values: args } = scriptArgs(
+  'tcp-load',
+  `usage: node bench/tcp-load.mjs [--gib 4] [--cache 64] [--block 256] [--slow-every 64] [--slow-ms 1]
+       [--hwm 16] [--sample-ms 5] [--json] [--quiet] [--corrupt]
+`,
+  {
     role: { type: 'string', default: 'producer' },
     gib: { type: 'string', default: '4' },
     cache: { type: 'string', default: '64' },
@@ -85,8 +89,7 @@ const args = parseArgs({
     corrupt: { type: 'boolean', default: false },
     quiet: { type: 'boolean', default: false },
   },
-  strict: true,
-}).values;
+);
 
 const num = (name, min = 0) => {
   const v = Number(args[name]);

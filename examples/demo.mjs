@@ -11,6 +11,9 @@
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MemoryPageStore, XbzrleDecodeStream, XbzrleEncodeStream } from 'xbzrle';
+import { exampleOptions } from './args.mjs';
+
+exampleOptions('usage: npm run demo   (or node examples/demo.mjs; no options)', {});
 
 const PAGE = 4096;
 const RAM = 32 << 20;

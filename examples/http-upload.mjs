@@ -19,14 +19,17 @@
 import { createHash } from 'node:crypto';
 import { createServer, request } from 'node:http';
 import { finished, pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { exampleOptions } from './args.mjs';
 import { MemoryPageStore, XbzrleDecodeStream, encodeRounds } from 'xbzrle';
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '8' }, rounds: { type: 'string', default: '4' } } });
+const { values, usageError } = exampleOptions('usage: node examples/http-upload.mjs [--size MiB] [--rounds N]', {
+  size: { type: 'string', default: '8' },
+  rounds: { type: 'string', default: '4' },
+});
 const PAGE = 4096;
 const SIZE = Number(values.size) * 1048576;
 const ROUNDS = Number(values.rounds);
-if (!(SIZE > 0 && SIZE % PAGE === 0) || !(ROUNDS >= 1)) throw new RangeError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
+if (!(SIZE > 0 && SIZE % PAGE === 0) || !(ROUNDS >= 1)) usageError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
 const BLOCK = 'pc.ram';
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 

@@ -21,11 +21,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { exampleOptions } from './args.mjs';
 import { createGunzip } from 'node:zlib';
 import { MemoryPageStore, readQemuMigration } from 'xbzrle';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'count-only': { type: 'boolean', default: false } } });
+const { values, positionals } = exampleOptions('usage: node examples/qemu-inspect.mjs [MIGFILE] [--count-only]', { 'count-only': { type: 'boolean', default: false } }, true);
 const file = positionals[0] ?? fileURLToPath(new URL('../test/fixtures/qemu-7.2/sparse-c32m.mig.gz', import.meta.url));
 const gzipped = file.endsWith('.gz');
 

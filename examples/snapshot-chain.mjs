@@ -37,23 +37,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { exampleOptions } from './args.mjs';
 import { FilePageStore, RecordWriter, XbzrleDecodeStream, encodeXbzrle, isZeroPage } from 'xbzrle';
 
-const { values } = parseArgs({
-  options: {
-    size: { type: 'string', default: '8' },
-    snapshots: { type: 'string', default: '5' },
-    restore: { type: 'string' },
-    keep: { type: 'string' },
-  },
+const { values, usageError } = exampleOptions('usage: node examples/snapshot-chain.mjs [--size MiB] [--snapshots N] [--restore K] [--keep DIR]', {
+  size: { type: 'string', default: '8' },
+  snapshots: { type: 'string', default: '5' },
+  restore: { type: 'string' },
+  keep: { type: 'string' },
 });
 const PAGE = 4096;
 const SIZE = Number(values.size) * 1048576;
 const N = Number(values.snapshots);
-if (!(SIZE > 0 && SIZE % PAGE === 0) || !Number.isInteger(N) || N < 1) throw new RangeError('--size must be a positive number of MiB (whole pages), --snapshots ≥ 1');
+if (!(SIZE > 0 && SIZE % PAGE === 0) || !Number.isInteger(N) || N < 1) usageError('--size must be a positive number of MiB (whole pages), --snapshots ≥ 1');
 const points = values.restore === undefined ? [...Array(N + 1).keys()] : [Number(values.restore)];
-if (!points.every((k) => Number.isInteger(k) && k >= 0 && k <= N)) throw new RangeError(`--restore must be 0..${N}`);
+if (!points.every((k) => Number.isInteger(k) && k >= 0 && k <= N)) usageError(`--restore must be 0..${N}`);
 const BLOCK = 'ram'; // the block name `xbzrle diff` uses by default
 
 // ---- a memory image that changes between snapshots ---------------------------

@@ -16,17 +16,19 @@
 // Exit:  0 when the receiver's image equals the sender's and the counters add up, 1 otherwise.
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { exampleOptions } from './args.mjs';
 import { MemoryPageStore, XbzrleDecodeStream, XbzrleEncodeStream } from 'xbzrle';
 
-const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '2.5' }, size: { type: 'string', default: '16' }, interval: { type: 'string', default: '200' } },
+const { values, usageError } = exampleOptions('usage: node examples/stats-live.mjs [--seconds S] [--size MiB] [--interval ms]', {
+  seconds: { type: 'string', default: '2.5' },
+  size: { type: 'string', default: '16' },
+  interval: { type: 'string', default: '200' },
 });
 const PAGE = 4096;
 const SIZE = Number(values.size) * 1048576;
 const SECONDS = Number(values.seconds);
 const INTERVAL = Number(values.interval);
-if (!(SIZE > 0 && SIZE % PAGE === 0) || !(SECONDS > 0) || !(INTERVAL > 0)) throw new RangeError('--size (MiB, whole pages), --seconds and --interval must be positive');
+if (!(SIZE > 0 && SIZE % PAGE === 0) || !(SECONDS > 0) || !(INTERVAL > 0)) usageError('--size (MiB, whole pages), --seconds and --interval must be positive');
 const BLOCK = 'ram';
 const SMALL_CACHE = Math.max(PAGE, SIZE / 4); // a quarter of the image: pages keep evicting each other
 const BIG_CACHE = SIZE * 2;

@@ -26,14 +26,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { exampleOptions } from './args.mjs';
 import { FilePageStore, XbzrleDecodeStream, XbzrleEncodeStream, blockFileName } from 'xbzrle';
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '16' }, rounds: { type: 'string', default: '5' } } });
+const { values, usageError } = exampleOptions('usage: node examples/tcp-migrate.mjs [--size MiB] [--rounds N]', {
+  size: { type: 'string', default: '16' },
+  rounds: { type: 'string', default: '5' },
+});
 const PAGE = 4096;
 const RAM = Number(values.size) * 1048576; // bytes of guest RAM (default 16 MiB)
 const ROUNDS = Number(values.rounds);
-if (!(RAM > 0 && RAM % PAGE === 0) || !(ROUNDS >= 1)) throw new RangeError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
+if (!(RAM > 0 && RAM % PAGE === 0) || !(ROUNDS >= 1)) usageError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
 const BLOCK = 'pc.ram';
 
 // ---- a guest that keeps writing to its memory --------------------------------

@@ -4,14 +4,16 @@
 // printed: rerun with it to reproduce a failure, and keep the input that failed
 // in test/fixtures/crashers/.
 import { spawnSync } from 'node:child_process';
+import { scriptArgs } from '../bench/args.mjs';
 
-const args = process.argv.slice(2);
-const arg = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-};
-const minutes = Number(arg('minutes', '2'));
-const seed = Number(arg('seed', String(Math.floor(Math.random() * 2 ** 31))));
+const { values, fail } = scriptArgs('fuzz', 'usage: npm run fuzz [-- --minutes N] [-- --seed S]   (N minutes per property group, default 2)\n', {
+  minutes: { type: 'string', default: '2' },
+  seed: { type: 'string' },
+});
+const minutes = Number(values.minutes);
+if (!(minutes > 0)) fail('--minutes must be a positive number');
+if (values.seed !== undefined && !/^\d+$/.test(values.seed)) fail('--seed must be a non-negative integer');
+const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`fuzz: ${minutes} min per property group, seed ${seed}`);
 const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/fuzz.test.ts', '--project', 'simd', '--testTimeout', String(minutes * 60_000 * 2 + 60_000)], {
   stdio: 'inherit',

@@ -50,23 +50,23 @@ import { performance } from 'node:perf_hooks';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { scriptArgs } from '../bench/args.mjs';
 import { mulberry32 } from '../bench/scenarios.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
 const STALL_MS = 60_000;
 
-const args = parseArgs({
-  options: {
-    minutes: { type: 'string', default: '30' },
-    seed: { type: 'string' },
-    'session-minutes': { type: 'string', default: '5' },
-    json: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-  },
-  strict: true,
-}).values;
+const USAGE = `usage: node scripts/soak.mjs [--minutes 30] [--seed N] [--session-minutes 5] [--json] [--quiet]
+(npm run soak -- ...; see the top of this file for what a session does)
+`;
+const { values: args } = scriptArgs('soak', USAGE, {
+  minutes: { type: 'string', default: '30' },
+  seed: { type: 'string' },
+  'session-minutes': { type: 'string', default: '5' },
+  json: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+});
 const minutes = Number(args.minutes);
 const sessionMinutes = Number(args['session-minutes']);
 if (!(minutes >= 0) || !(sessionMinutes > 0)) {

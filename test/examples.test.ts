@@ -70,15 +70,32 @@ afterEach(async () => {
   expect(readdirSync(EXAMPLES).sort()).toEqual(examplesBefore);
 });
 
+const SCRIPTS = ['demo.mjs', 'http-upload.mjs', 'qemu-inspect.mjs', 'snapshot-chain.mjs', 'stats-live.mjs', 'tcp-migrate.mjs'];
+
 describe('examples/', () => {
   it('every .mjs example has a line in examples/README.md, and is run below', async () => {
     const readme = await readFile(join(EXAMPLES, 'README.md'), 'utf8');
-    const scripts = readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs'));
-    expect(scripts.sort()).toEqual(['demo.mjs', 'http-upload.mjs', 'qemu-inspect.mjs', 'snapshot-chain.mjs', 'stats-live.mjs', 'tcp-migrate.mjs']);
+    const scripts = readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs') && f !== 'args.mjs');
+    expect(scripts.sort()).toEqual(SCRIPTS);
     for (const s of scripts) {
       expect(readme).toContain(`[\`${s}\`](${s})`);
       expect(readme).toContain(`node examples/${s}`);
     }
+  });
+
+  it('every example answers --help with its usage, and a bad option with a one-line message and status 2', async () => {
+    for (const s of SCRIPTS) {
+      const help = await run(join(EXAMPLES, s), ['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/^usage: /);
+      const bad = await run(join(EXAMPLES, s), ['--no-such-option']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr.toString()).toMatch(/^Unknown option '--no-such-option'.*\nusage: /);
+      expect(bad.stderr.toString()).not.toMatch(/\n\s+at /); // no stack trace
+    }
+    const range = await run(join(EXAMPLES, 'tcp-migrate.mjs'), ['--size', '0']);
+    expect(range.code).toBe(2);
+    expect(range.stderr.toString()).toMatch(/^--size must be/);
   });
 
   it('demo.mjs migrates 6 rounds and verifies each', async () => {

@@ -1,0 +1,28 @@
+// Option parsing for the bench and maintenance scripts: node:util parseArgs
+// with -h/--help, and a one-line message (exit status 2) instead of a stack
+// trace for an unknown option or a bad value.
+import { parseArgs } from 'node:util';
+
+/**
+ * @param {string} name     the script's name, for messages ("tcp-load")
+ * @param {string} usage    printed for --help and after an error
+ * @param {import('node:util').ParseArgsConfig['options']} options
+ * @returns {{ values: Record<string, string | boolean | undefined>, fail: (message: string) => never }}
+ */
+export function scriptArgs(name, usage, options) {
+  const fail = (message) => {
+    process.stderr.write(`${name}: ${message}\n\n${usage}`);
+    process.exit(2);
+  };
+  let values;
+  try {
+    values = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } }, strict: true }).values;
+  } catch (err) {
+    fail(err.message);
+  }
+  if (values.help) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  return { values, fail };
+}
