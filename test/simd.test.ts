@@ -206,6 +206,23 @@ describe('the WebAssembly SIMD kernel', () => {
     }
   });
 
+  it.skipIf(engine === null)('finds zero pages in ordinary buffers (tested in the staging area) exactly like the TypeScript scan', () => {
+    const rand = rng(4);
+    for (let t = 0; t < 600; t++) {
+      // Lengths around the staging threshold and past the staging area's capacity.
+      const len = t % 10 === 0 ? 300_000 + Math.floor(rand() * 100_000) : 1 + Math.floor(rand() * 9000);
+      const shift = t % 7;
+      const backing = new Uint8Array(len + 16);
+      const view = backing.subarray(shift, shift + len);
+      const kind = t % 4;
+      if (kind === 1) view[Math.floor(rand() * len)] = 1 + Math.floor(rand() * 255); // anywhere
+      if (kind === 2) view[len - 1] = 1; // the very last byte
+      if (kind === 3) backing[shift + len] = 1; // just past the view: still a zero page
+      expect(isZeroPage(view)).toBe(isZeroRange(view, 0, len));
+      expect(isZeroPage(view)).toBe(kind === 0 || kind === 3);
+    }
+  });
+
   it.skipIf(engine === null)('PageKernel gives the same deltas through staging as the TypeScript encoder', () => {
     const kernel = new PageKernel(4096, 4);
     const rand = rng(9);

@@ -58,6 +58,8 @@ export interface Staging {
   readonly encode: (prev: number, cur: number, slen: number, out: number, dlen: number) => number;
   /** The validating decoder export of the same instance. */
   readonly decode: (src: number, slen: number, dst: number, dlen: number) => number;
+  /** The zero-test export of the same instance (1 when all zero). */
+  readonly isZero: (ptr: number, len: number) => number;
 }
 
 /**
@@ -251,12 +253,12 @@ export class WasmEngine {
     try {
       if (this.shared && this.plainKernel !== null) {
         const { memory, kernel } = this.plainKernel(STAGING_BYTES / WASM_PAGE);
-        area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode, decode: kernel.decode };
+        area = { bytes: new Uint8Array(memory.buffer), base: STAGING_OFFSET, capacity: STAGING_BYTES - STAGING_OFFSET, encode: kernel.encode, decode: kernel.decode, isZero: kernel.is_zero };
       } else if (!this.shared) {
         // Its memory is small and fixed: a smaller area (two 16 KiB pages and any
         // delta; larger pages go through the scratch path).
         const start = this.alloc(2 * WASM_PAGE, 4096);
-        if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode, decode: this.kernel.decode };
+        if (start >= 0) area = { bytes: this.view, base: start + STAGING_OFFSET, capacity: 2 * WASM_PAGE - STAGING_OFFSET, encode: this.kernel.encode, decode: this.kernel.decode, isZero: this.kernel.is_zero };
       }
     } catch {
       area = null;
