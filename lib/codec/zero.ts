@@ -37,6 +37,11 @@ export function isZeroRange(buf: Uint8Array, off: number, len: number): boolean 
   return true;
 }
 
+/** From this page length on, a page outside the kernel's memory is tested in the staging area. */
+const STAGED_ZERO_MIN = 1024;
+/** Leading bytes tested in place first. */
+const ZERO_PROBE = 256;
+
 /**
  * True when every byte of `page` is zero (QEMU's zero-page test).
  *
@@ -61,8 +66,3 @@ export function isZeroPage(page: Uint8Array): boolean {
   }
   return isZeroRange(page, 0, page.length);
 }
-
-/** From this page length on, a page outside the kernel's memory is tested in the staging area. */
-const STAGED_ZERO_MIN = 1024;
-/** Leading bytes tested in place first. */
-const ZERO_PROBE = 256;

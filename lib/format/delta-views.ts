@@ -11,7 +11,7 @@ export class DeltaViews {
   private area: Uint8Array | null = null;
   private at = -1;
 
-  constructor(readonly maxLength: number) {}
+  constructor(private readonly maxLength: number) {}
 
   get(area: Uint8Array, at: number, len: number): Uint8Array {
     if (len > this.maxLength) return area.subarray(at, at + len);

@@ -112,16 +112,10 @@ export class WasmEngine {
     return this.view;
   }
 
-  /** True when `u8` is a view into this memory (its `byteOffset` is then its address). */
-  owns(u8: Uint8Array): boolean {
-    if (u8 instanceof KernelBytes) return u8.addr >= 0;
-    return this.ownsBuffer(u8.buffer);
-  }
-
   /**
    * The address of `u8` in this memory (its `byteOffset`), or -1 when it is
-   * not a view of it. Cheaper than `owns()` + `byteOffset` for the views the
-   * engine hands out.
+   * not a view of it. For the views the engine hands out (`KernelBytes`) it
+   * is a field read.
    */
   addressOf(u8: Uint8Array): number {
     if (u8 instanceof KernelBytes) return u8.addr;
@@ -211,7 +205,7 @@ export class WasmEngine {
     return this.kernel.step(prev, cur, out, n, update ? 1 : 0);
   }
 
-  /** A view of `size` bytes at `ptr` whose `owns()` check is an `instanceof` (handed to callers). */
+  /** A view of `size` bytes at `ptr` whose address `addressOf()` reads from a field (handed to callers). */
   region(ptr: number, size: number): Uint8Array {
     return new KernelBytes(this.currentBuffer as ArrayBuffer, ptr, size);
   }
