@@ -15,7 +15,7 @@
 // Then a paired phase: the C baseline as a server (baseline --serve) and the
 // two SIMD paths take turns, one short sample each, and the ratio of every
 // pair (samples milliseconds apart) is kept; the median of those ratios is
-// printed next to the ratio of bests. See bench/README.md, "Noise".
+// printed next to the ratio of bests. See bench/README.md, "How the paths are measured".
 //
 // Exit status: 0 when every check passed, 1 on a MISMATCH (any encoder path
 // against C or against each other), a failed round trip or a crash. Speed
