@@ -1,6 +1,6 @@
 /*
  * How fast can one core compare two 64 MiB buffers page by page here?
- * (npm run bench:limits; see bench/README.md, "Reading the numbers", 1a.)
+ * (npm run bench:limits; see bench/README.md, "Reading the numbers", 1a and 1b.)
  *
  * The equal-run scan is what the UNCHANGED scenario (and most of SPARSE,
  * MEDIUM and ONE-BYTE) costs. This runs it in several shapes on identical
@@ -11,7 +11,13 @@
  *   avx2-64      two 32-byte compares per 64-byte step
  *   sse2-128     eight 16-byte compares per 128-byte step
  *   scalar+pf    scalar, prefetching the next page's first lines mid-page
- * If the shapes agree, the scan is bound by memory, not by instructions.
+ *   copy+scalar  both pages copied (libc memcpy) into a small staging buffer
+ *                first, then scalar there: what any copy-in design pays (as
+ *                encodeXbzrle on ordinary buffers), staging 64-byte aligned
+ *                like the sources
+ *   copy16+scalar the same with the staging 16 bytes off the sources' 64-byte grid
+ * If the first five agree, the scan is bound by memory, not by instructions;
+ * the copy shapes show the ceiling of copying pages in before scanning them.
  *
  * Usage: scan-limits [PASSES]   (default 31)
  */
@@ -110,6 +116,29 @@ __attribute__((noinline)) static int sse2_128(const uint8_t *a, const uint8_t *b
     return i;
 }
 
+/* Staging for the copy shapes: both pages, at a 64-byte-aligned offset or 16 bytes off it. */
+static uint8_t stage[4 * PAGE] __attribute__((aligned(PAGE)));
+
+static int copy_then_scan(const uint8_t *a, const uint8_t *b, int n, size_t off)
+{
+    uint8_t *sa = stage + 2048 + off, *sb = sa + PAGE;
+    memcpy(sa, a, (size_t)n);
+    memcpy(sb, b, (size_t)n);
+    return scalar(sa, sb, n);
+}
+
+__attribute__((noinline)) static int copy_scalar(const uint8_t *a, const uint8_t *b, int n)
+{
+    return copy_then_scan(a, b, n, 0);
+}
+
+__attribute__((noinline)) static int copy16_scalar(const uint8_t *a, const uint8_t *b, int n)
+{
+    return copy_then_scan(a, b, n, 16);
+}
+
+#define SHAPES 7
+
 int main(int argc, char **argv)
 {
     int passes = argc > 1 ? atoi(argv[1]) : 31;
@@ -117,7 +146,7 @@ int main(int argc, char **argv)
         passes = 1;
     /* Room for one page past the end: the prefetching shape reads ahead. */
     uint8_t *old = aligned_alloc(PAGE, SIZE + PAGE), *cur = aligned_alloc(PAGE, SIZE + PAGE);
-    double *t = malloc(sizeof(double) * 5 * (size_t)passes);
+    double *t = malloc(sizeof(double) * SHAPES * (size_t)passes);
     if (!old || !cur || !t) {
         fprintf(stderr, "scan-limits: out of memory\n");
         return 2;
@@ -127,11 +156,11 @@ int main(int argc, char **argv)
         x ^= x << 13, x ^= x >> 17, x ^= x << 5;
         old[i] = cur[i] = (uint8_t)x;
     }
-    int (*const shapes[])(const uint8_t *, const uint8_t *, int) = { scalar, sse2_64, avx2_64, sse2_128, scalar_pf };
-    const char *names[] = { "scalar", "sse2-64", "avx2-64", "sse2-128", "scalar+pf" };
+    int (*const shapes[SHAPES])(const uint8_t *, const uint8_t *, int) = { scalar, sse2_64, avx2_64, sse2_128, scalar_pf, copy_scalar, copy16_scalar };
+    const char *names[SHAPES] = { "scalar", "sse2-64", "avx2-64", "sse2-128", "scalar+pf", "copy+scalar", "copy16+scalar" };
     volatile long sink = 0;
     for (int r = 0; r < passes; r++)
-        for (int v = 0; v < 5; v++) {
+        for (int v = 0; v < SHAPES; v++) {
             double t0 = now_s();
             long acc = 0;
             for (size_t p = 0; p < SIZE / PAGE; p++)
@@ -140,11 +169,11 @@ int main(int argc, char **argv)
             sink += acc;
         }
     printf("equal-run scan of 64 MiB of 4 KiB pages (identical buffers), %d interleaved passes\n", passes);
-    printf("%-10s %10s %10s\n", "shape", "median", "best");
-    for (int v = 0; v < 5; v++) {
+    printf("%-13s %10s %10s\n", "shape", "median", "best");
+    for (int v = 0; v < SHAPES; v++) {
         double *s = t + v * passes;
         qsort(s, (size_t)passes, sizeof(double), by_value);
-        printf("%-10s %10.0f %10.0f MB/s\n", names[v], SIZE / s[passes / 2] / 1e6, SIZE / s[0] / 1e6);
+        printf("%-13s %10.0f %10.0f MB/s\n", names[v], SIZE / s[passes / 2] / 1e6, SIZE / s[0] / 1e6);
     }
     return sink == 42 ? 1 : 0;
 }
