@@ -23,7 +23,7 @@ export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from
 export { FilePageStore, blockFileName, type FilePageStoreOptions, type BlockFile } from './store/file-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';
 
-export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from './stats.js';
+export { RATE_PERIOD_MS, XbzrleStats, type RateMode, type RecordCounts, type XbzrleStatsJSON, type XbzrleStatsOptions } from './stats.js';
 export {
   XbzrleEncodeStream,
   createXbzrleEncodeStream,

@@ -1,3 +1,5 @@
+import { argValueError } from './errors.js';
+
 /** Counts of records by kind, as they appear in the stream. */
 export interface RecordCounts {
   /** PAGE records (raw pages). */
@@ -39,16 +41,32 @@ export interface XbzrleStatsJSON {
     pages: number;
     /** Lookups that missed. */
     'cache-miss': number;
-    /** Misses per page sent (cumulative). */
+    /** Misses per page sent (cumulative; with `rates: 'qemu'`, over QEMU's last rate period). */
     'cache-miss-rate': number;
     /** Hits whose delta did not fit a page. */
     overflow: number;
-    /** Page bytes per XBZRLE byte (cumulative). */
+    /** Page bytes per XBZRLE byte (cumulative; with `rates: 'qemu'`, over QEMU's last rate period). */
     'encoding-rate': number;
   };
   /** Records by kind (not a QEMU field). */
   records: RecordCounts;
 }
+
+/** How {@link XbzrleStats} computes its two rates. */
+export type RateMode = 'cumulative' | 'qemu';
+
+/** Options of {@link XbzrleStats}. */
+export interface XbzrleStatsOptions {
+  /**
+   * `'cumulative'` (default): `cacheMissRate` and `encodingRate` cover the
+   * whole stream so far. `'qemu'`: as QEMU computes them, over rate periods
+   * (see {@link XbzrleStats.dirtySync}).
+   */
+  rates?: RateMode;
+}
+
+/** A rate period ends at the first dirty sync more than this many ms after it began (QEMU's rule). */
+export const RATE_PERIOD_MS = 1000;
 
 /**
  * Counters like QEMU's `query-migrate` (spec: ram-stream.md §9), kept by
@@ -56,8 +74,11 @@ export interface XbzrleStatsJSON {
  * the stream shows (it cannot see cache misses, overflows or unchanged hits,
  * which leave no record, so those stay 0 there).
  *
- * The two rates are cumulative over the whole stream, not over QEMU's
- * one-second periods.
+ * The two rates are cumulative over the whole stream by default. With
+ * `rates: 'qemu'` (an encoder option) they follow QEMU: recomputed at a
+ * dirty sync once more than a second has passed since the period began, from
+ * the changes over that period, so a stream shorter than a second reports 0
+ * for both, as QEMU does.
  */
 export class XbzrleStats {
   /** Encoder: every byte output. Decoder: every byte consumed by complete records. */
@@ -83,24 +104,72 @@ export class XbzrleStats {
   /** Records by kind. */
   readonly records: RecordCounts = { PAGE: 0, ZERO: 0, XBZRLE: 0, MEM_SIZE: 0, EOS: 0 };
 
+  /** How the two rates are computed. */
+  readonly rates: RateMode;
+
+  // QEMU rate periods: when the current one began, and the counters then.
+  private periodStart: number;
+  private periodSent = 0;
+  private periodMiss = 0;
+  private periodPages = 0;
+  private periodBytes = 0;
+  private qemuMissRate = 0;
+  private qemuEncodingRate = 0;
+
   constructor(
     /** Page size of the stream. */
     readonly pageSize: number,
-  ) {}
+    options: XbzrleStatsOptions = {},
+  ) {
+    const rates = options.rates ?? 'cumulative';
+    if (rates !== 'cumulative' && rates !== 'qemu') throw argValueError('options.rates', "must be 'cumulative' or 'qemu'", rates);
+    this.rates = rates;
+    this.periodStart = now();
+  }
+
+  /**
+   * A dirty sync of the sender (the encoder calls it at every `sync()` up to
+   * the final one) at time `at` (ms, `performance.now()` by default). With
+   * `rates: 'qemu'`, ends the rate period when more than
+   * {@link RATE_PERIOD_MS} have passed since it began: if pages were sent in
+   * it (ZERO, PAGE or XBZRLE records; unchanged hits send nothing), the miss
+   * rate becomes the period's misses per page sent and the encoding rate its
+   * (cache hits × page size) / XBZRLE bytes (0 when either is 0); if none
+   * were, the rates and their base counters stay, and only a new period
+   * begins. Pages sent after the last dirty sync (QEMU's final stage) never
+   * enter a period.
+   */
+  dirtySync(at: number = now()): void {
+    if (at - this.periodStart <= RATE_PERIOD_MS) return;
+    this.periodStart = at;
+    const sent = this.normal + this.duplicate + this.records.XBZRLE;
+    const pageCount = sent - this.periodSent;
+    this.periodSent = sent;
+    if (pageCount === 0) return;
+    this.qemuMissRate = (this.cacheMiss - this.periodMiss) / pageCount;
+    const pages = this.xbzrlePages - this.periodPages;
+    const bytes = this.xbzrleBytes - this.periodBytes;
+    this.qemuEncodingRate = pages === 0 || bytes === 0 ? 0 : (pages * this.pageSize) / bytes;
+    this.periodMiss = this.cacheMiss;
+    this.periodPages = this.xbzrlePages;
+    this.periodBytes = this.xbzrleBytes;
+  }
 
   /** `ram.normal-bytes`: page size × PAGE records. */
   get normalBytes(): number {
     return this.normal * this.pageSize;
   }
 
-  /** Cache misses per page sent (ZERO, PAGE or XBZRLE record); 0 before any. */
+  /** Cache misses per page sent (ZERO, PAGE or XBZRLE record); 0 before any. Per rate period with `rates: 'qemu'`. */
   get cacheMissRate(): number {
+    if (this.rates === 'qemu') return this.qemuMissRate;
     const sent = this.normal + this.duplicate + this.records.XBZRLE;
     return sent === 0 ? 0 : this.cacheMiss / sent;
   }
 
-  /** (cache hits × page size) / `xbzrleBytes`; 0 when either is 0. */
+  /** (cache hits × page size) / `xbzrleBytes`; 0 when either is 0. Per rate period with `rates: 'qemu'`. */
   get encodingRate(): number {
+    if (this.rates === 'qemu') return this.qemuEncodingRate;
     return this.xbzrlePages === 0 || this.xbzrleBytes === 0 ? 0 : (this.xbzrlePages * this.pageSize) / this.xbzrleBytes;
   }
 
@@ -127,4 +196,9 @@ export class XbzrleStats {
       records: { ...this.records },
     };
   }
+}
+
+/** Milliseconds from a monotonic clock where there is one. */
+function now(): number {
+  return typeof performance !== 'undefined' ? performance.now() : Date.now();
 }

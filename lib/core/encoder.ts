@@ -4,7 +4,7 @@ import { argRangeError, argTypeError, argValueError, XbzrleError } from '../erro
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
 import { DEFAULT_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
-import { XbzrleStats } from '../stats.js';
+import { XbzrleStats, type RateMode } from '../stats.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
 
 /** One input of an encoder: a page, or a run of consecutive pages, of one block. */
@@ -31,6 +31,13 @@ export interface EncoderOptions {
   xbzrle?: boolean;
   /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB. */
   chunkSize?: number;
+  /**
+   * How `stats` computes `cache-miss-rate` and `encoding-rate`: `'cumulative'`
+   * (default), over the whole stream, or `'qemu'`, over QEMU's rate periods
+   * (recomputed at a `sync()` once more than a second has passed since the
+   * last recomputation; see {@link XbzrleStats.dirtySync}).
+   */
+  rates?: RateMode;
 }
 
 /** A lone UTF-16 surrogate: such names would not survive the trip through UTF-8. */
@@ -77,7 +84,7 @@ export class EncoderCore {
     this.ownsCache = cache === undefined;
     this.kernel = new PageKernel(pageSize);
     this.useXbzrle = opts.xbzrle ?? true;
-    this.stats = new XbzrleStats(pageSize);
+    this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
     this.writer = new RecordWriter({ pageSize, chunkSize, alloc }, (chunk) => this.outbox.push(chunk));
     if (blocks !== null) {
@@ -140,6 +147,8 @@ export class EncoderCore {
     this.writer.eos();
     this.stats.records.EOS++;
     this.stats.dirtySyncCount++;
+    // QEMU's last dirty sync starts its final stage; none follow it.
+    if (!this.finalStage) this.stats.dirtySync();
     this.writer.flush();
     this.cache.nextGeneration();
     if (final) this.finalStage = true;

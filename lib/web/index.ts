@@ -14,7 +14,7 @@ export { RamRecordParser, RamRecord, DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE,
 export type { PageStore } from '../store/page-store.js';
 export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from '../store/memory-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink, type DecodedPageKind } from '../store/ram-loader.js';
-export { XbzrleStats, type XbzrleStatsJSON, type RecordCounts } from '../stats.js';
+export { RATE_PERIOD_MS, XbzrleStats, type RateMode, type RecordCounts, type XbzrleStatsJSON, type XbzrleStatsOptions } from '../stats.js';
 export type { PageRecord, EncoderOptions } from '../core/encoder.js';
 export type { DecoderOptions } from '../core/decoder.js';
 export {
