@@ -41,11 +41,11 @@ export interface XbzrleStatsJSON {
     pages: number;
     /** Lookups that missed. */
     'cache-miss': number;
-    /** Misses per page sent (cumulative; with `rates: 'qemu'`, over QEMU's last rate period). */
+    /** Misses per page sent (cumulative; with `rates: 'qemu'`, as of QEMU's last rate recomputation). */
     'cache-miss-rate': number;
     /** Hits whose delta did not fit a page. */
     overflow: number;
-    /** Page bytes per XBZRLE byte (cumulative; with `rates: 'qemu'`, over QEMU's last rate period). */
+    /** Page bytes per XBZRLE byte (cumulative; with `rates: 'qemu'`, as of QEMU's last rate recomputation). */
     'encoding-rate': number;
   };
   /** Records by kind (not a QEMU field). */
@@ -75,10 +75,13 @@ export const RATE_PERIOD_MS = 1000;
  * which leave no record, so those stay 0 there).
  *
  * The two rates are cumulative over the whole stream by default. With
- * `rates: 'qemu'` (an encoder option) they follow QEMU: recomputed at a
- * dirty sync once more than a second has passed since the period began, from
- * the changes over that period, so a stream shorter than a second reports 0
- * for both, as QEMU does.
+ * `rates: 'qemu'` (an encoder option) they follow QEMU's rule (see
+ * {@link XbzrleStats.dirtySync}): recomputed at a dirty sync more than a
+ * second into the current rate period, so they stay 0 until the first such
+ * sync (a stream shorter than a second reports 0 for both, as QEMU does).
+ * The formula is QEMU's; the counters are this encoder's: its first round
+ * looks pages up in the cache, so its misses include first-round pages,
+ * which QEMU's first pass sends without a lookup.
  */
 export class XbzrleStats {
   /** Encoder: every byte output. Decoder: every byte consumed by complete records. */
@@ -128,16 +131,19 @@ export class XbzrleStats {
   }
 
   /**
-   * A dirty sync of the sender (the encoder calls it at every `sync()` up to
-   * the final one) at time `at` (ms, `performance.now()` by default). With
-   * `rates: 'qemu'`, ends the rate period when more than
-   * {@link RATE_PERIOD_MS} have passed since it began: if pages were sent in
-   * it (ZERO, PAGE or XBZRLE records; unchanged hits send nothing), the miss
-   * rate becomes the period's misses per page sent and the encoding rate its
-   * (cache hits × page size) / XBZRLE bytes (0 when either is 0); if none
-   * were, the rates and their base counters stay, and only a new period
+   * A dirty sync of the sender at time `at` (ms, `performance.now()` by
+   * default). The encoder calls it at every `sync()` up to and including
+   * `sync({ final: true })`, and at `end()` when there was no final sync (QEMU's
+   * completion begins with one). With `rates: 'qemu'`, it ends the current
+   * rate period (the first began when the stats were made) when more than
+   * {@link RATE_PERIOD_MS} have passed since it began. If the period sent
+   * pages (ZERO, PAGE or XBZRLE records, overflows included; unchanged hits
+   * send nothing), the miss rate becomes the misses per page sent and the
+   * encoding rate (cache hits × page size) / XBZRLE bytes (0 when either is
+   * 0), misses, hits and bytes counted since the last recomputation; if it
+   * sent none, the rates and those base counters stay and only a new period
    * begins. Pages sent after the last dirty sync (QEMU's final stage) never
-   * enter a period.
+   * count.
    */
   dirtySync(at: number = now()): void {
     if (at - this.periodStart <= RATE_PERIOD_MS) return;

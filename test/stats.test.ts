@@ -5,17 +5,63 @@ import { randomBytes, rng } from './helpers/bytes.js';
 
 const PS = 4096;
 
-/** Sets the counters the rates read, as an encoder would have after sending pages. */
-function sent(s: XbzrleStats, c: { normal?: number; zero?: number; xbzrle?: number; miss?: number; hits?: number; bytes?: number }): void {
+/**
+ * Moves the counters as an encoder does: `normal` PAGE records (misses and
+ * overflows among them), ZERO and XBZRLE records, misses, hits (XBZRLE records
+ * + overflows + unchanged hits), XBZRLE bytes, unchanged hits (`skipped`,
+ * which send nothing) and overflows.
+ */
+function sent(s: XbzrleStats, c: { normal?: number; zero?: number; xbzrle?: number; miss?: number; hits?: number; bytes?: number; skipped?: number; overflow?: number }): void {
   s.normal += c.normal ?? 0;
   s.duplicate += c.zero ?? 0;
   s.records.XBZRLE += c.xbzrle ?? 0;
   s.cacheMiss += c.miss ?? 0;
   s.xbzrlePages += c.hits ?? 0;
   s.xbzrleBytes += c.bytes ?? 0;
+  s.skipped += c.skipped ?? 0;
+  s.overflow += c.overflow ?? 0;
 }
 
 describe("XbzrleStats rates: 'qemu' (QEMU's rate periods)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a period ends only more than 1000 ms after it began: at construction, then at each sync that ended one', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const s = new XbzrleStats(PS, { rates: 'qemu' });
+    const t0 = performance.now(); // the clock the constructor read
+    sent(s, { normal: 4, miss: 4 });
+    s.dirtySync(t0 + RATE_PERIOD_MS); // exactly 1000 ms: not yet
+    expect(s.cacheMissRate).toBe(0);
+    s.dirtySync(t0 + RATE_PERIOD_MS + 0.5);
+    expect(s.cacheMissRate).toBe(1);
+    // An empty period ends at +2600 (nothing recomputed); the next one begins there, so a
+    // sync at +3000 (1500 ms after the last recomputation, 400 into the period) does nothing.
+    sent(s, { skipped: 9, hits: 9 });
+    s.dirtySync(t0 + 2600);
+    sent(s, { normal: 1, miss: 1, zero: 3 });
+    s.dirtySync(t0 + 3000);
+    expect(s.cacheMissRate).toBe(1);
+    s.dirtySync(t0 + 3601);
+    expect(s.cacheMissRate).toBeCloseTo(1 / 4);
+  });
+
+  it('counts ZERO, PAGE (overflows included) and XBZRLE records as pages sent, not unchanged hits; no bytes gives an encoding rate of 0', () => {
+    const s = new XbzrleStats(PS, { rates: 'qemu' });
+    const t0 = performance.now();
+    // 2 misses, 3 overflows (PAGE records and hits), 5 deltas, 7 zero pages, 11 unchanged hits.
+    sent(s, { miss: 2, normal: 2 + 3, overflow: 3, xbzrle: 5, zero: 7, skipped: 11, hits: 3 + 5 + 11, bytes: 3 * PS + 5 * 40 });
+    s.dirtySync(t0 + 1500);
+    expect(s.cacheMissRate).toBeCloseTo(2 / (5 + 5 + 7));
+    expect(s.encodingRate).toBeCloseTo((19 * PS) / (3 * PS + 200));
+    // Hits without XBZRLE bytes (unchanged pages only) and one miss: encoding rate 0, not Infinity.
+    sent(s, { normal: 1, miss: 1, skipped: 5, hits: 5 });
+    s.dirtySync(t0 + 3000);
+    expect(s.cacheMissRate).toBe(1);
+    expect(s.encodingRate).toBe(0);
+  });
+
   it('recomputes the rates only at a dirty sync more than a second into the period, from that period alone', () => {
     const s = new XbzrleStats(PS, { rates: 'qemu' });
     const t0 = performance.now();
@@ -118,7 +164,26 @@ describe("XbzrleEncodeStream({ rates: 'qemu' })", () => {
     await new Promise((resolve) => enc.on('finish', resolve));
   });
 
+  it('end() without a final sync recomputes, as the dirty sync that begins QEMU\'s completion does', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const enc = new XbzrleEncodeStream({ rates: 'qemu', cacheSize: 64 * PS });
+    const done = new Promise((resolve) => enc.pipe(new Writable({ write: (_c, _e, cb) => cb() })).on('finish', resolve));
+    let img = randomBytes(16 * PS, rng(11));
+    enc.write({ block: 'ram', offset: 0, data: img });
+    vi.advanceTimersByTime(200);
+    await syncDone(enc); // too early
+    img = img.map((b, i) => (i % PS === 5 ? b ^ 1 : b));
+    enc.write({ block: 'ram', offset: 0, data: img });
+    vi.advanceTimersByTime(1300);
+    enc.end();
+    await done;
+    const s = enc.stats;
+    expect(s.cacheMissRate).toBeCloseTo(16 / 32);
+    expect(s.encodingRate).toBeCloseTo((16 * PS) / s.xbzrleBytes);
+  });
+
   it('a stream shorter than a second reports 0 for both, as QEMU does', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
     const enc = new XbzrleEncodeStream({ rates: 'qemu', cacheSize: 64 * PS });
     enc.pipe(new Writable({ write: (_c, _e, cb) => cb() }));
     const img = randomBytes(8 * PS, rng(10));

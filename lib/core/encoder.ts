@@ -33,9 +33,9 @@ export interface EncoderOptions {
   chunkSize?: number;
   /**
    * How `stats` computes `cache-miss-rate` and `encoding-rate`: `'cumulative'`
-   * (default), over the whole stream, or `'qemu'`, over QEMU's rate periods
-   * (recomputed at a `sync()` once more than a second has passed since the
-   * last recomputation; see {@link XbzrleStats.dirtySync}).
+   * (default), over the whole stream, or `'qemu'`, with QEMU's rate periods
+   * (recomputed at a `sync()`, or at `end()` without a final sync, more than
+   * a second after the current period began; see {@link XbzrleStats.dirtySync}).
    */
   rates?: RateMode;
 }
@@ -156,6 +156,8 @@ export class EncoderCore {
 
   /** Ends the stream: a final EOS and a flush. */
   finish(): void {
+    // Ended without sync({ final: true }): QEMU's completion still begins with a dirty sync.
+    if (!this.finalStage) this.stats.dirtySync();
     this.writer.eos();
     this.stats.records.EOS++;
     this.writer.flush();
