@@ -148,17 +148,25 @@ export class XbzrleStats {
   dirtySync(at: number = now()): void {
     if (at - this.periodStart <= RATE_PERIOD_MS) return;
     this.periodStart = at;
-    const sent = this.normal + this.duplicate + this.records.XBZRLE;
+    const sent = this.pagesSent;
     const pageCount = sent - this.periodSent;
     this.periodSent = sent;
     if (pageCount === 0) return;
     this.qemuMissRate = (this.cacheMiss - this.periodMiss) / pageCount;
-    const pages = this.xbzrlePages - this.periodPages;
-    const bytes = this.xbzrleBytes - this.periodBytes;
-    this.qemuEncodingRate = pages === 0 || bytes === 0 ? 0 : (pages * this.pageSize) / bytes;
+    this.qemuEncodingRate = this.encodingRateOf(this.xbzrlePages - this.periodPages, this.xbzrleBytes - this.periodBytes);
     this.periodMiss = this.cacheMiss;
     this.periodPages = this.xbzrlePages;
     this.periodBytes = this.xbzrleBytes;
+  }
+
+  /** Pages sent: ZERO, PAGE and XBZRLE records. */
+  private get pagesSent(): number {
+    return this.normal + this.duplicate + this.records.XBZRLE;
+  }
+
+  /** (hits × page size) / XBZRLE bytes; 0 when either is 0. */
+  private encodingRateOf(hits: number, bytes: number): number {
+    return hits === 0 || bytes === 0 ? 0 : (hits * this.pageSize) / bytes;
   }
 
   /** `ram.normal-bytes`: page size × PAGE records. */
@@ -169,14 +177,14 @@ export class XbzrleStats {
   /** Cache misses per page sent (ZERO, PAGE or XBZRLE record); 0 before any. Per rate period with `rates: 'qemu'`. */
   get cacheMissRate(): number {
     if (this.rates === 'qemu') return this.qemuMissRate;
-    const sent = this.normal + this.duplicate + this.records.XBZRLE;
+    const sent = this.pagesSent;
     return sent === 0 ? 0 : this.cacheMiss / sent;
   }
 
   /** (cache hits × page size) / `xbzrleBytes`; 0 when either is 0. Per rate period with `rates: 'qemu'`. */
   get encodingRate(): number {
     if (this.rates === 'qemu') return this.qemuEncodingRate;
-    return this.xbzrlePages === 0 || this.xbzrleBytes === 0 ? 0 : (this.xbzrlePages * this.pageSize) / this.xbzrleBytes;
+    return this.encodingRateOf(this.xbzrlePages, this.xbzrleBytes);
   }
 
   /** The counters under QEMU's `query-migrate` key names, plus `records`. */
