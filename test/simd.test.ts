@@ -4,7 +4,7 @@ import { allocPages, decodeXbzrle, encodeXbzrle, freePages, isZeroPage, PageCach
 import { encodeRange, encodeSimd, encodeStaged } from '../lib/codec/encode.js';
 import { checkDelta, decodeSimd, STAGED_DECODE_MIN } from '../lib/codec/decode.js';
 import { refDecode } from './helpers/reference-codec.js';
-import { getEngine, resetEngineForTests } from '../lib/codec/wasm/engine.js';
+import { getEngine, kernelAddress, resetEngineForTests } from '../lib/codec/wasm/engine.js';
 import { PageKernel } from '../lib/codec/kernel.js';
 import { isZeroRange } from '../lib/codec/zero.js';
 import { atOffset, randomBytes, rng } from './helpers/bytes.js';
@@ -328,6 +328,31 @@ describe('allocPages', () => {
     expect(cache.peek(0)![9]).toBe(1);
     cache.dispose();
     freePages(two);
+    freePages(pages);
+  });
+
+  it.skipIf(engine === null)('arrays that copy a kernel view\'s properties (Object.assign, spread) are foreign: the address does not travel', () => {
+    // Kernel views carry their address in a property; copying properties must not
+    // make another array pass for kernel memory at that address.
+    const pages = allocPages(2);
+    const prev = pages.subarray(0, 4096);
+    prev.fill(3);
+    const copy = Object.assign(new Uint8Array(4096), prev); // copies the bytes (indices), nothing else
+    copy[5] = 77;
+    expect(engine!.addressOf(copy)).toBe(-1);
+    const cur = pages.subarray(4096);
+    cur.fill(3);
+    const out = allocPages(1);
+    // Read from the copy: one changed byte at 5. Taken for kernel memory at prev's
+    // address, it would read prev (equal to cur) and give 0.
+    expect(encodeXbzrle(copy, cur, out)).toBe(3);
+    expect(Array.from(out.subarray(0, 3))).toEqual([5, 1, 3]);
+    const spread = { ...prev };
+    expect(Object.getOwnPropertySymbols(spread)).toEqual([]);
+    // The kernel's own views do carry one, and keep it through subarray.
+    expect(kernelAddress(cur)).toBe(kernelAddress(pages) + 4096);
+    expect(kernelAddress(cur.subarray(8))).toBe(kernelAddress(pages) + 4104);
+    freePages(out);
     freePages(pages);
   });
 

@@ -2,7 +2,7 @@ import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
 import { DeltaViews } from '../format/delta-views.js';
 import { wordsOf } from './words.js';
-import { getEngine, KernelBytes, type WasmEngine } from './wasm/engine.js';
+import { getEngine, kernelAddress, type WasmEngine } from './wasm/engine.js';
 
 const NO_WORDS = new Int32Array(0);
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
@@ -144,30 +144,27 @@ function unencodable(run: number, at: number): XbzrleError {
  * ```
  */
 export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
-  // All three in the kernel's memory (allocPages): straight to the kernel. KernelBytes
-  // with an address only ever come from the engine, so the engine exists. (Their
-  // `addr`, not `byteOffset`: see KernelBytes.)
-  if (prev instanceof KernelBytes && cur instanceof KernelBytes && out instanceof KernelBytes) {
-    const slen = cur.length;
-    const p = prev.addr;
-    const c = cur.addr;
-    const o = out.addr;
-    if (prev.length === slen && slen >= SIMD_MIN_LENGTH && p >= 0 && c >= 0 && o >= 0) {
-      const r = getEngine()!.encode(p, c, slen, o, Math.min(out.length, 2 * slen + 8));
-      if (r !== UNENCODABLE) return r;
-    }
-  }
   if (!(prev instanceof Uint8Array)) throw argTypeError('prev', 'a Uint8Array', prev);
   if (!(cur instanceof Uint8Array)) throw argTypeError('cur', 'a Uint8Array', cur);
   if (!(out instanceof Uint8Array)) throw argTypeError('out', 'a Uint8Array', out);
   const slen = cur.length;
   if (prev.length !== slen) throw argRangeError('cur.length', `equal to prev.length (${prev.length})`, slen);
+  // All three in the kernel's memory (allocPages): straight to the kernel. Views with
+  // a kernel address only ever come from the engine, so the engine exists. (The
+  // address property, not `byteOffset` or `instanceof`: see KernelBytes.)
+  const p = kernelAddress(prev);
+  const c = kernelAddress(cur);
+  const o = kernelAddress(out);
+  if (p >= 0 && c >= 0 && o >= 0 && slen >= SIMD_MIN_LENGTH) {
+    const r = getEngine()!.encode(p, c, slen, o, Math.min(out.length, 2 * slen + 8));
+    if (r !== UNENCODABLE) return r;
+  }
   if (slen >= SIMD_MIN_LENGTH && slen <= SIMD_MAX_LENGTH) {
     const engine = getEngine();
     if (engine !== null) {
       // Ordinary buffers (the common case): both pages copied into the staging area.
-      const inKernel = prev instanceof KernelBytes || cur instanceof KernelBytes || out instanceof KernelBytes;
-      const r = inKernel ? encodeSimd(engine, prev, cur, out) : encodeStaged(engine, prev, cur, out);
+      // Any operand in the kernel's memory: used in place, the others copied in.
+      const r = p >= 0 || c >= 0 || o >= 0 ? encodeSimd(engine, prev, cur, out) : encodeStaged(engine, prev, cur, out);
       if (r !== UNENCODABLE) return r;
       // Where QEMU aborts: the TypeScript path throws with the exact run.
     }
