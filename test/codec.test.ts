@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeXbzrle, encodeXbzrle, isZeroPage, XbzrleError } from '../lib/index.js';
+import { allocPages, decodeXbzrle, encodeXbzrle, freePages, isZeroPage, XbzrleError } from '../lib/index.js';
 import { ulebRead, ulebWrite, ulebLength } from '../lib/codec/uleb128.js';
 import { atOffset, hex, rng, sameBytes, toHex } from './helpers/bytes.js';
 import { refDecode, refEncode } from './helpers/reference-codec.js';
@@ -330,6 +330,45 @@ describe('codec properties (fast-check)', () => {
         },
       ),
       { numRuns: 400, seed: 42 },
+    );
+  });
+
+  it('an out overlapping prev or cur (encoding in place) gives the delta of the inputs as they were, in ordinary and allocPages memory', () => {
+    const small = fc.constantFrom(16, 64, 100, 1024, 4096);
+    fc.assert(
+      fc.property(
+        small.chain((s) =>
+          fc.tuple(pagePair(s), fc.constantFrom('cur', 'prev'), fc.integer({ min: -s, max: s }), fc.integer({ min: 0, max: s + 8 }), fc.boolean()),
+        ),
+        ([[prev, cur], target, shift, dlen, kernel]) => {
+          const size = cur.length;
+          // One buffer: prev, a gap, cur, room either side for out.
+          const total = 4 * size + 64;
+          const buf = kernel ? allocPages(Math.ceil(total / 4096)) : new Uint8Array(total);
+          const prevAt = size;
+          const curAt = 2 * size + 32;
+          buf.set(prev, prevAt);
+          buf.set(cur, curAt);
+          const outAt = (target === 'cur' ? curAt : prevAt) + shift;
+          const out = buf.subarray(outAt, outAt + dlen);
+          let got: number | 'abort';
+          try {
+            got = encodeXbzrle(buf.subarray(prevAt, prevAt + size), buf.subarray(curAt, curAt + size), out);
+          } catch (err) {
+            expect((err as XbzrleError).code).toBe('ERR_XBZRLE_UNENCODABLE');
+            got = 'abort';
+          }
+          const want = refEncode(prev, cur, out.length);
+          if (Array.isArray(want)) {
+            expect(got).toBe(want.length);
+            expect(Array.from(out.subarray(0, want.length))).toEqual(want);
+          } else {
+            expect(got).toBe(want);
+          }
+          if (kernel) freePages(buf);
+        },
+      ),
+      { numRuns: 400, seed: 7 },
     );
   });
 

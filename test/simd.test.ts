@@ -274,6 +274,25 @@ describe('allocPages', () => {
     freePages(new Uint8Array(10)); // a plain array: nothing to do
   });
 
+  it.skipIf(engine === null)('a buffer given back twice is refused, even after its memory went to a new buffer, which stays allocated', () => {
+    const a = allocPages(1);
+    freePages(a);
+    expect(() => freePages(a)).toThrow(TypeError);
+    const b = allocPages(1); // first fit: a's memory again
+    expect(engine!.addressOf(b)).toBe(engine!.addressOf(a));
+    b.fill(0x11);
+    expect(() => freePages(a)).toThrow(TypeError); // stale: must not free b
+    // Nor another view of b's bytes.
+    const alias = new Uint8Array(b.buffer, b.byteOffset, b.length);
+    expect(() => freePages(alias)).toThrow(TypeError);
+    const d = allocPages(1);
+    expect(engine!.addressOf(d)).not.toBe(engine!.addressOf(b));
+    d.fill(0x22);
+    expect(b.every((v) => v === 0x11)).toBe(true);
+    freePages(d);
+    freePages(b);
+  });
+
   it('copies made with slice/map/filter are ordinary arrays, not kernel memory', () => {
     const pages = allocPages(1);
     pages.fill(7, 0, 64);

@@ -123,7 +123,7 @@ export function corrupt(result: number, errorBase = 0): XbzrleError {
 export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(delta instanceof Uint8Array)) throw argTypeError('delta', 'a Uint8Array', delta);
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
-  if (delta.length >= SIMD_DECODE_MIN) {
+  if (delta.length >= SIMD_DECODE_MIN && delta.length <= KERNEL_MAX_LENGTH && page.length <= KERNEL_MAX_LENGTH) {
     const engine = getEngine();
     if (engine !== null) {
       const at = engine.addressOf(page);
@@ -189,6 +189,13 @@ export function decodeStaged(
   dst.set(stagedPageViews.get(mem, pg, dlen), dstOff);
   return result;
 }
+
+/**
+ * Pages and deltas longer than this (16 MiB) are decoded by TypeScript: the
+ * kernel's results are signed 32-bit numbers, so offsets from 2 GiB on would
+ * read as errors.
+ */
+const KERNEL_MAX_LENGTH = 1 << 24;
 
 /** Below this delta length the TypeScript decoder is faster than a kernel call (measured). */
 export const SIMD_DECODE_MIN = 128;

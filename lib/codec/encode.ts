@@ -123,8 +123,10 @@ function unencodable(run: number, at: number): XbzrleError {
  * the delta into `out` with `dlen = out.length`.
  *
  * All three arguments may be any `Uint8Array` view (any `byteOffset`); `prev`
- * and `cur` must have the same length. Nothing is allocated per call for
- * deltas up to 4 KiB (the first call sets up the kernel's staging area).
+ * and `cur` must have the same length. `out` may overlap `prev` or `cur` (to
+ * encode in place): the delta describes them as they were before the call.
+ * Nothing is allocated per call for deltas up to 4 KiB (the first call sets
+ * up the kernel's staging area).
  *
  * @returns the number of bytes written; `0` when `cur` equals `prev` (nothing
  *   written); `-1` on overflow by QEMU's rule: `out.length < 2`, or the delta
@@ -155,9 +157,13 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
   const p = kernelAddress(prev);
   const c = kernelAddress(cur);
   const o = kernelAddress(out);
-  if (p >= 0 && c >= 0 && o >= 0 && slen >= SIMD_MIN_LENGTH) {
-    const r = getEngine()!.encode(p, c, slen, o, Math.min(out.length, 2 * slen + 8));
-    if (r !== UNENCODABLE) return r;
+  if (p >= 0 && c >= 0 && o >= 0 && slen >= SIMD_MIN_LENGTH && slen <= SIMD_MAX_LENGTH) {
+    const dlen = Math.min(out.length, 2 * slen + 8);
+    // An `out` overlapping an input would be written before it is read: encodeSimd below.
+    if (apart(o, dlen, c, slen) && apart(o, dlen, p, slen)) {
+      const r = getEngine()!.encode(p, c, slen, o, dlen);
+      if (r !== UNENCODABLE) return r;
+    }
   }
   if (slen >= SIMD_MIN_LENGTH && slen <= SIMD_MAX_LENGTH) {
     const engine = getEngine();
@@ -169,7 +175,27 @@ export function encodeXbzrle(prev: Uint8Array, cur: Uint8Array, out: Uint8Array)
       // Where QEMU aborts: the TypeScript path throws with the exact run.
     }
   }
-  return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
+  return encodeTs(prev, cur, out);
+}
+
+/**
+ * {@link encodeRange} over whole views. It reads the inputs as it writes, so an
+ * `out` that overlaps one gets a copy of it to read from.
+ */
+function encodeTs(prev: Uint8Array, cur: Uint8Array, out: Uint8Array): number {
+  if (overlaps(out, cur)) cur = cur.slice();
+  if (overlaps(out, prev)) prev = prev.slice();
+  return encodeRange(prev, 0, cur, 0, cur.length, out, 0, out.length);
+}
+
+/** True when the byte ranges [a, a + alen) and [b, b + blen) are disjoint. */
+function apart(a: number, alen: number, b: number, blen: number): boolean {
+  return a >= b + blen || b >= a + alen;
+}
+
+/** True when two views share bytes (of the same buffer). */
+function overlaps(x: Uint8Array, y: Uint8Array): boolean {
+  return x.buffer === y.buffer && !apart(x.byteOffset, x.length, y.byteOffset, y.length);
 }
 
 /**
@@ -221,11 +247,14 @@ export function encodeSimd(engine: WasmEngine, prev: Uint8Array, cur: Uint8Array
   const dlen = out.length < 2 * slen + 8 ? out.length : 2 * slen + 8;
   let p = engine.addressOf(prev);
   let c = engine.addressOf(cur);
-  const ownOut = engine.addressOf(out);
+  let ownOut = engine.addressOf(out);
+  // An `out` overlapping an input in the kernel's memory would be written before the
+  // input is read: the delta then goes to scratch and is copied out at the end.
+  if (ownOut >= 0 && ((p >= 0 && !apart(ownOut, dlen, p, slen)) || (c >= 0 && !apart(ownOut, dlen, c, slen)))) ownOut = -1;
   if (p >= 0 && c >= 0 && ownOut >= 0) return engine.encode(p, c, slen, ownOut, dlen);
   const need = (p >= 0 ? 0 : slen) + (c >= 0 ? 0 : slen) + (ownOut >= 0 ? 0 : dlen);
   let at = engine.scratch(need);
-  if (at < 0) return encodeRange(prev, 0, cur, 0, slen, out, 0, out.length);
+  if (at < 0) return encodeTs(prev, cur, out);
   const mem = engine.bytes();
   if (p < 0) {
     mem.set(prev, at);

@@ -31,20 +31,23 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
   if (engine !== null && engine.shared) {
     const ptr = engine.alloc(size, Math.max(64, Math.min(pageSize, 65536)));
     if (ptr >= 0) {
-      engine.pageAllocations.set(ptr, size);
-      return engine.region(ptr, size).fill(0);
+      const pages = engine.region(ptr, size).fill(0);
+      engine.pageAllocations.set(ptr, pages);
+      return pages;
     }
   }
   return new Uint8Array(size);
 }
 
 /**
- * Gives back a buffer from {@link allocPages} (the whole buffer, not a part of
- * it). Using the buffer afterwards is an error: its memory is reused. Plain
- * arrays (the fallback) are left to the garbage collector.
+ * Gives back a buffer from {@link allocPages}: the very array it returned (not
+ * a part of it, nor another view of the same bytes). Using the buffer
+ * afterwards is an error: its memory is reused. Plain arrays (the fallback)
+ * are left to the garbage collector.
  *
  * @throws TypeError when `pages` is a view into the kernel's memory that
- *   allocPages did not return
+ *   allocPages did not return, or one already given back (even when its
+ *   memory has since been handed out again: that buffer stays allocated)
  */
 export function freePages(pages: Uint8Array): void {
   if (!(pages instanceof Uint8Array)) throw argTypeError('pages', 'a Uint8Array from allocPages', pages);
@@ -52,8 +55,7 @@ export function freePages(pages: Uint8Array): void {
   if (engine === null) return;
   const at = engine.addressOf(pages);
   if (at < 0) return;
-  const size = engine.pageAllocations.get(at);
-  if (size !== pages.length) throw argTypeError('pages', 'a whole buffer from allocPages', pages);
+  if (engine.pageAllocations.get(at) !== pages) throw argTypeError('pages', 'a whole buffer from allocPages, not yet given back', pages);
   engine.pageAllocations.delete(at);
-  engine.release(at, size);
+  engine.release(at, pages.length);
 }

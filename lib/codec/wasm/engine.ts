@@ -75,8 +75,13 @@ export class WasmEngine {
   readonly memory: WasmMemory;
   /** True when the memory is shared: long-lived allocations are allowed. */
   readonly shared: boolean;
-  /** Buffers handed out by `allocPages`, by address, with their sizes (kept here so every copy of the package sees them). */
-  readonly pageAllocations = new Map<number, number>();
+  /**
+   * Buffers handed out by `allocPages` and not given back, by address (kept here so
+   * every copy of the package sees them). The view itself, so that only the very
+   * buffer returned frees the memory: a stale view of memory since handed out again
+   * must not free the new owner's buffer.
+   */
+  readonly pageAllocations = new Map<number, Uint8Array>();
   private readonly kernel: KernelExports;
   private view: Uint8Array;
   private currentBuffer: ArrayBufferLike;
@@ -341,7 +346,7 @@ let engine: WasmEngine | null | undefined;
  * copies of the package share an engine only when both this and the kernel
  * build match.
  */
-const ENGINE_API = 3;
+const ENGINE_API = 4;
 
 /**
  * The engine is one per JavaScript realm, kernel build and engine API, even
