@@ -120,7 +120,7 @@ export class WasmEngine {
   /**
    * The address of `u8` in this memory (its `byteOffset`), or -1 when it is
    * not a view of it. For the views the engine hands out (`KernelBytes`) it
-   * is a field read.
+   * is one property read; other arrays cost a `.buffer` read and a check of it.
    */
   addressOf(u8: Uint8Array): number {
     const addr = (u8 as Branded)[KERNEL_ADDRESS];
@@ -211,7 +211,7 @@ export class WasmEngine {
     return this.kernel.step(prev, cur, out, n, update ? 1 : 0);
   }
 
-  /** A view of `size` bytes at `ptr` whose address `addressOf()` reads from a field (handed to callers). */
+  /** A view of `size` bytes at `ptr` that carries its address (handed to callers). */
   region(ptr: number, size: number): Uint8Array {
     return new KernelBytes(this.currentBuffer as ArrayBuffer, ptr, size);
   }
