@@ -557,6 +557,30 @@ describe('destroy while paused inside a large input', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(results).toEqual(['write reset']);
   });
+
+  it('settles the encoder’s write and sync() callbacks when a synchronous \'data\' handler destroys it mid-input', async () => {
+    const enc = new XbzrleEncodeStream({ cacheSize: 1 << 20 });
+    const results: string[] = [];
+    enc.on('error', () => {});
+    enc.on('data', () => enc.destroy(new Error('consumer gave up')));
+    enc.write({ block: 'ram', offset: 0, data: randomBytes(64 * PS, rng(9)) }, (e) => results.push(`write ${e?.message}`));
+    enc.sync((e) => results.push(`sync ${e?.message ?? (e as { code?: string } | null)?.code}`));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(results[0]).toBe('write consumer gave up');
+    expect(results[1]).toMatch(/^sync /);
+    expect(results).toHaveLength(2);
+  });
+
+  it('settles the decoder’s write callback when a synchronous \'data\' handler destroys it mid-input', async () => {
+    const { bytes } = await encodeImages([randomBytes(64 * PS, rng(10))]);
+    const dec = new XbzrleDecodeStream({ readableHighWaterMark: 1 });
+    const results: string[] = [];
+    dec.on('error', () => {});
+    dec.on('data', () => dec.destroy(new Error('consumer gave up')));
+    dec.write(bytes, (e) => results.push(`write ${e?.message}`));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(results).toEqual(['write consumer gave up']);
+  });
 });
 
 describe('errors reach pipeline()', () => {

@@ -14,6 +14,7 @@ import { Transform, type TransformOptions } from 'readable-stream';
 export class PacedTransform extends Transform {
   private resumeFn: (() => void) | null = null;
   private heldCallback: TransformCallback | null = null;
+  private destroyError: Error | null = null;
 
   constructor(options: TransformOptions) {
     super(options);
@@ -28,6 +29,11 @@ export class PacedTransform extends Transform {
    * never comes.
    */
   protected resumeOnRead(fn: () => void, callback: TransformCallback): void {
+    // Destroyed already (by a synchronous 'data' handler, say): nothing will resume it.
+    if (this.destroyed) {
+      callback(this.destroyError ?? destroyedError());
+      return;
+    }
     this.resumeFn = fn;
     this.heldCallback = callback;
   }
@@ -39,6 +45,10 @@ export class PacedTransform extends Transform {
    * input settles with the error at once and nothing runs after the promise.
    */
   protected holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void {
+    if (this.destroyed) {
+      callback(this.destroyError ?? destroyedError());
+      return;
+    }
     this.heldCallback = callback;
     const settle = (err: Error | null): void => {
       if (this.destroyed || this.heldCallback !== callback) return; // _destroy settled it
@@ -72,6 +82,7 @@ export class PacedTransform extends Transform {
     const held = this.heldCallback;
     this.heldCallback = null;
     this.resumeFn = null;
+    this.destroyError = err;
     if (held !== null) held(err ?? destroyedError());
     super._destroy(err, callback);
   }
