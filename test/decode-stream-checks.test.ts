@@ -83,6 +83,14 @@ describe('XbzrleDecodeStream rejects what QEMU rejects', () => {
     await expectFailure(concat([head, hex(`0000000000000002 ${name('rom')} 00 ${EOS}`)]), 'ERR_RAM_UNKNOWN_BLOCK', head.length + 8);
   });
 
+  it('ERR_RAM_UNKNOWN_BLOCK: a CONTINUE of a block named before a MEM_SIZE list that left it out (no offset or size check skipped)', async () => {
+    // 'x' named before any MEM_SIZE, then a list of 'ram' only, then ZERO|CONTINUE at 1 PiB.
+    const first = hex(`0000000000000002 ${name('x')} 00`);
+    const list = memSize([{ id: 'ram', length: PS }]);
+    const at = first.length + list.length;
+    await expectFailure(concat([first, list, hex(`0004000000000022 07 ${EOS}`)]), 'ERR_RAM_UNKNOWN_BLOCK', at);
+  });
+
   it('ERR_RAM_OFFSET: an offset at or past the block length', async () => {
     const head = memSize([{ id: 'ram', length: 2 * PS }]);
     await expectFailure(concat([head, hex(`0000000000002002 ${name('ram')} 00 ${EOS}`)]), 'ERR_RAM_OFFSET', head.length);

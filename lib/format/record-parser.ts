@@ -248,6 +248,10 @@ export class RamRecordParser {
         if (block === null) {
           throw new XbzrleError('ERR_RAM_NO_BLOCK', `record at byte ${at} has CONTINUE set but no block was named before it`, { offset: at });
         }
+        // Named before a MEM_SIZE list that left it out.
+        if (this.knownBlocks !== null && !this.knownBlocks.has(block)) {
+          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} continues block ${JSON.stringify(block)}, which the MEM_SIZE list does not declare`, { offset: at });
+        }
       } else {
         if (avail < 9) return -9;
         const len = b[p + 8]!;
@@ -261,7 +265,7 @@ export class RamRecordParser {
         }
         q = 9 + len;
       }
-      const limit = this.knownBlocks === null ? 2 ** 53 : this.knownBlocks.get(block)!;
+      const limit = this.knownBlocks === null ? 2 ** 53 : this.knownBlocks.get(block)!; // declared: checked above
       if (hi >= 0x200000 || offset >= limit) {
         throw new XbzrleError('ERR_RAM_OFFSET', `record at byte ${at} has offset ${offset} beyond block ${JSON.stringify(block)} (${limit} bytes)`, { offset: at });
       }
