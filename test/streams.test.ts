@@ -17,7 +17,7 @@ import {
   type PageRecord,
   type PageStore,
 } from '../lib/index.js';
-import { atOffset, concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
+import { atOffset, concat, hex, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
 import { decodeChunks, encodeRounds } from './helpers/streams.js';
 
 const PS = 4096;
@@ -370,6 +370,8 @@ describe('XbzrleEncodeStream behaviour', () => {
     expect(() => new XbzrleEncodeStream({ pageSize: 512 })).toThrow(RangeError);
     expect(() => new XbzrleEncodeStream({ pageSize: 32768 })).toThrow(RangeError);
     expect(() => new XbzrleEncodeStream({ cacheSize: 100 })).toThrow(RangeError);
+    expect(() => new XbzrleEncodeStream({ chunkSize: (64 << 20) + 1 })).toThrow(RangeError); // not an 8 GiB slab
+    expect(() => new XbzrleEncodeStream({ chunkSize: 0 })).toThrow(RangeError);
     expect(() => new XbzrleEncodeStream({ cache: new PageCache({ size: 1 << 20, pageSize: 8192 }) })).not.toThrow();
     expect(new XbzrleEncodeStream({ cache: new PageCache({ size: 1 << 20, pageSize: 8192 }) }).pageSize).toBe(8192);
     expect(() => new XbzrleEncodeStream({ pageSize: 4096, cache: new PageCache({ size: 1 << 20, pageSize: 8192 }) })).toThrow(TypeError);
@@ -530,6 +532,21 @@ describe('review regressions', () => {
     expect((err as XbzrleError).code).toBe('ERR_LIMIT_EXCEEDED');
     expect((err as XbzrleError).offset).toBe(13 + 15 * 9); // the 17th record
     expect(store.memoryUsage).toBeLessThanOrEqual(1 << 20);
+  });
+
+  it('a record refused by maxMemory does not grow the block (XBZRLE into a page never written)', async () => {
+    const chunks: Uint8Array[] = [];
+    const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
+    w.page('ram', 0, new Uint8Array(PS).fill(1), 0); // one 64 KiB segment: the whole budget
+    w.flush();
+    chunks.push(hex('0000000000100060 01 0003 000155 0000000000000010')); // XBZRLE|CONTINUE at 1 MiB (a new segment), EOS
+    const store = new MemoryPageStore({ maxMemory: 64 * 1024 });
+    const err = await pipeline(Readable.from(chunks), new XbzrleDecodeStream({ store, emitPages: false })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as XbzrleError).code).toBe('ERR_LIMIT_EXCEEDED');
+    expect(store.blocks()).toEqual([{ id: 'ram', length: PS }]);
   });
 });
 

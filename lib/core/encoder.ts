@@ -3,7 +3,7 @@ import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
-import { DEFAULT_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
 import { XbzrleStats, type RateMode } from '../stats.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
 
@@ -29,7 +29,7 @@ export interface EncoderOptions {
   blocks?: readonly RamBlock[];
   /** Use XBZRLE deltas (default true); false sends only PAGE and ZERO records and leaves the cache alone. */
   xbzrle?: boolean;
-  /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB. */
+  /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB, at most 64 MiB. */
   chunkSize?: number;
   /**
    * How `stats` computes `cache-miss-rate` and `encoding-rate`: `'cumulative'`
@@ -76,7 +76,7 @@ export class EncoderCore {
     if (cache !== undefined && cache.pageSize !== pageSize) {
       throw argValueError('options.cache', `must have the stream's page size (${pageSize})`, cache.pageSize);
     }
-    const chunkSize = checkPositiveInteger(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, 'options.chunkSize', 2 ** 30);
+    const chunkSize = checkPositiveInteger(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, 'options.chunkSize', MAX_CHUNK_SIZE);
     if (opts.xbzrle !== undefined && typeof opts.xbzrle !== 'boolean') throw argTypeError('options.xbzrle', 'a boolean', opts.xbzrle);
     const blocks = opts.blocks === undefined ? null : checkBlocks(opts.blocks, pageSize);
     this.pageSize = pageSize;

@@ -29,6 +29,9 @@ export interface RamBlock {
 }
 
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+
+/** The largest `chunkSize` the encoders accept (64 MiB). */
+export const MAX_CHUNK_SIZE = 64 << 20;
 const HEADER = 8;
 
 /**
@@ -64,8 +67,9 @@ export class RecordWriter {
     this.pageSize = options.pageSize;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.alloc = options.alloc ?? ((n) => new Uint8Array(n));
-    // Room for several chunks, so one allocation serves several emits.
-    this.slabSize = Math.max(8 * this.chunkSize, this.chunkSize + this.maxRecordSize());
+    // Room for several chunks, so one allocation serves several emits (up to 4 MiB more
+    // than one chunk and a record: large chunks get one or two per slab).
+    this.slabSize = this.chunkSize + this.maxRecordSize() + Math.min(7 * this.chunkSize, 4 << 20);
     this.onChunk = onChunk;
     this.slab = this.alloc(this.slabSize);
     this.noSlab = this.alloc(0);

@@ -128,8 +128,10 @@ export class MemoryPageStore implements PageStore {
       return seg?.subarray(from, from + length);
     }
     const img = this.image(block);
+    // Allocate first: a view refused by maxMemory must not grow the block.
+    const seg = this.segment(img, offset);
     if (offset + length > img.extent) img.extent = offset + length;
-    return this.segment(img, offset).subarray(from, from + length);
+    return seg.subarray(from, from + length);
   }
 
   /** Records that bytes up to `end` of `block` were written in place (through a `view`). */
