@@ -495,6 +495,27 @@ describe('review regressions', () => {
     expect(sameBytes(store.read('ram'), v2)).toBe(true);
   });
 
+  it('clears a shared cache when the stream is destroyed after end() with output still unread, and keeps it once everything was read', async () => {
+    const v1 = new Uint8Array(PS).fill(1);
+    // Ended, output still in the readable buffer, then destroyed: the receiver got nothing.
+    const cache = new PageCache({ size: 1 << 20 });
+    const enc1 = new XbzrleEncodeStream({ cache });
+    enc1.end({ block: 'ram', offset: 0, data: v1 });
+    await sleep(20); // flushed: the EOS is in the readable buffer, nobody reads
+    expect(enc1.writableFinished).toBe(true);
+    expect(enc1.readableLength).toBeGreaterThan(0);
+    expect(cache.count).toBe(1);
+    enc1.destroy();
+    await new Promise((r) => enc1.on('close', r));
+    expect(cache.count).toBe(0);
+    // Read to the end: the cache keeps the page for the next stream.
+    const enc2 = new XbzrleEncodeStream({ cache });
+    enc2.end({ block: 'ram', offset: 0, data: v1 });
+    enc2.resume();
+    await new Promise((r) => enc2.on('close', r));
+    expect(cache.count).toBe(1);
+  });
+
   it('snapshots pages that live in a SharedArrayBuffer', async () => {
     const images = makeRounds(8, 3, 61);
     const shared = images.map((img) => {

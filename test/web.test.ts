@@ -5,7 +5,7 @@ import { type AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryPageStore, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
+import { MemoryPageStore, PageCache, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
 import { setTransformerCancelForTests } from '../lib/web/streams.js';
 import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
 
@@ -106,6 +106,35 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
       expect(outcome).toBe('rejected');
       expect(enc.stats.transferred).toBe(encodedAtCancel); // no page encoded after the cancel
       if (engine !== null) expect(during - engine.allocated).toBeGreaterThanOrEqual((1 << 20) + 64 * PS); // cache and staging area released
+    });
+
+    it('a shared cache keeps its pages only once the reader took every chunk; cancelled after close, or aborted, it is emptied', async () => {
+      const page = { block: 'ram', offset: 0, data: new Uint8Array(PS).fill(1) };
+      // Read to the end: kept.
+      const cache = new PageCache({ size: 1 << 20 });
+      const enc1 = new XbzrleEncoderStream({ cache });
+      const w1 = enc1.writable.getWriter();
+      void w1.write(page);
+      void w1.close();
+      await readAll(enc1.readable);
+      expect(cache.count).toBe(1);
+      // Closed, then the reader cancels before reading: emptied.
+      const enc2 = new XbzrleEncoderStream({ cache });
+      const w2 = enc2.writable.getWriter();
+      void w2.write(page);
+      await w2.close();
+      expect(cache.count).toBe(1);
+      await enc2.readable.cancel('gone');
+      expect(cache.count).toBe(0);
+      // The writer aborts with nobody reading: emptied too.
+      const cache3 = new PageCache({ size: 1 << 20 });
+      const enc3 = new XbzrleEncoderStream({ cache: cache3 });
+      const w3 = enc3.writable.getWriter();
+      await w3.write(page);
+      expect(cache3.count).toBe(1);
+      await w3.abort(new Error('sender gave up'));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(cache3.count).toBe(0);
     });
 
     it('stops decoding when the reader cancels', async () => {

@@ -161,21 +161,25 @@ export class EncoderCore {
     this.writer.eos();
     this.stats.records.EOS++;
     this.writer.flush();
-    this.touchedCache = false;
   }
 
   /**
-   * Releases the kernel's memory, and the cache if the encoder made it. If the
-   * stream did not finish, a cache it shares is emptied: the receiver may not
-   * have got the pages it holds.
+   * Releases the kernel's memory, and the cache if the encoder made it. Unless
+   * `delivered` (the stream finished and its reader took every chunk), a cache
+   * it shares is emptied: the receiver may not have got the pages it holds.
    */
-  dispose(): void {
+  dispose(delivered = false): void {
     if (this.disposed) return;
-    if (this.touchedCache) this.cache.clear();
+    if (this.touchedCache && !delivered) this.cache.clear();
     this.stats.cacheSize = this.cache.size;
     this.disposed = true;
     this.kernel.dispose();
     if (this.ownsCache) this.cache.dispose();
+  }
+
+  /** True when the cache was given (`options.cache`), not made by this encoder. */
+  get sharesCache(): boolean {
+    return !this.ownsCache;
   }
 
   /** True after {@link EncoderCore.dispose}. */

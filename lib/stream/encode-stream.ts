@@ -130,7 +130,9 @@ export class XbzrleEncodeStream extends PacedTransform {
 
   /** @internal */
   override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
-    this.core.dispose();
+    // Ended and read to the end: the reader has every page the cache holds. Otherwise
+    // (destroyed mid-stream, or after end() with output still buffered) a shared cache is emptied.
+    this.core.dispose(this.readableEnded);
     super._destroy(err, callback);
   }
 

@@ -105,20 +105,53 @@ function withoutCancelUnlessNative<I, O>(transformer: CancellableTransformer<I, 
 }
 
 /**
- * Where the runtime never calls a transformer's `cancel` (browsers, at the
- * time of writing), gives `stream` a readable side of its own whose `cancel`
- * runs `onCancel` and then cancels the real one: a paused transform must hear
- * of it, or it would wait for a reader that is gone.
+ * Gives `stream` sides of its own where the runtime never calls a
+ * transformer's `cancel` (browsers, at the time of writing): a readable side
+ * whose `cancel`, and a writable side whose `abort`, run `onCancel` before
+ * passing it on (a paused transform must hear of it, or it would wait for a
+ * reader that is gone, and its memory must be released). With `onDone`, the
+ * readable side is wrapped in any runtime, and `onDone` runs when the reader
+ * has read to the end (everything the stream produced was taken).
  */
-function guardCancel<T>(stream: TransformStream<never, T>, onCancel: () => void): void {
-  if (transformerCancelWorks()) return;
+function guardCancel<I, O>(stream: TransformStream<I, O>, writableStrategy: QueuingStrategy<I>, onCancel: () => void, onDone?: () => void): void {
+  const native = transformerCancelWorks();
+  if (!native) {
+    const writer = stream.writable.getWriter();
+    // Each write settles as the stream's own would (once transformed); this side's queue,
+    // with the stream's strategy, does the buffering.
+    const writable = new WritableStream<I>(
+      {
+        write(chunk) {
+          return writer.write(chunk);
+        },
+        close() {
+          return writer.close();
+        },
+        abort(reason) {
+          onCancel();
+          return writer.abort(reason);
+        },
+      },
+      writableStrategy,
+    );
+    Object.defineProperty(stream, 'writable', { value: writable, configurable: true });
+  }
+  if (native && onDone === undefined) return;
   const reader = stream.readable.getReader();
-  const readable = new ReadableStream<T>(
+  const readable = new ReadableStream<O>(
     {
       async pull(controller) {
-        const r = await reader.read();
-        if (r.done) controller.close();
-        else controller.enqueue(r.value);
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          onCancel(); // the stream failed or its writable side was aborted
+          throw err;
+        }
+        if (r.done) {
+          onDone?.();
+          controller.close();
+        } else controller.enqueue(r.value);
       },
       cancel(reason) {
         onCancel();
@@ -217,9 +250,13 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
         try {
           core.finish();
           take(controller);
-        } finally {
+        } catch (err) {
           core.dispose();
+          throw err;
         }
+        // A cache of its own goes now. A shared one keeps its pages only once the reader
+        // has taken every chunk (see guardCancel's onDone); cancelled first, it is emptied.
+        if (!core.sharesCache) core.dispose(true);
       },
       // The reader cancelled or the writer aborted: stop, and release the kernel's memory
       // (a shared cache is emptied, as the receiver may not have got its pages).
@@ -228,12 +265,12 @@ export class XbzrleEncoderStream extends TransformStream<EncoderInput, Uint8Arra
         core.dispose();
       },
     };
-    super(
-      withoutCancelUnlessNative(transformer),
-      { highWaterMark: options?.writableHighWaterMark ?? 16 },
-      { highWaterMark: readableMark(options?.readableHighWaterMark, 64 * 1024), size: (chunk) => chunk.byteLength },
-    );
-    guardCancel(this, () => transformer.cancel!(undefined));
+    const writableStrategy: QueuingStrategy<EncoderInput> = { highWaterMark: options?.writableHighWaterMark ?? 16 };
+    super(withoutCancelUnlessNative(transformer), writableStrategy, {
+      highWaterMark: readableMark(options?.readableHighWaterMark, 64 * 1024),
+      size: (chunk) => chunk.byteLength,
+    });
+    guardCancel(this, writableStrategy, () => transformer.cancel!(undefined), core.sharesCache ? () => core.dispose(true) : undefined);
     this.core = core;
     this.pageSize = core.pageSize;
     this.cache = core.cache;
@@ -297,12 +334,9 @@ export class XbzrleDecoderStream extends TransformStream<Uint8Array, WebDecodedP
         stop.stopped = true;
       },
     };
-    super(
-      withoutCancelUnlessNative(transformer),
-      { highWaterMark: options?.writableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength },
-      { highWaterMark: readableMark(options?.readableHighWaterMark, 16) },
-    );
-    guardCancel(this, () => transformer.cancel!(undefined));
+    const writableStrategy: QueuingStrategy<Uint8Array> = { highWaterMark: options?.writableHighWaterMark ?? 64 * 1024, size: (chunk) => chunk.byteLength };
+    super(withoutCancelUnlessNative(transformer), writableStrategy, { highWaterMark: readableMark(options?.readableHighWaterMark, 16) });
+    guardCancel(this, writableStrategy, () => transformer.cancel!(undefined));
     this.core = core;
     this.store = core.store;
     this.pageSize = core.pageSize;
