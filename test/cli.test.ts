@@ -4,14 +4,14 @@
  * builds first; run `npm run build` before `npx vitest run test/cli.test.ts`.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { assertBuilt, CLI, PACKAGE_JSON, run, runCli, sha256, tempFilesIn, type CliResult } from './helpers/cli.js';
-import { loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
+import { findRamSections, loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
 import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
@@ -885,6 +885,21 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     expect(sameBytes(readFileSync(join(small, 'pc.ram.bin')), ram)).toBe(true);
   });
 
+  it('extract of the capture cut between two RAM sections exits 1 and leaves existing block files alone', async () => {
+    const mig = readFileSync(migPath);
+    const { bodies } = findRamSections(mig);
+    let cut = bodies[Math.floor(bodies.length / 2)]![1];
+    if (mig[cut] === 0x7e) cut += 5; // the section footer
+    const part = put(dir, 'cut.mig', mig.subarray(0, cut));
+    const out = join(dir, 'cut-blocks');
+    mkdirSync(out, { recursive: true });
+    const kept = put(out, 'pc.ram.bin', Buffer.from('earlier extract'));
+    const r = await runCli(['extract', part, '--out', out, '-f', '-q']);
+    expectOneLineError(r, /the RAM sections end before all RAM was sent \(stopped at byte \d+\); nothing written/);
+    expect(readFileSync(kept, 'utf8')).toBe('earlier extract');
+    expect(readdirSync(out)).toEqual(['pc.ram.bin']);
+  });
+
   it("stat --json matches the capture's query-migrate and the spec's identities", async () => {
     const st = await statJson(migPath);
     expect(st.format).toBe('qemu');
@@ -942,6 +957,88 @@ describe.concurrent('help and version', () => {
 
 // ---------------------------------------------------------------------------
 
+describe.concurrent('output targets that are not plain new files', () => {
+  const a = randomBytes(3 * PS, rng(71));
+  const b = a.slice();
+  b[5000] = b[5000]! ^ 0xff;
+
+  it('a symbolic link is followed: its target gets the output, the link stays (diff, patch)', async () => {
+    const dir = freshDir('links');
+    const pa = put(dir, 'a', a);
+    const pb = put(dir, 'b', b);
+    put(dir, 'target', Buffer.from('old'));
+    symlinkSync('target', join(dir, 'link'));
+    expectOk(await runCli(['diff', pa, pb, '-o', join(dir, 'link'), '-f', '-q']));
+    expect(lstatSync(join(dir, 'link')).isSymbolicLink()).toBe(true);
+    expectOk(await runCli(['patch', pa, join(dir, 'link'), '-o', join(dir, 'link2'), '-q']));
+    expect(sameBytes(readFileSync(join(dir, 'link2')), b)).toBe(true);
+    put(dir, 'img', Buffer.from('old image'));
+    symlinkSync('img', join(dir, 'imglink'));
+    expectOk(await runCli(['patch', pa, join(dir, 'target'), '-o', join(dir, 'imglink'), '-f', '-q']));
+    expect(lstatSync(join(dir, 'imglink')).isSymbolicLink()).toBe(true);
+    expect(sameBytes(readFileSync(join(dir, 'img')), b)).toBe(true);
+    // Without -f the link's existing target is not overwritten; a dangling link is refused.
+    expectOneLineError(await runCli(['diff', pa, pb, '-o', join(dir, 'link')]), /already exists/);
+    symlinkSync('nowhere', join(dir, 'dangling'));
+    expectOneLineError(await runCli(['diff', pa, pb, '-o', join(dir, 'dangling'), '-f']), /symbolic link to nothing/);
+    expect(lstatSync(join(dir, 'dangling')).isSymbolicLink()).toBe(true);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('a FIFO is written into, not replaced (diff); patch refuses one', async () => {
+    const dir = freshDir('fifo');
+    const pa = put(dir, 'a', a);
+    const pb = put(dir, 'b', b);
+    const fifo = join(dir, 'fifo');
+    expectOk(await run('mkfifo', [fifo]));
+    const reader = run('cat', [fifo]);
+    const r = await runCli(['diff', pa, pb, '-o', fifo, '-q']);
+    expectOk(r);
+    const got = await reader;
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expectOk(await runCli(['patch', pa, '-o', put(dir, 'check', a), '-f', '-q'], { input: got.stdout }));
+    expect(sameBytes(readFileSync(join(dir, 'check')), b)).toBe(true);
+    expectOneLineError(await runCli(['patch', pa, join(dir, 'check'), '-o', fifo, '-f']), /is not a regular file/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('stdout that is one of the inputs (1<>b, >>a) is refused and the input left intact', async () => {
+    const dir = freshDir('stdout-input');
+    const pa = put(dir, 'a', a);
+    const pb = put(dir, 'b', b);
+    const r = await run('sh', ['-c', `"${process.execPath}" "${CLI}" diff "${pa}" "${pb}" 1<>"${pb}"`]);
+    expectOneLineError(r, /stdout: is also an input file/);
+    expect(sameBytes(readFileSync(pb), b)).toBe(true);
+    const r2 = await run('sh', ['-c', `"${process.execPath}" "${CLI}" encode "${pa}" "${pb}" >>"${pa}"`]);
+    expectOneLineError(r2, /stdout: is also an input file/);
+    expect(sameBytes(readFileSync(pa), a)).toBe(true);
+  });
+
+  it('a name near the 255-byte limit still gets a temp file next to it', async () => {
+    const dir = freshDir('longname');
+    const name = join(dir, 'x'.repeat(240));
+    expectOk(await runCli(['diff', put(dir, 'a', a), put(dir, 'b', b), '-o', name, '-q']));
+    expect(existsSync(name)).toBe(true);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('extract refuses blocks whose file names collide, writing nothing', async () => {
+    const dir = freshDir('collide');
+    const delta = buildRecords((w) => {
+      w.memSize([{ id: 'x/y', length: PS }, { id: 'x_y', length: PS }]);
+      w.page('x/y', 0, a, 0);
+      w.page('x_y', 0, b, 0);
+      w.eos();
+    });
+    const out = join(dir, 'out');
+    for (const force of [[], ['-f']]) {
+      const r = await runCli(['extract', put(dir, 'd', delta), '--out', out, '-q', ...force]);
+      expectOneLineError(r, /"x\/y" and "x_y" would both be written/);
+      expect(readdirSync(out)).toEqual([]);
+    }
+  });
+});
+
 describe.concurrent('EPIPE: a reader that closes early', () => {
   /** 16 MiB of PRNG bytes, 32 bits at a time. */
   function bigRandom(): Buffer {
@@ -985,13 +1082,22 @@ describe.concurrent('EPIPE: a reader that closes early', () => {
     expect(res.code).toBe(0);
   });
 
-  // BUG: encode's writer loop rejects with BrokenPipe while nothing awaits it
-  // (the main loop waits for the encoder to drain), so Node reports an
-  // unhandled rejection: exit 1 and a stack trace on stderr.
   it('encode to stdout exits 0 with nothing on stderr', async () => {
     const res = await closeAfterFirstChunk(['encode', big, big]);
     expect(res.got).toBeGreaterThan(0);
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
+  });
+
+  it('text output (--help, stat) to a reader that already left exits 0 with nothing on stderr', async () => {
+    const delta = put(dir, 'small.delta', buildRecords((w) => {
+      w.page('ram', 0, new Uint8Array(PS).fill(3), 0);
+      w.eos();
+    }));
+    for (const args of [['--help'], ['diff', '--help'], ['stat', '--json', delta], ['stat', delta]]) {
+      const res = await run('bash', ['-c', `"${process.execPath}" "${CLI}" ${args.map((x) => `"${x}"`).join(' ')} | true; echo "status \${PIPESTATUS[0]}"`]);
+      expect(res.stderr).toBe('');
+      expect(res.stdout.toString()).toBe('status 0\n');
+    }
   });
 });

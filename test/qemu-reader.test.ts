@@ -165,6 +165,27 @@ describe('readQemuMigration container rules', () => {
     await expect(readQemuMigration(stream({ subsections: subsection('configuration/frobnicate', '') }))).rejects.toMatchObject({ code: 'ERR_QEMU_UNSUPPORTED' });
   });
 
+  it('refuses absurd configuration fields at their offset: page bits out of range, a 2 GiB machine type, 2^32 capabilities', async () => {
+    const bits = await fails(stream({ subsections: subsection('configuration/target-page-bits', u32(2)) }), 'ERR_QEMU_UNSUPPORTED');
+    expect(bits.offset).toBe(8 + 5 + 'pc-test'.length); // the subsection
+    const huge = hex(`${HEADER} 07 7ffffff0 ${Buffer.from('pc').toString('hex')}`);
+    expect((await fails(huge, 'ERR_QEMU_CORRUPT')).offset).toBe(9);
+    const caps = await fails(stream({ subsections: subsection('configuration/capabilities', u32(0xffffffff)) }), 'ERR_QEMU_CORRUPT');
+    expect(caps.message).toMatch(/4294967295 migration capabilities/);
+  });
+
+  it('reads a long field delivered one byte at a time (60 KB COMMAND payload, chunks joined when complete)', async () => {
+    const payload = 'ab'.repeat(60000);
+    const input = stream({ between: `08 0001 ${u16(60000)} ${payload}` });
+    const info = await readQemuMigration(Readable.from(split(input, 'bytes')));
+    expect(info.commands).toEqual({ 1: 1 });
+    expect(info.ramComplete).toBe(true);
+    // Cut inside the payload: truncated, at the record's offset, with every byte it got counted.
+    const cut = input.subarray(0, input.length - 200 - 60000 + 1000);
+    const err = await readQemuMigration(Readable.from(split(cut, 'bytes', 3, 1))).then(() => undefined, (e: unknown) => e);
+    expect((err as XbzrleError).code).toBe('ERR_QEMU_TRUNCATED');
+  });
+
   it('parses x-ignore-shared addresses in MEM_SIZE', async () => {
     const caps = subsection('configuration/capabilities', `${u32(1)} ${str8('x-ignore-shared')}`);
     const mem = `0000000000002004 ${str8('a')} 0000000000001000 00000000fd000000 ${str8('b')} 0000000000001000 0000000000000000 0000000000000010`;

@@ -1,5 +1,6 @@
-import { createReadStream, readdirSync, unlinkSync, type Stats } from 'node:fs';
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream, fstatSync, readdirSync, unlinkSync, type Stats } from 'node:fs';
+import { lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { XbzrleError } from '../errors.js';
@@ -58,19 +59,54 @@ async function exists(path: string): Promise<Stats | null> {
   }
 }
 
-/** Refuses to write over an existing file without -f, and over an input file ever. */
-export async function checkOutputPath(path: string, force: boolean, inputs: (string | undefined)[]): Promise<void> {
-  const st = await exists(path);
-  if (st === null) return;
+/** Where an output goes, once checked. */
+export interface OutputTarget {
+  /** The file to write: the path given, or the file a symbolic link there points to. */
+  path: string;
+  /** A device, FIFO or socket (written directly: no temp file, no rename). */
+  special: boolean;
+}
+
+/**
+ * Refuses to write over an existing file without -f, over an input file ever,
+ * and over a folder. A symbolic link is followed (its target is written, the
+ * link stays). Anything else that is not a regular file (a device, a FIFO) is
+ * refused unless `special` allows writing into it directly; a block device
+ * then still needs -f.
+ */
+export async function checkOutputPath(path: string, force: boolean, inputs: (string | undefined)[], special = false): Promise<OutputTarget> {
+  let target = path;
+  const link = await lstat(path).catch(() => null);
+  if (link === null) return { path, special: false };
+  if (link.isSymbolicLink()) {
+    try {
+      target = await realpath(path);
+    } catch {
+      throw new CliError(`${path}: is a symbolic link to nothing; refusing to replace it`);
+    }
+  }
+  const st = await exists(target);
+  if (st === null) return { path: target, special: false };
+  await checkNotInput(path, st, inputs);
+  if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
+  if (!st.isFile()) {
+    if (!special) throw new CliError(`${path}: is not a regular file; refusing to replace it`);
+    if (st.isBlockDevice() && !force) throw new CliError(`${path}: is a block device (use -f to write to it)`);
+    return { path: target, special: true };
+  }
+  if (!force) throw new CliError(`${path}: already exists (use -f to overwrite)`);
+  return { path: target, special: false };
+}
+
+/** Refuses an output (`st`, named `name`) that is one of the input files. */
+async function checkNotInput(name: string, st: Stats, inputs: (string | undefined)[]): Promise<void> {
   for (const input of inputs) {
     if (input === undefined || input === '-') continue;
     const ist = await exists(input);
     if (ist !== null && ist.dev === st.dev && ist.ino === st.ino) {
-      throw new CliError(`${path}: is also an input file; refusing to overwrite it`);
+      throw new CliError(`${name}: is also an input file; refusing to overwrite it`);
     }
   }
-  if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
-  if (!force) throw new CliError(`${path}: already exists (use -f to overwrite)`);
 }
 
 /**
@@ -79,7 +115,7 @@ export async function checkOutputPath(path: string, force: boolean, inputs: (str
  */
 function removeStaleTemps(finalPath: string): void {
   // Exactly `.<name>.<pid>.<random>.xbzrle-tmp`: a temp of `a.5` (`.a.5.<pid>.…`) is not one of `a`'s.
-  const own = new RegExp(`^\\.${escapeRegExp(basename(finalPath))}\\.(\\d+)\\.[a-z0-9]+\\.xbzrle-tmp$`);
+  const own = new RegExp(`^\\.${escapeRegExp(tempStem(finalPath))}\\.(\\d+)\\.[a-z0-9]+\\.xbzrle-tmp$`);
   let names: string[];
   try {
     names = readdirSync(dirname(finalPath));
@@ -97,6 +133,18 @@ function removeStaleTemps(finalPath: string): void {
       // someone else removed it
     }
   }
+}
+
+/**
+ * The output's name as it appears in its temp files' names: the name itself, or
+ * for long names (the temp name adds ~35 bytes; names stop at 255) a prefix and
+ * a hash of the whole.
+ */
+function tempStem(finalPath: string): string {
+  const name = basename(finalPath);
+  if (Buffer.byteLength(name) <= 180) return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  return `${Buffer.from(name).subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '')}~${hash}`;
 }
 
 function escapeRegExp(text: string): string {
@@ -121,7 +169,7 @@ export class TempFile {
     hookSignals();
     removeStaleTemps(finalPath);
     const rand = Math.random().toString(36).slice(2, 10);
-    this.path = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
+    this.path = join(dirname(finalPath), `.${tempStem(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
     pendingTemps.add(this.path);
   }
 
@@ -158,10 +206,19 @@ export async function openOutput(path: string | undefined, force: boolean, input
     if (process.stdout.isTTY === true && !force) {
       throw new CliError('refusing to write binary data to a terminal (use -o FILE, a pipe, or -f)');
     }
+    // `>> input` or `1<> input`: stdout is one of the inputs.
+    let st: Stats | null = null;
+    try {
+      st = fstatSync(1);
+    } catch {
+      // no stdout to check
+    }
+    if (st !== null && st.isFile()) await checkNotInput('stdout', st, inputs);
     return stdoutSink();
   }
-  await checkOutputPath(path, force, inputs);
-  const temp = new TempFile(path);
+  const target = await checkOutputPath(path, force, inputs, true);
+  if (target.special) return deviceSink(path, target.path);
+  const temp = new TempFile(target.path);
   let handle: FileHandle;
   try {
     handle = await open(temp.path, 'wx');
@@ -174,20 +231,54 @@ export async function openOutput(path: string | undefined, force: boolean, input
     name: path,
     async write(chunk) {
       let done = 0;
-      while (done < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
-        done += bytesWritten;
+      try {
+        while (done < chunk.length) {
+          const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
+          done += bytesWritten;
+        }
+      } catch (err) {
+        throw new CliError(`${path}: ${(err as Error).message}`);
       }
       position += chunk.length;
     },
     async commit() {
-      await handle.sync();
-      await handle.close();
+      try {
+        await handle.sync();
+        await handle.close();
+      } catch (err) {
+        throw new CliError(`${path}: ${(err as Error).message}`);
+      }
       await temp.commit(force);
     },
     async abort() {
       await handle.close().catch(() => undefined);
       await temp.abort();
+    },
+  };
+}
+
+/** A device or FIFO: written directly (there is nothing to rename into place). */
+async function deviceSink(name: string, path: string): Promise<OutputSink> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'w');
+  } catch (err) {
+    throw new CliError(`${name}: cannot open: ${(err as Error).message}`);
+  }
+  return {
+    name,
+    async write(chunk) {
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
+        done += bytesWritten;
+      }
+    },
+    async commit() {
+      await handle.close();
+    },
+    async abort() {
+      await handle.close().catch(() => undefined);
     },
   };
 }

@@ -71,6 +71,14 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// Text output (help, stat, extract's summary) to a reader that went away (`| head`):
+// stop quietly, like the binary outputs do. Other stdout errors end the run with status 1.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  removeTempsSync();
+  if (err.code !== 'EPIPE') process.stderr.write(`xbzrle: stdout: ${err.message}\n`);
+  process.exit(err.code === 'EPIPE' ? 0 : 1);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -85,7 +93,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? "Try 'xbzrle --help'.\n" : ''}`);
     } else {
       const e = err as NodeJS.ErrnoException;
-      process.stderr.write(`xbzrle: ${e.code === undefined ? '' : `${e.code}: `}${e.message ?? String(err)}\n`);
+      const message = e.message ?? String(err);
+      process.stderr.write(`xbzrle: ${e.code === undefined || message.startsWith(e.code) ? '' : `${e.code}: `}${message}\n`);
     }
     process.exitCode = 1;
   },

@@ -34,20 +34,38 @@ export class ByteSource {
     return this.buf.length - this.pos;
   }
 
-  /** Reads more input until `n` bytes are buffered; false if the input ends first. */
+  /**
+   * Reads more input until `n` bytes are buffered; false if the input ends
+   * first (what arrived stays buffered). Chunks are joined once, when enough
+   * have arrived: joining per chunk made a long field over a pipe of small
+   * chunks quadratic.
+   */
   async need(n: number): Promise<boolean> {
-    while (this.buf.length - this.pos < n) {
+    let have = this.buf.length - this.pos;
+    if (have >= n) return true;
+    const parts: Uint8Array[] = [this.buf.subarray(this.pos)];
+    let complete = true;
+    while (have < n) {
       const chunk = await this.nextChunk();
-      if (chunk === null) return false;
-      const rest = this.buf.subarray(this.pos);
-      const merged = new Uint8Array(rest.length + chunk.length);
-      merged.set(rest, 0);
-      merged.set(chunk, rest.length);
+      if (chunk === null) {
+        complete = false;
+        break;
+      }
+      parts.push(chunk);
+      have += chunk.length;
+    }
+    if (parts.length > 1) {
+      const merged = new Uint8Array(have);
+      let at = 0;
+      for (const part of parts) {
+        merged.set(part, at);
+        at += part.length;
+      }
       this.base += this.pos;
       this.buf = merged;
       this.pos = 0;
     }
-    return true;
+    return complete;
   }
 
   /** Like {@link ByteSource.need}, but throws `code` when the input ends first. */

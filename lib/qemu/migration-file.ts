@@ -282,11 +282,19 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   return { ...info, stats: loader.stats };
 }
 
+/** Longest machine type name accepted (QEMU's are a few dozen bytes; the field is 32-bit). */
+const MAX_MACHINE_TYPE = 4096;
+/** Most capabilities accepted in the configuration (QEMU 7.2 knows about 20). */
+const MAX_CAPABILITIES = 4096;
+
 /** Reads the configuration section: machine type and subsections. */
 async function readConfiguration(src: ByteSource, info: Omit<QemuMigrationInfo, 'stats'>): Promise<void> {
   await src.require(5, 'the configuration section');
   src.skip(1);
   const len = src.u32();
+  if (len > MAX_MACHINE_TYPE) {
+    throw new XbzrleError('ERR_QEMU_CORRUPT', `machine type of ${len} bytes at byte ${src.offset - 4} (QEMU's are a few dozen)`, { offset: src.offset - 4 });
+  }
   await src.require(len, 'the machine type');
   info.machine = decodeName(src.bytes(len), 0, len);
   while ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.SUBSECTION) {
@@ -302,12 +310,18 @@ async function readConfiguration(src: ByteSource, info: Omit<QemuMigrationInfo, 
         await src.require(4, name);
         const bits = src.u32();
         if (bits > 30) throw new XbzrleError('ERR_QEMU_CORRUPT', `target page bits ${bits} at byte ${at}`, { offset: at });
+        if (2 ** bits < MIN_PAGE_SIZE || 2 ** bits > MAX_PAGE_SIZE) {
+          throw new XbzrleError('ERR_QEMU_UNSUPPORTED', `target page size ${2 ** bits} at byte ${at} is not supported (1 KiB to 16 KiB)`, { offset: at });
+        }
         info.pageSize = 2 ** bits;
         break;
       }
       case 'configuration/capabilities': {
         await src.require(4, name);
         const count = src.u32();
+        if (count > MAX_CAPABILITIES) {
+          throw new XbzrleError('ERR_QEMU_CORRUPT', `${count} migration capabilities at byte ${src.offset - 4} (QEMU has a few dozen)`, { offset: src.offset - 4 });
+        }
         for (let i = 0; i < count; i++) {
           await src.require(1, name);
           const n = src.u8();

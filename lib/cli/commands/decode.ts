@@ -29,9 +29,9 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   const target = o.out ?? o.output;
   if (target === undefined || target === '-') throw new CliError('decode needs --out IMAGE (a file)', true);
   const cacheSize = fileCacheSize(o);
-  await checkOutputPath(target, o.force, [positionals[0]]);
+  const out = await checkOutputPath(target, o.force, [positionals[0]]);
   const input = await openInput(positionals[0]);
-  const temp = new TempFile(target);
+  const temp = new TempFile(out.path);
   const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
   const file = new FilePageStore({ path: () => temp.path, cacheSize });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { mkdir, stat as statFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
@@ -33,13 +33,22 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   await mkdir(dir, { recursive: true });
   const input = await openInput(positionals[0]);
   const temps = new Map<string, TempFile>();
+  const owners = new Map<string, string>(); // file name -> block
   const store = new FilePageStore({
     cacheSize,
     path: (block) => {
       let t = temps.get(block);
       if (t === undefined) {
-        const final = join(dir, blockFileName(block));
-        if (!o.force && existsSync(final)) throw new CliError(`${final}: already exists (use -f to overwrite)`);
+        const file = blockFileName(block);
+        const other = owners.get(file);
+        if (other !== undefined) {
+          throw new CliError(`blocks ${JSON.stringify(other)} and ${JSON.stringify(block)} would both be written to ${join(dir, file)}; nothing written`);
+        }
+        owners.set(file, block);
+        const final = join(dir, file);
+        const link = lstatOrNull(final);
+        if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
+        if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
         t = new TempFile(final);
         temps.set(block, t);
       }
@@ -48,6 +57,10 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   });
   try {
     const report = await analyse(input, o, store, 'extract');
+    if (report.ramComplete === false) {
+      const at = report.stoppedAt;
+      throw new CliError(`${input.name}: the RAM sections end before all RAM was sent${at === undefined ? '' : ` (stopped at byte ${at.offset})`}; nothing written`);
+    }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
     for (const t of temps.values()) await t.commit(o.force);
     if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -59,5 +72,13 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     await store.close();
     for (const t of temps.values()) await t.abort();
     throw err;
+  }
+}
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
   }
 }

@@ -36,9 +36,9 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   const oldStat = await stat(oldPath).catch(() => null);
   if (oldStat === null || !oldStat.isFile()) throw new CliError(`${oldPath}: no such file`);
   const newPath = o.output;
-  await checkOutputPath(newPath, o.force, [oldPath, deltaPath]);
+  const out = await checkOutputPath(newPath, o.force, [oldPath, deltaPath]);
   const input = await openInput(deltaPath);
-  const temp = new TempFile(newPath);
+  const temp = new TempFile(out.path);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
