@@ -138,6 +138,16 @@ describe('readQemuMigration container rules', () => {
     expect(['ERR_RAM_TRUNCATED', 'ERR_QEMU_TRUNCATED']).toContain((e as XbzrleError).code);
   });
 
+  it('a stream with section footers that ends where the next footer is due is truncated; one without footers may end there', async () => {
+    const withFooters = hex([HEADER, config('m'), start(2), memSize, footer(2), `02 ${u32(2)}`, part, footer(2), `03 ${u32(2)}`, end].join(' '));
+    const err = await fails(withFooters, 'ERR_QEMU_TRUNCATED');
+    expect(err.offset).toBe(withFooters.length);
+    const noFooters = hex([HEADER, config('m'), start(2), memSize, `02 ${u32(2)}`, part, `03 ${u32(2)}`, end].join(' '));
+    const info = await readQemuMigration(noFooters);
+    expect(info.ramComplete).toBe(true);
+    expect(info.stoppedAt).toEqual({ offset: noFooters.length, reason: 'end-of-input' });
+  });
+
   it('stops cleanly at the EOF marker and at sections of other live handlers', async () => {
     const eofOnly = hex([HEADER, config('m'), start(2), memSize, footer(2), '00'].join(' '));
     const info = await readQemuMigration(eofOnly);

@@ -178,6 +178,10 @@ export class TempFile {
     if (!force && (await exists(this.finalPath)) !== null) {
       throw new CliError(`${this.finalPath}: already exists (use -f to overwrite)`);
     }
+    // Its data on disk before its name is (writers fsync as they close; a temp file
+    // nothing was written through, such as a copy patch left as it was, is synced here).
+    const file = await open(this.path, 'r');
+    await file.sync().finally(() => file.close());
     await rename(this.path, this.finalPath);
     pendingTemps.delete(this.path);
     this.committed = true;

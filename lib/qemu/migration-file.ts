@@ -201,6 +201,7 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   let parser: RamRecordParser | null = null;
   let loader: RamLoader | null = null;
   let ramId = -1;
+  let footers = false;
 
   for (;;) {
     const at = src.offset;
@@ -261,15 +262,19 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
 
     await readRamBody(src, parser!, loader!, options.onRecord);
 
-    // Section footer (absent only for machine types ≤ 2.3).
-    if ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.FOOTER) {
-      const footerAt = src.offset;
+    // Section footer (absent only for machine types ≤ 2.3, and then from every section:
+    // once one was seen, a stream ending where the next is due is cut short).
+    const footerAt = src.offset;
+    if (!(await src.need(1))) {
+      if (footers) await src.require(1, 'a section footer');
+    } else if (src.peek() === QEMU_VM_SECTION.FOOTER) {
       await src.require(5, 'a section footer');
       src.skip(1);
       const id = src.u32();
       if (id !== ramId) {
         throw new XbzrleError('ERR_QEMU_CORRUPT', `section footer at byte ${footerAt} names section ${id}, not ${ramId}`, { offset: footerAt });
       }
+      footers = true;
     }
     if (type === QEMU_VM_SECTION.END) info.ramComplete = true;
   }
