@@ -123,8 +123,8 @@ export class WasmEngine {
    * is one property read; other arrays cost a `.buffer` read and a check of it.
    */
   addressOf(u8: Uint8Array): number {
-    const addr = (u8 as Branded)[KERNEL_ADDRESS];
-    if (addr !== undefined) return addr;
+    const addr = kernelAddress(u8);
+    if (addr >= 0) return addr;
     return this.ownsBuffer(u8.buffer) ? u8.byteOffset : -1;
   }
 
