@@ -1002,6 +1002,20 @@ describe.concurrent('output targets that are not plain new files', () => {
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
+  it('-o /dev/stdout into a pipe writes through the link; a device\'s write error names it', async () => {
+    const dir = freshDir('devices');
+    const pa = put(dir, 'a', a);
+    const pb = put(dir, 'b', b);
+    const viaLink = await runCli(['diff', pa, pb, '-o', '/dev/stdout', '-q']);
+    expectOk(viaLink);
+    const direct = await runCli(['diff', pa, pb]);
+    expect(sameBytes(viaLink.stdout, direct.stdout)).toBe(true);
+    if (existsSync('/dev/full')) {
+      expectOneLineError(await runCli(['diff', pa, pb, '-o', '/dev/full']), /^xbzrle: \/dev\/full: .*no space left/i);
+      expect(lstatSync('/dev/full').isCharacterDevice()).toBe(true);
+    }
+  });
+
   it('stdout that is one of the inputs (1<>b, >>a) is refused and the input left intact', async () => {
     const dir = freshDir('stdout-input');
     const pa = put(dir, 'a', a);

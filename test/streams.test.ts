@@ -568,6 +568,9 @@ describe('review regressions', () => {
     );
     expect((err as XbzrleError).code).toBe('ERR_LIMIT_EXCEEDED');
     expect(store.blocks()).toEqual([{ id: 'ram', length: PS }]);
+    // Nor a view refused in a block the store has not seen.
+    expect(() => store.view('other', 0, PS)).toThrow(XbzrleError);
+    expect(store.blocks()).toEqual([{ id: 'ram', length: PS }]);
   });
 });
 
@@ -596,8 +599,9 @@ describe('destroy while paused inside a large input', () => {
     expect(results).toEqual(['write reset']);
   });
 
-  it('settles the encoder’s write and sync() callbacks when a synchronous \'data\' handler destroys it mid-input', async () => {
-    const enc = new XbzrleEncodeStream({ cacheSize: 1 << 20 });
+  it('settles the encoder’s write and sync() callbacks when a synchronous \'data\' handler destroys it mid-input, and encodes nothing after', async () => {
+    const cache = new PageCache({ size: 1 << 20 });
+    const enc = new XbzrleEncodeStream({ cache });
     const results: string[] = [];
     enc.on('error', () => {});
     enc.on('data', () => enc.destroy(new Error('consumer gave up')));
@@ -607,17 +611,27 @@ describe('destroy while paused inside a large input', () => {
     expect(results[0]).toBe('write consumer gave up');
     expect(results[1]).toMatch(/^sync /);
     expect(results).toHaveLength(2);
+    // The shared cache was emptied at the destroy and no page was encoded into it after.
+    expect(cache.count).toBe(0);
   });
 
-  it('settles the decoder’s write callback when a synchronous \'data\' handler destroys it mid-input', async () => {
+  it('settles the decoder’s write callback when a synchronous \'data\' handler destroys it mid-input, and applies nothing after', async () => {
     const { bytes } = await encodeImages([randomBytes(64 * PS, rng(10))]);
-    const dec = new XbzrleDecodeStream({ readableHighWaterMark: 1 });
-    const results: string[] = [];
-    dec.on('error', () => {});
-    dec.on('data', () => dec.destroy(new Error('consumer gave up')));
-    dec.write(bytes, (e) => results.push(`write ${e?.message}`));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(results).toEqual(['write consumer gave up']);
+    for (const readableHighWaterMark of [1, 16]) {
+      const store = new MemoryPageStore();
+      const dec = new XbzrleDecodeStream({ store, readableHighWaterMark });
+      const results: string[] = [];
+      dec.on('error', () => {});
+      let appliedAtDestroy = -1;
+      dec.on('data', () => {
+        appliedAtDestroy = dec.stats.normal;
+        dec.destroy(new Error('consumer gave up'));
+      });
+      dec.write(bytes, (e) => results.push(`write ${e?.message}`));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(results).toEqual(['write consumer gave up']);
+      expect(dec.stats.normal).toBe(appliedAtDestroy);
+    }
   });
 });
 

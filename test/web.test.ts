@@ -137,6 +137,28 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
       expect(cache3.count).toBe(0);
     });
 
+    it('a reader that cancels errors the writable side at once: an idle piped source is cancelled, writer.closed rejects', async () => {
+      for (const make of [() => new XbzrleEncoderStream(), () => new XbzrleDecoderStream()] as const) {
+        let sourceCancelled = false;
+        const source = new ReadableStream<never>({
+          pull: () => new Promise<void>(() => {}),
+          cancel() {
+            sourceCancelled = true;
+          },
+        });
+        const out = source.pipeThrough(make() as unknown as TransformStream<never, unknown>);
+        await out.cancel(new Error('reader gone'));
+        const s2 = make();
+        const w = (s2.writable as WritableStream<never>).getWriter();
+        const closed = w.closed.then(() => 'resolved', () => 'rejected');
+        await s2.readable.cancel(new Error('reader gone'));
+        const outcome = await Promise.race([closed, new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+        expect(outcome).toBe('rejected');
+        await new Promise((r) => setTimeout(r, 20));
+        expect(sourceCancelled).toBe(true);
+      }
+    });
+
     it('stops decoding when the reader cancels', async () => {
       const enc = new XbzrleEncoderStream();
       const w = enc.writable.getWriter();

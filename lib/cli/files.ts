@@ -82,7 +82,9 @@ export async function checkOutputPath(path: string, force: boolean, inputs: (str
     try {
       target = await realpath(path);
     } catch {
-      throw new CliError(`${path}: is a symbolic link to nothing; refusing to replace it`);
+      // Links to what has no path (/dev/stdout to a pipe: /proc/self/fd/1 → pipe:[N])
+      // are opened through the link; only a link to nothing is refused.
+      if ((await exists(path)) === null) throw new CliError(`${path}: is a symbolic link to nothing; refusing to replace it`);
     }
   }
   const st = await exists(target);
@@ -211,17 +213,19 @@ export async function openOutput(path: string | undefined, force: boolean, input
       throw new CliError('refusing to write binary data to a terminal (use -o FILE, a pipe, or -f)');
     }
     // `>> input` or `1<> input`: stdout is one of the inputs.
-    let st: Stats | null = null;
-    try {
-      st = fstatSync(1);
-    } catch {
-      // no stdout to check
-    }
+    const st = stdoutStats();
     if (st !== null && st.isFile()) await checkNotInput('stdout', st, inputs);
     return stdoutSink();
   }
   const target = await checkOutputPath(path, force, inputs, true);
-  if (target.special) return deviceSink(path, target.path);
+  if (target.special) {
+    // `-o /dev/stdout` (or /dev/fd/1): our own stdout, which may be a socket that
+    // cannot be opened by name.
+    const st = await exists(target.path);
+    const out = stdoutStats();
+    if (st !== null && out !== null && st.dev === out.dev && st.ino === out.ino) return openOutput('-', force, inputs);
+    return deviceSink(path, target.path);
+  }
   const temp = new TempFile(target.path);
   let handle: FileHandle;
   try {
@@ -261,6 +265,14 @@ export async function openOutput(path: string | undefined, force: boolean, input
   };
 }
 
+function stdoutStats(): Stats | null {
+  try {
+    return fstatSync(1);
+  } catch {
+    return null; // no stdout
+  }
+}
+
 /** A device or FIFO: written directly (there is nothing to rename into place). */
 async function deviceSink(name: string, path: string): Promise<OutputSink> {
   let handle: FileHandle;
@@ -273,13 +285,21 @@ async function deviceSink(name: string, path: string): Promise<OutputSink> {
     name,
     async write(chunk) {
       let done = 0;
-      while (done < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
-        done += bytesWritten;
+      try {
+        while (done < chunk.length) {
+          const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
+          done += bytesWritten;
+        }
+      } catch (err) {
+        throw new CliError(`${name}: ${(err as Error).message}`);
       }
     },
     async commit() {
-      await handle.close();
+      try {
+        await handle.close();
+      } catch (err) {
+        throw new CliError(`${name}: ${(err as Error).message}`);
+      }
     },
     async abort() {
       await handle.close().catch(() => undefined);

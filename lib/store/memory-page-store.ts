@@ -127,9 +127,16 @@ export class MemoryPageStore implements PageStore {
       const seg = this.images.get(block)?.segments.get(Math.floor(offset / SEGMENT));
       return seg?.subarray(from, from + length);
     }
+    const known = this.images.has(block);
     const img = this.image(block);
-    // Allocate first: a view refused by maxMemory must not grow the block.
-    const seg = this.segment(img, offset);
+    let seg: Uint8Array;
+    try {
+      seg = this.segment(img, offset);
+    } catch (err) {
+      // Refused by maxMemory: the store stays as it was, no new block either.
+      if (!known) this.images.delete(block);
+      throw err;
+    }
     if (offset + length > img.extent) img.extent = offset + length;
     return seg.subarray(from, from + length);
   }

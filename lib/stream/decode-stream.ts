@@ -125,7 +125,8 @@ export class XbzrleDecodeStream extends PacedTransform {
   private pump(callback: TransformCallback): void {
     let r;
     try {
-      r = this.core.run(() => this.blocked);
+      // Also stop when a synchronous 'data' handler destroyed the stream.
+      r = this.core.run(() => this.blocked || this.destroyed);
     } catch (err) {
       callback(err as Error);
       return;
@@ -136,7 +137,7 @@ export class XbzrleDecodeStream extends PacedTransform {
   }
 
   private continueAfter(callback: TransformCallback): void {
-    if (this.blocked) {
+    if (this.blocked || this.destroyed) {
       this.blocked = false;
       this.resumeOnRead(() => this.pump(callback), callback);
     } else {

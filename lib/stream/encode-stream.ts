@@ -141,15 +141,17 @@ export class XbzrleEncodeStream extends PacedTransform {
     const core = this.core;
     if (core.isDisposed) return; // destroyed meanwhile: _destroy settled the callback
     const count = record.data.length / this.pageSize;
+    // Stop after a page when the reader is full, or when a synchronous 'data' handler
+    // destroyed the stream (the kernel and a shared cache's entries are gone then).
     const each = (): boolean => {
       this.blocked = false;
       this.pushOutbox();
-      return this.blocked;
+      return this.blocked || this.destroyed;
     };
     try {
       for (let i = index; i < count; ) {
         i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), each);
-        if (this.blocked && i < count) {
+        if ((this.blocked || this.destroyed) && i < count) {
           const next = i;
           this.resumeOnRead(() => this.encodePages(record, key, next, callback), callback);
           return;

@@ -121,6 +121,11 @@ function guardCancel<I, O>(stream: TransformStream<I, O>, writableStrategy: Queu
     // with the stream's strategy, does the buffering.
     const writable = new WritableStream<I>(
       {
+        start(controller) {
+          // The stream failing or its reader cancelling errors this side at once, not
+          // at the next write (a pipe into it must hear of it while idle).
+          writer.closed.catch((err: unknown) => controller.error(err));
+        },
         write(chunk) {
           return writer.write(chunk);
         },

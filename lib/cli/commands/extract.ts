@@ -59,7 +59,13 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     const report = await analyse(input, o, store, 'extract');
     if (report.ramComplete === false) {
       const at = report.stoppedAt;
-      throw new CliError(`${input.name}: the RAM sections end before all RAM was sent${at === undefined ? '' : ` (stopped at byte ${at.offset})`}; nothing written`);
+      const where =
+        at === undefined
+          ? ''
+          : at.reason === 'section'
+            ? ` (stopped at byte ${at.offset}, a ${at.type} section${at.idstr === undefined ? '' : ` of ${JSON.stringify(at.idstr)}`}: only the ram handler's sections are read)`
+            : ` (stopped at byte ${at.offset})`;
+      throw new CliError(`${input.name}: the RAM sections end before all RAM was sent${where}; nothing written`);
     }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
     for (const t of temps.values()) await t.commit(o.force);
