@@ -67,7 +67,8 @@ export class XbzrleDecodeStream extends PacedTransform {
     const core = new DecoderCore(
       options,
       (block, offset, kind, data) => {
-        if (!self!.push({ block, offset, kind, data: data as Buffer } satisfies DecodedPage)) self!.blocked = true;
+        // Full reader, or destroyed by a synchronous 'data' handler during this push: stop.
+        if (!self!.push({ block, offset, kind, data: data as Buffer } satisfies DecodedPage) || self!.destroyed) self!.blocked = true;
       },
       (n) => Buffer.allocUnsafe(n),
     );
@@ -125,8 +126,7 @@ export class XbzrleDecodeStream extends PacedTransform {
   private pump(callback: TransformCallback): void {
     let r;
     try {
-      // Also stop when a synchronous 'data' handler destroyed the stream.
-      r = this.core.run(() => this.blocked || this.destroyed);
+      r = this.core.run(() => this.blocked);
     } catch (err) {
       callback(err as Error);
       return;

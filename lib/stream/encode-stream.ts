@@ -141,17 +141,15 @@ export class XbzrleEncodeStream extends PacedTransform {
     const core = this.core;
     if (core.isDisposed) return; // destroyed meanwhile: _destroy settled the callback
     const count = record.data.length / this.pageSize;
-    // Stop after a page when the reader is full, or when a synchronous 'data' handler
-    // destroyed the stream (the kernel and a shared cache's entries are gone then).
     const each = (): boolean => {
       this.blocked = false;
       this.pushOutbox();
-      return this.blocked || this.destroyed;
+      return this.blocked;
     };
     try {
       for (let i = index; i < count; ) {
         i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), each);
-        if ((this.blocked || this.destroyed) && i < count) {
+        if (this.blocked && i < count) {
           const next = i;
           this.resumeOnRead(() => this.encodePages(record, key, next, callback), callback);
           return;
@@ -172,7 +170,9 @@ export class XbzrleEncodeStream extends PacedTransform {
     for (let i = 0; i < out.length; i++) {
       const chunk = out[i]!;
       stats.transferred += chunk.length;
-      if (!this.push(chunk)) this.blocked = true;
+      // Full reader, or destroyed by a synchronous 'data' handler during this push (the
+      // kernel and a shared cache's entries are gone then): stop after this page.
+      if (!this.push(chunk) || this.destroyed) this.blocked = true;
     }
     out.length = 0;
   }
