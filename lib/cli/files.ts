@@ -234,33 +234,43 @@ export async function openOutput(path: string | undefined, force: boolean, input
     await temp.abort();
     throw new CliError(`${path}: cannot create: ${(err as Error).message}`);
   }
+  return handleSink(path, handle, true, () => temp.commit(force), () => temp.abort());
+}
+
+/**
+ * Output through an open file handle, its errors naming the output. A regular
+ * (temp) file is written at explicit positions and fsynced before `done`; a
+ * device or FIFO in stream order. `done` / `cancel` run after the close.
+ */
+function handleSink(name: string, handle: FileHandle, regular: boolean, done: () => Promise<void>, cancel: () => Promise<void>): OutputSink {
+  const named = (err: unknown): CliError => new CliError(`${name}: ${(err as Error).message}`);
   let position = 0;
   return {
-    name: path,
+    name,
     async write(chunk) {
-      let done = 0;
+      let written = 0;
       try {
-        while (done < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
-          done += bytesWritten;
+        while (written < chunk.length) {
+          const { bytesWritten } = await handle.write(chunk, written, chunk.length - written, regular ? position + written : null);
+          written += bytesWritten;
         }
       } catch (err) {
-        throw new CliError(`${path}: ${(err as Error).message}`);
+        throw named(err);
       }
       position += chunk.length;
     },
     async commit() {
       try {
-        await handle.sync();
+        if (regular) await handle.sync();
         await handle.close();
       } catch (err) {
-        throw new CliError(`${path}: ${(err as Error).message}`);
+        throw named(err);
       }
-      await temp.commit(force);
+      await done();
     },
     async abort() {
       await handle.close().catch(() => undefined);
-      await temp.abort();
+      await cancel();
     },
   };
 }
@@ -281,30 +291,8 @@ async function deviceSink(name: string, path: string): Promise<OutputSink> {
   } catch (err) {
     throw new CliError(`${name}: cannot open: ${(err as Error).message}`);
   }
-  return {
-    name,
-    async write(chunk) {
-      let done = 0;
-      try {
-        while (done < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, done, chunk.length - done);
-          done += bytesWritten;
-        }
-      } catch (err) {
-        throw new CliError(`${name}: ${(err as Error).message}`);
-      }
-    },
-    async commit() {
-      try {
-        await handle.close();
-      } catch (err) {
-        throw new CliError(`${name}: ${(err as Error).message}`);
-      }
-    },
-    async abort() {
-      await handle.close().catch(() => undefined);
-    },
-  };
+  const nothing = async (): Promise<void> => {};
+  return handleSink(name, handle, false, nothing, nothing);
 }
 
 function stdoutSink(): OutputSink {
