@@ -11,10 +11,22 @@ export interface CommonOptions {
   json: boolean;
   pageSize: number;
   cacheSize: number;
+  /** True when --cache-size was given (the default may depend on the command). */
+  cacheSizeSet: boolean;
   block: string | undefined;
   output: string | undefined;
   out: string | undefined;
   imageSize: number | undefined;
+  /** `--no-verify`: skip checking OLD against the delta's base fingerprint. */
+  noVerify: boolean;
+  /** `--level N`: compression level of a delta's body (undefined: the default). */
+  level: number | undefined;
+  /** `--no-compress`: leave a delta's body uncompressed. */
+  noCompress: boolean;
+  /** `--format NAME` (e.g. `qemu` for a plain RAM record stream). */
+  format: string | undefined;
+  /** `--target FILE`: the receiving machine's RAM blocks (JSON, or a QEMU migration file). */
+  target: string | undefined;
 }
 
 const SPEC = {
@@ -29,11 +41,16 @@ const SPEC = {
   output: { type: 'string', short: 'o' },
   out: { type: 'string' },
   'image-size': { type: 'string' },
+  'no-verify': { type: 'boolean' },
+  level: { type: 'string' },
+  'no-compress': { type: 'boolean' },
+  format: { type: 'string' },
+  target: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
 
-type Flag = keyof typeof SPEC;
+export type Flag = keyof typeof SPEC;
 
 /**
  * Parses a command's arguments. `allowed` lists the options the command takes
@@ -63,10 +80,16 @@ export function parseCommand(
     json: v.json ?? false,
     pageSize: v['page-size'] === undefined ? 4096 : parsePageSize(v['page-size']),
     cacheSize: v['cache-size'] === undefined ? 64 * 1024 * 1024 : parseSize(v['cache-size'], '--cache-size'),
+    cacheSizeSet: v['cache-size'] !== undefined,
     block: v.block,
     output: v.output,
     out: v.out,
     imageSize: v['image-size'] === undefined ? undefined : parseSize(v['image-size'], '--image-size'),
+    noVerify: v['no-verify'] ?? false,
+    level: v.level === undefined ? undefined : parseLevel(v.level),
+    noCompress: v['no-compress'] ?? false,
+    format: v.format,
+    target: v.target,
   };
   if (options.block !== undefined && (options.block.length === 0 || Buffer.byteLength(options.block) > 255)) {
     throw new CliError('--block must be 1 to 255 bytes');
@@ -88,6 +111,12 @@ export function parseSize(text: string, name: string): number {
   if (m === null) throw new CliError(`${name}: not a size: ${JSON.stringify(text)} (use e.g. 4096, 64M, 1G)`);
   const value = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
   if (!Number.isSafeInteger(value) || value <= 0) throw new CliError(`${name}: size out of range: ${text}`);
+  return value;
+}
+
+function parseLevel(text: string): number {
+  const value = /^-?\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < -7 || value > 22) throw new CliError(`--level must be a whole number from -7 to 22, not ${text}`);
   return value;
 }
 
