@@ -59,7 +59,7 @@ export type Flag = keyof typeof SPEC;
 export function parseCommand(
   argv: string[],
   allowed: Flag[],
-): { options: CommonOptions; positionals: string[]; help: boolean } {
+): { options: CommonOptions; positionals: string[]; help: boolean; version: boolean } {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: SPEC, allowPositionals: true, strict: true });
@@ -94,18 +94,44 @@ export function parseCommand(
   if (options.block !== undefined && (options.block.length === 0 || Buffer.byteLength(options.block) > 255)) {
     throw new CliError('--block must be 1 to 255 bytes');
   }
-  return { options, positionals: parsed.positionals, help: v.help ?? false };
+  return { options, positionals: parsed.positionals, help: v.help ?? false, version: v.version ?? false };
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
-/** Parses `64M`, `4k`, `1G`, `512KiB`, `1048576` (binary multiples). */
-/** `--cache-size` for the page cache of a written file (FilePageStore): at most what one buffer can hold. */
-export function fileCacheSize(o: { cacheSize: number }): number {
-  if (o.cacheSize > bufferConstants.MAX_LENGTH) throw new CliError(`--cache-size: at most ${bufferConstants.MAX_LENGTH} bytes (4G) for the page cache of an output file`);
+/** `n` bytes as the shortest size text the options take back: `4G`, `64M`, `12k`, `4097`. */
+export function sizeText(n: number): string {
+  for (const [unit, k] of [['T', 4], ['G', 3], ['M', 2], ['k', 1]] as const) {
+    if (n >= 1024 ** k && n % 1024 ** k === 0) return `${n / 1024 ** k}${unit}`;
+  }
+  return String(n);
+}
+
+/** Refuses a `--cache-size` above `max` (what the command's cache can hold), naming the flag and the limit. */
+export function checkCacheSize(o: { cacheSize: number }, max: number, what: string): number {
+  if (o.cacheSize > max) throw new CliError(`--cache-size ${sizeText(o.cacheSize)}: at most ${sizeText(max)} (${max} bytes) for ${what}`);
   return o.cacheSize;
 }
 
+/** `--cache-size` for the page cache of a written file (FilePageStore): at most what one buffer can hold. */
+export function fileCacheSize(o: { cacheSize: number }): number {
+  return checkCacheSize(o, bufferConstants.MAX_LENGTH, 'the page cache of an output file');
+}
+
+/** The output a command writes: `-o/--output`, or its older alias `--out`; both must agree. */
+export function outputOption(o: { output: string | undefined; out: string | undefined }): string | undefined {
+  if (o.output !== undefined && o.out !== undefined && o.output !== o.out) {
+    throw new CliError(`-o ${o.output} and --out ${o.out} name two outputs; give one`, true);
+  }
+  return o.output ?? o.out;
+}
+
+/** `count` and the noun, plural when count is not 1: `1 round`, `3 rounds`. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
+/** Parses `64M`, `4k`, `1G`, `512KiB`, `1048576` (binary multiples). */
 export function parseSize(text: string, name: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
   if (m === null) throw new CliError(`${name}: not a size: ${JSON.stringify(text)} (use e.g. 4096, 64M, 1G)`);

@@ -18,23 +18,60 @@ export class SingleBlockStore implements PageStore {
   private readonly seen = new Set<string>();
 
   private readonly explicit: boolean;
+  /** Pages of the chosen block the stream has sent (PAGE or ZERO), when `requireSent`: 8 KiB of bits per 64 Ki pages. */
+  private readonly sent: Map<number, Uint8Array> | null;
 
+  /**
+   * @param requireSent refuse an XBZRLE record for a page the stream never sent
+   *   (`decode`: such a stream is a delta against a base image, for `patch`).
+   */
   constructor(
     private readonly file: FilePageStore,
     private readonly inputName: string,
     wanted: string | undefined,
+    private readonly pageSize = 4096,
+    requireSent = false,
   ) {
     this.chosen = wanted;
     this.explicit = wanted !== undefined;
+    this.sent = requireSent ? new Map() : null;
   }
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
-    if (this.pick(block)) return this.file.get(block, offset, into);
+    if (this.pick(block)) {
+      if (this.sent !== null && !this.wasSent(offset)) {
+        throw new CliError(
+          `${this.inputName}: a delta against a base image (it updates the page at offset ${offset}, which it never sent): ` +
+            `apply it with 'xbzrle patch BASE ${this.inputName === 'stdin' ? '-' : this.inputName} -o NEW'`,
+        );
+      }
+      return this.file.get(block, offset, into);
+    }
     into.fill(0);
   }
 
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
-    if (this.pick(block)) return this.file.put(block, offset, data);
+    if (this.pick(block)) {
+      if (this.sent !== null) this.markSent(offset, data.length);
+      return this.file.put(block, offset, data);
+    }
+  }
+
+  private markSent(offset: number, length: number): void {
+    for (let page = offset / this.pageSize, end = (offset + length) / this.pageSize; page < end; page++) {
+      const key = Math.floor(page / 65536);
+      let bits = this.sent!.get(key);
+      if (bits === undefined) this.sent!.set(key, (bits = new Uint8Array(8192)));
+      const i = page % 65536;
+      bits[i >>> 3]! |= 1 << (i & 7);
+    }
+  }
+
+  private wasSent(offset: number): boolean {
+    const page = offset / this.pageSize;
+    const bits = this.sent!.get(Math.floor(page / 65536));
+    const i = page % 65536;
+    return bits !== undefined && (bits[i >>> 3]! & (1 << (i & 7))) !== 0;
   }
 
   declare(blocks: readonly RamBlock[]): void | Promise<void> {

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, fstatSync, readdirSync, unlinkSync, type Stats } from 'node:fs';
-import { lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
+import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { XbzrleError } from '../errors.js';
-import { CliError } from './errors.js';
+import { CliError, errnoText, namedError } from './errors.js';
+import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
 
-/** Temp files to remove if the process is interrupted. */
-const pendingTemps = new Set<string>();
+/** Temp files to remove if the process is interrupted, with the name the user gave their output. */
+const pendingTemps = new Map<string, string>();
+/** Folders this run created, removed (when still empty) if it fails or is interrupted; deepest last. */
+const createdDirs: string[] = [];
 let signalsHooked = false;
 
 function hookSignals(): void {
@@ -25,9 +29,9 @@ function hookSignals(): void {
   }
 }
 
-/** Removes every pending temp file (on a fatal error or a signal). */
+/** Removes every pending temp file, then the folders this run created if empty (on a fatal error or a signal). */
 export function removeTempsSync(): void {
-  for (const path of pendingTemps) {
+  for (const path of pendingTemps.keys()) {
     try {
       unlinkSync(path);
     } catch {
@@ -35,6 +39,56 @@ export function removeTempsSync(): void {
     }
   }
   pendingTemps.clear();
+  while (createdDirs.length > 0) {
+    try {
+      rmdirSync(createdDirs.pop()!);
+    } catch {
+      // not empty (something else was put there) or already gone: leave it
+    }
+  }
+}
+
+/** The name the user gave the output a temp file stands for (for messages), or undefined. */
+export function outputNameOf(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : pendingTemps.get(path);
+}
+
+/**
+ * Creates folder `dir` (and missing parents), remembering what it created so a
+ * failed or interrupted run removes them again (`removeCreatedDirs`, and on
+ * signals). Errors name `dir`.
+ */
+export async function createDir(dir: string): Promise<void> {
+  hookSignals();
+  const existing = await stat(dir).catch(() => null);
+  if (existing !== null) {
+    if (!existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
+    return;
+  }
+  let first: string | undefined;
+  try {
+    first = await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw namedError(dir, err);
+  }
+  if (first === undefined) return;
+  // mkdir reports the first folder it made; every one from there down to dir is ours.
+  const made: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    made.unshift(d);
+    if (d === resolve(first) || dirname(d) === d) break;
+  }
+  createdDirs.push(...made);
+}
+
+/** Removes the folders `createDir` made, when empty (a failed run leaves nothing behind). */
+export async function removeCreatedDirs(): Promise<void> {
+  while (createdDirs.length > 0) await rmdir(createdDirs.pop()!).catch(() => undefined);
+}
+
+/** Forgets the folders `createDir` made: the run succeeded and they stay. */
+export function keepCreatedDirs(): void {
+  createdDirs.length = 0;
 }
 
 /** The stdout closed early (e.g. `| head`): exit quietly. */
@@ -167,12 +221,16 @@ export class TempFile {
   readonly path: string;
   private committed = false;
 
-  constructor(readonly finalPath: string) {
+  /** @param displayName what to call the output in messages (default: `finalPath`). */
+  constructor(
+    readonly finalPath: string,
+    readonly displayName = finalPath,
+  ) {
     hookSignals();
     removeStaleTemps(finalPath);
     const rand = Math.random().toString(36).slice(2, 10);
     this.path = join(dirname(finalPath), `.${tempStem(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
-    pendingTemps.add(this.path);
+    pendingTemps.set(this.path, displayName);
   }
 
   /** Renames the temp file into place and fsyncs the folder. */
@@ -182,9 +240,13 @@ export class TempFile {
     }
     // Its data on disk before its name is (writers fsync as they close; a temp file
     // nothing was written through, such as a copy patch left as it was, is synced here).
-    const file = await open(this.path, 'r');
-    await file.sync().finally(() => file.close());
-    await rename(this.path, this.finalPath);
+    try {
+      const file = await open(this.path, 'r');
+      await file.sync().finally(() => file.close());
+      await rename(this.path, this.finalPath);
+    } catch (err) {
+      throw namedError(this.displayName, err);
+    }
     pendingTemps.delete(this.path);
     this.committed = true;
     try {
@@ -226,13 +288,13 @@ export async function openOutput(path: string | undefined, force: boolean, input
     if (st !== null && out !== null && st.dev === out.dev && st.ino === out.ino) return openOutput('-', force, inputs);
     return deviceSink(path, target.path);
   }
-  const temp = new TempFile(target.path);
+  const temp = new TempFile(target.path, path);
   let handle: FileHandle;
   try {
     handle = await open(temp.path, 'wx');
   } catch (err) {
     await temp.abort();
-    throw new CliError(`${path}: cannot create: ${(err as Error).message}`);
+    throw namedError(path, err);
   }
   return handleSink(path, handle, true, () => temp.commit(force), () => temp.abort());
 }
@@ -243,7 +305,7 @@ export async function openOutput(path: string | undefined, force: boolean, input
  * device or FIFO in stream order. `done` / `cancel` run after the close.
  */
 function handleSink(name: string, handle: FileHandle, regular: boolean, done: () => Promise<void>, cancel: () => Promise<void>): OutputSink {
-  const named = (err: unknown): CliError => new CliError(`${name}: ${(err as Error).message}`);
+  const named = (err: unknown): CliError => namedError(name, err);
   let position = 0;
   return {
     name,
@@ -289,7 +351,7 @@ async function deviceSink(name: string, path: string): Promise<OutputSink> {
   try {
     handle = await open(path, 'w');
   } catch (err) {
-    throw new CliError(`${name}: cannot open: ${(err as Error).message}`);
+    throw namedError(name, err);
   }
   const nothing = async (): Promise<void> => {};
   return handleSink(name, handle, false, nothing, nothing);
@@ -335,22 +397,113 @@ function stdoutSink(): OutputSink {
 /** An input: a file, or stdin for undefined / '-' (refused when stdin is a terminal). */
 export interface Input {
   name: string;
+  /** The input's bytes (decompressed when it was compressed and the command reads that). */
   stream: Readable;
-  /** Size in bytes when known (regular files). */
+  /** Size in bytes when known (uncompressed regular files). */
   size: number | undefined;
   path: string | undefined;
+  /** The compressed format the input was in (and was decompressed from), if any. */
+  compression?: Compression;
 }
 
-export async function openInput(path: string | undefined, highWaterMark = 1 << 20): Promise<Input> {
+/**
+ * What a command does with compressed input: `'read'` decompresses gzip on the
+ * fly (other formats are refused with the command to decompress them), `'refuse'`
+ * refuses every compressed input (images, which must be read as they are).
+ */
+export type CompressedInput = 'read' | 'refuse';
+
+export async function openInput(path: string | undefined, highWaterMark = 1 << 20, compressed: CompressedInput = 'read'): Promise<Input> {
+  let input: Input;
+  let head: Uint8Array;
   if (path === undefined || path === '-') {
     if (process.stdin.isTTY === true) throw new CliError('no input: stdin is a terminal (give a file name or a pipe)', true);
-    return { name: 'stdin', stream: process.stdin, size: undefined, path: undefined };
+    const peeked = await peek(process.stdin, SNIFF_BYTES);
+    head = peeked.head;
+    input = { name: 'stdin', stream: peeked.stream, size: undefined, path: undefined };
+  } else {
+    let st: Stats;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      throw namedError(path, err);
+    }
+    if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
+    head = readHead(path, st);
+    const stream = createReadStream(path, { highWaterMark });
+    input = { name: path, stream, size: st.isFile() ? st.size : undefined, path };
   }
-  const st = await exists(path);
-  if (st === null) throw new CliError(`${path}: no such file`);
-  if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
-  const stream = createReadStream(path, { highWaterMark });
-  return { name: path, stream, size: st.isFile() ? st.size : undefined, path };
+  const kind = compressionOf(head);
+  if (kind === null) return input;
+  if (kind !== 'gzip' || compressed === 'refuse') {
+    input.stream.destroy();
+    throw new CliError(`${input.name}: ${kind}-compressed: decompress it first (${decompressCommand(kind)})`);
+  }
+  const gunzip = createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) });
+  const source = input.stream;
+  source.on('error', (err) => gunzip.destroy(err));
+  gunzip.on('error', () => source.destroy());
+  gunzip.on('close', () => source.destroy());
+  source.pipe(gunzip);
+  return { ...input, stream: gunzip, size: undefined, compression: kind };
+}
+
+/** Refuses a compressed file where a command needs it as it is (an image), naming the format. */
+export async function refuseCompressedFile(path: string): Promise<void> {
+  let st: Stats;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw namedError(path, err);
+  }
+  const kind = compressionOf(readHead(path, st));
+  if (kind !== null) throw new CliError(`${path}: ${kind}-compressed: decompress it first (${decompressCommand(kind)})`);
+}
+
+/** The first bytes of a regular file (nothing for devices and FIFOs, which are read once). */
+function readHead(path: string, st: Stats): Uint8Array {
+  if (!st.isFile()) return new Uint8Array(0);
+  const head = new Uint8Array(SNIFF_BYTES);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw namedError(path, err);
+  }
+  try {
+    return head.subarray(0, readSync(fd, head, 0, SNIFF_BYTES, 0));
+  } catch (err) {
+    throw namedError(path, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The first `n` bytes of a stream that can be read only once (stdin), and a
+ * stream that yields every byte, those included.
+ */
+async function peek(source: Readable, n: number): Promise<{ head: Uint8Array; stream: Readable }> {
+  const it = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  const first: Uint8Array[] = [];
+  let have = 0;
+  let done = false;
+  while (have < n) {
+    const r = await it.next();
+    if (r.done === true) {
+      done = true;
+      break;
+    }
+    first.push(r.value);
+    have += r.value.length;
+  }
+  const head = Buffer.concat(first).subarray(0, n);
+  const rest = async function* (): AsyncGenerator<Uint8Array> {
+    yield* first;
+    if (done) return;
+    for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value;
+  };
+  return { head, stream: Readable.from(rest(), { objectMode: false }) };
 }
 
 /** Re-chunks a byte stream into pieces of exactly `size` bytes (the last may be shorter). */
@@ -381,10 +534,10 @@ export async function* exactChunks(stream: AsyncIterable<Uint8Array>, size: numb
   if (pending !== null && fill > 0) yield pending.subarray(0, fill);
 }
 
-/** Counts bytes passing through and remembers the first four (to recognise a QEMU file). */
+/** Counts bytes passing through and remembers the first eight (to recognise what the input is). */
 export class InputMeter extends Transform {
   bytes = 0;
-  private head = new Uint8Array(4);
+  private head = new Uint8Array(SNIFF_BYTES);
   private headLength = 0;
 
   constructor(private readonly onBytes?: (bytes: number) => void) {
@@ -393,12 +546,17 @@ export class InputMeter extends Transform {
 
   /** True when the input starts with QEMU's "QEVM" magic. */
   get isQemuFile(): boolean {
-    return this.headLength === 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
+    return this.headLength >= 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
+  }
+
+  /** True when the input can start a RAM record stream (see `looksLikeRamStream`). */
+  get mayBeRamStream(): boolean {
+    return looksLikeRamStream(this.head.subarray(0, this.headLength));
   }
 
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    if (this.headLength < 4) {
-      const n = Math.min(4 - this.headLength, chunk.length);
+    if (this.headLength < SNIFF_BYTES) {
+      const n = Math.min(SNIFF_BYTES - this.headLength, chunk.length);
       this.head.set(chunk.subarray(0, n), this.headLength);
       this.headLength += n;
     }
@@ -414,7 +572,14 @@ export function inputError(name: string, err: unknown, meter?: InputMeter): unkn
     if (meter?.isQemuFile === true && err.code.startsWith('ERR_RAM_')) {
       return new CliError(`${name}: this is a QEMU migration file, not a delta (try: xbzrle stat / xbzrle extract)`);
     }
+    if (meter !== undefined && err.code.startsWith('ERR_RAM_') && !meter.isQemuFile && !meter.mayBeRamStream) {
+      return new CliError(`${name}: ${meter.bytes === 0 ? 'empty: ' : ''}not a RAM record stream or QEMU migration file`);
+    }
     return new CliError(`${name}: ${err.message}`);
+  }
+  if (errnoText(err) !== null) {
+    const path = (err as NodeJS.ErrnoException).path;
+    return namedError(outputNameOf(path) ?? path ?? name, err);
   }
   return err;
 }

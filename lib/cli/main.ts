@@ -7,8 +7,8 @@ import { encode, ENCODE_HELP } from './commands/encode.js';
 import { extract, EXTRACT_HELP } from './commands/extract.js';
 import { patch, PATCH_HELP } from './commands/patch.js';
 import { stat, STAT_HELP } from './commands/stat.js';
-import { CliError } from './errors.js';
-import { BrokenPipe, removeTempsSync } from './files.js';
+import { CliError, errnoText } from './errors.js';
+import { BrokenPipe, outputNameOf, removeTempsSync } from './files.js';
 
 const HELP = `usage: xbzrle <command> [options]
 
@@ -18,11 +18,13 @@ commands:
   diff OLD NEW [-o DELTA]          write a delta that turns OLD into NEW
   patch OLD [DELTA] -o NEW         apply DELTA (stdin if omitted or '-') to OLD
   stat [FILE] [--json]             statistics of a delta or a QEMU migration file
-  extract MIGFILE --out DIR        rebuild the RAM blocks of a QEMU migration file
+  extract MIGFILE -o DIR           rebuild the RAM blocks of a QEMU migration file
   encode [IMAGE...] [-o OUT]       stream successive images as one delta stream
-  decode [IN] --out IMAGE          rebuild the final image from such a stream
+  decode [IN] -o IMAGE             rebuild the final image from such a stream
+  help [COMMAND]                   this text, or a command's options
 
-Run 'xbzrle <command> --help' for a command's options. Sizes take k/M/G suffixes.
+Run 'xbzrle help <command>' or 'xbzrle <command> --help' for a command's options.
+Sizes take k/M/G suffixes. gzip-compressed inputs are read as they are.
 Exit status: 0 on success, 1 on error.
 `;
 
@@ -36,7 +38,7 @@ const COMMANDS: Record<string, Command> = {
   diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size'] },
   patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size'] },
   stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size'] },
-  extract: { run: extract, help: EXTRACT_HELP, options: ['out', 'json', 'page-size', 'cache-size'] },
+  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size'] },
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
   decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size'] },
 };
@@ -50,21 +52,39 @@ function version(): string {
   }
 }
 
+/** The command being run, for the usage hint of an error ("Try 'xbzrle diff --help'"). */
+let current: string | undefined;
+
+function lookup(name: string): Command {
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}`, true);
+  return command;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+  if (name === undefined || name === '-h' || name === '--help') {
     process.stdout.write(HELP);
     return name === undefined ? 1 : 0;
+  }
+  if (name === 'help') {
+    if (rest.length > 1) throw new CliError('help takes at most one COMMAND', true);
+    process.stdout.write(rest[0] === undefined ? HELP : lookup(rest[0]).help);
+    return 0;
   }
   if (name === '--version' || name === '-V') {
     process.stdout.write(`xbzrle ${version()}\n`);
     return 0;
   }
-  const command = COMMANDS[name];
-  if (command === undefined) throw new CliError(`unknown command ${JSON.stringify(name)}`, true);
-  const { options, positionals, help } = parseCommand(rest, command.options);
+  const command = lookup(name);
+  current = name;
+  const { options, positionals, help, version: wantsVersion } = parseCommand(rest, command.options);
   if (help) {
     process.stdout.write(command.help);
+    return 0;
+  }
+  if (wantsVersion) {
+    process.stdout.write(`xbzrle ${version()}\n`);
     return 0;
   }
   await command.run(positionals, options);
@@ -90,7 +110,11 @@ main(process.argv.slice(2)).then(
       return;
     }
     if (err instanceof CliError) {
-      process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? "Try 'xbzrle --help'.\n" : ''}`);
+      process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? `Try 'xbzrle ${current === undefined ? '' : `${current} `}--help'.\n` : ''}`);
+    } else if (errnoText(err) !== null && typeof (err as NodeJS.ErrnoException).path === 'string') {
+      // A system error on a file: named as the user gave it (a temp file by its output's name).
+      const path = (err as NodeJS.ErrnoException).path!;
+      process.stderr.write(`xbzrle: ${outputNameOf(path) ?? path}: ${errnoText(err)}\n`);
     } else {
       const e = err as NodeJS.ErrnoException;
       const message = e.message ?? String(err);

@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
@@ -7,7 +7,7 @@ import type { PageStore } from './page-store.js';
 
 /** Options of {@link FilePageStore}. */
 export interface FilePageStoreOptions {
-  /** Folder holding one image per block, named by {@link blockFileName}. Used when `path` is not given. */
+  /** Folder holding one image per block, named by {@link blockFileName}; created (with its parents) when missing. Used when `path` is not given. */
   dir?: string;
   /** The image file of `block`. Takes precedence over `dir`. */
   path?: (block: string) => string;
@@ -100,6 +100,8 @@ export class FilePageStore implements PageStore {
   private used = 0;
   private hand = 0;
   private flushing: Promise<void> | null = null;
+  /** The `dir` option, when block files are named in it (created on first use). */
+  private readonly dir: string | undefined;
 
   constructor(options: FilePageStoreOptions) {
     if (options === null || typeof options !== 'object') throw argTypeError('options', 'an object', options);
@@ -107,6 +109,7 @@ export class FilePageStore implements PageStore {
     if (path !== undefined && typeof path !== 'function') throw argTypeError('options.path', 'a function', path);
     if (path === undefined && typeof dir !== 'string') throw argTypeError('options.dir', 'a string (or give options.path)', dir);
     this.pathOf = path ?? ((block) => join(dir!, blockFileName(block)));
+    this.dir = path === undefined ? dir : undefined;
     this.truncate = options.truncate ?? true;
     this.fsync = options.fsync ?? true;
     const size = options.bufferSize ?? 1 << 20;
@@ -357,9 +360,12 @@ export class FilePageStore implements PageStore {
       if (this.closed) return Promise.reject(closedError());
       const path = this.pathOf(block);
       // 'r+' keeps an existing image; create it when missing.
-      const handle = open(path, 'r+').catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return open(path, 'w+');
-        throw err;
+      const handle = open(path, 'r+').catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        // The folder of `dir` may not exist yet (like `xbzrle extract`, make it); paths given by a
+        // `path` function are the caller's to provide.
+        if (this.dir !== undefined) await mkdir(this.dir, { recursive: true });
+        return open(path, 'w+');
       });
       f = { path, handle };
       this.files.set(block, f);

@@ -2,20 +2,21 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
-import { fileCacheSize, type CommonOptions } from '../args.js';
+import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
 
-export const DECODE_HELP = `usage: xbzrle decode [IN] --out IMAGE [options]
+export const DECODE_HELP = `usage: xbzrle decode [IN] -o IMAGE [options]
 
-Rebuild the final image from a delta stream (as written by encode or diff).
-IN is a file or stdin (omitted or '-'). With several blocks in the stream,
---block picks the one to write; the others are checked and dropped.
+Rebuild the final image from a RAM record stream (as written by encode).
+IN is a file or stdin (omitted or '-'), gzip-compressed or not. With several
+blocks in the stream, --block picks the one to write; the others are checked
+and dropped. A delta made by diff updates a base image: apply it with patch.
 
 options:
-      --out IMAGE      the image to write (required; -o works too)
+  -o, --output IMAGE   the image to write (required; --out is an alias)
       --block NAME     block to write (default: the stream's only block)
       --page-size N    page size (default: 4096)
       --cache-size N   memory for cached pages of the output (default: 64M)
@@ -26,16 +27,16 @@ options:
 
 export async function decode(positionals: string[], o: CommonOptions): Promise<void> {
   if (positionals.length > 1) throw new CliError('decode takes at most one IN', true);
-  const target = o.out ?? o.output;
-  if (target === undefined || target === '-') throw new CliError('decode needs --out IMAGE (a file)', true);
+  const target = outputOption(o);
+  if (target === undefined || target === '-') throw new CliError('decode needs -o IMAGE (a file)', true);
   const cacheSize = fileCacheSize(o);
   const out = await checkOutputPath(target, o.force, [positionals[0]]);
   const input = await openInput(positionals[0]);
-  const temp = new TempFile(out.path);
+  const temp = new TempFile(out.path, target);
   const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
-  const store = new SingleBlockStore(file, input.name, o.block);
+  const store = new SingleBlockStore(file, input.name, o.block, o.pageSize, true);
   try {
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));

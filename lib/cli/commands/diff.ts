@@ -5,7 +5,7 @@ import { PageKernel } from '../../codec/kernel.js';
 import { isZeroRange } from '../../codec/zero.js';
 import { RecordWriter } from '../../format/record-writer.js';
 import { XbzrleStats } from '../../stats.js';
-import type { CommonOptions } from '../args.js';
+import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { openInput, openOutput } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
@@ -102,7 +102,7 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
       if (!o.quiet && out.name !== 'stdout') {
         const r = stats.records;
         process.stderr.write(
-          `xbzrle: ${out.name}: ${r.XBZRLE + r.PAGE + r.ZERO} of ${newSize / ps} pages changed ` +
+          `xbzrle: ${out.name}: ${r.XBZRLE + r.PAGE + r.ZERO} of ${plural(newSize / ps, 'page')} changed ` +
             `(XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO}), ${formatBytes(stats.transferred)}\n`,
         );
       }

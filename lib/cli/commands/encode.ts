@@ -2,9 +2,10 @@ import { stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { XbzrleEncodeStream } from '../../stream/encode-stream.js';
-import type { CommonOptions } from '../args.js';
+import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
+import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
-import { exactChunks, openInput, openOutput } from '../files.js';
+import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const ENCODE_HELP = `usage: xbzrle encode [IMAGE...] [-o OUT] [--image-size N] [options]
@@ -18,13 +19,17 @@ options:
   -o, --output OUT     write here (default: stdout, refused on a terminal)
       --image-size N   bytes per round (required for stdin; default: the first
                        file's size); a multiple of the page size; k/M/G suffixes
-      --cache-size N   page cache size (default: 64M)
+      --cache-size N   page cache size (default: the image size, at most 1G;
+                       a cache smaller than the image resends pages whole)
       --block NAME     block name (default: ram)
       --page-size N    page size (default: 4096)
   -f, --force          overwrite OUT; write binary to a terminal
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
+
+/** The largest default page cache: the image size up to this (1 GiB). */
+export const DEFAULT_ENCODE_CACHE_LIMIT = 1 << 30;
 
 /** Record size: runs of pages handed to the encoder. */
 const RUN = 2 << 20;
@@ -42,6 +47,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
     }
     const st = await stat(path).catch(() => null);
     if (st === null || !st.isFile()) throw new CliError(`${path}: no such file`);
+    await refuseCompressedFile(path);
     sizes.push(st.size);
     size ??= st.size;
     if (st.size !== size) throw new CliError(`${path}: size ${st.size} differs from the image size ${size}`);
@@ -49,10 +55,21 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   if (size === undefined) throw new CliError('encode from stdin needs --image-size N', true);
   if (size % ps !== 0) throw new CliError(`image size ${size} is not a multiple of the page size ${ps}`);
   const block = o.block ?? 'ram';
+  // The cache holds a whole image by default (up to 1 GiB): with a smaller one, pages that
+  // fell out of it are sent whole every round. Its slots are a power of two (QEMU's rule).
+  const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache') : Math.min(roundUpPow2(Math.max(size, ps)), DEFAULT_ENCODE_CACHE_LIMIT);
+  const holds = powerOfTwoFloor(Math.floor(cacheSize / ps)) * ps;
+  if (holds < size && !o.quiet) {
+    const enough = Math.min(MAX_CACHE_SIZE, roundUpPow2(size));
+    process.stderr.write(
+      `xbzrle: warning: the page cache holds ${formatBytes(holds)}, less than the image (${formatBytes(size)}): ` +
+        `pages that fall out of it are sent whole${holds < enough ? ` (--cache-size ${sizeText(enough)} holds it)` : ''}\n`,
+    );
+  }
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
   const out = await openOutput(o.output, o.force, images);
   const progress = new Progress('encode', total, o.quiet ? false : o.progress);
-  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize: o.cacheSize, blocks: [{ id: block, length: size }] });
+  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }] });
   // Output is written as it comes; a failure on either side destroys both.
   const writing = pipeline(
     enc,
@@ -67,7 +84,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   let done = 0;
   try {
     for (const path of images) {
-      const input = await openInput(path, RUN);
+      const input = await openInput(path, RUN, 'refuse');
       let inRound = 0;
       for await (const piece of exactChunks(input.stream, RUN)) {
         let at = 0;
@@ -87,7 +104,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
           }
         }
       }
-      if (inRound !== 0) throw new CliError(`${input.name}: ends ${inRound} bytes into a round of ${size} bytes`);
+      if (inRound !== 0) throw new CliError(`${input.name}: ends ${inRound} bytes into a round of ${plural(size, 'byte')}`);
       if (path !== '-' && rounds === 0) throw new CliError(`${input.name}: empty`);
     }
     if (rounds === 0) throw new CliError('no image data on stdin');
@@ -98,7 +115,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
     if (!o.quiet && out.name !== 'stdout') {
       const s = enc.stats;
       process.stderr.write(
-        `xbzrle: ${out.name}: ${rounds} rounds of ${formatBytes(size)} as ${formatBytes(s.transferred)} ` +
+        `xbzrle: ${out.name}: ${plural(rounds, 'round')} of ${formatBytes(size)} as ${formatBytes(s.transferred)} ` +
           `(XBZRLE ${s.records.XBZRLE}, PAGE ${s.records.PAGE}, ZERO ${s.records.ZERO}, unchanged ${s.skipped})\n`,
       );
     }
@@ -125,4 +142,16 @@ function waitDrain(enc: XbzrleEncodeStream, writing: Promise<void>): Promise<voi
     enc.once('drain', drained);
     enc.once('close', closed);
   });
+}
+
+function roundUpPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function powerOfTwoFloor(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
 }

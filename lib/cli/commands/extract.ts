@@ -1,21 +1,21 @@
 import { lstatSync, type Stats } from 'node:fs';
-import { mkdir, stat as statFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
-import { fileCacheSize, type CommonOptions } from '../args.js';
+import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
-import { checkOutputPath, openInput, TempFile } from '../files.js';
+import { checkOutputPath, createDir, keepCreatedDirs, openInput, removeCreatedDirs, TempFile } from '../files.js';
 import { analyse, formatReport } from './stat.js';
 
-export const EXTRACT_HELP = `usage: xbzrle extract MIGFILE --out DIR [--json] [options]
+export const EXTRACT_HELP = `usage: xbzrle extract MIGFILE -o DIR [--json] [options]
 
 Rebuild every RAM block of a QEMU migration file (or of a delta) as
 DIR/<block id, each '/' replaced by '_'>.bin, e.g. DIR/pc.ram.bin. Blocks are
 written to temporary files and renamed into place once the whole stream has
-been read. DIR is created if needed. MIGFILE may be '-' (stdin).
+been read. DIR is created if needed (and removed again if the run fails).
+MIGFILE may be '-' (stdin), gzip-compressed or not.
 
 options:
-      --out DIR        output folder (required)
+  -o, --output DIR     output folder (required; --out is an alias)
       --json           print the statistics as JSON (as stat --json)
       --cache-size N   memory for cached pages of the output (default: 64M)
   -f, --force          overwrite existing block files
@@ -25,13 +25,16 @@ options:
 
 export async function extract(positionals: string[], o: CommonOptions): Promise<void> {
   if (positionals.length !== 1) throw new CliError('extract needs one MIGFILE', true);
-  const dir = o.out;
-  if (dir === undefined) throw new CliError('extract needs --out DIR', true);
+  const dir = outputOption(o);
+  if (dir === undefined) throw new CliError('extract needs -o DIR', true);
   const cacheSize = fileCacheSize(o);
-  const existing = await statFile(dir).catch(() => null);
-  if (existing !== null && !existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
-  await mkdir(dir, { recursive: true });
   const input = await openInput(positionals[0]);
+  try {
+    await createDir(dir);
+  } catch (err) {
+    input.stream.destroy();
+    throw err;
+  }
   const temps = new Map<string, TempFile>();
   const owners = new Map<string, string>(); // file name -> block
   const store = new FilePageStore({
@@ -49,7 +52,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
         const link = lstatOrNull(final);
         if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
         if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
-        t = new TempFile(final);
+        t = new TempFile(final, join(dir, file));
         temps.set(block, t);
       }
       return t.path;
@@ -69,6 +72,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
     for (const t of temps.values()) await t.commit(o.force);
+    keepCreatedDirs();
     if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else if (!o.quiet) {
       process.stdout.write(formatReport(report));
@@ -77,6 +81,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   } catch (err) {
     await store.close();
     for (const t of temps.values()) await t.abort();
+    await removeCreatedDirs();
     throw err;
   }
 }

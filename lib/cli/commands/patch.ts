@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
-import { fileCacheSize, type CommonOptions } from '../args.js';
+import { fileCacheSize, plural, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
@@ -53,7 +53,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
     progress.finish();
     if (!o.quiet) {
       const r = dec.stats.records;
-      process.stderr.write(`xbzrle: ${newPath}: applied ${r.XBZRLE + r.PAGE + r.ZERO} pages (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO})\n`);
+      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(r.XBZRLE + r.PAGE + r.ZERO, 'page')} (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO})\n`);
     }
   } catch (err) {
     progress.finish();

@@ -4,7 +4,7 @@ import { readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-
 import type { XbzrleStatsJSON } from '../../stats.js';
 import type { PageStore } from '../../store/page-store.js';
 import { RamLoader } from '../../store/ram-loader.js';
-import type { CommonOptions } from '../args.js';
+import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { InputMeter, inputError, openInput, type Input } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
@@ -13,6 +13,7 @@ export const STAT_HELP = `usage: xbzrle stat [FILE] [--json] [options]
 
 Counts and statistics of a delta (a RAM record stream) or of a QEMU migration
 file (recognised by its "QEVM" magic); stdin when FILE is omitted or '-'.
+gzip-compressed input is read as it is.
 Every record is checked; XBZRLE deltas are validated without rebuilding pages.
 
 options:
@@ -107,7 +108,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
   } catch (err) {
     progress.finish();
     input.stream.destroy();
-    throw inputError(input.name, err);
+    throw inputError(input.name, err, meter);
   }
 }
 
@@ -167,7 +168,7 @@ export function formatReport(s: StatReport): string {
   row('bytes', `${s.ram.transferred} in RAM records, carrying ${formatBytes(s.pageBytes)} of pages (ratio ${s.ratio.toFixed(2)}:1)`);
   const x = s['xbzrle-cache'];
   if (r.XBZRLE > 0) {
-    row('xbzrle', `${r.XBZRLE} deltas, ${x.bytes} bytes (${(x.bytes / r.XBZRLE).toFixed(1)} per page, encoding rate ${x['encoding-rate'].toFixed(2)})`);
+    row('xbzrle', `${plural(r.XBZRLE, 'delta')}, ${plural(x.bytes, 'byte')} (${(x.bytes / r.XBZRLE).toFixed(1)} per page, encoding rate ${x['encoding-rate'].toFixed(2)})`);
     lines.push('  delta sizes');
     const max = Math.max(...s.xbzrleSizes.map((b) => b.count));
     for (const b of s.xbzrleSizes) {
