@@ -17,7 +17,9 @@
 // the cache unchanged and cost nothing. At the end it checks the file against
 // the sender's final image, then removes the temp dir.
 //
-// Run:   npm run build && node examples/tcp-migrate.mjs [--size MiB] [--rounds N]
+// Run:   npm run build && node examples/tcp-migrate.mjs [--size MiB] [--rounds N] [--cache-size MiB]
+//        (--cache-size defaults to the image size: a smaller cache sends the pages
+//        that fell out of it whole, as QEMU does)
 // Exit:  0 when the receiver's file equals the sender's image, 1 otherwise.
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -29,14 +31,17 @@ import { pipeline } from 'node:stream/promises';
 import { exampleOptions } from './args.mjs';
 import { FilePageStore, XbzrleDecodeStream, XbzrleEncodeStream, blockFileName } from 'xbzrle';
 
-const { values, usageError } = exampleOptions('usage: node examples/tcp-migrate.mjs [--size MiB] [--rounds N]', {
+const { values, usageError } = exampleOptions('usage: node examples/tcp-migrate.mjs [--size MiB] [--rounds N] [--cache-size MiB]', {
   size: { type: 'string', default: '16' },
   rounds: { type: 'string', default: '5' },
+  'cache-size': { type: 'string' },
 });
 const PAGE = 4096;
 const RAM = Number(values.size) * 1048576; // bytes of guest RAM (default 16 MiB)
 const ROUNDS = Number(values.rounds);
+const CACHE = values['cache-size'] === undefined ? RAM : Number(values['cache-size']) * 1048576; // page cache (default: the image)
 if (!(RAM > 0 && RAM % PAGE === 0) || !(ROUNDS >= 1)) usageError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
+if (!(CACHE >= PAGE && CACHE <= 4096 * 1048576)) usageError('--cache-size must be a number of MiB from 1 page to 4096');
 const BLOCK = 'pc.ram';
 
 // ---- a guest that keeps writing to its memory --------------------------------
@@ -81,7 +86,7 @@ try {
 
   // ---- sender: XbzrleEncodeStream -> TCP -------------------------------------
   const socket = connect(port, '127.0.0.1');
-  const enc = new XbzrleEncodeStream({ blocks: [{ id: BLOCK, length: RAM }], cacheSize: 64 << 20 });
+  const enc = new XbzrleEncodeStream({ blocks: [{ id: BLOCK, length: RAM }], cacheSize: CACHE });
   const sent = pipeline(enc, socket);
 
   console.log(`tcp-migrate: ${RAM / 1048576} MiB of guest RAM, ${ROUNDS} rounds, 127.0.0.1:${port} -> ${join(dir, blockFileName(BLOCK))}`);

@@ -124,6 +124,17 @@ describe('examples/', () => {
     expect(out).toContain('verified: receiver file equals the sender image: OK');
   });
 
+  it('tcp-migrate.mjs takes --cache-size: a cache smaller than the image resends pages whole', async () => {
+    const wire = (out: string): number[] => [...out.matchAll(/^\s+(\d+)\s+([\d.]+) MiB\s+(\d+)/gm)].map((m) => Number(m[2]));
+    const whole = await example('tcp-migrate.mjs', ['--size', '4', '--rounds', '2']);
+    const small = await example('tcp-migrate.mjs', ['--size', '4', '--rounds', '2', '--cache-size', '1']);
+    for (const out of [whole, small]) expect(out).toContain('verified: receiver file equals the sender image: OK');
+    expect(wire(small)[1]!).toBeGreaterThan(3 * wire(whole)[1]!);
+    const bad = await run(join(EXAMPLES, 'tcp-migrate.mjs'), ['--cache-size', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.toString()).toMatch(/^--cache-size must be/);
+  });
+
   it('snapshot-chain.mjs writes base + deltas and restores every point', async () => {
     const out = await example('snapshot-chain.mjs');
     expect(out).toContain('snapshot-chain: 8 MiB image, base + 5 deltas');
