@@ -43,7 +43,19 @@ export type XbzrleErrorCode =
   /** A malformed migration container (unknown item type, wrong section footer). */
   | 'ERR_QEMU_CORRUPT'
   /** A migration stream feature this library cannot read (mapped-ram, an unknown configuration subsection, a ram section version other than 4). */
-  | 'ERR_QEMU_UNSUPPORTED';
+  | 'ERR_QEMU_UNSUPPORTED'
+  /** A MEM_SIZE length the target's block cannot take (QEMU's `Size mismatch` / `Size too large`; only with a `target` table). */
+  | 'ERR_RAM_SIZE_MISMATCH'
+  /** A snapshot delta whose bytes are damaged: a header, frame or trailer checksum mismatch, a malformed record, or a result that does not match the delta's NEW checksum. */
+  | 'ERR_DELTA_CORRUPT'
+  /** A snapshot delta that ends early (no trailer, or inside the header, a frame or the trailer). */
+  | 'ERR_DELTA_TRUNCATED'
+  /** OLD is not the image the delta was made from (its size or its content digest differ). */
+  | 'ERR_DELTA_WRONG_BASE'
+  /** The page size asked for differs from the delta's. */
+  | 'ERR_DELTA_PAGE_SIZE'
+  /** Not a delta of a format this library reads (bad magic, unknown version or feature). */
+  | 'ERR_DELTA_FORMAT';
 
 /** Options of the {@link XbzrleError} constructor. */
 export interface XbzrleErrorOptions {

@@ -1,0 +1,345 @@
+/**
+ * The diff side: decides, page by page, how NEW's page is sent against OLD's
+ * page at the same offset (nothing, ZERO, a reference, XBZRLE or PAGE) and
+ * feeds a {@link DeltaWriter}. Pure code: I/O for dedup candidates outside
+ * the current step is injected.
+ */
+import { PageKernel } from '../codec/kernel.js';
+import { allocPages, freePages } from '../codec/pages.js';
+import { argRangeError } from '../errors.js';
+import type { FrameCompressor } from './codec.js';
+import { DEFAULT_FRAME_SIZE, DELTA_VERSION, FLAG_COMPRESSED, FLAG_DEDUP, MAX_FRAME_SIZE, REF_NEW, REF_OLD } from './format.js';
+import { ImageDigest, PageIndex, zeroPageHash, type Hasher } from './hash.js';
+import { DeltaWriter } from './writer.js';
+
+/** Options of {@link DeltaEncoder}. */
+export interface DeltaEncoderOptions {
+  /** Page size (1 KiB to 16 KiB, a power of two). Default 4096. */
+  pageSize?: number;
+  /** OLD's size in bytes. */
+  oldSize: number;
+  /** NEW's size in bytes (a positive multiple of the page size). */
+  newSize: number;
+  /** Block name of the records. Default `ram`. */
+  block?: string;
+  /** Compress frames with zstd. Default true. */
+  compress?: boolean;
+  /** zstd level (1 to 19). Default 3. */
+  level?: number;
+  /** Send pages equal to another page of OLD, or to an earlier page of NEW, as references. Default true. */
+  dedup?: boolean;
+  /** Raw size at which a frame is closed. Default 1 MiB. */
+  frameSize?: number;
+  /**
+   * Most pages of OLD (and, separately, of NEW) the dedup index holds
+   * (16 bytes each). Default 2^21 (8 GiB of 4 KiB pages, 32 MiB each).
+   */
+  maxIndexPages?: number;
+}
+
+/** Page reads for dedup candidates outside the step being encoded. */
+export interface DeltaEncoderIO {
+  /** Reads OLD's page at byte `offset` into `into` (one page). Without it, OLD candidates are looked for in the current step only. */
+  readOld?(offset: number, into: Uint8Array): Promise<void>;
+  /** Reads NEW's page at byte `offset` (an earlier page) into `into`. Without it, NEW candidates are looked for in the current step only. */
+  readNew?(offset: number, into: Uint8Array): Promise<void>;
+}
+
+/** Counters of a diff, a patch or a verify. */
+export interface DeltaStats {
+  /** `xbzrle` for this library's delta container, `qemu` for a plain RAM record stream. */
+  format: 'xbzrle' | 'qemu';
+  pageSize: number;
+  oldSize: number;
+  newSize: number;
+  /** Pages of NEW equal to OLD's page at the same offset (no record). */
+  unchanged: number;
+  /** ZERO records. */
+  zero: number;
+  /** PAGE records. */
+  page: number;
+  /** XBZRLE records. */
+  xbzrle: number;
+  /** Reference records to a page of OLD. */
+  refOld: number;
+  /** Reference records to an earlier page of NEW. */
+  refNew: number;
+  /** Data frames (0 for the `qemu` format). */
+  frames: number;
+  /** Record bytes before compression. */
+  rawBytes: number;
+  /** Bytes of the delta. */
+  deltaBytes: number;
+  /** OLD's image digest (hex), when known. */
+  oldDigest?: string;
+  /** NEW's image digest (hex), when known. */
+  newDigest?: string;
+}
+
+/** Fresh zeroed stats. */
+export function emptyStats(format: 'xbzrle' | 'qemu', pageSize: number, oldSize: number, newSize: number): DeltaStats {
+  return { format, pageSize, oldSize, newSize, unchanged: 0, zero: 0, page: 0, xbzrle: 0, refOld: 0, refNew: 0, frames: 0, rawBytes: 0, deltaBytes: 0 };
+}
+
+/** Deltas up to this length are sent as XBZRLE even when a reference exists. */
+const SMALL_DELTA = 24;
+const DEFAULT_INDEX_PAGES = 1 << 21;
+
+export function hex64(v: bigint): string {
+  return v.toString(16).padStart(16, '0');
+}
+
+/**
+ * Encodes a delta from OLD and NEW pages. Optionally first hand it all of
+ * OLD with {@link DeltaEncoder.indexOld} (OLD's digest goes in the header and
+ * every page of OLD is a dedup candidate); then {@link DeltaEncoder.push}
+ * OLD and NEW in the same steps, in order; then {@link DeltaEncoder.end}.
+ * Without the first pass (OLD is a pipe), OLD's digest goes in the trailer
+ * and the remaining OLD pages past NEW's end go through `indexOld` before `end`.
+ *
+ * @example
+ * ```ts
+ * const enc = await DeltaEncoder.create({ oldSize, newSize }, {}, (c) => chunks.push(c))
+ * enc.indexOld(oldBytes, 0)
+ * await enc.push(oldBytes, newBytes, 0)
+ * const stats = enc.end()
+ * ```
+ */
+export class DeltaEncoder {
+  /** Counters so far. */
+  readonly stats: DeltaStats;
+  private readonly ps: number;
+  private readonly o: Required<Omit<DeltaEncoderOptions, 'block'>> & { block: string };
+  private readonly hasher: Hasher;
+  private readonly compressor: FrameCompressor | null;
+  private readonly io: DeltaEncoderIO;
+  private readonly onChunk: (chunk: Uint8Array) => void;
+  private writer: DeltaWriter | null = null;
+  private readonly kernel: PageKernel;
+  private readonly scratch: Uint8Array;
+  private readonly zeroHash: bigint;
+  private readonly oldDigest: ImageDigest;
+  private readonly newDigest: ImageDigest;
+  private readonly oldHashes: BigUint64Array;
+  private readonly oldIndex: PageIndex | null;
+  private readonly newIndex: PageIndex | null;
+  private prepassed = false;
+  private pushedTo = 0;
+
+  private constructor(o: DeltaEncoder['o'], hasher: Hasher, compressor: FrameCompressor | null, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void) {
+    this.o = o;
+    this.ps = o.pageSize;
+    this.hasher = hasher;
+    this.compressor = compressor;
+    this.io = io;
+    this.onChunk = onChunk;
+    this.stats = emptyStats('xbzrle', o.pageSize, o.oldSize, o.newSize);
+    this.kernel = new PageKernel(o.pageSize, 1);
+    this.scratch = allocPages(1, o.pageSize);
+    this.zeroHash = zeroPageHash(hasher, o.pageSize);
+    this.oldDigest = new ImageDigest(hasher);
+    this.newDigest = new ImageDigest(hasher);
+    const oldPages = Math.ceil(o.oldSize / o.pageSize);
+    this.oldHashes = new BigUint64Array(Math.min(oldPages, o.maxIndexPages));
+    this.oldIndex = o.dedup ? new PageIndex(Math.min(oldPages, o.maxIndexPages)) : null;
+    this.newIndex = o.dedup ? new PageIndex(Math.min(o.newSize / o.pageSize, o.maxIndexPages)) : null;
+  }
+
+  /**
+   * A new encoder. `hasher` comes from {@link loadHasher}; `compressor` is
+   * needed unless `compress` is false ({@link loadZstd} in Node).
+   */
+  static create(options: DeltaEncoderOptions, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void, deps: { hasher: Hasher; compressor: FrameCompressor | null }): DeltaEncoder {
+    const ps = options.pageSize ?? 4096;
+    if (!Number.isInteger(ps) || ps < 1024 || ps > 16384 || (ps & (ps - 1)) !== 0) throw argRangeError('pageSize', 'a power of two from 1024 to 16384', ps);
+    if (!Number.isSafeInteger(options.oldSize) || options.oldSize < 0) throw argRangeError('oldSize', 'a non-negative integer', options.oldSize);
+    if (!Number.isSafeInteger(options.newSize) || options.newSize <= 0 || options.newSize % ps !== 0) throw argRangeError('newSize', `a positive multiple of the page size ${ps}`, options.newSize);
+    const level = options.level ?? 3;
+    if (!Number.isInteger(level) || level < 1 || level > 19) throw argRangeError('level', 'an integer from 1 to 19', level);
+    const frameSize = options.frameSize ?? DEFAULT_FRAME_SIZE;
+    if (!Number.isInteger(frameSize) || frameSize < 4096 || frameSize > MAX_FRAME_SIZE) throw argRangeError('frameSize', 'an integer from 4096 to 16 MiB', frameSize);
+    const compress = options.compress ?? true;
+    if (compress && deps.compressor === null) throw argRangeError('compress', 'false when no compressor is given', compress);
+    const o = {
+      pageSize: ps,
+      oldSize: options.oldSize,
+      newSize: options.newSize,
+      block: options.block ?? 'ram',
+      compress,
+      level,
+      dedup: options.dedup ?? true,
+      frameSize,
+      maxIndexPages: options.maxIndexPages ?? DEFAULT_INDEX_PAGES,
+    };
+    return new DeltaEncoder(o, deps.hasher, compress ? deps.compressor : null, io, onChunk);
+  }
+
+  /** Gives back the kernel memory (call once done, also after an error). */
+  dispose(): void {
+    this.kernel.dispose();
+    freePages(this.scratch);
+  }
+
+  /** Bytes of OLD hashed so far (the offset the next {@link DeltaEncoder.indexOld} call starts at). */
+  get oldHashedBytes(): number {
+    return this.oldDigest.pages * this.ps;
+  }
+
+  /** Hashes OLD pages starting at byte `offset` (the next page not yet hashed); `data`'s length a page multiple, or OLD's tail zero-padded by the caller. */
+  indexOld(data: Uint8Array, offset: number): void {
+    const ps = this.ps;
+    if (this.writer === null) this.prepassed = true;
+    let page = offset / ps;
+    for (let at = 0; at < data.length; at += ps, page++) {
+      if (page !== this.oldDigest.pages) throw new RangeError(`OLD pages out of order (page ${page}, expected ${this.oldDigest.pages})`);
+      const h = this.hashOld(data, at, page);
+      this.oldDigest.add(h);
+    }
+  }
+
+  private hashOld(data: Uint8Array, at: number, page: number): bigint {
+    const h = this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64(data.subarray(at, at + this.ps));
+    if (page < this.oldHashes.length) this.oldHashes[page] = h;
+    if (this.oldIndex !== null && h !== this.zeroHash) this.oldIndex.insert(h, page);
+    return h;
+  }
+
+  private start(): DeltaWriter {
+    const o = this.o;
+    const w = new DeltaWriter(
+      {
+        header: {
+          version: DELTA_VERSION,
+          pageSize: o.pageSize,
+          oldSize: o.oldSize,
+          oldDigest: this.prepassed && this.oldDigest.pages * this.ps >= o.oldSize ? this.oldDigest.digest() : null,
+          newSize: o.newSize,
+          flags: (o.compress ? FLAG_COMPRESSED : 0) | (o.dedup ? FLAG_DEDUP : 0),
+          level: o.compress ? o.level : 0,
+          frameSize: o.frameSize,
+        },
+        hasher: this.hasher,
+        compressor: this.compressor,
+        block: o.block,
+      },
+      this.onChunk,
+    );
+    this.writer = w;
+    return w;
+  }
+
+  /**
+   * Encodes NEW's pages `newData` at byte `offset` against OLD's `oldData`
+   * (same length, a page multiple; OLD zero-padded past its end). Steps
+   * come in order from offset 0.
+   */
+  async push(oldData: Uint8Array, newData: Uint8Array, offset: number): Promise<void> {
+    const w = this.writer ?? this.start();
+    const ps = this.ps;
+    const k = this.kernel;
+    const st = this.stats;
+    if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
+    if (oldData.length !== newData.length || newData.length % ps !== 0 || offset + newData.length > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
+    const oldPagesTotal = Math.ceil(this.o.oldSize / ps);
+    for (let at = 0; at < newData.length; at += ps) {
+      const x = offset + at;
+      const page = x / ps;
+      let oldHash: bigint;
+      if (!this.prepassed) {
+        if (page < oldPagesTotal) {
+          oldHash = this.hashOld(oldData, at, page);
+          this.oldDigest.add(oldHash);
+        } else oldHash = this.zeroHash;
+      } else if (page < this.oldHashes.length) oldHash = this.oldHashes[page]!;
+      else oldHash = -1n;
+      const r = k.encode(oldData, at, newData, at);
+      if (r === 0) {
+        st.unchanged++;
+        this.newDigest.add(oldHash >= 0n ? oldHash : this.hashPage(newData, at));
+        continue;
+      }
+      if (k.isZero(newData, at)) {
+        w.zero(x);
+        st.zero++;
+        this.newDigest.add(this.zeroHash);
+        continue;
+      }
+      const h = this.hasher.h64(newData.subarray(at, at + ps));
+      this.newDigest.add(h);
+      if (r > 0 && r <= SMALL_DELTA) {
+        w.xbzrle(x, k.delta, k.deltaOff, r);
+        st.xbzrle++;
+        continue;
+      }
+      if (this.oldIndex !== null) {
+        const y = await this.findOld(h, newData, at, oldData, offset);
+        if (y >= 0) {
+          w.ref(x, REF_OLD, y * ps);
+          st.refOld++;
+          continue;
+        }
+        const z = await this.findNew(h, newData, at, offset);
+        if (z >= 0) {
+          w.ref(x, REF_NEW, z * ps);
+          st.refNew++;
+          continue;
+        }
+        this.newIndex!.insert(h, page);
+      }
+      const r2 = this.oldIndex !== null ? k.encode(oldData, at, newData, at) : r;
+      if (r2 > 0) {
+        w.xbzrle(x, k.delta, k.deltaOff, r2);
+        st.xbzrle++;
+      } else {
+        w.page(x, newData, at);
+        st.page++;
+      }
+    }
+    this.pushedTo = offset + newData.length;
+  }
+
+  private hashPage(data: Uint8Array, at: number): bigint {
+    return this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64(data.subarray(at, at + this.ps));
+  }
+
+  private async findOld(h: bigint, newData: Uint8Array, at: number, oldData: Uint8Array, stepOffset: number): Promise<number> {
+    const y = this.oldIndex!.find(h);
+    if (y < 0) return -1;
+    if (y < this.oldHashes.length && this.oldHashes[y] !== h) return -1;
+    const ps = this.ps;
+    const yAt = y * ps - stepOffset;
+    if (yAt >= 0 && yAt < oldData.length) return this.kernel.encode(oldData, yAt, newData, at) === 0 ? y : -1;
+    if (this.io.readOld === undefined) return -1;
+    await this.io.readOld(y * ps, this.scratch);
+    return this.kernel.encode(this.scratch, 0, newData, at) === 0 ? y : -1;
+  }
+
+  private async findNew(h: bigint, newData: Uint8Array, at: number, stepOffset: number): Promise<number> {
+    const z = this.newIndex!.find(h);
+    if (z < 0) return -1;
+    const ps = this.ps;
+    const zAt = z * ps - stepOffset;
+    if (zAt >= 0 && zAt < at) return this.kernel.encode(newData, zAt, newData, at) === 0 ? z : -1;
+    if (zAt >= 0 || this.io.readNew === undefined) return -1;
+    await this.io.readNew(z * ps, this.scratch);
+    return this.kernel.encode(this.scratch, 0, newData, at) === 0 ? z : -1;
+  }
+
+  /** Ends the delta (all of NEW pushed, and all of OLD hashed) and returns the counters. */
+  end(): DeltaStats {
+    const w = this.writer ?? this.start();
+    if (this.pushedTo !== this.o.newSize) throw new RangeError(`NEW was pushed up to ${this.pushedTo} of ${this.o.newSize} bytes`);
+    const oldPages = Math.ceil(this.o.oldSize / this.ps);
+    if (this.oldDigest.pages !== oldPages) throw new RangeError(`OLD was hashed up to page ${this.oldDigest.pages} of ${oldPages}`);
+    const od = this.oldDigest.digest();
+    const nd = this.newDigest.digest();
+    w.finish(od, nd);
+    const st = this.stats;
+    st.frames = w.frames;
+    st.rawBytes = w.rawBytes;
+    st.deltaBytes = w.bytesWritten;
+    st.oldDigest = hex64(od);
+    st.newDigest = hex64(nd);
+    return st;
+  }
+}

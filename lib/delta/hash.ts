@@ -1,0 +1,140 @@
+/**
+ * Hashing for the delta format: XXH64 (seed 0) from `xxhash-wasm`, a
+ * WebAssembly build that runs on every runtime (no Node module, no native
+ * code). Page hashes feed the deduplication index and the image digests.
+ */
+import xxhash from 'xxhash-wasm';
+
+/** The hash functions the delta code uses. */
+export interface Hasher {
+  /** XXH64 (seed 0) of `bytes`. */
+  h64(bytes: Uint8Array): bigint;
+  /** A streaming XXH64 (seed 0). */
+  create(): { update(bytes: Uint8Array): unknown; digest(): bigint };
+}
+
+let loading: Promise<Hasher> | null = null;
+
+/** The shared hasher (instantiated once). */
+export function loadHasher(): Promise<Hasher> {
+  loading ??= xxhash().then((api) => ({
+    h64: (bytes: Uint8Array) => api.h64Raw(bytes),
+    create: () => api.create64(),
+  }));
+  return loading;
+}
+
+const BATCH = 1024;
+
+/**
+ * An image digest: XXH64 over the sequence of the image's page hashes
+ * (XXH64 of each page, as 8 little-endian bytes), in page order. The last
+ * page of an image whose size is not a page multiple is hashed zero-padded.
+ * Computing it page by page lets an unchanged page reuse the hash of OLD's page.
+ */
+export class ImageDigest {
+  /** Pages added so far. */
+  pages = 0;
+  private readonly state: { update(bytes: Uint8Array): unknown; digest(): bigint };
+  private readonly buf = new Uint8Array(BATCH * 8);
+  private readonly view = new DataView(this.buf.buffer);
+  private n = 0;
+  private result: bigint | null = null;
+
+  constructor(hasher: Hasher) {
+    this.state = hasher.create();
+  }
+
+  /** Adds the hash of the next page. */
+  add(pageHash: bigint): void {
+    this.view.setBigUint64(this.n * 8, pageHash, true);
+    this.pages++;
+    if (++this.n === BATCH) {
+      this.state.update(this.buf);
+      this.n = 0;
+    }
+  }
+
+  /** The digest (once; later calls return the same value). */
+  digest(): bigint {
+    if (this.result === null) {
+      if (this.n > 0) this.state.update(this.buf.subarray(0, this.n * 8));
+      this.result = this.state.digest();
+    }
+    return this.result;
+  }
+}
+
+/** XXH64 of an all-zero page, per page size. */
+const zeroHashes = new Map<number, bigint>();
+export function zeroPageHash(hasher: Hasher, pageSize: number): bigint {
+  let h = zeroHashes.get(pageSize);
+  if (h === undefined) {
+    h = hasher.h64(new Uint8Array(pageSize));
+    zeroHashes.set(pageSize, h);
+  }
+  return h;
+}
+
+/**
+ * An open-addressing index from page hash to page number, for dedup
+ * candidates: 4 bytes of key (the hash's low 32 bits) and 4 bytes of page
+ * number per slot, at most half the slots used, so 16 bytes per indexed page.
+ * It keeps the first page of each hash; once `maxEntries` pages are in, later
+ * ones are not indexed. A hit is only a candidate: callers compare the bytes.
+ */
+export class PageIndex {
+  size = 0;
+  private readonly keys: Uint32Array;
+  private readonly vals: Int32Array;
+  private readonly mask: number;
+  private readonly maxEntries: number;
+
+  constructor(maxEntries: number) {
+    let cap = 1024;
+    while (cap < maxEntries * 2) cap *= 2;
+    this.keys = new Uint32Array(cap);
+    this.vals = new Int32Array(cap);
+    this.mask = cap - 1;
+    this.maxEntries = maxEntries;
+  }
+
+  /** Bytes of memory the index holds. */
+  get bytes(): number {
+    return this.keys.byteLength + this.vals.byteLength;
+  }
+
+  /** Indexes `page` under `hash` unless the hash is already there. */
+  insert(hash: bigint, page: number): void {
+    if (this.size >= this.maxEntries) return;
+    const key = Number(hash & 0xffffffffn);
+    let i = mix(key) & this.mask;
+    for (;;) {
+      const v = this.vals[i]!;
+      if (v === 0) {
+        this.keys[i] = key;
+        this.vals[i] = page + 1;
+        this.size++;
+        return;
+      }
+      if (this.keys[i] === key) return;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** The page indexed under `hash`'s low 32 bits, or -1. */
+  find(hash: bigint): number {
+    const key = Number(hash & 0xffffffffn);
+    let i = mix(key) & this.mask;
+    for (;;) {
+      const v = this.vals[i]!;
+      if (v === 0) return -1;
+      if (this.keys[i] === key) return v - 1;
+      i = (i + 1) & this.mask;
+    }
+  }
+}
+
+function mix(k: number): number {
+  return Math.imul(k ^ (k >>> 16), 0x45d9f3b) >>> 0;
+}

@@ -1,0 +1,668 @@
+/**
+ * Node drivers of the delta format: {@link diffImages}, {@link patchImage}
+ * and {@link verifyDelta} over files, pipes and async sources. Outputs go
+ * to a temporary file next to the target, fsynced and renamed into place
+ * only once every check passed.
+ */
+import { Buffer } from 'node:buffer';
+import { createReadStream } from 'node:fs';
+import { copyFile, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { PageKernel } from '../codec/kernel.js';
+import { allocPages, freePages } from '../codec/pages.js';
+import { argTypeError, XbzrleError } from '../errors.js';
+import { RecordWriter } from '../format/record-writer.js';
+import { FilePageStore } from '../store/file-page-store.js';
+import { XbzrleDecodeStream } from '../stream/decode-stream.js';
+import { DeltaApplier, wrongBaseSize } from './apply.js';
+import { DeltaEncoder, emptyStats, type DeltaStats } from './encoder.js';
+import { isDeltaMagic, REF_OLD } from './format.js';
+import { loadHasher } from './hash.js';
+import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { checkDelta } from '../codec/decode.js';
+import { loadZstd } from './zstd.js';
+
+/**
+ * An image given as something other than a path: its size, and either
+ * random reads (a file-like source: OLD's dedup index, references) or its
+ * bytes in order (a pipe).
+ */
+export interface ImageSource {
+  /** Size in bytes. */
+  size: number;
+  /** Reads up to `length` bytes at `position` into `into` from its start; resolves to the count read. */
+  read?(into: Uint8Array, length: number, position: number): Promise<number>;
+  /** The bytes in order, when there is no `read`. */
+  stream?: AsyncIterable<Uint8Array>;
+}
+
+/** Where a delta goes: a file path (temp file + rename), a Node writable, or a function called per chunk. */
+export type DeltaOutput = string | NodeJS.WritableStream | ((chunk: Uint8Array) => void | Promise<void>);
+
+/** A delta to read: a file path, its bytes, or a source of chunks (a pipe, a Node readable). */
+export type DeltaInput = string | Uint8Array | AsyncIterable<Uint8Array>;
+
+/** Options of {@link diffImages}. */
+export interface DiffImagesOptions {
+  /** `xbzrle` (default): this library's checked container; `qemu`: a plain RAM record stream (no header, checksums, references or compression). */
+  format?: 'xbzrle' | 'qemu';
+  /** Page size. Default 4096. */
+  pageSize?: number;
+  /** Block name of the records. Default `ram`. */
+  block?: string;
+  /** zstd-compress the frames. Default true. */
+  compress?: boolean;
+  /** zstd level, 1 to 19. Default 3. */
+  level?: number;
+  /** Page deduplication (references to OLD's pages and to earlier NEW pages). Default true. */
+  dedup?: boolean;
+  /** Overwrite an existing output file. Default false. */
+  force?: boolean;
+  /** Called with NEW bytes done so far. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Options of {@link patchImage}. */
+export interface PatchImageOptions {
+  /** Refuse a delta of another page size (`ERR_DELTA_PAGE_SIZE`). Plain (`qemu`) deltas are read with this page size (default 4096). */
+  pageSize?: number;
+  /** Check OLD's content digest. Default true; with false only its size is checked. */
+  verify?: boolean;
+  /** Overwrite an existing output file. Default false. */
+  force?: boolean;
+  /** Called with OLD bytes done so far, per delta of the chain. */
+  onProgress?: (done: number, total: number, index: number) => void;
+}
+
+/** Options of {@link verifyDelta}. */
+export interface VerifyDeltaOptions {
+  /** Refuse a delta of another page size. Plain deltas are read with it (default 4096). */
+  pageSize?: number;
+}
+
+const STEP = 2 << 20;
+
+async function fileSource(path: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      // A pipe or device: read it in order.
+      const stream = fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false });
+      return { src: { size: st.size, stream }, close: () => fh.close() };
+    }
+    return { src: { size: st.size, read: async (into, length, position) => (await fh.read(into, 0, length, position)).bytesRead }, close: () => fh.close() };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+async function readFully(src: ImageSource, into: Uint8Array, length: number, position: number, name: string): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const n = await src.read!(done === 0 ? into : into.subarray(done), length - done, position + done);
+    if (n === 0) throw new Error(`${name}: file shrank while being read`);
+    done += n;
+  }
+}
+
+/** Reads `src` from 0 in steps into `bufs` (two buffers, alternating), one step ahead of the caller. */
+async function* readAhead(src: ImageSource, bufs: [Uint8Array, Uint8Array], total: number, name: string): AsyncGenerator<Uint8Array> {
+  const want = (i: number): number => Math.max(0, Math.min(STEP, src.size - i * STEP));
+  const steps = Math.ceil(total / STEP);
+  const fill = async (i: number): Promise<Uint8Array> => {
+    const buf = bufs[i & 1]!;
+    const n = Math.min(STEP, total - i * STEP);
+    const have = want(i);
+    if (have > 0) await readFully(src, buf, have, i * STEP, name);
+    if (have < n) buf.fill(0, have, n);
+    return buf.subarray(0, n);
+  };
+  let next = steps > 0 ? fill(0) : null;
+  for (let i = 0; i < steps; i++) {
+    const cur = await next!;
+    next = i + 1 < steps ? fill(i + 1) : null;
+    yield cur;
+  }
+}
+
+/** A sequential reader of a stream source into fixed steps (zero-padded). */
+async function* streamSteps(stream: AsyncIterable<Uint8Array>, buf: Uint8Array, size: number, total: number, name: string): AsyncGenerator<Uint8Array> {
+  const q = new ByteQueue(stream);
+  for (let pos = 0; pos < total; pos += STEP) {
+    const n = Math.min(STEP, total - pos);
+    const have = Math.max(0, Math.min(n, size - pos));
+    if (have > 0) {
+      const got = await q.read(have);
+      if (got.length < have) throw new Error(`${name}: ended at byte ${pos + got.length}, expected ${size}`);
+      buf.set(got, 0);
+    }
+    if (have < n) buf.fill(0, have, n);
+    yield buf.subarray(0, n);
+  }
+}
+
+interface Sink {
+  write(chunk: Uint8Array): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+let tempSeq = 0;
+function tempPathFor(target: string): string {
+  return join(dirname(target), `.${basename(target).slice(0, 64)}.${process.pid}.${++tempSeq}.xbzrle-tmp`);
+}
+
+async function refuseExisting(path: string, force: boolean | undefined): Promise<void> {
+  if (force === true) return;
+  const st = await stat(path).catch(() => null);
+  if (st !== null) throw Object.assign(new Error(`${path}: already exists (use force to overwrite)`), { code: 'EEXIST' });
+}
+
+async function openSink(output: DeltaOutput, force: boolean | undefined): Promise<Sink> {
+  if (typeof output === 'string') {
+    await refuseExisting(output, force);
+    const temp = tempPathFor(output);
+    const fh = await open(temp, 'wx');
+    let pos = 0;
+    return {
+      write: async (c) => {
+        let done = 0;
+        while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten;
+        pos += c.length;
+      },
+      commit: async () => {
+        await fh.sync();
+        await fh.close();
+        await rename(temp, output);
+      },
+      abort: async () => {
+        await fh.close().catch(() => undefined);
+        await unlink(temp).catch(() => undefined);
+      },
+    };
+  }
+  if (typeof output === 'function') {
+    return { write: async (c) => void (await output(c)), commit: async () => undefined, abort: async () => undefined };
+  }
+  if (output !== null && typeof output === 'object' && typeof output.write === 'function') {
+    const w = output;
+    return {
+      write: (c) =>
+        new Promise<void>((resolve, reject) => {
+          const ok = w.write(c, (err?: Error | null) => (err ? reject(err) : undefined));
+          if (ok) resolve();
+          else {
+            const onDrain = (): void => {
+              w.removeListener('error', onError);
+              resolve();
+            };
+            const onError = (err: Error): void => {
+              w.removeListener('drain', onDrain);
+              reject(err);
+            };
+            w.once('drain', onDrain);
+            w.once('error', onError);
+          }
+        }),
+      commit: async () => undefined,
+      abort: async () => undefined,
+    };
+  }
+  throw argTypeError('output', 'a path, a writable stream or a function', output);
+}
+
+async function asSource(input: string | ImageSource, name: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
+  if (typeof input === 'string') return fileSource(input);
+  if (input === null || typeof input !== 'object' || !Number.isSafeInteger(input.size) || (input.read === undefined && input.stream === undefined)) {
+    throw argTypeError(name, 'a path or an ImageSource ({ size, read } or { size, stream })', input);
+  }
+  return { src: input, close: async () => undefined };
+}
+
+/**
+ * Writes a delta that turns OLD into NEW (docs/delta-format.md). OLD is read
+ * twice when it is a file (first to hash its pages: its digest goes in the
+ * header and every page of it becomes a dedup candidate), once when it is a
+ * pipe; NEW once. Both are read one step ahead of the comparison, which runs
+ * in the WebAssembly kernel on the buffers the files were read into.
+ *
+ * @param oldInput - OLD: a path or an {@link ImageSource}
+ * @param newInput - NEW: a path or an {@link ImageSource} (its size must be a positive multiple of the page size)
+ * @param output - where the delta goes (a path is written through a temp file, fsynced and renamed)
+ * @returns the counters (records by kind, sizes, digests)
+ * @throws XbzrleError, or the file system's errors
+ *
+ * @example
+ * ```ts
+ * const stats = await diffImages('snap1.img', 'snap2.img', 'snap2.xbzd')
+ * console.log(stats.deltaBytes, stats.refOld)
+ * ```
+ */
+export async function diffImages(oldInput: string | ImageSource, newInput: string | ImageSource, output: DeltaOutput, options: DiffImagesOptions = {}): Promise<DeltaStats> {
+  const ps = options.pageSize ?? 4096;
+  const format = options.format ?? 'xbzrle';
+  if (format !== 'xbzrle' && format !== 'qemu') throw argTypeError('options.format', "'xbzrle' or 'qemu'", format);
+  const oldName = typeof oldInput === 'string' ? oldInput : 'OLD';
+  const newName = typeof newInput === 'string' ? newInput : 'NEW';
+  const o = await asSource(oldInput, 'old');
+  let n: Awaited<ReturnType<typeof asSource>> | null = null;
+  let sink: Sink | null = null;
+  const bufs: Uint8Array[] = [];
+  const alloc = (): Uint8Array => {
+    const b = allocPages(STEP / ps, ps);
+    bufs.push(b);
+    return b;
+  };
+  let enc: DeltaEncoder | null = null;
+  try {
+    n = await asSource(newInput, 'new');
+    const newSize = n.src.size;
+    const oldSize = o.src.size;
+    if (newSize === 0 || newSize % ps !== 0) throw new XbzrleError('ERR_INVALID_RECORD', `${newName}: size ${newSize} is not a positive multiple of the page size ${ps}`);
+    const compress = format === 'xbzrle' && options.compress !== false;
+    const [hasher, compressor] = await Promise.all([loadHasher(), compress ? loadZstd() : Promise.resolve(null)]);
+    sink = await openSink(output, options.force);
+    const s = sink;
+    const pending: Uint8Array[] = [];
+    const flush = async (): Promise<void> => {
+      for (const c of pending.splice(0)) await s.write(c);
+    };
+    const newSteps = n.src.read !== undefined ? readAhead(n.src, [alloc(), alloc()], newSize, newName) : streamSteps(n.src.stream!, alloc(), newSize, newSize, newName);
+    const oldSteps = (): AsyncGenerator<Uint8Array> => (o.src.read !== undefined ? readAhead(o.src, [alloc(), alloc()], newSize, oldName) : streamSteps(o.src.stream!, alloc(), oldSize, newSize, oldName));
+    if (format === 'qemu') {
+      const stats = emptyStats('qemu', ps, oldSize, newSize);
+      const writer = new RecordWriter({ pageSize: ps, alloc: (k) => Buffer.allocUnsafe(k) }, (c) => pending.push(c));
+      const block = options.block ?? 'ram';
+      writer.memSize([{ id: block, length: newSize }]);
+      const kernel = new PageKernel(ps, 1);
+      try {
+        const os = oldSteps();
+        let pos = 0;
+        for await (const nb of newSteps) {
+          const ob = (await os.next()).value as Uint8Array;
+          for (let at = 0; at < nb.length; at += ps) {
+            const r = kernel.encode(ob, at, nb, at);
+            if (r === 0) stats.unchanged++;
+            else if (kernel.isZero(nb, at)) {
+              writer.zero(block, pos + at, 0);
+              stats.zero++;
+            } else if (r > 0) {
+              writer.xbzrle(block, pos + at, kernel.delta, kernel.deltaOff, r);
+              stats.xbzrle++;
+            } else {
+              writer.page(block, pos + at, nb, at);
+              stats.page++;
+            }
+          }
+          pos += nb.length;
+          await flush();
+          options.onProgress?.(pos, newSize);
+        }
+        writer.eos();
+        writer.flush();
+        await flush();
+        stats.deltaBytes = writer.bytesWritten;
+        stats.rawBytes = writer.bytesWritten;
+      } finally {
+        kernel.dispose();
+      }
+      await s.commit();
+      return stats;
+    }
+    const oldFile = o.src.read !== undefined ? o.src : null;
+    const newFile = n.src.read !== undefined ? n.src : null;
+    const e = DeltaEncoder.create(
+      { pageSize: ps, oldSize, newSize, block: options.block, compress, level: options.level, dedup: options.dedup },
+      {
+        readOld: oldFile === null ? undefined : (off, into) => readPage(oldFile, into, ps, off, oldSize, oldName),
+        readNew: newFile === null ? undefined : (off, into) => readPage(newFile, into, ps, off, newSize, newName),
+      },
+      (c) => pending.push(c),
+      { hasher, compressor },
+    );
+    enc = e;
+    const oldPadded = Math.ceil(oldSize / ps) * ps;
+    if (oldFile !== null) {
+      // First pass over OLD: page hashes (its digest, the dedup index).
+      for await (const ob of readAhead(oldFile, [alloc(), alloc()], oldPadded, oldName)) e.indexOld(ob, e.oldHashedBytes);
+    }
+    const os = oldFile !== null ? oldSteps() : streamSteps(o.src.stream!, alloc(), oldSize, Math.max(newSize, oldPadded), oldName);
+    let pos = 0;
+    for await (const nb of newSteps) {
+      const ob = (await os.next()).value as Uint8Array;
+      await e.push(ob, nb, pos);
+      pos += nb.length;
+      await flush();
+      options.onProgress?.(pos, newSize);
+    }
+    if (oldFile === null) {
+      // OLD's pages past NEW's end still count in its digest.
+      for (let r = await os.next(); r.done !== true; r = await os.next()) {
+        e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
+        pos += r.value.length;
+      }
+    }
+    const stats = e.end();
+    await flush();
+    await s.commit();
+    return stats;
+  } catch (err) {
+    await sink?.abort();
+    throw err;
+  } finally {
+    enc?.dispose();
+    for (const b of bufs) freePages(b);
+    await n?.close();
+    await o.close();
+  }
+}
+
+async function readPage(src: ImageSource, into: Uint8Array, ps: number, offset: number, size: number, name: string): Promise<void> {
+  const have = Math.max(0, Math.min(ps, size - offset));
+  if (have > 0) await readFully(src, into, have, offset, name);
+  if (have < ps) into.fill(0, have, ps);
+}
+
+function deltaChunks(input: DeltaInput): { stream: AsyncIterable<Uint8Array>; name: string } {
+  if (typeof input === 'string') return { stream: createReadStream(input, { highWaterMark: 1 << 20 }), name: input };
+  if (input instanceof Uint8Array) {
+    return {
+      stream: (async function* () {
+        yield input;
+      })(),
+      name: 'delta',
+    };
+  }
+  if (input !== null && typeof input === 'object' && Symbol.asyncIterator in input) return { stream: input, name: 'delta' };
+  throw argTypeError('delta', 'a path, a Uint8Array or an async iterable of Uint8Array', input);
+}
+
+/** The first bytes of a delta (up to 8), and a queue that still yields them. */
+async function sniff(stream: AsyncIterable<Uint8Array>): Promise<{ plain: boolean; q: ByteQueue; rest: AsyncIterable<Uint8Array> }> {
+  const q = new ByteQueue(stream);
+  const head = await q.read(8);
+  const plain = !isDeltaMagic(head);
+  const copy = head.slice();
+  const it = (q as unknown as { it: AsyncIterator<Uint8Array> }).it;
+  const cur = (): Uint8Array => (q as unknown as { cur: Uint8Array }).cur;
+  const rest: AsyncIterable<Uint8Array> = {
+    [Symbol.asyncIterator]: async function* () {
+      if (copy.length > 0) yield copy;
+      const c = cur();
+      if (c.length > 0) yield c;
+      for (;;) {
+        const r = await it.next();
+        if (r.done === true) return;
+        yield r.value;
+      }
+    },
+  };
+  return { plain, q: new ByteQueue(rest), rest };
+}
+
+interface Out {
+  fh: FileHandle;
+  path: string;
+}
+
+async function makeTemp(target: string, size: number): Promise<Out> {
+  const path = tempPathFor(target);
+  const fh = await open(path, 'wx+');
+  await fh.truncate(size);
+  return { fh, path };
+}
+
+async function dropTemp(t: Out | null): Promise<void> {
+  if (t === null) return;
+  await t.fh.close().catch(() => undefined);
+  await unlink(t.path).catch(() => undefined);
+}
+
+/** Writes the non-zero page runs of a step (zero pages stay holes of the truncated file). */
+async function writeStep(fh: FileHandle, data: Uint8Array, zero: Uint8Array, ps: number, offset: number): Promise<void> {
+  const pages = zero.length;
+  let i = 0;
+  while (i < pages) {
+    if (zero[i] === 1) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    while (j < pages && zero[j] === 0) j++;
+    const from = i * ps;
+    const len = (j - i) * ps;
+    let done = 0;
+    while (done < len) done += (await fh.write(data, from + done, len - done, offset + from + done)).bytesWritten;
+    i = j;
+  }
+}
+
+/** One stage: OLD (path) + one delta → an open temp file. */
+async function applyOne(oldPath: string, delta: DeltaInput, target: string, options: PatchImageOptions, index: number, oldLabel: string): Promise<{ out: Out; stats: DeltaStats }> {
+  const { stream, name } = deltaChunks(delta);
+  const { plain, q, rest } = await sniff(stream);
+  const oldSt = await stat(oldPath);
+  if (!oldSt.isFile()) throw new Error(`${oldLabel}: not a regular file`);
+  if (plain) return applyPlain(oldPath, rest, target, options, name);
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const applier = await DeltaApplier.open(q, { hasher, compressor }, { pageSize: options.pageSize, verify: options.verify, oldName: oldLabel });
+  const h = applier.header;
+  if (oldSt.size !== h.oldSize) throw wrongBaseSize(oldLabel, oldSt.size, h.oldSize);
+  const oldFh = await open(oldPath, 'r');
+  let out: Out | null = null;
+  try {
+    out = await makeTemp(target, h.newSize);
+    const o = out;
+    const ps = h.pageSize;
+    const oldStream = oldFh.createReadStream({ highWaterMark: STEP, autoClose: false, start: 0 });
+    const gen = applier.steps({
+      old: oldStream,
+      readOld: async (off, into) => {
+        const have = Math.max(0, Math.min(ps, h.oldSize - off));
+        let done = 0;
+        while (done < have) {
+          const r = (await oldFh.read(into, done, have - done, off + done)).bytesRead;
+          if (r === 0) break;
+          done += r;
+        }
+        into.fill(0, done, ps);
+      },
+      readNew: async (off, into) => {
+        let done = 0;
+        while (done < ps) {
+          const r = (await o.fh.read(into, done, ps - done, off + done)).bytesRead;
+          if (r === 0) break;
+          done += r;
+        }
+        into.fill(0, done, ps);
+      },
+    });
+    for (;;) {
+      const r = await gen.next();
+      if (r.done === true) break;
+      await writeStep(o.fh, r.value.data, r.value.zero, ps, r.value.offset);
+      options.onProgress?.(Math.min(r.value.offset + r.value.data.length, h.oldSize), h.oldSize, index);
+    }
+    return { out: o, stats: applier.stats };
+  } catch (err) {
+    await dropTemp(out);
+    throw err;
+  } finally {
+    await oldFh.close();
+  }
+}
+
+async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, target: string, options: PatchImageOptions, name: string): Promise<{ out: Out; stats: DeltaStats }> {
+  const ps = options.pageSize ?? 4096;
+  const path = tempPathFor(target);
+  await copyFile(oldPath, path);
+  const store = new FilePageStore({ path: () => path, cacheSize: 64 << 20 });
+  try {
+    const dec = new XbzrleDecodeStream({ store, pageSize: ps, emitPages: false });
+    let bytes = 0;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const c of rest) {
+        bytes += c.length;
+        yield c;
+      }
+    }
+    await pipeline(counted(), dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
+    const r = dec.stats.records;
+    const size = (await stat(path)).size;
+    const oldSize = (await stat(oldPath)).size;
+    const stats = emptyStats('qemu', ps, oldSize, size);
+    stats.zero = r.ZERO;
+    stats.page = r.PAGE;
+    stats.xbzrle = r.XBZRLE;
+    stats.deltaBytes = bytes;
+    stats.rawBytes = bytes;
+    const fh = await open(path, 'r+');
+    return { out: { fh, path }, stats };
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    if (err instanceof XbzrleError) throw new XbzrleError(err.code, `${name}: ${err.message}`, { offset: err.offset, cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Applies a delta, or a chain of deltas (each made against the result of the
+ * one before), to OLD and writes NEW. Nothing is written to `output` unless
+ * every check passed: every delta's frames and trailer, OLD's size and
+ * content digest (unless `verify: false`), the page size, and NEW's digest.
+ * NEW goes to a temporary file next to `output` (zero pages left as holes),
+ * is fsynced and renamed into place. Each delta of the chain is one
+ * sequential pass over its OLD and itself; between deltas the intermediate
+ * image is a temporary file next to `output`.
+ *
+ * Plain RAM record streams (`format: 'qemu'` deltas) are recognised (no
+ * magic) and applied as before: they carry no checksum.
+ *
+ * @returns the counters of each delta applied, in order
+ * @throws XbzrleError (`ERR_DELTA_*`) or the file system's errors; the output is then untouched
+ *
+ * @example
+ * ```ts
+ * await patchImage('base.img', ['d1.xbzd', 'd2.xbzd'], 'snap2.img')
+ * ```
+ */
+export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInput[], output: string, options: PatchImageOptions = {}): Promise<DeltaStats[]> {
+  if (typeof oldPath !== 'string') throw argTypeError('old', 'a path', oldPath);
+  if (typeof output !== 'string') throw argTypeError('output', 'a path', output);
+  const list = Array.isArray(deltas) ? deltas : [deltas];
+  if (list.length === 0) throw argTypeError('deltas', 'one delta or more', deltas);
+  await refuseExisting(output, options.force);
+  const all: DeltaStats[] = [];
+  let cur = oldPath;
+  let curLabel = oldPath;
+  let prev: Out | null = null;
+  try {
+    for (let i = 0; i < list.length; i++) {
+      const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel);
+      all.push(stats);
+      await dropTemp(prev);
+      prev = out;
+      cur = out.path;
+      curLabel = `the result of delta ${i + 1}`;
+    }
+    const last = prev!;
+    await last.fh.sync();
+    await last.fh.close();
+    await rename(last.path, output);
+    prev = null;
+    return all;
+  } finally {
+    await dropTemp(prev);
+  }
+}
+
+/**
+ * Checks a delta without applying it: its header, every frame and record,
+ * its trailer. With `old`, also that OLD is its base and that the result
+ * matches NEW's digest (the result goes to a temporary file, then deleted).
+ *
+ * @returns the counters (from the records; `unchanged` only with `old`)
+ */
+export async function verifyDelta(delta: DeltaInput, old?: string, options: VerifyDeltaOptions = {}): Promise<DeltaStats> {
+  if (old !== undefined) {
+    const target = join(tmpdir(), `xbzrle-verify-${process.pid}-${++tempSeq}`);
+    const { out, stats } = await applyOne(old, delta, target, { pageSize: options.pageSize, force: true }, 0, old);
+    await dropTemp(out);
+    return stats;
+  }
+  const { stream, name } = deltaChunks(delta);
+  const { plain, q, rest } = await sniff(stream);
+  if (plain) {
+    const ps = options.pageSize ?? 4096;
+    const { RamRecordParser } = await import('../format/record-parser.js');
+    const parser = new RamRecordParser({ pageSize: ps });
+    const stats = emptyStats('qemu', ps, 0, 0);
+    try {
+      for await (const c of rest) {
+        stats.deltaBytes += c.length;
+        parser.push(c);
+        for (let r = parser.next(); r !== null; r = parser.next()) {
+          if (r.kind === 'zero') stats.zero++;
+          else if (r.kind === 'page') stats.page++;
+          else if (r.kind === 'xbzrle') {
+            if (checkDelta(r.src, r.srcOffset, r.length, ps) < 0) throw new XbzrleError('ERR_XBZRLE_CORRUPT', `corrupt XBZRLE delta in the record at byte ${r.position}`, { offset: r.position });
+            stats.xbzrle++;
+          } else if (r.kind === 'mem_size') stats.newSize = r.offset;
+        }
+      }
+      if (!parser.atEos) throw new XbzrleError('ERR_RAM_TRUNCATED', `${name}: the record stream ends without EOS`);
+    } catch (err) {
+      if (err instanceof XbzrleError && !err.message.startsWith(name)) throw new XbzrleError(err.code, `${name}: ${err.message}`, { offset: err.offset, cause: err });
+      throw err;
+    }
+    stats.rawBytes = stats.deltaBytes;
+    return stats;
+  }
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const reader = new DeltaReader(q, hasher, compressor);
+  const h = await reader.readHeader();
+  if (options.pageSize !== undefined && options.pageSize !== h.pageSize) throw new XbzrleError('ERR_DELTA_PAGE_SIZE', `the delta's page size is ${h.pageSize}, not ${options.pageSize}`);
+  const stats = emptyStats('xbzrle', h.pageSize, h.oldSize, h.newSize);
+  const cursor = new RecordCursor(h);
+  for (;;) {
+    const frame = await reader.nextFrame();
+    if (frame === null) break;
+    cursor.reset(frame, reader.frameAt, reader.frames - 1);
+    while (cursor.read()) {
+      switch (cursor.kind) {
+        case RecordKind.Zero:
+          stats.zero++;
+          break;
+        case RecordKind.Page:
+          stats.page++;
+          break;
+        case RecordKind.Xbzrle:
+          if (checkDelta(frame, cursor.at, cursor.length, h.pageSize) < 0) {
+            throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${reader.frames - 1} at byte ${reader.frameAt} (bad XBZRLE delta for page ${cursor.offset})`, { offset: reader.frameAt });
+          }
+          stats.xbzrle++;
+          break;
+        case RecordKind.Ref:
+          if (cursor.refKind === REF_OLD) stats.refOld++;
+          else stats.refNew++;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  if (!cursor.sawEos) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records end without EOS');
+  const t = reader.trailer!;
+  stats.frames = t.frames;
+  stats.rawBytes = t.rawBytes;
+  stats.deltaBytes = reader.position;
+  stats.oldDigest = t.oldDigest.toString(16).padStart(16, '0');
+  stats.newDigest = t.newDigest.toString(16).padStart(16, '0');
+  return stats;
+}

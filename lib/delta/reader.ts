@@ -1,0 +1,328 @@
+/**
+ * Reads the delta container (docs/delta-format.md) from any async source of
+ * byte chunks, split anywhere: checks the header, every frame (header
+ * checksum, payload checksum, sequence, lengths) and the trailer, and hands
+ * back each frame's records. Pure code: no Node module.
+ */
+import { XbzrleError } from '../errors.js';
+import { readU16, readU64 } from '../format/bytes.js';
+import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
+import type { FrameCompressor } from './codec.js';
+import {
+  CODEC_ZSTD,
+  corruptFrame,
+  decodeFrameHeader,
+  decodeHeader,
+  decodeTrailer,
+  FRAME_DATA,
+  FRAME_END,
+  FRAME_HEADER_SIZE,
+  HEADER_SIZE,
+  REF_FLAG,
+  REF_NEW,
+  REF_OLD,
+  TRAILER_SIZE,
+  type DeltaHeader,
+  type DeltaTrailer,
+} from './format.js';
+import type { Hasher } from './hash.js';
+
+/** Exact-length reads over an async iterator of chunks. */
+export class ByteQueue {
+  /** Bytes consumed so far. */
+  position = 0;
+  private readonly it: AsyncIterator<Uint8Array>;
+  private cur: Uint8Array = new Uint8Array(0);
+  private ended = false;
+
+  constructor(source: AsyncIterable<Uint8Array>, first?: Uint8Array) {
+    this.it = source[Symbol.asyncIterator]();
+    if (first !== undefined) this.cur = first;
+  }
+
+  /** `n` bytes, or fewer when the source ends first. */
+  async read(n: number): Promise<Uint8Array> {
+    if (this.cur.length >= n) {
+      const out = this.cur.subarray(0, n);
+      this.cur = this.cur.subarray(n);
+      this.position += n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let have = 0;
+    while (have < n) {
+      if (this.cur.length === 0) {
+        if (this.ended) break;
+        const r = await this.it.next();
+        if (r.done === true) {
+          this.ended = true;
+          break;
+        }
+        this.cur = r.value instanceof Uint8Array ? r.value : new Uint8Array(r.value as ArrayBuffer);
+        continue;
+      }
+      const take = Math.min(n - have, this.cur.length);
+      out.set(this.cur.subarray(0, take), have);
+      this.cur = this.cur.subarray(take);
+      have += take;
+    }
+    this.position += have;
+    return have === n ? out : out.subarray(0, have);
+  }
+
+  /** True when no byte is left. */
+  async atEnd(): Promise<boolean> {
+    while (this.cur.length === 0) {
+      if (this.ended) return true;
+      const r = await this.it.next();
+      if (r.done === true) {
+        this.ended = true;
+        return true;
+      }
+      this.cur = r.value;
+    }
+    return false;
+  }
+
+  /** Stops the source early. */
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+function truncated(at: number, what: string): XbzrleError {
+  return new XbzrleError('ERR_DELTA_TRUNCATED', `delta is truncated at byte ${at} (inside ${what})`, { offset: at });
+}
+
+/**
+ * One pass over a delta: {@link DeltaReader.readHeader}, then
+ * {@link DeltaReader.nextFrame} until it returns null (the trailer was read
+ * and checked; `trailer` is then set).
+ */
+export class DeltaReader {
+  header: DeltaHeader | null = null;
+  trailer: DeltaTrailer | null = null;
+  /** Data frames read. */
+  frames = 0;
+  /** Record bytes of all frames read (uncompressed). */
+  rawBytes = 0;
+  /** File offset where the current frame (the last one returned) starts. */
+  frameAt = 0;
+  private readonly q: ByteQueue;
+  private readonly hasher: Hasher;
+  private readonly compressor: FrameCompressor | null;
+
+  constructor(q: ByteQueue, hasher: Hasher, compressor: FrameCompressor | null) {
+    this.q = q;
+    this.hasher = hasher;
+    this.compressor = compressor;
+  }
+
+  /** Bytes of the delta read so far. */
+  get position(): number {
+    return this.q.position;
+  }
+
+  async readHeader(): Promise<DeltaHeader> {
+    const b = await this.q.read(HEADER_SIZE);
+    if (b.length < HEADER_SIZE) {
+      if (b.length < 8) throw new XbzrleError('ERR_DELTA_TRUNCATED', `delta is truncated at byte ${b.length} (inside the header)`, { offset: b.length });
+      decodeHeader(Uint8Array.from({ length: HEADER_SIZE }, (_, i) => b[i] ?? 0), this.hasher); // bad magic first
+      throw truncated(b.length, 'the header');
+    }
+    this.header = decodeHeader(b, this.hasher);
+    return this.header;
+  }
+
+  /** The next frame's records (uncompressed), or null after the trailer. */
+  async nextFrame(): Promise<Uint8Array | null> {
+    const header = this.header;
+    if (header === null) throw new Error('readHeader first');
+    const at = this.q.position;
+    this.frameAt = at;
+    const first = await this.q.read(1);
+    if (first.length === 0) throw truncated(at, 'the body: no trailer');
+    if (first[0] === FRAME_END) {
+      const rest = await this.q.read(TRAILER_SIZE - 1);
+      if (rest.length < TRAILER_SIZE - 1) throw truncated(at + 1 + rest.length, 'the trailer');
+      const b = new Uint8Array(TRAILER_SIZE);
+      b[0] = FRAME_END;
+      b.set(rest, 1);
+      const t = decodeTrailer(b, at, this.hasher);
+      if (t.frames !== this.frames || t.rawBytes !== this.rawBytes || t.bodyEnd !== at) {
+        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta trailer at byte ${at} does not match the body (frames ${this.frames}, trailer says ${t.frames})`, { offset: at });
+      }
+      if (header.oldDigest !== null && header.oldDigest !== t.oldDigest) {
+        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta trailer at byte ${at} disagrees with the header about OLD`, { offset: at });
+      }
+      if (!(await this.q.atEnd())) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta has data after its trailer at byte ${at + TRAILER_SIZE}`, { offset: at + TRAILER_SIZE });
+      this.trailer = t;
+      return null;
+    }
+    if (first[0] !== FRAME_DATA) throw corruptFrame(this.frames, at, `unknown frame type 0x${first[0]!.toString(16)}`);
+    const rest = await this.q.read(FRAME_HEADER_SIZE - 1);
+    if (rest.length < FRAME_HEADER_SIZE - 1) throw truncated(at + 1 + rest.length, `frame ${this.frames}'s header`);
+    const hb = new Uint8Array(FRAME_HEADER_SIZE);
+    hb[0] = FRAME_DATA;
+    hb.set(rest, 1);
+    const fh = decodeFrameHeader(hb, this.frames, at, header, this.hasher);
+    const stored = await this.q.read(fh.storedLength);
+    if (stored.length < fh.storedLength) throw truncated(at + FRAME_HEADER_SIZE + stored.length, `frame ${this.frames}`);
+    if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(this.frames, at, 'payload checksum mismatch');
+    let raw = stored;
+    if (fh.codec === CODEC_ZSTD) {
+      if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
+      try {
+        raw = this.compressor.decompress(stored, fh.rawLength);
+      } catch (err) {
+        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.frames} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
+      }
+      if (raw.length !== fh.rawLength) throw corruptFrame(this.frames, at, 'decompressed length mismatch');
+    }
+    this.frames++;
+    this.rawBytes += raw.length;
+    return raw;
+  }
+}
+
+/** Record kinds of a delta body. */
+export const enum RecordKind {
+  MemSize,
+  Zero,
+  Page,
+  Xbzrle,
+  Ref,
+  Eos,
+}
+
+/**
+ * Walks the records of one frame (records never span frames), checking them:
+ * known flags, the one block, page offsets in ascending order inside NEW,
+ * XBZRLE encoding and length, reference sources. Reuses its fields.
+ */
+export class RecordCursor {
+  kind: RecordKind = RecordKind.Eos;
+  offset = 0;
+  /** Payload (page, delta) position in the frame, and its length. */
+  at = 0;
+  length = 0;
+  /** Reference source (`REF_OLD`/`REF_NEW`) and source offset. */
+  refKind = 0;
+  refOffset = 0;
+  /** True once the EOS record was read. */
+  sawEos = false;
+  /** True once the MEM_SIZE record was read. */
+  sawMemSize = false;
+  private next = 0;
+  private frame: Uint8Array = new Uint8Array(0);
+  private frameAt = 0;
+  private frameIndex = 0;
+  private block: string | null = null;
+  private readonly h: DeltaHeader;
+  private readonly oldPages: number;
+
+  constructor(header: DeltaHeader) {
+    this.h = header;
+    this.oldPages = Math.ceil(header.oldSize / header.pageSize);
+  }
+
+  reset(frame: Uint8Array, frameAt: number, frameIndex: number): void {
+    this.frame = frame;
+    this.pos = 0;
+    this.frameAt = frameAt;
+    this.frameIndex = frameIndex;
+  }
+
+  private pos = 0;
+
+  private bad(why: string): XbzrleError {
+    return new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.frameIndex} at byte ${this.frameAt} (record at ${this.pos} of the frame: ${why})`, { offset: this.frameAt });
+  }
+
+  /** Moves to the next record; false at the end of the frame. */
+  read(): boolean {
+    const f = this.frame;
+    const ps = this.h.pageSize;
+    const p = this.pos;
+    if (p >= f.length) return false;
+    if (this.sawEos) throw this.bad('record after EOS');
+    if (p + 8 > f.length) throw this.bad('record cut at the frame end');
+    const word = readU64(f, p);
+    if (word < 0) throw this.bad('offset too large');
+    const flags = word % ps;
+    const offset = word - flags;
+    let q = p + 8;
+    if (flags === RAM_SAVE_FLAG.MEM_SIZE) {
+      if (this.sawMemSize || p !== 0 || this.frameIndex !== 0 || offset !== this.h.newSize) throw this.bad('unexpected MEM_SIZE');
+      const n = f[q] ?? 0;
+      if (q + 1 + n + 8 > f.length) throw this.bad('MEM_SIZE cut');
+      this.block = String.fromCharCode(...f.subarray(q + 1, q + 1 + n));
+      if (readU64(f, q + 1 + n) !== this.h.newSize) throw this.bad('MEM_SIZE length');
+      this.pos = q + 1 + n + 8;
+      this.sawMemSize = true;
+      this.kind = RecordKind.MemSize;
+      return true;
+    }
+    if (!this.sawMemSize) throw this.bad('no MEM_SIZE record first');
+    if (flags === RAM_SAVE_FLAG.EOS) {
+      this.pos = q;
+      this.sawEos = true;
+      this.kind = RecordKind.Eos;
+      return true;
+    }
+    const type = flags & ~RAM_SAVE_FLAG.CONTINUE;
+    if ((flags & RAM_SAVE_FLAG.CONTINUE) === 0) {
+      const n = f[q] ?? 0;
+      if (q + 1 + n > f.length || String.fromCharCode(...f.subarray(q + 1, q + 1 + n)) !== this.block) throw this.bad('unknown block');
+      q += 1 + n;
+    }
+    if (offset >= this.h.newSize) throw this.bad(`page offset ${offset} past NEW's end`);
+    if (offset < this.lastOffset) throw this.bad('pages out of order');
+    this.lastOffset = offset + ps;
+    this.offset = offset;
+    switch (type) {
+      case RAM_SAVE_FLAG.ZERO:
+        if (q + 1 > f.length || f[q] !== 0) throw this.bad('ZERO fill');
+        this.pos = q + 1;
+        this.kind = RecordKind.Zero;
+        return true;
+      case RAM_SAVE_FLAG.PAGE:
+        if (q + ps > f.length) throw this.bad('PAGE cut');
+        this.at = q;
+        this.length = ps;
+        this.pos = q + ps;
+        this.kind = RecordKind.Page;
+        return true;
+      case RAM_SAVE_FLAG.XBZRLE: {
+        if (q + 3 > f.length || f[q] !== ENCODING_FLAG_XBZRLE) throw this.bad('XBZRLE encoding');
+        const len = readU16(f, q + 1);
+        if (len === 0 || len > ps || q + 3 + len > f.length) throw this.bad('XBZRLE length');
+        this.at = q + 3;
+        this.length = len;
+        this.pos = q + 3 + len;
+        this.kind = RecordKind.Xbzrle;
+        return true;
+      }
+      case REF_FLAG: {
+        if (q + 9 > f.length) throw this.bad('reference cut');
+        const kind = f[q]!;
+        const src = readU64(f, q + 1);
+        if (src < 0 || src % ps !== 0) throw this.bad('reference offset');
+        if (kind === REF_OLD) {
+          if (src / ps >= this.oldPages) throw this.bad('reference past OLD');
+        } else if (kind === REF_NEW) {
+          if (src >= offset) throw this.bad('reference to a later NEW page');
+        } else throw this.bad('reference kind');
+        this.refKind = kind;
+        this.refOffset = src;
+        this.pos = q + 9;
+        this.kind = RecordKind.Ref;
+        return true;
+      }
+      default:
+        throw this.bad(`unknown flags 0x${flags.toString(16)}`);
+    }
+  }
+
+  private lastOffset = 0;
+}

@@ -1,0 +1,149 @@
+/**
+ * Writes the delta container (docs/delta-format.md): the header, records
+ * gathered into frames (each optionally zstd-compressed, each checksummed),
+ * and the trailer. Pure code over `Uint8Array`s: no Node module.
+ */
+import { encodeName, writeU16, writeU64 } from '../format/bytes.js';
+import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
+import type { FrameCompressor } from './codec.js';
+import { CODEC_STORED, CODEC_ZSTD, encodeFrameHeader, encodeHeader, encodeTrailer, FRAME_SLACK, HEADER_SIZE, REF_FLAG, type DeltaHeader } from './format.js';
+import type { Hasher } from './hash.js';
+
+/** Options of {@link DeltaWriter}. */
+export interface DeltaWriterOptions {
+  /** The header to write (its `oldDigest` may be null: then it is only in the trailer). */
+  header: DeltaHeader;
+  /** XXH64 provider ({@link loadHasher}). */
+  hasher: Hasher;
+  /** Frame compressor, or null to store frames. */
+  compressor: FrameCompressor | null;
+  /** Block name of the records (default `ram`). */
+  block?: string;
+}
+
+/**
+ * Serialises one delta. Call the record methods in ascending page order
+ * (each page at most once), then {@link DeltaWriter.finish}. Every chunk
+ * handed to `onChunk` is a fresh array the writer does not touch again.
+ */
+export class DeltaWriter {
+  /** Bytes handed to `onChunk` so far. */
+  bytesWritten = 0;
+  /** Data frames written so far. */
+  frames = 0;
+  /** Record bytes written so far (uncompressed). */
+  rawBytes = 0;
+
+  private readonly header: DeltaHeader;
+  private readonly hasher: Hasher;
+  private readonly compressor: FrameCompressor | null;
+  private readonly onChunk: (chunk: Uint8Array) => void;
+  private readonly buf: Uint8Array;
+  private readonly name: Uint8Array;
+  private pos = 0;
+  private named = false;
+  private readonly level: number;
+
+  constructor(options: DeltaWriterOptions, onChunk: (chunk: Uint8Array) => void) {
+    this.header = options.header;
+    this.hasher = options.hasher;
+    this.compressor = options.compressor;
+    this.level = options.header.level;
+    this.onChunk = onChunk;
+    this.name = encodeName(options.block ?? 'ram');
+    this.buf = new Uint8Array(options.header.frameSize + FRAME_SLACK);
+    this.out(encodeHeader(options.header, this.hasher));
+    // MEM_SIZE: the total, then the one block.
+    writeU64(this.buf, 0, options.header.newSize + RAM_SAVE_FLAG.MEM_SIZE);
+    this.buf[8] = this.name.length;
+    this.buf.set(this.name, 9);
+    writeU64(this.buf, 9 + this.name.length, options.header.newSize);
+    this.pos = 17 + this.name.length;
+  }
+
+  /** A ZERO record (fill 0). */
+  zero(offset: number): void {
+    this.head(offset, RAM_SAVE_FLAG.ZERO);
+    this.buf[this.pos++] = 0;
+    this.done();
+  }
+
+  /** A PAGE record with the page at `src[at]`. */
+  page(offset: number, src: Uint8Array, at: number): void {
+    const ps = this.header.pageSize;
+    this.head(offset, RAM_SAVE_FLAG.PAGE);
+    this.buf.set(src.subarray(at, at + ps), this.pos);
+    this.pos += ps;
+    this.done();
+  }
+
+  /** An XBZRLE record carrying `len` delta bytes at `delta[at]`. */
+  xbzrle(offset: number, delta: Uint8Array, at: number, len: number): void {
+    this.head(offset, RAM_SAVE_FLAG.XBZRLE);
+    this.buf[this.pos] = ENCODING_FLAG_XBZRLE;
+    writeU16(this.buf, this.pos + 1, len);
+    this.buf.set(delta.subarray(at, at + len), this.pos + 3);
+    this.pos += 3 + len;
+    this.done();
+  }
+
+  /** A reference record: the page equals OLD's (`REF_OLD`) or NEW's (`REF_NEW`, earlier) page at `source`. */
+  ref(offset: number, kind: number, source: number): void {
+    this.head(offset, REF_FLAG);
+    this.buf[this.pos] = kind;
+    writeU64(this.buf, this.pos + 1, source);
+    this.pos += 9;
+    this.done();
+  }
+
+  /** EOS, the last frame and the trailer. */
+  finish(oldDigest: bigint, newDigest: bigint): void {
+    writeU64(this.buf, this.pos, RAM_SAVE_FLAG.EOS);
+    this.pos += 8;
+    this.emitFrame();
+    this.out(encodeTrailer({ frames: this.frames, rawBytes: this.rawBytes, oldDigest, newDigest, bodyEnd: this.bytesWritten }, this.hasher));
+  }
+
+  private head(offset: number, flag: number): void {
+    if (this.named) {
+      writeU64(this.buf, this.pos, offset + flag + RAM_SAVE_FLAG.CONTINUE);
+      this.pos += 8;
+    } else {
+      writeU64(this.buf, this.pos, offset + flag);
+      this.buf[this.pos + 8] = this.name.length;
+      this.buf.set(this.name, this.pos + 9);
+      this.pos += 9 + this.name.length;
+      this.named = true;
+    }
+  }
+
+  private done(): void {
+    if (this.pos >= this.header.frameSize) this.emitFrame();
+  }
+
+  private emitFrame(): void {
+    const raw = this.buf.subarray(0, this.pos);
+    let stored: Uint8Array = raw;
+    let codec = CODEC_STORED;
+    if (this.compressor !== null) {
+      const c = this.compressor.compress(raw, this.level);
+      if (c.length < raw.length) {
+        stored = c;
+        codec = CODEC_ZSTD;
+      }
+    }
+    if (stored === raw) stored = raw.slice();
+    this.out(encodeFrameHeader(this.frames, codec, stored, raw.length, this.hasher));
+    this.out(stored);
+    this.frames++;
+    this.rawBytes += raw.length;
+    this.pos = 0;
+  }
+
+  private out(chunk: Uint8Array): void {
+    this.bytesWritten += chunk.length;
+    this.onChunk(chunk);
+  }
+}
+
+export { HEADER_SIZE };

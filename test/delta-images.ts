@@ -1,0 +1,83 @@
+/** Deterministic memory-like image pairs for the delta tests (not a test file). */
+
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = ['kernel', 'page', 'alloc', 'struct', 'return', 'buffer', 'the', 'of', 'process', 'memory'];
+
+/** Fills page `p` of `img` with content of kind `kind` (0 zero, 1 text, 2 pointers, 3 random). */
+export function fillPage(img: Uint8Array, p: number, ps: number, kind: number, r: () => number): void {
+  const o = p * ps;
+  if (kind === 0) {
+    img.fill(0, o, o + ps);
+    return;
+  }
+  if (kind === 1) {
+    let i = 0;
+    while (i < ps) {
+      const w = WORDS[Math.floor(r() * WORDS.length)]! + ' ';
+      for (let j = 0; j < w.length && i < ps; j++) img[o + i++] = w.charCodeAt(j);
+    }
+    return;
+  }
+  if (kind === 2) {
+    img.fill(0, o, o + ps);
+    for (let i = 0; i < ps; i += 8) {
+      if (r() < 0.5) {
+        const v = 0x81000000 + Math.floor(r() * 65536) * 64;
+        img[o + i] = v & 0xff;
+        img[o + i + 1] = (v >>> 8) & 0xff;
+        img[o + i + 2] = (v >>> 16) & 0xff;
+        img[o + i + 3] = v >>> 24;
+        img[o + i + 4] = 0x80;
+        img[o + i + 5] = 0x88;
+        img[o + i + 6] = 0xff;
+        img[o + i + 7] = 0xff;
+      }
+    }
+    return;
+  }
+  for (let i = 0; i < ps; i++) img[o + i] = Math.floor(r() * 256);
+}
+
+/** OLD and NEW (same size unless `newPages` differs) with small edits, rewrites, zeroed, moved and duplicated pages. */
+export function makePair(seed: number, pages: number, ps = 4096, newPages = pages): { oldImg: Uint8Array; newImg: Uint8Array } {
+  const r = rng(seed);
+  const oldImg = new Uint8Array(pages * ps);
+  for (let p = 0; p < pages; p++) fillPage(oldImg, p, ps, Math.floor(r() * 4), r);
+  const newImg = new Uint8Array(newPages * ps);
+  newImg.set(oldImg.subarray(0, Math.min(oldImg.length, newImg.length)));
+  for (let p = pages; p < newPages; p++) fillPage(newImg, p, ps, 1 + Math.floor(r() * 3), r);
+  const n = Math.max(4, Math.floor(newPages / 20));
+  const pick = (): number => Math.floor(r() * newPages);
+  for (let k = 0; k < n; k++) {
+    // small edit
+    const p = pick();
+    const at = p * ps + Math.floor(r() * (ps - 8));
+    newImg[at] = newImg[at]! ^ 0x5a;
+    newImg[at + 5] = newImg[at + 5]! ^ 0x11;
+  }
+  for (let k = 0; k < n / 2; k++) fillPage(newImg, pick(), ps, 3, r); // rewritten
+  for (let k = 0; k < n / 2; k++) fillPage(newImg, pick(), ps, 0, r); // zeroed
+  for (let k = 0; k < n / 2; k++) {
+    // moved: a non-zero page of OLD copied elsewhere
+    const from = Math.floor(r() * pages);
+    const to = pick();
+    if (from !== to) newImg.set(oldImg.subarray(from * ps, from * ps + ps), to * ps);
+  }
+  for (let k = 0; k < n / 4; k++) {
+    // duplicated new content
+    const a = pick();
+    const b = pick();
+    fillPage(newImg, a, ps, 3, r);
+    if (a !== b) newImg.copyWithin(b * ps, a * ps, a * ps + ps);
+  }
+  return { oldImg, newImg };
+}
