@@ -12,6 +12,8 @@ export interface RecordCounts {
   MEM_SIZE: number;
   /** EOS records (ends of sections / rounds). */
   EOS: number;
+  /** MULTIFD_FLUSH records (QEMU ≥ 8.1 streams), present in `toJSON()` only when there were some. */
+  MULTIFD_FLUSH?: number;
 }
 
 /** The statistics in QEMU's `query-migrate` shape (see {@link XbzrleStats.toJSON}). */
@@ -26,10 +28,16 @@ export interface XbzrleStatsJSON {
     normal: number;
     /** Page size × PAGE records. */
     'normal-bytes': number;
-    /** Pages that hit the cache unchanged (nothing sent). */
+    /** Pages that hit the cache unchanged (nothing sent). Left out by {@link XbzrleStats.toQueryMigrate} for QEMU ≥ 9.1, which dropped it. */
     skipped: number;
     /** `sync()` calls (encoder) or EOS records (decoder). */
     'dirty-sync-count': number;
+    /** Bytes of RAM sent while the guest ran (QEMU ≥ 7.0; `readQemuMigration` only). */
+    'precopy-bytes'?: number;
+    /** Bytes of RAM sent while the guest was stopped: the `ram` END section (QEMU ≥ 7.0; `readQemuMigration` only). */
+    'downtime-bytes'?: number;
+    /** Bytes of RAM sent in postcopy (QEMU ≥ 7.0; `readQemuMigration` only: 0, postcopy is not read). */
+    'postcopy-bytes'?: number;
   };
   /** QEMU's `xbzrle-cache` counters. */
   'xbzrle-cache': {
@@ -50,6 +58,12 @@ export interface XbzrleStatsJSON {
   };
   /** Records by kind (not a QEMU field). */
   records: RecordCounts;
+}
+
+/** {@link XbzrleStats.toQueryMigrate}'s shape: {@link XbzrleStatsJSON} where `ram.skipped` may be absent (QEMU ≥ 9.1). */
+export interface QueryMigrateJSON extends Omit<XbzrleStatsJSON, 'ram'> {
+  /** QEMU's `ram` counters, as that version reports them. */
+  ram: Omit<XbzrleStatsJSON['ram'], 'skipped'> & { skipped?: number };
 }
 
 /** How {@link XbzrleStats} computes its two rates. */
@@ -106,6 +120,16 @@ export class XbzrleStats {
   overflow = 0;
   /** Records by kind. */
   readonly records: RecordCounts = { PAGE: 0, ZERO: 0, XBZRLE: 0, MEM_SIZE: 0, EOS: 0 };
+  /** MULTIFD_FLUSH records (accepted with `allowMultifdFlush`, or in a stream from QEMU ≥ 8.1). */
+  multifdFlushes = 0;
+  /** `ram.precopy-bytes`, when known (set by `readQemuMigration` for QEMU ≥ 7.0 streams); else left out of `toJSON()`. */
+  precopyBytes: number | undefined = undefined;
+  /** `ram.downtime-bytes`, when known (as `precopyBytes`). */
+  downtimeBytes: number | undefined = undefined;
+  /** `ram.postcopy-bytes`, when known (as `precopyBytes`). */
+  postcopyBytes: number | undefined = undefined;
+  /** Whether {@link XbzrleStats.toQueryMigrate} has `ram.skipped` (true; `readQemuMigration` sets false for QEMU ≥ 9.1, which dropped it). `toJSON()` always has it. */
+  reportSkipped = true;
 
   /** How the two rates are computed. */
   readonly rates: RateMode;
@@ -189,15 +213,21 @@ export class XbzrleStats {
 
   /** The counters under QEMU's `query-migrate` key names, plus `records`. */
   toJSON(): XbzrleStatsJSON {
+    const ram: XbzrleStatsJSON['ram'] = {
+      transferred: this.transferred,
+      duplicate: this.duplicate,
+      normal: this.normal,
+      'normal-bytes': this.normalBytes,
+      skipped: this.skipped,
+      'dirty-sync-count': this.dirtySyncCount,
+    };
+    if (this.precopyBytes !== undefined) ram['precopy-bytes'] = this.precopyBytes;
+    if (this.downtimeBytes !== undefined) ram['downtime-bytes'] = this.downtimeBytes;
+    if (this.postcopyBytes !== undefined) ram['postcopy-bytes'] = this.postcopyBytes;
+    const records: RecordCounts = { ...this.records };
+    if (this.multifdFlushes > 0) records.MULTIFD_FLUSH = this.multifdFlushes;
     return {
-      ram: {
-        transferred: this.transferred,
-        duplicate: this.duplicate,
-        normal: this.normal,
-        'normal-bytes': this.normalBytes,
-        skipped: this.skipped,
-        'dirty-sync-count': this.dirtySyncCount,
-      },
+      ram,
       'xbzrle-cache': {
         'cache-size': this.cacheSize,
         bytes: this.xbzrleBytes,
@@ -207,8 +237,20 @@ export class XbzrleStats {
         overflow: this.overflow,
         'encoding-rate': this.encodingRate,
       },
-      records: { ...this.records },
+      records,
     };
+  }
+
+  /**
+   * The counters as the `query-migrate` of the QEMU that wrote the stream
+   * would show them: `toJSON()` without the keys that version no longer has
+   * (`ram.skipped` from 9.1). `readQemuMigration` sets up its statistics for
+   * the stream's QEMU version; for other statistics it equals `toJSON()`.
+   */
+  toQueryMigrate(): QueryMigrateJSON {
+    const json: QueryMigrateJSON = this.toJSON();
+    if (!this.reportSkipped) delete json.ram.skipped;
+    return json;
   }
 }
 

@@ -1,5 +1,5 @@
 import { argTypeError, XbzrleError } from '../errors.js';
-import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser } from '../format/record-parser.js';
+import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser, type TargetBlock } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
@@ -37,6 +37,25 @@ export interface DecoderOptions {
    * (`ERR_RAM_TRUNCATED`, or the code of whatever does not parse).
    */
   allowTrailingData?: boolean;
+  /**
+   * Accept MULTIFD_FLUSH records (0x200) and skip them, as QEMU ≥ 8.1's
+   * loader does without multifd (QEMU 8.1 writes them in every stream of a
+   * machine type ≥ 8.1); counted in `stats.multifdFlushes`. Default false:
+   * `ERR_RAM_UNSUPPORTED`, as QEMU ≤ 8.0 refuses them.
+   */
+  allowMultifdFlush?: boolean;
+  /**
+   * The RAM blocks of the machine meant to load the stream
+   * (`[{ id, length, maxLength?, resizeable? }]`): the stream is then checked
+   * as QEMU's loader checks it against that machine, with QEMU's messages —
+   * a MEM_SIZE entry for a block the target lacks (`Unknown ramblock`,
+   * `ERR_RAM_UNKNOWN_BLOCK`), a MEM_SIZE length that changes a fixed-size
+   * block (`Size mismatch`) or grows a resizeable one past `maxLength` (`Size
+   * too large`; both `ERR_RAM_SIZE_MISMATCH`), a page of a block the target
+   * lacks (`ERR_RAM_UNKNOWN_BLOCK`) or past its current length, with or
+   * without MEM_SIZE (`ERR_RAM_OFFSET`). Default: none.
+   */
+  target?: readonly TargetBlock[];
 }
 
 /** Receives a decoded page: `data` is a copy the receiver may keep. */
@@ -81,7 +100,7 @@ export class DecoderCore {
     this.pageSize = pageSize;
     this.store = store;
     this.allowTrailing = opts.allowTrailingData ?? false;
-    this.parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize });
+    this.parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
     this.loader = new RamLoader({
       pageSize,
@@ -136,8 +155,12 @@ export class DecoderCore {
         if (this.toTrailing(err)) return 'done';
         throw err;
       }
-      if (rec === null) return 'done';
+      if (rec === null) {
+        this.loader.stats.multifdFlushes = this.parser.multifdFlushes;
+        return 'done';
+      }
       this.loader.stats.transferred = this.parser.position;
+      this.loader.stats.multifdFlushes = this.parser.multifdFlushes;
       const pending = this.loader.apply(rec);
       if (pending !== undefined) return pending;
       if (pause()) return 'paused';

@@ -1,10 +1,25 @@
-import { XbzrleError } from '../errors.js';
+import { argTypeError, XbzrleError } from '../errors.js';
 import { decodeBlockName, readU16, readU32, readU64 } from './bytes.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 import type { RamBlock } from './record-writer.js';
 
 /** Kinds of record the parser yields. */
 export type RamRecordKind = 'mem_size' | 'zero' | 'page' | 'xbzrle' | 'eos';
+
+/**
+ * A RAM block of the machine meant to load the stream (QEMU's RAMBlock on the
+ * destination), for the checks QEMU's loader makes against its own blocks.
+ */
+export interface TargetBlock {
+  /** Block name (idstr), e.g. `pc.ram`. */
+  id: string;
+  /** Its current length in bytes (QEMU's `used_length`). */
+  length: number;
+  /** Most bytes it may grow to (QEMU's `max_length`). Default: `length`. */
+  maxLength?: number;
+  /** Whether a MEM_SIZE list may change its length (QEMU's RAM_RESIZEABLE). Default: true when `maxLength` > `length`. */
+  resizeable?: boolean;
+}
 
 /**
  * One parsed record. The parser reuses a single instance: read what you need
@@ -44,7 +59,7 @@ const PAGE_TYPES = RAM_SAVE_FLAG.ZERO | RAM_SAVE_FLAG.PAGE | RAM_SAVE_FLAG.XBZRL
 const UNSUPPORTED: Record<number, string> = {
   [RAM_SAVE_FLAG.HOOK]: 'RDMA hook records (0x80) are not supported',
   [RAM_SAVE_FLAG.COMPRESS_PAGE]: 'compressed pages (COMPRESS_PAGE, 0x100) are not supported',
-  [RAM_SAVE_FLAG.MULTIFD_FLUSH]: 'multifd flush records (0x200) are not supported',
+  [RAM_SAVE_FLAG.MULTIFD_FLUSH]: 'multifd flush records (0x200) are not accepted',
 };
 
 /** Default cap on blocks in MEM_SIZE lists (QEMU machines have tens). */
@@ -72,7 +87,53 @@ export interface RamRecordParserOptions {
   postcopy?: boolean;
   /** The x-ignore-shared capability was on: MEM_SIZE entries carry a guest address. Default false. */
   ignoreShared?: boolean;
+  /**
+   * Accept MULTIFD_FLUSH records (0x200), counted in `multifdFlushes` and
+   * otherwise skipped (never yielded), as QEMU ≥ 8.1 does (it ignores them when multifd is off; QEMU 8.1 writes
+   * them in every stream of a machine type ≥ 8.1). Default false: they fail
+   * with `ERR_RAM_UNSUPPORTED`, as in QEMU ≤ 8.0.
+   */
+  allowMultifdFlush?: boolean;
+  /**
+   * The blocks of the machine meant to load the stream. When given, the
+   * checks QEMU's loader makes against its own blocks are made against these,
+   * with QEMU's messages: a MEM_SIZE entry for a block it lacks (`Unknown
+   * ramblock`), a MEM_SIZE length (rounded up to the page size) that differs
+   * from a fixed block's (`Size mismatch`) or exceeds a resizeable block's
+   * `maxLength` (`Size too large`), a page record for a block it lacks
+   * (`Can't find block`) or at or past the block's current length (`Illegal
+   * RAM offset`), MEM_SIZE or not. Default: none (only the stream's own
+   * MEM_SIZE list is checked against).
+   */
+  target?: readonly TargetBlock[];
 }
+
+/** @internal Validates a target table (option `name`); returns a copy keyed by id with current lengths. */
+export function checkTarget(value: unknown, name = 'options.target'): Map<string, { length: number; maxLength: number; resizeable: boolean }> {
+  const fail = (why: string, actual: unknown): never => {
+    const err = new TypeError(`The "${name}" option ${why}. Received ${typeof actual === 'object' ? JSON.stringify(actual)?.slice(0, 80) : String(actual)}`);
+    (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  };
+  if (!Array.isArray(value)) fail('must be an array of { id, length, maxLength?, resizeable? }', value);
+  const out = new Map<string, { length: number; maxLength: number; resizeable: boolean }>();
+  for (const b of value as unknown[]) {
+    if (b === null || typeof b !== 'object') fail('must hold block objects', b);
+    const { id, length, maxLength, resizeable } = b as Partial<TargetBlock>;
+    if (typeof id !== 'string' || id.length === 0 || new TextEncoder().encode(id).length > MAX_IDSTR_LENGTH) fail('needs an id of 1 to 255 bytes in every block', b);
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) fail(`needs a length (a non-negative integer) for block ${JSON.stringify(id)}`, b);
+    if (maxLength !== undefined && (typeof maxLength !== 'number' || !Number.isSafeInteger(maxLength) || maxLength < length!)) {
+      fail(`has a maxLength below the length of block ${JSON.stringify(id)}`, b);
+    }
+    if (resizeable !== undefined && typeof resizeable !== 'boolean') fail(`has a non-boolean resizeable for block ${JSON.stringify(id)}`, b);
+    if (out.has(id!)) fail(`lists block ${JSON.stringify(id)} twice`, b);
+    const max = maxLength ?? length!;
+    out.set(id!, { length: length!, maxLength: max, resizeable: resizeable ?? max > length! });
+  }
+  return out;
+}
+
+const hex = (n: number): string => '0x' + n.toString(16);
 
 /**
  * Incremental parser of a QEMU RAM record stream (spec: ram-stream.md).
@@ -97,6 +158,10 @@ export class RamRecordParser {
   knownBlocks: Map<string, number> | null = null;
   /** True when the last complete record was an EOS. */
   atEos = false;
+  /** MULTIFD_FLUSH records skipped (with `allowMultifdFlush`). */
+  multifdFlushes = 0;
+  /** Stream position of the first MULTIFD_FLUSH record skipped, or -1. */
+  firstMultifdFlush = -1;
 
   private readonly pageSize: number;
   private readonly mask: number;
@@ -104,6 +169,9 @@ export class RamRecordParser {
   private readonly maxImageSize: number;
   private readonly postcopy: boolean;
   private readonly ignoreShared: boolean;
+  private readonly allowFlush: boolean;
+  /** The target's blocks and their current lengths (MEM_SIZE may resize them), or null. */
+  private readonly target: Map<string, { length: number; maxLength: number; resizeable: boolean }> | null;
   private readonly record = new RamRecord();
   private lastBlock: string | null = null;
   private chunk: Uint8Array = EMPTY;
@@ -123,6 +191,11 @@ export class RamRecordParser {
     this.maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
     this.postcopy = options.postcopy ?? false;
     this.ignoreShared = options.ignoreShared ?? false;
+    if (options.allowMultifdFlush !== undefined && typeof options.allowMultifdFlush !== 'boolean') {
+      throw argTypeError('options.allowMultifdFlush', 'a boolean', options.allowMultifdFlush);
+    }
+    this.allowFlush = options.allowMultifdFlush ?? false;
+    this.target = options.target === undefined ? null : checkTarget(options.target);
     if (this.postcopy && this.ignoreShared) {
       // Both optional fields start with a zero byte: the entries cannot be told apart.
       throw new XbzrleError('ERR_RAM_UNSUPPORTED', 'MEM_SIZE lists with both postcopy page sizes and x-ignore-shared addresses cannot be parsed unambiguously');
@@ -244,12 +317,13 @@ export class RamRecordParser {
       throw new XbzrleError('ERR_RAM_UNSUPPORTED', `record at byte ${at}: ${UNSUPPORTED[RAM_SAVE_FLAG.COMPRESS_PAGE]}`, { offset: at });
     }
     if ((flags & PAGE_TYPES) !== 0) {
+      const target = this.target;
       if ((flags & RAM_SAVE_FLAG.CONTINUE) !== 0) {
         if (block === null) {
           throw new XbzrleError('ERR_RAM_NO_BLOCK', `record at byte ${at} has CONTINUE set but no block was named before it`, { offset: at });
         }
         // Named before a MEM_SIZE list that left it out.
-        if (this.knownBlocks !== null && !this.knownBlocks.has(block)) {
+        if (target === null && this.knownBlocks !== null && !this.knownBlocks.has(block)) {
           throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} continues block ${JSON.stringify(block)}, which the MEM_SIZE list does not declare`, { offset: at });
         }
       } else {
@@ -260,12 +334,22 @@ export class RamRecordParser {
         if (block === null || len === 0) {
           throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} names a block that is ${len === 0 ? 'empty' : 'not valid UTF-8'}`, { offset: at + 8 });
         }
-        if (this.knownBlocks !== null && !this.knownBlocks.has(block)) {
+        if (target === null && this.knownBlocks !== null && !this.knownBlocks.has(block)) {
           throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at} names block ${JSON.stringify(block)}, which the MEM_SIZE list does not declare`, { offset: at + 8 });
         }
         q = 9 + len;
       }
-      const limit = this.knownBlocks === null ? 2 ** 53 : this.knownBlocks.get(block)!; // declared: checked above
+      if (target !== null) {
+        // QEMU's loader: the block must exist on the target, the page lie inside its current length.
+        const t = target.get(block);
+        if (t === undefined) {
+          throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `record at byte ${at}: Can't find block ${block} (the target has no such block)`, { offset: at });
+        }
+        if (hi >= 0x200000 || offset >= t.length) {
+          throw new XbzrleError('ERR_RAM_OFFSET', `record at byte ${at}: Illegal RAM offset ${offset.toString(16)} (past the end of block ${JSON.stringify(block)} on the target, ${hex(t.length)} bytes)`, { offset: at });
+        }
+      }
+      const limit = this.knownBlocks === null || target !== null ? 2 ** 53 : this.knownBlocks.get(block)!; // declared: checked above
       if (hi >= 0x200000 || offset >= limit) {
         throw new XbzrleError('ERR_RAM_OFFSET', `record at byte ${at} has offset ${offset} beyond block ${JSON.stringify(block)} (${limit} bytes)`, { offset: at });
       }
@@ -322,12 +406,57 @@ export class RamRecordParser {
         this.atEos = true;
         return 8;
       }
+      case RAM_SAVE_FLAG.MULTIFD_FLUSH: {
+        if (!this.allowFlush) {
+          throw new XbzrleError('ERR_RAM_UNSUPPORTED', `record at byte ${at}: ${UNSUPPORTED[RAM_SAVE_FLAG.MULTIFD_FLUSH]} (QEMU ≥ 8.1 ignores them without multifd: allow them with allowMultifdFlush)`, { offset: at });
+        }
+        // Consumed, not yielded: record.size stays 0.
+        if (this.multifdFlushes++ === 0) this.firstMultifdFlush = at;
+        this.atEos = false;
+        return 8;
+      }
       default: {
         const what = UNSUPPORTED[flags & ~RAM_SAVE_FLAG.CONTINUE];
         if (what !== undefined) throw new XbzrleError('ERR_RAM_UNSUPPORTED', `record at byte ${at}: ${what}`, { offset: at });
         throw new XbzrleError('ERR_RAM_UNKNOWN_FLAGS', `record at byte ${at} has an unknown combination of flags 0x${flags.toString(16)}`, { offset: at });
       }
     }
+  }
+
+  /**
+   * @internal QEMU's loader checks of one MEM_SIZE entry against the target
+   * (none without one): the block must exist (`Unknown ramblock`); with
+   * `sizes`, the length rounded up to the page size must be the block's
+   * (`Size mismatch`) unless it is resizeable and the length fits its
+   * `maxLength` (`Size too large`), and then becomes its length. The mapped-ram
+   * reader calls it too. Throws at `at`, naming `where`.
+   */
+  targetMemSize(id: string, length: number, at: number, sizes: boolean, where: string): void {
+    const t = this.target?.get(id);
+    if (this.target === null) return;
+    if (t === undefined) {
+      throw new XbzrleError('ERR_RAM_UNKNOWN_BLOCK', `${where}: Unknown ramblock "${id}", cannot accept migration (the target has no such block)`, { offset: at });
+    }
+    if (!sizes) return;
+    const aligned = Math.ceil(length / this.pageSize) * this.pageSize;
+    if (aligned === t.length) return;
+    if (!t.resizeable) {
+      throw new XbzrleError('ERR_RAM_SIZE_MISMATCH', `${where}: Size mismatch: ${id}: ${hex(aligned)} != ${hex(t.length)} (the target's block is not resizeable)`, { offset: at });
+    }
+    if (aligned > t.maxLength) {
+      throw new XbzrleError('ERR_RAM_SIZE_MISMATCH', `${where}: Size too large: ${id}: ${hex(aligned)} > ${hex(t.maxLength)} (the target's maxLength)`, { offset: at });
+    }
+    t.length = aligned;
+  }
+
+  /** @internal The target's current length of `id`: undefined without a target or for a block it lacks. */
+  targetLength(id: string): number | undefined {
+    return this.target?.get(id)?.length;
+  }
+
+  /** @internal True when a target table was given. */
+  get hasTarget(): boolean {
+    return this.target !== null;
   }
 
   private pageRecord(kind: RamRecordKind, block: string, offset: number, b: Uint8Array, p: number, size: number, dataAt: number, length: number): number {
@@ -371,6 +500,7 @@ export class RamRecordParser {
     if (this.memList.length + 1 + known > this.maxBlocks && !this.knownBlocks?.has(id)) {
       throw new XbzrleError('ERR_LIMIT_EXCEEDED', `MEM_SIZE list at byte ${this.memPosition} declares more than the maxBlocks limit of ${this.maxBlocks} blocks`, { offset: at });
     }
+    if (this.target !== null) this.targetMemSize(id, length, at, true, `MEM_SIZE list at byte ${this.memPosition}, entry at byte ${at}`);
     const entry: RamBlock = { id, length };
     if (this.postcopy) {
       // The page-size field is only there for blocks whose page size differs from

@@ -3,6 +3,19 @@ import { XbzrleError } from '../errors.js';
 const EMPTY = new Uint8Array(0);
 
 /**
+ * An input that can be read at any position (a regular file, bytes in
+ * memory): its iterator yields chunks from `position`, which `seek` moves.
+ */
+export interface RandomAccessInput extends AsyncIterable<Uint8Array> {
+  /** Total length in bytes. */
+  readonly size: number;
+  /** Moves where the iterator reads next. */
+  seek(position: number): void;
+  /** Reads up to `into.length` bytes at `position`; resolves to the count read (less only at the end). */
+  readAt(into: Uint8Array, position: number): Promise<number>;
+}
+
+/**
  * Sequential reads over an async iterable of byte chunks, for formats whose
  * fields are read one at a time (the migration-file container). `need(n)`
  * waits until `n` bytes are buffered; the typed reads then take them.
@@ -17,11 +30,101 @@ export class ByteSource {
   /** Bytes received from the input so far. */
   received = 0;
 
+  /** The input when it can be read at any position, else null. */
+  readonly random: RandomAccessInput | null;
+
   constructor(
     input: AsyncIterable<Uint8Array>,
     private readonly onChunk?: (received: number) => void,
+    random?: RandomAccessInput,
   ) {
+    this.random = random ?? null;
     this.iterator = input[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Moves the read position forward to `offset` (or anywhere, on a random
+   * access input). A sequential input has the bytes in between read and
+   * dropped; `false` when it ends before `offset`. `offset` behind the
+   * current position on a sequential input throws `ERR_QEMU_UNSUPPORTED`
+   * naming `what`.
+   */
+  async skipTo(offset: number, what: string): Promise<boolean> {
+    const end = this.base + this.buf.length;
+    if (offset >= this.base && offset <= end && (offset >= this.offset || this.random !== null)) {
+      this.pos = offset - this.base;
+      return true;
+    }
+    if (this.random !== null) {
+      this.buf = EMPTY;
+      this.pos = 0;
+      this.base = offset;
+      this.random.seek(offset);
+      this.done = false;
+      return offset <= this.random.size;
+    }
+    if (offset < this.offset) {
+      throw new XbzrleError(
+        'ERR_QEMU_UNSUPPORTED',
+        `${what} at byte ${offset} lies before byte ${this.offset}, already read: this input cannot go back (give readQemuMigration the file path, or the bytes)`,
+        { offset },
+      );
+    }
+    // Drop the buffer and whole chunks before `offset`.
+    this.base = end;
+    this.buf = EMPTY;
+    this.pos = 0;
+    while (this.base < offset) {
+      const chunk = await this.nextChunk();
+      if (chunk === null) return false;
+      if (this.base + chunk.length > offset) {
+        this.buf = chunk;
+        this.pos = offset - this.base;
+        return true;
+      }
+      this.base += chunk.length;
+    }
+    return true;
+  }
+
+  /**
+   * Fills `into` with the bytes at `position`: a positioned read on a random
+   * access input (the sequential position does not move), else a skip to
+   * `position` and a read past it. Resolves to the bytes read (fewer only
+   * when the input ends first).
+   */
+  async readAt(position: number, into: Uint8Array, what: string): Promise<number> {
+    if (this.random !== null) {
+      const n = await this.random.readAt(into, position);
+      this.received += n;
+      this.onChunk?.(this.received);
+      return n;
+    }
+    if (!(await this.skipTo(position, what))) return 0;
+    let done = 0;
+    for (;;) {
+      const take = Math.min(this.buf.length - this.pos, into.length - done);
+      into.set(this.buf.subarray(this.pos, this.pos + take), done);
+      this.pos += take;
+      done += take;
+      if (done === into.length) return done;
+      const chunk = await this.nextChunk();
+      if (chunk === null) return done;
+      this.base += this.buf.length;
+      this.buf = chunk;
+      this.pos = 0;
+    }
+  }
+
+  /** Reads the input to its end, dropping it; resolves to the input's total length. */
+  async drain(): Promise<number> {
+    if (this.random !== null) return this.random.size;
+    let end = this.base + this.buf.length;
+    this.buf = EMPTY;
+    this.pos = 0;
+    for (let chunk = await this.nextChunk(); chunk !== null; chunk = await this.nextChunk()) end += chunk.length;
+    this.base = end;
+    return end;
   }
 
   /** Stream offset of the next unread byte. */

@@ -1,14 +1,17 @@
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { XbzrleError } from '../errors.js';
 import { decodeName } from '../format/bytes.js';
 import { MIN_PAGE_SIZE, MAX_PAGE_SIZE } from '../format/flags.js';
-import { DEFAULT_MAX_BLOCKS, RamRecordParser, type RamRecord } from '../format/record-parser.js';
+import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser, type RamRecord, type TargetBlock } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
 import { RamLoader, type PageSink } from '../store/ram-loader.js';
-import { ByteSource } from './byte-source.js';
+import { ByteSource, type RandomAccessInput } from './byte-source.js';
+import { readMappedRamMemSize, type MappedRamBlock } from './mapped-ram.js';
+import { BytesInput, FileInput } from './sources.js';
+import { guessQemuVersion, parseQemuVersion, QEMU_CHANGES, qemuAtLeast, type QemuVersion } from './version.js';
 
 /** QEMU migration file magic, "QEVM". */
 export const QEMU_VM_FILE_MAGIC = 0x5145564d;
@@ -41,6 +44,8 @@ export const QEMU_VM_SECTION = Object.freeze({
 
 /** QEMU's `MIG_CMD_POSTCOPY_ADVISE`. */
 const CMD_POSTCOPY_ADVISE = 3;
+/** QEMU's `MIG_CMD_SWITCHOVER_START` (QEMU ≥ 10.0, machine types ≥ 10.0). */
+const CMD_SWITCHOVER_START = 11;
 
 /** Input of {@link readQemuMigration}: a file path, or bytes. */
 export type MigrationInput = string | Uint8Array | AsyncIterable<Uint8Array>;
@@ -61,6 +66,26 @@ export interface ReadQemuMigrationOptions {
   onPage?: PageSink;
   /** Called for every RAM record before it is applied (the record object is reused: copy what you keep). */
   onRecord?: (record: RamRecord) => void;
+  /**
+   * The QEMU version that wrote the stream (`'10.0'`), when you know it better
+   * than the guess from the machine type (see {@link QemuVersion}): it decides
+   * the statistics' shape and whether MULTIFD_FLUSH records are accepted.
+   */
+  qemuVersion?: string;
+  /**
+   * Accept MULTIFD_FLUSH records (skipped, counted in `stats.multifdFlushes`).
+   * Default: when the stream comes from QEMU ≥ 8.1 (the version guess), whose
+   * loader accepts them (and which wrote them even without multifd, in 8.1);
+   * a stream from an older or unknown QEMU gets `ERR_RAM_UNSUPPORTED`, as
+   * QEMU ≤ 8.0 refuses them.
+   */
+  allowMultifdFlush?: boolean;
+  /**
+   * The RAM blocks of the machine meant to load the stream: QEMU's loader
+   * checks against them (see `DecoderOptions.target`). For mapped-ram files
+   * only the block names and the pages' offsets are checked, as QEMU does.
+   */
+  target?: readonly TargetBlock[];
 }
 
 /** Where and why reading stopped. */
@@ -113,8 +138,32 @@ export interface QemuMigrationInfo {
   ramComplete: boolean;
   /** Where reading stopped: device state cannot be parsed generically. */
   stoppedAt: MigrationStop;
-  /** RAM record counters (query-migrate shape via `toJSON()`); `transferred` is computed as QEMU counts it. */
+  /**
+   * RAM record counters, as the source QEMU's `query-migrate` reports them
+   * for the version in `qemuVersion`: `stats.toQueryMigrate()` has exactly
+   * that version's `ram` keys (`toJSON()` keeps `skipped` for compatibility).
+   * `transferred`: the RAM record bytes plus 8 per PART section before 8.2,
+   * every byte of the stream from 8.2 (the input is read to its end to count
+   * them; a file path is measured instead); `precopy-bytes` (PART sections'
+   * records and EOS) and `downtime-bytes` (the END section's records) from
+   * 7.0; no `skipped` from 9.1. With no version known: the 7.2-era counters
+   * without the byte split. MULTIFD_FLUSH records are in `multifdFlushes`.
+   * For mapped-ram files the counters describe the file, not the migration:
+   * `normal` is the pages present (QEMU counted every write, rewrites
+   * included), `transferred` the file size, no byte split.
+   */
   stats: XbzrleStats;
+  /** The QEMU version that wrote the stream, as far as it tells (see {@link QemuVersion}), or the `qemuVersion` option; null when unknown. */
+  qemuVersion: QemuVersion | null;
+  /** A mapped-ram file's layout, per block (bitmap and page region offsets, pages present); null for record streams. */
+  mappedRam: MappedRamBlock[] | null;
+  /**
+   * Set when the stream is a multifd main channel: its `ram` sections are
+   * complete but carry no page (multifd sends pages over other connections,
+   * so a capture of the main channel alone has none): a sentence saying so.
+   * `ramComplete` is then false. Null otherwise.
+   */
+  multifdMainChannel: string | null;
   /** The store holding the pages (null when none was used). */
   store: PageStore | null;
 }
@@ -134,9 +183,10 @@ export interface QemuMigrationInfo {
  *
  * @throws XbzrleError `ERR_QEMU_BAD_MAGIC` (not a QEMU stream),
  *   `ERR_QEMU_VERSION`, `ERR_QEMU_TRUNCATED`, `ERR_QEMU_CORRUPT` (unknown
- *   item type, bad footer), `ERR_QEMU_UNSUPPORTED` (mapped-ram, ram section
- *   version other than 4, unknown configuration subsection), and every RAM
- *   record error of the decoder.
+ *   item type, bad footer), `ERR_QEMU_UNSUPPORTED` (ram section version
+ *   other than 4, unknown configuration subsection, a mapped-ram region
+ *   behind the read position of a pipe), and every RAM record error of the
+ *   decoder.
  *
  * @example
  * ```ts
@@ -147,19 +197,37 @@ export interface QemuMigrationInfo {
  * ```
  */
 export async function readQemuMigration(input: MigrationInput, options: ReadQemuMigrationOptions = {}): Promise<QemuMigrationInfo> {
-  const iterable: AsyncIterable<Uint8Array> =
-    typeof input === 'string'
-      ? createReadStream(input, { highWaterMark: 1 << 20 })
-      : input instanceof Uint8Array
-        ? (async function* () {
-            yield input;
-          })()
-        : input;
-  const src = new ByteSource(iterable, options.onProgress);
+  let random: RandomAccessInput | undefined;
+  let iterable: AsyncIterable<Uint8Array>;
+  let close: (() => Promise<void>) | null = null;
+  if (typeof input === 'string') {
+    const handle = await open(input, 'r');
+    try {
+      const st = await handle.stat();
+      if (st.isFile()) {
+        random = new FileInput(handle, st.size);
+        iterable = random;
+        close = () => handle.close();
+      } else {
+        // A FIFO, a character device: read in order.
+        iterable = handle.createReadStream({ highWaterMark: 1 << 20 });
+      }
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  } else if (input instanceof Uint8Array) {
+    random = new BytesInput(input);
+    iterable = random;
+  } else {
+    iterable = input;
+  }
+  const src = new ByteSource(iterable, options.onProgress, random);
   try {
     return await read(src, options);
   } finally {
     await src.close();
+    await close?.();
   }
 }
 
@@ -186,6 +254,9 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
     ramComplete: false,
     stoppedAt: { offset: 0, reason: 'end-of-input' },
     store,
+    qemuVersion: null,
+    mappedRam: null,
+    multifdMainChannel: null,
   };
 
   if ((await src.need(1)) && src.peek() === QEMU_VM_SECTION.CONFIGURATION) await readConfiguration(src, info);
@@ -193,9 +264,11 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
     throw new XbzrleError('ERR_QEMU_UNSUPPORTED', `target page size ${pageSize} is not supported (1 KiB to 16 KiB)`);
   }
-  if (info.capabilities.includes('mapped-ram')) {
-    throw new XbzrleError('ERR_QEMU_UNSUPPORTED', 'mapped-ram migration files are not supported (their RAM is not a record stream)');
-  }
+  const mappedRam = info.capabilities.includes('mapped-ram');
+  const given = options.qemuVersion === undefined ? null : parseQemuVersion(options.qemuVersion);
+  const early = given ?? guessQemuVersion(info.machine, { switchoverStart: false, mappedRam, multifdFlush: false });
+  const allowMultifdFlush = options.allowMultifdFlush ?? qemuAtLeast(early, QEMU_CHANGES.multifdFlush);
+  let endBytes = 0;
 
   let postcopy = false;
   let parser: RamRecordParser | null = null;
@@ -244,8 +317,14 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
       if (parser !== null) throw new XbzrleError('ERR_QEMU_CORRUPT', `second ram START section at byte ${at}`, { offset: at });
       ramId = sectionId;
       info.sections.start++;
-      parser = new RamRecordParser({ pageSize, maxBlocks: options.maxBlocks ?? DEFAULT_MAX_BLOCKS, maxImageSize: options.maxImageSize, postcopy, ignoreShared: info.capabilities.includes('x-ignore-shared') });
+      const ignoreShared = info.capabilities.includes('x-ignore-shared');
+      const maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
+      const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
+      parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, postcopy, ignoreShared, allowMultifdFlush, target: options.target });
       loader = new RamLoader({ pageSize, store, onPage: options.onPage });
+      if (mappedRam) {
+        info.mappedRam = await readMappedRamMemSize(src, { pageSize, parser, loader, store, maxBlocks, maxImageSize, ignoreShared, onPage: options.onPage });
+      }
     } else if (type === QEMU_VM_SECTION.PART || type === QEMU_VM_SECTION.END) {
       await src.require(5, 'a section header');
       src.skip(1);
@@ -260,7 +339,9 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
       throw new XbzrleError('ERR_QEMU_CORRUPT', `unknown item type 0x${type.toString(16).padStart(2, '0')} at byte ${at}`, { offset: at });
     }
 
+    const before = loader!.pageRecordBytes;
     await readRamBody(src, parser!, loader!, options.onRecord);
+    if (type === QEMU_VM_SECTION.END) endBytes += loader!.pageRecordBytes - before;
 
     // Section footer (absent only for machine types ≤ 2.3, and then from every section:
     // once one was seen, a stream ending where the next is due is cut short).
@@ -282,9 +363,34 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   if (loader === null) loader = new RamLoader({ pageSize, store: null });
   else await store?.finish?.();
   info.blocks = loader.blocks ?? [];
-  // QEMU's ram.transferred: page-record bytes plus the EOS of every PART section.
-  loader.stats.transferred = loader.pageRecordBytes + 8 * info.sections.part;
-  return { ...info, stats: loader.stats };
+  const stats = loader.stats;
+  stats.multifdFlushes = parser?.multifdFlushes ?? 0;
+  info.qemuVersion =
+    given ?? guessQemuVersion(info.machine, { switchoverStart: (info.commands[CMD_SWITCHOVER_START] ?? 0) > 0, mappedRam, multifdFlush: stats.multifdFlushes > 0 });
+  const v = info.qemuVersion;
+  // Bytes of the RAM records as QEMU counts them: page records, plus the EOS of every PART section.
+  const ramBytes = loader.pageRecordBytes + 8 * info.sections.part;
+  const wholeStream = async (): Promise<number> => (info.stoppedAt.reason === 'end-of-input' ? src.offset + src.available : await src.drain());
+  if (mappedRam) {
+    stats.transferred = await wholeStream();
+  } else {
+    stats.transferred = qemuAtLeast(v, QEMU_CHANGES.transferredWholeStream) ? await wholeStream() : ramBytes;
+    if (qemuAtLeast(v, QEMU_CHANGES.splitBytes)) {
+      stats.precopyBytes = ramBytes - endBytes;
+      stats.downtimeBytes = endBytes;
+      stats.postcopyBytes = 0;
+    }
+  }
+  if (qemuAtLeast(v, QEMU_CHANGES.noSkipped)) stats.reportSkipped = false;
+  const pages = stats.records.PAGE + stats.records.ZERO + stats.records.XBZRLE;
+  if (info.ramComplete && !mappedRam && pages === 0 && info.blocks.some((b) => b.length > 0)) {
+    // QEMU always sends every page at least once: with none here, they went over other connections.
+    info.ramComplete = false;
+    info.multifdMainChannel =
+      `a multifd main channel: pages travel in the other multifd channels (one connection each, as many as the multifd-channels parameter said; ` +
+      `not recorded in this stream); this one has the block list, ${stats.multifdFlushes} MULTIFD_FLUSH and ${stats.records.EOS} EOS records only`;
+  }
+  return { ...info, stats };
 }
 
 /** Longest machine type name accepted (QEMU's are a few dozen bytes; the field is 32-bit). */

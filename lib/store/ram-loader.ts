@@ -96,7 +96,13 @@ export class RamLoader {
         const merged = new Map((this.blocks ?? []).map((b) => [b.id, b]));
         for (const b of rec.blocks) merged.set(b.id, { ...b });
         this.blocks = [...merged.values()];
-        return orUndefined(this.store?.declare?.(rec.blocks));
+        // QEMU rounds a block length up to a whole page (qemu_ram_resize), and loads that last
+        // page whole: the store's image of a block is that long, whatever the store.
+        const ps = this.pageSize;
+        const declared = rec.blocks.some((b) => b.length % ps !== 0)
+          ? rec.blocks.map((b) => (b.length % ps === 0 ? b : { ...b, length: Math.ceil(b.length / ps) * ps }))
+          : rec.blocks;
+        return orUndefined(this.store?.declare?.(declared));
       }
       case 'zero':
         stats.duplicate++;
