@@ -1,0 +1,163 @@
+// Snapshot deltas against xdelta3 and zstd --patch-from, on deterministic
+// memory-like image pairs (bench/delta/gen.mjs). Runs are interleaved and
+// the medians printed, with `cat OLD NEW` and `dd conv=fsync` as references.
+//
+//   npm run bench:delta [-- --size 1G --reps 3 --workloads edits,moved]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { scriptArgs } from './args.mjs';
+import { generate, WORKLOADS } from './delta/gen.mjs';
+
+const USAGE = `usage: node bench/delta.mjs [options]
+
+  --size N        image size (default 1G; K, M, G suffixes)
+  --reps N        interleaved repetitions, medians reported (default 3)
+  --workloads L   comma-separated subset of: ${Object.keys(WORKLOADS).join(', ')}
+  --dir PATH      where the images go (default: the system temp folder)
+  --keep          keep the generated images for the next run
+`;
+const { values, fail } = scriptArgs('bench:delta', USAGE, {
+  size: { type: 'string', default: '1G' },
+  reps: { type: 'string', default: '3' },
+  workloads: { type: 'string', default: Object.keys(WORKLOADS).join(',') },
+  dir: { type: 'string', default: join(tmpdir(), 'xbzrle-bench-delta') },
+  keep: { type: 'boolean', default: false },
+});
+const m = /^(\d+)([KMG]?)$/i.exec(values.size);
+if (m === null) fail(`bad --size ${values.size}`);
+const size = Number(m[1]) * { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase()];
+if (size % 4096 !== 0 || size === 0) fail('--size must be a positive multiple of 4096');
+const reps = Number(values.reps);
+const workloads = values.workloads.split(',');
+for (const w of workloads) if (!(w in WORKLOADS)) fail(`unknown workload ${w}`);
+const here = dirname(fileURLToPath(import.meta.url));
+const dir = values.dir;
+mkdirSync(dir, { recursive: true });
+
+const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAVE_XDELTA = have('xdelta3');
+const HAVE_ZSTD = have('zstd');
+const HAVE_TIME = existsSync('/usr/bin/time');
+if (!HAVE_XDELTA) console.log('notice: xdelta3 not on the PATH, skipped (apt-get install xdelta3)');
+if (!HAVE_ZSTD) console.log('notice: zstd not on the PATH, skipped (apt-get install zstd)');
+
+/** Runs a shell command under /usr/bin/time: wall ms and peak RSS bytes. */
+function timed(cmd) {
+  const t0 = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', 'sh', '-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${cmd}: exit ${r.status}\n${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  return { ms, rss: Number(lines[lines.length - 1]) * 1024, stdout: r.stdout };
+}
+
+function ours(args) {
+  const r = timed(`${process.execPath} ${join(here, 'delta', 'one.mjs')} ${args}`);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop());
+  return { ms: r.ms, rss: r.rss, stats: j.stats };
+}
+
+const med = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
+const fsize = (p) => statSync(p).size;
+const mb = (n) => (n / 1e6).toFixed(2);
+const sec = (ms) => (ms / 1000).toFixed(2);
+const mib = (n) => (n / 1048576).toFixed(0);
+
+const rows = [];
+for (const w of workloads) {
+  const oldP = join(dir, `${w}-${values.size}.old`);
+  const newP = join(dir, `${w}-${values.size}.new`);
+  if (!existsSync(oldP) || !existsSync(newP) || fsize(oldP) !== size) {
+    process.stdout.write(`generating ${w} (${values.size})… `);
+    const t0 = performance.now();
+    await generate(oldP, newP, size, w);
+    console.log(`${sec(performance.now() - t0)} s`);
+  }
+  const d = join(dir, `${w}.xbzd`);
+  const out = join(dir, `${w}.patched`);
+  const xd = join(dir, `${w}.xd3`);
+  const zd = join(dir, `${w}.zst`);
+  const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [] };
+  let stats = null;
+  timed(`cat ${oldP} ${newP} > /dev/null`); // warm the page cache
+  for (let i = 0; i < reps; i++) {
+    t.cat.push(timed(`cat ${oldP} ${newP} > /dev/null`).ms);
+    const rd = ours(`diff ${oldP} ${newP} ${d}`);
+    t.diff.push(rd.ms);
+    t.diffRss.push(rd.rss);
+    stats = rd.stats;
+    rmSync(join(dir, 'dd.out'), { force: true });
+    t.dd.push(timed(`dd if=${oldP} of=${join(dir, 'dd.out')} bs=1M conv=fsync status=none`).ms);
+    rmSync(join(dir, 'dd.out'), { force: true });
+    rmSync(out, { force: true });
+    const rp = ours(`patch ${oldP} ${d} ${out}`);
+    t.patch.push(rp.ms);
+    t.patchRss.push(rp.rss);
+    if (i === 0 && spawnSync('cmp', [out, newP]).status !== 0) throw new Error(`${w}: patched image differs from NEW`);
+    rmSync(out, { force: true });
+    if (HAVE_XDELTA) {
+      const r = timed(`xdelta3 -e -f -B ${size} -s ${oldP} ${newP} ${xd}`);
+      t.xdelta.push(r.ms);
+      t.xRss.push(r.rss);
+    }
+    if (HAVE_ZSTD) {
+      const r = timed(`zstd -q -f -3 --long=31 --patch-from=${oldP} ${newP} -o ${zd}`);
+      t.zstd.push(r.ms);
+      t.zRss.push(r.rss);
+    }
+  }
+  const row = {
+    w,
+    delta: fsize(d),
+    xdelta: HAVE_XDELTA ? fsize(xd) : null,
+    zstd: HAVE_ZSTD ? fsize(zd) : null,
+    diff: med(t.diff),
+    patch: med(t.patch),
+    cat: med(t.cat),
+    dd: med(t.dd),
+    xdeltaMs: HAVE_XDELTA ? med(t.xdelta) : null,
+    zstdMs: HAVE_ZSTD ? med(t.zstd) : null,
+    diffRss: Math.max(...t.diffRss),
+    patchRss: Math.max(...t.patchRss),
+    xRss: HAVE_XDELTA ? Math.max(...t.xRss) : null,
+    zRss: HAVE_ZSTD ? Math.max(...t.zRss) : null,
+    stats,
+  };
+  rows.push(row);
+  for (const f of [d, xd, zd]) rmSync(f, { force: true });
+  if (!values.keep) {
+    rmSync(oldP, { force: true });
+    rmSync(newP, { force: true });
+  }
+  const s = stats;
+  console.log(
+    `${w}: delta ${mb(row.delta)} MB (xdelta3 ${row.xdelta === null ? '-' : mb(row.xdelta)}, zstd ${row.zstd === null ? '-' : mb(row.zstd)}); ` +
+      `diff ${sec(row.diff)} s, patch ${sec(row.patch)} s, cat ${sec(row.cat)} s, dd ${sec(row.dd)} s, xdelta3 ${row.xdeltaMs === null ? '-' : sec(row.xdeltaMs)} s, zstd ${row.zstdMs === null ? '-' : sec(row.zstdMs)} s; ` +
+      `RSS diff ${mib(row.diffRss)} MiB, patch ${mib(row.patchRss)} MiB; records: XBZRLE ${s.xbzrle}, PAGE ${s.page}, ZERO ${s.zero}, refs ${s.refOld}+${s.refNew}`,
+  );
+}
+
+console.log(`\n| ${values.size} workload | delta | xdelta3 | zstd | ratio to best peer | diff | peer (faster) | cat | diff/peer | diff/cat | patch | dd | patch/dd | RSS diff/patch | RSS xdelta3/zstd |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+let smaller = 0;
+let counted = 0;
+for (const r of rows) {
+  const peers = [r.xdelta, r.zstd].filter((x) => x !== null);
+  const best = peers.length > 0 ? Math.min(...peers) : null;
+  const peerMs = [r.xdeltaMs, r.zstdMs].filter((x) => x !== null);
+  const fast = peerMs.length > 0 ? Math.min(...peerMs) : null;
+  if (peers.length > 0) {
+    counted++;
+    if (peers.every((p) => r.delta < p)) smaller++;
+  }
+  console.log(
+    `| ${r.w} | ${mb(r.delta)} MB | ${r.xdelta === null ? '-' : mb(r.xdelta) + ' MB'} | ${r.zstd === null ? '-' : mb(r.zstd) + ' MB'} | ${best === null ? '-' : (r.delta / best).toFixed(2)} | ${sec(r.diff)} s | ${fast === null ? '-' : sec(fast) + ' s'} | ${sec(r.cat)} s | ${fast === null ? '-' : (r.diff / fast).toFixed(3)} | ${(r.diff / r.cat).toFixed(2)} | ${sec(r.patch)} s | ${sec(r.dd)} s | ${(r.patch / r.dd).toFixed(2)} | ${mib(r.diffRss)}/${mib(r.patchRss)} MiB | ${r.xRss === null ? '-' : mib(r.xRss)}/${r.zRss === null ? '-' : mib(r.zRss)} MiB |`,
+  );
+}
+if (counted > 0) console.log(`\nsmaller than both peers on ${smaller} of ${counted} workloads`);
