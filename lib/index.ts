@@ -84,3 +84,9 @@ export {
   type DeltaHeader,
   type DeltaTrailer,
 } from './delta/index.js';
+
+// Issue 16: QEMU 8–10 streams, mapped-ram files, target checks.
+export { type TargetBlock } from './format/record-parser.js';
+export { type QueryMigrateJSON } from './stats.js';
+export { guessQemuVersion, machineTypeVersion, QEMU_CHANGES, type QemuVersion, type StreamFeatures } from './qemu/version.js';
+export { copyMappedRamBlock, MAPPED_RAM_HEADER_SIZE, MAPPED_RAM_VERSION, type MappedRamBlock } from './qemu/mapped-ram.js';
