@@ -69,7 +69,7 @@ function expectUsageError(r: CliResult, pattern: RegExp): void {
   expect(r.code, `exit status; stderr: ${r.stderr}`).toBe(1);
   expect(r.stderr).toMatch(/^xbzrle: /);
   expect(r.stderr).toMatch(pattern);
-  expect(r.stderr).toContain("Try 'xbzrle --help'.");
+  expect(r.stderr).toMatch(/\nTry 'xbzrle ([a-z]+ )?--help'\.\n$/);
   expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
 }
 
@@ -538,7 +538,7 @@ describe.concurrent('xbzrle encode / decode', () => {
     expect(sameBytes(readFileSync(join(dir, 'img-small')), last)).toBe(true);
     // The commands that write a file take --cache-size for its page cache, up to what one buffer holds.
     for (const args of [['decode', stream, '--out', join(dir, 'img-huge')], ['patch', files[0]!, stream, '-o', join(dir, 'img-huge')], ['extract', stream, '--out', join(dir, 'huge')]]) {
-      expectOneLineError(await runCli([...args, '--cache-size', '5G']), /--cache-size: at most/);
+      expectOneLineError(await runCli([...args, '--cache-size', '5G']), /--cache-size 5G: at most 4G \(4294967296 bytes\)/);
     }
     expect(existsSync(join(dir, 'img-huge')) || existsSync(join(dir, 'huge'))).toBe(false);
     // A cache of 4 pages cannot hold a 64-page image: most pages go whole.
@@ -547,11 +547,12 @@ describe.concurrent('xbzrle encode / decode', () => {
     expect(big.records.PAGE).toBeGreaterThan((await statJson(join(dir, 's64'))).records.PAGE);
   });
 
-  it('decode also rebuilds an image from a diff delta (against zeros)', async () => {
+  it('a diff delta (against zeros) is applied by patch, and decode says so', async () => {
     const dir = freshDir('enc');
     const pn = put(dir, 'new', last);
     expectOk(await runCli(['diff', '/dev/null', pn, '-o', join(dir, 'd'), '-q']));
-    expectOk(await runCli(['decode', join(dir, 'd'), '--out', join(dir, 'img'), '-q']));
+    expectOneLineError(await runCli(['decode', join(dir, 'd'), '--out', join(dir, 'img'), '-q']), /a delta against a base image .*apply it with 'xbzrle patch/);
+    expectOk(await runCli(['patch', '/dev/null', join(dir, 'd'), '-o', join(dir, 'img'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
   });
 
@@ -605,10 +606,11 @@ describe.concurrent('refusals', () => {
 
   it.each([
     ['encode', (d: string) => ['encode', join(d, 'a'), join(d, 'b'), '-o', join(d, 'x')]],
-    ['decode', (d: string) => ['decode', join(d, 'd'), '--out', join(d, 'x')]],
+    ['decode', (d: string) => ['decode', join(d, 's'), '--out', join(d, 'x')]],
   ])('%s does not overwrite an existing output without -f', async (_name, args) => {
     const { dir } = setup();
     put(dir, 'd', await delta());
+    expectOk(await runCli(['encode', join(dir, 'a'), join(dir, 'b'), '-o', join(dir, 's'), '-q'])); // a stream for decode
     const x = put(dir, 'x', Buffer.from('keep me'));
     expectOneLineError(await runCli(args(dir)), /already exists/);
     expect(readFileSync(x, 'utf8')).toBe('keep me');
@@ -740,7 +742,8 @@ describe.concurrent('bad input: exit 1, one-line message naming the file, no out
       const out = join(dir, `out-${cmd}`);
       const args = cmd === 'patch' ? ['patch', po, pb, '-o', out] : cmd === 'decode' ? ['decode', pb, '--out', out] : ['stat', pb, '--json'];
       const res = await runCli(args);
-      expectOneLineError(res, pattern_);
+      // decode is not the command for a delta against a base image: it may say so first.
+      expectOneLineError(res, cmd === 'decode' && /apply it with 'xbzrle patch/.test(res.stderr) ? /a delta against a base image/ : pattern_);
       if (cmd === 'stat') expect(res.stdout.length).toBe(0);
       expect(existsSync(out), `${cmd} left ${out}`).toBe(false);
     }
@@ -1048,7 +1051,7 @@ describe.concurrent('output targets that are not plain new files', () => {
     for (const force of [[], ['-f']]) {
       const r = await runCli(['extract', put(dir, 'd', delta), '--out', out, '-q', ...force]);
       expectOneLineError(r, /"x\/y" and "x_y" would both be written/);
-      expect(readdirSync(out)).toEqual([]);
+      expect(existsSync(out)).toBe(false); // the folder extract made is gone again
     }
   });
 });

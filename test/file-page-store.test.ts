@@ -26,6 +26,21 @@ describe('FilePageStore', () => {
     expect(blockFileName('/rom@etc/acpi/tables')).toBe('_rom@etc_acpi_tables.bin');
   });
 
+  it('creates its folder (and missing parents) when it does not exist, as readQemuMigration users expect', async () => {
+    const nested = join(dir, 'not', 'yet');
+    const store = new FilePageStore({ dir: nested });
+    await store.declare([{ id: 'pc.ram', length: 4 * PS }]);
+    await store.put('pc.ram', PS, new Uint8Array(PS).fill(5));
+    await store.finish();
+    const image = await readFile(join(nested, 'pc.ram.bin'));
+    expect(image.length).toBe(4 * PS);
+    expect(image[PS]).toBe(5);
+    // A `path` function's folders are the caller's: a missing one is an error, not created.
+    const byPath = new FilePageStore({ path: () => join(dir, 'absent', 'x.bin') });
+    await expect(Promise.resolve(byPath.put('x', 0, new Uint8Array(PS))).then(() => byPath.finish())).rejects.toMatchObject({ code: 'ENOENT' });
+    await byPath.close();
+  });
+
   it('reads never-written pages as zeros, sees its own cached writes, and writes them out on finish()', async () => {
     const store = new FilePageStore({ dir });
     const a = new Uint8Array(PS).fill(7);

@@ -8,8 +8,10 @@ import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
 
-/** Temp files to remove if the process is interrupted, with the name the user gave their output. */
-const pendingTemps = new Map<string, string>();
+/** Temp files to remove if the process is interrupted. */
+const pendingTemps = new Set<string>();
+/** Every temp file's output, as the user named it (kept after the temp is gone, for messages). */
+const tempNames = new Map<string, string>();
 /** Folders this run created, removed (when still empty) if it fails or is interrupted; deepest last. */
 const createdDirs: string[] = [];
 let signalsHooked = false;
@@ -31,7 +33,7 @@ function hookSignals(): void {
 
 /** Removes every pending temp file, then the folders this run created if empty (on a fatal error or a signal). */
 export function removeTempsSync(): void {
-  for (const path of pendingTemps.keys()) {
+  for (const path of pendingTemps) {
     try {
       unlinkSync(path);
     } catch {
@@ -48,9 +50,18 @@ export function removeTempsSync(): void {
   }
 }
 
+/**
+ * The file a system error is about, as the user named it: the output a temp file
+ * stands for (a copy's destination first), else the path the error names.
+ */
+export function systemErrorName(err: unknown): string | undefined {
+  const e = err as (NodeJS.ErrnoException & { dest?: string }) | null;
+  return outputNameOf(e?.dest) ?? outputNameOf(e?.path) ?? e?.path;
+}
+
 /** The name the user gave the output a temp file stands for (for messages), or undefined. */
 export function outputNameOf(path: string | undefined): string | undefined {
-  return path === undefined ? undefined : pendingTemps.get(path);
+  return path === undefined ? undefined : tempNames.get(path);
 }
 
 /**
@@ -230,7 +241,8 @@ export class TempFile {
     removeStaleTemps(finalPath);
     const rand = Math.random().toString(36).slice(2, 10);
     this.path = join(dirname(finalPath), `.${tempStem(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
-    pendingTemps.set(this.path, displayName);
+    pendingTemps.add(this.path);
+    tempNames.set(this.path, displayName);
   }
 
   /** Renames the temp file into place and fsyncs the folder. */
@@ -549,8 +561,9 @@ export class InputMeter extends Transform {
     return this.headLength >= 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
   }
 
-  /** True when the input can start a RAM record stream (see `looksLikeRamStream`). */
+  /** False when the input cannot be a RAM record stream: empty, or a first record header no stream starts with (see `looksLikeRamStream`). */
   get mayBeRamStream(): boolean {
+    if (this.headLength > 0 && this.headLength < SNIFF_BYTES) return true; // too short to tell: truncated
     return looksLikeRamStream(this.head.subarray(0, this.headLength));
   }
 
@@ -573,13 +586,10 @@ export function inputError(name: string, err: unknown, meter?: InputMeter): unkn
       return new CliError(`${name}: this is a QEMU migration file, not a delta (try: xbzrle stat / xbzrle extract)`);
     }
     if (meter !== undefined && err.code.startsWith('ERR_RAM_') && !meter.isQemuFile && !meter.mayBeRamStream) {
-      return new CliError(`${name}: ${meter.bytes === 0 ? 'empty: ' : ''}not a RAM record stream or QEMU migration file`);
+      return new CliError(`${name}: ${meter.bytes === 0 ? 'empty: ' : ''}not a RAM record stream or QEMU migration file${meter.bytes === 0 ? '' : ' (byte 0 starts no record)'}`);
     }
     return new CliError(`${name}: ${err.message}`);
   }
-  if (errnoText(err) !== null) {
-    const path = (err as NodeJS.ErrnoException).path;
-    return namedError(outputNameOf(path) ?? path ?? name, err);
-  }
+  if (errnoText(err) !== null) return namedError(systemErrorName(err) ?? name, err);
   return err;
 }

@@ -8,7 +8,7 @@ import { extract, EXTRACT_HELP } from './commands/extract.js';
 import { patch, PATCH_HELP } from './commands/patch.js';
 import { stat, STAT_HELP } from './commands/stat.js';
 import { CliError, errnoText } from './errors.js';
-import { BrokenPipe, outputNameOf, removeTempsSync } from './files.js';
+import { BrokenPipe, removeTempsSync, systemErrorName } from './files.js';
 
 const HELP = `usage: xbzrle <command> [options]
 
@@ -35,12 +35,12 @@ type Command = {
 };
 
 const COMMANDS: Record<string, Command> = {
-  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size'] },
-  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size'] },
-  stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size'] },
-  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size'] },
+  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size', 'format', 'level', 'no-compress'] },
+  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target'] },
+  stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size', 'target'] },
+  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target'] },
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
-  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size'] },
+  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target'] },
 };
 
 function version(): string {
@@ -111,10 +111,9 @@ main(process.argv.slice(2)).then(
     }
     if (err instanceof CliError) {
       process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? `Try 'xbzrle ${current === undefined ? '' : `${current} `}--help'.\n` : ''}`);
-    } else if (errnoText(err) !== null && typeof (err as NodeJS.ErrnoException).path === 'string') {
+    } else if (errnoText(err) !== null && systemErrorName(err) !== undefined) {
       // A system error on a file: named as the user gave it (a temp file by its output's name).
-      const path = (err as NodeJS.ErrnoException).path!;
-      process.stderr.write(`xbzrle: ${outputNameOf(path) ?? path}: ${errnoText(err)}\n`);
+      process.stderr.write(`xbzrle: ${systemErrorName(err)}: ${errnoText(err)}\n`);
     } else {
       const e = err as NodeJS.ErrnoException;
       const message = e.message ?? String(err);

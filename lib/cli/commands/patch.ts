@@ -34,11 +34,13 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   if (oldPath === '-') throw new CliError('patch needs OLD as a file');
   const cacheSize = fileCacheSize(o);
   const oldStat = await stat(oldPath).catch(() => null);
-  if (oldStat === null || !oldStat.isFile()) throw new CliError(`${oldPath}: no such file`);
+  if (oldStat === null) throw new CliError(`${oldPath}: no such file`);
+  // A regular file, or /dev/null for a delta made against nothing (`diff /dev/null NEW`).
+  if (!oldStat.isFile() && !(oldStat.isCharacterDevice() && oldStat.size === 0 && oldPath === '/dev/null')) throw new CliError(`${oldPath}: not a regular file`);
   const newPath = o.output;
   const out = await checkOutputPath(newPath, o.force, [oldPath, deltaPath]);
   const input = await openInput(deltaPath);
-  const temp = new TempFile(out.path);
+  const temp = new TempFile(out.path, newPath);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);

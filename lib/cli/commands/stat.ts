@@ -108,7 +108,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
   } catch (err) {
     progress.finish();
     input.stream.destroy();
-    throw inputError(input.name, err, meter);
+    throw inputError(input.name, err, meter.isQemuFile ? undefined : meter);
   }
 }
 

@@ -1,0 +1,310 @@
+/**
+ * What a new user of the `xbzrle` command meets in the first hour (issue 13):
+ * help for a command, usage hints naming the command, one output flag,
+ * plurals, errors naming what the user typed, compressed and foreign inputs
+ * named for what they are, no folder left by a failed extract, an encoder
+ * cache that holds the image, and a diff delta given to decode. Through the
+ * built bin (`npm test` builds first).
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes, rng } from './helpers/bytes.js';
+import { assertBuilt, CLI, PACKAGE_JSON, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
+
+const PS = 4096;
+let root = '';
+let counter = 0;
+
+beforeAll(async () => {
+  assertBuilt();
+  root = await mkdtemp(join(tmpdir(), 'xbzrle-manners-'));
+  chmodSync(root, 0o755);
+});
+
+afterAll(async () => {
+  if (root !== '') await rm(root, { recursive: true, force: true });
+});
+
+function freshDir(label: string): string {
+  const dir = join(root, `${label}-${++counter}`);
+  mkdirSync(dir);
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+function put(dir: string, name: string, data: Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, data);
+  return path;
+}
+
+function oneLine(r: CliResult, pattern: RegExp): void {
+  expect(r.code, `stderr: ${r.stderr}`).toBe(1);
+  expect(r.stderr).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(r.stderr).not.toMatch(/xbzrle-tmp|EACCES|ERR_[A-Z_]+:/);
+}
+
+/** An image and a copy with a few bytes changed (a delta of XBZRLE records). */
+function pair(dir: string, pages = 16): { a: string; b: string } {
+  const old = randomBytes(pages * PS, rng(7));
+  const next = old.slice();
+  next[5 * PS + 100]! ^= 0xff;
+  next[9 * PS + 7]! ^= 0x55;
+  return { a: put(dir, 'a.img', old), b: put(dir, 'b.img', next) };
+}
+
+const VERSION = (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;
+
+describe('help and usage', () => {
+  it("'xbzrle help CMD' and 'xbzrle CMD --help' print that command's help", async () => {
+    for (const cmd of ['diff', 'patch', 'stat', 'extract', 'encode', 'decode']) {
+      const a = await runCli(['help', cmd]);
+      const b = await runCli([cmd, '--help']);
+      expect(a.code).toBe(0);
+      expect(a.stdout.toString()).toMatch(new RegExp(`^usage: xbzrle ${cmd} `));
+      expect(a.stdout.toString()).toBe(b.stdout.toString());
+    }
+    expect((await runCli(['help'])).stdout.toString()).toMatch(/^usage: xbzrle <command>/);
+    oneLine(await runCli(['help', 'nope']), /^xbzrle: unknown command "nope"\nTry 'xbzrle --help'\.\n$/);
+  });
+
+  it("a usage error names the command at hand: Try 'xbzrle CMD --help'", async () => {
+    const r = await runCli(['diff', '--bogus']);
+    oneLine(r, /^xbzrle: Unknown option '--bogus'\nTry 'xbzrle diff --help'\.\n$/);
+    const s = await runCli(['stat', 'a', 'b']);
+    oneLine(s, /Try 'xbzrle stat --help'\.\n$/);
+    const u = await runCli(['frobnicate']);
+    oneLine(u, /Try 'xbzrle --help'\.\n$/);
+  });
+
+  it("'xbzrle CMD --version' prints the version", async () => {
+    for (const cmd of ['diff', 'stat', 'decode']) {
+      const r = await runCli([cmd, '--version']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toBe(`xbzrle ${VERSION}\n`);
+    }
+  });
+});
+
+describe('one output flag', () => {
+  it('-o/--output works on extract and decode, --out stays an alias, and two different outputs are refused', async () => {
+    const dir = freshDir('output');
+    const { a } = pair(dir);
+    const stream = join(dir, 's.xs');
+    expect((await runCli(['encode', a, '-o', stream, '-q'])).code).toBe(0);
+    for (const flag of ['-o', '--output', '--out']) {
+      const img = join(dir, `img${flag}`);
+      const r = await runCli(['decode', stream, flag, img, '-q']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(img)).toEqual(readFileSync(a));
+    }
+    const fixture = join('test', 'fixtures', 'qemu-7.2', 'sparse-c32m.mig.gz');
+    for (const flag of ['-o', '--out']) {
+      const out = join(dir, `x${flag}`);
+      const r = await runCli(['extract', fixture, flag, out, '-q']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readdirSync(out)).toContain('pc.ram.bin');
+    }
+    oneLine(await runCli(['decode', stream, '-o', join(dir, 'p'), '--out', join(dir, 'q')]), /two outputs/);
+  });
+});
+
+describe('plurals', () => {
+  it('1 round, 1 page', async () => {
+    const dir = freshDir('plural');
+    const { a, b } = pair(dir);
+    const enc = await runCli(['encode', a, '-o', join(dir, 'one.xs')]);
+    expect(enc.stderr).toMatch(/: 1 round of /);
+    const two = await runCli(['encode', a, b, '-o', join(dir, 'two.xs')]);
+    expect(two.stderr).toMatch(/: 2 rounds of /);
+    const one = new Uint8Array(readFileSync(a));
+    one[3]! ^= 1;
+    const c = put(dir, 'c.img', one);
+    expect((await runCli(['diff', a, c, '-o', join(dir, 'd'), '--format', 'qemu'])).code).toBe(0);
+    const p = await runCli(['patch', a, join(dir, 'd'), '-o', join(dir, 'c2.img')]);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stderr).not.toMatch(/\b1 pages\b/);
+    expect(p.stderr).toMatch(/\b1 page\b/);
+  });
+});
+
+/** Runs the CLI as an unprivileged user (uid/gid 65534), where permissions apply even when the tests run as root. */
+function runAsNobody(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
+  });
+}
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+/** Whether an unprivileged user can run dist/cli.js: every folder on its path searchable, the file readable. */
+const cliReadable = (() => {
+  const parts = CLI.split('/');
+  for (let i = 2; i <= parts.length; i++) {
+    const path = parts.slice(0, i).join('/') || '/';
+    const mode = statSync(path).mode;
+    if ((mode & (i === parts.length ? 0o004 : 0o001)) === 0) return false;
+  }
+  return true;
+})();
+
+describe('errors name what the user typed', () => {
+  it.skipIf(!isRoot || !cliReadable)('an unwritable output or folder: OUTPUT: permission denied (no temp file name)', async () => {
+    const dir = freshDir('perm');
+    const { a, b } = pair(dir);
+    chmodSync(a, 0o644);
+    chmodSync(b, 0o644);
+    const locked = join(dir, 'locked');
+    mkdirSync(locked);
+    chmodSync(locked, 0o555);
+    const stream = join(dir, 's.xs');
+    expect((await runCli(['encode', a, '-o', stream, '-q'])).code).toBe(0);
+    chmodSync(stream, 0o644);
+    const out = join(locked, 'out.img');
+    oneLine(await runAsNobody(['diff', a, b, '-o', out]), new RegExp(`^xbzrle: ${out}: permission denied\\n$`));
+    oneLine(await runAsNobody(['encode', a, '-o', out]), new RegExp(`^xbzrle: ${out}: permission denied\\n$`));
+    oneLine(await runAsNobody(['decode', stream, '-o', out]), new RegExp(`^xbzrle: ${out}: permission denied\\n$`));
+    oneLine(await runAsNobody(['patch', a, stream, '-o', out]), new RegExp(`^xbzrle: ${out}: permission denied\\n$`));
+    const folder = join(locked, 'sub');
+    oneLine(await runAsNobody(['extract', stream, '-o', folder]), new RegExp(`^xbzrle: ${folder}: permission denied\\n$`));
+    expect(readdirSync(locked)).toEqual([]);
+    chownSync(locked, 65534, 65534);
+    chmodSync(locked, 0o755);
+  });
+
+  it('--cache-size too large names the flag and the largest value', async () => {
+    const dir = freshDir('cache');
+    const { a } = pair(dir);
+    oneLine(await runCli(['encode', a, '-o', join(dir, 'x'), '--cache-size', '100G']), /^xbzrle: --cache-size 100G: at most 4G \(4294967296 bytes\)/);
+    oneLine(await runCli(['decode', a, '-o', join(dir, 'y'), '--cache-size', '100G']), /^xbzrle: --cache-size 100G: at most \d+[kMGT]? \(\d+ bytes\)/);
+  });
+});
+
+describe('inputs named for what they are', () => {
+  it('stat, extract, patch and decode read gzip-compressed input as it is', async () => {
+    const dir = freshDir('gzip');
+    const { a, b } = pair(dir);
+    const delta = join(dir, 'd.xd');
+    expect((await runCli(['diff', a, b, '-o', delta, '--format', 'qemu'])).code).toBe(0);
+    const gz = put(dir, 'd.xd.gz', gzipSync(readFileSync(delta)));
+    const st = await runCli(['stat', gz, '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    expect(JSON.parse(st.stdout.toString()).records.XBZRLE).toBe(2);
+    const piped = await runCli(['stat', '--json'], { input: readFileSync(gz) });
+    expect(piped.code, piped.stderr).toBe(0);
+    const p = await runCli(['patch', a, gz, '-o', join(dir, 'b2.img'), '-q']);
+    expect(p.code, p.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'b2.img'))).toEqual(readFileSync(b));
+    const stream = join(dir, 's.xs');
+    expect((await runCli(['encode', a, b, '-o', stream, '-q'])).code).toBe(0);
+    const sgz = put(dir, 's.xs.gz', gzipSync(readFileSync(stream)));
+    const d = await runCli(['decode', sgz, '-o', join(dir, 'final.img'), '-q']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'final.img'))).toEqual(readFileSync(b));
+    const x = await runCli(['extract', join('test', 'fixtures', 'qemu-7.2', 'sparse-c32m.mig.gz'), '-o', join(dir, 'x'), '-q']);
+    expect(x.code, x.stderr).toBe(0);
+  });
+
+  it('zstd, xz and bzip2 input, and compressed images, are named with the command that decompresses them', async () => {
+    const dir = freshDir('other');
+    const zst = put(dir, 'd.zst', Uint8Array.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 1, 2]));
+    const xz = put(dir, 'd.xz', Uint8Array.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0, 1]));
+    const bz = put(dir, 'd.bz2', Uint8Array.from([0x42, 0x5a, 0x68, 0x39, 0x31, 0x41, 0x59, 0x26]));
+    oneLine(await runCli(['stat', zst]), new RegExp(`^xbzrle: ${zst}: zstd-compressed: decompress it first \\(zstd -d\\)\\n$`));
+    oneLine(await runCli(['stat'], { input: readFileSync(xz) }), /^xbzrle: stdin: xz-compressed: decompress it first \(xz -d\)\n$/);
+    oneLine(await runCli(['decode', bz, '-o', join(dir, 'o')]), /bzip2-compressed: decompress it first \(bunzip2\)/);
+    oneLine(await runCli(['extract', zst, '-o', join(dir, 'dir')]), /zstd-compressed/);
+    const { a } = pair(dir);
+    const agz = put(dir, 'a.img.gz', gzipSync(readFileSync(a)));
+    oneLine(await runCli(['encode', agz, '-o', join(dir, 'e')]), new RegExp(`^xbzrle: ${agz}: gzip-compressed: decompress it first \\(gunzip\\)\\n$`));
+    expect(existsSync(join(dir, 'dir'))).toBe(false);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('a raw memory image given to stat is "not a RAM record stream or QEMU migration file"', async () => {
+    const dir = freshDir('raw');
+    const { a } = pair(dir);
+    const zero = put(dir, 'zero.img', new Uint8Array(8 * PS));
+    for (const f of [a, zero]) oneLine(await runCli(['stat', f]), new RegExp(`^xbzrle: ${f}: not a RAM record stream or QEMU migration file \\(byte 0 starts no record\\)\\n$`));
+    oneLine(await runCli(['stat', put(dir, 'empty', new Uint8Array(0))]), /empty: not a RAM record stream or QEMU migration file/);
+  });
+});
+
+describe('extract leaves no folder it created', () => {
+  it('when it fails', async () => {
+    const dir = freshDir('extract-fail');
+    const bad = put(dir, 'bad.mig', Uint8Array.from([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 0x09]));
+    const out = join(dir, 'new', 'deeper');
+    oneLine(await runCli(['extract', bad, '-o', out]), /bad\.mig/);
+    expect(readdirSync(dir)).toEqual(['bad.mig']);
+    // A folder that existed stays.
+    mkdirSync(join(dir, 'kept'));
+    oneLine(await runCli(['extract', bad, '-o', join(dir, 'kept')]), /bad\.mig/);
+    expect(existsSync(join(dir, 'kept'))).toBe(true);
+  });
+
+  it('when it is interrupted', async () => {
+    const dir = freshDir('extract-signal');
+    const out = join(dir, 'made');
+    const child = spawn(process.execPath, [CLI, 'extract', '-', '-o', out], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The start of a QEMU file, then nothing: extract waits for more input.
+    child.stdin.write(Uint8Array.from([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3]));
+    for (let i = 0; i < 100 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(out)).toBe(true);
+    const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await closed).toBe(143);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('encode: a cache that holds the image', () => {
+  it('defaults to the image size and warns when a given cache holds less than one image', async () => {
+    const dir = freshDir('encode-cache');
+    const pages = 512; // 2 MiB
+    const r = rng(3);
+    const base = randomBytes(pages * PS, r);
+    const rounds = [base];
+    for (let k = 1; k < 4; k++) {
+      const next = rounds[k - 1]!.slice();
+      for (let p = 0; p < pages; p++) next[p * PS + ((k * 13) % PS)]! ^= 1;
+      rounds.push(next);
+    }
+    const files = rounds.map((d, k) => put(dir, `r${k}.img`, d));
+    const whole = await runCli(['encode', ...files, '-o', join(dir, 'whole.xs')]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stderr).not.toMatch(/warning/);
+    const small = await runCli(['encode', ...files, '-o', join(dir, 'small.xs'), '--cache-size', '1M']);
+    expect(small.code, small.stderr).toBe(0);
+    expect(small.stderr).toMatch(/^xbzrle: warning: the page cache holds 1\.00 MiB, less than the image \(2\.00 MiB\): pages that fall out of it are sent whole \(--cache-size 2M holds it\)\n/);
+    const quiet = await runCli(['encode', ...files, '-o', join(dir, 'q.xs'), '--cache-size', '1M', '-q']);
+    expect(quiet.stderr).toBe('');
+    const size = (f: string): number => readFileSync(join(dir, f)).length;
+    // Rounds 2-4 are one-byte deltas with the whole image cached; half of them whole pages with half of it.
+    expect(size('small.xs')).toBeGreaterThan(2 * size('whole.xs'));
+  });
+});
+
+describe('decode of a diff delta', () => {
+  it('says that patch applies a delta, and writes nothing', async () => {
+    const dir = freshDir('decode-delta');
+    const { a, b } = pair(dir);
+    const delta = join(dir, 'd.xd');
+    expect((await runCli(['diff', a, b, '-o', delta, '--format', 'qemu'])).code).toBe(0);
+    const out = join(dir, 'out.img');
+    oneLine(await runCli(['decode', delta, '-o', out]), new RegExp(`^xbzrle: ${delta}: a delta against a base image .*: apply it with 'xbzrle patch BASE ${delta} -o NEW'\\n$`));
+    expect(existsSync(out)).toBe(false);
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,42 @@
+/**
+ * The README's command-line walkthrough runs as written in a clone (after the
+ * build `npm test` does), and leaves the clone as it was: its outputs go to a
+ * scratch folder.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { assertBuilt } from './helpers/cli.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** The ```sh block that follows the "### 3. The command line" heading. */
+function walkthrough(): string {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### 3. The command line'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section);
+  if (block === null) throw new Error('no sh block in the command-line section of README.md');
+  return block[1]!;
+}
+
+describe('README walkthrough', () => {
+  it('runs as written and leaves nothing in the clone', () => {
+    assertBuilt();
+    const script = walkthrough();
+    // Names the walkthrough writes: none may appear in the clone.
+    const outputs = [...script.matchAll(/(?:-o|>)\s+([\w.]+)/g)].map((m) => m[1]!);
+    expect(outputs).toEqual(expect.arrayContaining(['sparse', 'mixed', 'ram.xd', 'restored.bin', 'rounds.xs', 'final.bin']));
+    const before = outputs.filter((o) => existsSync(join(ROOT, o)));
+    const out = execFileSync('bash', ['-e', '-o', 'pipefail', '-c', `shopt -s expand_aliases\n${script}`], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
+    expect(out).toMatch(/QEMU migration stream/);
+    expect(out).toMatch(/RAM record stream/);
+    expect(outputs.filter((o) => existsSync(join(ROOT, o)))).toEqual(before);
+  }, 180_000);
+});
