@@ -1,4 +1,4 @@
-import type { TransformCallback } from 'node:stream';
+import type { Transform as NodeTransform, TransformCallback, TransformOptions } from 'node:stream';
 import { Buffer } from 'node:buffer';
 import { DecoderCore, type DecodedPageKind, type DecoderOptions } from '../core/decoder.js';
 import { argTypeError } from '../errors.js';
@@ -30,6 +30,46 @@ export interface XbzrleDecodeStreamOptions extends DecoderOptions {
 }
 
 /**
+ * The base class as the published declarations show it: Node's `Transform`
+ * (readable-stream, the base at run time, has the same API, so consumers need
+ * no readable-stream types) with the pause hooks of `PacedTransform`.
+ */
+declare class NodeDecodeTransform extends NodeTransform {
+  /** @internal */
+  protected resumeOnRead(fn: () => void, callback: TransformCallback): void;
+  /** @internal */
+  protected holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void;
+}
+
+/**
+ * The typed side of {@link XbzrleDecodeStream}, before Node's `Transform`
+ * overloads: bytes in, {@link DecodedPage}s out.
+ */
+interface DecodeStreamTyping {
+  /** A page, after its record was applied to the store. */
+  on(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Like `on`, once. */
+  once(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Same as `on`. */
+  addListener(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Like `on`, called before the listeners already there. */
+  prependListener(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Like `once`, called before the listeners already there. */
+  prependOnceListener(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Removes a listener added for `data`. */
+  off(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** Same as `off`. */
+  removeListener(event: 'data', listener: (page: DecodedPage) => void): this;
+  /** The next page buffered on the readable side, or null. */
+  read(size?: number): DecodedPage | null;
+  /** `for await` over the pages. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<DecodedPage>;
+}
+
+// Type-level only: at run time this is PacedTransform itself.
+const DecodeStreamBase = PacedTransform as unknown as new (options: TransformOptions) => DecodeStreamTyping & NodeDecodeTransform;
+
+/**
  * Parses a QEMU RAM record stream and rebuilds the pages it carries.
  *
  * Writable side: bytes, split anywhere. Readable side: {@link DecodedPage}
@@ -54,7 +94,7 @@ export interface XbzrleDecodeStreamOptions extends DecoderOptions {
  * const image = store.read('ram')
  * ```
  */
-export class XbzrleDecodeStream extends PacedTransform {
+export class XbzrleDecodeStream extends DecodeStreamBase {
   /** The page store. */
   readonly store: PageStore;
   /** Page size of the stream. */

@@ -1,4 +1,4 @@
-import type { TransformCallback } from 'node:stream';
+import type { Transform as NodeTransform, TransformCallback, TransformOptions } from 'node:stream';
 import { Buffer } from 'node:buffer';
 import type { PageCache } from '../cache/page-cache.js';
 import { EncoderCore, type EncoderOptions, type PageRecord } from '../core/encoder.js';
@@ -24,6 +24,45 @@ export interface SyncOptions {
 class SyncRequest {
   constructor(readonly final: boolean) {}
 }
+
+/**
+ * The base class as the published declarations show it: Node's `Transform`
+ * (readable-stream, the base at run time, has the same API, so consumers need
+ * no readable-stream types) with the pause hook of `PacedTransform`.
+ */
+declare class NodeEncodeTransform extends NodeTransform {
+  /** @internal */
+  protected resumeOnRead(fn: () => void, callback: TransformCallback): void;
+}
+
+/**
+ * The typed side of {@link XbzrleEncodeStream}, before Node's `Transform`
+ * overloads: its output, byte chunks (`Buffer`s). Records go in through
+ * `write()` as into any object-mode `Transform`.
+ */
+interface EncodeStreamTyping {
+  /** Output bytes, in chunks of at least `chunkSize` where the input allows. */
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Like `on`, once. */
+  once(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Same as `on`. */
+  addListener(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Like `on`, called before the listeners already there. */
+  prependListener(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Like `once`, called before the listeners already there. */
+  prependOnceListener(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Removes a listener added for `data`. */
+  off(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** Same as `off`. */
+  removeListener(event: 'data', listener: (chunk: Buffer) => void): this;
+  /** The next chunk of bytes buffered on the readable side, or null. */
+  read(size?: number): Buffer | null;
+  /** `for await` over the output chunks. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer>;
+}
+
+// Type-level only: at run time this is PacedTransform itself.
+const EncodeStreamBase = PacedTransform as unknown as new (options: TransformOptions) => EncodeStreamTyping & NodeEncodeTransform;
 
 /**
  * Turns page records into a QEMU RAM record stream with XBZRLE deltas.
@@ -53,7 +92,7 @@ class SyncRequest {
  * enc.end()
  * ```
  */
-export class XbzrleEncodeStream extends PacedTransform {
+export class XbzrleEncodeStream extends EncodeStreamBase {
   /** Page size of the stream. */
   readonly pageSize: number;
   /** The page cache in use. */
@@ -129,7 +168,7 @@ export class XbzrleEncodeStream extends PacedTransform {
   }
 
   /** @internal */
-  override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     // Ended and read to the end: the reader has every page the cache holds. Otherwise
     // (destroyed mid-stream, or after end() with output still buffered) a shared cache is emptied.
     this.core.dispose(this.readableEnded);
