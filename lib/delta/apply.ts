@@ -17,15 +17,21 @@ import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 
 /** Where the applier reads OLD, and earlier NEW pages. */
 export interface DeltaApplyIO {
-  /** OLD, in order from its first byte (any chunking). */
-  old: AsyncIterable<Uint8Array>;
+  /** OLD, in order from its first byte (any chunking), when there is no `oldFile`. */
+  old?: AsyncIterable<Uint8Array>;
+  /** OLD as a file: read in order one step ahead of the applier (straight into kernel memory), and at random for references. */
+  oldFile?: { read(into: Uint8Array, length: number, position: number): Promise<number> };
   /** Reads OLD's page at byte `offset` into `into`; needed for references to OLD pages outside the current step. */
   readOld?(offset: number, into: Uint8Array): Promise<void>;
   /** Reads NEW's (already yielded) page at byte `offset` into `into`; needed for references to earlier NEW pages outside the current step. */
   readNew?(offset: number, into: Uint8Array): Promise<void>;
 }
 
-/** A step of NEW handed out by {@link DeltaApplier.steps}; valid until the next one is asked for. */
+/**
+ * A step of NEW handed out by {@link DeltaApplier.steps}. Two buffers take
+ * turns, so a step stays valid while the next one is computed: until the
+ * generator is resumed a second time.
+ */
 export interface NewStep {
   /** Byte offset in NEW. */
   offset: number;
@@ -98,17 +104,42 @@ export class DeltaApplier {
     const oldName = this.o.oldName ?? 'OLD';
     const oldPadded = Math.ceil(h.oldSize / ps) * ps;
     const total = Math.max(h.newSize, oldPadded);
-    const oldBuf = allocPages(stepPages, ps);
-    const newBuf = allocPages(stepPages, ps);
+    // Three buffers take turns: the step being rebuilt (OLD's bytes, patched in place), the
+    // next step's OLD being read ahead, and the previous step the consumer may still be writing.
+    const bufs = [allocPages(stepPages, ps), allocPages(stepPages, ps), allocPages(stepPages, ps)] as const;
+    const zeros = [new Uint8Array(stepPages), new Uint8Array(stepPages), new Uint8Array(stepPages)] as const;
     const scratch = allocPages(1, ps);
     const kernel = new PageKernel(ps, 1);
-    const zero = new Uint8Array(stepPages);
+    const file = io.oldFile;
+    const readOld = io.readOld ?? (file === undefined ? undefined : async (off: number, into: Uint8Array): Promise<void> => {
+      const have = Math.max(0, Math.min(ps, h.oldSize - off));
+      let done = 0;
+      while (done < have) {
+        const r = await file.read(done === 0 ? into : into.subarray(done), have - done, off + done);
+        if (r === 0) break;
+        done += r;
+      }
+      into.fill(0, done, ps);
+    });
+    // OLD's step `s` into `buf`: how many bytes OLD had there (fewer than asked: OLD ended).
+    const fillOld = async (buf: Uint8Array, s: number, want: number): Promise<number> => {
+      let done = 0;
+      while (done < want) {
+        const r = await file!.read(done === 0 ? buf : buf.subarray(done), want - done, s + done);
+        if (r === 0) break;
+        done += r;
+      }
+      return done;
+    };
     const changed = new Uint8Array(stepPages);
     const oldHashes = new BigUint64Array(stepPages);
     const zh = zeroPageHash(this.hasher, ps);
     const oldDigest = new ImageDigest(this.hasher);
     const newDigest = new ImageDigest(this.hasher);
-    const oldQ = new ByteQueue(io.old);
+    if (file === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile');
+    const oldQ = file === undefined ? new ByteQueue(io.old!) : null;
+    const oldWant = (s: number): number => Math.max(0, Math.min(stepBytes, total - s, h.oldSize - s));
+    let prefetch: Promise<number> | null = file !== undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
     const cursor = new RecordCursor(h);
     const st = this.stats;
     let have = false; // the cursor holds a record not yet applied
@@ -134,12 +165,20 @@ export class DeltaApplier {
     };
     try {
       await nextRecord();
-      for (let s = 0; s < total; s += stepBytes) {
+      for (let s = 0, k = 0; s < total; s += stepBytes, k = k === 2 ? 0 : k + 1) {
         const n = Math.min(stepBytes, total - s);
+        const newBuf = bufs[k]!;
+        const oldBuf = newBuf;
+        const zero = zeros[k]!;
         // OLD's bytes of this step, zeros past its end.
-        const oldHave = Math.max(0, Math.min(n, h.oldSize - s));
-        if (oldHave > 0) {
-          const got = await oldQ.read(oldHave);
+        const oldHave = oldWant(s);
+        if (prefetch !== null) {
+          const got = await prefetch;
+          if (got < oldHave) throw wrongBaseSize(oldName, s + got, h.oldSize);
+          const next = s + stepBytes;
+          prefetch = next < total ? fillOld(bufs[k === 2 ? 0 : k + 1]!, next, oldWant(next)) : null;
+        } else if (oldHave > 0) {
+          const got = await oldQ!.read(oldHave);
           if (got.length < oldHave) throw wrongBaseSize(oldName, s + got.length, h.oldSize);
           oldBuf.set(got, 0);
         }
@@ -155,7 +194,6 @@ export class DeltaApplier {
         }
         if (s >= h.newSize) continue;
         const m = Math.min(n, h.newSize - s);
-        newBuf.set(oldBuf.subarray(0, m), 0);
         changed.fill(0);
         const end = s + m;
         while (have && cursor.offset < end) {
@@ -183,14 +221,15 @@ export class DeltaApplier {
               const y = cursor.refOffset;
               if (cursor.refKind === REF_OLD) {
                 st.refOld++;
-                if (y >= s && y < s + n) newBuf.set(oldBuf.subarray(y - s, y - s + ps), at);
-                else if (io.readOld !== undefined) {
-                  await io.readOld(y, scratch);
+                // OLD's page is still in the step buffer unless a record already replaced it.
+                if (y >= s && y < s + n && changed[(y - s) / ps] === 0) newBuf.copyWithin(at, y - s, y - s + ps);
+                else if (readOld !== undefined) {
+                  await readOld(y, scratch);
                   newBuf.set(scratch, at);
                 } else throw new XbzrleError('ERR_DELTA_FORMAT', `the delta refers to OLD's page at ${y}: OLD must be a file`);
               } else {
                 st.refNew++;
-                if (y >= s) newBuf.set(newBuf.subarray(y - s, y - s + ps), at);
+                if (y >= s) newBuf.copyWithin(at, y - s, y - s + ps);
                 else if (io.readNew !== undefined) {
                   await io.readNew(y, scratch);
                   newBuf.set(scratch, at);
@@ -221,10 +260,13 @@ export class DeltaApplier {
       if (cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
       const last = await this.reader.nextFrame();
       if (last !== null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.reader.frames - 1} at byte ${this.reader.frameAt} (a frame after EOS)`, { offset: this.reader.frameAt });
-      if (!(await oldQ.atEnd())) {
+      if (oldQ !== null && !(await oldQ.atEnd())) {
         let extra = 0;
-        while ((await oldQ.read(1 << 20)).length > 0) extra++;
+        for (let c = await oldQ.read(1 << 20); c.length > 0; c = await oldQ.read(1 << 20)) extra += c.length;
         throw wrongBaseSize(oldName, h.oldSize + extra, h.oldSize);
+      }
+      if (file !== undefined && (await file.read(scratch, 1, h.oldSize)) > 0) {
+        throw new XbzrleError('ERR_DELTA_WRONG_BASE', `${oldName}: not the base this delta was made from (it grew past ${formatSize(h.oldSize)} while being read)`);
       }
       const t = this.reader.trailer!;
       const od = oldDigest.digest();
@@ -247,10 +289,9 @@ export class DeltaApplier {
       st.newDigest = hex64(nd);
       return st;
     } finally {
+      if (prefetch !== null) await prefetch.catch(() => 0);
       kernel.dispose();
-      freePages(oldBuf);
-      freePages(newBuf);
-      freePages(scratch);
+      for (const b of [...bufs, scratch]) freePages(b);
     }
   }
 

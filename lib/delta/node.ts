@@ -459,20 +459,11 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
     out = await makeTemp(target, h.newSize);
     const o = out;
     const ps = h.pageSize;
-    const oldStream = oldFh.createReadStream({ highWaterMark: STEP, autoClose: false, start: 0 });
+    let pending: Promise<void> = Promise.resolve();
     const gen = applier.steps({
-      old: oldStream,
-      readOld: async (off, into) => {
-        const have = Math.max(0, Math.min(ps, h.oldSize - off));
-        let done = 0;
-        while (done < have) {
-          const r = (await oldFh.read(into, done, have - done, off + done)).bytesRead;
-          if (r === 0) break;
-          done += r;
-        }
-        into.fill(0, done, ps);
-      },
+      oldFile: { read: async (into, length, position) => (await oldFh.read(into, 0, length, position)).bytesRead },
       readNew: async (off, into) => {
+        await pending;
         let done = 0;
         while (done < ps) {
           const r = (await o.fh.read(into, done, ps - done, off + done)).bytesRead;
@@ -482,12 +473,20 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
         into.fill(0, done, ps);
       },
     });
-    for (;;) {
-      const r = await gen.next();
-      if (r.done === true) break;
-      await writeStep(o.fh, r.value.data, r.value.zero, ps, r.value.offset);
-      options.onProgress?.(Math.min(r.value.offset + r.value.data.length, h.oldSize), h.oldSize, index);
+    try {
+      for (;;) {
+        const r = await gen.next();
+        if (r.done === true) break;
+        // The write of this step runs while the next one is computed (the applier alternates two buffers).
+        await pending;
+        const v = r.value;
+        pending = writeStep(o.fh, v.data, v.zero, ps, v.offset);
+        options.onProgress?.(Math.min(v.offset + v.data.length, h.newSize), h.newSize, index);
+      }
+    } finally {
+      await pending.catch(() => undefined);
     }
+    await pending;
     return { out: o, stats: applier.stats };
   } catch (err) {
     await dropTemp(out);
