@@ -1,7 +1,7 @@
 import { argTypeError, XbzrleError } from '../errors.js';
 import { ulebRead } from './uleb128.js';
 import { getEngine, type WasmEngine } from './wasm/engine.js';
-import { DeltaViews } from '../format/delta-views.js';
+import { DeltaViews } from './delta-views.js';
 
 /** Below this many bytes a run is copied byte by byte instead of with `set`. */
 const COPY_LOOP_MAX = 64;

@@ -1,6 +1,6 @@
 import { argRangeError, argTypeError, XbzrleError } from '../errors.js';
 import { ULEB_MAX, ulebWrite } from './uleb128.js';
-import { DeltaViews } from '../format/delta-views.js';
+import { DeltaViews } from './delta-views.js';
 import { wordsOf } from './words.js';
 import { getEngine, kernelAddress, type WasmEngine } from './wasm/engine.js';
 

@@ -1,8 +1,19 @@
-import type { PageCache } from '../cache/page-cache.js';
 import { applyChecked } from './decode.js';
 import { encodeRange } from './encode.js';
 import { getEngine, type WasmEngine } from './wasm/engine.js';
 import { isZeroRange } from './zero.js';
+
+/**
+ * What the kernel needs of a page cache (`PageCache` has it): its arena, where
+ * the arena lives in kernel memory (`arenaPtr < 0`: elsewhere), and a way to
+ * store a whole page in a slot. Declared here so the codec depends on nothing above it.
+ */
+export interface KernelArena {
+  readonly arena: Uint8Array;
+  readonly arenaPtr: number;
+  readonly arenaEngine: WasmEngine | null;
+  store(slot: number, src: Uint8Array, srcOff: number): void;
+}
 
 /** Result of {@link PageKernel.encode} for a run QEMU cannot encode (it aborts). */
 export const UNENCODABLE = -2;
@@ -126,7 +137,7 @@ export class PageKernel {
    * `cache`, reading the cache arena in place when it lives in the kernel's
    * memory. Returns as {@link PageKernel.encode}.
    */
-  encodeCached(cache: PageCache, slot: number, cur: Uint8Array, curOff: number): number {
+  encodeCached(cache: KernelArena, slot: number, cur: Uint8Array, curOff: number): number {
     const engine = this.engine;
     if (engine === null || cache.arenaPtr < 0 || cache.arenaEngine !== engine || cur !== engine.bytes()) return this.encode(cache.arena, slot * this.pageSize, cur, curOff);
     const ps = this.pageSize;
@@ -144,7 +155,7 @@ export class PageKernel {
    * `update`, the cached copy then becomes the page sent (the delta applied,
    * or the page copied in on overflow).
    */
-  step(cache: PageCache, slot: number, cur: Uint8Array, curOff: number, update: boolean): number {
+  step(cache: KernelArena, slot: number, cur: Uint8Array, curOff: number, update: boolean): number {
     const engine = this.engine;
     const ps = this.pageSize;
     if (engine !== null && cur === engine.bytes() && cache.arenaPtr >= 0 && cache.arenaEngine === engine) {
@@ -168,7 +179,7 @@ export class PageKernel {
    * produced by {@link PageKernel.encodeCached}: only the changed runs are
    * written, not the whole page.
    */
-  applyToCache(cache: PageCache, slot: number, len: number): void {
+  applyToCache(cache: KernelArena, slot: number, len: number): void {
     const engine = this.engine;
     const at = slot * this.pageSize;
     if (engine !== null && cache.arenaPtr >= 0 && cache.arenaEngine === engine && this.delta === engine.bytes()) engine.apply(this.deltaOff, len, cache.arenaPtr + at);

@@ -1,6 +1,6 @@
 import { XbzrleError } from '../errors.js';
 import { encodeName, writeU16, writeU64 } from './bytes.js';
-import { DeltaViews } from './delta-views.js';
+import { DeltaViews } from '../codec/delta-views.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 
 /** Allocates an output slab; the stream layer passes `Buffer.allocUnsafe`. */
