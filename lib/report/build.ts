@@ -55,6 +55,8 @@ export interface MigrationReport {
   blocks: BlockMap[];
   /** XBZRLE delta sizes: every bucket up to the page size, empty ones included. */
   deltaSizes: { from: number; to: number; count: number }[];
+  /** True for a mapped-ram file: pages are stored once each, at fixed offsets; the maps show the pages present (as PAGE, in the first round). */
+  mappedRam: boolean;
   /** Resent PAGE records: totals of the inferred kinds (see {@link RoundStats}). */
   inferred: { newPages: number; cacheMiss: number; overflow: number; resent: number };
   /**
@@ -151,7 +153,20 @@ export async function buildMigrationReport(input: ReportInput, options: Migratio
         const pageSize = configuredPageSize(first, options.pageSize ?? 4096);
         const collector = new MigrationCollector(pageSize, options, content?.memory ?? null);
         content?.attach(collector);
-        const info = await readQemuMigration(chunks, { store: content, pageSize: options.pageSize, onRecord: (rec) => collector.record(rec) });
+        // Pages of a mapped-ram file reach onPage only (not onRecord): they are the ones no record announced.
+        let recordPage = false;
+        const info = await readQemuMigration(chunks, {
+          store: content,
+          pageSize: options.pageSize,
+          onRecord: (rec) => {
+            recordPage = rec.kind === 'page' || rec.kind === 'zero' || rec.kind === 'xbzrle';
+            collector.record(rec);
+          },
+          onPage: (block, offset) => {
+            if (recordPage) recordPage = false;
+            else collector.presentPage(block, offset);
+          },
+        });
         if (info.pageSize !== pageSize) throw new Error(`buildMigrationReport: page size ${info.pageSize} read, ${pageSize} expected`);
         return finish(collector, qemuSummary(name, info, bytes, collector));
       }
@@ -223,7 +238,7 @@ function finish(c: MigrationCollector, summary: ReportSummary): MigrationReport 
   const deltaSizes = c.deltaSizes
     .map((count, i) => ({ from: i === 0 ? 0 : DELTA_SIZE_EDGES[i - 1]! + 1, to: DELTA_SIZE_EDGES[i]!, count }))
     .filter((b) => b.from <= limit && b.to > 0);
-  return { summary, rounds: c.rounds, blocks: c.blockMaps(), deltaSizes, inferred, classification: c.classification };
+  return { summary, rounds: c.rounds, blocks: c.blockMaps(), deltaSizes, inferred, classification: c.classification, mappedRam: c.mappedRam };
 }
 
 function qemuSummary(name: string, info: QemuMigrationInfo, bytes: number, c: MigrationCollector): ReportSummary {
@@ -287,6 +302,7 @@ class ContentStore implements PageStore {
   }
 
   declare(blocks: readonly RamBlock[]): void {
+    this.collector?.declareUnknown(blocks);
     let total = 0;
     for (const b of blocks) total += b.length;
     if (this.memory !== null && total + this.memory.memoryUsage > this.limit) this.drop();

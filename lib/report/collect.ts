@@ -280,6 +280,8 @@ export class MigrationCollector {
   readonly deltaSizes: number[] = new Array<number>(DELTA_SIZE_EDGES.length).fill(0);
   /** How PAGE records for pages sent before were classified: by content, not at all, or by content until memory ran out. */
   classification: 'content' | 'none' | 'partial';
+  /** True when pages came from a mapped-ram file's page regions ({@link MigrationCollector.presentPage}). */
+  mappedRam = false;
 
   private readonly blocks = new Map<string, BlockState>();
   private current: RoundStats = emptyRound(1, 0);
@@ -377,6 +379,36 @@ export class MigrationCollector {
     b.touched = true;
     const cell = Math.floor(index / 2 ** b.shift);
     b.acc[cell * CELL_KINDS + kind]! += rec.size;
+  }
+
+  /**
+   * A page of a mapped-ram file (stored once at a fixed offset, not sent as a
+   * record): counted as a PAGE of the current round, of `pageSize` bytes.
+   */
+  presentPage(block: string, offset: number): void {
+    this.mappedRam = true;
+    const round = this.current;
+    let b = this.blocks.get(block);
+    if (b === undefined) {
+      b = new BlockState(block, 0, false, this.pageSize, this.maxCells);
+      this.blocks.set(block, b);
+    }
+    const index = Math.floor(offset / this.pageSize);
+    if (index >= b.pages) b.reach(index);
+    b.sent[index >>> 3]! |= 1 << (index & 7);
+    round.records.PAGE++;
+    round.newPages++;
+    round.bytes += this.pageSize;
+    round.bytesByKind[CELL_KIND.PAGE]! += this.pageSize;
+    b.records++;
+    b.touched = true;
+    b.acc[Math.floor(index / 2 ** b.shift) * CELL_KINDS + CELL_KIND.PAGE]! += this.pageSize;
+  }
+
+  /** Blocks a store was told about (a mapped-ram file's list, which reaches no `record`): declared unless known. */
+  declareUnknown(list: readonly RamBlock[]): void {
+    const fresh = list.filter((e) => !this.blocks.has(e.id));
+    if (fresh.length > 0) this.declare(fresh);
   }
 
   /** True when the page of PAGE record `rec` does not fit in a delta against its previous content. */

@@ -124,7 +124,7 @@ const W = 1080;
 /** A stacked bar chart (SVG). */
 function stackedBars(o: { id: string; title: string; yTitle: string; labels: string[]; series: Series[]; yFormat: (n: number) => string; tips: string[]; height?: number }): string {
   const H = o.height ?? 230;
-  const m = { l: 64, r: 16, t: 12, b: 34 };
+  const m = { l: 74, r: 16, t: 12, b: 34 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const n = o.labels.length;
@@ -168,7 +168,7 @@ function legend(items: [string, string][]): string {
 /** Encoding rate (left axis) and cache miss rate (right axis, %) per round (SVG lines). */
 function rateChart(labels: string[], enc: (number | null)[], miss: (number | null)[], missName: string, tips: string[]): string {
   const H = 230;
-  const m = { l: 64, r: 64, t: 12, b: 34 };
+  const m = { l: 74, r: 64, t: 12, b: 34 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const n = labels.length;
@@ -225,7 +225,7 @@ function rateChart(labels: string[], enc: (number | null)[], miss: (number | nul
 /** The delta size histogram (SVG bars). */
 function histogram(buckets: { from: number; to: number; count: number }[]): string {
   const H = 230;
-  const m = { l: 64, r: 16, t: 16, b: 40 };
+  const m = { l: 74, r: 16, t: 16, b: 40 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const axis = niceAxis(Math.max(0, ...buckets.map((b) => b.count)));
@@ -420,13 +420,14 @@ export function renderReportHtml(report: MigrationReport, options: RenderReportO
   const activeRounds = rounds.length;
 
   // --- header and summary ---
+  const pageRecords = rounds.reduce((n, x) => n + x.records.PAGE, 0);
   const cards: [string, string, string][] = [
     ['RAM records', formatSize(s.ram.transferred), `${s.ram.transferred} bytes`],
     ['pages carried', formatSize(s.pageBytes), `ratio ${s.ratio.toFixed(2)}:1`],
     ['rounds', String(rounds.length), 'EOS-delimited'],
     ['XBZRLE', String(r.XBZRLE), r.XBZRLE > 0 ? `${(s['xbzrle-cache'].bytes / r.XBZRLE).toFixed(1)} B per delta` : 'no deltas'],
     ['ZERO', String(r.ZERO), `${formatSize(r.ZERO * ps)} of pages`],
-    ['PAGE', String(r.PAGE), `${inf.newPages} first sends`],
+    ['PAGE', String(pageRecords), `${inf.newPages} ${report.mappedRam ? 'present (mapped-ram)' : 'first sends'}`],
     classified ? ['cache misses', String(inf.cacheMiss), 'inferred (delta would fit)'] : ['resent pages', String(inf.resent), 'cache miss or overflow'],
     classified ? ['overflows', String(inf.overflow), 'inferred (delta > page)'] : ['blocks', String(report.blocks.length), 'RAM blocks'],
   ];
@@ -572,6 +573,7 @@ ${b.frames.length > 1 ? `<div class="overview"><figure><canvas class="map heat" 
 ${report.blocks.some((b) => !b.declared) ? '<p class="note">* no MEM_SIZE entry: size up to the last page sent.</p>' : ''}</div></div>
 </section>
 <section id="rounds"><h2>Rounds</h2>
+${report.mappedRam ? '<p class="note"><b>A mapped-ram file</b>: every page present is stored once, at a fixed offset, rather than sent in rounds; the pages present are counted as PAGE in the first round and drawn as such in the maps.</p>' : ''}
 <p class="note">A round is the run of records up to an EOS marker (in a QEMU file, one RAM section: START, each PART, END). Bytes are those of the RAM records. Hover over a bar for the round's numbers.</p>
 ${bytesChart}${pagesChart}${rates}
 <details><summary>Per-round table (${groups.length} rows)</summary><table id="round-table"><thead><tr><th class="num">round</th><th class="num">at byte</th><th class="num">bytes</th><th class="num">PAGE</th><th class="num">first</th><th class="num">${classified ? 'miss' : 'resent'}</th><th class="num">overflow</th><th class="num">ZERO</th><th class="num">XBZRLE</th><th class="num">XBZRLE bytes</th><th class="num">enc. rate</th><th class="num">miss rate</th></tr></thead><tbody>${roundRows}</tbody></table></details>
