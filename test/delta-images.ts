@@ -81,3 +81,79 @@ export function makePair(seed: number, pages: number, ps = 4096, newPages = page
   }
   return { oldImg, newImg };
 }
+
+import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
+
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let p = 0;
+  for (const c of chunks) {
+    out.set(c, p);
+    p += c.length;
+  }
+  return out;
+}
+
+/** Chunks of `b`: whole, 1-byte, or random sizes from `seed`. */
+export function chunked(b: Uint8Array, how: 'whole' | 'bytes' | 'random', seed = 1): AsyncIterable<Uint8Array> {
+  const r = rng(seed);
+  return (async function* () {
+    if (how === 'whole') {
+      yield b;
+      return;
+    }
+    for (let p = 0; p < b.length; ) {
+      const n = how === 'bytes' ? 1 : 1 + Math.floor(r() * 9000);
+      yield b.subarray(p, p + n);
+      p += n;
+    }
+  })();
+}
+
+/** Encodes NEW against OLD in memory (pre-pass over OLD, steps of `step` bytes). */
+export async function encodeInMemory(oldImg: Uint8Array, newImg: Uint8Array, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats }> {
+  const ps = opts.pageSize ?? 4096;
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const chunks: Uint8Array[] = [];
+  const oldPadded = new Uint8Array(Math.max(Math.ceil(oldImg.length / ps) * ps, newImg.length));
+  oldPadded.set(oldImg);
+  const enc = DeltaEncoder.create(
+    { oldSize: oldImg.length, newSize: newImg.length, ...opts },
+    {
+      readOld: async (off, into) => void into.set(oldPadded.subarray(off, off + ps)),
+      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
+    },
+    (c) => chunks.push(c),
+    { hasher, compressor },
+  );
+  try {
+    enc.indexOld(oldPadded.subarray(0, Math.ceil(oldImg.length / ps) * ps), 0);
+    for (let p = 0; p < newImg.length; p += step) {
+      const n = Math.min(step, newImg.length - p);
+      await enc.push(oldPadded.subarray(p, p + n), newImg.subarray(p, p + n), p);
+    }
+    const stats = enc.end();
+    return { delta: concat(chunks), stats };
+  } finally {
+    enc.dispose();
+  }
+}
+
+/** Applies `delta` to OLD in memory; the delta arrives in `how` chunks. */
+export async function applyInMemory(oldImg: Uint8Array, delta: Uint8Array, how: 'whole' | 'bytes' | 'random' = 'whole', o: { verify?: boolean; pageSize?: number; stepPages?: number } = {}): Promise<{ image: Uint8Array; stats: DeltaStats }> {
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const a = await DeltaApplier.open(new ByteQueue(chunked(delta, how)), { hasher, compressor }, { verify: o.verify, pageSize: o.pageSize, stepPages: o.stepPages ?? 4 });
+  const out = new Uint8Array(a.header.newSize);
+  const ps = a.header.pageSize;
+  for await (const s of a.steps({
+    old: chunked(oldImg, how === 'bytes' ? 'random' : how, 3),
+    readOld: async (off, into) => {
+      into.fill(0);
+      into.set(oldImg.subarray(off, Math.min(off + ps, oldImg.length)));
+    },
+    readNew: async (off, into) => void into.set(out.subarray(off, off + ps)),
+  })) {
+    out.set(s.data, s.offset);
+  }
+  return { image: out, stats: a.stats };
+}

@@ -335,13 +335,15 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     let pos = 0;
     for await (const nb of newSteps) {
       const ob = (await os.next()).value as Uint8Array;
-      await e.push(ob, nb, pos);
-      pos += nb.length;
+      await e.push(ob.subarray(0, nb.length), nb, pos);
+      // A piped OLD's pages past NEW's end still count in its digest.
+      const oldEnd = Math.min(ob.length, oldPadded - pos);
+      if (oldFile === null && oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
+      pos += ob.length;
       await flush();
-      options.onProgress?.(pos, newSize);
+      options.onProgress?.(Math.min(pos, newSize), newSize);
     }
     if (oldFile === null) {
-      // OLD's pages past NEW's end still count in its digest.
       for (let r = await os.next(); r.done !== true; r = await os.next()) {
         e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
         pos += r.value.length;

@@ -18,6 +18,7 @@ import {
   FRAME_END,
   FRAME_HEADER_SIZE,
   HEADER_SIZE,
+  isDeltaMagic,
   REF_FLAG,
   REF_NEW,
   REF_OLD,
@@ -127,7 +128,7 @@ export class DeltaReader {
     const b = await this.q.read(HEADER_SIZE);
     if (b.length < HEADER_SIZE) {
       if (b.length < 8) throw new XbzrleError('ERR_DELTA_TRUNCATED', `delta is truncated at byte ${b.length} (inside the header)`, { offset: b.length });
-      decodeHeader(Uint8Array.from({ length: HEADER_SIZE }, (_, i) => b[i] ?? 0), this.hasher); // bad magic first
+      if (!isDeltaMagic(b)) throw new XbzrleError('ERR_DELTA_FORMAT', 'not an xbzrle delta (bad magic)', { offset: 0 });
       throw truncated(b.length, 'the header');
     }
     this.header = decodeHeader(b, this.hasher);
