@@ -112,7 +112,7 @@ describe('a damaged delta is always refused', () => {
     const out = join(dir, 'kept');
     writeFileSync(out, 'keep me');
     const bad = delta.slice();
-    bad[bounds[1]! + 40] ^= 1;
+    bad[bounds[1]! + 40] = bad[bounds[1]! + 40]! ^ 1;
     writeFileSync(join(dir, 'bad'), bad);
     await expect(patchImage(a, join(dir, 'bad'), out, { force: true })).rejects.toMatchObject({ code: 'ERR_DELTA_CORRUPT' });
     expect(readdirSync(dir).filter((f) => f.includes('xbzrle-tmp'))).toEqual([]);
