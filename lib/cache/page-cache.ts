@@ -320,11 +320,8 @@ export class PageCache {
       arena.set(oldArena.subarray(s * ps, (s + 1) * ps), t * ps);
     }
     this.freeArena(); // the old arena
-    // One registration, for the new arena only (allocArena registered it; the old one may be gone or not).
-    arenas.unregister(this);
     this.arena = arena;
     this.arenaPtr = arenaPtr;
-    if (arenaPtr >= 0) arenas.register(this, { engine: this.arenaEngine!, ptr: arenaPtr, size: arena.length }, this);
     this.keys = keys;
     this.ages = ages;
     this.mask = slots - 1;
@@ -336,11 +333,11 @@ export class PageCache {
   private allocArena(size: number): Uint8Array {
     const engine = getEngine();
     if (engine !== null && engine.shared) {
-      const ptr = engine.alloc(size, 4096);
+      // (Given back by dispose() or a resize, or when the cache is garbage collected.)
+      const ptr = engine.take(this, size, 4096);
       if (ptr >= 0) {
         this.arenaPtr = ptr;
         this.arenaEngine = engine;
-        arenas.register(this, { engine, ptr, size }, this);
         return engine.region(ptr, size);
       }
     }
@@ -350,8 +347,7 @@ export class PageCache {
 
   private freeArena(): void {
     if (this.arenaPtr >= 0) {
-      arenas.unregister(this);
-      this.arenaEngine!.release(this.arenaPtr, this.arena.length);
+      this.arenaEngine!.give(this, this.arenaPtr);
       this.arenaPtr = -1;
     }
   }
@@ -441,7 +437,6 @@ export class PageCache {
 }
 
 /** Arenas in the kernel's memory go back to it when their cache is garbage collected. */
-const arenas = new FinalizationRegistry<{ engine: WasmEngine; ptr: number; size: number }>(({ engine, ptr, size }) => engine.release(ptr, size));
 
 /** Keys are non-negative safe integers (QEMU's `ram_addr_t`). */
 function checkAddr(addr: number): number {

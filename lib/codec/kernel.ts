@@ -22,9 +22,6 @@ export const STEP_ZERO = -3;
 /** Result of {@link PageKernel.step}: not zero, and there is no cached copy. */
 export const STEP_MISS = -4;
 
-/** Staging areas of kernels that were never disposed go back when the kernel is garbage collected. */
-const stagingAreas = new FinalizationRegistry<{ engine: WasmEngine; ptr: number; size: number }>(({ engine, ptr, size }) => engine.release(ptr, size));
-
 /**
  * Encodes pages of one size with the fastest path available: the WebAssembly
  * SIMD kernel when the runtime has it, else the TypeScript encoder. Operands
@@ -61,11 +58,11 @@ export class PageKernel {
     let base = -1;
     if (engine !== null) {
       // Staging area, then one page each for a copied-in old page, a copied-in new page, the delta.
-      base = engine.alloc((stagePages + 3) * pageSize, 64);
+      // (Given back by dispose(), or when the kernel is garbage collected.)
+      base = engine.take(this, (stagePages + 3) * pageSize, 64);
       if (base < 0) engine = null;
     }
     this.engine = engine;
-    if (engine !== null) stagingAreas.register(this, { engine, ptr: base, size: (stagePages + 3) * pageSize }, this);
     this.stagePtr = base;
     this.prevPtr = base + stagePages * pageSize;
     this.curPtr = base + (stagePages + 1) * pageSize;
@@ -82,8 +79,7 @@ export class PageKernel {
   dispose(): void {
     if (this.engine !== null && this.stagePtr >= 0 && !this.disposed) {
       this.disposed = true;
-      stagingAreas.unregister(this);
-      this.engine.release(this.stagePtr, (this.stagePages + 3) * this.pageSize);
+      this.engine.give(this, this.stagePtr);
     }
   }
 

@@ -32,7 +32,7 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
     const ptr = engine.alloc(size, Math.max(64, Math.min(pageSize, 65536)));
     if (ptr >= 0) {
       const pages = engine.region(ptr, size).fill(0);
-      engine.pageAllocations.set(ptr, pages);
+      engine.adoptPages(ptr, pages);
       return pages;
     }
   }
@@ -55,7 +55,5 @@ export function freePages(pages: Uint8Array): void {
   if (engine === null) return;
   const at = engine.addressOf(pages);
   if (at < 0) return;
-  if (engine.pageAllocations.get(at) !== pages) throw argTypeError('pages', 'a whole buffer from allocPages, not yet given back', pages);
-  engine.pageAllocations.delete(at);
-  engine.release(at, pages.length);
+  if (!engine.returnPages(pages, at)) throw argTypeError('pages', 'a whole buffer from allocPages, not yet given back', pages);
 }

@@ -21,12 +21,6 @@ export interface MemoryPageStoreOptions {
   maxMemory?: number;
 }
 
-/** Segments in the kernel's memory go back to it when their store is garbage collected. */
-const segmentsRegistry = new FinalizationRegistry<number[]>((ptrs) => {
-  const engine = getEngine();
-  for (const ptr of ptrs) engine?.release(ptr, SEGMENT);
-});
-
 interface BlockImage {
   segments: Map<number, Uint8Array>;
   /** Length from MEM_SIZE, or -1. */
@@ -152,9 +146,8 @@ export class MemoryPageStore implements PageStore {
    * to it; they would on garbage collection otherwise). The store is empty after.
    */
   dispose(): void {
-    for (const ptr of this.kernelSegments) getEngine()?.release(ptr, SEGMENT);
+    if (this.kernelSegments.length > 0) getEngine()?.giveAll(this);
     this.kernelSegments.length = 0;
-    segmentsRegistry.unregister(this);
     this.images.clear();
     this.allocated = 0;
   }
@@ -190,9 +183,9 @@ export class MemoryPageStore implements PageStore {
   private newSegment(): Uint8Array {
     const engine = getEngine();
     if (engine !== null && engine.shared) {
-      const ptr = engine.alloc(SEGMENT, 4096);
+      // (Given back by dispose(), or when the store is garbage collected.)
+      const ptr = engine.take(this, SEGMENT, 4096);
       if (ptr >= 0) {
-        if (this.kernelSegments.length === 0) segmentsRegistry.register(this, this.kernelSegments, this);
         this.kernelSegments.push(ptr);
         return engine.region(ptr, SEGMENT).fill(0);
       }

@@ -81,7 +81,13 @@ export class WasmEngine {
    * buffer returned frees the memory: a stale view of memory since handed out again
    * must not free the new owner's buffer.
    */
-  readonly pageAllocations = new Map<number, Uint8Array>();
+  private readonly pageAllocations = new Map<number, Uint8Array>();
+  /** Memory each owner holds, by address: given back by `give`/`giveAll`, or when the owner is garbage collected. */
+  private readonly owned = new WeakMap<object, Map<number, number>>();
+  /** The one finalizer of kernel memory, for every kind of owner (caches, stores, kernels). */
+  private readonly finalizer = new FinalizationRegistry<Map<number, number>>((regions) => {
+    for (const [ptr, size] of regions) this.release(ptr, size);
+  });
   private readonly kernel: KernelExports;
   private view: Uint8Array;
   private currentBuffer: ArrayBufferLike;
@@ -184,6 +190,55 @@ export class WasmEngine {
       list[i - 1]!.end = list[i]!.end;
       list.splice(i, 1);
     }
+  }
+
+  /**
+   * Reserves `size` bytes aligned to `align` for `owner` and returns the address,
+   * or -1 when the memory cannot hold it. The memory goes back with
+   * {@link WasmEngine.give} / {@link WasmEngine.giveAll}, or when `owner` is
+   * garbage collected without giving it back.
+   */
+  take(owner: object, size: number, align = 64): number {
+    const ptr = this.alloc(size, align);
+    if (ptr < 0) return -1;
+    let regions = this.owned.get(owner);
+    if (regions === undefined) {
+      regions = new Map();
+      this.owned.set(owner, regions);
+      this.finalizer.register(owner, regions, owner);
+    }
+    regions.set(ptr, size);
+    return ptr;
+  }
+
+  /** Gives back the region at `ptr` that `owner` took (nothing when it holds none there). */
+  give(owner: object, ptr: number): void {
+    const regions = this.owned.get(owner);
+    const size = regions?.get(ptr);
+    if (size === undefined) return;
+    regions!.delete(ptr);
+    this.release(ptr, size);
+  }
+
+  /** Gives back every region `owner` took. */
+  giveAll(owner: object): void {
+    const regions = this.owned.get(owner);
+    if (regions === undefined) return;
+    for (const [ptr, size] of regions) this.release(ptr, size);
+    regions.clear();
+  }
+
+  /** Remembers an `allocPages` buffer (only that very view can give its memory back). */
+  adoptPages(ptr: number, pages: Uint8Array): void {
+    this.pageAllocations.set(ptr, pages);
+  }
+
+  /** Gives back an `allocPages` buffer; false when `pages` is not one that is still out. */
+  returnPages(pages: Uint8Array, at: number): boolean {
+    if (this.pageAllocations.get(at) !== pages) return false;
+    this.pageAllocations.delete(at);
+    this.release(at, pages.length);
+    return true;
   }
 
   /** Bytes of memory in use by allocations. */
