@@ -62,8 +62,8 @@ interface DecodeStreamTyping {
   removeListener(event: 'data', listener: (page: DecodedPage) => void): this;
   /** The next page buffered on the readable side, or null. */
   read(size?: number): DecodedPage | null;
-  /** `for await` over the pages. */
-  [Symbol.asyncIterator](): AsyncIterableIterator<DecodedPage>;
+  /** `for await` over the pages (an async generator, as Node's). */
+  [Symbol.asyncIterator](): AsyncGenerator<DecodedPage, undefined, unknown>;
 }
 
 // Type-level only: at run time this is PacedTransform itself.

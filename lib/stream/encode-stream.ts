@@ -57,8 +57,8 @@ interface EncodeStreamTyping {
   removeListener(event: 'data', listener: (chunk: Buffer) => void): this;
   /** The next chunk of bytes buffered on the readable side, or null. */
   read(size?: number): Buffer | null;
-  /** `for await` over the output chunks. */
-  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer>;
+  /** `for await` over the output chunks (an async generator, as Node's). */
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer, undefined, unknown>;
 }
 
 // Type-level only: at run time this is PacedTransform itself.
