@@ -14,6 +14,8 @@ export const MAPPED_RAM_HEADER_SIZE = 28;
 export const MAPPED_RAM_VERSION = 1;
 /** Largest read of a run of present pages. */
 const RUN_CHUNK = 4 << 20;
+/** Runs copied at once by {@link copyMappedRamBlock}. */
+const COPY_WORKERS = 4;
 
 /** Where one block lives in a mapped-ram file, and how much of it is there. */
 export interface MappedRamBlock {
@@ -226,8 +228,16 @@ export async function readMappedRamMemSize(src: ByteSource, ctx: MappedRamContex
           const chunk = buffer.subarray(0, Math.min(buffer.length, end - off));
           const n = await src.readAt(pagesOffset + off, chunk, `page ${off / pageSize} of block ${JSON.stringify(id)}`);
           if (n < chunk.length) throw pagesPastEnd(id, off + n, pageSize, pagesOffset, where);
-          const put = store.put(id, off, chunk);
-          if (put !== undefined) await put;
+          try {
+            const put = store.put(id, off, chunk);
+            if (put !== undefined) await put;
+          } catch (err) {
+            // A store's error (maxMemory, I/O) gets the position of the pages it refused.
+            if (err instanceof XbzrleError && err.offset === undefined) {
+              throw new XbzrleError(err.code, `pages at byte ${pagesOffset + off} (block ${JSON.stringify(id)}, offset ${off}): ${err.message}`, { offset: pagesOffset + off, cause: err });
+            }
+            throw err;
+          }
           if (ctx.onPage !== undefined) {
             for (let p = 0; p < chunk.length; p += pageSize) ctx.onPage(id, off + p, 'page', chunk.subarray(p, p + pageSize), 0);
           }
@@ -279,12 +289,21 @@ export async function copyMappedRamBlock(input: FileHandle, block: MappedRamBloc
       throw new XbzrleError('ERR_QEMU_TRUNCATED', `the bitmap of block ${JSON.stringify(block.id)} at byte ${block.bitmapOffset} runs past the end of the input`, { offset: block.bitmapOffset + bytesRead });
     }
     const { runs } = presentRuns(bitmap, block.pages);
-    const buffer = new Uint8Array(runs.length === 0 ? 0 : RUN_CHUNK - (RUN_CHUNK % pageSize));
+    // Pieces of at most RUN_CHUNK bytes, copied by a few workers at once: the thread pool
+    // overlaps their reads and writes, which matters when runs are short.
+    const pieces: number[] = [];
+    const most = RUN_CHUNK - (RUN_CHUNK % pageSize);
     for (let r = 0; r < runs.length; r += 2) {
-      const start = runs[r]! * pageSize;
       const end = runs[r + 1]! * pageSize;
-      for (let off = start; off < end; off += buffer.length) {
-        const n = Math.min(buffer.length, end - off);
+      for (let off = runs[r]! * pageSize; off < end; off += most) pieces.push(off, Math.min(most, end - off));
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      const buffer = new Uint8Array(Math.min(most, pieces.reduce((m, v, i) => (i % 2 === 1 ? Math.max(m, v) : m), 0)));
+      while (next < pieces.length) {
+        const off = pieces[next]!;
+        const n = pieces[next + 1]!;
+        next += 2;
         let got = 0;
         while (got < n) {
           const { bytesRead: k } = await input.read(buffer, got, n - got, block.pagesOffset + off + got);
@@ -295,7 +314,8 @@ export async function copyMappedRamBlock(input: FileHandle, block: MappedRamBloc
         while (put < n) put += (await output.write(buffer, put, n - put, off + put)).bytesWritten;
         copied += n;
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(COPY_WORKERS, pieces.length / 2) }, worker));
   }
   await output.truncate(Math.ceil(block.length / pageSize) * pageSize);
   return copied;
