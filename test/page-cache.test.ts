@@ -190,3 +190,18 @@ describe('PageCache block bases', () => {
     expect(cache.blockBase('a')).toBe(4 * PS);
   });
 });
+
+describe('PageCache block ranges', () => {
+  it('blockRanges lists the blocks in the order they were given bases, without overlap', () => {
+    const cache = new PageCache({ size: 1 << 20 });
+    cache.declareBlocks([
+      { id: 'pc.ram', length: 1 << 20 },
+      { id: 'vga', length: 1 << 16 },
+    ]);
+    const ranges = cache.blockRanges();
+    expect(ranges.map((r) => r.id)).toEqual(['pc.ram', 'vga']);
+    expect(ranges[0]!.base + ranges[0]!.span).toBeLessThanOrEqual(ranges[1]!.base);
+    expect(ranges[1]!.span).toBeGreaterThanOrEqual(1 << 16);
+    cache.dispose();
+  });
+});

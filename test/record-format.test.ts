@@ -190,3 +190,35 @@ describe('RamRecordParser', () => {
     expect(p.next()?.kind).toBe('eos');
   });
 });
+
+describe('RecordWriter and RamRecordParser helpers', () => {
+  it('pending counts the bytes written and not yet handed out; resetContinue makes the next record name its block again', () => {
+    const chunks: Uint8Array[] = [];
+    const w = new RecordWriter({ pageSize: 4096, chunkSize: 64 * 1024 }, (c) => chunks.push(c));
+    expect(w.pending).toBe(0);
+    w.zero('pc.ram', 0, 0);
+    expect(w.pending).toBe(8 + 1 + 6 + 1);
+    w.zero('pc.ram', 0x1000, 0);
+    expect(w.pending).toBe(16 + 8 + 1); // CONTINUE: no name
+    w.resetContinue();
+    w.zero('pc.ram', 0x2000, 0);
+    expect(w.pending).toBe(25 + 8 + 1 + 6 + 1); // named again
+    w.flush();
+    expect(w.pending).toBe(0);
+    expect(toHex(concat(chunks)).slice(-32)).toBe('0000000000002002' + '06' + Buffer.from('pc.ram').toString('hex') + '00');
+  });
+
+  it('currentBlock is the block a CONTINUE record refers to', () => {
+    const { bytes } = write((w) => {
+      w.zero('a', 0, 0);
+      w.zero('b', 0, 0);
+      w.zero('b', 0x1000, 0);
+    });
+    const p = new RamRecordParser({ pageSize: 4096 });
+    expect(p.currentBlock).toBeNull();
+    p.push(bytes);
+    const seen: (string | null)[] = [];
+    for (let r = p.next(); r !== null; r = p.next()) seen.push(p.currentBlock);
+    expect(seen).toEqual(['a', 'b', 'b']);
+  });
+});
