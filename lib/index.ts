@@ -90,3 +90,29 @@ export { type TargetBlock } from './format/record-parser.js';
 export { type QueryMigrateJSON } from './stats.js';
 export { guessQemuVersion, machineTypeVersion, QEMU_CHANGES, type QemuVersion, type StreamFeatures } from './qemu/version.js';
 export { copyMappedRamBlock, MAPPED_RAM_HEADER_SIZE, MAPPED_RAM_VERSION, type MappedRamBlock } from './qemu/mapped-ram.js';
+
+// Issue 16 part 5: `xbzrle report`, a migration or delta stream as one self-contained HTML page.
+export {
+  buildMigrationReport,
+  renderReportHtml,
+  DEFAULT_CONTENT_MEMORY,
+  DEFAULT_COLLECTOR_LIMITS,
+  DELTA_SIZE_EDGES,
+  CELL_KIND,
+  CELL_KIND_NAMES,
+  codeKind,
+  codeLevel,
+  levelBytes,
+  type MigrationReport,
+  type MigrationReportOptions,
+  type RenderReportOptions,
+  type ReportInput,
+  type ReportSummary,
+  type SizeBucket,
+  type InferredCounts,
+  type RoundStats,
+  type BlockMap,
+  type MapFrame,
+  type CollectorLimits,
+  type CellKind,
+} from './report/index.js';

@@ -9,6 +9,28 @@ import type { PageStore } from '../store/page-store.js';
 import { RamLoader } from '../store/ram-loader.js';
 import { DELTA_SIZE_EDGES, MigrationCollector, type BlockMap, type CollectorLimits, type RoundStats } from './collect.js';
 
+/** A range of XBZRLE delta sizes and how many deltas fell in it. */
+export interface SizeBucket {
+  /** Smallest size in the range, bytes. */
+  from: number;
+  /** Largest size in the range, bytes. */
+  to: number;
+  /** XBZRLE records whose payload length is in the range. */
+  count: number;
+}
+
+/** PAGE records, all rounds, by what {@link buildMigrationReport} inferred about them (see {@link RoundStats}). */
+export interface InferredCounts {
+  /** Pages the stream had not sent before. */
+  newPages: number;
+  /** Resent pages whose delta would have fitted: the sender's cache missed. */
+  cacheMiss: number;
+  /** Resent pages whose delta would not fit in a page: overflows (or misses XBZRLE could not have helped). */
+  overflow: number;
+  /** Resent pages not told apart (page contents not kept). */
+  resent: number;
+}
+
 /**
  * The header and counters `xbzrle stat --json` prints, field for field: the
  * `query-migrate` shape, records, blocks, page bytes, ratio, delta sizes and,
@@ -30,7 +52,7 @@ export interface ReportSummary extends XbzrleStatsJSON {
   /** pageBytes / bytes of RAM records. */
   ratio: number;
   /** XBZRLE payload lengths: counts per size range (non-empty ranges only). */
-  xbzrleSizes: { from: number; to: number; count: number }[];
+  xbzrleSizes: SizeBucket[];
   /** QEMU files: machine type. */
   machine?: string | null;
   /** QEMU files: RAM sections read. */
@@ -54,11 +76,11 @@ export interface MigrationReport {
   /** Per RAM block: page maps. */
   blocks: BlockMap[];
   /** XBZRLE delta sizes: every bucket up to the page size, empty ones included. */
-  deltaSizes: { from: number; to: number; count: number }[];
+  deltaSizes: SizeBucket[];
   /** True for a mapped-ram file: pages are stored once each, at fixed offsets; the maps show the pages present (as PAGE, in the first round). */
   mappedRam: boolean;
   /** Resent PAGE records: totals of the inferred kinds (see {@link RoundStats}). */
-  inferred: { newPages: number; cacheMiss: number; overflow: number; resent: number };
+  inferred: InferredCounts;
   /**
    * How PAGE records for pages sent before were told apart: `content` (every one,
    * by the delta it would have needed), `none` (page contents not kept: all
@@ -227,7 +249,7 @@ export function configuredPageSize(head: Uint8Array, fallback: number): number {
 }
 
 function finish(c: MigrationCollector, summary: ReportSummary): MigrationReport {
-  const inferred = { newPages: 0, cacheMiss: 0, overflow: 0, resent: 0 };
+  const inferred: InferredCounts = { newPages: 0, cacheMiss: 0, overflow: 0, resent: 0 };
   for (const r of c.rounds) {
     inferred.newPages += r.newPages;
     inferred.cacheMiss += r.cacheMiss;

@@ -7,6 +7,8 @@ export {
   type MigrationReportOptions,
   type ReportInput,
   type ReportSummary,
+  type SizeBucket,
+  type InferredCounts,
 } from './build.js';
 export {
   MigrationCollector,
