@@ -88,7 +88,7 @@ export {
 // Issue 16: QEMU 8–10 streams, mapped-ram files, target checks.
 export { type TargetBlock } from './format/record-parser.js';
 export { type QueryMigrateJSON } from './stats.js';
-export { guessQemuVersion, machineTypeVersion, QEMU_CHANGES, type QemuVersion, type StreamFeatures } from './qemu/version.js';
+export { guessQemuVersion, machineTypeVersion, QEMU_CHANGES, type MachineVersion, type QemuVersion, type StreamFeatures } from './qemu/version.js';
 export { copyMappedRamBlock, MAPPED_RAM_HEADER_SIZE, MAPPED_RAM_VERSION, type MappedRamBlock } from './qemu/mapped-ram.js';
 
 // Issue 16 part 5: `xbzrle report`, a migration or delta stream as one self-contained HTML page.

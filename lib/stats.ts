@@ -63,7 +63,10 @@ export interface XbzrleStatsJSON {
 /** {@link XbzrleStats.toQueryMigrate}'s shape: {@link XbzrleStatsJSON} where `ram.skipped` may be absent (QEMU ≥ 9.1). */
 export interface QueryMigrateJSON extends Omit<XbzrleStatsJSON, 'ram'> {
   /** QEMU's `ram` counters, as that version reports them. */
-  ram: Omit<XbzrleStatsJSON['ram'], 'skipped'> & { skipped?: number };
+  ram: Omit<XbzrleStatsJSON['ram'], 'skipped'> & {
+    /** Pages that hit the cache unchanged: absent for QEMU ≥ 9.1. */
+    skipped?: number;
+  };
 }
 
 /** How {@link XbzrleStats} computes its two rates. */

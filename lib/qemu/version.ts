@@ -58,8 +58,16 @@ export function parseQemuVersion(text: string, name = 'options.qemuVersion'): Qe
   return { major, minor, text: `${major}.${minor}`, from: 'option', evidence: `given as ${text}` };
 }
 
+/** A version named by a machine type. */
+export interface MachineVersion {
+  /** Major version. */
+  major: number;
+  /** Minor version. */
+  minor: number;
+}
+
 /** The version a machine type names (`pc-i440fx-10.0` → 10.0), or null for an unversioned or vendor one. */
-export function machineTypeVersion(machine: string | null): { major: number; minor: number } | null {
+export function machineTypeVersion(machine: string | null): MachineVersion | null {
   if (machine === null) return null;
   const m = /-(\d{1,3})\.(\d{1,3})$/.exec(machine);
   if (m === null) return null;
