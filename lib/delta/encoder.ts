@@ -24,7 +24,7 @@ export interface DeltaEncoderOptions {
   block?: string;
   /** Compress frames with zstd. Default true. */
   compress?: boolean;
-  /** zstd level (1 to 19). Default 3. */
+  /** zstd level: 1 to 22, or -7 to -1 for zstd's fast levels. Default 3. */
   level?: number;
   /** Send pages equal to another page of OLD, or to an earlier page of NEW, as references. Default true. */
   dedup?: boolean;
@@ -155,7 +155,7 @@ export class DeltaEncoder {
     if (!Number.isSafeInteger(options.oldSize) || options.oldSize < 0) throw argRangeError('oldSize', 'a non-negative integer', options.oldSize);
     if (!Number.isSafeInteger(options.newSize) || options.newSize <= 0 || options.newSize % ps !== 0) throw argRangeError('newSize', `a positive multiple of the page size ${ps}`, options.newSize);
     const level = options.level ?? 3;
-    if (!Number.isInteger(level) || level < 1 || level > 19) throw argRangeError('level', 'an integer from 1 to 19', level);
+    if (!Number.isInteger(level) || level < -7 || level > 22 || level === 0) throw argRangeError('level', 'an integer from -7 to 22 other than 0', level);
     const frameSize = options.frameSize ?? DEFAULT_FRAME_SIZE;
     if (!Number.isInteger(frameSize) || frameSize < 4096 || frameSize > MAX_FRAME_SIZE) throw argRangeError('frameSize', 'an integer from 4096 to 16 MiB', frameSize);
     const compress = options.compress ?? true;

@@ -60,7 +60,7 @@ export interface DeltaHeader {
   newSize: number;
   /** Header flags (`FLAG_*`). */
   flags: number;
-  /** zstd level the frames were compressed at (0 when not compressed). */
+  /** zstd level the frames were compressed at (0 when not compressed; negative: zstd's fast levels). */
   level: number;
   /** Raw size frames are closed at. */
   frameSize: number;
@@ -100,7 +100,7 @@ export function encodeHeader(h: DeltaHeader, hasher: Hasher): Uint8Array {
   putU64big(b, 24, h.oldDigest ?? 0n);
   writeU64(b, 32, h.newSize);
   writeU32(b, 40, h.flags | (h.oldDigest === null ? FLAG_OLD_DIGEST_IN_TRAILER : 0));
-  b[44] = h.level;
+  b[44] = h.level & 0xff; // int8: zstd's fast levels are negative
   b[45] = HASH_XXH64;
   writeU32(b, 48, h.frameSize);
   putU64big(b, 56, hasher.h64(b.subarray(0, 56)));
@@ -138,7 +138,7 @@ export function decodeHeader(b: Uint8Array, hasher: Hasher): DeltaHeader {
     oldDigest: (flags & FLAG_OLD_DIGEST_IN_TRAILER) !== 0 ? null : u64big(b, 24),
     newSize,
     flags: flags & ~FLAG_OLD_DIGEST_IN_TRAILER,
-    level: b[44]!,
+    level: (b[44]! << 24) >> 24,
     frameSize,
   };
 }

@@ -55,7 +55,7 @@ export interface DiffImagesOptions {
   block?: string;
   /** zstd-compress the frames. Default true. */
   compress?: boolean;
-  /** zstd level, 1 to 19. Default 3. */
+  /** zstd level: 1 to 22, or -7 to -1 for zstd's fast levels. Default 3. */
   level?: number;
   /** Page deduplication (references to OLD's pages and to earlier NEW pages). Default true. */
   dedup?: boolean;
