@@ -243,6 +243,31 @@ describe('report of synthetic streams', () => {
     expect(codeKind(b.frames[0]!.codes[0]!)).toBe(CELL_KIND.ZERO);
   });
 
+  it('merges per-round entries pairwise beyond maxRounds, and refuses more than 4096 blocks', async () => {
+    const stream = build((w) => {
+      for (let r = 0; r < 50; r++) {
+        w.zero('ram', r * PS);
+        if (r % 2 === 0) w.page('ram', r * PS, new Uint8Array(PS).fill(r + 1), 0);
+        w.eos();
+      }
+    });
+    const data = await buildMigrationReport(stream, { maxRounds: 8 });
+    expect(data.rounds.length).toBeLessThanOrEqual(8);
+    expect(data.rounds[0]!.round).toBe(1);
+    expect(data.rounds[data.rounds.length - 1]!.lastRound).toBe(50);
+    for (let i = 1; i < data.rounds.length; i++) expect(data.rounds[i]!.round).toBe(data.rounds[i - 1]!.lastRound + 1);
+    expect(data.rounds.reduce((n, r) => n + r.records.ZERO, 0)).toBe(50);
+    expect(data.rounds.reduce((n, r) => n + r.records.EOS, 0)).toBe(50);
+    expect(data.rounds.reduce((n, r) => n + r.overflow, 0)).toBe(25); // each PAGE rewrites every byte of a zero page
+    expect(renderReportHtml(data)).toContain('· 50 rounds ·');
+
+    const many = build((w) => {
+      for (let b = 0; b <= 4096; b++) w.zero(`b${b}`, 0);
+      w.eos();
+    });
+    await expect(buildMigrationReport(many)).rejects.toMatchObject({ code: 'ERR_LIMIT_EXCEEDED' });
+  });
+
   it('stays small for a 16 GiB guest: sparse records, many rounds, every cell touched', async () => {
     const rand = rng(16);
     const pages = (16 * GiB) / PS;

@@ -1,6 +1,6 @@
 import { encodeXbzrle } from '../codec/encode.js';
-import { argRangeError } from '../errors.js';
-import type { RamRecord } from '../format/record-parser.js';
+import { argRangeError, XbzrleError } from '../errors.js';
+import { DEFAULT_MAX_BLOCKS, type RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { RecordCounts } from '../stats.js';
 import type { MemoryPageStore } from '../store/memory-page-store.js';
@@ -18,8 +18,10 @@ export function deltaSizeBucket(length: number): number {
 
 /** What one round (the records up to and including an EOS) carried. */
 export interface RoundStats {
-  /** 1-based round number. */
+  /** 1-based round number (the first, when successive rounds were merged: see `maxRounds`). */
   round: number;
+  /** Last round counted here: `round` unless successive rounds were merged. */
+  lastRound: number;
   /** Stream position of the round's first record. */
   position: number;
   /** Bytes of the round's records (headers, names, payloads; MEM_SIZE and EOS included). */
@@ -93,13 +95,20 @@ export interface CollectorLimits {
   maxMapsPerBlock: number;
   /** Most cells kept in all maps together (the blocks with the most are merged first). */
   maxMapCells: number;
+  /** Most per-round entries kept (successive rounds are merged pairwise beyond it). */
+  maxRounds: number;
 }
 
 /** Default {@link CollectorLimits}. */
-export const DEFAULT_COLLECTOR_LIMITS: Readonly<CollectorLimits> = Object.freeze({ maxCellsPerMap: 8192, maxMapsPerBlock: 64, maxMapCells: 1 << 21 });
+export const DEFAULT_COLLECTOR_LIMITS: Readonly<CollectorLimits> = Object.freeze({ maxCellsPerMap: 8192, maxMapsPerBlock: 64, maxMapCells: 1 << 21, maxRounds: 8192 });
 
 /** Smallest cell count the limits may cut a map down to. */
 const MIN_CELLS = 64;
+
+/** Pages per segment of the "sent before" bits (8 KiB of bits, allocated on first use). */
+const SEGMENT_PAGES = 1 << 16;
+/** Cells a block without MEM_SIZE starts with (its arrays grow up to the map limit). */
+const FIRST_CELLS = 64;
 
 class BlockState {
   length: number;
@@ -108,8 +117,8 @@ class BlockState {
   shift: number;
   /** Cells allocated in every per-cell array. */
   capacity: number;
-  /** Bit per page: sent before. */
-  sent: Uint8Array;
+  /** Bit per page, "sent before", in segments allocated on first use. */
+  private readonly bits: (Uint8Array | undefined)[] = [];
   /** Bytes per (cell, kind) in the current round. */
   acc: Float64Array;
   touched = false;
@@ -124,7 +133,7 @@ class BlockState {
     length: number,
     declared: boolean,
     readonly pageSize: number,
-    maxCells: number,
+    private readonly maxCells: number,
   ) {
     this.length = length;
     this.declared = declared;
@@ -132,8 +141,7 @@ class BlockState {
     let shift = 0;
     if (declared) while (Math.ceil(this.pages / 2 ** shift) > maxCells) shift++;
     this.shift = shift;
-    this.capacity = declared ? Math.max(1, Math.ceil(this.pages / 2 ** shift)) : maxCells;
-    this.sent = new Uint8Array(Math.ceil(Math.max(this.pages, 1) / 8));
+    this.capacity = declared ? Math.max(1, Math.ceil(this.pages / 2 ** shift)) : Math.min(FIRST_CELLS, maxCells);
     this.acc = new Float64Array(this.capacity * CELL_KINDS);
     this.roundsSent = new Uint16Array(this.capacity);
     this.bytesSent = new Float64Array(this.capacity);
@@ -143,17 +151,56 @@ class BlockState {
     return Math.max(1, Math.ceil(this.pages / 2 ** this.shift));
   }
 
-  /** An undeclared block reaching page `index`: grows, grouping cells pairwise when needed. */
-  reach(index: number): void {
-    if (index < this.pages) return;
+  /** Marks page `index` sent; true when it was already. */
+  sentBefore(index: number): boolean {
+    const seg = Math.floor(index / SEGMENT_PAGES);
+    let bits = this.bits[seg];
+    if (bits === undefined) this.bits[seg] = bits = new Uint8Array(SEGMENT_PAGES / 8);
+    const at = index % SEGMENT_PAGES;
+    const bit = 1 << (at & 7);
+    const before = (bits[at >>> 3]! & bit) !== 0;
+    bits[at >>> 3]! |= bit;
+    return before;
+  }
+
+  /**
+   * A block reaching page `index` (one without MEM_SIZE, or declared after its
+   * first pages): its arrays grow up to the map limit, then cells are grouped
+   * pairwise. Returns the map cells added to the frames.
+   */
+  reach(index: number): number {
+    if (index < this.pages) return 0;
     this.pages = index + 1;
     this.length = Math.max(this.length, this.pages * this.pageSize);
-    if (this.sent.length * 8 < this.pages) {
-      const bigger = new Uint8Array(Math.max(this.sent.length * 2, Math.ceil(this.pages / 8)));
-      bigger.set(this.sent);
-      this.sent = bigger;
+    let added = 0;
+    const needed = Math.ceil(this.pages / 2 ** this.shift);
+    if (needed > this.capacity && this.capacity < this.maxCells) {
+      let capacity = this.capacity;
+      while (capacity < needed && capacity < this.maxCells) capacity *= 2;
+      capacity = Math.min(capacity, this.maxCells);
+      added = (capacity - this.capacity) * this.frames.length;
+      this.grow(capacity);
     }
     while (Math.ceil(this.pages / 2 ** this.shift) > this.capacity) this.halve();
+    return added;
+  }
+
+  private grow(capacity: number): void {
+    const acc = new Float64Array(capacity * CELL_KINDS);
+    acc.set(this.acc);
+    this.acc = acc;
+    const rounds = new Uint16Array(capacity);
+    rounds.set(this.roundsSent);
+    this.roundsSent = rounds;
+    const bytes = new Float64Array(capacity);
+    bytes.set(this.bytesSent);
+    this.bytesSent = bytes;
+    for (const f of this.frames) {
+      const codes = new Uint8Array(capacity);
+      codes.set(f.codes);
+      f.codes = codes;
+    }
+    this.capacity = capacity;
   }
 
   /** Groups cells pairwise (pages per cell doubles) in every array and frame. */
@@ -245,9 +292,37 @@ class BlockState {
   }
 }
 
+/** Two successive entries of {@link RoundStats} as one: counts added, rates recomputed. */
+export function mergeRounds(a: RoundStats, b: RoundStats, pageSize: number): RoundStats {
+  const m: RoundStats = {
+    ...a,
+    lastRound: b.lastRound,
+    bytes: a.bytes + b.bytes,
+    records: { ...a.records },
+    bytesByKind: a.bytesByKind.map((v, i) => v + (b.bytesByKind[i] ?? 0)),
+    newPages: a.newPages + b.newPages,
+    cacheMiss: a.cacheMiss + b.cacheMiss,
+    overflow: a.overflow + b.overflow,
+    resent: a.resent + b.resent,
+    xbzrleBytes: a.xbzrleBytes + b.xbzrleBytes,
+  };
+  for (const k of ['PAGE', 'ZERO', 'XBZRLE', 'MEM_SIZE', 'EOS'] as const) m.records[k] += b.records[k];
+  rates(m, pageSize);
+  return m;
+}
+
+/** Sets a round's encoding rate and cache miss rate from its counts. */
+function rates(round: RoundStats, pageSize: number): void {
+  const sent = round.records.PAGE + round.records.ZERO + round.records.XBZRLE;
+  const encoded = round.xbzrleBytes + pageSize * round.overflow;
+  round.encodingRate = encoded > 0 ? ((round.records.XBZRLE + round.overflow) * pageSize) / encoded : null;
+  round.cacheMissRate = sent > 0 ? (round.cacheMiss + round.resent) / sent : null;
+}
+
 function emptyRound(round: number, position: number): RoundStats {
   return {
     round,
+    lastRound: round,
     position,
     bytes: 0,
     records: { PAGE: 0, ZERO: 0, XBZRLE: 0, MEM_SIZE: 0, EOS: 0 },
@@ -274,7 +349,7 @@ function emptyRound(round: number, position: number): RoundStats {
  * not fit in a page makes it an overflow, any other a cache miss.
  */
 export class MigrationCollector {
-  /** Rounds closed so far. */
+  /** Rounds closed so far (successive ones merged pairwise beyond `maxRounds`). */
   readonly rounds: RoundStats[] = [];
   /** XBZRLE delta sizes, counts per {@link DELTA_SIZE_EDGES} bucket. */
   readonly deltaSizes: number[] = new Array<number>(DELTA_SIZE_EDGES.length).fill(0);
@@ -301,6 +376,7 @@ export class MigrationCollector {
       maxCellsPerMap: limits.maxCellsPerMap ?? d.maxCellsPerMap,
       maxMapsPerBlock: limits.maxMapsPerBlock ?? d.maxMapsPerBlock,
       maxMapCells: limits.maxMapCells ?? d.maxMapCells,
+      maxRounds: limits.maxRounds ?? d.maxRounds,
     };
     for (const [k, v] of Object.entries(this.limits)) {
       if (!Number.isSafeInteger(v) || v < 1) throw argRangeError(`options.${k}`, 'a positive integer', v);
@@ -340,17 +416,10 @@ export class MigrationCollector {
       default:
         break;
     }
-    let b = this.blocks.get(rec.block);
-    if (b === undefined) {
-      b = new BlockState(rec.block, 0, false, this.pageSize, this.maxCells);
-      this.blocks.set(rec.block, b);
-    }
+    const b = this.block(rec.block);
     const index = Math.floor(rec.offset / this.pageSize);
-    if (index >= b.pages) b.reach(index);
-    const byte = index >>> 3;
-    const bit = 1 << (index & 7);
-    const before = (b.sent[byte]! & bit) !== 0;
-    b.sent[byte]! |= bit;
+    if (index >= b.pages) this.mapCells += b.reach(index);
+    const before = b.sentBefore(index);
     let kind: number;
     if (rec.kind === 'zero') {
       kind = CELL_KIND.ZERO;
@@ -388,14 +457,10 @@ export class MigrationCollector {
   presentPage(block: string, offset: number): void {
     this.mappedRam = true;
     const round = this.current;
-    let b = this.blocks.get(block);
-    if (b === undefined) {
-      b = new BlockState(block, 0, false, this.pageSize, this.maxCells);
-      this.blocks.set(block, b);
-    }
+    const b = this.block(block);
     const index = Math.floor(offset / this.pageSize);
-    if (index >= b.pages) b.reach(index);
-    b.sent[index >>> 3]! |= 1 << (index & 7);
+    if (index >= b.pages) this.mapCells += b.reach(index);
+    b.sentBefore(index);
     round.records.PAGE++;
     round.newPages++;
     round.bytes += this.pageSize;
@@ -436,21 +501,35 @@ export class MigrationCollector {
       if (had !== undefined && (had.records > 0 || had.frames.length > 0)) {
         // Named by records before its MEM_SIZE entry: kept as it grew.
         had.declared = true;
-        had.reach(Math.ceil(e.length / this.pageSize) - 1);
+        this.mapCells += had.reach(Math.ceil(e.length / this.pageSize) - 1);
         had.length = Math.max(had.length, e.length);
         continue;
       }
+      if (had === undefined) this.checkBlockCount();
       this.blocks.set(e.id, new BlockState(e.id, e.length, true, this.pageSize, this.maxCells));
+    }
+  }
+
+  /** The state of `id`, created (undeclared) on first sight. */
+  private block(id: string): BlockState {
+    let b = this.blocks.get(id);
+    if (b === undefined) {
+      this.checkBlockCount();
+      b = new BlockState(id, 0, false, this.pageSize, this.maxCells);
+      this.blocks.set(id, b);
+    }
+    return b;
+  }
+
+  private checkBlockCount(): void {
+    if (this.blocks.size >= DEFAULT_MAX_BLOCKS) {
+      throw new XbzrleError('ERR_LIMIT_EXCEEDED', `the stream names more than ${DEFAULT_MAX_BLOCKS} RAM blocks`);
     }
   }
 
   private endRound(next: number): void {
     const round = this.current;
-    const sent = round.records.PAGE + round.records.ZERO + round.records.XBZRLE;
-    const ps = this.pageSize;
-    const encoded = round.xbzrleBytes + ps * round.overflow;
-    round.encodingRate = encoded > 0 ? ((round.records.XBZRLE + round.overflow) * ps) / encoded : null;
-    round.cacheMissRate = sent > 0 ? (round.cacheMiss + round.resent) / sent : null;
+    rates(round, this.pageSize);
     for (const b of this.blocks.values()) {
       if (!b.touched) continue;
       this.mapCells += b.endRound(round.round);
@@ -465,6 +544,14 @@ export class MigrationCollector {
       this.mapCells -= biggest.compact();
     }
     this.rounds.push(round);
+    if (this.rounds.length > this.limits.maxRounds) {
+      const merged: RoundStats[] = [];
+      for (let i = 0; i < this.rounds.length; i += 2) {
+        const b = this.rounds[i + 1];
+        merged.push(b === undefined ? this.rounds[i]! : mergeRounds(this.rounds[i]!, b, this.pageSize));
+      }
+      this.rounds.splice(0, this.rounds.length, ...merged);
+    }
     this.current = emptyRound(round.round + 1, next);
   }
 

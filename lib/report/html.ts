@@ -1,6 +1,6 @@
 import type { MigrationReport } from './build.js';
 import { CELL_KIND, CELL_KIND_NAMES, cellLevel } from './cells.js';
-import type { RoundStats } from './collect.js';
+import { mergeRounds, type RoundStats } from './collect.js';
 import { formatSize, summaryRows } from './summary.js';
 
 /** Options of {@link renderReportHtml}. */
@@ -257,32 +257,8 @@ function groupRounds(rounds: RoundStats[], max: number, pageSize: number): { lab
   const out: { label: string; r: RoundStats }[] = [];
   for (let i = 0; i < rounds.length; i += k) {
     const part = rounds.slice(i, i + k);
-    const first = part[0]!;
-    const last = part[part.length - 1]!;
-    if (part.length === 1) {
-      out.push({ label: String(first.round), r: first });
-      continue;
-    }
-    const sum: RoundStats = {
-      ...first,
-      records: { ...first.records },
-      bytesByKind: [...first.bytesByKind],
-    };
-    for (const r of part.slice(1)) {
-      sum.bytes += r.bytes;
-      for (const key of ['PAGE', 'ZERO', 'XBZRLE', 'MEM_SIZE', 'EOS'] as const) sum.records[key] += r.records[key];
-      r.bytesByKind.forEach((v, j) => (sum.bytesByKind[j] = (sum.bytesByKind[j] ?? 0) + v));
-      sum.newPages += r.newPages;
-      sum.cacheMiss += r.cacheMiss;
-      sum.overflow += r.overflow;
-      sum.resent += r.resent;
-      sum.xbzrleBytes += r.xbzrleBytes;
-    }
-    const sent = sum.records.PAGE + sum.records.ZERO + sum.records.XBZRLE;
-    const encoded = sum.xbzrleBytes + pageSize * sum.overflow;
-    sum.encodingRate = encoded > 0 ? ((sum.records.XBZRLE + sum.overflow) * pageSize) / encoded : null;
-    sum.cacheMissRate = sent > 0 ? (sum.cacheMiss + sum.resent) / sent : null;
-    out.push({ label: `${first.round}–${last.round}`, r: sum });
+    const r = part.slice(1).reduce((a, b) => mergeRounds(a, b, pageSize), part[0]!);
+    out.push({ label: r.round === r.lastRound ? String(r.round) : `${r.round}–${r.lastRound}`, r });
   }
   return out;
 }
@@ -417,14 +393,14 @@ export function renderReportHtml(report: MigrationReport, options: RenderReportO
   const classified = report.classification !== 'none';
   const title = options.title ?? `XBZRLE report: ${s.file}`;
   const rounds = report.rounds;
-  const activeRounds = rounds.length;
+  const roundCount = rounds.length === 0 ? 0 : rounds[rounds.length - 1]!.lastRound;
 
   // --- header and summary ---
   const pageRecords = rounds.reduce((n, x) => n + x.records.PAGE, 0);
   const cards: [string, string, string][] = [
     ['RAM records', formatSize(s.ram.transferred), `${s.ram.transferred} bytes`],
     ['pages carried', formatSize(s.pageBytes), `ratio ${s.ratio.toFixed(2)}:1`],
-    ['rounds', String(rounds.length), 'EOS-delimited'],
+    ['rounds', String(roundCount), 'EOS-delimited'],
     ['XBZRLE', String(r.XBZRLE), r.XBZRLE > 0 ? `${(s['xbzrle-cache'].bytes / r.XBZRLE).toFixed(1)} B per delta` : 'no deltas'],
     ['ZERO', String(r.ZERO), `${formatSize(r.ZERO * ps)} of pages`],
     ['PAGE', String(pageRecords), `${inf.newPages} ${report.mappedRam ? 'present (mapped-ram)' : 'first sends'}`],
@@ -499,7 +475,7 @@ export function renderReportHtml(report: MigrationReport, options: RenderReportO
   const mapBlocks = report.blocks.filter((b) => b.frames.length > 0);
   const data = {
     pageSize: ps,
-    rounds: activeRounds,
+    rounds: roundCount,
     kinds: CELL_KIND_NAMES,
     cellPalette: base64(cellPalette(ps)),
     heatPalette: base64(heatPalette()),
@@ -564,7 +540,7 @@ ${b.frames.length > 1 ? `<div class="overview"><figure><canvas class="map heat" 
 <style>${CSS}</style>
 </head>
 <body>
-<header><h1>${esc(title)}</h1><div class="sub">${esc(s.format === 'qemu' ? `QEMU migration stream${s.machine ? ` · ${s.machine}` : ''}` : 'RAM record stream')} · ${esc(formatSize(s.bytes))} read · ${rounds.length} rounds · ${report.blocks.length} RAM blocks · page size ${ps}</div></header>
+<header><h1>${esc(title)}</h1><div class="sub">${esc(s.format === 'qemu' ? `QEMU migration stream${s.machine ? ` · ${s.machine}` : ''}` : 'RAM record stream')} · ${esc(formatSize(s.bytes))} read · ${roundCount} rounds · ${report.blocks.length} RAM blocks · page size ${ps}</div></header>
 <main>
 <section id="summary"><h2>Summary</h2>
 <div class="cards">${cards.map(([k, v, d]) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${esc(v)}</div><div class="d">${esc(d)}</div></div>`).join('')}</div>

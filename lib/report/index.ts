@@ -15,6 +15,7 @@ export {
   DEFAULT_COLLECTOR_LIMITS,
   DELTA_SIZE_EDGES,
   deltaSizeBucket,
+  mergeRounds,
   type BlockMap,
   type CollectorLimits,
   type MapFrame,
