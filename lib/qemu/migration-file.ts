@@ -1,8 +1,8 @@
 import { open } from 'node:fs/promises';
 import { XbzrleError } from '../errors.js';
 import { decodeName } from '../format/bytes.js';
-import { MIN_PAGE_SIZE, MAX_PAGE_SIZE } from '../format/flags.js';
-import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecordParser, type RamRecord, type TargetBlock } from '../format/record-parser.js';
+import { MIN_PAGE_SIZE, MAX_PAGE_SIZE, RAM_SAVE_FLAG } from '../format/flags.js';
+import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecord, RamRecordParser, type TargetBlock } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
@@ -323,7 +323,19 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
       parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, postcopy, ignoreShared, allowMultifdFlush, target: options.target });
       loader = new RamLoader({ pageSize, store, onPage: options.onPage });
       if (mappedRam) {
+        const listAt = src.offset;
         info.mappedRam = await readMappedRamMemSize(src, { pageSize, parser, loader, store, maxBlocks, maxImageSize, ignoreShared, onPage: options.onPage });
+        if (info.mappedRam !== null && options.onRecord !== undefined) {
+          // The list, read by the mapped-ram reader, shown as the MEM_SIZE record it is.
+          const rec = new RamRecord();
+          rec.kind = 'mem_size';
+          rec.flags = RAM_SAVE_FLAG.MEM_SIZE;
+          rec.position = listAt;
+          rec.offset = info.mappedRam.reduce((n, b) => n + b.length, 0);
+          rec.blocks = (loader.blocks ?? []).map((b) => ({ ...b }));
+          rec.size = src.offset - listAt;
+          options.onRecord(rec);
+        }
       }
     } else if (type === QEMU_VM_SECTION.PART || type === QEMU_VM_SECTION.END) {
       await src.require(5, 'a section header');
