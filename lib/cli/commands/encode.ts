@@ -6,6 +6,7 @@ import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
+import { readImageRuns } from '../image-reader.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const ENCODE_HELP = `usage: xbzrle encode [IMAGE...] [-o OUT] [--image-size N] [options]
@@ -69,7 +70,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
   const out = await openOutput(o.output, o.force, images);
   const progress = new Progress('encode', total, o.quiet ? false : o.progress);
-  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }] });
+  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, readableHighWaterMark: 4 << 20 });
   // Output is written as it comes; a failure on either side destroys both.
   const writing = pipeline(
     enc,
@@ -84,15 +85,23 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   let done = 0;
   try {
     for (const path of images) {
-      const input = await openInput(path, RUN, 'refuse');
+      // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
+      const input = path === '-' ? await openInput(path, RUN, 'refuse') : { name: path, stream: null };
+      const pieces = input.stream === null ? readImageRuns(path, RUN, ps) : exactChunks(input.stream, RUN);
       let inRound = 0;
-      for await (const piece of exactChunks(input.stream, RUN)) {
+      for await (const piece of pieces) {
         let at = 0;
         while (at < piece.length) {
           const n = Math.min(piece.length - at, size - inRound);
           if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
           if (enc.destroyed) await writing; // the output failed: report why
-          if (!enc.write({ block, offset: inRound, data: piece.subarray(at, at + n) })) await waitDrain(enc, writing);
+          const record = { block, offset: inRound, data: piece.subarray(at, at + n) };
+          if (input.stream === null) {
+            // The run's buffer is reused two runs on: wait until the encoder is done with it.
+            await new Promise<void>((resolve, reject) => {
+              enc.write(record, (err) => (err ? writing.then(() => reject(err), reject) : resolve()));
+            });
+          } else if (!enc.write(record)) await waitDrain(enc, writing);
           at += n;
           inRound += n;
           done += n;
