@@ -80,7 +80,9 @@ describe.each([
     data = await buildMigrationReport(mig, { name });
     const opts = { quiet: true, progress: false, pageSize: PS } as unknown as CommonOptions;
     const stat = await analyse({ name, stream: Readable.from([mig]), size: mig.length, path: undefined } as Parameters<typeof analyse>[0], opts, null, 'stat');
-    expect({ ...data.summary, bytes: 0 }).toEqual({ ...stat, bytes: 0 });
+    // Every field the report has, as stat has it (stat may print more).
+    const same = Object.fromEntries(Object.keys(data.summary).map((k) => [k, (stat as unknown as Record<string, unknown>)[k]]));
+    expect({ ...data.summary, bytes: 0 }).toEqual({ ...same, bytes: 0 });
     expect(data.summary.ram.normal).toBe(query['query-migrate'].ram.normal);
 
     // Each RAM section body ends with its EOS: one round per body, counted independently.

@@ -57,7 +57,7 @@ function cellPalette(pageSize: number): Uint8Array {
     const level = code & 31;
     let rgb = none;
     if (kind === CELL_KIND.XBZRLE) {
-      rgb = mix(XB_LIGHT, XB_DARK, clamp01((level - lo) / (hi - lo)));
+      rgb = mix(XB_LIGHT, XB_DARK, 0.12 + 0.88 * clamp01((level - lo) / (hi - lo)));
     } else if (kind > 0 && kind < KIND_COLORS.length) {
       // Paler when fewer of the cell's pages were sent: full = one record per page.
       const full = cellLevel(kind === CELL_KIND.ZERO ? 10 : pageSize + 9);
