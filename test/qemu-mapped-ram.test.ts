@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyMappedRamBlock, FilePageStore, MemoryPageStore, readQemuMigration, XbzrleError } from '../lib/index.js';
-import { sameBytes, split } from './helpers/bytes.js';
+import { rng, sameBytes, split } from './helpers/bytes.js';
 import { buildMappedRamFile, type MappedRamSpec } from './helpers/qemu-file.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
@@ -197,5 +197,35 @@ describe('mapped-ram: synthetic files and their edge cases', () => {
     const past = await fails(file, 'ERR_RAM_OFFSET', { target: [{ id: 'ram', length: 4 * PS }] });
     expect(past.message).toMatch(/page outside of ramblock ram range/);
     await readQemuMigration(file, { target: [{ id: 'ram', length: 10 * PS }] });
+  });
+});
+
+describe('mapped-ram: mutated files fail only with XbzrleError, promptly', () => {
+  it('400 mutations of the MEM_SIZE list, headers and bitmaps (bytes and pipe)', async () => {
+    const file = buildMappedRamFile([spec(), spec({ id: 'rom', length: 3 * PS, present: new Map([[2, 0xee]]) })]);
+    const r = rng(12345);
+    const rand = (n: number): number => Math.floor(r() * n);
+    const listAt = file.indexOf(Buffer.from('mapped-ram')) + 10 + 17; // after the START header: the list
+    let failures = 0;
+    const codes = new Map<string, number>();
+    for (let i = 0; i < 400; i++) {
+      const m = Buffer.from(file);
+      for (let k = 0, n = 1 + rand(3); k < n; k++) {
+        // Mostly the list, the first header and bitmap (60 bytes), sometimes anywhere.
+        const at = rand(4) === 0 ? rand(m.length) : listAt + rand(60);
+        m[at] = rand(4) === 0 ? 0xff : rand(256);
+      }
+      const input = i % 2 === 0 ? new Uint8Array(m) : pipe(m, i);
+      try {
+        await readQemuMigration(input, { store: new MemoryPageStore({ maxMemory: 64 << 20 }), maxImageSize: 2 ** 40 });
+      } catch (err) {
+        if (!(err instanceof XbzrleError)) throw new Error(`mutation ${i}: ${(err as Error).stack}`);
+        expect(typeof err.offset === 'number' || err.code === 'ERR_LIMIT_EXCEEDED', `${err.code} without offset: ${err.message}`).toBe(true);
+        failures++;
+        codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
+      }
+    }
+    expect(failures, JSON.stringify([...codes])).toBeGreaterThan(100);
+    expect(codes.size).toBeGreaterThan(3);
   });
 });

@@ -196,12 +196,35 @@ export async function readMappedRamMemSize(src: ByteSource, ctx: MappedRamContex
     if (pagesOffset % pageSize !== 0) {
       throw new XbzrleError('ERR_QEMU_CORRUPT', `${where}: pages offset ${pagesOffset} is not a multiple of the page size (QEMU: region has bad alignment)`, { offset: headerAt + 20 });
     }
-    const bitmap = new Uint8Array(bitmapSize(pages));
-    const got = await src.readAt(bitmapOffset, bitmap, `the bitmap of block ${JSON.stringify(id)}`);
-    if (got < bitmap.length) {
+    const size = bitmapSize(pages);
+    // Allocated only once the input is known to hold it: whole on a file or bytes (known size),
+    // piece by piece as it arrives on a pipe.
+    let bitmap: Uint8Array;
+    let got: number;
+    if (src.random !== null || size <= 1 << 20) {
+      bitmap = new Uint8Array(src.random === null ? size : Math.min(size, Math.max(0, src.random.size - bitmapOffset)));
+      got = await src.readAt(bitmapOffset, bitmap, `the bitmap of block ${JSON.stringify(id)}`);
+    } else {
+      const pieces: Uint8Array[] = [];
+      got = 0;
+      while (got < size) {
+        const piece = new Uint8Array(Math.min(1 << 20, size - got));
+        const n = await src.readAt(bitmapOffset + got, piece, `the bitmap of block ${JSON.stringify(id)}`);
+        pieces.push(piece.subarray(0, n));
+        got += n;
+        if (n < piece.length) break;
+      }
+      bitmap = new Uint8Array(got);
+      let at = 0;
+      for (const piece of pieces) {
+        bitmap.set(piece, at);
+        at += piece.length;
+      }
+    }
+    if (got < size) {
       throw new XbzrleError(
         'ERR_QEMU_TRUNCATED',
-        `the bitmap of block ${JSON.stringify(id)} (${bitmap.length} bytes at byte ${bitmapOffset}, from the ${where}) runs past the end of the input at byte ${bitmapOffset + got}`,
+        `the bitmap of block ${JSON.stringify(id)} (${size} bytes at byte ${bitmapOffset}, from the ${where}) runs past the end of the input at byte ${bitmapOffset + got}`,
         { offset: bitmapOffset + got },
       );
     }
