@@ -88,7 +88,7 @@ function base64(bytes: Uint8Array): string {
 
 /** A "nice" axis: max rounded up to 1, 2 or 5 × 10^k, and its tick step. */
 function niceAxis(max: number, ticks = 4): { max: number; step: number } {
-  if (!(max > 0)) return { max: 1, step: 0.25 };
+  if (!(max > ticks)) return { max: ticks, step: 1 }; // counts and bytes: whole units
   const raw = max / ticks;
   const p = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw)!;
@@ -551,7 +551,7 @@ ${report.blocks.some((b) => !b.declared) ? '<p class="note">* no MEM_SIZE entry:
 <section id="rounds"><h2>Rounds</h2>
 ${report.mappedRam ? '<p class="note"><b>A mapped-ram file</b>: every page present is stored once, at a fixed offset, rather than sent in rounds; the pages present are counted as PAGE in the first round and drawn as such in the maps.</p>' : ''}
 <p class="note">A round is the run of records up to an EOS marker (in a QEMU file, one RAM section: START, each PART, END). Bytes are those of the RAM records. Hover over a bar for the round's numbers.</p>
-${bytesChart}${pagesChart}${rates}
+${rounds.length === 0 ? '<p class="note">No RAM rounds in this input.</p>' : bytesChart + pagesChart + rates}
 <details><summary>Per-round table (${groups.length} rows)</summary><table id="round-table"><thead><tr><th class="num">round</th><th class="num">at byte</th><th class="num">bytes</th><th class="num">PAGE</th><th class="num">first</th><th class="num">${classified ? 'miss' : 'resent'}</th><th class="num">overflow</th><th class="num">ZERO</th><th class="num">XBZRLE</th><th class="num">XBZRLE bytes</th><th class="num">enc. rate</th><th class="num">miss rate</th></tr></thead><tbody>${roundRows}</tbody></table></details>
 </section>
 <section id="deltas"><h2>Delta sizes</h2>
