@@ -10,7 +10,7 @@ import { report as reportCommand } from '../lib/cli/commands/report.js';
 import type { CommonOptions } from '../lib/cli/args.js';
 import { RamRecordParser } from '../lib/format/record-parser.js';
 import { RecordWriter } from '../lib/format/record-writer.js';
-import { buildMigrationReport, renderReportHtml, CELL_KIND, codeKind, codeLevel, cellLevel, type MigrationReport } from '../lib/report/index.js';
+import { buildMigrationReport, configuredPageSize, renderReportHtml, CELL_KIND, codeKind, codeLevel, cellLevel, type MigrationReport } from '../lib/report/index.js';
 import { concat, randomBytes, rng } from './helpers/bytes.js';
 import { findRamSections, loadFixture } from './helpers/qemu-file.js';
 
@@ -303,6 +303,42 @@ describe('report of synthetic streams', () => {
     expect(data.rounds.every((r) => r.records.ZERO + r.records.XBZRLE >= 8192)).toBe(true);
     expect(Buffer.byteLength(html)).toBeLessThan(5_000_000);
   }, 30_000);
+
+  it('classifies resent pages by content until contentMemory runs out ("partial")', async () => {
+    const page = new Uint8Array(PS).fill(3);
+    const stream = build((w) => {
+      w.page('ram', 0, page, 0);
+      w.eos();
+      w.page('ram', 0, page, 0); // unchanged: a miss
+      w.page('ram', 1 << 20, page, 0); // a second 64 KiB segment: over the limit
+      w.eos();
+      w.page('ram', 1 << 20, page, 0);
+      w.eos();
+    });
+    const data = await buildMigrationReport(stream, { contentMemory: 64 * 1024 });
+    expect(data.classification).toBe('partial');
+    expect(data.rounds.map((r) => [r.newPages, r.cacheMiss, r.resent])).toEqual([
+      [1, 0, 0],
+      [1, 1, 0],
+      [0, 0, 1],
+    ]);
+    expect(renderReportHtml(data)).toContain('PAGE: resent (miss or overflow)');
+  });
+
+  it('reads the page size of a QEMU file from its configuration section', () => {
+    const name = new TextEncoder().encode('configuration/target-page-bits');
+    const machine = new TextEncoder().encode('virt-9.2');
+    const head = concat([
+      new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 0x07, 0, 0, 0, machine.length]),
+      machine,
+      new Uint8Array([0x05, name.length]),
+      name,
+      new Uint8Array([0, 0, 0, 1, 0, 0, 0, 14]),
+    ]);
+    expect(configuredPageSize(head, 4096)).toBe(16384);
+    expect(configuredPageSize(head.subarray(0, 20), 4096)).toBe(4096);
+    expect(configuredPageSize(new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 0x01]), 8192)).toBe(8192);
+  });
 
   it('escapes names from the stream and embeds nothing external', async () => {
     const stream = build((w) => {
