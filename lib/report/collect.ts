@@ -89,7 +89,7 @@ export interface BlockMap {
 
 /** Limits of the collector. */
 export interface CollectorLimits {
-  /** Most cells in one map (pages are grouped by powers of two beyond it). */
+  /** Most cells in one map, rounded down to a power of two (pages are grouped by powers of two beyond it). */
   maxCellsPerMap: number;
   /** Most maps kept per block (successive rounds are merged pairwise beyond it). */
   maxMapsPerBlock: number;
@@ -381,7 +381,7 @@ export class MigrationCollector {
     for (const [k, v] of Object.entries(this.limits)) {
       if (!Number.isSafeInteger(v) || v < 1) throw argRangeError(`options.${k}`, 'a positive integer', v);
     }
-    this.maxCells = this.limits.maxCellsPerMap;
+    this.maxCells = 2 ** Math.floor(Math.log2(this.limits.maxCellsPerMap)); // cells are grouped pairwise: a power of two
     this.classification = content === null ? 'none' : 'content';
     this.old = new Uint8Array(pageSize);
     this.delta = new Uint8Array(pageSize);
