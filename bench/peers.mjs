@@ -22,7 +22,26 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 export const PEERS_DIR = join(HERE, '.build', 'peers');
 export const PEER_NAMES = ['XOR+lz4', 'XOR+snappy', 'XOR+deflateRaw-1'];
 
-/** Imports a package installed under PEERS_DIR, or returns null. */
+/**
+ * A peer compressor: `compress` handles one 4 KiB page.
+ * @typedef {object} Peer
+ * @property {(page: Buffer) => Uint8Array} compress
+ * @property {(bytes: Uint8Array) => Uint8Array} decompress
+ * @property {string} version
+ */
+
+/** @typedef {Record<string, Peer | null>} Peers */
+
+/**
+ * The two functions used of lz4-napi and snappy (both napi-rs packages).
+ * @typedef {{ compressSync(b: Buffer): Buffer, uncompressSync(b: Uint8Array): Buffer }} NativeCodec
+ */
+
+/**
+ * Imports a package installed under PEERS_DIR, or returns null.
+ * @param {string} name
+ * @returns {Promise<NativeCodec | null>}
+ */
 async function importPeer(name) {
   const anchor = join(PEERS_DIR, 'package.json');
   if (!existsSync(join(PEERS_DIR, 'node_modules', name))) return null;
@@ -31,7 +50,7 @@ async function importPeer(name) {
     const mod = await import(pathToFileURL(resolved).href);
     return mod.default ?? mod;
   } catch (err) {
-    process.stdout.write(`peer ${name}: failed to load (${err.message.split('\n')[0]})\n`);
+    process.stdout.write(`peer ${name}: failed to load (${String(err instanceof Error ? err.message : err).split('\n')[0]})\n`);
     return null;
   }
 }
@@ -39,8 +58,10 @@ async function importPeer(name) {
 /**
  * The available peers: name → { compress(page) → Uint8Array, decompress(bytes) → Uint8Array },
  * null for those not installed. Each compress call handles one 4 KiB page.
+ * @returns {Promise<Peers>}
  */
 export async function loadPeers() {
+  /** @type {Peers} */
   const peers = {};
   const lz4 = await importPeer('lz4-napi');
   peers['XOR+lz4'] = lz4 ? { compress: (b) => lz4.compressSync(b), decompress: (b) => lz4.uncompressSync(b), version: version('lz4-napi') } : null;
@@ -57,6 +78,7 @@ export async function loadPeers() {
   return peers;
 }
 
+/** @param {string} name */
 function version(name) {
   try {
     return createRequire(join(PEERS_DIR, 'package.json'))(`${name}/package.json`).version;
@@ -69,6 +91,11 @@ function version(name) {
  * Measures every available peer on (oldBuf, newBuf): MB/s of page data
  * (XOR + compress, one call per page) and compressed size as % of the input.
  * Every 16th page is decompressed and checked (untimed).
+ * @param {Peers} peers
+ * @param {Uint8Array} oldBuf
+ * @param {Uint8Array} newBuf
+ * @param {{ quick: boolean, maxTime: number }} timing
+ * @returns {{ results: Record<string, { mbps: number, pct: number, bytes: number, version: string }>, failures: string[] }}
  */
 export function peerBench(peers, oldBuf, newBuf, { quick, maxTime }) {
   const pages = oldBuf.length / PAGE_SIZE;
@@ -78,12 +105,15 @@ export function peerBench(peers, oldBuf, newBuf, { quick, maxTime }) {
   const newW = new Int32Array(newBuf.buffer, newBuf.byteOffset, newBuf.length / 4);
   const scratch = Buffer.alloc(PAGE_SIZE);
   const scratchW = new Int32Array(scratch.buffer, scratch.byteOffset, words);
+  /** @param {number} i */
   const xorPage = (i) => {
     const base = i * words;
-    for (let k = 0; k < words; k++) scratchW[k] = oldW[base + k] ^ newW[base + k];
+    for (let k = 0; k < words; k++) scratchW[k] = /** @type {number} */ (oldW[base + k]) ^ /** @type {number} */ (newW[base + k]);
   };
 
+  /** @type {ReturnType<typeof peerBench>['results']} */
   const results = {};
+  /** @type {string[]} */
   const failures = [];
   for (const name of PEER_NAMES) {
     const peer = peers[name];

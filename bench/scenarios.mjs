@@ -106,7 +106,7 @@ export function generate(scenario, size = DEFAULT_SIZE) {
       newBuf.set(oldBuf);
       break;
     case 'segments': {
-      const { step, len } = scenario;
+      const { step = 0, len = 0 } = scenario;
       if (!(step > 0 && len > 0 && len <= step)) throw new RangeError(`bad scenario ${scenario.name}`);
       fillRandom(oldBuf, mulberry32(OLD_SEED));
       newBuf.set(oldBuf);
@@ -116,7 +116,7 @@ export function generate(scenario, size = DEFAULT_SIZE) {
         for (let j = start; j < end; j++) {
           // 1..255: never 0, so the byte always changes.
           const x = (rand() % 255) + 1;
-          newBuf[j] = oldBuf[j] ^ x;
+          newBuf[j] = /** @type {number} */ (oldBuf[j]) ^ x;
         }
       }
       break;
