@@ -32,6 +32,24 @@ describe('delta round trip', () => {
     expect(v2.unchanged).toBe(st.unchanged);
   });
 
+  it('files of different sizes (both passes of diff: OLD longer, shorter, not a page multiple, empty)', async () => {
+    for (const [oldLen, newPages] of [
+      [70 * 4096, 64],
+      [600 * 4096, 520],
+      [20 * 4096 + 123, 64],
+      [0, 5],
+    ] as const) {
+      const { oldImg: o0, newImg } = makePair(oldLen + newPages, Math.max(1, Math.ceil(oldLen / 4096)), 4096, newPages);
+      const oldImg = o0.subarray(0, oldLen);
+      const a = join(dir, 'sa'), b = join(dir, 'sb'), d = join(dir, 'sd'), c = join(dir, 'sc');
+      writeFileSync(a, oldImg);
+      writeFileSync(b, newImg);
+      await diffImages(a, b, d, { force: true });
+      await patchImage(a, d, c, { force: true });
+      expect(Buffer.compare(readFileSync(c), newImg)).toBe(0);
+    }
+  });
+
   it('OLD and NEW of different sizes, OLD not a page multiple, no compression, no dedup, page size 8192', async () => {
     for (const [oldLen, newPages, ps, opts] of [
       [5 * 4096 + 100, 9, 4096, { compress: false }],

@@ -124,7 +124,10 @@ export class DeltaEncoder {
   private readonly oldIndex: PageIndex | null;
   private readonly newIndex: PageIndex | null;
   private prepassed = false;
+  private scanned = false;
   private pushedTo = 0;
+  private nChanged = 0;
+  private readonly changed: Uint8Array;
 
   private constructor(o: DeltaEncoder['o'], hasher: Hasher, compressor: FrameCompressor | null, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void) {
     this.o = o;
@@ -143,6 +146,7 @@ export class DeltaEncoder {
     this.oldHashes = new BigUint64Array(Math.min(oldPages, o.maxIndexPages));
     this.oldIndex = o.dedup ? new PageIndex(Math.min(oldPages, o.maxIndexPages)) : null;
     this.newIndex = o.dedup ? new PageIndex(Math.min(o.newSize / o.pageSize, o.maxIndexPages)) : null;
+    this.changed = new Uint8Array(Math.ceil(o.newSize / o.pageSize / 8));
   }
 
   /**
@@ -229,21 +233,20 @@ export class DeltaEncoder {
   }
 
   /**
-   * Encodes NEW's pages `newData` at byte `offset` against OLD's `oldData`
-   * (same length, a page multiple; OLD zero-padded past its end). Steps
-   * come in order from offset 0.
+   * One pass (OLD from a pipe): encodes NEW's pages `newData` at byte
+   * `offset` against OLD's `oldData` (same length, a page multiple; OLD
+   * zero-padded past its end). Steps come in order from offset 0.
    */
   async push(oldData: Uint8Array, newData: Uint8Array, offset: number): Promise<void> {
+    if (this.scanned) throw new RangeError('push after scan: use encodeChanged');
     const w = this.writer ?? this.start();
     const ps = this.ps;
     const k = this.kernel;
-    const st = this.stats;
     if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
     if (oldData.length !== newData.length || newData.length % ps !== 0 || offset + newData.length > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
     const oldPagesTotal = Math.ceil(this.o.oldSize / ps);
     for (let at = 0; at < newData.length; at += ps) {
-      const x = offset + at;
-      const page = x / ps;
+      const page = (offset + at) / ps;
       let oldHash: bigint;
       if (!this.prepassed) {
         if (page < oldPagesTotal) {
@@ -254,48 +257,129 @@ export class DeltaEncoder {
       else oldHash = -1n;
       const r = k.encode(oldData, at, newData, at);
       if (r === 0) {
-        st.unchanged++;
+        this.stats.unchanged++;
         this.newDigest.add(oldHash >= 0n ? oldHash : this.hashPage(newData, at));
         continue;
       }
-      if (k.isZero(newData, at)) {
-        w.zero(x);
-        st.zero++;
-        this.newDigest.add(this.zeroHash);
-        continue;
-      }
-      const h = this.hasher.h64(newData.subarray(at, at + ps));
+      const h = this.hashPage(newData, at);
       this.newDigest.add(h);
-      if (r > 0 && r <= SMALL_DELTA) {
-        w.xbzrle(x, k.delta, k.deltaOff, r);
-        st.xbzrle++;
-        continue;
-      }
-      if (this.oldIndex !== null) {
-        const y = await this.findOld(h, newData, at, oldData, offset);
-        if (y >= 0) {
-          w.ref(x, REF_OLD, y * ps);
-          st.refOld++;
-          continue;
-        }
-        const z = await this.findNew(h, newData, at, offset);
-        if (z >= 0) {
-          w.ref(x, REF_NEW, z * ps);
-          st.refNew++;
-          continue;
-        }
-        this.newIndex!.insert(h, page);
-      }
-      const r2 = this.oldIndex !== null ? k.encode(oldData, at, newData, at) : r;
-      if (r2 > 0) {
-        w.xbzrle(x, k.delta, k.deltaOff, r2);
-        st.xbzrle++;
-      } else {
-        w.page(x, newData, at);
-        st.page++;
-      }
+      await this.decide(w, offset + at, oldData, at, newData, at, offset, r, h);
     }
     this.pushedTo = offset + newData.length;
+  }
+
+  /**
+   * First of two passes (OLD and NEW are files): compares NEW's pages
+   * `newData` at byte `offset` with OLD's `oldData` (same length; OLD
+   * zero-padded past its end), hashing OLD's pages (its digest, the dedup
+   * index) and NEW's (its digest), and notes the changed pages. Steps come in
+   * order from 0; OLD's pages past NEW's end go through
+   * {@link DeltaEncoder.indexOld}. Then {@link DeltaEncoder.changedPages}
+   * lists what {@link DeltaEncoder.encodeChanged} must be given.
+   */
+  scan(oldData: Uint8Array, newData: Uint8Array, offset: number): void {
+    if (this.writer !== null) throw new RangeError('scan after the delta was started');
+    this.scanned = true;
+    this.prepassed = true;
+    const ps = this.ps;
+    const k = this.kernel;
+    if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
+    if (oldData.length !== newData.length || newData.length % ps !== 0 || offset + newData.length > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
+    const oldPagesTotal = Math.ceil(this.o.oldSize / ps);
+    const changed = this.changed;
+    for (let at = 0; at < newData.length; at += ps) {
+      const page = (offset + at) / ps;
+      let oldHash = this.zeroHash;
+      if (page < oldPagesTotal) {
+        oldHash = this.hashOld(oldData, at, page);
+        this.oldDigest.add(oldHash);
+      }
+      if (k.encode(oldData, at, newData, at) === 0) {
+        this.stats.unchanged++;
+        this.newDigest.add(oldHash);
+        continue;
+      }
+      changed[page >>> 3] = changed[page >>> 3]! | (1 << (page & 7));
+      this.changedCount++;
+      this.newDigest.add(this.hashPage(newData, at));
+    }
+    this.pushedTo = offset + newData.length;
+  }
+
+  /** After {@link DeltaEncoder.scan}: the changed pages' numbers, in order. */
+  *changedPages(): Generator<number> {
+    const c = this.changed;
+    const pages = this.o.newSize / this.ps;
+    for (let b = 0; b < c.length; b++) {
+      const v = c[b]!;
+      if (v === 0) continue;
+      for (let i = 0; i < 8; i++) if ((v & (1 << i)) !== 0 && b * 8 + i < pages) yield b * 8 + i;
+    }
+  }
+
+  /** Changed pages found by {@link DeltaEncoder.scan}. */
+  get changedCount(): number {
+    return this.nChanged;
+  }
+
+  private set changedCount(n: number) {
+    this.nChanged = n;
+  }
+
+  /**
+   * Second pass: encodes changed page `page` (in ascending order) from OLD's
+   * page at `oldData[oldAt]` (zeros past OLD's end) and NEW's at
+   * `newData[newAt]`. Runs of pages may be passed as one buffer each, with
+   * `runOffset` the byte offset of the buffers' first byte (dedup candidates
+   * inside the run are compared in memory).
+   */
+  async encodeChanged(page: number, oldData: Uint8Array, oldAt: number, newData: Uint8Array, newAt: number, runOffset = page * this.ps - newAt): Promise<void> {
+    if (!this.scanned || this.pushedTo !== this.o.newSize) throw new RangeError('encodeChanged needs a complete scan first');
+    const w = this.writer ?? this.start();
+    const ps = this.ps;
+    const r = this.kernel.encode(oldData, oldAt, newData, newAt);
+    const h = this.kernel.isZero(newData, newAt) ? this.zeroHash : this.hasher.h64(newData.subarray(newAt, newAt + ps));
+    if (oldAt !== newAt) throw new RangeError('OLD and NEW run buffers must be laid out alike');
+    await this.decide(w, page * ps, oldData, oldAt, newData, newAt, runOffset, r, h);
+  }
+
+  /** The record for a changed page at byte `x` (`r`: its XBZRLE result against OLD's page, `h`: its hash). */
+  private async decide(w: DeltaWriter, x: number, oldData: Uint8Array, oldAt: number, newData: Uint8Array, at: number, stepOffset: number, r: number, h: bigint): Promise<void> {
+    const st = this.stats;
+    const k = this.kernel;
+    if (h === this.zeroHash && k.isZero(newData, at)) {
+      w.zero(x);
+      st.zero++;
+      return;
+    }
+    if (r > 0 && r <= SMALL_DELTA) {
+      w.xbzrle(x, k.delta, k.deltaOff, r);
+      st.xbzrle++;
+      return;
+    }
+    if (this.oldIndex !== null) {
+      const y = await this.findOld(h, newData, at, oldData, stepOffset);
+      if (y >= 0) {
+        w.ref(x, REF_OLD, y * this.ps);
+        st.refOld++;
+        return;
+      }
+      const z = await this.findNew(h, newData, at, stepOffset);
+      if (z >= 0) {
+        w.ref(x, REF_NEW, z * this.ps);
+        st.refNew++;
+        return;
+      }
+      this.newIndex!.insert(h, x / this.ps);
+    }
+    const r2 = this.oldIndex !== null ? k.encode(oldData, oldAt, newData, at) : r;
+    if (r2 > 0) {
+      w.xbzrle(x, k.delta, k.deltaOff, r2);
+      st.xbzrle++;
+    } else {
+      w.page(x, newData, at);
+      st.page++;
+    }
   }
 
   private hashPage(data: Uint8Array, at: number): bigint {

@@ -327,26 +327,88 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     );
     enc = e;
     const oldPadded = Math.ceil(oldSize / ps) * ps;
-    if (oldFile !== null) {
-      // First pass over OLD: page hashes (its digest, the dedup index).
-      for await (const ob of readAhead(oldFile, [alloc(), alloc()], oldPadded, oldName)) e.indexOld(ob, e.oldHashedBytes);
-    }
-    const os = oldFile !== null ? oldSteps() : streamSteps(o.src.stream!, alloc(), oldSize, Math.max(newSize, oldPadded), oldName);
-    let pos = 0;
-    for await (const nb of newSteps) {
-      const ob = (await os.next()).value as Uint8Array;
-      await e.push(ob.subarray(0, nb.length), nb, pos);
-      // A piped OLD's pages past NEW's end still count in its digest.
-      const oldEnd = Math.min(ob.length, oldPadded - pos);
-      if (oldFile === null && oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
-      pos += ob.length;
-      await flush();
-      options.onProgress?.(Math.min(pos, newSize), newSize);
-    }
-    if (oldFile === null) {
+    if (oldFile !== null && newFile !== null) {
+      // Two passes. 1: OLD and NEW side by side, each read one step ahead, compared in the
+      // kernel; OLD's pages hashed (digest, dedup index), changed pages noted.
+      const os = readAhead(oldFile, [alloc(), alloc()], Math.max(newSize, oldPadded), oldName);
+      let pos = 0;
+      for await (const nb of newSteps) {
+        const ob = (await os.next()).value as Uint8Array;
+        e.scan(ob.subarray(0, nb.length), nb, pos);
+        const oldEnd = Math.min(ob.length, oldPadded - pos);
+        if (oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
+        pos += ob.length;
+        options.onProgress?.(Math.min(pos, newSize), newSize);
+      }
       for (let r = await os.next(); r.done !== true; r = await os.next()) {
         e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
         pos += r.value.length;
+      }
+      // 2: only the changed pages, read back window by window (every run of a window read at
+      // once, the next window read while this one is encoded).
+      const win = STEP / ps;
+      const bufsFor = [
+        [alloc(), alloc()],
+        [alloc(), alloc()],
+      ] as const;
+      const windows = groupWindows(e.changedPages(), win);
+      const load = async (w: number[], k: number): Promise<void> => {
+        const [ob, nb] = bufsFor[k]!;
+        const base = Math.floor(w[0]! / win) * win;
+        const reads: Promise<void>[] = [];
+        for (let i = 0; i < w.length; ) {
+          let j = i + 1;
+          while (j < w.length && w[j] === w[j - 1]! + 1) j++;
+          const at = (w[i]! - base) * ps;
+          const len = (j - i) * ps;
+          reads.push(readPages(newFile, nb.subarray(at), len, w[i]! * ps, newSize, newName));
+          reads.push(readPages(oldFile, ob.subarray(at), len, w[i]! * ps, oldSize, oldName));
+          i = j;
+        }
+        await Promise.all(reads);
+      };
+      let k = 0;
+      let cur = windows.next();
+      let loading = cur.done === true ? null : load(cur.value, 0);
+      while (cur.done !== true) {
+        const w = cur.value;
+        await loading;
+        const next = windows.next();
+        loading = next.done === true ? null : load(next.value, k ^ 1);
+        const [ob, nb] = bufsFor[k]!;
+        const base = Math.floor(w[0]! / win) * win;
+        for (const page of w) {
+          const at = (page - base) * ps;
+          // One page per call: the window holds only the changed pages, so no other page of it is a candidate in memory.
+          await e.encodeChanged(page, ob.subarray(at, at + ps), 0, nb.subarray(at, at + ps), 0, page * ps);
+        }
+        await flush();
+        cur = next;
+        k ^= 1;
+      }
+      await loading;
+    } else {
+      if (oldFile !== null) {
+        // First pass over OLD: page hashes (its digest, the dedup index).
+        for await (const ob of readAhead(oldFile, [alloc(), alloc()], oldPadded, oldName)) e.indexOld(ob, e.oldHashedBytes);
+      }
+      const os = oldFile !== null ? oldSteps() : streamSteps(o.src.stream!, alloc(), oldSize, Math.max(newSize, oldPadded), oldName);
+      let pos = 0;
+      for await (const nb of newSteps) {
+        const ob = (await os.next()).value as Uint8Array;
+        await e.push(ob.subarray(0, nb.length), nb, pos);
+        // A piped OLD's pages past NEW's end still count in its digest.
+        const oldEnd = Math.min(ob.length, oldPadded - pos);
+        if (oldFile === null && oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
+        pos += ob.length;
+        await flush();
+        options.onProgress?.(Math.min(pos, newSize), newSize);
+      }
+      if (oldFile === null) {
+        for (let r = await os.next(); r.done !== true; r = await os.next()) {
+          e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
+          pos += r.value.length;
+        }
       }
     }
     const stats = e.end();
@@ -365,9 +427,30 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
 }
 
 async function readPage(src: ImageSource, into: Uint8Array, ps: number, offset: number, size: number, name: string): Promise<void> {
-  const have = Math.max(0, Math.min(ps, size - offset));
+  await readPages(src, into, ps, offset, size, name);
+}
+
+/** Page numbers (ascending) grouped by window of `win` pages. */
+function* groupWindows(pages: Iterable<number>, win: number): Generator<number[]> {
+  let cur: number[] = [];
+  let w = -1;
+  for (const p of pages) {
+    const pw = Math.floor(p / win);
+    if (pw !== w && cur.length > 0) {
+      yield cur;
+      cur = [];
+    }
+    w = pw;
+    cur.push(p);
+  }
+  if (cur.length > 0) yield cur;
+}
+
+/** `length` bytes of `src` at `offset` into `into`, zeros past its end. */
+async function readPages(src: ImageSource, into: Uint8Array, length: number, offset: number, size: number, name: string): Promise<void> {
+  const have = Math.max(0, Math.min(length, size - offset));
   if (have > 0) await readFully(src, into, have, offset, name);
-  if (have < ps) into.fill(0, have, ps);
+  if (have < length) into.fill(0, have, length);
 }
 
 function deltaChunks(input: DeltaInput): { stream: AsyncIterable<Uint8Array>; name: string } {
