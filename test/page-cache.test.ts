@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CACHED_PAGE_LIFETIME, PageCache } from '../lib/index.js';
+import { allocPages, CACHED_PAGE_LIFETIME, freePages, MemoryPageStore, PageCache } from '../lib/index.js';
+import { decodeChunks, encodeRounds } from './helpers/streams.js';
+import { PageKernel } from '../lib/codec/kernel.js';
 
 const PS = 4096;
 const page = (v: number, size = PS): Uint8Array => new Uint8Array(size).fill(v);
@@ -203,5 +205,76 @@ describe('PageCache block ranges', () => {
     expect(ranges[0]!.base + ranges[0]!.span).toBeLessThanOrEqual(ranges[1]!.base);
     expect(ranges[1]!.span).toBeGreaterThanOrEqual(1 << 16);
     cache.dispose();
+  });
+});
+
+describe('PageCache zero slots', () => {
+  it('a zero page cached over any earlier content reads back as zeros (insert, resize, kernel step)', () => {
+    const ps = 4096;
+    const cache = new PageCache({ size: 16 * ps });
+    const page = new Uint8Array(ps).fill(7);
+    // Fresh slots: zero without a write.
+    expect(cache.insertZero(0)).toBe(true);
+    expect(cache.peek(0)!.every((b) => b === 0)).toBe(true);
+    // Written by insert, then zero.
+    cache.insert(ps, page);
+    expect(cache.insertZero(ps)).toBe(true);
+    expect(cache.peek(ps)!.every((b) => b === 0)).toBe(true);
+    // Written, moved by a resize, then zero.
+    cache.insert(2 * ps, page);
+    cache.resize(32 * ps);
+    expect(cache.peek(2 * ps)![0]).toBe(7);
+    cache.insertZero(2 * ps);
+    expect(cache.peek(2 * ps)!.every((b) => b === 0)).toBe(true);
+    // Written by the kernel (a delta applied to the cached copy), then zero.
+    cache.insert(3 * ps, page);
+    const kernel = new PageKernel(ps);
+    const next = page.slice();
+    next[100] = 9;
+    const slot = cache.lookup(3 * ps);
+    expect(kernel.step(cache, slot, next, 0, true)).toBeGreaterThan(0);
+    expect(cache.peek(3 * ps)![100]).toBe(9);
+    cache.insertZero(3 * ps);
+    expect(cache.peek(3 * ps)!.every((b) => b === 0)).toBe(true);
+    // And a slot reused by another address after holding a page.
+    cache.insert(4 * ps, page);
+    cache.invalidate(4 * ps);
+    cache.insertZero(4 * ps + 32 * ps); // same slot (32 slots)
+    expect(cache.peek(4 * ps + 32 * ps)!.every((b) => b === 0)).toBe(true);
+    kernel.dispose();
+    cache.dispose();
+  });
+});
+
+describe('PageCache zero slots through the encoder', () => {
+  it('content, delta, zero, near-delta content, zero, near-delta content on the same pages (allocPages input, kernel steps) decode right', async () => {
+    const ps = 4096;
+    const n = 8;
+    const rounds: Uint8Array[] = [];
+    const a = new Uint8Array(n * ps).map((_, i) => (i * 31 + 7) & 0xff);
+    const b = a.slice();
+    for (let p = 0; p < n; p++) b[p * ps + 5]! ^= 0x40;
+    const z = new Uint8Array(n * ps);
+    // Round 4 is round 2 plus a byte: a cache still holding round 2 (a zero page cached
+    // without clearing the slot) would send a small delta that turns the receiver's zero
+    // page into garbage; a right one compares with zeros, overflows and sends PAGEs.
+    const c = b.slice();
+    for (let p = 0; p < n; p++) c[p * ps + 9]! ^= 0x11;
+    // Rounds 5 and 6 repeat the trick after the kernel copied round 4 into the slot.
+    const d = c.slice();
+    for (let p = 0; p < n; p++) d[p * ps + 13]! ^= 0x22;
+    rounds.push(a, b, z, c, z, d);
+    const inputs = rounds.map((r) => {
+      const buf = allocPages(n, ps);
+      buf.set(r);
+      return buf;
+    });
+    const { chunks, enc } = await encodeRounds(inputs.map((data) => [{ block: 'ram', offset: 0, data }]), { blocks: [{ id: 'ram', length: n * ps }], cacheSize: n * ps });
+    expect(enc.stats.records.XBZRLE).toBe(n); // round 2 as deltas
+    expect(enc.stats.overflow).toBe(2 * n); // rounds 4 and 6 against the cached zero pages
+    const store = new MemoryPageStore();
+    await decodeChunks(chunks, { store });
+    expect(Buffer.from(store.read('ram')).equals(Buffer.from(d))).toBe(true);
+    for (const buf of inputs) freePages(buf);
   });
 });

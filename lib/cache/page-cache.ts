@@ -99,6 +99,13 @@ export class PageCache {
   }
   private keys: Float64Array;
   private ages: Float64Array;
+  /**
+   * 1 for a slot that may hold non-zero bytes, 0 for one known to be all zero: the
+   * arena starts zeroed (fresh kernel memory is never touched to make it so), and
+   * caching a zero page in a known-zero slot then costs nothing — no zero test that
+   * would fault untouched memory in. Every write into a slot sets its flag.
+   */
+  private written: Uint8Array;
   private mask: number;
   private used = 0;
   private readonly blocks = new Map<string, BlockRange>();
@@ -117,6 +124,7 @@ export class PageCache {
     this.arena = this.allocArena(slots * pageSize);
     this.keys = new Float64Array(slots).fill(EMPTY);
     this.ages = new Float64Array(slots);
+    this.written = new Uint8Array(slots);
   }
 
   /** Real cache size in bytes (slots × page size). */
@@ -215,6 +223,7 @@ export class PageCache {
   /** @internal Copies the page at `src[srcOff]` into `slot` (inside the kernel's memory when both are there). */
   store(slot: number, src: Uint8Array, srcOff: number): void {
     const ps = this.pageSize;
+    this.written[slot] = 1;
     if (this.arenaPtr >= 0) {
       const engine = this.arenaEngine!;
       if (src === engine.bytes()) {
@@ -241,21 +250,28 @@ export class PageCache {
     this.arena = new Uint8Array(this.pageSize); // a one-slot cache outside the kernel's memory
     this.keys = new Float64Array(1).fill(EMPTY);
     this.ages = new Float64Array(1);
+    this.written = new Uint8Array(1);
     this.mask = 0;
     this.used = 0;
+  }
+
+  /** @internal Notes that the kernel wrote into `slot` (a delta applied, a page copied). */
+  markWritten(slot: number): void {
+    this.written[slot] = 1;
   }
 
   /** Caches an all-zero page under `addr`, with the same rule as {@link PageCache.insert}. */
   insertZero(addr: number, generation: number = this.generation): boolean {
     const slot = this.claim(checkAddr(addr), generation);
     if (slot < 0) return false;
+    if (this.written[slot] === 0) return true; // all zero already: nothing to touch
     const ps = this.pageSize;
     const at = slot * ps;
-    // Test before clearing: a slot that is zero already (most are, in a cache that holds
-    // zero pages) is left untouched, so never-written arena memory stays unallocated. The
-    // kernel tests an arena in its memory in a few hundred ns; the TypeScript scan took µs.
+    // Test before clearing: a page that was zero already is left as it is (the kernel tests
+    // an arena in its memory in a few hundred ns).
     const zero = this.arenaPtr >= 0 ? this.arenaEngine!.isZero(this.arenaPtr + at, ps) : isZeroRange(this.arena, at, ps);
     if (!zero) this.arena.fill(0, at, at + ps);
+    this.written[slot] = 0;
     return true;
   }
 
@@ -307,6 +323,7 @@ export class PageCache {
     this.arenaPtr = oldPtr;
     const keys = new Float64Array(slots).fill(EMPTY);
     const ages = new Float64Array(slots);
+    const written = new Uint8Array(slots);
     let used = 0;
     for (let s = 0; s <= this.mask; s++) {
       const key = this.keys[s]!;
@@ -318,12 +335,14 @@ export class PageCache {
       keys[t] = key;
       ages[t] = age;
       arena.set(oldArena.subarray(s * ps, (s + 1) * ps), t * ps);
+      written[t] = 1;
     }
     this.freeArena(); // the old arena
     this.arena = arena;
     this.arenaPtr = arenaPtr;
     this.keys = keys;
     this.ages = ages;
+    this.written = written;
     this.mask = slots - 1;
     this.used = used;
     return this.size;
@@ -334,7 +353,7 @@ export class PageCache {
     const engine = getEngine();
     if (engine !== null && engine.shared) {
       // (Given back by dispose() or a resize, or when the cache is garbage collected.)
-      const ptr = engine.take(this, size, 4096);
+      const ptr = engine.take(this, size, 4096, true);
       if (ptr >= 0) {
         this.arenaPtr = ptr;
         this.arenaEngine = engine;

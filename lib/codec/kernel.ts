@@ -13,6 +13,8 @@ export interface KernelArena {
   readonly arenaPtr: number;
   readonly arenaEngine: WasmEngine | null;
   store(slot: number, src: Uint8Array, srcOff: number): void;
+  /** Notes that the kernel wrote into `slot` (the arena keeps track of slots known to be zero). */
+  markWritten(slot: number): void;
 }
 
 /** Result of {@link PageKernel.encode} for a run QEMU cannot encode (it aborts). */
@@ -155,6 +157,7 @@ export class PageKernel {
     const engine = this.engine;
     const ps = this.pageSize;
     if (engine !== null && cur === engine.bytes() && cache.arenaPtr >= 0 && cache.arenaEngine === engine) {
+      if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
       const len = engine.step(slot < 0 ? 0 : cache.arenaPtr + slot * ps, curOff, this.outPtr, ps, update);
       this.delta = cur;
       this.deltaOff = this.outPtr;
@@ -178,6 +181,7 @@ export class PageKernel {
   applyToCache(cache: KernelArena, slot: number, len: number): void {
     const engine = this.engine;
     const at = slot * this.pageSize;
+    cache.markWritten(slot);
     if (engine !== null && cache.arenaPtr >= 0 && cache.arenaEngine === engine && this.delta === engine.bytes()) engine.apply(this.deltaOff, len, cache.arenaPtr + at);
     else applyChecked(this.delta, this.deltaOff, len, cache.arena, at);
   }

@@ -29,9 +29,9 @@ export function allocPages(count: number, pageSize = 4096): Uint8Array {
   const size = count * pageSize;
   const engine = getEngine();
   if (engine !== null && engine.shared) {
-    const ptr = engine.alloc(size, Math.max(64, Math.min(pageSize, 65536)));
+    const ptr = engine.allocZeroed(size, Math.max(64, Math.min(pageSize, 65536)));
     if (ptr >= 0) {
-      const pages = engine.region(ptr, size).fill(0);
+      const pages = engine.region(ptr, size);
       engine.adoptPages(ptr, pages);
       return pages;
     }

@@ -184,10 +184,10 @@ export class MemoryPageStore implements PageStore {
     const engine = getEngine();
     if (engine !== null && engine.shared) {
       // (Given back by dispose(), or when the store is garbage collected.)
-      const ptr = engine.take(this, SEGMENT, 4096);
+      const ptr = engine.take(this, SEGMENT, 4096, true);
       if (ptr >= 0) {
         this.kernelSegments.push(ptr);
-        return engine.region(ptr, SEGMENT).fill(0);
+        return engine.region(ptr, SEGMENT); // zero: fresh memory untouched, reused memory cleared
       }
     }
     return new Uint8Array(SEGMENT);

@@ -94,6 +94,8 @@ export class WasmEngine {
   private readonly sharedCtor: abstract new (...args: never[]) => unknown;
   /** Every `memory.buffer` generation: views of any of them point into this memory. */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
+  /** Memory from here on was never handed out: it is still all zero (as the memory grew). */
+  private highWater = 64;
   /** Free ranges [start, end), sorted, coalesced. */
   private readonly freeList: { start: number; end: number }[] = [];
 
@@ -161,6 +163,7 @@ export class WasmEngine {
         if (start > f.start) pieces.push({ start: f.start, end: start });
         if (start + size < f.end) pieces.push({ start: start + size, end: f.end });
         this.freeList.splice(i, 1, ...pieces);
+        if (start + size > this.highWater) this.highWater = start + size;
         return start;
       }
       if (attempt === 0 && !this.grow(size + align)) return -1;
@@ -198,8 +201,8 @@ export class WasmEngine {
    * {@link WasmEngine.give} / {@link WasmEngine.giveAll}, or when `owner` is
    * garbage collected without giving it back.
    */
-  take(owner: object, size: number, align = 64): number {
-    const ptr = this.alloc(size, align);
+  take(owner: object, size: number, align = 64, zero = false): number {
+    const ptr = zero ? this.allocZeroed(size, align) : this.alloc(size, align);
     if (ptr < 0) return -1;
     let regions = this.owned.get(owner);
     if (regions === undefined) {
@@ -208,6 +211,18 @@ export class WasmEngine {
       this.finalizer.register(owner, regions, owner);
     }
     regions.set(ptr, size);
+    return ptr;
+  }
+
+  /**
+   * {@link WasmEngine.alloc}, with the contents all zero. Memory never handed out
+   * before is zero already and is left untouched (first touches are page faults:
+   * ~20 µs a page on some virtual machines); only reused memory is cleared.
+   */
+  allocZeroed(size: number, align = 64): number {
+    const fresh = this.highWater;
+    const ptr = this.alloc(size, align);
+    if (ptr >= 0 && ptr < fresh) this.bytes().fill(0, ptr, Math.min(ptr + size, fresh));
     return ptr;
   }
 
