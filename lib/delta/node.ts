@@ -532,7 +532,8 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
   const { stream, name } = deltaChunks(delta);
   const { plain, q, rest } = await sniff(stream);
   const oldSt = await stat(oldPath);
-  if (!oldSt.isFile()) throw new Error(`${oldLabel}: not a regular file`);
+  // A regular file, or an empty device (/dev/null: a delta made against nothing).
+  if (!oldSt.isFile() && !(oldSt.isCharacterDevice() && oldSt.size === 0)) throw new Error(`${oldLabel}: not a regular file`);
   if (plain) return applyPlain(oldPath, rest, target, options, name);
   const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
   const applier = await DeltaApplier.open(q, { hasher, compressor }, { pageSize: options.pageSize, verify: options.verify, oldName: oldLabel });
