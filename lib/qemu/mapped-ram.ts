@@ -55,48 +55,76 @@ export interface MappedRamContext {
   onPage?: PageSink;
 }
 
-/** Present pages as runs: `[start0, end0, start1, end1, …]` page indexes, plus counts. */
-export function presentRuns(bitmap: Uint8Array, pages: number): { runs: number[]; present: number; ignoredBits: number } {
-  const runs: number[] = [];
+/** Whether page `i` is present in `bitmap`. */
+function isSet(bitmap: Uint8Array, i: number): boolean {
+  return ((bitmap[i >>> 3]! >>> (i & 7)) & 1) === 1;
+}
+
+/** Pages present below `pages`, and bits set at or past it (padding of the last word). */
+export function bitmapCounts(bitmap: Uint8Array, pages: number): { present: number; ignoredBits: number } {
   let present = 0;
+  const fullBytes = pages >>> 3;
+  for (let i = 0; i < fullBytes; i++) {
+    let b = bitmap[i]!;
+    while (b !== 0) {
+      b &= b - 1;
+      present++;
+    }
+  }
+  for (let page = fullBytes * 8; page < pages; page++) if (isSet(bitmap, page)) present++;
+  let ignoredBits = 0;
+  for (let bit = pages; bit < bitmap.length * 8; bit++) if (isSet(bitmap, bit)) ignoredBits++;
+  return { present, ignoredBits };
+}
+
+/** The first present page at or after `from` (below `pages`), or -1. */
+export function nextPresent(bitmap: Uint8Array, pages: number, from: number): number {
+  let i = Math.max(0, from);
+  while (i < pages) {
+    if ((i & 7) === 0 && bitmap[i >>> 3] === 0) {
+      i += 8;
+      continue;
+    }
+    if (isSet(bitmap, i)) return i;
+    i++;
+  }
+  return -1;
+}
+
+/** The runs of present pages below `pages`, in order: `[start, end)` page indexes (a generator: no list is built). */
+export function* presentRuns(bitmap: Uint8Array, pages: number): Generator<[number, number]> {
   let runStart = -1;
   const fullBytes = pages >>> 3;
   for (let i = 0; i < fullBytes; i++) {
     const b = bitmap[i]!;
     if (b === 0) {
       if (runStart >= 0) {
-        runs.push(runStart, i * 8);
+        yield [runStart, i * 8];
         runStart = -1;
       }
     } else if (b === 0xff) {
       if (runStart < 0) runStart = i * 8;
-      present += 8;
     } else {
       for (let k = 0; k < 8; k++) {
         const page = i * 8 + k;
         if ((b >>> k) & 1) {
           if (runStart < 0) runStart = page;
-          present++;
         } else if (runStart >= 0) {
-          runs.push(runStart, page);
+          yield [runStart, page];
           runStart = -1;
         }
       }
     }
   }
   for (let page = fullBytes * 8; page < pages; page++) {
-    if ((bitmap[page >>> 3]! >>> (page & 7)) & 1) {
+    if (isSet(bitmap, page)) {
       if (runStart < 0) runStart = page;
-      present++;
     } else if (runStart >= 0) {
-      runs.push(runStart, page);
+      yield [runStart, page];
       runStart = -1;
     }
   }
-  if (runStart >= 0) runs.push(runStart, pages);
-  let ignoredBits = 0;
-  for (let bit = pages; bit < bitmap.length * 8; bit++) ignoredBits += (bitmap[bit >>> 3]! >>> (bit & 7)) & 1;
-  return { runs, present, ignoredBits };
+  if (runStart >= 0) yield [runStart, pages];
 }
 
 /** Bytes of a block's bitmap: whole 64-bit words. */
@@ -228,25 +256,26 @@ export async function readMappedRamMemSize(src: ByteSource, ctx: MappedRamContex
         { offset: bitmapOffset + got },
       );
     }
-    const { runs, present, ignoredBits } = presentRuns(bitmap, pages);
+    const { present, ignoredBits } = bitmapCounts(bitmap, pages);
     entry.present = present;
     entry.ignoredBits = ignoredBits;
     const targetLength = parser.targetLength(id);
-    const lastEnd = runs.length === 0 ? 0 : runs[runs.length - 1]!;
-    if (targetLength !== undefined && lastEnd * pageSize > targetLength) {
-      const page = Math.max(runs[runs.length - 2]!, Math.ceil(targetLength / pageSize));
-      throw new XbzrleError('ERR_RAM_OFFSET', `${where}: page ${page} (offset 0x${(page * pageSize).toString(16)}) is set in the bitmap: page outside of ramblock ${id} range (the target's block has 0x${targetLength.toString(16)} bytes)`, {
-        offset: bitmapOffset + (page >>> 3),
-      });
+    if (targetLength !== undefined) {
+      const page = nextPresent(bitmap, pages, Math.ceil(targetLength / pageSize));
+      if (page >= 0) {
+        throw new XbzrleError('ERR_RAM_OFFSET', `${where}: page ${page} (offset 0x${(page * pageSize).toString(16)}) is set in the bitmap: page outside of ramblock ${id} range (the target's block has 0x${targetLength.toString(16)} bytes)`, {
+          offset: bitmapOffset + (page >>> 3),
+        });
+      }
     }
     const rounded = Math.ceil(length / pageSize) * pageSize;
     if (store !== null) {
       const pending = store.declare?.([{ id, length: rounded }]);
       if (pending !== undefined) await pending;
-      if (buffer.length === 0 && runs.length > 0) buffer = new Uint8Array(RUN_CHUNK - (RUN_CHUNK % pageSize));
-      for (let r = 0; r < runs.length; r += 2) {
-        const start = runs[r]! * pageSize;
-        const end = runs[r + 1]! * pageSize;
+      if (buffer.length === 0 && present > 0) buffer = new Uint8Array(RUN_CHUNK - (RUN_CHUNK % pageSize));
+      for (const [first, last] of presentRuns(bitmap, pages)) {
+        const start = first * pageSize;
+        const end = last * pageSize;
         for (let off = start; off < end; off += buffer.length) {
           const chunk = buffer.subarray(0, Math.min(buffer.length, end - off));
           const n = await src.readAt(pagesOffset + off, chunk, `page ${off / pageSize} of block ${JSON.stringify(id)}`);
@@ -266,9 +295,10 @@ export async function readMappedRamMemSize(src: ByteSource, ctx: MappedRamContex
           }
         }
       }
-    } else if (src.random !== null && lastEnd > 0 && pagesOffset + lastEnd * pageSize > src.random.size) {
+    } else if (src.random !== null) {
       // Validate only: present pages must be in the file all the same.
-      throw pagesPastEnd(id, Math.max(runs[runs.length - 2]! * pageSize, src.random.size - pagesOffset), pageSize, pagesOffset, where);
+      const page = nextPresent(bitmap, pages, Math.floor(Math.max(0, src.random.size - pagesOffset) / pageSize));
+      if (page >= 0) throw pagesPastEnd(id, page * pageSize, pageSize, pagesOffset, where);
     }
     loader.stats.normal += present;
     // QEMU seeks past the whole page region to read the next entry.
@@ -311,22 +341,20 @@ export async function copyMappedRamBlock(input: FileHandle, block: MappedRamBloc
     if (bytesRead < bitmap.length) {
       throw new XbzrleError('ERR_QEMU_TRUNCATED', `the bitmap of block ${JSON.stringify(block.id)} at byte ${block.bitmapOffset} runs past the end of the input`, { offset: block.bitmapOffset + bytesRead });
     }
-    const { runs } = presentRuns(bitmap, block.pages);
     // Pieces of at most RUN_CHUNK bytes, copied by a few workers at once: the thread pool
     // overlaps their reads and writes, which matters when runs are short.
-    const pieces: number[] = [];
     const most = RUN_CHUNK - (RUN_CHUNK % pageSize);
-    for (let r = 0; r < runs.length; r += 2) {
-      const end = runs[r + 1]! * pageSize;
-      for (let off = runs[r]! * pageSize; off < end; off += most) pieces.push(off, Math.min(most, end - off));
-    }
-    let next = 0;
+    const pieces = (function* (): Generator<[number, number]> {
+      for (const [first, last] of presentRuns(bitmap, block.pages)) {
+        const end = last * pageSize;
+        for (let off = first * pageSize; off < end; off += most) yield [off, Math.min(most, end - off)];
+      }
+    })();
+    let failed = false;
     const worker = async (): Promise<void> => {
-      const buffer = new Uint8Array(Math.min(most, pieces.reduce((m, v, i) => (i % 2 === 1 ? Math.max(m, v) : m), 0)));
-      while (next < pieces.length) {
-        const off = pieces[next]!;
-        const n = pieces[next + 1]!;
-        next += 2;
+      const buffer = new Uint8Array(most);
+      for (let piece = pieces.next(); piece.done !== true && !failed; piece = pieces.next()) {
+        const [off, n] = piece.value;
         let got = 0;
         while (got < n) {
           const { bytesRead: k } = await input.read(buffer, got, n - got, block.pagesOffset + off + got);
@@ -338,7 +366,14 @@ export async function copyMappedRamBlock(input: FileHandle, block: MappedRamBloc
         copied += n;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(COPY_WORKERS, pieces.length / 2) }, worker));
+    const { present } = bitmapCounts(bitmap, block.pages);
+    // The first error stops the other workers (they finish the piece in hand).
+    const run = (): Promise<void> =>
+      worker().catch((err: unknown) => {
+        failed = true;
+        throw err;
+      });
+    await Promise.all(Array.from({ length: Math.min(COPY_WORKERS, present) }, run));
   }
   await output.truncate(Math.ceil(block.length / pageSize) * pageSize);
   return copied;
