@@ -63,7 +63,7 @@ const VERSION = (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: st
 
 describe('help and usage', () => {
   it("'xbzrle help CMD' and 'xbzrle CMD --help' print that command's help", async () => {
-    for (const cmd of ['diff', 'patch', 'stat', 'extract', 'encode', 'decode']) {
+    for (const cmd of ['diff', 'patch', 'stat', 'extract', 'encode', 'decode', 'report']) {
       const a = await runCli(['help', cmd]);
       const b = await runCli([cmd, '--help']);
       expect(a.code).toBe(0);
@@ -112,6 +112,19 @@ describe('one output flag', () => {
       expect(readdirSync(out)).toContain('pc.ram.bin');
     }
     oneLine(await runCli(['decode', stream, '-o', join(dir, 'p'), '--out', join(dir, 'q')]), /two outputs/);
+  });
+});
+
+describe('report', () => {
+  it('writes one HTML file for a QEMU migration file, refuses to overwrite it without -f', async () => {
+    const dir = freshDir('report');
+    const out = join(dir, 'r.html');
+    const r = await runCli(['report', join('test', 'fixtures', 'qemu-7.2', 'sparse-c32m.mig.gz'), '-o', out, '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    const html = readFileSync(out, 'utf8');
+    expect(html).toMatch(/^<!doctype html>/i);
+    expect(html).toContain('pc.ram');
+    oneLine(await runCli(['report', join('test', 'fixtures', 'qemu-7.2', 'sparse-c32m.mig.gz'), '-o', out]), /already exists/);
   });
 });
 

@@ -6,6 +6,7 @@ import { diff, DIFF_HELP } from './commands/diff.js';
 import { encode, ENCODE_HELP } from './commands/encode.js';
 import { extract, EXTRACT_HELP } from './commands/extract.js';
 import { patch, PATCH_HELP } from './commands/patch.js';
+import { report, REPORT_HELP } from './commands/report.js';
 import { stat, STAT_HELP } from './commands/stat.js';
 import { CliError, errnoText } from './errors.js';
 import { BrokenPipe, removeTempsSync, systemErrorName } from './files.js';
@@ -21,6 +22,7 @@ commands:
   extract MIGFILE -o DIR           rebuild the RAM blocks of a QEMU migration file
   encode [IMAGE...] [-o OUT]       stream successive images as one delta stream
   decode [IN] -o IMAGE             rebuild the final image from such a stream
+  report [FILE] -o REPORT.html     one HTML page: page maps per round, charts, summary
   help [COMMAND]                   this text, or a command's options
 
 Run 'xbzrle help <command>' or 'xbzrle <command> --help' for a command's options.
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, Command> = {
   extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target'] },
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
   decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target'] },
+  report: { run: report, help: REPORT_HELP, options: ['output', 'page-size'] },
 };
 
 function version(): string {
