@@ -229,3 +229,13 @@ describe('mapped-ram: mutated files fail only with XbzrleError, promptly', () =>
     expect(codes.size).toBeGreaterThan(3);
   });
 });
+
+describe('probeQemuMigration (the CLI picks the mapped-ram fast path with it)', () => {
+  it('reads the configuration only; null for other files', async () => {
+    const { probeQemuMigration } = await import('../lib/qemu/migration-file.js');
+    expect(await probeQemuMigration(path)).toEqual({ machine: 'pc-i440fx-10.0', capabilities: ['mapped-ram'], pageSize: 4096, uuid: null });
+    const other = join(tmp, 'other.bin');
+    await writeFile(other, 'not a migration');
+    expect(await probeQemuMigration(other)).toBeNull();
+  });
+});
