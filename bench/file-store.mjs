@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { FilePageStore, MemoryPageStore, readQemuMigration } from '../dist/index.js';
 import { scriptArgs } from './args.mjs';
+import { loadPackage } from './lib/package.mjs';
 
 const FIXTURES = fileURLToPath(new URL('../test/fixtures/qemu-7.2/', import.meta.url));
 const NAMES = ['mixed-c8m', 'sparse-c32m'];
@@ -20,8 +20,14 @@ const { values, fail } = scriptArgs('bench/file-store.mjs', 'usage: node bench/f
 });
 const REPS = Number(values.reps);
 if (!Number.isSafeInteger(REPS) || REPS < 1) fail('--reps must be a positive integer');
+const { FilePageStore, MemoryPageStore, readQemuMigration } = await loadPackage().catch((err) => {
+  process.stderr.write(`bench/file-store.mjs: ${err.message}\n`);
+  process.exit(2);
+});
+/** @param {Uint8Array} b */
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 
+/** @type {{ label: string, make: (dir: string) => { store: import('xbzrle').PageStore & { dispose?: () => void } } }[]} */
 const configs = [
   { label: 'MemoryPageStore', make: () => ({ store: new MemoryPageStore() }) },
   { label: 'FilePageStore (64 MiB cache)', make: (dir) => ({ store: new FilePageStore({ dir }) }) },

@@ -62,13 +62,16 @@ if (!existsSync(distEntry)) {
   process.stderr.write('bench/memory.mjs: dist/index.js not found: run `npm run build` first\n');
   process.exit(2);
 }
-const { XbzrleEncodeStream, allocPages, freePages } = await import(pathToFileURL(distEntry).href);
+const { XbzrleEncodeStream, allocPages, freePages } = /** @type {import('./lib/package.mjs').Lib} */ (await import(pathToFileURL(distEntry).href));
 
+/** @param {string} line */
 const log = (line) => process.stdout.write(`${line}\n`);
 const gc = globalThis.gc ?? (() => {});
+/** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- inputs
+/** @type {Buffer[]} */
 const templates = [];
 for (let t = 0; t < TEMPLATES; t++) {
   const b = Buffer.alloc(RECORD);
@@ -77,14 +80,18 @@ for (let t = 0; t < TEMPLATES; t++) {
   templates.push(b);
 }
 
+/**
+ * @param {number} round
+ * @param {number} offset
+ */
 function makeRecord(round, offset) {
   const data = Buffer.allocUnsafe(RECORD);
-  templates[(offset / RECORD) % TEMPLATES].copy(data);
+  /** @type {Buffer} */ (templates[(offset / RECORD) % TEMPLATES]).copy(data);
   if (round > 0) {
     const rand = mulberry32((round * 0x9e3779b1) ^ (offset / PAGE_SIZE));
     for (let start = rand() % 1111; start < RECORD; start += 1111) {
       const end = Math.min(start + 12, RECORD);
-      for (let j = start; j < end; j++) data[j] ^= (rand() % 255) + 1;
+      for (let j = start; j < end; j++) data[j] = /** @type {number} */ (data[j]) ^ ((rand() % 255) + 1);
     }
   }
   return data;
@@ -149,7 +156,7 @@ for (let round = 0; round < rounds; round++) {
     bytesIn += data.length;
     if (!enc.write({ block: 'pc.ram', offset, data })) await waitDrain();
   }
-  if (round < rounds - 1) await new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve())));
+  if (round < rounds - 1) await new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve(undefined))));
 }
 enc.end();
 await finished;
@@ -179,6 +186,10 @@ const result = {
   mbps: bytesIn / seconds / 1e6,
   ok,
 };
+/**
+ * @param {number | null} x
+ * @param {number} [d]
+ */
 const fmt = (x, d = 1) => (x === null ? 'n/a' : x.toFixed(d));
 const worst = Math.max(result.peakDeltaMiB, result.hwmDeltaMiB ?? 0);
 log(

@@ -91,6 +91,10 @@ const { values: args } = scriptArgs(
   },
 );
 
+/**
+ * @param {'gib' | 'cache' | 'block' | 'slow-every' | 'slow-ms' | 'sample-ms' | 'hwm'} name
+ * @param {number} [min]
+ */
 const num = (name, min = 0) => {
   const v = Number(args[name]);
   if (!Number.isFinite(v) || v < min) {
@@ -120,11 +124,12 @@ if (!existsSync(distEntry)) {
   process.stderr.write('tcp-load: dist/index.js not found: run `npm run build` first\n');
   process.exit(2);
 }
-const lib = await import(pathToFileURL(distEntry).href);
+const lib = /** @type {import('./lib/package.mjs').Lib} */ (await import(pathToFileURL(distEntry).href));
 
 // A gc() without --expose-gc on the command line.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc');
+/** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- memory measurement (both roles) ---------------------------------------
@@ -155,11 +160,12 @@ async function startMemory(phase = () => 0) {
   }
   let peak = baseline;
   let atPeak = process.memoryUsage();
+  /** @type {number[]} */
   const phases = []; // peak RSS per phase (round)
   const timer = setInterval(() => {
     const rss = process.memoryUsage.rss();
     const p = phase();
-    if (!(rss <= phases[p])) phases[p] = rss;
+    if (!(rss <= /** @type {number} */ (phases[p]))) phases[p] = rss;
     if (rss > peak) {
       peak = rss;
       atPeak = process.memoryUsage(); // what the peak is made of (V8 heap, ArrayBuffers)
@@ -182,7 +188,10 @@ async function startMemory(phase = () => 0) {
 
 // ---- deterministic guest memory ----------------------------------------------
 
-/** A 32-bit hash of a page index (the page's change class). */
+/**
+ * A 32-bit hash of a page index (the page's change class).
+ * @param {number} x
+ */
 function hash32(x) {
   x = Math.imul(x ^ (x >>> 16), 0x7feb352d);
   x = Math.imul(x ^ (x >>> 15), 0x846ca68b);
@@ -204,15 +213,20 @@ function makeTemplates() {
 /** Period (in rounds) of the changes of page `page`; 0: never changes. */
 const PERIODS = [0, 1, 2, 4];
 
-/** The record at `offset` in round `round`: a fresh Buffer. */
+/**
+ * The record at `offset` in round `round`: a fresh Buffer.
+ * @param {Buffer[]} templates
+ * @param {number} round
+ * @param {number} offset
+ */
 function makeRecord(templates, round, offset) {
   const data = Buffer.allocUnsafe(RECORD);
-  templates[(offset / RECORD) % TEMPLATES].copy(data);
+  /** @type {Buffer} */ (templates[(offset / RECORD) % TEMPLATES]).copy(data);
   const first = offset / PAGE;
   for (let i = 0; i < RECORD / PAGE; i++) {
     const page = first + i;
     if (page % 8 === 7) continue; // zero pages stay zero
-    const period = PERIODS[hash32(page) & 3];
+    const period = /** @type {number} */ (PERIODS[hash32(page) & 3]);
     if (period === 0) continue;
     const version = Math.floor(round / period);
     if (version === 0) continue;
@@ -221,7 +235,7 @@ function makeRecord(templates, round, offset) {
     for (let k = 0; k < 3; k++) {
       const at = rand() % (PAGE - 20);
       const len = 4 + (rand() & 15);
-      for (let j = at; j < at + len; j++) data[base + j] ^= (rand() % 255) + 1;
+      for (let j = at; j < at + len; j++) data[base + j] = /** @type {number} */ (data[base + j]) ^ ((rand() % 255) + 1);
     }
   }
   return data;
@@ -229,18 +243,27 @@ function makeRecord(templates, round, offset) {
 
 // ---- receiver -----------------------------------------------------------------
 
+/**
+ * What the receiver sends the producer over IPC.
+ * @typedef {{ type: 'listening', port: number, baseline: number } | { type: 'result', result: Awaited<ReturnType<typeof receiver>> } | { type: 'error', message: string }} ReceiverMessage
+ */
+
 async function receiver() {
+  /** @type {InstanceType<typeof lib.XbzrleDecodeStream> | null} */
   let dec = null;
   const mem = await startMemory(() => (dec === null ? 0 : dec.stats.records.EOS));
+  /** @type {InstanceType<typeof lib.XbzrleDecodeStream>} */
+  let decoder;
   const store = new lib.MemoryPageStore();
-  dec = new lib.XbzrleDecodeStream({ store, emitPages: true });
+  dec = decoder = new lib.XbzrleDecodeStream({ store, emitPages: true });
+  /** @type {Record<import('xbzrle').DecodedPage['kind'], number>} */
   const kinds = { page: 0, zero: 0, xbzrle: 0 };
   let pages = 0;
   let slowWaits = 0;
   let slowTime = 0;
   const consumer = new Writable({
     objectMode: true,
-    write(page, _encoding, callback) {
+    write(/** @type {import('xbzrle').DecodedPage} */ page, _encoding, callback) {
       kinds[page.kind]++;
       if (++pages % slowEvery === 0 && slowMs > 0) {
         slowWaits++;
@@ -253,25 +276,27 @@ async function receiver() {
     },
   });
   const server = createServer();
+  /** @type {Promise<import('node:net').Socket>} */
   const connection = new Promise((resolve) => server.once('connection', resolve));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  process.send({ type: 'listening', port: server.address().port, baseline: mem.baseline });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  /** @type {NonNullable<typeof process.send>} */ (process.send)({ type: 'listening', port, baseline: mem.baseline });
   const socket = await connection;
   server.close();
   const t0 = performance.now();
-  await pipeline(socket, dec, consumer);
+  await pipeline(socket, decoder, consumer);
   const seconds = (performance.now() - t0) / 1000;
   const memory = mem.stop();
   const storeBytes = store.memoryUsage;
 
-  const blocks = dec.blocks ?? [];
+  const blocks = decoder.blocks ?? [];
   const length = blocks.find((b) => b.id === BLOCK_ID)?.length ?? 0;
   if (args.corrupt && length > 0) {
     // Self-test of the verification (--corrupt): one changed byte must fail the run.
     const page = new Uint8Array(PAGE);
     const at = Math.floor(length / PAGE / 3) * PAGE;
     store.get(BLOCK_ID, at, page);
-    page[100] ^= 1;
+    page[100] = /** @type {number} */ (page[100]) ^ 1;
     store.put(BLOCK_ID, at, page);
   }
   // Hash the final image 2 MiB at a time (no copy of the whole block).
@@ -282,7 +307,7 @@ async function receiver() {
     store.get(BLOCK_ID, off, buf.subarray(0, n));
     h.update(buf.subarray(0, n));
   }
-  const s = dec.stats.toJSON();
+  const s = decoder.stats.toJSON();
   return {
     sha256: h.digest('hex'),
     blockLength: length,
@@ -313,18 +338,22 @@ async function producer() {
     ...(args.corrupt ? ['--corrupt'] : []),
   ], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 
-  let childExit;
+  let childExit = /** @type {{ code: number | null, signal: NodeJS.Signals | null } | undefined} */ (undefined);
+  /** @type {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} */
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve((childExit = { code, signal }))));
+  /** @type {ReceiverMessage[]} */
   const messages = [];
+  /** @type {{ resolve: (m: ReceiverMessage) => void }[]} */
   const waiters = [];
-  child.on('message', (m) => {
+  child.on('message', (/** @type {ReceiverMessage} */ m) => {
     const w = waiters.shift();
     if (w) w.resolve(m);
     else messages.push(m);
   });
+  /** @returns {Promise<ReceiverMessage>} */
   const nextMessage = () =>
     messages.length > 0
-      ? Promise.resolve(messages.shift())
+      ? Promise.resolve(/** @type {ReceiverMessage} */ (messages.shift()))
       : new Promise((resolve, reject) => {
           waiters.push({ resolve });
           exited.then(({ code, signal }) => reject(new Error(`receiver exited (code ${code}, signal ${signal}) before reporting`)));
@@ -343,11 +372,12 @@ async function producer() {
   });
   const enc = new lib.XbzrleEncodeStream({ cacheSize: cacheBytes, blocks: [{ id: BLOCK_ID, length: blockSize }], writableHighWaterMark: hwm });
   const sent = pipeline(enc, socket);
-  let failed = null;
+  let failed = /** @type {Error | null} */ (null);
   sent.catch((err) => (failed ??= err));
   // Waits for `promise` or the encoder's end, whichever comes first: a destroyed
   // encoder (the connection failed) may never call back a pending write or sync.
   const closed = new Promise((resolve) => enc.once('close', resolve));
+  /** @param {Promise<unknown>} promise */
   const orClosed = (promise) => Promise.race([promise, closed]);
   const finalHash = createHash('sha256');
   let bytesIn = 0;
@@ -367,7 +397,7 @@ async function producer() {
         drainTime += performance.now() - t;
       }
     }
-    if (!last && failed === null) await orClosed(new Promise((resolve) => enc.sync((err) => (err ? ((failed ??= err), resolve()) : resolve()))));
+    if (!last && failed === null) await orClosed(new Promise((resolve) => enc.sync((err) => (err ? ((failed ??= err), resolve(undefined)) : resolve(undefined)))));
     // Let timers run (the RSS sampler) even when no write had to wait for 'drain' this round.
     await new Promise((resolve) => setImmediate(resolve));
     if (!args.quiet && !args.json && (round + 1) % progressEvery === 0) {
@@ -379,7 +409,7 @@ async function producer() {
   await sent.catch(() => {});
   const producerSeconds = (performance.now() - t0) / 1000;
   const memory = mem.stop();
-  const result = await nextMessage().catch((err) => ({ type: 'error', message: err.message }));
+  const result = await nextMessage().catch((err) => /** @type {ReceiverMessage} */ ({ type: 'error', message: err.message }));
   await exited;
   const seconds = (performance.now() - t0) / 1000;
   const encStats = enc.stats.toJSON();
@@ -398,7 +428,9 @@ async function producer() {
     if (recv.bytesIn !== encStats.ram.transferred) problems.push(`receiver decoded ${recv.bytesIn} bytes, encoder sent ${encStats.ram.transferred}`);
   }
   const verified = recv !== null && recv.sha256 === sha256;
+  /** @param {Record<string, number>} b */
   const breakdownMiB = (b) => Object.fromEntries(Object.entries(b).map(([k, v]) => [k, mb(v)]));
+  /** @param {number | null | undefined} x */
   const mb = (x) => (x === null || x === undefined ? null : Math.round((x / MiB) * 10) / 10);
   const summary = {
     ok: problems.length === 0,
@@ -450,6 +482,7 @@ async function producer() {
             slowSeconds: Math.round(recv.slowSeconds * 100) / 100,
           },
   };
+  /** @param {number | null | undefined} x */
   const f = (x) => (x === null || x === undefined ? 'n/a' : x.toFixed(1));
   const r = summary.receiver;
   const lines = [
@@ -468,8 +501,8 @@ async function producer() {
         `peak - baseline ${f(r.peakDeltaMiB)} MiB = store ${f(r.storeMiB)} MiB + ${f(r.overheadMiB)} MiB` +
         `; at the sampled peak: ArrayBuffers ${f(r.atPeakMiB.arrayBuffers)} MiB, V8 heap ${f(r.atPeakMiB.heapUsed)} MiB`
       : '  receiver: no result',
-    `  peak RSS per round (MiB), producer: ${summary.producer.roundPeaksMiB.map((x) => x.toFixed(0)).join(' ')}`,
-    ...(r ? [`  peak RSS per round (MiB), receiver: ${r.roundPeaksMiB.map((x) => x.toFixed(0)).join(' ')}`] : []),
+    `  peak RSS per round (MiB), producer: ${summary.producer.roundPeaksMiB.map((x) => /** @type {number} */ (x).toFixed(0)).join(' ')}`,
+    ...(r ? [`  peak RSS per round (MiB), receiver: ${r.roundPeaksMiB.map((/** @type {number | null} */ x) => /** @type {number} */ (x).toFixed(0)).join(' ')}`] : []),
     verified ? `  final image verified: sha256 ${sha256.slice(0, 16)}… on both sides` : '  final image NOT verified',
     ...problems.map((p) => `  FAILURE: ${p}`),
   ];
@@ -494,7 +527,7 @@ if (args.role === 'receiver') {
     process.send({ type: 'result', result }, () => process.disconnect());
   } catch (err) {
     reported = true;
-    process.send({ type: 'error', message: String(err?.stack ?? err) }, () => {
+    /** @type {NonNullable<typeof process.send>} */ (process.send)({ type: 'error', message: String(/** @type {{ stack?: string } | null | undefined} */ (err)?.stack ?? err) }, () => {
       process.disconnect();
       process.exitCode = 1;
     });
