@@ -4,7 +4,8 @@ export default defineConfig([
   {
     entry: { index: 'lib/index.ts', web: 'lib/web/index.ts' },
     format: ['esm', 'cjs'],
-    dts: true,
+    // Members tagged @internal stay out of the published declarations.
+    dts: { compilerOptions: { stripInternal: true } },
     sourcemap: true,
     clean: true,
     target: 'node20',

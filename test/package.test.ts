@@ -101,3 +101,18 @@ describe('the packed package', () => {
     expect(execFileSync(bin, ['--version'], { encoding: 'utf8' })).toMatch(/^xbzrle \d+\.\d+\.\d+/);
   });
 });
+
+describe('the published declarations', () => {
+  it('leave out members tagged @internal', async () => {
+    const { readFile, readdir } = await import('node:fs/promises');
+    const files = (await readdir(join(ROOT, 'dist'))).filter((f) => /\.d\.c?ts$/.test(f));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const file of files) {
+      const text = await readFile(join(ROOT, 'dist', file), 'utf8');
+      for (const internal of ['arenaPtr', 'arenaEngine', 'insertFrom', 'markWritten', 'claim', 'resumeOnRead', 'holdUntil']) {
+        // A declaration of the member (comments may still mention it).
+        expect(text, `${file}: ${internal}`).not.toMatch(new RegExp(`^\\s*(?:protected |readonly |static )*${internal}\\b[?(:<]`, 'm'));
+      }
+    }
+  });
+});
