@@ -86,12 +86,12 @@ for (let t = 0; t < TEMPLATES; t++) {
  */
 function makeRecord(round, offset) {
   const data = Buffer.allocUnsafe(RECORD);
-  /** @type {Buffer} */ (templates[(offset / RECORD) % TEMPLATES]).copy(data);
+  templates[(offset / RECORD) % TEMPLATES].copy(data);
   if (round > 0) {
     const rand = mulberry32((round * 0x9e3779b1) ^ (offset / PAGE_SIZE));
     for (let start = rand() % 1111; start < RECORD; start += 1111) {
       const end = Math.min(start + 12, RECORD);
-      for (let j = start; j < end; j++) data[j] = /** @type {number} */ (data[j]) ^ ((rand() % 255) + 1);
+      for (let j = start; j < end; j++) data[j] ^= (rand() % 255) + 1;
     }
   }
   return data;

@@ -116,7 +116,7 @@ export function generate(scenario, size = DEFAULT_SIZE) {
         for (let j = start; j < end; j++) {
           // 1..255: never 0, so the byte always changes.
           const x = (rand() % 255) + 1;
-          newBuf[j] = /** @type {number} */ (oldBuf[j]) ^ x;
+          newBuf[j] = oldBuf[j] ^ x;
         }
       }
       break;

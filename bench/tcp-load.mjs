@@ -165,7 +165,7 @@ async function startMemory(phase = () => 0) {
   const timer = setInterval(() => {
     const rss = process.memoryUsage.rss();
     const p = phase();
-    if (!(rss <= /** @type {number} */ (phases[p]))) phases[p] = rss;
+    if (!(rss <= phases[p])) phases[p] = rss;
     if (rss > peak) {
       peak = rss;
       atPeak = process.memoryUsage(); // what the peak is made of (V8 heap, ArrayBuffers)
@@ -221,12 +221,12 @@ const PERIODS = [0, 1, 2, 4];
  */
 function makeRecord(templates, round, offset) {
   const data = Buffer.allocUnsafe(RECORD);
-  /** @type {Buffer} */ (templates[(offset / RECORD) % TEMPLATES]).copy(data);
+  templates[(offset / RECORD) % TEMPLATES].copy(data);
   const first = offset / PAGE;
   for (let i = 0; i < RECORD / PAGE; i++) {
     const page = first + i;
     if (page % 8 === 7) continue; // zero pages stay zero
-    const period = /** @type {number} */ (PERIODS[hash32(page) & 3]);
+    const period = PERIODS[hash32(page) & 3];
     if (period === 0) continue;
     const version = Math.floor(round / period);
     if (version === 0) continue;
@@ -235,7 +235,7 @@ function makeRecord(templates, round, offset) {
     for (let k = 0; k < 3; k++) {
       const at = rand() % (PAGE - 20);
       const len = 4 + (rand() & 15);
-      for (let j = at; j < at + len; j++) data[base + j] = /** @type {number} */ (data[base + j]) ^ ((rand() % 255) + 1);
+      for (let j = at; j < at + len; j++) data[base + j] ^= (rand() % 255) + 1;
     }
   }
   return data;
@@ -296,7 +296,7 @@ async function receiver() {
     const page = new Uint8Array(PAGE);
     const at = Math.floor(length / PAGE / 3) * PAGE;
     store.get(BLOCK_ID, at, page);
-    page[100] = /** @type {number} */ (page[100]) ^ 1;
+    page[100] ^= 1;
     store.put(BLOCK_ID, at, page);
   }
   // Hash the final image 2 MiB at a time (no copy of the whole block).

@@ -57,6 +57,7 @@ const started = process.hrtime.bigint();
 const receiving = pipeline(enc, wire, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
 const RUN = 2 << 20; // records of 512 pages
 
+/** @type {[round: number, bytes: number, same: boolean][]} */
 const sizes = [];
 for (let round = 0; round < ROUNDS; round++) {
   if (round > 0) guestActivity();
@@ -82,6 +83,7 @@ enc.end();
 await receiving;
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
+/** @param {number} n */
 const mib = (n) => (n / 1048576).toFixed(2).padStart(8) + ' MiB';
 console.log(`xbzrle demo: ${RAM >> 20} MiB of guest RAM, ${ROUNDS} rounds, ${PAGE}-byte pages\n`);
 console.log('round  sent on the wire  of RAM   receiver == sender');
@@ -90,6 +92,7 @@ for (const [round, bytes, same] of sizes) {
 }
 const s = enc.stats.toJSON();
 console.log('\nencoder statistics (query-migrate shape):');
+/** @type {[string, string | number][]} */
 const rows = [
   ['ram.transferred', s.ram.transferred],
   ['ram.normal (PAGE records)', s.ram.normal],

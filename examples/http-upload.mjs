@@ -31,10 +31,15 @@ const SIZE = Number(values.size) * 1048576;
 const ROUNDS = Number(values.rounds);
 if (!(SIZE > 0 && SIZE % PAGE === 0) || !(ROUNDS >= 1)) usageError('--size must be a positive number of MiB (whole pages), --rounds ≥ 1');
 const BLOCK = 'pc.ram';
+/** @param {Uint8Array} bytes */
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 // ---- server: request body -> XbzrleDecodeStream -> JSON ----------------------
 const server = createServer(async (req, res) => {
+  /**
+   * @param {number} status
+   * @param {object} body
+   */
   const reply = (status, body) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -53,17 +58,23 @@ const server = createServer(async (req, res) => {
     // close the connection after the answer (Connection: close) instead of reading the rest.
     req.unpipe(dec);
     if (!req.complete) res.setHeader('connection', 'close');
-    return reply(400, { error: err.message, code: err.code, offset: err.offset });
+    const { message, code, offset } = /** @type {import('xbzrle').XbzrleError} */ (err);
+    return reply(400, { error: message, code, offset });
   }
   const blocks = (dec.blocks ?? []).map(({ id, length }) => ({ id, length, sha256: sha256(store.read(id)) }));
   reply(200, { blocks, stats: dec.stats.toJSON() });
 });
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const { port } = server.address();
+await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
 
-/** POSTs `body` (an async iterable of bytes) to /upload; resolves to { status, json }. */
+/**
+ * POSTs `body` (an async iterable of bytes) to /upload; resolves to { status, json }.
+ * @param {AsyncIterable<Uint8Array> | Iterable<Uint8Array>} body
+ * @returns {Promise<{ status: number | undefined, json: { blocks?: { id: string, length: number, sha256: string }[], stats?: import('xbzrle').XbzrleStatsJSON, error?: string, code?: string, offset?: number } }>}
+ */
 async function upload(body) {
   const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/upload', headers: { 'content-type': 'application/octet-stream' } });
+  /** @type {Promise<import('node:http').IncomingMessage>} */
   const response = new Promise((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', reject);
@@ -107,6 +118,7 @@ async function* rounds() {
   }
 }
 
+/** @type {import('xbzrle').XbzrleStats | undefined} */
 let encStats;
 let sent = 0;
 /** The encoder's output chunks, counted; keeps encodeRounds' return value (the encoder's stats). */
@@ -123,6 +135,10 @@ async function* body() {
 }
 
 let failed = false;
+/**
+ * @param {boolean} ok
+ * @param {string} what
+ */
 const check = (ok, what) => {
   console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${what}`);
   if (!ok) failed = true;
@@ -132,7 +148,7 @@ try {
   const started = performance.now();
   const { status, json } = await upload(body());
   const ms = performance.now() - started;
-  const s = encStats.toJSON();
+  const s = /** @type {import('xbzrle').XbzrleStats} */ (encStats).toJSON();
   console.log(
     `  client sent ${(sent / 1048576).toFixed(2)} MiB for ${((SIZE * ROUNDS) / 1048576).toFixed(0)} MiB of pages in ${ms.toFixed(0)} ms ` +
       `(PAGE ${s.records.PAGE}, ZERO ${s.records.ZERO}, XBZRLE ${s.records.XBZRLE}, unchanged ${s.ram.skipped})`,

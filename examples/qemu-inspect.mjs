@@ -34,12 +34,14 @@ const input = gzipped ? createReadStream(file).pipe(createGunzip()) : createRead
 const store = values['count-only'] ? null : new MemoryPageStore();
 const info = await readQemuMigration(input, { store });
 
+/** @param {number} n */
 const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(2)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
 const stop = info.stoppedAt;
 console.log(`qemu-inspect: ${file}${gzipped ? ' (gunzipped)' : ''}`);
 console.log(`  machine      ${info.machine ?? '(no configuration section)'}   stream version ${info.version}, page size ${info.pageSize}`);
 console.log(`  capabilities ${info.capabilities.join(', ') || '(none)'}`);
 console.log(`  blocks       ${info.blocks.length}`);
+/** @type {Record<string, string>} */
 const hashes = {};
 for (const b of info.blocks) {
   if (store) hashes[b.id] = createHash('sha256').update(store.read(b.id)).digest('hex');

@@ -67,6 +67,7 @@ function firstImage() {
   for (let i = Math.floor(SIZE / 3); i < SIZE; i++) img[i] = (rand() * 256) | 0;
   return img;
 }
+/** @param {Uint8Array} img */
 function changeSome(img) {
   for (let off = SIZE / 2; off < SIZE; off += 8192) img[off] ^= 1 + ((rand() * 255) | 0); // counters
   for (let k = 0; k < 100; k++) { // small patches
@@ -81,8 +82,14 @@ function changeSome(img) {
 }
 
 // ---- a delta: NEW against OLD, page by page, as a RAM record stream ----------
-/** Yields the bytes of the delta; counts its records in `counts`. */
+/**
+ * Yields the bytes of the delta; counts its records in `counts`.
+ * @param {Uint8Array} oldImg
+ * @param {Uint8Array} newImg
+ * @param {{ unchanged: number, ZERO: number, XBZRLE: number, PAGE: number }} counts
+ */
 async function* diff(oldImg, newImg, counts) {
+  /** @type {Uint8Array[]} */
   const chunks = [];
   const writer = new RecordWriter({ pageSize: PAGE }, (chunk) => chunks.push(chunk));
   const out = new Uint8Array(PAGE); // dlen = one page, as QEMU
@@ -110,7 +117,11 @@ async function* diff(oldImg, newImg, counts) {
   yield* chunks.splice(0);
 }
 
-/** Applies one delta file to the image file `target`, in place. */
+/**
+ * Applies one delta file to the image file `target`, in place.
+ * @param {string} deltaPath
+ * @param {string} target
+ */
 async function applyDelta(deltaPath, target) {
   const store = new FilePageStore({ path: () => target, fsync: false }); // every block of the delta -> target
   const dec = new XbzrleDecodeStream({ store, emitPages: false });
@@ -119,7 +130,9 @@ async function applyDelta(deltaPath, target) {
   return dec.stats;
 }
 
+/** @param {Uint8Array} bytes */
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+/** @param {string} path */
 async function sha256File(path) {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk);
@@ -128,6 +141,7 @@ async function sha256File(path) {
 
 const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'xbzrle-snap-')));
 if (values.keep !== undefined) await mkdir(dir, { recursive: true });
+/** @param {number} k */
 const deltaName = (k) => `delta-${String(k).padStart(3, '0')}.xd`;
 let failed = false;
 try {

@@ -64,6 +64,7 @@ const decoded = pipeline(dec, new Writable({ objectMode: true, write: (_p, _e, c
 const started = performance.now();
 let prev = enc.stats.toJSON();
 let prevTime = started;
+/** @param {import('xbzrle').XbzrleStatsJSON} s */
 const pagesOf = (s) => s.records.PAGE + s.records.ZERO + s.records.XBZRLE + s.ram.skipped; // pages the encoder has looked at
 console.log(`stats-live: ${SIZE / 1048576} MiB image, cache ${SMALL_CACHE / 1048576} MiB, grown to ${BIG_CACHE / 1048576} MiB at ${(SECONDS / 2).toFixed(1)} s; a line every ${INTERVAL} ms`);
 console.log('  time  rounds     pages    sent MiB    MiB/s  miss-rate (now)  encoding-rate (now)');
@@ -101,7 +102,7 @@ while ((performance.now() - started) / 1000 < SECONDS) {
     // Copies: the guest changes `image` while records wait in the stream.
     if (!enc.write({ block: BLOCK, offset: off, data: image.slice(off, off + RUN) })) await new Promise((resolve) => enc.once('drain', resolve));
   }
-  await new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve())));
+  await /** @type {Promise<void>} */ (new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve()))));
   guestRuns();
   // Let timers run between rounds (a real sender would run in its own thread or process).
   await new Promise((resolve) => setImmediate(resolve));

@@ -81,8 +81,8 @@ try {
     received = pipeline(socket, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
     received.catch(() => {}); // awaited below; this only avoids an unhandled rejection meanwhile
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
+  await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
 
   // ---- sender: XbzrleEncodeStream -> TCP -------------------------------------
   const socket = connect(port, '127.0.0.1');
@@ -102,11 +102,12 @@ try {
         await new Promise((resolve) => enc.once('drain', resolve));
       }
     }
-    await new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve()))); // EOS: end of the round
+    await /** @type {Promise<void>} */ (new Promise((resolve, reject) => enc.sync((err) => (err ? reject(err) : resolve())))); // EOS: end of the round
     const s = enc.stats; // live counters
     const now = { bytes: s.transferred, PAGE: s.records.PAGE, ZERO: s.records.ZERO, XBZRLE: s.records.XBZRLE, skipped: s.skipped };
     // Wait until the receiver has applied the round (its byte count catches up).
     while (dec.stats.transferred < now.bytes && !dec.destroyed) await new Promise((resolve) => setTimeout(resolve, 1));
+    /** @param {keyof typeof now} k */
     const d = (k) => String(now[k] - last[k]).padStart(6);
     console.log(
       `${String(round).padStart(5)}  ${((now.bytes - last.bytes) / 1048576).toFixed(2).padStart(8)} MiB ${d('PAGE')} ${d('ZERO')}  ${d('XBZRLE')}  ${d('skipped').padStart(9)}` +
@@ -121,6 +122,7 @@ try {
 
   // ---- verify ----------------------------------------------------------------
   const file = await readFile(join(dir, blockFileName(BLOCK)));
+  /** @param {Uint8Array} b */
   const sha = (b) => createHash('sha256').update(b).digest('hex');
   const same = file.length === RAM && Buffer.compare(file, ram) === 0;
   const s = enc.stats.toJSON();
