@@ -12,8 +12,13 @@ const source = readFileSync(new URL('kernel.wat', dir), 'utf8');
 const wabt = await createWabt();
 const features = { simd: true, threads: true, bulk_memory: true };
 
+/**
+ * @param {string} text
+ * @param {string} name
+ */
 function assemble(text, name) {
   const module = wabt.parseWat(name, text, features);
+  // @ts-expect-error -- wabt's index.d.ts declares validate() without the features argument its index.js takes
   module.validate(features);
   const { buffer } = module.toBinary({ log: false, canonicalize_lebs: true, write_debug_names: false });
   module.destroy();

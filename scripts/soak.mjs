@@ -84,21 +84,36 @@ if (!existsSync(distEntry)) {
   process.stderr.write('soak: dist/index.js not found: run `npm run build` first\n');
   process.exit(2);
 }
-const { XbzrleEncodeStream, XbzrleDecodeStream, MemoryPageStore, allocPages, freePages } = await import(pathToFileURL(distEntry).href);
+const { XbzrleEncodeStream, XbzrleDecodeStream, MemoryPageStore, allocPages, freePages } = /** @type {typeof import('xbzrle')} */ (await import(pathToFileURL(distEntry).href));
 
+/** @param {string} line */
 const log = (line) => {
   if (!args.quiet) process.stdout.write(`${line}\n`);
 };
+/** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- seeded randomness ------------------------------------------------------
 
 const next = mulberry32(seed);
-/** Integer in [lo, hi]. */
+/**
+ * Integer in [lo, hi].
+ * @param {number} lo
+ * @param {number} hi
+ */
 const int = (lo, hi) => lo + (next() % (hi - lo + 1));
+/** @param {number} p */
 const chance = (p) => next() / 2 ** 32 < p;
+/**
+ * @template T
+ * @param {T[]} list
+ * @returns {T}
+ */
 const pick = (list) => list[next() % list.length];
-/** Fills `u8` with PRNG bytes (4 at a time). */
+/**
+ * Fills `u8` with PRNG bytes (4 at a time).
+ * @param {Uint8Array} u8
+ */
 function fillRandom(u8) {
   let i = 0;
   if (u8.byteOffset % 4 === 0) {
@@ -127,7 +142,7 @@ const totals = {
   pagesVerified: 0,
   emittedPages: 0,
   dataKinds: { array: 0, buffer: 0, view: 0, shared: 0, allocPages: 0 },
-  pageSizes: {},
+  pageSizes: /** @type {Record<number, number>} */ ({}),
 };
 const baselineRss = process.memoryUsage.rss();
 let peakRss = baselineRss;
@@ -144,6 +159,7 @@ function hwm() {
     return null;
   }
 }
+/** @type {number[]} */
 const rssLog = []; // RSS at each checkpoint, to see a trend over a long run
 
 // ---- one session ---------------------------------------------------------------
@@ -166,7 +182,9 @@ function splitter() {
   });
 }
 
+/** @param {number} ps */
 function chooseLayout(ps) {
+  /** @param {number} bytes */
   const round = (bytes) => Math.max(ps, Math.floor(bytes / ps) * ps);
   const blocks = [
     { id: pick(['pc.ram', 'ram-node0', 'mach-virt.ram']), length: round(int(16, 48) * MiB + int(0, 255) * ps) },
@@ -176,6 +194,10 @@ function chooseLayout(ps) {
   return blocks;
 }
 
+/**
+ * @param {number} index
+ * @param {number} deadline
+ */
 async function session(index, deadline) {
   const ps = chance(0.7) ? 4096 : pick([1024, 2048, 8192, 16384]);
   totals.pageSizes[ps] = (totals.pageSizes[ps] ?? 0) + 1;
@@ -220,23 +242,32 @@ async function session(index, deadline) {
 
   // ---- the connection
   const server = createServer();
+  /** @type {Promise<import('node:net').Socket>} */
   const accepted = new Promise((resolve) => server.once('connection', resolve));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const client = connect(server.address().port, '127.0.0.1');
+  await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  const client = connect(/** @type {import('node:net').AddressInfo} */ (server.address()).port, '127.0.0.1');
   const socketIn = await accepted;
   server.close();
-  await new Promise((resolve, reject) => (client.connecting ? (client.once('connect', resolve), client.once('error', reject)) : resolve()));
+  await /** @type {Promise<void>} */ (new Promise((resolve, reject) => (client.connecting ? (client.once('connect', resolve), client.once('error', reject)) : resolve())));
 
-  let failReject;
+  /** @type {(err: unknown) => void} */
+  let failReject = () => {};
   const failed = new Promise((_, reject) => (failReject = reject));
   failed.catch(() => {});
+  /** @type {unknown} */
   let failure = null;
+  /** @param {unknown} err */
   const fail = (err) => {
     if (failure === null) {
       failure = err;
       failReject(err);
     }
   };
+  /**
+   * @template T
+   * @param {Promise<T>} p
+   * @returns {Promise<T>}
+   */
   const race = (p) => Promise.race([p, failed]);
 
   const enc = new XbzrleEncodeStream({ ...encOptions, xbzrle });
@@ -246,7 +277,7 @@ async function session(index, deadline) {
   const sink = new Writable({
     objectMode: true,
     highWaterMark: pick([1, 16, 64]),
-    write(page, _encoding, callback) {
+    write(/** @type {import('xbzrle').DecodedPage} */ page, _encoding, callback) {
       emitted++;
       if (page.kind === 'zero' && page.data.some((x) => x !== 0)) {
         callback(new SoakFailure(`emitted ZERO page ${page.block}@${page.offset} is not all zero`));
@@ -283,6 +314,7 @@ async function session(index, deadline) {
     }
   }, 1000);
 
+  /** @param {boolean} fromTimer */
   const resize = (fromTimer) => {
     if (enc.destroyed || enc.writableFinished) return;
     enc.setCacheSize(cacheSizeChoice());
@@ -291,12 +323,21 @@ async function session(index, deadline) {
   };
   const timers = new Set();
 
+  /**
+   * @param {import('xbzrle').PageRecord} record
+   * @param {(() => void) | undefined} onDone
+   */
   const write = async (record, onDone) => {
     const ok = enc.write(record, onDone);
     if (!ok) await race(new Promise((resolve) => enc.once('drain', resolve)));
   };
 
-  /** A fresh copy of `src` of a random kind. */
+  /**
+   * A fresh copy of `src` of a random kind.
+   * @param {Uint8Array} src
+   * @param {number} pages
+   * @returns {{ data: Uint8Array, done?: () => void }}
+   */
   const copyOf = (src, pages) => {
     const r = next() % 100;
     if (r < 35) {
@@ -327,9 +368,15 @@ async function session(index, deadline) {
   };
 
   /** Changes the memory the way a guest might, marking dirty pages. */
+  /** @param {number} scale */
   const mutate = (scale) => {
+    /**
+     * @param {string} id
+     * @param {number} from
+     * @param {number} to
+     */
     const touch = (id, from, to) => {
-      const d = dirty.get(id);
+      const d = /** @type {Uint8Array} */ (dirty.get(id));
       for (let p = Math.floor(from / ps); p <= Math.floor((to - 1) / ps); p++) d[p] = 1;
     };
     const randomBlock = () => {
@@ -396,10 +443,12 @@ async function session(index, deadline) {
   };
 
   /** Record ranges [{ id, from, pages }] covering the dirty pages (or everything). */
+  /** @param {boolean} full */
   const plan = (full) => {
+    /** @type {{ id: string, from: number, pages: number }[]} */
     const records = [];
     for (const b of layout) {
-      const d = dirty.get(b.id);
+      const d = /** @type {Uint8Array} */ (dirty.get(b.id));
       const pages = d.length;
       for (let p = 0; p < pages; ) {
         if (!full && d[p] === 0) {
@@ -429,6 +478,10 @@ async function session(index, deadline) {
   };
 
   /** Sends one round's records; `midRound` lets the guest dirty pages again meanwhile. */
+  /**
+   * @param {ReturnType<typeof plan>} records
+   * @param {boolean} midRound
+   */
   const sendRecords = async (records, midRound) => {
     const mutateAt = midRound ? int(0, records.length) : -1;
     const resizeAt = chance(0.25) ? int(0, records.length) : -1;
@@ -448,7 +501,7 @@ async function session(index, deadline) {
         totals.extraSyncs++;
       }
       const { id, from, pages } = records[i];
-      const src = mem.get(id).subarray(from * ps, (from + pages) * ps);
+      const src = /** @type {Uint8Array} */ (mem.get(id)).subarray(from * ps, (from + pages) * ps);
       const { data, done } = copyOf(src, pages);
       totals.records++;
       totals.pagesIn += pages;
@@ -457,7 +510,8 @@ async function session(index, deadline) {
     }
   };
 
-  const sync = (final) => race(new Promise((resolve, reject) => enc.sync({ final }, (err) => (err ? reject(err) : resolve()))));
+  /** @param {boolean} final */
+  const sync = (final) => race(/** @type {Promise<void>} */ (new Promise((resolve, reject) => enc.sync({ final }, (err) => (err ? reject(err) : resolve())))));
 
   /** Waits until the decoder parsed every byte the encoder produced. */
   const caughtUp = async () => {
@@ -467,6 +521,7 @@ async function session(index, deadline) {
     }
   };
 
+  /** @param {string} what */
   const verify = (what) => {
     const buf = new Uint8Array(Math.max(MiB, ps));
     for (const b of layout) {
@@ -538,13 +593,13 @@ async function session(index, deadline) {
       verify(`end of session ${index}`);
       const e = enc.stats.toJSON();
       const d = dec.stats.toJSON();
-      for (const k of ['PAGE', 'ZERO', 'XBZRLE', 'EOS', 'MEM_SIZE']) {
+      for (const k of /** @type {const} */ (['PAGE', 'ZERO', 'XBZRLE', 'EOS', 'MEM_SIZE'])) {
         if (e.records[k] !== d.records[k]) throw new SoakFailure(`session ${index}: encoder sent ${e.records[k]} ${k} records, decoder read ${d.records[k]}`);
       }
       if (e.ram.transferred !== d.ram.transferred) throw new SoakFailure(`session ${index}: encoder sent ${e.ram.transferred} bytes, decoder read ${d.ram.transferred}`);
       const pageRecords = e.records.PAGE + e.records.ZERO + e.records.XBZRLE;
       if (emitPages && emitted !== pageRecords) throw new SoakFailure(`session ${index}: ${emitted} pages emitted for ${pageRecords} page records`);
-      for (const k of ['PAGE', 'ZERO', 'XBZRLE', 'EOS', 'MEM_SIZE']) totals.wire[k] += e.records[k];
+      for (const k of /** @type {const} */ (['PAGE', 'ZERO', 'XBZRLE', 'EOS', 'MEM_SIZE'])) totals.wire[k] += e.records[k];
       totals.wire.skipped += e.ram.skipped;
       totals.wire.overflow += e['xbzrle-cache'].overflow;
       totals.bytesOut += e.ram.transferred;
@@ -597,7 +652,7 @@ if (finalRss > peakRss) peakRss = finalRss;
 const vmHwm = hwm();
 const summary = {
   ok: error === null,
-  error: error === null ? null : String(error instanceof SoakFailure ? error.message : (error?.stack ?? error)),
+  error: error === null ? null : String(error instanceof SoakFailure ? error.message : (/** @type {{ stack?: string } | null} */ (error)?.stack ?? error)),
   ...totals,
   seconds: Math.round(seconds * 10) / 10,
   baselineRssMiB: Math.round((baselineRss / MiB) * 10) / 10,
