@@ -179,6 +179,15 @@ export interface QemuMigrationInfo {
  * handler), reported in `stoppedAt`; `ramComplete` tells whether the `ram`
  * END section was reached.
  *
+ * QEMU 7.2 to 10.x streams (docs/qemu-support.md): the statistics follow the
+ * version that wrote the stream (`qemuVersion`, guessed from the machine
+ * type); MULTIFD_FLUSH records are accepted from QEMU 8.1; a mapped-ram file
+ * (`migrate file:` with the mapped-ram capability, QEMU ≥ 9.0) is read from
+ * its bitmaps and page regions (positioned reads for a path or bytes, a
+ * forward read for a pipe; layout in `mappedRam`); a multifd main channel,
+ * which carries no page, is said to be one (`multifdMainChannel`). With
+ * `target`, QEMU's loader checks against the receiving machine's blocks.
+ *
  * Unlike QEMU's `analyze-migration.py`, XBZRLE pages are decoded.
  *
  * @throws XbzrleError `ERR_QEMU_BAD_MAGIC` (not a QEMU stream),
