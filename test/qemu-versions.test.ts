@@ -128,3 +128,37 @@ describe('guessing the QEMU version', () => {
     expect(parseQemuVersion('9.2.1')).toMatchObject({ major: 9, minor: 2, from: 'option' });
   });
 });
+
+describe('the counters’ shape at each version boundary', () => {
+  const PS = 4096;
+  const rec = (hex: string): Buffer => Buffer.from(hex.replace(/ /g, ''), 'hex');
+  // START: MEM_SIZE ram 8 KiB + EOS; PART: PAGE + EOS; END: ZERO + EOS.
+  const memSize = rec('0000000000002004 03 72616d 0000000000002000 0000000000000010');
+  const part = Buffer.concat([rec('0000000000000008 03 72616d'), Buffer.alloc(PS, 7), rec('0000000000000010')]);
+  const end = rec('0000000000001022 00 0000000000000010');
+  const ramBytes = part.length - 8 + 8 + (end.length - 8); // PAGE record + PART's EOS + ZERO record
+
+  it.each([
+    ['6.2', false, false, true],
+    ['7.0', true, false, true],
+    ['8.1', true, false, true],
+    ['8.2', true, true, true],
+    ['9.0', true, true, true],
+    ['9.1', true, true, false],
+    ['10.1', true, true, false],
+  ] as const)('pc-q35-%s: split bytes %s, whole-stream transferred %s, skipped %s', async (v, split, whole, skipped) => {
+    const { buildRecordFile } = await import('./helpers/qemu-file.js');
+    const file = buildRecordFile(`pc-q35-${v}`, memSize, [part], end);
+    const info = await readQemuMigration(file, { store: null });
+    const ram = info.stats.toQueryMigrate().ram;
+    expect(info.qemuVersion?.text).toBe(v);
+    expect(ram.transferred).toBe(whole ? file.length : ramBytes);
+    expect('precopy-bytes' in ram).toBe(split);
+    if (split) {
+      expect(ram['precopy-bytes']).toBe(part.length);
+      expect(ram['downtime-bytes']).toBe(end.length - 8);
+      expect(ram['postcopy-bytes']).toBe(0);
+    }
+    expect('skipped' in ram).toBe(skipped);
+  });
+});
