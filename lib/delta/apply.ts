@@ -177,6 +177,7 @@ export class DeltaApplier {
           if (got < oldHave) throw wrongBaseSize(oldName, s + got, h.oldSize);
           const next = s + stepBytes;
           prefetch = next < total ? fillOld(bufs[k === 2 ? 0 : k + 1]!, next, oldWant(next)) : null;
+          prefetch?.catch(() => 0); // awaited on the next step, or in finally
         } else if (oldHave > 0) {
           const got = await oldQ!.read(oldHave);
           if (got.length < oldHave) throw wrongBaseSize(oldName, s + got.length, h.oldSize);

@@ -123,9 +123,11 @@ async function* readAhead(src: ImageSource, bufs: [Uint8Array, Uint8Array], tota
     return buf.subarray(0, n);
   };
   let next = steps > 0 ? fill(0) : null;
+  next?.catch(() => undefined);
   for (let i = 0; i < steps; i++) {
     const cur = await next!;
     next = i + 1 < steps ? fill(i + 1) : null;
+    next?.catch(() => undefined); // awaited on the next turn; handled if the consumer stops first
     yield cur;
   }
 }
@@ -370,11 +372,13 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       let k = 0;
       let cur = windows.next();
       let loading = cur.done === true ? null : load(cur.value, 0);
+      loading?.catch(() => undefined);
       while (cur.done !== true) {
         const w = cur.value;
         await loading;
         const next = windows.next();
         loading = next.done === true ? null : load(next.value, k ^ 1);
+        loading?.catch(() => undefined); // awaited on the next turn; handled if encoding fails first
         const [ob, nb] = bufsFor[k]!;
         const base = Math.floor(w[0]! / win) * win;
         for (const page of w) {
