@@ -573,8 +573,10 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
         pending = writeStep(o.fh, v.data, v.zero, ps, v.offset);
         options.onProgress?.(Math.min(v.offset + v.data.length, h.newSize), h.newSize, index);
       }
-    } finally {
+    } catch (err) {
       await pending.catch(() => undefined);
+      await gen.return(applier.stats).catch(() => undefined); // its buffers go back
+      throw err;
     }
     await pending;
     return { out: o, stats: applier.stats };
