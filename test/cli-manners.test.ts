@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import * as zstd from '@bokuweb/zstd-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng } from './helpers/bytes.js';
 import { assertBuilt, CLI, PACKAGE_JSON, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
@@ -229,15 +230,46 @@ describe('inputs named for what they are', () => {
     expect(x.code, x.stderr).toBe(0);
   });
 
-  it('zstd, xz and bzip2 input, and compressed images, are named with the command that decompresses them', async () => {
+  it('stat, patch and decode read zstd-compressed input as it is; corrupt gzip and zstd input is named', async () => {
+    const dir = freshDir('zstd');
+    const { a, b } = pair(dir);
+    const delta = join(dir, 'd.xd');
+    expect((await runCli(['diff', a, b, '-o', delta, '--format', 'qemu'])).code).toBe(0);
+    await zstd.init();
+    const zst = put(dir, 'd.xd.zst', zstd.compress(readFileSync(delta), 3));
+    const st = await runCli(['stat', zst, '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    expect(JSON.parse(st.stdout.toString()).records.XBZRLE).toBe(2);
+    const p = await runCli(['patch', a, '-', '-o', join(dir, 'b2.img'), '-q'], { input: readFileSync(zst) });
+    expect(p.code, p.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'b2.img'))).toEqual(readFileSync(b));
+    const stream = join(dir, 's.xs');
+    expect((await runCli(['encode', a, b, '-o', stream, '-q'])).code).toBe(0);
+    const szst = put(dir, 's.xs.zst', zstd.compress(readFileSync(stream), 3));
+    const d = await runCli(['decode', szst, '-o', join(dir, 'final.img'), '-q']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'final.img'))).toEqual(readFileSync(b));
+    const junk = put(dir, 'junk.zst', Uint8Array.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 1, 2]));
+    oneLine(await runCli(['stat', junk]), new RegExp(`^xbzrle: ${junk}: zstd-compressed input is corrupt or truncated`));
+    const gz = gzipSync(readFileSync(delta));
+    const cut = put(dir, 'cut.gz', gz.subarray(0, gz.length - 9));
+    oneLine(await runCli(['stat', cut]), new RegExp(`^xbzrle: ${cut}: gzip-compressed input is corrupt or truncated`));
+    expect(tempFilesIn(dir)).toEqual([]);
+  });
+
+  it('xz, bzip2 and lz4 input, and compressed images, are named with the command that decompresses them', async () => {
     const dir = freshDir('other');
-    const zst = put(dir, 'd.zst', Uint8Array.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 1, 2]));
+    const zst = put(dir, 'd.lz4', Uint8Array.from([0x04, 0x22, 0x4d, 0x18, 0, 0, 0, 0, 1, 2]));
     const xz = put(dir, 'd.xz', Uint8Array.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0, 1]));
     const bz = put(dir, 'd.bz2', Uint8Array.from([0x42, 0x5a, 0x68, 0x39, 0x31, 0x41, 0x59, 0x26]));
-    oneLine(await runCli(['stat', zst]), new RegExp(`^xbzrle: ${zst}: zstd-compressed: decompress it first \\(zstd -d\\)\\n$`));
+    oneLine(await runCli(['stat', zst]), new RegExp(`^xbzrle: ${zst}: lz4-compressed: decompress it first \\(lz4 -d\\)\\n$`));
     oneLine(await runCli(['stat'], { input: readFileSync(xz) }), /^xbzrle: stdin: xz-compressed: decompress it first \(xz -d\)\n$/);
     oneLine(await runCli(['decode', bz, '-o', join(dir, 'o')]), /bzip2-compressed: decompress it first \(bunzip2\)/);
-    oneLine(await runCli(['extract', zst, '-o', join(dir, 'dir')]), /zstd-compressed/);
+    oneLine(await runCli(['extract', zst, '-o', join(dir, 'dir')]), /lz4-compressed/);
+    const { a: img } = pair(dir);
+    await zstd.init();
+    const izst = put(dir, 'a.img.zst', zstd.compress(readFileSync(img), 1));
+    oneLine(await runCli(['encode', izst, '-o', join(dir, 'e2')]), /zstd-compressed: decompress it first \(zstd -d\)/);
     const { a } = pair(dir);
     const agz = put(dir, 'a.img.gz', gzipSync(readFileSync(a)));
     oneLine(await runCli(['encode', agz, '-o', join(dir, 'e')]), new RegExp(`^xbzrle: ${agz}: gzip-compressed: decompress it first \\(gunzip\\)\\n$`));

@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
+import { createZstdDecompress, ZstdInputError } from './zstd-input.js';
 
 /** Temp files to remove if the process is interrupted. */
 const pendingTemps = new Set<string>();
@@ -419,8 +420,8 @@ export interface Input {
 }
 
 /**
- * What a command does with compressed input: `'read'` decompresses gzip on the
- * fly (other formats are refused with the command to decompress them), `'refuse'`
+ * What a command does with compressed input: `'read'` decompresses gzip and zstd
+ * on the fly (other formats are refused with the command to decompress them), `'refuse'`
  * refuses every compressed input (images, which must be read as they are).
  */
 export type CompressedInput = 'read' | 'refuse';
@@ -447,17 +448,17 @@ export async function openInput(path: string | undefined, highWaterMark = 1 << 2
   }
   const kind = compressionOf(head);
   if (kind === null) return input;
-  if (kind !== 'gzip' || compressed === 'refuse') {
+  if ((kind !== 'gzip' && kind !== 'zstd') || compressed === 'refuse') {
     input.stream.destroy();
     throw new CliError(`${input.name}: ${kind}-compressed: decompress it first (${decompressCommand(kind)})`);
   }
-  const gunzip = createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) });
+  const inflate = kind === 'gzip' ? createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) }) : createZstdDecompress();
   const source = input.stream;
-  source.on('error', (err) => gunzip.destroy(err));
-  gunzip.on('error', () => source.destroy());
-  gunzip.on('close', () => source.destroy());
-  source.pipe(gunzip);
-  return { ...input, stream: gunzip, size: undefined, compression: kind };
+  source.on('error', (err) => inflate.destroy(err));
+  inflate.on('error', () => source.destroy());
+  inflate.on('close', () => source.destroy());
+  source.pipe(inflate);
+  return { ...input, stream: inflate, size: undefined, compression: kind };
 }
 
 /** Refuses a compressed file where a command needs it as it is (an image), naming the format. */
@@ -591,5 +592,10 @@ export function inputError(name: string, err: unknown, meter?: InputMeter): unkn
     return new CliError(`${name}: ${err.message}`);
   }
   if (errnoText(err) !== null) return namedError(systemErrorName(err) ?? name, err);
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new CliError(`${name}: gzip-compressed input is corrupt or truncated (${(err as Error).message})`);
+  }
+  if (err instanceof ZstdInputError) return new CliError(`${name}: ${err.message}`);
   return err;
 }

@@ -26,7 +26,7 @@ commands:
   help [COMMAND]                   this text, or a command's options
 
 Run 'xbzrle help <command>' or 'xbzrle <command> --help' for a command's options.
-Sizes take k/M/G suffixes. gzip-compressed inputs are read as they are.
+Sizes take k/M/G suffixes. gzip- and zstd-compressed inputs are read as they are.
 Exit status: 0 on success, 1 on error.
 `;
 

@@ -11,7 +11,7 @@ import { formatBytes, Progress } from '../progress.js';
 export const DECODE_HELP = `usage: xbzrle decode [IN] -o IMAGE [options]
 
 Rebuild the final image from a RAM record stream (as written by encode).
-IN is a file or stdin (omitted or '-'), gzip-compressed or not. With several
+IN is a file or stdin (omitted or '-'), gzip- or zstd-compressed or not. With several
 blocks in the stream, --block picks the one to write; the others are checked
 and dropped. A delta made by diff updates a base image: apply it with patch.
 

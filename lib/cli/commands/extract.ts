@@ -12,7 +12,7 @@ Rebuild every RAM block of a QEMU migration file (or of a delta) as
 DIR/<block id, each '/' replaced by '_'>.bin, e.g. DIR/pc.ram.bin. Blocks are
 written to temporary files and renamed into place once the whole stream has
 been read. DIR is created if needed (and removed again if the run fails).
-MIGFILE may be '-' (stdin), gzip-compressed or not.
+MIGFILE may be '-' (stdin), gzip- or zstd-compressed or not.
 
 options:
   -o, --output DIR     output folder (required; --out is an alias)

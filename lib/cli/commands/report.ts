@@ -16,7 +16,7 @@ size) or PAGE, and which PAGEs were resent (a cache miss, or an overflow when
 the delta would not fit in a page). Large blocks are drawn with several pages
 per cell, and successive rounds merged when there are many, so the page stays
 small (a few MB at most) for any guest size.
-FILE may be '-' or omitted (stdin), gzip-compressed or not.
+FILE may be '-' or omitted (stdin), gzip- or zstd-compressed or not.
 
 options:
   -o, --output FILE    the HTML file to write (default: stdout, refused on a terminal)

@@ -13,7 +13,7 @@ export const STAT_HELP = `usage: xbzrle stat [FILE] [--json] [options]
 
 Counts and statistics of a delta (a RAM record stream) or of a QEMU migration
 file (recognised by its "QEVM" magic); stdin when FILE is omitted or '-'.
-gzip-compressed input is read as it is.
+gzip- or zstd-compressed input is read as it is.
 Every record is checked; XBZRLE deltas are validated without rebuilding pages.
 
 options:
