@@ -306,6 +306,11 @@ export class DeltaEncoder {
     this.pushedTo = offset + newData.length;
   }
 
+  /** True when {@link DeltaEncoder.scan} found page `page` changed. */
+  isChanged(page: number): boolean {
+    return (this.changed[page >>> 3]! & (1 << (page & 7))) !== 0;
+  }
+
   /** After {@link DeltaEncoder.scan}: the changed pages' numbers, in order. */
   *changedPages(): Generator<number> {
     const c = this.changed;

@@ -84,6 +84,10 @@ export interface VerifyDeltaOptions {
 }
 
 const STEP = 2 << 20;
+/** Second pass of diff: changed pages at most this many pages apart are read together. */
+const GAP = 64;
+/** Second pass of diff: changed pages kept in memory from the first pass (bytes for OLD's and as much for NEW's). */
+const SPILL = 32 << 20;
 
 async function fileSource(path: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
   const fh = await open(path, 'r');
@@ -333,10 +337,23 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       // Two passes. 1: OLD and NEW side by side, each read one step ahead, compared in the
       // kernel; OLD's pages hashed (digest, dedup index), changed pages noted.
       const os = readAhead(oldFile, [alloc(), alloc()], Math.max(newSize, oldPadded), oldName);
+      // The first changed pages (OLD's and NEW's copies) are kept for the second pass, up to
+      // SPILL bytes each; the others are read back then.
+      const spillPages = Math.min(SPILL / ps, Math.ceil(newSize / ps));
+      const oldSpill = allocPages(spillPages, ps);
+      const newSpill = allocPages(spillPages, ps);
+      bufs.push(oldSpill, newSpill);
+      let spilled = 0;
       let pos = 0;
       for await (const nb of newSteps) {
         const ob = (await os.next()).value as Uint8Array;
         e.scan(ob.subarray(0, nb.length), nb, pos);
+        for (let at = 0; at < nb.length && spilled < spillPages; at += ps) {
+          if (!e.isChanged((pos + at) / ps)) continue;
+          oldSpill.set(ob.subarray(at, at + ps), spilled * ps);
+          newSpill.set(nb.subarray(at, at + ps), spilled * ps);
+          spilled++;
+        }
         const oldEnd = Math.min(ob.length, oldPadded - pos);
         if (oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
         pos += ob.length;
@@ -353,16 +370,24 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
         [alloc(), alloc()],
         [alloc(), alloc()],
       ] as const;
-      const windows = groupWindows(e.changedPages(), win);
+      const changedPages = e.changedPages();
+      for (let c = 0; c < spilled; c++) {
+        const page = changedPages.next().value as number;
+        await e.encodeChanged(page, oldSpill.subarray(c * ps, (c + 1) * ps), 0, newSpill.subarray(c * ps, (c + 1) * ps), 0, page * ps);
+        if ((c & 255) === 255) await flush();
+      }
+      await flush();
+      const windows = groupWindows(changedPages, win);
       const load = async (w: number[], k: number): Promise<void> => {
         const [ob, nb] = bufsFor[k]!;
         const base = Math.floor(w[0]! / win) * win;
         const reads: Promise<void>[] = [];
         for (let i = 0; i < w.length; ) {
+          // Runs closer than GAP pages are read as one: a read call costs more than copying a few pages.
           let j = i + 1;
-          while (j < w.length && w[j] === w[j - 1]! + 1) j++;
+          while (j < w.length && w[j]! - w[j - 1]! <= GAP) j++;
           const at = (w[i]! - base) * ps;
-          const len = (j - i) * ps;
+          const len = (w[j - 1]! - w[i]! + 1) * ps;
           reads.push(readPages(newFile, nb.subarray(at), len, w[i]! * ps, newSize, newName));
           reads.push(readPages(oldFile, ob.subarray(at), len, w[i]! * ps, oldSize, oldName));
           i = j;
