@@ -17,6 +17,8 @@ const USAGE = `usage: node bench/delta.mjs [options]
   --reps N        interleaved repetitions, medians reported (default 3)
   --workloads L   comma-separated subset of: ${Object.keys(WORKLOADS).join(', ')}
   --dir PATH      where the images go (default: the system temp folder)
+  --peer-reps N   repetitions of xdelta3 and zstd (default: --reps; they take
+                  minutes per run at 1 GiB)
   --keep          keep the generated images for the next run
 `;
 const { values, fail } = scriptArgs('bench:delta', USAGE, {
@@ -25,12 +27,14 @@ const { values, fail } = scriptArgs('bench:delta', USAGE, {
   workloads: { type: 'string', default: Object.keys(WORKLOADS).join(',') },
   dir: { type: 'string', default: join(tmpdir(), 'xbzrle-bench-delta') },
   keep: { type: 'boolean', default: false },
+  'peer-reps': { type: 'string' },
 });
 const m = /^(\d+)([KMG]?)$/i.exec(values.size);
 if (m === null) fail(`bad --size ${values.size}`);
 const size = Number(m[1]) * { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase()];
 if (size % 4096 !== 0 || size === 0) fail('--size must be a positive multiple of 4096');
 const reps = Number(values.reps);
+const peerReps = values['peer-reps'] === undefined ? reps : Number(values['peer-reps']);
 const workloads = values.workloads.split(',');
 for (const w of workloads) if (!(w in WORKLOADS)) fail(`unknown workload ${w}`);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -101,12 +105,12 @@ for (const w of workloads) {
     t.patchRss.push(rp.rss);
     if (i === 0 && spawnSync('cmp', [out, newP]).status !== 0) throw new Error(`${w}: patched image differs from NEW`);
     rmSync(out, { force: true });
-    if (HAVE_XDELTA) {
+    if (HAVE_XDELTA && i < peerReps) {
       const r = timed(`xdelta3 -e -f -B ${size} -s ${oldP} ${newP} ${xd}`);
       t.xdelta.push(r.ms);
       t.xRss.push(r.rss);
     }
-    if (HAVE_ZSTD) {
+    if (HAVE_ZSTD && i < peerReps) {
       const r = timed(`zstd -q -f -3 --long=31 --patch-from=${oldP} ${newP} -o ${zd}`);
       t.zstd.push(r.ms);
       t.zRss.push(r.rss);
