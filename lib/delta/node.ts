@@ -73,8 +73,14 @@ export interface PatchImageOptions {
   verify?: boolean;
   /** Overwrite an existing output file. Default false. */
   force?: boolean;
-  /** Called with OLD bytes done so far, per delta of the chain. */
+  /** Called with NEW bytes done so far, per delta of the chain (`index` from 0). */
   onProgress?: (done: number, total: number, index: number) => void;
+  /**
+   * A fresh temporary path next to the output, for NEW and the intermediate
+   * images of a chain (default `.NAME.PID.N.xbzrle-tmp`); lets a caller clean
+   * them up on a signal.
+   */
+  tempPath?: (output: string) => string;
 }
 
 /** Options of {@link verifyDelta}. */
@@ -524,8 +530,8 @@ interface Out {
   path: string;
 }
 
-async function makeTemp(target: string, size: number): Promise<Out> {
-  const path = tempPathFor(target);
+async function makeTemp(target: string, size: number, name: (output: string) => string = tempPathFor): Promise<Out> {
+  const path = name(target);
   const fh = await open(path, 'wx+');
   await fh.truncate(size);
   return { fh, path };
@@ -571,7 +577,7 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
   const oldFh = await open(oldPath, 'r');
   let out: Out | null = null;
   try {
-    out = await makeTemp(target, h.newSize);
+    out = await makeTemp(target, h.newSize, options.tempPath);
     const o = out;
     const ps = h.pageSize;
     let pending: Promise<void> = Promise.resolve();
@@ -615,7 +621,7 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
 
 async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, target: string, options: PatchImageOptions, name: string): Promise<{ out: Out; stats: DeltaStats }> {
   const ps = options.pageSize ?? 4096;
-  const path = tempPathFor(target);
+  const path = (options.tempPath ?? tempPathFor)(target);
   await copyFile(oldPath, path);
   const store = new FilePageStore({ path: () => path, cacheSize: 64 << 20 });
   try {
