@@ -667,7 +667,8 @@ async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, targ
  * magic) and applied as before: they carry no checksum.
  *
  * @returns the counters of each delta applied, in order
- * @throws XbzrleError (`ERR_DELTA_*`) or the file system's errors; the output is then untouched
+ * @throws XbzrleError (`ERR_DELTA_*`) or the file system's errors; the output is then untouched.
+ *   The error's non-enumerable `deltaIndex` property says which delta of the list failed.
  *
  * @example
  * ```ts
@@ -686,7 +687,11 @@ export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInpu
   let prev: Out | null = null;
   try {
     for (let i = 0; i < list.length; i++) {
-      const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel);
+      const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel).catch((err: unknown) => {
+        // Which delta of the chain failed, for callers naming it.
+        if (err !== null && typeof err === 'object') Object.defineProperty(err, 'deltaIndex', { value: i, enumerable: false, configurable: true });
+        throw err;
+      });
       all.push(stats);
       await dropTemp(prev);
       prev = out;
