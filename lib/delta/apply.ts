@@ -189,7 +189,7 @@ export class DeltaApplier {
         for (let i = 0; i < pages; i++) {
           const isZ = kernel.isZero(oldBuf, i * ps);
           zero[i] = isZ ? 1 : 0;
-          const hh = isZ ? zh : this.hasher.h64(oldBuf.subarray(i * ps, (i + 1) * ps));
+          const hh = isZ ? zh : this.hasher.h64At(oldBuf, i * ps, ps);
           oldHashes[i] = hh;
           if (i < oldPagesHere) oldDigest.add(hh);
         }
@@ -250,7 +250,7 @@ export class DeltaApplier {
           }
           const isZ = kernel.isZero(newBuf, i * ps);
           zero[i] = isZ ? 1 : 0;
-          newDigest.add(isZ ? zh : this.hasher.h64(newBuf.subarray(i * ps, (i + 1) * ps)));
+          newDigest.add(isZ ? zh : this.hasher.h64At(newBuf, i * ps, ps));
         }
         yield { offset: s, data: newBuf.subarray(0, m), zero: zero.subarray(0, newPages) };
       }

@@ -202,7 +202,7 @@ export class DeltaEncoder {
   }
 
   private hashOld(data: Uint8Array, at: number, page: number): bigint {
-    const h = this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64(data.subarray(at, at + this.ps));
+    const h = this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64At(data, at, this.ps);
     if (page < this.oldHashes.length) this.oldHashes[page] = h;
     if (this.oldIndex !== null && h !== this.zeroHash) this.oldIndex.insert(h, page);
     return h;
@@ -343,7 +343,7 @@ export class DeltaEncoder {
     const w = this.writer ?? this.start();
     const ps = this.ps;
     const r = this.kernel.encode(oldData, oldAt, newData, newAt);
-    const h = this.kernel.isZero(newData, newAt) ? this.zeroHash : this.hasher.h64(newData.subarray(newAt, newAt + ps));
+    const h = this.kernel.isZero(newData, newAt) ? this.zeroHash : this.hasher.h64At(newData, newAt, ps);
     if (oldAt !== newAt) throw new RangeError('OLD and NEW run buffers must be laid out alike');
     await this.decide(w, page * ps, oldData, oldAt, newData, newAt, runOffset, r, h);
   }
@@ -388,7 +388,7 @@ export class DeltaEncoder {
   }
 
   private hashPage(data: Uint8Array, at: number): bigint {
-    return this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64(data.subarray(at, at + this.ps));
+    return this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64At(data, at, this.ps);
   }
 
   private async findOld(h: bigint, newData: Uint8Array, at: number, oldData: Uint8Array, stepOffset: number): Promise<number> {

@@ -9,6 +9,8 @@ import xxhash from 'xxhash-wasm';
 export interface Hasher {
   /** XXH64 (seed 0) of `bytes`. */
   h64(bytes: Uint8Array): bigint;
+  /** XXH64 (seed 0) of `len` bytes of `buf` from `at` (no view made by the caller). */
+  h64At(buf: Uint8Array, at: number, len: number): bigint;
   /** A streaming XXH64 (seed 0). */
   create(): { update(bytes: Uint8Array): unknown; digest(): bigint };
 }
@@ -17,10 +19,23 @@ let loading: Promise<Hasher> | null = null;
 
 /** The shared hasher (instantiated once). */
 export function loadHasher(): Promise<Hasher> {
-  loading ??= xxhash().then((api) => ({
-    h64: (bytes: Uint8Array) => api.h64Raw(bytes),
-    create: () => api.create64(),
-  }));
+  loading ??= xxhash().then((api) => {
+    // Plain views over each buffer's memory: a subarray of a plain Uint8Array skips the
+    // species lookup of subclasses (the kernel's views are a subclass), per page.
+    const plain = new WeakMap<Uint8Array, Uint8Array>();
+    return {
+      h64: (bytes: Uint8Array) => api.h64Raw(bytes),
+      h64At: (buf: Uint8Array, at: number, len: number) => {
+        let p = plain.get(buf);
+        if (p === undefined) {
+          p = Object.getPrototypeOf(buf) === Uint8Array.prototype ? buf : new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+          plain.set(buf, p);
+        }
+        return api.h64Raw(p.subarray(at, at + len));
+      },
+      create: () => api.create64(),
+    };
+  });
   return loading;
 }
 
