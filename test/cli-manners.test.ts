@@ -16,6 +16,7 @@ import * as zstd from '@bokuweb/zstd-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng } from './helpers/bytes.js';
 import { assertBuilt, CLI, PACKAGE_JSON, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
+import { diffImages } from '../lib/index.js';
 
 const PS = 4096;
 let root = '';
@@ -342,6 +343,18 @@ describe('encode: a cache that holds the image', () => {
 });
 
 describe('decode of a diff delta', () => {
+  it('names a delta file of the xbzrle format and says that patch applies it', async () => {
+    const dir = freshDir('decode-container');
+    const { a, b } = pair(dir);
+    const delta = join(dir, 'd.xbd');
+    await diffImages(a, b, delta);
+    expect(readFileSync(delta).subarray(0, 4)).toEqual(Buffer.from([0x89, 0x58, 0x42, 0x5a]));
+    oneLine(await runCli(['decode', delta, '-o', join(dir, 'out.img')]), new RegExp(`^xbzrle: ${delta}: a delta file made by 'xbzrle diff': apply it with 'xbzrle patch BASE ${delta} -o NEW'\\n$`));
+    oneLine(await runCli(['decode', '-o', join(dir, 'out.img')], { input: readFileSync(delta) }), /^xbzrle: stdin: a delta file made by 'xbzrle diff': apply it with 'xbzrle patch BASE - -o NEW'\n$/);
+    expect(readdirSync(dir).sort()).toEqual(['a.img', 'b.img', 'd.xbd']);
+  });
+
+
   it('says that patch applies a delta, and writes nothing', async () => {
     const dir = freshDir('decode-delta');
     const { a, b } = pair(dir);

@@ -4,6 +4,7 @@ import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHan
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { DELTA_MAGIC } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
@@ -562,6 +563,11 @@ export class InputMeter extends Transform {
     return this.headLength >= 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
   }
 
+  /** True when the input starts with the magic of this package's delta files (`xbzrle diff`). */
+  get isDeltaFile(): boolean {
+    return this.headLength === SNIFF_BYTES && DELTA_MAGIC.every((b, i) => this.head[i] === b);
+  }
+
   /** False when the input cannot be a RAM record stream: empty, or a first record header no stream starts with (see `looksLikeRamStream`). */
   get mayBeRamStream(): boolean {
     if (this.headLength > 0 && this.headLength < SNIFF_BYTES) return true; // too short to tell: truncated
@@ -585,6 +591,9 @@ export function inputError(name: string, err: unknown, meter?: InputMeter): unkn
   if (err instanceof XbzrleError) {
     if (meter?.isQemuFile === true && err.code.startsWith('ERR_RAM_')) {
       return new CliError(`${name}: this is a QEMU migration file, not a delta (try: xbzrle stat / xbzrle extract)`);
+    }
+    if (meter?.isDeltaFile === true && err.code.startsWith('ERR_RAM_')) {
+      return new CliError(`${name}: a delta file made by 'xbzrle diff': apply it with 'xbzrle patch BASE ${name === 'stdin' ? '-' : name} -o NEW'`);
     }
     if (meter !== undefined && err.code.startsWith('ERR_RAM_') && !meter.isQemuFile && !meter.mayBeRamStream) {
       return new CliError(`${name}: ${meter.bytes === 0 ? 'empty: ' : ''}not a RAM record stream or QEMU migration file${meter.bytes === 0 ? '' : ' (byte 0 starts no record)'}`);
