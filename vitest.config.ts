@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+/** Test files run by `npm run test:slow` instead of `npm test`. */
+const SLOW = ['test/load.test.ts', 'test/examples.test.ts'];
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -8,7 +11,12 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'simd', include: ['test/**/*.test.ts'] },
+        test: { name: 'simd', include: ['test/**/*.test.ts'], exclude: [...SLOW] },
+      },
+      {
+        // Minutes-long end-to-end runs (load, examples): `npm run test:slow`, which CI runs too.
+        extends: true,
+        test: { name: 'slow', include: SLOW },
       },
       {
         // The same codec and stream suites on the portable TypeScript path.
