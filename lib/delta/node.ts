@@ -89,7 +89,7 @@ export interface VerifyDeltaOptions {
   pageSize?: number;
 }
 
-const STEP = 2 << 20;
+const STEP = 1 << 20;
 /** Second pass of diff: changed pages at most this many pages apart are read together. */
 const GAP = 64;
 /** Second pass of diff: changed pages kept in memory from the first pass (bytes for OLD's and as much for NEW's). */
@@ -265,8 +265,8 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
   let n: Awaited<ReturnType<typeof asSource>> | null = null;
   let sink: Sink | null = null;
   const bufs: Uint8Array[] = [];
-  const alloc = (): Uint8Array => {
-    const b = allocPages(STEP / ps, ps);
+  const alloc = (bytes = STEP): Uint8Array => {
+    const b = allocPages(bytes / ps, ps);
     bufs.push(b);
     return b;
   };
@@ -345,10 +345,11 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       const os = readAhead(oldFile, [alloc(), alloc()], Math.max(newSize, oldPadded), oldName);
       // The first changed pages (OLD's and NEW's copies) are kept for the second pass, up to
       // SPILL bytes each; the others are read back then.
+      // Kept in segments of SEG pages, allocated as changed pages come (few changes, little memory).
       const spillPages = Math.min(SPILL / ps, Math.ceil(newSize / ps));
-      const oldSpill = allocPages(spillPages, ps);
-      const newSpill = allocPages(spillPages, ps);
-      bufs.push(oldSpill, newSpill);
+      const SEG = 256;
+      const oldSegs: Uint8Array[] = [];
+      const newSegs: Uint8Array[] = [];
       let spilled = 0;
       let pos = 0;
       for await (const nb of newSteps) {
@@ -356,8 +357,13 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
         e.scan(ob.subarray(0, nb.length), nb, pos);
         for (let at = 0; at < nb.length && spilled < spillPages; at += ps) {
           if (!e.isChanged((pos + at) / ps)) continue;
-          oldSpill.set(ob.subarray(at, at + ps), spilled * ps);
-          newSpill.set(nb.subarray(at, at + ps), spilled * ps);
+          const slot = spilled % SEG;
+          if (slot === 0) {
+            oldSegs.push(alloc(SEG * ps));
+            newSegs.push(alloc(SEG * ps));
+          }
+          oldSegs[oldSegs.length - 1]!.set(ob.subarray(at, at + ps), slot * ps);
+          newSegs[newSegs.length - 1]!.set(nb.subarray(at, at + ps), slot * ps);
           spilled++;
         }
         const oldEnd = Math.min(ob.length, oldPadded - pos);
@@ -379,7 +385,9 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       const changedPages = e.changedPages();
       for (let c = 0; c < spilled; c++) {
         const page = changedPages.next().value as number;
-        await e.encodeChanged(page, oldSpill.subarray(c * ps, (c + 1) * ps), 0, newSpill.subarray(c * ps, (c + 1) * ps), 0, page * ps);
+        const seg = Math.floor(c / SEG);
+        const at = (c % SEG) * ps;
+        await e.encodeChanged(page, oldSegs[seg]!.subarray(at, at + ps), 0, newSegs[seg]!.subarray(at, at + ps), 0, page * ps);
         if ((c & 255) === 255) await flush();
       }
       await flush();
