@@ -1,25 +1,33 @@
-import { Buffer } from 'node:buffer';
-import { open } from 'node:fs/promises';
-import { equalRange } from '../../codec/equal.js';
-import { PageKernel } from '../../codec/kernel.js';
-import { isZeroRange } from '../../codec/zero.js';
-import { RecordWriter } from '../../format/record-writer.js';
-import { XbzrleStats } from '../../stats.js';
+import { createWriteStream } from 'node:fs';
+import { stat, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { diffImages, type DeltaStats } from '../../delta/index.js';
+import { XbzrleError } from '../../errors.js';
 import { plural, type CommonOptions } from '../args.js';
-import { CliError } from '../errors.js';
+import { CliError, namedError } from '../errors.js';
 import { openInput, openOutput } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const DIFF_HELP = `usage: xbzrle diff OLD NEW [-o DELTA] [options]
 
-Write a delta (a RAM record stream) that turns OLD into NEW. Pages are
-compared one by one: unchanged pages are skipped, pages that became all zero
-go as ZERO, others as XBZRLE, or PAGE when the delta would not fit in a page.
-NEW's size (a multiple of the page size) goes first, in a MEM_SIZE record;
-pages past OLD's end are compared with zeros. OLD may be '-' (stdin).
+Write a delta that turns OLD into NEW. Pages are compared one by one:
+unchanged pages are skipped, pages that became all zero go as ZERO, pages
+equal to another page of OLD or to an earlier page of NEW as references,
+others as XBZRLE, or PAGE when the delta would not fit in a page. The delta
+is a checked container (docs/delta-format.md): a header naming OLD's size and
+checksum, zstd-compressed frames each with a checksum, NEW's checksum at the
+end; 'xbzrle patch' refuses it when anything does not match. Pages past OLD's
+end are compared with zeros. OLD may be '-' (stdin; it is copied to a
+temporary file first).
 
 options:
   -o, --output DELTA   write here (default: stdout, refused on a terminal)
+      --format FORMAT  xbzrle (default), or qemu: a plain QEMU RAM record
+                       stream (no header, checksums, references or compression)
+      --level N        zstd level, 1 to 22 or -7 to -1 (default: 3)
+      --no-compress    leave the frames uncompressed
       --block NAME     block name in the delta (default: ram)
       --page-size N    page size (default: 4096)
   -f, --force          overwrite DELTA; write binary to a terminal
@@ -27,123 +35,74 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-const STEP = 1 << 20;
+/** What a delta holds, in one line: `xbzrle delta, 3 of 256 pages changed (XBZRLE 1, PAGE 1, ZERO 0, REF 1), 4.1 kB`. */
+export function describeDelta(s: DeltaStats): string {
+  const changed = s.xbzrle + s.page + s.zero + s.refOld + s.refNew;
+  const pages = s.newSize / s.pageSize;
+  const refs = s.format === 'xbzrle' ? `, REF ${s.refOld + s.refNew}` : '';
+  const of = s.format === 'xbzrle' || s.unchanged > 0 ? `${changed} of ${plural(pages, 'page')}` : plural(changed, 'page');
+  return `${s.format} delta, page size ${s.pageSize}, ${of} changed (XBZRLE ${s.xbzrle}, PAGE ${s.page}, ZERO ${s.zero}${refs}), ${formatBytes(s.deltaBytes)}`;
+}
+
+/** A delta error as the CLI prints it: named after the delta unless it names OLD already. */
+export function deltaError(name: string, err: unknown): unknown {
+  if (err instanceof XbzrleError) {
+    if (err.code === 'ERR_DELTA_WRONG_BASE') return new CliError(err.message);
+    return new CliError(err.message.startsWith(`${name}: `) ? err.message : `${name}: ${err.message}`);
+  }
+  return err;
+}
 
 export async function diff(positionals: string[], o: CommonOptions): Promise<void> {
   if (positionals.length !== 2) throw new CliError('diff needs OLD and NEW', true);
   const [oldPath, newPath] = positionals as [string, string];
   if (newPath === '-') throw new CliError('diff needs NEW as a file: its size is written first');
+  const format = o.format ?? 'xbzrle';
+  if (format !== 'xbzrle' && format !== 'qemu') throw new CliError(`--format must be xbzrle or qemu, not ${JSON.stringify(format)}`, true);
+  if (format === 'qemu' && (o.level !== undefined || o.noCompress)) throw new CliError('--format qemu is never compressed: --level and --no-compress are for the xbzrle format', true);
+  if (o.level !== undefined && o.noCompress) throw new CliError('--level and --no-compress contradict each other', true);
+  const level = o.level === 0 ? 3 : o.level; // zstd's level 0 means its default, 3
   const ps = o.pageSize;
-  const block = o.block ?? 'ram';
-  const newFile = await open(newPath, 'r').catch((err: Error) => {
-    throw new CliError(`${newPath}: ${err.message}`);
+  const newStat = await stat(newPath).catch((err: unknown) => {
+    throw namedError(newPath, err);
   });
+  if (newStat.isDirectory()) throw new CliError(`${newPath}: is a directory`);
+  if (newStat.size === 0) throw new CliError(`${newPath}: is empty (a delta describes at least one page)`);
+  if (newStat.size % ps !== 0) throw new CliError(`${newPath}: size ${newStat.size} is not a multiple of the page size ${ps}`);
+  let spooled: string | undefined;
+  let old = oldPath;
+  if (oldPath === '-') {
+    // OLD's size and checksum go first: read stdin to a temporary file.
+    const input = await openInput('-');
+    spooled = join(tmpdir(), `xbzrle-old-${process.pid}-${Date.now()}`);
+    await pipeline(input.stream, createWriteStream(spooled, { mode: 0o600 }));
+    old = spooled;
+  }
   try {
-    const newSize = (await newFile.stat()).size;
-    if (newSize === 0) throw new CliError(`${newPath}: is empty (a delta describes at least one page)`);
-    if (newSize % ps !== 0) throw new CliError(`${newPath}: size ${newSize} is not a multiple of the page size ${ps}`);
-    const oldInput = await openInput(oldPath, STEP);
     const out = await openOutput(o.output, o.force, [oldPath, newPath]);
-    const progress = new Progress('diff', newSize, o.quiet ? false : o.progress);
-    const stats = new XbzrleStats(ps);
+    let progress: Progress | undefined;
     try {
-      const chunks: Uint8Array[] = [];
-      const writer = new RecordWriter({ pageSize: ps, alloc: (n) => Buffer.allocUnsafe(n) }, (c) => chunks.push(c));
-      const flush = async (): Promise<void> => {
-        for (const c of chunks.splice(0)) {
-          stats.transferred += c.length;
-          await out.write(c);
-        }
-      };
-      writer.memSize([{ id: block, length: newSize }]);
-      const kernel = new PageKernel(ps);
-      stats.records.MEM_SIZE++;
-
-      // OLD is read sequentially (it may be a pipe); NEW in the same steps.
-      const oldIter = oldInput.stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-      let oldBuf: Uint8Array = new Uint8Array(0);
-      let oldEnded = false;
-      const oldStep = new Uint8Array(STEP);
-      const newStep = new Uint8Array(STEP);
-      for (let pos = 0; pos < newSize; pos += STEP) {
-        const n = Math.min(STEP, newSize - pos);
-        // Fill oldStep[0..n) from OLD, zeros past its end.
-        let have = 0;
-        while (have < n) {
-          if (oldBuf.length === 0) {
-            if (oldEnded) break;
-            const r = await oldIter.next();
-            if (r.done === true) {
-              oldEnded = true;
-              break;
-            }
-            oldBuf = r.value;
-          }
-          const take = Math.min(n - have, oldBuf.length);
-          oldStep.set(oldBuf.subarray(0, take), have);
-          oldBuf = oldBuf.subarray(take);
-          have += take;
-        }
-        oldStep.fill(0, have, n);
-        await readFully(newFile, newStep, n, pos, newPath);
-        for (let p = 0; p < n; p += ps) {
-          diffPage(kernel, writer, stats, block, pos + p, oldStep, newStep, p, ps);
-        }
-        await flush();
-        progress.update(pos + n);
-      }
-      writer.eos();
-      stats.records.EOS++;
-      writer.flush();
-      await flush();
-      await oldIter.return?.();
+      const stats = await diffImages(old, newPath, (c) => out.write(c), {
+        format,
+        pageSize: ps,
+        block: o.block,
+        compress: !o.noCompress,
+        level,
+        onProgress: (done, total) => {
+          progress ??= new Progress('diff', total, o.quiet ? false : o.progress);
+          progress.update(done);
+        },
+      });
       await out.commit();
-      progress.finish();
-      if (!o.quiet && out.name !== 'stdout') {
-        const r = stats.records;
-        process.stderr.write(
-          `xbzrle: ${out.name}: ${r.XBZRLE + r.PAGE + r.ZERO} of ${plural(newSize / ps, 'page')} changed ` +
-            `(XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO}), ${formatBytes(stats.transferred)}\n`,
-        );
-      }
+      progress?.finish();
+      if (!o.quiet && out.name !== 'stdout') process.stderr.write(`xbzrle: ${out.name}: ${describeDelta(stats)}\n`);
     } catch (err) {
-      progress.finish();
+      progress?.finish();
       await out.abort();
-      oldInput.stream.destroy();
-      throw err;
+      if (err instanceof XbzrleError && err.code === 'ERR_INVALID_RECORD') throw new CliError(err.message);
+      throw deltaError(oldPath === '-' ? 'stdin' : oldPath, err);
     }
   } finally {
-    await newFile.close();
-  }
-}
-
-/** The record for one page of NEW against the same page of OLD (no cache: OLD itself is the reference). */
-function diffPage(kernel: PageKernel, writer: RecordWriter, stats: XbzrleStats, block: string, offset: number, oldStep: Uint8Array, newStep: Uint8Array, at: number, ps: number): void {
-  if (equalRange(oldStep, at, newStep, at, ps)) return; // unchanged (zero or not)
-  if (isZeroRange(newStep, at, ps)) {
-    writer.zero(block, offset, 0);
-    stats.duplicate++;
-    stats.records.ZERO++;
-    return;
-  }
-  const len = kernel.encode(oldStep, at, newStep, at);
-  if (len > 0) {
-    stats.records.XBZRLE++;
-    stats.xbzrlePages++;
-    stats.xbzrleBytes += writer.xbzrle(block, offset, kernel.delta, kernel.deltaOff, len) - 8;
-  } else {
-    writer.page(block, offset, newStep, at);
-    stats.normal++;
-    stats.records.PAGE++;
-    stats.overflow++;
-  }
-}
-
-async function readFully(file: import('node:fs/promises').FileHandle, buf: Uint8Array, n: number, position: number, name: string): Promise<void> {
-  let done = 0;
-  while (done < n) {
-    const { bytesRead } = await file.read(buf, done, n - done, position + done);
-    if (bytesRead === 0) throw new CliError(`${name}: file shrank while being read`);
-    done += bytesRead;
+    if (spooled !== undefined) await unlink(spooled).catch(() => undefined);
   }
 }

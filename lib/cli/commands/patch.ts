@@ -1,45 +1,160 @@
-import { copyFile, stat } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import { copyFile, open, stat } from 'node:fs/promises';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isDeltaMagic, patchImage, type DeltaStats } from '../../delta/index.js';
 import { FilePageStore } from '../../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
 import { fileCacheSize, plural, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
-import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
+import { checkOutputPath, InputMeter, inputError, openInput, TempFile, type Input } from '../files.js';
 import { Progress } from '../progress.js';
+import { deltaError } from './diff.js';
 
-export const PATCH_HELP = `usage: xbzrle patch OLD [DELTA] -o NEW [options]
+export const PATCH_HELP = `usage: xbzrle patch OLD [DELTA...] -o NEW [options]
 
-Apply DELTA (stdin when omitted or '-') to OLD, writing NEW. OLD is never
-modified: it is copied to a temporary file next to NEW, patched there, and
-renamed to NEW only when the whole delta applied. NEW takes the size the
-delta's MEM_SIZE record gives.
+Apply DELTA (stdin when omitted or '-') to OLD, writing NEW; several deltas
+are applied in order (a chain: each made against the result of the one
+before). NEW is built in a temporary file next to it (zero pages left as
+holes) and renamed into place only when every check passed: each delta's
+checksums, OLD being the base the delta was made from (its size and checksum),
+the page size, and NEW's checksum. Otherwise nothing is written and the
+message says which check failed. OLD is never modified. Plain RAM record
+streams (deltas made with --format qemu) are applied as they are: they carry
+no checksum.
 
 options:
   -o, --output NEW     the patched image (required)
-      --block NAME     which block of the delta to apply; the others are checked
-                       and dropped (default: the delta's only block)
-      --page-size N    page size (default: 4096)
-      --cache-size N   memory for cached pages of the output (default: 64M)
+      --no-verify      do not compare OLD's checksum with the delta's base (its
+                       size still must match; NEW's checksum is still checked)
+      --page-size N    refuse a delta of another page size (plain streams are
+                       read with it; default: 4096)
+      --block NAME     plain streams: which block to apply; the others are
+                       checked and dropped (default: the delta's only block)
+      --cache-size N   plain streams: memory for cached pages of the output
+                       (default: 64M)
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
+/** True when the input starts with the delta container's magic (the bytes read stay in the stream). */
+async function isContainer(input: Input): Promise<boolean> {
+  if (input.path !== undefined && input.compression === undefined) {
+    const st = await stat(input.path);
+    if (st.isFile()) {
+      const fh = await open(input.path, 'r');
+      try {
+        const head = new Uint8Array(8);
+        const { bytesRead } = await fh.read(head, 0, 8, 0);
+        return isDeltaMagic(head.subarray(0, bytesRead));
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+  const head = await peekBytes(input.stream, 8);
+  return isDeltaMagic(head);
+}
+
+/** Up to `n` first bytes of a readable, put back into it. */
+async function peekBytes(stream: Readable, n: number): Promise<Uint8Array> {
+  const parts: Buffer[] = [];
+  let have = 0;
+  while (have < n) {
+    const chunk = (stream.read() as Buffer | null) ?? (await new Promise<Buffer | null>((resolve, reject) => {
+      const onReadable = (): void => {
+        cleanup();
+        resolve((stream.read() as Buffer | null) ?? Buffer.alloc(0));
+      };
+      const onEnd = (): void => {
+        cleanup();
+        resolve(null);
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        reject(err);
+      };
+      const cleanup = (): void => {
+        stream.off('readable', onReadable);
+        stream.off('end', onEnd);
+        stream.off('error', onError);
+      };
+      stream.once('readable', onReadable);
+      stream.once('end', onEnd);
+      stream.once('error', onError);
+    }));
+    if (chunk === null) break;
+    if (chunk.length === 0) continue;
+    parts.push(chunk);
+    have += chunk.length;
+  }
+  const all = Buffer.concat(parts);
+  if (all.length > 0) stream.unshift(all);
+  return all.subarray(0, n);
+}
+
 export async function patch(positionals: string[], o: CommonOptions): Promise<void> {
-  if (positionals.length < 1 || positionals.length > 2) throw new CliError('patch needs OLD and, optionally, DELTA', true);
-  const [oldPath, deltaPath] = positionals as [string, string | undefined];
+  if (positionals.length < 1) throw new CliError('patch needs OLD and, optionally, DELTA', true);
+  const [oldPath, ...rest] = positionals as [string, ...string[]];
+  const deltaPaths = rest.length === 0 ? ['-'] : rest;
   if (o.output === undefined || o.output === '-') throw new CliError('patch needs -o NEW (a file: it is written in place)', true);
   if (oldPath === '-') throw new CliError('patch needs OLD as a file');
-  const cacheSize = fileCacheSize(o);
+  if (deltaPaths.filter((d) => d === '-').length > 1) throw new CliError('stdin can be only one of the deltas');
   const oldStat = await stat(oldPath).catch(() => null);
   if (oldStat === null) throw new CliError(`${oldPath}: no such file`);
-  // A regular file, or /dev/null for a delta made against nothing (`diff /dev/null NEW`).
   if (!oldStat.isFile() && !(oldStat.isCharacterDevice() && oldStat.size === 0 && oldPath === '/dev/null')) throw new CliError(`${oldPath}: not a regular file`);
-  const newPath = o.output;
-  const out = await checkOutputPath(newPath, o.force, [oldPath, deltaPath]);
-  const input = await openInput(deltaPath);
+  const inputs: Input[] = [];
+  try {
+    for (const d of deltaPaths) inputs.push(await openInput(d));
+    const kinds = await Promise.all(inputs.map(isContainer));
+    if (inputs.length === 1 && kinds[0] === false) return await patchPlain(oldPath, inputs[0]!, o);
+    const plainAt = kinds.indexOf(false);
+    if (plainAt >= 0) throw new CliError(`${inputs[plainAt]!.name}: a plain RAM record stream cannot be part of a chain (make the deltas without --format qemu)`);
+    if (o.target !== undefined) throw new CliError('--target applies to plain RAM record streams only');
+    const newPath = o.output;
+    const out = await checkOutputPath(newPath, o.force, [oldPath, ...deltaPaths]);
+    if (out.special) throw new CliError(`${newPath}: not a regular file (patch writes NEW through a temporary file)`);
+    let progress: Progress | undefined;
+    let stats: DeltaStats[];
+    let current = 0;
+    try {
+      stats = await patchImage(oldPath, inputs.map((i) => i.stream), out.path, {
+        force: true,
+        verify: !o.noVerify,
+        // Named and removed on a signal like every temp file of the command.
+        tempPath: () => new TempFile(out.path, newPath).path,
+        pageSize: o.pageSize === 4096 ? undefined : o.pageSize,
+        onProgress: (done, total, index) => {
+          if (progress === undefined || index !== current) {
+            progress?.finish();
+            progress = new Progress(inputs.length > 1 ? `patch ${index + 1}/${inputs.length}` : 'patch', total, o.quiet ? false : o.progress);
+          }
+          current = index;
+          progress.update(done);
+        },
+      });
+    } catch (err) {
+      progress?.finish();
+      const at = (err as { deltaIndex?: number } | null)?.deltaIndex ?? current;
+      throw deltaError(inputs[at]?.name ?? 'delta', err);
+    }
+    progress?.finish();
+    if (!o.quiet) {
+      const t = stats.reduce((a, s) => ({ x: a.x + s.xbzrle, p: a.p + s.page, z: a.z + s.zero, r: a.r + s.refOld + s.refNew }), { x: 0, p: 0, z: 0, r: 0 });
+      const chain = stats.length > 1 ? ` from ${stats.length} deltas` : '';
+      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(t.x + t.p + t.z + t.r, 'page')}${chain} (XBZRLE ${t.x}, PAGE ${t.p}, ZERO ${t.z}, REF ${t.r}), checksums match\n`);
+    }
+  } finally {
+    for (const i of inputs) i.stream.destroy();
+  }
+}
+
+/** A plain RAM record stream (`diff --format qemu`): OLD copied next to NEW, the records applied there. */
+async function patchPlain(oldPath: string, input: Input, o: CommonOptions): Promise<void> {
+  const cacheSize = fileCacheSize(o);
+  const newPath = o.output!;
+  const out = await checkOutputPath(newPath, o.force, [oldPath, input.path]);
   const temp = new TempFile(out.path, newPath);
   const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
@@ -55,7 +170,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
     progress.finish();
     if (!o.quiet) {
       const r = dec.stats.records;
-      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(r.XBZRLE + r.PAGE + r.ZERO, 'page')} (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO})\n`);
+      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(r.XBZRLE + r.PAGE + r.ZERO, 'page')} (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO}) from a plain RAM record stream (no checksums)\n`);
     }
   } catch (err) {
     progress.finish();
