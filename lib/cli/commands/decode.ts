@@ -7,6 +7,7 @@ import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
+import { loadTargetFile } from '../target-file.js';
 
 export const DECODE_HELP = `usage: xbzrle decode [IN] -o IMAGE [options]
 
@@ -20,6 +21,9 @@ options:
       --block NAME     block to write (default: the stream's only block)
       --page-size N    page size (default: 4096)
       --cache-size N   memory for cached pages of the output (default: 64M)
+      --target FILE    refuse what the receiving machine's QEMU would refuse:
+                       FILE is a JSON array of {id, length, maxLength?,
+                       resizeable?}, or a QEMU migration file (its block list)
   -f, --force          overwrite IMAGE
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -30,6 +34,7 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   const target = outputOption(o);
   if (target === undefined || target === '-') throw new CliError('decode needs -o IMAGE (a file)', true);
   const cacheSize = fileCacheSize(o);
+  const blocks = o.target === undefined ? undefined : await loadTargetFile(o.target);
   const out = await checkOutputPath(target, o.force, [positionals[0]]);
   const input = await openInput(positionals[0]);
   const temp = new TempFile(out.path, target);
@@ -38,7 +43,7 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block, o.pageSize, true);
   try {
-    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
+    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false, target: blocks });
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
     store.checkFound();
     await temp.commit(o.force);

@@ -1,10 +1,15 @@
 import { lstatSync, type Stats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { TargetBlock } from '../../format/record-parser.js';
+import { copyMappedRamBlock } from '../../qemu/mapped-ram.js';
+import { probeQemuMigration, readQemuMigration } from '../../qemu/migration-file.js';
 import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
 import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
-import { checkOutputPath, createDir, keepCreatedDirs, openInput, removeCreatedDirs, TempFile } from '../files.js';
-import { analyse, formatReport } from './stat.js';
+import { checkOutputPath, createDir, inputError, keepCreatedDirs, openInput, removeCreatedDirs, TempFile, type Input } from '../files.js';
+import { Progress } from '../progress.js';
+import { analyse, formatReport, reportOf, targetOption, type StatReport } from './stat.js';
 
 export const EXTRACT_HELP = `usage: xbzrle extract MIGFILE -o DIR [--json] [options]
 
@@ -12,12 +17,18 @@ Rebuild every RAM block of a QEMU migration file (or of a delta) as
 DIR/<block id, each '/' replaced by '_'>.bin, e.g. DIR/pc.ram.bin. Blocks are
 written to temporary files and renamed into place once the whole stream has
 been read. DIR is created if needed (and removed again if the run fails).
-MIGFILE may be '-' (stdin), gzip- or zstd-compressed or not.
+MIGFILE may be '-' (stdin), gzip- or zstd-compressed or not. A mapped-ram
+file (QEMU >= 9.0 'migrate file:' with the mapped-ram capability) given by
+name is copied block by block at file-copy speed; pages it does not hold stay
+holes.
 
 options:
   -o, --output DIR     output folder (required; --out is an alias)
       --json           print the statistics as JSON (as stat --json)
       --cache-size N   memory for cached pages of the output (default: 64M)
+      --target FILE    refuse what the receiving machine's QEMU would refuse:
+                       FILE is a JSON array of {id, length, maxLength?,
+                       resizeable?}, or a QEMU migration file (its block list)
   -f, --force          overwrite existing block files
   -q, --quiet          no summary
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -28,6 +39,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   const dir = outputOption(o);
   if (dir === undefined) throw new CliError('extract needs -o DIR', true);
   const cacheSize = fileCacheSize(o);
+  const target = await targetOption(o);
   const input = await openInput(positionals[0]);
   try {
     await createDir(dir);
@@ -37,29 +49,35 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
   }
   const temps = new Map<string, TempFile>();
   const owners = new Map<string, string>(); // file name -> block
-  const store = new FilePageStore({
-    cacheSize,
-    path: (block) => {
-      let t = temps.get(block);
-      if (t === undefined) {
-        const file = blockFileName(block);
-        const other = owners.get(file);
-        if (other !== undefined) {
-          throw new CliError(`blocks ${JSON.stringify(other)} and ${JSON.stringify(block)} would both be written to ${join(dir, file)}; nothing written`);
-        }
-        owners.set(file, block);
-        const final = join(dir, file);
-        const link = lstatOrNull(final);
-        if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
-        if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
-        t = new TempFile(final, join(dir, file));
-        temps.set(block, t);
+  const tempFor = (block: string): string => {
+    let t = temps.get(block);
+    if (t === undefined) {
+      const file = blockFileName(block);
+      const other = owners.get(file);
+      if (other !== undefined) {
+        throw new CliError(`blocks ${JSON.stringify(other)} and ${JSON.stringify(block)} would both be written to ${join(dir, file)}; nothing written`);
       }
-      return t.path;
-    },
-  });
+      owners.set(file, block);
+      const final = join(dir, file);
+      const link = lstatOrNull(final);
+      if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
+      if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
+      t = new TempFile(final, join(dir, file));
+      temps.set(block, t);
+    }
+    return t.path;
+  };
+  const store = new FilePageStore({ cacheSize, path: tempFor });
   try {
-    const report = await analyse(input, o, store, 'extract');
+    // A mapped-ram file by name: each block copied straight from its page region.
+    const probe = input.path !== undefined && input.compression === undefined && input.size !== undefined ? await probeQemuMigration(input.path).catch(() => null) : null;
+    let report: StatReport;
+    if (probe?.capabilities.includes('mapped-ram') === true) {
+      input.stream.destroy();
+      report = await extractMappedRam(input, o, target, tempFor);
+    } else {
+      report = await analyse(input, o, store, 'extract', target);
+    }
     if (report.ramComplete === false) {
       const at = report.stoppedAt;
       const where =
@@ -83,6 +101,38 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     for (const t of temps.values()) await t.abort();
     await removeCreatedDirs();
     throw err;
+  }
+}
+
+/** `extract` of a mapped-ram file: validated (bitmaps, offsets, target) without reading pages, then each block copied with holes. */
+async function extractMappedRam(input: Input, o: CommonOptions, target: TargetBlock[] | undefined, tempFor: (block: string) => string): Promise<StatReport> {
+  const progress = new Progress('extract', input.size, o.quiet ? false : o.progress);
+  try {
+    const info = await readQemuMigration(input.path!, { store: null, target, pageSize: o.pageSize });
+    if (info.ramComplete) {
+      const file = await open(input.path!, 'r');
+      try {
+        let done = 0;
+        for (const block of info.mappedRam ?? []) {
+          if (block.shared === true) continue; // x-ignore-shared: not in the file
+          const out = await open(tempFor(block.id), 'w+');
+          try {
+            await copyMappedRamBlock(file, block, out, info.pageSize);
+          } finally {
+            await out.close();
+          }
+          done += block.present * info.pageSize;
+          progress.update(Math.min(done, input.size ?? done));
+        }
+      } finally {
+        await file.close();
+      }
+    }
+    progress.finish();
+    return reportOf(input, input.size ?? info.stats.transferred, info);
+  } catch (err) {
+    progress.finish();
+    throw inputError(input.name, err);
   }
 }
 

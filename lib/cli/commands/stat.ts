@@ -1,13 +1,14 @@
-import { RamRecordParser, type RamRecord } from '../../format/record-parser.js';
+import { RamRecordParser, type RamRecord, type TargetBlock } from '../../format/record-parser.js';
 import type { RamBlock } from '../../format/record-writer.js';
 import { readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-file.js';
-import type { XbzrleStatsJSON } from '../../stats.js';
+import type { QueryMigrateJSON } from '../../stats.js';
 import type { PageStore } from '../../store/page-store.js';
 import { RamLoader } from '../../store/ram-loader.js';
 import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { InputMeter, inputError, openInput, type Input } from '../files.js';
 import { formatBytes, Progress } from '../progress.js';
+import { loadTargetFile } from '../target-file.js';
 
 export const STAT_HELP = `usage: xbzrle stat [FILE] [--json] [options]
 
@@ -20,6 +21,10 @@ options:
       --json           print JSON: QEMU's query-migrate shape (ram, xbzrle-cache)
                        plus records, blocks, sizes and, for QEMU files, sections
       --page-size N    page size of a delta (default: 4096; QEMU files say theirs)
+      --target FILE    check the stream against the receiving machine's RAM
+                       blocks as QEMU's loader does: FILE is a JSON array of
+                       {id, length, maxLength?, resizeable?}, or a QEMU
+                       migration file whose block list (MEM_SIZE) is used
   -q, --quiet          no progress bar
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
@@ -28,7 +33,7 @@ options:
 const EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 
 /** What `stat --json` (and `extract --json`) print. */
-export interface StatReport extends XbzrleStatsJSON {
+export interface StatReport extends QueryMigrateJSON {
   file: string;
   format: 'delta' | 'qemu';
   pageSize: number;
@@ -37,6 +42,8 @@ export interface StatReport extends XbzrleStatsJSON {
   blocks: RamBlock[];
   /** Bytes of pages the records carry: (PAGE + ZERO + XBZRLE) × page size. */
   pageBytes: number;
+  /** Bytes of the RAM records (for QEMU ≥ 8.2 files `ram.transferred` counts the whole stream; this does not). */
+  ramBytes: number;
   /** pageBytes / bytes of RAM records. */
   ratio: number;
   /** XBZRLE payload lengths: counts per size range. */
@@ -47,10 +54,22 @@ export interface StatReport extends XbzrleStatsJSON {
   capabilities?: string[];
   ramComplete?: boolean;
   stoppedAt?: QemuMigrationInfo['stoppedAt'];
+  /** The QEMU version that wrote the file, as guessed (null: unknown). */
+  qemuVersion?: QemuMigrationInfo['qemuVersion'];
+  /** A mapped-ram file's layout and pages present per block. */
+  mappedRam?: QemuMigrationInfo['mappedRam'];
+  /** Set for a multifd main channel: what it is. */
+  multifdMainChannel?: string | null;
+}
+
+/** The target table of `--target FILE`, or undefined without the flag. */
+export async function targetOption(o: CommonOptions): Promise<TargetBlock[] | undefined> {
+  return o.target === undefined ? undefined : loadTargetFile(o.target);
 }
 
 /** Reads a delta or a QEMU file, validating every record; pages go to `store` (null: nowhere). */
-export async function analyse(input: Input, o: CommonOptions, store: PageStore | null, label: string): Promise<StatReport> {
+export async function analyse(input: Input, o: CommonOptions, store: PageStore | null, label: string, target?: TargetBlock[]): Promise<StatReport> {
+  target ??= await targetOption(o);
   const progress = new Progress(label, input.size, o.quiet ? false : o.progress);
   const meter = new InputMeter((n) => progress.update(n));
   const histogram = new Array<number>(EDGES.length).fill(0);
@@ -76,19 +95,11 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     })();
     let report: StatReport;
     if (meter.isQemuFile) {
-      const info = await readQemuMigration(chunks, { store, onRecord, pageSize: o.pageSize });
-      report = build(input, info.pageSize, meter.bytes, info.blocks, info.stats.toJSON(), histogram, 'qemu');
-      Object.assign(report, {
-        machine: info.machine,
-        sections: info.sections,
-        commands: info.commands,
-        capabilities: info.capabilities,
-        ramComplete: info.ramComplete,
-        stoppedAt: info.stoppedAt,
-      });
+      const info = await readQemuMigration(chunks, { store, onRecord, pageSize: o.pageSize, target });
+      report = reportOf(input, meter.bytes, info, histogram);
       await iterator.return?.();
     } else {
-      const parser = new RamRecordParser({ pageSize: o.pageSize });
+      const parser = new RamRecordParser({ pageSize: o.pageSize, target });
       const loader = new RamLoader({ pageSize: o.pageSize, store });
       for await (const chunk of chunks) {
         parser.push(chunk);
@@ -101,7 +112,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
       parser.end();
       loader.stats.transferred = parser.position;
       await store?.finish?.();
-      report = build(input, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toJSON(), histogram, 'delta');
+      report = build(input, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram, 'delta');
     }
     progress.finish();
     return report;
@@ -118,7 +129,31 @@ function bucket(length: number): number {
   return i;
 }
 
-function build(input: Input, pageSize: number, bytes: number, blocks: RamBlock[], stats: XbzrleStatsJSON, histogram: number[], format: 'delta' | 'qemu'): StatReport {
+/** The report of a QEMU file read by `readQemuMigration` (`bytes`: input bytes read). */
+export function reportOf(input: Input, bytes: number, info: QemuMigrationInfo, histogram: number[] = new Array<number>(EDGES.length).fill(0)): StatReport {
+  const stats = info.stats.toQueryMigrate();
+  // The RAM records' bytes: precopy + downtime where the version has them (its transferred may be the whole stream).
+  const ram = stats.ram;
+  const ramBytes = ram['precopy-bytes'] !== undefined && ram['downtime-bytes'] !== undefined ? ram['precopy-bytes'] + ram['downtime-bytes'] : ram.transferred;
+  const report = build(input, info.pageSize, bytes, info.blocks, stats, ramBytes, histogram, 'qemu');
+  if (info.mappedRam !== null) {
+    report.pageBytes = info.mappedRam.reduce((n, b) => n + b.present, 0) * info.pageSize;
+    report.ratio = 0;
+  }
+  return Object.assign(report, {
+    machine: info.machine,
+    qemuVersion: info.qemuVersion,
+    sections: info.sections,
+    commands: info.commands,
+    capabilities: info.capabilities,
+    ramComplete: info.ramComplete,
+    stoppedAt: info.stoppedAt,
+    mappedRam: info.mappedRam,
+    multifdMainChannel: info.multifdMainChannel,
+  });
+}
+
+function build(input: Input, pageSize: number, bytes: number, blocks: RamBlock[], stats: QueryMigrateJSON, ramBytes: number, histogram: number[], format: 'delta' | 'qemu'): StatReport {
   const r = stats.records;
   const pageBytes = (r.PAGE + r.ZERO + r.XBZRLE) * pageSize;
   return {
@@ -129,7 +164,8 @@ function build(input: Input, pageSize: number, bytes: number, blocks: RamBlock[]
     ...stats,
     blocks,
     pageBytes,
-    ratio: stats.ram.transferred > 0 ? pageBytes / stats.ram.transferred : 0,
+    ramBytes,
+    ratio: ramBytes > 0 ? pageBytes / ramBytes : 0,
     xbzrleSizes: histogram.map((count, i) => ({ from: i === 0 ? 0 : EDGES[i - 1]! + 1, to: EDGES[i]!, count })).filter((b) => b.count > 0),
   };
 }
@@ -149,9 +185,13 @@ export function formatReport(s: StatReport): string {
   lines.push(`${s.file}: ${s.format === 'qemu' ? 'QEMU migration stream' : 'RAM record stream (delta)'}, ${formatBytes(s.bytes)}`);
   if (s.format === 'qemu') {
     row('machine', s.machine ?? '(no configuration section)');
+    const v = s.qemuVersion;
+    row('qemu', v == null ? 'unknown (no versioned machine type; counters as QEMU 7.2)' : `${v.text} (${v.from === 'option' ? 'given' : `guessed from the ${v.evidence}`})`);
     if ((s.capabilities ?? []).length > 0) row('capabilities', s.capabilities!.join(', '));
     const sec = s.sections!;
-    row('ram sections', `START ${sec.start}, PART ${sec.part}, END ${sec.end}${s.ramComplete === true ? ' (all RAM read)' : ' (RAM incomplete)'}`);
+    const state = s.ramComplete === true ? ' (all RAM read)' : s.multifdMainChannel != null ? ' (no pages: a multifd main channel)' : ' (RAM incomplete)';
+    row('ram sections', `START ${sec.start}, PART ${sec.part}, END ${sec.end}${state}`);
+    if (s.multifdMainChannel != null) row('multifd', s.multifdMainChannel);
     const st = s.stoppedAt!;
     const what =
       st.reason === 'section'
@@ -163,9 +203,25 @@ export function formatReport(s: StatReport): string {
   }
   row('page size', String(s.pageSize));
   row('blocks', s.blocks.length === 0 ? '(no MEM_SIZE record)' : String(s.blocks.length));
-  for (const b of s.blocks) lines.push(`    ${b.id.padEnd(28)} ${formatBytes(b.length).padStart(10)}`);
-  row('records', `PAGE ${r.PAGE}  ZERO ${r.ZERO}  XBZRLE ${r.XBZRLE}  MEM_SIZE ${r.MEM_SIZE}  EOS ${r.EOS}`);
-  row('bytes', `${s.ram.transferred} in RAM records, carrying ${formatBytes(s.pageBytes)} of pages (ratio ${s.ratio.toFixed(2)}:1)`);
+  const layout = new Map((s.mappedRam ?? []).map((m) => [m.id, m]));
+  for (const b of s.blocks) {
+    const m = layout.get(b.id);
+    const where =
+      m === undefined
+        ? ''
+        : m.shared === true
+          ? '  shared (not in the file)'
+          : `  ${`${m.present}/${m.pages} pages`.padStart(17)}  bitmap at 0x${m.bitmapOffset.toString(16)}, pages at 0x${m.pagesOffset.toString(16)}${m.ignoredBits > 0 ? `, ${plural(m.ignoredBits, 'bitmap bit')} past the end ignored` : ''}`;
+    lines.push(`    ${b.id.padEnd(28)} ${formatBytes(b.length).padStart(10)}${where}`);
+  }
+  row('records', `PAGE ${r.PAGE}  ZERO ${r.ZERO}  XBZRLE ${r.XBZRLE}  MEM_SIZE ${r.MEM_SIZE}  EOS ${r.EOS}${r.MULTIFD_FLUSH === undefined ? '' : `  MULTIFD_FLUSH ${r.MULTIFD_FLUSH}`}`);
+  if (s.mappedRam != null) {
+    const present = s.mappedRam.reduce((n, m) => n + m.present, 0);
+    const pages = s.mappedRam.reduce((n, m) => n + m.pages, 0);
+    row('mapped-ram', `${present} of ${pages} pages in the file (${formatBytes(s.pageBytes)}), at fixed offsets; the others were never written (zeros)`);
+  } else {
+    row('bytes', `${s.ramBytes} in RAM records, carrying ${formatBytes(s.pageBytes)} of pages (ratio ${s.ratio.toFixed(2)}:1)`);
+  }
   const x = s['xbzrle-cache'];
   if (r.XBZRLE > 0) {
     row('xbzrle', `${plural(r.XBZRLE, 'delta')}, ${plural(x.bytes, 'byte')} (${(x.bytes / r.XBZRLE).toFixed(1)} per page, encoding rate ${x['encoding-rate'].toFixed(2)})`);
@@ -176,6 +232,8 @@ export function formatReport(s: StatReport): string {
       lines.push(`    ${`${b.from}–${b.to}`.padStart(11)} B ${String(b.count).padStart(8)}  ${bar}`);
     }
   }
-  row('query-migrate', `normal ${s.ram.normal}, normal-bytes ${s.ram['normal-bytes']}, duplicate ${s.ram.duplicate}, transferred ${s.ram.transferred}`);
+  const split = s.ram['precopy-bytes'] === undefined ? '' : `, precopy-bytes ${s.ram['precopy-bytes']}, downtime-bytes ${s.ram['downtime-bytes']}`;
+  const what = s.mappedRam != null ? ' (of the file: QEMU counted every page write)' : s.multifdMainChannel != null ? ' (of this channel)' : '';
+  row('query-migrate', `normal ${s.ram.normal}, normal-bytes ${s.ram['normal-bytes']}, duplicate ${s.ram.duplicate}, transferred ${s.ram.transferred}${split}${what}`);
   return lines.join('\n') + '\n';
 }
