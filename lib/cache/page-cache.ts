@@ -11,7 +11,7 @@ export const CACHED_PAGE_LIFETIME = 2;
 /** Marks PageCache objects across copies of the package; its value is the layout version. */
 const BRAND = Symbol.for('xbzrle.PageCache');
 /** Version of PageCache's internals that other copies use (bump on any change to them). */
-const LAYOUT = 1;
+const LAYOUT = 2;
 
 /** Default cache size: 64 MiB, QEMU's `xbzrle-cache-size` default. */
 export const DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;

@@ -107,9 +107,10 @@ export function sizeText(n: number): string {
   return String(n);
 }
 
-/** Refuses a `--cache-size` above `max` (what the command's cache can hold), naming the flag and the limit. */
-export function checkCacheSize(o: { cacheSize: number }, max: number, what: string): number {
+/** Refuses a `--cache-size` above `max` (what the command's cache can hold) or below `min`, naming the flag and the limit. */
+export function checkCacheSize(o: { cacheSize: number }, max: number, what: string, min = 0): number {
   if (o.cacheSize > max) throw new CliError(`--cache-size ${sizeText(o.cacheSize)}: at most ${sizeText(max)} (${max} bytes) for ${what}`);
+  if (o.cacheSize < min) throw new CliError(`--cache-size ${sizeText(o.cacheSize)}: at least one page (${min} bytes) for ${what}`);
   return o.cacheSize;
 }
 

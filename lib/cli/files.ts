@@ -8,7 +8,7 @@ import { DELTA_MAGIC } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
-import { createZstdDecompress, ZstdInputError } from './zstd-input.js';
+import { readableOver, zstdDecompressed, ZstdInputError } from './zstd-input.js';
 
 /** Temp files to remove if the process is interrupted. */
 const pendingTemps = new Set<string>();
@@ -78,20 +78,33 @@ export async function createDir(dir: string): Promise<void> {
     if (!existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
     return;
   }
-  let first: string | undefined;
   try {
-    first = await mkdir(dir, { recursive: true });
+    await makeDirs(resolve(dir));
   } catch (err) {
     throw namedError(dir, err);
   }
-  if (first === undefined) return;
-  // mkdir reports the first folder it made; every one from there down to dir is ours.
-  const made: string[] = [];
-  for (let d = resolve(dir); ; d = dirname(d)) {
-    made.unshift(d);
-    if (d === resolve(first) || dirname(d) === d) break;
+}
+
+/**
+ * `mkdir -p`, one level at a time (Node's recursive mkdir spins for ever on
+ * some file systems, /proc for one), noting each folder made in `createdDirs`.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+    createdDirs.push(dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if ((await stat(dir)).isDirectory()) return;
+      throw err;
+    }
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
   }
-  createdDirs.push(...made);
+  await makeDirs(dirname(dir));
+  await mkdir(dir);
+  createdDirs.push(dir);
 }
 
 /** Removes the folders `createDir` made, when empty (a failed run leaves nothing behind). */
@@ -443,9 +456,15 @@ export async function openInput(path: string | undefined, highWaterMark = 1 << 2
       throw namedError(path, err);
     }
     if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
-    head = readHead(path, st);
-    const stream = createReadStream(path, { highWaterMark });
-    input = { name: path, stream, size: st.isFile() ? st.size : undefined, path };
+    if (st.isFile()) {
+      head = readHead(path, st);
+      input = { name: path, stream: createReadStream(path, { highWaterMark }), size: st.size, path };
+    } else {
+      // A FIFO, a device, /dev/fd/N: read once, so its first bytes are peeked at.
+      const peeked = await peek(createReadStream(path, { highWaterMark }), SNIFF_BYTES);
+      head = peeked.head;
+      input = { name: path, stream: peeked.stream, size: undefined, path };
+    }
   }
   const kind = compressionOf(head);
   if (kind === null) return input;
@@ -453,8 +472,9 @@ export async function openInput(path: string | undefined, highWaterMark = 1 << 2
     input.stream.destroy();
     throw new CliError(`${input.name}: ${kind}-compressed: decompress it first (${decompressCommand(kind)})`);
   }
-  const inflate = kind === 'gzip' ? createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) }) : createZstdDecompress();
   const source = input.stream;
+  if (kind === 'zstd') return { ...input, stream: zstdDecompressed(source), size: undefined, compression: kind };
+  const inflate = createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) });
   source.on('error', (err) => inflate.destroy(err));
   inflate.on('error', () => source.destroy());
   inflate.on('close', () => source.destroy());
@@ -517,7 +537,7 @@ async function peek(source: Readable, n: number): Promise<{ head: Uint8Array; st
     if (done) return;
     for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value;
   };
-  return { head, stream: Readable.from(rest(), { objectMode: false }) };
+  return { head, stream: readableOver(rest(), source) };
 }
 
 /** Re-chunks a byte stream into pieces of exactly `size` bytes (the last may be shorter). */

@@ -29,9 +29,12 @@ export interface FilePageStoreOptions {
   cacheSize?: number;
 }
 
-/** The file name of a block's image: its id with every '/' replaced by '_', plus `.bin`. */
+/**
+ * The file name of a block's image: its id with every '/' (and NUL, which no
+ * file name can hold) replaced by '_', plus `.bin`.
+ */
 export function blockFileName(block: string): string {
-  return block.replace(/\//g, '_') + '.bin';
+  return block.replace(/[/\0]/g, '_') + '.bin';
 }
 
 /** A block and its image file. */

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { XbzrleEncodeStream } from '../../stream/encode-stream.js';
 import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
-import { CliError } from '../errors.js';
+import { CliError, namedError } from '../errors.js';
 import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
 import { readImageRuns } from '../image-reader.js';
 import { formatBytes, Progress } from '../progress.js';
@@ -46,8 +46,14 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
       sizes.push(undefined);
       continue;
     }
-    const st = await stat(path).catch(() => null);
-    if (st === null || !st.isFile()) throw new CliError(`${path}: no such file`);
+    let st;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      throw namedError(path, err);
+    }
+    if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
+    if (!st.isFile()) throw new CliError(`${path}: not a regular file (to encode from a pipe, give it as stdin with --image-size N)`);
     await refuseCompressedFile(path);
     sizes.push(st.size);
     size ??= st.size;
@@ -58,7 +64,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   const block = o.block ?? 'ram';
   // The cache holds a whole image by default (up to 1 GiB): with a smaller one, pages that
   // fell out of it are sent whole every round. Its slots are a power of two (QEMU's rule).
-  const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache') : Math.min(roundUpPow2(Math.max(size, ps)), DEFAULT_ENCODE_CACHE_LIMIT);
+  const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache', ps) : Math.min(roundUpPow2(Math.max(size, ps)), DEFAULT_ENCODE_CACHE_LIMIT);
   const holds = powerOfTwoFloor(Math.floor(cacheSize / ps)) * ps;
   if (holds < size && !o.quiet) {
     const enough = Math.min(MAX_CACHE_SIZE, roundUpPow2(size));

@@ -416,7 +416,7 @@ let engine: WasmEngine | null | undefined;
  * copies of the package share an engine only when both this and the kernel
  * build match.
  */
-const ENGINE_API = 4;
+const ENGINE_API = 5;
 
 /**
  * The engine is one per JavaScript realm, kernel build and engine API, even
