@@ -1,6 +1,6 @@
 import { RamRecordParser, type RamRecord, type TargetBlock } from '../../format/record-parser.js';
 import type { RamBlock } from '../../format/record-writer.js';
-import { readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-file.js';
+import { probeQemuMigration, readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-file.js';
 import type { QueryMigrateJSON } from '../../stats.js';
 import type { PageStore } from '../../store/page-store.js';
 import { RamLoader } from '../../store/ram-loader.js';
@@ -77,6 +77,17 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     if (rec.kind === 'xbzrle') histogram[bucket(rec.length)]!++;
   };
   try {
+    // A mapped-ram file by name: read with positioned reads (the page regions are skipped, not read through).
+    if (input.path !== undefined && input.compression === undefined && input.size !== undefined) {
+      const probe = await probeQemuMigration(input.path).catch(() => null);
+      if (probe?.capabilities.includes('mapped-ram') === true) {
+        input.stream.destroy();
+        const size = input.size;
+        const info = await readQemuMigration(input.path, { store, onRecord, pageSize: o.pageSize, target, onProgress: (n) => progress.update(Math.min(n, size)) });
+        progress.finish();
+        return reportOf(input, size, info, histogram);
+      }
+    }
     const body = input.stream.pipe(meter);
     input.stream.on('error', (err) => meter.destroy(err));
     const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
