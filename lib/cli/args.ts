@@ -10,6 +10,8 @@ export interface CommonOptions {
   progress: boolean | undefined;
   json: boolean;
   pageSize: number;
+  /** True when --page-size was given (a delta's own page size is then checked against it). */
+  pageSizeSet: boolean;
   cacheSize: number;
   /** True when --cache-size was given (the default may depend on the command). */
   cacheSizeSet: boolean;
@@ -79,6 +81,7 @@ export function parseCommand(
     progress: v['no-progress'] === true ? false : v.progress === true ? true : undefined,
     json: v.json ?? false,
     pageSize: v['page-size'] === undefined ? 4096 : parsePageSize(v['page-size']),
+    pageSizeSet: v['page-size'] !== undefined,
     cacheSize: v['cache-size'] === undefined ? 64 * 1024 * 1024 : parseSize(v['cache-size'], '--cache-size'),
     cacheSizeSet: v['cache-size'] !== undefined,
     block: v.block,

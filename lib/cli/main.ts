@@ -8,6 +8,7 @@ import { extract, EXTRACT_HELP } from './commands/extract.js';
 import { patch, PATCH_HELP } from './commands/patch.js';
 import { report, REPORT_HELP } from './commands/report.js';
 import { stat, STAT_HELP } from './commands/stat.js';
+import { verify, VERIFY_HELP } from './commands/verify.js';
 import { CliError, errnoText } from './errors.js';
 import { BrokenPipe, removeTempsSync, systemErrorName } from './files.js';
 
@@ -17,7 +18,8 @@ QEMU XBZRLE page deltas and RAM record streams from the shell.
 
 commands:
   diff OLD NEW [-o DELTA]          write a delta that turns OLD into NEW
-  patch OLD [DELTA] -o NEW         apply DELTA (stdin if omitted or '-') to OLD
+  patch OLD [DELTA...] -o NEW      apply DELTA (stdin if omitted or '-'), or a chain, to OLD
+  verify DELTA [OLD]               check a delta (and that OLD is its base) without applying it
   stat [FILE] [--json]             statistics of a delta or a QEMU migration file
   extract MIGFILE -o DIR           rebuild the RAM blocks of a QEMU migration file
   encode [IMAGE...] [-o OUT]       stream successive images as one delta stream
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, Command> = {
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
   decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target'] },
   report: { run: report, help: REPORT_HELP, options: ['output', 'page-size'] },
+  verify: { run: verify, help: VERIFY_HELP, options: ['page-size', 'json'] },
 };
 
 function version(): string {

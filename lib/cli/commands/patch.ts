@@ -124,7 +124,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
         verify: !o.noVerify,
         // Named and removed on a signal like every temp file of the command.
         tempPath: () => new TempFile(out.path, newPath).path,
-        pageSize: o.pageSize === 4096 ? undefined : o.pageSize,
+        pageSize: o.pageSizeSet ? o.pageSize : undefined,
         onProgress: (done, total, index) => {
           if (progress === undefined || index !== current) {
             progress?.finish();

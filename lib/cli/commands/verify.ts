@@ -28,7 +28,7 @@ export async function verify(positionals: string[], o: CommonOptions): Promise<v
   const input = await openInput(deltaPath);
   let stats: DeltaStats;
   try {
-    stats = await verifyDelta(input.stream, oldPath, { pageSize: o.pageSize });
+    stats = await verifyDelta(input.stream, oldPath, { pageSize: o.pageSizeSet ? o.pageSize : undefined });
   } catch (err) {
     input.stream.destroy();
     throw deltaError(input.name, err);
