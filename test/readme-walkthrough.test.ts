@@ -36,7 +36,7 @@ describe('README walkthrough', () => {
       timeout: 120_000,
     });
     expect(out).toMatch(/QEMU migration stream/);
-    expect(out).toMatch(/RAM record stream/);
+    expect(out).toMatch(/xbzrle delta file/);
     expect(outputs.filter((o) => existsSync(join(ROOT, o)))).toEqual(before);
   }, 180_000);
 });

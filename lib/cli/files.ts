@@ -514,6 +514,15 @@ function readHead(path: string, st: Stats): Uint8Array {
 }
 
 /**
+ * The first bytes of an opened input (as read: after any decompression), and
+ * the input with a stream that still yields every byte.
+ */
+export async function peekInput(input: Input, n = SNIFF_BYTES): Promise<{ head: Uint8Array; input: Input }> {
+  const { head, stream } = await peek(input.stream, n);
+  return { head, input: { ...input, stream } };
+}
+
+/**
  * The first `n` bytes of a stream that can be read only once (stdin), and a
  * stream that yields every byte, those included.
  */

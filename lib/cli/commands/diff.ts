@@ -40,7 +40,7 @@ export function describeDelta(s: DeltaStats): string {
   const changed = s.xbzrle + s.page + s.zero + s.refOld + s.refNew;
   const pages = s.newSize / s.pageSize;
   const refs = s.format === 'xbzrle' ? `, REF ${s.refOld + s.refNew}` : '';
-  const of = s.format === 'xbzrle' || s.unchanged > 0 ? `${changed} of ${plural(pages, 'page')}` : plural(changed, 'page');
+  const of = pages > 0 ? `${changed} of ${plural(pages, 'page')}` : plural(changed, 'page');
   return `${s.format} delta, page size ${s.pageSize}, ${of} changed (XBZRLE ${s.xbzrle}, PAGE ${s.page}, ZERO ${s.zero}${refs}), ${formatBytes(s.deltaBytes)}`;
 }
 

@@ -6,14 +6,20 @@ import type { PageStore } from '../../store/page-store.js';
 import { RamLoader } from '../../store/ram-loader.js';
 import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
-import { InputMeter, inputError, openInput, type Input } from '../files.js';
+import { InputMeter, inputError, openInput, peekInput, type Input } from '../files.js';
+import { isDeltaMagic } from '../../delta/format.js';
+import { verifyDelta } from '../../delta/node.js';
+import type { DeltaStats } from '../../delta/encoder.js';
+import { deltaError } from './diff.js';
 import { formatBytes, Progress } from '../progress.js';
 import { loadTargetFile } from '../target-file.js';
 
 export const STAT_HELP = `usage: xbzrle stat [FILE] [--json] [options]
 
-Counts and statistics of a delta (a RAM record stream) or of a QEMU migration
-file (recognised by its "QEVM" magic); stdin when FILE is omitted or '-'.
+Counts and statistics of a delta file (made by diff: its header, every frame's
+checksum, every record and its trailer are checked), a RAM record stream (a
+plain delta, encode's output) or a QEMU migration file (recognised by its
+"QEVM" magic); stdin when FILE is omitted or '-'.
 gzip- or zstd-compressed input is read as it is.
 Every record is checked; XBZRLE deltas are validated without rebuilding pages.
 
@@ -183,9 +189,46 @@ function build(input: Input, pageSize: number, bytes: number, blocks: RamBlock[]
 
 export async function stat(positionals: string[], o: CommonOptions): Promise<void> {
   if (positionals.length > 1) throw new CliError('stat takes at most one FILE', true);
-  const input = await openInput(positionals[0]);
+  const opened = await openInput(positionals[0]);
+  let peeked;
+  try {
+    peeked = await peekInput(opened);
+  } catch (err) {
+    opened.stream.destroy();
+    throw inputError(opened.name, err);
+  }
+  const { head, input } = peeked;
+  if (isDeltaMagic(head)) {
+    // A delta file of this package's format: every frame, record and the trailer checked.
+    if (o.target !== undefined) throw new CliError('--target applies to RAM record streams and QEMU migration files, not to delta files');
+    let stats: DeltaStats;
+    try {
+      stats = await verifyDelta(input.stream, undefined, { pageSize: o.pageSizeSet ? o.pageSize : undefined });
+    } catch (err) {
+      input.stream.destroy();
+      throw deltaError(input.name, err);
+    }
+    process.stdout.write(o.json ? JSON.stringify({ file: input.name, ...stats }, null, 2) + '\n' : formatDeltaReport(input.name, stats));
+    return;
+  }
   const report = await analyse(input, o, null, 'stat');
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+}
+
+/** The human-readable `stat` of a delta file of this package's format. */
+export function formatDeltaReport(file: string, s: DeltaStats): string {
+  const row = (k: string, v: string): string => `  ${k.padEnd(14)} ${v}\n`;
+  const digest = (d: string | undefined): string => (d === undefined ? '' : `, digest ${d}`);
+  const changed = s.xbzrle + s.page + s.zero + s.refOld + s.refNew;
+  return (
+    `${file}: xbzrle delta file, ${formatBytes(s.deltaBytes)} (header, ${plural(s.frames, 'frame')} and trailer checked)\n` +
+    row('page size', String(s.pageSize)) +
+    row('OLD (base)', `${formatBytes(s.oldSize)}${digest(s.oldDigest)}`) +
+    row('NEW', `${formatBytes(s.newSize)}${digest(s.newDigest)}`) +
+    row('pages', `${changed} of ${plural(s.newSize / s.pageSize, 'page')} of NEW changed`) +
+    row('records', `PAGE ${s.page}  ZERO ${s.zero}  XBZRLE ${s.xbzrle}  REF ${s.refOld + s.refNew} (to OLD ${s.refOld}, to NEW ${s.refNew})`) +
+    row('bytes', `${formatBytes(s.rawBytes)} of records, stored in ${formatBytes(s.deltaBytes)} (frames compressed when that is smaller)`)
+  );
 }
 
 /** The human-readable `stat` table. */
