@@ -7,6 +7,7 @@ import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
 import { fileCacheSize, plural, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
+import { targetOption } from './stat.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile, type Input } from '../files.js';
 import { Progress } from '../progress.js';
 import { deltaError } from './diff.js';
@@ -33,6 +34,10 @@ options:
                        checked and dropped (default: the delta's only block)
       --cache-size N   plain streams: memory for cached pages of the output
                        (default: 64M)
+      --target FILE    plain streams: check them against the receiving
+                       machine's RAM blocks as QEMU's loader does (FILE: a JSON
+                       array of {id, length, maxLength?, resizeable?}, or a
+                       QEMU migration file whose block list is used)
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -153,6 +158,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
 /** A plain RAM record stream (`diff --format qemu`): OLD copied next to NEW, the records applied there. */
 async function patchPlain(oldPath: string, input: Input, o: CommonOptions): Promise<void> {
   const cacheSize = fileCacheSize(o);
+  const target = await targetOption(o); // a bad FILE fails before anything is written
   const newPath = o.output!;
   const out = await checkOutputPath(newPath, o.force, [oldPath, input.path]);
   const temp = new TempFile(out.path, newPath);
@@ -162,7 +168,7 @@ async function patchPlain(oldPath: string, input: Input, o: CommonOptions): Prom
   let meter: InputMeter | undefined;
   try {
     await copyFile(oldPath, temp.path);
-    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false });
+    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false, target });
     meter = new InputMeter((n) => progress.update(n));
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
     if (o.block !== undefined) store.checkFound();
