@@ -77,11 +77,16 @@ const DecodeStreamBase = PacedTransform as unknown as new (options: TransformOpt
  * kept in `store` (a {@link MemoryPageStore} by default), since an XBZRLE
  * record is a delta against the receiver's current page.
  *
- * Every check of QEMU's loader is applied, and failures destroy the stream
- * with an {@link XbzrleError} whose `offset` is the stream position:
+ * Every record gets the checks QEMU's loader makes on the stream itself
+ * (framing, block names, offsets within the MEM_SIZE lengths, XBZRLE encoding,
+ * length and delta validity); checks that depend on the receiving machine
+ * (whether its blocks exist, a MEM_SIZE that changes a fixed-size block, a
+ * page past the real block end when there is no MEM_SIZE) are made only with
+ * the `target` option. Failures destroy the stream with an
+ * {@link XbzrleError} whose `offset` is the stream position:
  * `ERR_RAM_UNKNOWN_FLAGS`, `ERR_RAM_UNSUPPORTED`, `ERR_RAM_NO_BLOCK`,
  * `ERR_RAM_UNKNOWN_BLOCK`, `ERR_RAM_OFFSET`, `ERR_RAM_BAD_ENCODING`,
- * `ERR_RAM_LENGTH`, `ERR_RAM_MEM_SIZE`, `ERR_XBZRLE_CORRUPT`,
+ * `ERR_RAM_LENGTH`, `ERR_RAM_MEM_SIZE`, `ERR_RAM_SIZE_MISMATCH`, `ERR_XBZRLE_CORRUPT`,
  * `ERR_LIMIT_EXCEEDED`, and `ERR_RAM_TRUNCATED` when the input ends inside a
  * record or without a final EOS. A rejected XBZRLE record leaves its page
  * unchanged. ZERO records with a non-zero fill byte fill the page with it, as
