@@ -20,7 +20,10 @@ export interface DeltaApplyIO {
   /** OLD, in order from its first byte (any chunking), when there is no `oldFile`. */
   old?: AsyncIterable<Uint8Array>;
   /** OLD as a file: read in order one step ahead of the applier (straight into kernel memory), and at random for references. */
-  oldFile?: { read(into: Uint8Array, length: number, position: number): Promise<number> };
+  oldFile?: {
+    /** Reads up to `length` bytes of OLD from byte `position` into `into`; resolves to the bytes read (0 at OLD's end). */
+    read(into: Uint8Array, length: number, position: number): Promise<number>;
+  };
   /** Reads OLD's page at byte `offset` into `into`; needed for references to OLD pages outside the current step. */
   readOld?(offset: number, into: Uint8Array): Promise<void>;
   /** Reads NEW's (already yielded) page at byte `offset` into `into`; needed for references to earlier NEW pages outside the current step. */
@@ -66,7 +69,9 @@ export function wrongBaseSize(name: string, size: number, expected: number): Xbz
  * until the generator finished without an error.
  */
 export class DeltaApplier {
+  /** The delta's header, read and checked by {@link DeltaApplier.open}. */
   readonly header: DeltaHeader;
+  /** Counts of what was applied; complete (frames, sizes, digests) once {@link DeltaApplier.steps} finished. */
   readonly stats: DeltaStats;
   private readonly reader: DeltaReader;
   private readonly hasher: Hasher;

@@ -49,8 +49,11 @@ export interface DeltaEncoderIO {
 export interface DeltaStats {
   /** `xbzrle` for this library's delta container, `qemu` for a plain RAM record stream. */
   format: 'xbzrle' | 'qemu';
+  /** Page size of the images and records. */
   pageSize: number;
+  /** OLD's size in bytes. */
   oldSize: number;
+  /** NEW's size in bytes. */
   newSize: number;
   /** Pages of NEW equal to OLD's page at the same offset (no record). */
   unchanged: number;
@@ -327,6 +330,7 @@ export class DeltaEncoder {
     return this.nChanged;
   }
 
+  /** Sets the changed-page count (kept by {@link DeltaEncoder.scan}). */
   private set changedCount(n: number) {
     this.nChanged = n;
   }

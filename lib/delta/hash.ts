@@ -12,7 +12,12 @@ export interface Hasher {
   /** XXH64 (seed 0) of `len` bytes of `buf` from `at` (no view made by the caller). */
   h64At(buf: Uint8Array, at: number, len: number): bigint;
   /** A streaming XXH64 (seed 0). */
-  create(): { update(bytes: Uint8Array): unknown; digest(): bigint };
+  create(): {
+    /** Feeds `bytes` to the hash. */
+    update(bytes: Uint8Array): unknown;
+    /** The XXH64 of all bytes fed so far. */
+    digest(): bigint;
+  };
 }
 
 let loading: Promise<Hasher> | null = null;

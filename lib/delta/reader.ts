@@ -101,7 +101,9 @@ function truncated(at: number, what: string): XbzrleError {
  * and checked; `trailer` is then set).
  */
 export class DeltaReader {
+  /** The file header, once {@link DeltaReader.readHeader} read it (null before). */
   header: DeltaHeader | null = null;
+  /** The trailer, once {@link DeltaReader.nextFrame} read and checked it (null before). */
   trailer: DeltaTrailer | null = null;
   /** Data frames read. */
   frames = 0;
@@ -124,6 +126,7 @@ export class DeltaReader {
     return this.q.position;
   }
 
+  /** Reads and checks the file header (magic, version, checksum, fields), sets `header` and returns it. */
   async readHeader(): Promise<DeltaHeader> {
     const b = await this.q.read(HEADER_SIZE);
     if (b.length < HEADER_SIZE) {
