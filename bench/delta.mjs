@@ -29,9 +29,10 @@ const { values, fail } = scriptArgs('bench:delta', USAGE, {
   keep: { type: 'boolean', default: false },
   'peer-reps': { type: 'string' },
 });
-const m = /^(\d+)([KMG]?)$/i.exec(values.size);
-if (m === null) fail(`bad --size ${values.size}`);
-const size = Number(m[1]) * { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase()];
+const m = /^(\d+)([KMG]?)$/i.exec(values.size) ?? fail(`bad --size ${values.size}`);
+/** @type {Record<string, number>} */
+const UNITS = { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 };
+const size = Number(m[1]) * UNITS[m[2].toUpperCase()];
 if (size % 4096 !== 0 || size === 0) fail('--size must be a positive multiple of 4096');
 const reps = Number(values.reps);
 const peerReps = values['peer-reps'] === undefined ? reps : Number(values['peer-reps']);
@@ -41,6 +42,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dir = values.dir;
 mkdirSync(dir, { recursive: true });
 
+/** @param {string} cmd */
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_XDELTA = have('xdelta3');
 const HAVE_ZSTD = have('zstd');
@@ -48,7 +50,11 @@ const HAVE_TIME = existsSync('/usr/bin/time');
 if (!HAVE_XDELTA) console.log('notice: xdelta3 not on the PATH, skipped (apt-get install xdelta3)');
 if (!HAVE_ZSTD) console.log('notice: zstd not on the PATH, skipped (apt-get install zstd)');
 
-/** Runs a shell command under /usr/bin/time: wall ms and peak RSS bytes. */
+/**
+ * Runs a shell command under /usr/bin/time: wall ms and peak RSS bytes.
+ * @param {string} cmd
+ * @returns {{ ms: number, rss: number, stdout: string }}
+ */
 function timed(cmd) {
   const t0 = performance.now();
   const r = spawnSync('/usr/bin/time', ['-f', '%M', 'sh', '-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -58,19 +64,29 @@ function timed(cmd) {
   return { ms, rss: Number(lines[lines.length - 1]) * 1024, stdout: r.stdout };
 }
 
+/**
+ * One run of bench/delta/one.mjs (`diff OLD NEW DELTA` or `patch OLD DELTA OUT`).
+ * @param {string} args
+ * @returns {{ ms: number, rss: number, stats: import('xbzrle').DeltaStats }}
+ */
 function ours(args) {
   const r = timed(`${process.execPath} ${join(here, 'delta', 'one.mjs')} ${args}`);
-  const j = JSON.parse(r.stdout.trim().split('\n').pop());
+  const j = JSON.parse(/** @type {string} */ (r.stdout.trim().split('\n').pop()));
   return { ms: r.ms, rss: r.rss, stats: j.stats };
 }
 
+/** @param {number[]} xs @returns {number} the median (the lower one for an even count) */
 const med = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor((s.length - 1) / 2)];
 };
+/** @param {string} p */
 const fsize = (p) => statSync(p).size;
+/** @param {number} n */
 const mb = (n) => (n / 1e6).toFixed(2);
+/** @param {number} ms */
 const sec = (ms) => (ms / 1000).toFixed(2);
+/** @param {number} n */
 const mib = (n) => (n / 1048576).toFixed(0);
 
 const rows = [];
@@ -87,7 +103,9 @@ for (const w of workloads) {
   const out = join(dir, `${w}.patched`);
   const xd = join(dir, `${w}.xd3`);
   const zd = join(dir, `${w}.zst`);
+  /** @type {Record<'cat' | 'dd' | 'diff' | 'patch' | 'xdelta' | 'zstd' | 'diffRss' | 'patchRss' | 'xRss' | 'zRss', number[]>} */
   const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [] };
+  /** @type {import('xbzrle').DeltaStats | null} */
   let stats = null;
   timed(`cat ${oldP} ${newP} > /dev/null`); // warm the page cache
   for (let i = 0; i < reps; i++) {
@@ -140,6 +158,7 @@ for (const w of workloads) {
     rmSync(newP, { force: true });
   }
   const s = stats;
+  if (s === null) throw new Error(`${w}: no diff was run (--reps 0)`);
   console.log(
     `${w}: delta ${mb(row.delta)} MB (xdelta3 ${row.xdelta === null ? '-' : mb(row.xdelta)}, zstd ${row.zstd === null ? '-' : mb(row.zstd)}); ` +
       `diff ${sec(row.diff)} s, patch ${sec(row.patch)} s, cat ${sec(row.cat)} s, dd ${sec(row.dd)} s, xdelta3 ${row.xdeltaMs === null ? '-' : sec(row.xdeltaMs)} s, zstd ${row.zstdMs === null ? '-' : sec(row.zstdMs)} s; ` +

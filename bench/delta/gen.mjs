@@ -6,6 +6,11 @@ import { open } from 'node:fs/promises';
 const PS = 4096;
 const WORDS = ['kernel', 'memory', 'page', 'alloc', 'struct', 'return', 'while', 'the', 'of', 'and', 'process', 'buffer', 'inode', 'dentry', 'task', 'mutex', 'spin_lock', 'GFP_KERNEL', 'printk', '{', '}', ';', '\n', '\t', '0x', 'NULL'];
 
+/**
+ * A xorshift32 generator of 32-bit unsigned integers.
+ * @param {number} seed
+ * @returns {() => number}
+ */
 export function rng(seed) {
   let s = seed >>> 0 || 1;
   return () => {
@@ -16,6 +21,11 @@ export function rng(seed) {
   };
 }
 
+/**
+ * @param {Uint8Array} buf
+ * @param {number} o
+ * @param {() => number} r
+ */
 function textPage(buf, o, r) {
   let i = 0;
   while (i < PS) {
@@ -25,6 +35,11 @@ function textPage(buf, o, r) {
   }
 }
 
+/**
+ * @param {Uint8Array} buf
+ * @param {number} o
+ * @param {() => number} r
+ */
 function pointerPage(buf, o, r) {
   const dv = new DataView(buf.buffer, buf.byteOffset);
   buf.fill(0, o, o + PS);
@@ -36,12 +51,22 @@ function pointerPage(buf, o, r) {
   }
 }
 
+/**
+ * @param {Uint8Array} buf
+ * @param {number} o
+ * @param {() => number} r
+ */
 function randomPage(buf, o, r) {
   const w = new Uint32Array(buf.buffer, buf.byteOffset + o, PS / 4);
   for (let i = 0; i < w.length; i++) w[i] = r();
 }
 
-/** Kind of OLD page p: runs of 1..64 pages of one kind (0 zero 35%, 1 text 25%, 2 pointers 30%, 3 random 10%). */
+/**
+ * Kind of OLD page p: runs of 1..64 pages of one kind (0 zero 35%, 1 text 25%, 2 pointers 30%, 3 random 10%).
+ * @param {number} pages
+ * @param {number} seed
+ * @returns {Uint8Array}
+ */
 function kinds(pages, seed) {
   const r = rng(seed);
   const k = new Uint8Array(pages);
@@ -56,6 +81,12 @@ function kinds(pages, seed) {
   return k;
 }
 
+/**
+ * @param {Uint8Array} buf
+ * @param {number} o
+ * @param {number} kind  as {@link kinds} gives it
+ * @param {() => number} r
+ */
 function fill(buf, o, kind, r) {
   if (kind === 0) buf.fill(0, o, o + PS);
   else if (kind === 1) textPage(buf, o, r);
@@ -63,6 +94,20 @@ function fill(buf, o, kind, r) {
   else randomPage(buf, o, r);
 }
 
+/**
+ * A workload: the fraction of pages each kind of change is applied to.
+ * @typedef {object} Workload
+ * @property {number} [small]       small edits (a few bytes)
+ * @property {number} [rewrite]     rewritten with random bytes
+ * @property {number} [zeroed]      zeroed
+ * @property {number} [fillText]    filled with new text
+ * @property {number} [fillPtr]     filled with new pointers
+ * @property {number} [fillRandom]  filled with new random bytes
+ * @property {number} [moved]       replaced by another page of OLD
+ * @property {number} [dup]         duplicates of a few new pages
+ */
+
+/** @type {Record<string, Workload>} */
 export const WORKLOADS = {
   // a few % small edits, some rewritten, zeroed, newly filled
   edits: { small: 0.03, rewrite: 0.005, zeroed: 0.005, fillText: 0.01 },
@@ -76,7 +121,14 @@ export const WORKLOADS = {
   sparse: { small: 0.005 },
 };
 
-/** Writes OLD and NEW of `size` bytes for `workload` to the two paths. */
+/**
+ * Writes OLD and NEW of `size` bytes for `workload` to the two paths.
+ * @param {string} oldPath
+ * @param {string} newPath
+ * @param {number} size
+ * @param {string} workload  a key of {@link WORKLOADS}
+ * @param {number} [seed]
+ */
 export async function generate(oldPath, newPath, size, workload, seed = 1) {
   const w = WORKLOADS[workload];
   const pages = size / PS;
@@ -85,6 +137,7 @@ export async function generate(oldPath, newPath, size, workload, seed = 1) {
   const plan = new Uint8Array(pages);
   const src = new Int32Array(pages);
   const r = rng(seed * 7919);
+  /** @param {number | undefined} frac @param {number} code */
   const mark = (frac, code) => {
     const n = Math.floor(pages * (frac ?? 0));
     for (let i = 0; i < n; i++) {
@@ -113,6 +166,7 @@ export async function generate(oldPath, newPath, size, workload, seed = 1) {
   const ob = new Uint8Array(CH * PS);
   const nb = new Uint8Array(CH * PS);
   const page = new Uint8Array(PS);
+  /** @type {Map<number, Uint8Array>} */
   const dupContent = new Map();
   try {
     for (let c = 0; c < pages; c += CH) {
