@@ -134,21 +134,24 @@ for (const w of workloads) {
       t.zRss.push(r.rss);
     }
   }
+  // Peers skipped (not installed, or --peer-reps 0) have no sizes or times.
+  const ranX = HAVE_XDELTA && peerReps > 0;
+  const ranZ = HAVE_ZSTD && peerReps > 0;
   const row = {
     w,
     delta: fsize(d),
-    xdelta: HAVE_XDELTA ? fsize(xd) : null,
-    zstd: HAVE_ZSTD ? fsize(zd) : null,
+    xdelta: ranX ? fsize(xd) : null,
+    zstd: ranZ ? fsize(zd) : null,
     diff: med(t.diff),
     patch: med(t.patch),
     cat: med(t.cat),
     dd: med(t.dd),
-    xdeltaMs: HAVE_XDELTA ? med(t.xdelta) : null,
-    zstdMs: HAVE_ZSTD ? med(t.zstd) : null,
+    xdeltaMs: ranX ? med(t.xdelta) : null,
+    zstdMs: ranZ ? med(t.zstd) : null,
     diffRss: Math.max(...t.diffRss),
     patchRss: Math.max(...t.patchRss),
-    xRss: HAVE_XDELTA ? Math.max(...t.xRss) : null,
-    zRss: HAVE_ZSTD ? Math.max(...t.zRss) : null,
+    xRss: ranX ? Math.max(...t.xRss) : null,
+    zRss: ranZ ? Math.max(...t.zRss) : null,
     stats,
   };
   rows.push(row);
