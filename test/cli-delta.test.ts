@@ -6,31 +6,15 @@
  * `--format qemu` keeps QEMU's plain framing. Through the built bin.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes, rng } from './helpers/bytes.js';
-import { assertBuilt, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
+import { scratchFolders, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
 
 const PS = 4096;
-let root = '';
-let counter = 0;
-
-beforeAll(async () => {
-  assertBuilt();
-  root = await mkdtemp(join(tmpdir(), 'xbzrle-cli-delta-'));
-});
-afterAll(async () => {
-  if (root !== '') await rm(root, { recursive: true, force: true });
-});
-
-function freshDir(label: string): string {
-  const dir = join(root, `${label}-${++counter}`);
-  mkdirSync(dir);
-  return dir;
-}
+const scratch = scratchFolders('xbzrle-cli-delta-');
+const freshDir = scratch.fresh;
 
 function ok(r: CliResult): void {
   expect(r.code, `stderr: ${r.stderr}`).toBe(0);

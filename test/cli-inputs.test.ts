@@ -6,37 +6,21 @@
  * built bin, plus the zstd reader in process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import * as zstd from '@bokuweb/zstd-wasm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { zstdDecompressed } from '../lib/cli/zstd-input.js';
 import { blockFileName } from '../lib/index.js';
 import { randomBytes, rng } from './helpers/bytes.js';
-import { assertBuilt, CLI, runCli, type CliResult } from './helpers/cli.js';
+import { scratchFolders, CLI, runCli, type CliResult } from './helpers/cli.js';
 import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
-let root = '';
-let counter = 0;
-
-beforeAll(async () => {
-  assertBuilt();
-  root = await mkdtemp(join(tmpdir(), 'xbzrle-inputs-'));
-});
-afterAll(async () => {
-  if (root !== '') await rm(root, { recursive: true, force: true });
-});
-
-function freshDir(label: string): string {
-  const dir = join(root, `${label}-${++counter}`);
-  mkdirSync(dir);
-  return dir;
-}
+const scratch = scratchFolders('xbzrle-inputs-');
+const freshDir = scratch.fresh;
 
 function oneLine(r: CliResult, pattern: RegExp): void {
   expect(r.code, `stderr: ${r.stderr}`).toBe(1);

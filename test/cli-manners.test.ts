@@ -8,36 +8,17 @@
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as zstd from '@bokuweb/zstd-wasm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes, rng } from './helpers/bytes.js';
-import { assertBuilt, CLI, PACKAGE_JSON, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
+import { scratchFolders, CLI, PACKAGE_JSON, runCli, tempFilesIn, type CliResult } from './helpers/cli.js';
 import { diffImages } from '../lib/index.js';
 
 const PS = 4096;
-let root = '';
-let counter = 0;
-
-beforeAll(async () => {
-  assertBuilt();
-  root = await mkdtemp(join(tmpdir(), 'xbzrle-manners-'));
-  chmodSync(root, 0o755);
-});
-
-afterAll(async () => {
-  if (root !== '') await rm(root, { recursive: true, force: true });
-});
-
-function freshDir(label: string): string {
-  const dir = join(root, `${label}-${++counter}`);
-  mkdirSync(dir);
-  chmodSync(dir, 0o755);
-  return dir;
-}
+const scratch = scratchFolders('xbzrle-manners-', 0o755);
+const freshDir = scratch.fresh;
 
 function put(dir: string, name: string, data: Uint8Array): string {
   const path = join(dir, name);
@@ -152,7 +133,7 @@ describe('plurals', () => {
 /** Runs the CLI as an unprivileged user (uid/gid 65534), where permissions apply even when the tests run as root. */
 function runAsNobody(args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+    const child = spawn(process.execPath, [CLI, ...args], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch.root() });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));

@@ -1,3 +1,5 @@
+export { formatBytes } from '../format/sizes.js';
+import { formatBytes } from '../format/sizes.js';
 /**
  * A progress bar on stderr: bytes done / total, rate, ETA. Drawn only when
  * enabled (by default when stderr is a TTY), and only once the work has run
@@ -59,17 +61,6 @@ export class Progress {
     this.stream.write(`\r\x1b[K${line}`);
     this.drawn = true;
   }
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
 
 function formatDuration(s: number): string {

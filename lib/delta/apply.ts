@@ -8,7 +8,7 @@ import { checkDelta, applyChecked } from '../codec/decode.js';
 import { PageKernel } from '../codec/kernel.js';
 import { allocPages, freePages } from '../codec/pages.js';
 import { XbzrleError } from '../errors.js';
-import { formatSize } from './size.js';
+import { formatSize } from '../format/sizes.js';
 import type { FrameCompressor } from './codec.js';
 import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';

@@ -1,16 +1,8 @@
+import { formatBytes as formatSize } from '../format/sizes.js';
 import type { ReportSummary } from './build.js';
 
-/** Bytes as `xbzrle stat` prints them: `512 B`, `4.00 KiB`, `35.2 MiB`, `112 MiB`. */
-export function formatSize(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
-}
+export { formatSize };
+
 
 /**
  * The rows of the `xbzrle stat` table for a summary, as [label, value] pairs

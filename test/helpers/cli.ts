@@ -4,7 +4,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -75,4 +79,32 @@ export function sha256(path: string): string {
 /** Names of the temp files the CLI leaves behind, if any (`.NAME.PID.RAND.xbzrle-tmp`). */
 export function tempFilesIn(dir: string): string[] {
   return readdirSync(dir).filter((n) => n.endsWith('.xbzrle-tmp'));
+}
+
+/**
+ * A scratch folder for one test file: made (after checking the bin is built)
+ * before its tests, removed after them. `fresh(label)` gives a new empty
+ * subfolder; `mode` sets the permissions of both (e.g. 0o755 for tests that
+ * run the bin as another user).
+ */
+export function scratchFolders(prefix: string, mode?: number): { fresh: (label: string) => string; root: () => string } {
+  let root = '';
+  let counter = 0;
+  beforeAll(async () => {
+    assertBuilt();
+    root = await mkdtemp(join(tmpdir(), prefix));
+    if (mode !== undefined) chmodSync(root, mode);
+  });
+  afterAll(async () => {
+    if (root !== '') await rm(root, { recursive: true, force: true });
+  });
+  return {
+    fresh(label) {
+      const dir = join(root, `${label}-${++counter}`);
+      mkdirSync(dir);
+      if (mode !== undefined) chmodSync(dir, mode);
+      return dir;
+    },
+    root: () => root,
+  };
 }
