@@ -1,7 +1,9 @@
 // One timed run of the library's diff or patch in its own process (for peak RSS):
 //   node bench/delta/one.mjs diff OLD NEW DELTA [--no-compress] [--level N]
 //   node bench/delta/one.mjs patch OLD DELTA OUT
-import { diffImages, patchImage } from '../../dist/index.js';
+import { loadPackage } from '../lib/package.mjs';
+
+const { diffImages, patchImage } = await loadPackage();
 
 const [cmd, a, b, c, ...rest] = process.argv.slice(2);
 const level = rest.includes('--level') ? Number(rest[rest.indexOf('--level') + 1]) : undefined;
