@@ -130,10 +130,7 @@ export function outputOption(o: { output: string | undefined; out: string | unde
   return o.output ?? o.out;
 }
 
-/** `count` and the noun, plural when count is not 1: `1 round`, `3 rounds`. */
-export function plural(count: number, noun: string, nouns = `${noun}s`): string {
-  return `${count} ${count === 1 ? noun : nouns}`;
-}
+export { plural } from '../format/sizes.js';
 
 /** Parses `64M`, `4k`, `1G`, `512KiB`, `1048576` (binary multiples). */
 export function parseSize(text: string, name: string): number {

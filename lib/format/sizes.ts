@@ -1,4 +1,9 @@
-/** Byte counts as the messages and reports print them. */
+/** Counts and byte sizes as the messages and reports print them. */
+
+/** `count` and the noun, plural when count is not 1: `1 round`, `3 rounds`. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
 
 /** Bytes with three significant digits, as `xbzrle stat` prints them: `512 B`, `4.00 KiB`, `35.2 MiB`, `112 MiB`. */
 export function formatBytes(n: number): string {

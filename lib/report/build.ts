@@ -2,22 +2,12 @@ import { createReadStream } from 'node:fs';
 import { argRangeError } from '../errors.js';
 import { RamRecordParser, type RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
-import { QEMU_VM_FILE_MAGIC, readQemuMigration, type MigrationStop, type QemuMigrationInfo, type RamSectionCounts } from '../qemu/migration-file.js';
-import type { XbzrleStatsJSON } from '../stats.js';
+import { QEMU_VM_FILE_MAGIC, readQemuMigration } from '../qemu/migration-file.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
 import { RamLoader } from '../store/ram-loader.js';
+import { qemuFileSummary, streamSummary, type ReportSummary, type SizeBucket } from './summary.js';
 import { DELTA_SIZE_EDGES, MigrationCollector, type BlockMap, type CollectorLimits, type RoundStats } from './collect.js';
-
-/** A range of XBZRLE delta sizes and how many deltas fell in it. */
-export interface SizeBucket {
-  /** Smallest size in the range, bytes. */
-  from: number;
-  /** Largest size in the range, bytes. */
-  to: number;
-  /** XBZRLE records whose payload length is in the range. */
-  count: number;
-}
 
 /** PAGE records, all rounds, by what {@link buildMigrationReport} inferred about them (see {@link RoundStats}). */
 export interface InferredCounts {
@@ -29,42 +19,6 @@ export interface InferredCounts {
   overflow: number;
   /** Resent pages not told apart (page contents not kept). */
   resent: number;
-}
-
-/**
- * The header and counters `xbzrle stat --json` prints, field for field: the
- * `query-migrate` shape, records, blocks, page bytes, ratio, delta sizes and,
- * for QEMU files, the container's facts.
- */
-export interface ReportSummary extends XbzrleStatsJSON {
-  /** Input name. */
-  file: string;
-  /** A RAM record stream (delta) or a QEMU migration file. */
-  format: 'delta' | 'qemu';
-  /** Page size of the records. */
-  pageSize: number;
-  /** Input bytes read. */
-  bytes: number;
-  /** Blocks from MEM_SIZE. */
-  blocks: RamBlock[];
-  /** Bytes of pages the records carry: (PAGE + ZERO + XBZRLE) × page size. */
-  pageBytes: number;
-  /** pageBytes / bytes of RAM records. */
-  ratio: number;
-  /** XBZRLE payload lengths: counts per size range (non-empty ranges only). */
-  xbzrleSizes: SizeBucket[];
-  /** QEMU files: machine type. */
-  machine?: string | null;
-  /** QEMU files: RAM sections read. */
-  sections?: RamSectionCounts;
-  /** QEMU files: COMMAND records skipped, by number. */
-  commands?: Record<number, number>;
-  /** QEMU files: capabilities of the configuration section. */
-  capabilities?: string[];
-  /** QEMU files: the RAM END section was read. */
-  ramComplete?: boolean;
-  /** QEMU files: where reading stopped. */
-  stoppedAt?: MigrationStop;
 }
 
 /** Everything a report shows. */
@@ -190,7 +144,7 @@ export async function buildMigrationReport(input: ReportInput, options: Migratio
           },
         });
         if (info.pageSize !== pageSize) throw new Error(`buildMigrationReport: page size ${info.pageSize} read, ${pageSize} expected`);
-        return finish(collector, qemuSummary(name, info, bytes, collector));
+        return finish(collector, qemuFileSummary(name, bytes, info, collector.deltaSizes));
       }
       const pageSize = options.pageSize ?? 4096;
       const collector = new MigrationCollector(pageSize, options, content?.memory ?? null);
@@ -207,7 +161,7 @@ export async function buildMigrationReport(input: ReportInput, options: Migratio
       }
       parser.end();
       loader.stats.transferred = parser.position;
-      return finish(collector, summarise(name, 'delta', pageSize, bytes, loader.blocks ?? [], loader.stats.toJSON(), collector));
+      return finish(collector, streamSummary(name, pageSize, bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, collector.deltaSizes));
     } finally {
       content?.dispose();
     }
@@ -263,33 +217,6 @@ function finish(c: MigrationCollector, summary: ReportSummary): MigrationReport 
   return { summary, rounds: c.rounds, blocks: c.blockMaps(), deltaSizes, inferred, classification: c.classification, mappedRam: c.mappedRam };
 }
 
-function qemuSummary(name: string, info: QemuMigrationInfo, bytes: number, c: MigrationCollector): ReportSummary {
-  const s = summarise(name, 'qemu', info.pageSize, bytes, info.blocks, info.stats.toJSON(), c);
-  return Object.assign(s, {
-    machine: info.machine,
-    sections: info.sections,
-    commands: info.commands,
-    capabilities: info.capabilities,
-    ramComplete: info.ramComplete,
-    stoppedAt: info.stoppedAt,
-  });
-}
-
-function summarise(name: string, format: 'delta' | 'qemu', pageSize: number, bytes: number, blocks: RamBlock[], stats: XbzrleStatsJSON, c: MigrationCollector): ReportSummary {
-  const r = stats.records;
-  const pageBytes = (r.PAGE + r.ZERO + r.XBZRLE) * pageSize;
-  return {
-    file: name,
-    format,
-    pageSize,
-    bytes,
-    ...stats,
-    blocks,
-    pageBytes,
-    ratio: stats.ram.transferred > 0 ? pageBytes / stats.ram.transferred : 0,
-    xbzrleSizes: c.deltaSizes.map((count, i) => ({ from: i === 0 ? 0 : DELTA_SIZE_EDGES[i - 1]! + 1, to: DELTA_SIZE_EDGES[i]!, count })).filter((b) => b.count > 0),
-  };
-}
 
 /**
  * The store the loader applies pages to while the report is gathered: page

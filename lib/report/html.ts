@@ -1,6 +1,7 @@
 import type { MigrationReport } from './build.js';
 import { CELL_KIND, CELL_KIND_NAMES, cellLevel } from './cells.js';
 import { mergeRounds, type RoundStats } from './collect.js';
+import { plural } from '../format/sizes.js';
 import { formatSize, summaryRows } from './summary.js';
 
 /** Options of {@link renderReportHtml}. */
@@ -398,7 +399,7 @@ export function renderReportHtml(report: MigrationReport, options: RenderReportO
   // --- header and summary ---
   const pageRecords = rounds.reduce((n, x) => n + x.records.PAGE, 0);
   const cards: [string, string, string][] = [
-    ['RAM records', formatSize(s.ram.transferred), `${s.ram.transferred} bytes`],
+    ['RAM records', formatSize(s.ramBytes), `${s.ramBytes} bytes`],
     ['pages carried', formatSize(s.pageBytes), `ratio ${s.ratio.toFixed(2)}:1`],
     ['rounds', String(roundCount), 'EOS-delimited'],
     ['XBZRLE', String(r.XBZRLE), r.XBZRLE > 0 ? `${(s['xbzrle-cache'].bytes / r.XBZRLE).toFixed(1)} B per delta` : 'no deltas'],
@@ -572,8 +573,4 @@ ${mapLegend}
 </body>
 </html>
 `;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }

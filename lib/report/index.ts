@@ -6,8 +6,6 @@ export {
   type MigrationReport,
   type MigrationReportOptions,
   type ReportInput,
-  type ReportSummary,
-  type SizeBucket,
   type InferredCounts,
 } from './build.js';
 export {
@@ -23,4 +21,4 @@ export {
 } from './collect.js';
 export { CELL_KIND, CELL_KIND_NAMES, CELL_KINDS, cellCode, cellLevel, codeKind, codeLevel, levelBytes, mergeInSpace, mergeInTime, type CellKind } from './cells.js';
 export { renderReportHtml, type RenderReportOptions } from './html.js';
-export { formatSize, summaryRows } from './summary.js';
+export { formatSize, summaryRows, qemuFileSummary, streamSummary, sizeBuckets, describeStop, describeVersion, describeQueryMigrate, type ReportSummary, type SizeBucket } from './summary.js';
