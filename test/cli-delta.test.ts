@@ -185,6 +185,16 @@ describe('--format qemu', () => {
   });
 });
 
+describe('block names', () => {
+  it('a non-ASCII --block name goes through diff and patch (UTF-8, as QEMU names)', async () => {
+    const dir = freshDir('utf8');
+    const { a, b, next } = images(dir);
+    ok(await runCli(['diff', a, b, '-o', join(dir, 'd'), '--block', 'räm/ü', '-q']));
+    ok(await runCli(['patch', a, join(dir, 'd'), '-o', join(dir, 'b2'), '-q']));
+    expect(Buffer.from(readFileSync(join(dir, 'b2'))).equals(Buffer.from(next))).toBe(true);
+  });
+});
+
 describe('tools people have', () => {
   it.skipIf(spawnSync('sh', ['-c', 'command -v cmp']).status !== 0)('the patched image equals NEW for cmp', async () => {
     const dir = freshDir('cmp');

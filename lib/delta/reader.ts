@@ -5,7 +5,7 @@
  * back each frame's records. Pure code: no Node module.
  */
 import { XbzrleError } from '../errors.js';
-import { readU16, readU64 } from '../format/bytes.js';
+import { decodeBlockName, readU16, readU64 } from '../format/bytes.js';
 import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
 import type { FrameCompressor } from './codec.js';
 import {
@@ -260,7 +260,8 @@ export class RecordCursor {
       if (this.sawMemSize || p !== 0 || this.frameIndex !== 0 || offset !== this.h.newSize) throw this.bad('unexpected MEM_SIZE');
       const n = f[q] ?? 0;
       if (q + 1 + n + 8 > f.length) throw this.bad('MEM_SIZE cut');
-      this.block = String.fromCharCode(...f.subarray(q + 1, q + 1 + n));
+      this.block = decodeBlockName(f, q + 1, n);
+      if (this.block === null) throw this.bad('block name not UTF-8');
       if (readU64(f, q + 1 + n) !== this.h.newSize) throw this.bad('MEM_SIZE length');
       this.pos = q + 1 + n + 8;
       this.sawMemSize = true;
@@ -277,7 +278,7 @@ export class RecordCursor {
     const type = flags & ~RAM_SAVE_FLAG.CONTINUE;
     if ((flags & RAM_SAVE_FLAG.CONTINUE) === 0) {
       const n = f[q] ?? 0;
-      if (q + 1 + n > f.length || String.fromCharCode(...f.subarray(q + 1, q + 1 + n)) !== this.block) throw this.bad('unknown block');
+      if (q + 1 + n > f.length || decodeBlockName(f, q + 1, n) !== this.block) throw this.bad('unknown block');
       q += 1 + n;
     }
     if (offset >= this.h.newSize) throw this.bad(`page offset ${offset} past NEW's end`);
