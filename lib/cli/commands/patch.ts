@@ -1,5 +1,5 @@
-import { copyFile, open, stat } from 'node:fs/promises';
-import { Writable, type Readable } from 'node:stream';
+import { copyFile, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeltaMagic, patchImage, type DeltaStats } from '../../delta/index.js';
 import { FilePageStore } from '../../store/file-page-store.js';
@@ -8,7 +8,7 @@ import { fileCacheSize, plural, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { targetOption } from './stat.js';
-import { checkOutputPath, InputMeter, inputError, openInput, TempFile, type Input } from '../files.js';
+import { checkOutputPath, InputMeter, inputError, openInput, peekInput, TempFile, type Input } from '../files.js';
 import { Progress } from '../progress.js';
 import { deltaError } from './diff.js';
 
@@ -43,61 +43,6 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-/** True when the input starts with the delta container's magic (the bytes read stay in the stream). */
-async function isContainer(input: Input): Promise<boolean> {
-  if (input.path !== undefined && input.compression === undefined) {
-    const st = await stat(input.path);
-    if (st.isFile()) {
-      const fh = await open(input.path, 'r');
-      try {
-        const head = new Uint8Array(8);
-        const { bytesRead } = await fh.read(head, 0, 8, 0);
-        return isDeltaMagic(head.subarray(0, bytesRead));
-      } finally {
-        await fh.close();
-      }
-    }
-  }
-  const head = await peekBytes(input.stream, 8);
-  return isDeltaMagic(head);
-}
-
-/** Up to `n` first bytes of a readable, put back into it. */
-async function peekBytes(stream: Readable, n: number): Promise<Uint8Array> {
-  const parts: Buffer[] = [];
-  let have = 0;
-  while (have < n) {
-    const chunk = (stream.read() as Buffer | null) ?? (await new Promise<Buffer | null>((resolve, reject) => {
-      const onReadable = (): void => {
-        cleanup();
-        resolve((stream.read() as Buffer | null) ?? Buffer.alloc(0));
-      };
-      const onEnd = (): void => {
-        cleanup();
-        resolve(null);
-      };
-      const onError = (err: Error): void => {
-        cleanup();
-        reject(err);
-      };
-      const cleanup = (): void => {
-        stream.off('readable', onReadable);
-        stream.off('end', onEnd);
-        stream.off('error', onError);
-      };
-      stream.once('readable', onReadable);
-      stream.once('end', onEnd);
-      stream.once('error', onError);
-    }));
-    if (chunk === null) break;
-    if (chunk.length === 0) continue;
-    parts.push(chunk);
-    have += chunk.length;
-  }
-  const all = Buffer.concat(parts);
-  if (all.length > 0) stream.unshift(all);
-  return all.subarray(0, n);
-}
 
 export async function patch(positionals: string[], o: CommonOptions): Promise<void> {
   if (positionals.length < 1) throw new CliError('patch needs OLD and, optionally, DELTA', true);
@@ -111,8 +56,17 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
   if (!oldStat.isFile() && !(oldStat.isCharacterDevice() && oldStat.size === 0 && oldPath === '/dev/null')) throw new CliError(`${oldPath}: not a regular file`);
   const inputs: Input[] = [];
   try {
-    for (const d of deltaPaths) inputs.push(await openInput(d));
-    const kinds = await Promise.all(inputs.map(isContainer));
+    // Which format each delta is in: its first bytes (read ahead, still yielded by its stream).
+    const kinds: boolean[] = [];
+    for (const d of deltaPaths) {
+      const opened = await openInput(d);
+      inputs.push(opened);
+      const { head, input } = await peekInput(opened).catch((err: unknown) => {
+        throw inputError(opened.name, err);
+      });
+      inputs[inputs.length - 1] = input;
+      kinds.push(isDeltaMagic(head));
+    }
     if (inputs.length === 1 && kinds[0] === false) return await patchPlain(oldPath, inputs[0]!, o);
     const plainAt = kinds.indexOf(false);
     if (plainAt >= 0) throw new CliError(`${inputs[plainAt]!.name}: a plain RAM record stream cannot be part of a chain (make the deltas without --format qemu)`);
