@@ -4,7 +4,7 @@ import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHan
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { DELTA_MAGIC } from '../delta/format.js';
+import { isDeltaMagic } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
@@ -594,7 +594,7 @@ export class InputMeter extends Transform {
 
   /** True when the input starts with the magic of this package's delta files (`xbzrle diff`). */
   get isDeltaFile(): boolean {
-    return this.headLength === SNIFF_BYTES && DELTA_MAGIC.every((b, i) => this.head[i] === b);
+    return isDeltaMagic(this.head.subarray(0, this.headLength));
   }
 
   /** False when the input cannot be a RAM record stream: empty, or a first record header no stream starts with (see `looksLikeRamStream`). */

@@ -95,7 +95,8 @@ const GAP = 64;
 /** Second pass of diff: changed pages kept in memory from the first pass (bytes for OLD's and as much for NEW's). */
 const SPILL = 32 << 20;
 
-async function fileSource(path: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
+/** @internal A file as an {@link ImageSource} (random reads), or a pipe or device read in order; `close` when done. */
+export async function fileSource(path: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
   const fh = await open(path, 'r');
   try {
     const st = await fh.stat();
@@ -120,15 +121,19 @@ async function readFully(src: ImageSource, into: Uint8Array, length: number, pos
   }
 }
 
-/** Reads `src` from 0 in steps into `bufs` (two buffers, alternating), one step ahead of the caller. */
-async function* readAhead(src: ImageSource, bufs: [Uint8Array, Uint8Array], total: number, name: string): AsyncGenerator<Uint8Array> {
-  const want = (i: number): number => Math.max(0, Math.min(STEP, src.size - i * STEP));
-  const steps = Math.ceil(total / STEP);
+/**
+ * @internal Reads `src` from 0 in steps of the buffers' size into `bufs` (two, alternating), one step ahead of
+ * the caller: a step handed out stays valid until the caller asks for the one after the next.
+ */
+export async function* readAhead(src: ImageSource, bufs: [Uint8Array, Uint8Array], total: number, name: string): AsyncGenerator<Uint8Array> {
+  const step = bufs[0].length; // the buffers' size is the step
+  const want = (i: number): number => Math.max(0, Math.min(step, src.size - i * step));
+  const steps = Math.ceil(total / step);
   const fill = async (i: number): Promise<Uint8Array> => {
     const buf = bufs[i & 1]!;
-    const n = Math.min(STEP, total - i * STEP);
+    const n = Math.min(step, total - i * step);
     const have = want(i);
-    if (have > 0) await readFully(src, buf, have, i * STEP, name);
+    if (have > 0) await readFully(src, buf, have, i * step, name);
     if (have < n) buf.fill(0, have, n);
     return buf.subarray(0, n);
   };
