@@ -3,6 +3,8 @@
  * commands decompress or name), and whether it can be a RAM record stream.
  */
 
+import { RAM_SAVE_FLAG } from '../format/flags.js';
+
 /** Compressed formats recognised by their magic bytes. */
 export type Compression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'lz4';
 
@@ -39,5 +41,6 @@ export function decompressCommand(c: Compression): string {
 export function looksLikeRamStream(head: Uint8Array): boolean {
   if (head.length < 8) return false;
   const flags = ((head[6]! & 0x03) << 8) | head[7]!;
-  return flags === 0x04 || flags === 0x02 || flags === 0x08 || flags === 0x40 || flags === 0x10;
+  const F = RAM_SAVE_FLAG;
+  return flags === F.MEM_SIZE || flags === F.ZERO || flags === F.PAGE || flags === F.XBZRLE || flags === F.EOS;
 }
