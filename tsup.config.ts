@@ -15,7 +15,7 @@ export default defineConfig([
   },
   {
     // The command: one ESM file with its shebang, not part of the typed API.
-    entry: { cli: 'lib/cli/main.ts' },
+    entry: { cli: 'lib/cli/bin.ts' },
     format: ['esm'],
     dts: false,
     sourcemap: true,

@@ -2,54 +2,66 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { isDeltaMagic } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
 import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
+import type { CliContext } from './io.js';
 import { readableOver, zstdDecompressed, ZstdInputError } from './zstd-input.js';
 
-/** Temp files to remove if the process is interrupted. */
-const pendingTemps = new Set<string>();
 /** Every temp file's output, as the user named it (kept after the temp is gone, for messages). */
 const tempNames = new Map<string, string>();
-/** Folders this run created, removed (when still empty) if it fails or is interrupted; deepest last. */
-const createdDirs: string[] = [];
-let signalsHooked = false;
+/** The runs in this process with temp files or folders to remove if it is interrupted. */
+const live = new Set<CliContext>();
+/** Called once, when the first run makes a temp file or folder (the bin installs its signal handlers then). */
+let firstCleanup: (() => void) | undefined;
 
-function hookSignals(): void {
-  if (signalsHooked) return;
-  signalsHooked = true;
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-    ['SIGHUP', 129],
-  ] as const) {
-    process.on(signal, () => {
-      removeTempsSync();
-      process.exit(code);
-    });
-  }
+/**
+ * Has `hook` called when a run first makes a temp file or a folder: the bin
+ * installs its signal handlers then (which call {@link removeAllTempsSync}),
+ * so a run that writes nothing dies of a signal as any process does.
+ */
+export function onFirstCleanup(hook: () => void): void {
+  firstCleanup = hook;
 }
 
-/** Removes every pending temp file, then the folders this run created if empty (on a fatal error or a signal). */
-export function removeTempsSync(): void {
-  for (const path of pendingTemps) {
+function track(ctx: CliContext): void {
+  live.add(ctx);
+  const hook = firstCleanup;
+  firstCleanup = undefined;
+  hook?.();
+}
+
+/** Removes the run's pending temp files, then the folders it created if empty (on a fatal error). */
+export function removeTempsSync(ctx: CliContext): void {
+  for (const path of ctx.temps) {
     try {
       unlinkSync(path);
     } catch {
       // already gone
     }
   }
-  pendingTemps.clear();
-  while (createdDirs.length > 0) {
+  ctx.temps.clear();
+  while (ctx.dirs.length > 0) {
     try {
-      rmdirSync(createdDirs.pop()!);
+      rmdirSync(ctx.dirs.pop()!);
     } catch {
       // not empty (something else was put there) or already gone: leave it
     }
   }
+  live.delete(ctx);
+}
+
+/** The run is over and keeps what it wrote: nothing of it is removed on a signal. */
+export function releaseRun(ctx: CliContext): void {
+  live.delete(ctx);
+}
+
+/** Removes every run's pending temp files and created folders (on a signal, or a failed stdout). */
+export function removeAllTempsSync(): void {
+  for (const ctx of [...live]) removeTempsSync(ctx);
 }
 
 /**
@@ -71,15 +83,15 @@ export function outputNameOf(path: string | undefined): string | undefined {
  * failed or interrupted run removes them again (`removeCreatedDirs`, and on
  * signals). Errors name `dir`.
  */
-export async function createDir(dir: string): Promise<void> {
-  hookSignals();
+export async function createDir(ctx: CliContext, dir: string): Promise<void> {
+  track(ctx);
   const existing = await stat(dir).catch(() => null);
   if (existing !== null) {
     if (!existing.isDirectory()) throw new CliError(`${dir}: not a folder`);
     return;
   }
   try {
-    await makeDirs(resolve(dir));
+    await makeDirs(resolve(dir), ctx.dirs);
   } catch (err) {
     throw namedError(dir, err);
   }
@@ -87,12 +99,12 @@ export async function createDir(dir: string): Promise<void> {
 
 /**
  * `mkdir -p`, one level at a time (Node's recursive mkdir spins for ever on
- * some file systems, /proc for one), noting each folder made in `createdDirs`.
+ * some file systems, /proc for one), noting each folder made in `created`.
  */
-async function makeDirs(dir: string): Promise<void> {
+async function makeDirs(dir: string, created: string[]): Promise<void> {
   try {
     await mkdir(dir);
-    createdDirs.push(dir);
+    created.push(dir);
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -102,19 +114,19 @@ async function makeDirs(dir: string): Promise<void> {
     }
     if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
   }
-  await makeDirs(dirname(dir));
+  await makeDirs(dirname(dir), created);
   await mkdir(dir);
-  createdDirs.push(dir);
+  created.push(dir);
 }
 
 /** Removes the folders `createDir` made, when empty (a failed run leaves nothing behind). */
-export async function removeCreatedDirs(): Promise<void> {
-  while (createdDirs.length > 0) await rmdir(createdDirs.pop()!).catch(() => undefined);
+export async function removeCreatedDirs(ctx: CliContext): Promise<void> {
+  while (ctx.dirs.length > 0) await rmdir(ctx.dirs.pop()!).catch(() => undefined);
 }
 
 /** Forgets the folders `createDir` made: the run succeeded and they stay. */
-export function keepCreatedDirs(): void {
-  createdDirs.length = 0;
+export function keepCreatedDirs(ctx: CliContext): void {
+  ctx.dirs.length = 0;
 }
 
 /** The stdout closed early (e.g. `| head`): exit quietly. */
@@ -249,14 +261,15 @@ export class TempFile {
 
   /** @param displayName what to call the output in messages (default: `finalPath`). */
   constructor(
+    private readonly ctx: CliContext,
     readonly finalPath: string,
     readonly displayName = finalPath,
   ) {
-    hookSignals();
+    track(ctx);
     removeStaleTemps(finalPath);
     const rand = Math.random().toString(36).slice(2, 10);
     this.path = join(dirname(finalPath), `.${tempStem(finalPath)}.${process.pid}.${rand}.xbzrle-tmp`);
-    pendingTemps.add(this.path);
+    ctx.temps.add(this.path);
     tempNames.set(this.path, displayName);
   }
 
@@ -274,7 +287,7 @@ export class TempFile {
     } catch (err) {
       throw namedError(this.displayName, err);
     }
-    pendingTemps.delete(this.path);
+    this.ctx.temps.delete(this.path);
     this.committed = true;
     try {
       const dir = await open(dirname(this.finalPath), 'r');
@@ -286,7 +299,7 @@ export class TempFile {
 
   async abort(): Promise<void> {
     if (this.committed) return;
-    pendingTemps.delete(this.path);
+    this.ctx.temps.delete(this.path);
     await unlink(this.path).catch(() => undefined);
   }
 }
@@ -296,26 +309,26 @@ export class TempFile {
  * when `path` is undefined or '-', refused when stdout is a terminal unless
  * forced.
  */
-export async function openOutput(path: string | undefined, force: boolean, inputs: (string | undefined)[]): Promise<OutputSink> {
+export async function openOutput(ctx: CliContext, path: string | undefined, force: boolean, inputs: (string | undefined)[]): Promise<OutputSink> {
   if (path === undefined || path === '-') {
-    if (process.stdout.isTTY === true && !force) {
+    if (ctx.io.stdout.isTTY === true && !force) {
       throw new CliError('refusing to write binary data to a terminal (use -o FILE, a pipe, or -f)');
     }
     // `>> input` or `1<> input`: stdout is one of the inputs.
-    const st = stdoutStats();
+    const st = stdoutStats(ctx);
     if (st !== null && st.isFile()) await checkNotInput('stdout', st, inputs);
-    return stdoutSink();
+    return stdoutSink(ctx.io.stdout);
   }
   const target = await checkOutputPath(path, force, inputs, true);
   if (target.special) {
     // `-o /dev/stdout` (or /dev/fd/1): our own stdout, which may be a socket that
     // cannot be opened by name.
     const st = await exists(target.path);
-    const out = stdoutStats();
-    if (st !== null && out !== null && st.dev === out.dev && st.ino === out.ino) return openOutput('-', force, inputs);
+    const out = stdoutStats(ctx);
+    if (st !== null && out !== null && st.dev === out.dev && st.ino === out.ino) return openOutput(ctx, '-', force, inputs);
     return deviceSink(path, target.path);
   }
-  const temp = new TempFile(target.path, path);
+  const temp = new TempFile(ctx, target.path, path);
   let handle: FileHandle;
   try {
     handle = await open(temp.path, 'wx');
@@ -364,9 +377,10 @@ function handleSink(name: string, handle: FileHandle, regular: boolean, done: ()
   };
 }
 
-function stdoutStats(): Stats | null {
+function stdoutStats(ctx: CliContext): Stats | null {
+  if (ctx.io.stdoutFd === undefined) return null;
   try {
-    return fstatSync(1);
+    return fstatSync(ctx.io.stdoutFd);
   } catch {
     return null; // no stdout
   }
@@ -384,8 +398,7 @@ async function deviceSink(name: string, path: string): Promise<OutputSink> {
   return handleSink(name, handle, false, nothing, nothing);
 }
 
-function stdoutSink(): OutputSink {
-  const out = process.stdout;
+function stdoutSink(out: Writable): OutputSink {
   let broken: Error | null = null;
   out.on('error', (err: NodeJS.ErrnoException) => {
     broken = err.code === 'EPIPE' ? new BrokenPipe('EPIPE') : err;
@@ -440,12 +453,13 @@ export interface Input {
  */
 export type CompressedInput = 'read' | 'refuse';
 
-export async function openInput(path: string | undefined, highWaterMark = 1 << 20, compressed: CompressedInput = 'read'): Promise<Input> {
+export async function openInput(ctx: CliContext, path: string | undefined, highWaterMark = 1 << 20, compressed: CompressedInput = 'read'): Promise<Input> {
   let input: Input;
   let head: Uint8Array;
   if (path === undefined || path === '-') {
-    if (process.stdin.isTTY === true) throw new CliError('no input: stdin is a terminal (give a file name or a pipe)', true);
-    const peeked = await peek(process.stdin, SNIFF_BYTES);
+    const stdin = ctx.io.stdin;
+    if (stdin.isTTY === true) throw new CliError('no input: stdin is a terminal (give a file name or a pipe)', true);
+    const peeked = await peek(stdin, SNIFF_BYTES);
     head = peeked.head;
     input = { name: 'stdin', stream: peeked.stream, size: undefined, path: undefined };
   } else {

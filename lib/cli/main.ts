@@ -1,4 +1,9 @@
-#!/usr/bin/env node
+/**
+ * The `xbzrle` command as a function: `main(argv, io)` runs one command over
+ * the given streams and resolves to its exit status; it never exits the
+ * process. The bin (`bin.ts`) runs it over the process's streams, after
+ * `installProcessHandlers()`.
+ */
 import { readFileSync } from 'node:fs';
 import { parseCommand } from './args.js';
 import { decode, DECODE_HELP } from './commands/decode.js';
@@ -10,7 +15,10 @@ import { report, REPORT_HELP } from './commands/report.js';
 import { stat, STAT_HELP } from './commands/stat.js';
 import { verify, VERIFY_HELP } from './commands/verify.js';
 import { CliError, errnoText } from './errors.js';
-import { BrokenPipe, removeTempsSync, systemErrorName } from './files.js';
+import { BrokenPipe, onFirstCleanup, releaseRun, removeAllTempsSync, removeTempsSync, systemErrorName } from './files.js';
+import { CliContext, processIo, type CliIo } from './io.js';
+
+export type { CliIo } from './io.js';
 
 const HELP = `usage: xbzrle <command> [options]
 
@@ -33,7 +41,7 @@ Exit status: 0 on success, 1 on error.
 `;
 
 type Command = {
-  run: (positionals: string[], o: ReturnType<typeof parseCommand>['options']) => Promise<void>;
+  run: (positionals: string[], o: ReturnType<typeof parseCommand>['options'], ctx: CliContext) => Promise<void>;
   help: string;
   options: Parameters<typeof parseCommand>[1];
 };
@@ -49,17 +57,18 @@ const COMMANDS: Record<string, Command> = {
   verify: { run: verify, help: VERIFY_HELP, options: ['page-size', 'json'] },
 };
 
+/** The package's version: its package.json is next to `dist/` (the bin), or two levels up (`lib/cli/`, the sources). */
 function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    return pkg.version;
-  } catch {
-    return 'unknown';
+  for (const path of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'xbzrle') return pkg.version;
+    } catch {
+      // not there
+    }
   }
+  return 'unknown';
 }
-
-/** The command being run, for the usage hint of an error ("Try 'xbzrle diff --help'"). */
-let current: string | undefined;
 
 function lookup(name: string): Command {
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
@@ -67,64 +76,108 @@ function lookup(name: string): Command {
   return command;
 }
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * Runs `xbzrle ARGV...` over `io` (default: the process's stdin, stdout,
+ * stderr and environment) and resolves to the exit status: 0 on success, 1
+ * after printing the error on `io.stderr`. Temp files and folders of a failed
+ * run are removed. Never rejects, never exits the process.
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  const ctx = new CliContext(io);
+  /** The command being run, for the usage hint of an error ("Try 'xbzrle diff --help'"). */
+  let current: string | undefined;
+  // Text output (help, stat, extract's summary) to a reader that went away (`| head`):
+  // stop quietly, like the binary outputs do. Other stdout errors end the run with status 1.
+  let outError: NodeJS.ErrnoException | undefined;
+  const onOutError = (err: NodeJS.ErrnoException): void => {
+    outError ??= err;
+  };
+  const stdout = io.stdout;
+  stdout.on('error', onOutError);
+  try {
+    const code = await run(argv, ctx, (name) => {
+      current = name;
+    });
+    if (outError === undefined) {
+      releaseRun(ctx);
+      return code;
+    }
+    removeTempsSync(ctx);
+    if (outError.code === 'EPIPE') return 0;
+    io.stderr.write(`xbzrle: stdout: ${outError.message}\n`);
+    return 1;
+  } catch (err) {
+    removeTempsSync(ctx);
+    if (err instanceof BrokenPipe) return 0;
+    if (err instanceof CliError) {
+      io.stderr.write(`xbzrle: ${err.message}\n${err.usage ? `Try 'xbzrle ${current === undefined ? '' : `${current} `}--help'.\n` : ''}`);
+    } else if (errnoText(err) !== null && systemErrorName(err) !== undefined) {
+      // A system error on a file: named as the user gave it (a temp file by its output's name).
+      io.stderr.write(`xbzrle: ${systemErrorName(err)}: ${errnoText(err)}\n`);
+    } else {
+      const e = err as NodeJS.ErrnoException;
+      const message = e.message ?? String(err);
+      io.stderr.write(`xbzrle: ${e.code === undefined || message.startsWith(e.code) ? '' : `${e.code}: `}${message}\n`);
+    }
+    return 1;
+  } finally {
+    stdout.off('error', onOutError);
+  }
+}
+
+async function run(argv: readonly string[], ctx: CliContext, running: (name: string) => void): Promise<number> {
+  const out = ctx.io.stdout;
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help') {
-    process.stdout.write(HELP);
+    out.write(HELP);
     return name === undefined ? 1 : 0;
   }
   if (name === 'help') {
     if (rest.length > 1) throw new CliError('help takes at most one COMMAND', true);
-    process.stdout.write(rest[0] === undefined ? HELP : lookup(rest[0]).help);
+    out.write(rest[0] === undefined ? HELP : lookup(rest[0]).help);
     return 0;
   }
   if (name === '--version' || name === '-V') {
-    process.stdout.write(`xbzrle ${version()}\n`);
+    out.write(`xbzrle ${version()}\n`);
     return 0;
   }
   const command = lookup(name);
-  current = name;
+  running(name);
   const { options, positionals, help, version: wantsVersion } = parseCommand(rest, command.options);
   if (help) {
-    process.stdout.write(command.help);
+    out.write(command.help);
     return 0;
   }
   if (wantsVersion) {
-    process.stdout.write(`xbzrle ${version()}\n`);
+    out.write(`xbzrle ${version()}\n`);
     return 0;
   }
-  await command.run(positionals, options);
+  await command.run(positionals, options, ctx);
   return 0;
 }
 
-// Text output (help, stat, extract's summary) to a reader that went away (`| head`):
-// stop quietly, like the binary outputs do. Other stdout errors end the run with status 1.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  removeTempsSync();
-  if (err.code !== 'EPIPE') process.stderr.write(`xbzrle: stdout: ${err.message}\n`);
-  process.exit(err.code === 'EPIPE' ? 0 : 1);
-});
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    removeTempsSync();
-    if (err instanceof BrokenPipe) {
-      process.exitCode = 0;
-      return;
+/**
+ * What only the bin does, to the process itself: a failed stdout (EPIPE: a
+ * reader that went away, `| head`) ends it at once with status 0 (1 and a
+ * message for other errors); once a run makes a temp file or folder, SIGINT,
+ * SIGTERM and SIGHUP remove them and exit with 128 + the signal's number.
+ */
+export function installProcessHandlers(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    removeAllTempsSync();
+    if (err.code !== 'EPIPE') process.stderr.write(`xbzrle: stdout: ${err.message}\n`);
+    process.exit(err.code === 'EPIPE' ? 0 : 1);
+  });
+  onFirstCleanup(() => {
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ] as const) {
+      process.on(signal, () => {
+        removeAllTempsSync();
+        process.exit(code);
+      });
     }
-    if (err instanceof CliError) {
-      process.stderr.write(`xbzrle: ${err.message}\n${err.usage ? `Try 'xbzrle ${current === undefined ? '' : `${current} `}--help'.\n` : ''}`);
-    } else if (errnoText(err) !== null && systemErrorName(err) !== undefined) {
-      // A system error on a file: named as the user gave it (a temp file by its output's name).
-      process.stderr.write(`xbzrle: ${systemErrorName(err)}: ${errnoText(err)}\n`);
-    } else {
-      const e = err as NodeJS.ErrnoException;
-      const message = e.message ?? String(err);
-      process.stderr.write(`xbzrle: ${e.code === undefined || message.startsWith(e.code) ? '' : `${e.code}: `}${message}\n`);
-    }
-    process.exitCode = 1;
-  },
-);
+  });
+}

@@ -1,12 +1,13 @@
 export { formatBytes } from '../format/sizes.js';
 import { formatBytes } from '../format/sizes.js';
+import { processIo, type CliIo } from './io.js';
 /**
  * A progress bar on stderr: bytes done / total, rate, ETA. Drawn only when
  * enabled (by default when stderr is a TTY), and only once the work has run
  * for more than a moment, so quick commands print nothing.
  */
 /** How long work must run before the bar appears (ms); `XBZRLE_PROGRESS_DELAY` overrides it (tests). */
-const DELAY = Number(process.env['XBZRLE_PROGRESS_DELAY'] ?? 700);
+const DELAY = 700;
 
 export class Progress {
   private readonly enabled: boolean;
@@ -14,14 +15,19 @@ export class Progress {
   private lastDraw = 0;
   private drawn = false;
   private done = 0;
+  private readonly stream: CliIo['stderr'];
+  private readonly delay: number;
 
+  /** Drawn on `io.stderr` (default: the process's). */
   constructor(
     private readonly label: string,
     private total: number | undefined,
     mode: boolean | undefined,
-    private readonly stream: NodeJS.WriteStream = process.stderr,
+    io: Pick<CliIo, 'stderr' | 'env'> = processIo(),
   ) {
-    this.enabled = mode ?? stream.isTTY === true;
+    this.stream = io.stderr;
+    this.enabled = mode ?? this.stream.isTTY === true;
+    this.delay = Number(io.env['XBZRLE_PROGRESS_DELAY'] ?? DELAY);
   }
 
   /** Sets the total when it becomes known. */
@@ -34,7 +40,7 @@ export class Progress {
     this.done = done;
     if (!this.enabled) return;
     const now = Date.now();
-    if (now - this.started < DELAY || (this.drawn && now - this.lastDraw < 100)) return;
+    if (now - this.started < this.delay || (this.drawn && now - this.lastDraw < 100)) return;
     this.lastDraw = now;
     this.draw(now);
   }

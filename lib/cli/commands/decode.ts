@@ -6,6 +6,7 @@ import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
+import { CliContext } from '../io.js';
 import { formatBytes, Progress } from '../progress.js';
 import { loadTargetFile } from '../target-file.js';
 
@@ -29,16 +30,16 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-export async function decode(positionals: string[], o: CommonOptions): Promise<void> {
+export async function decode(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length > 1) throw new CliError('decode takes at most one IN', true);
   const target = outputOption(o);
   if (target === undefined || target === '-') throw new CliError('decode needs -o IMAGE (a file)', true);
   const cacheSize = fileCacheSize(o);
   const blocks = o.target === undefined ? undefined : await loadTargetFile(o.target);
   const out = await checkOutputPath(target, o.force, [positionals[0]]);
-  const input = await openInput(positionals[0]);
-  const temp = new TempFile(out.path, target);
-  const progress = new Progress('decode', input.size, o.quiet ? false : o.progress);
+  const input = await openInput(ctx, positionals[0]);
+  const temp = new TempFile(ctx, out.path, target);
+  const progress = new Progress('decode', input.size, o.quiet ? false : o.progress, ctx.io);
   const meter = new InputMeter((n) => progress.update(n));
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block, o.pageSize, true);
@@ -50,7 +51,7 @@ export async function decode(positionals: string[], o: CommonOptions): Promise<v
     progress.finish();
     if (!o.quiet) {
       const r = dec.stats.records;
-      process.stderr.write(`xbzrle: ${target}: block ${JSON.stringify(store.chosen)} rebuilt from ${formatBytes(meter.bytes)} (${r.PAGE} PAGE, ${r.ZERO} ZERO, ${r.XBZRLE} XBZRLE, ${r.EOS} EOS)\n`);
+      ctx.io.stderr.write(`xbzrle: ${target}: block ${JSON.stringify(store.chosen)} rebuilt from ${formatBytes(meter.bytes)} (${r.PAGE} PAGE, ${r.ZERO} ZERO, ${r.XBZRLE} XBZRLE, ${r.EOS} EOS)\n`);
     }
   } catch (err) {
     progress.finish();

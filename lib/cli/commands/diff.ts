@@ -8,6 +8,7 @@ import { XbzrleError } from '../../errors.js';
 import { plural, type CommonOptions } from '../args.js';
 import { CliError, namedError } from '../errors.js';
 import { openInput, openOutput } from '../files.js';
+import { CliContext } from '../io.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const DIFF_HELP = `usage: xbzrle diff OLD NEW [-o DELTA] [options]
@@ -53,7 +54,7 @@ export function deltaError(name: string, err: unknown): unknown {
   return err;
 }
 
-export async function diff(positionals: string[], o: CommonOptions): Promise<void> {
+export async function diff(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length !== 2) throw new CliError('diff needs OLD and NEW', true);
   const [oldPath, newPath] = positionals as [string, string];
   if (newPath === '-') throw new CliError('diff needs NEW as a file: its size is written first');
@@ -73,13 +74,13 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
   let old = oldPath;
   if (oldPath === '-') {
     // OLD's size and checksum go first: read stdin to a temporary file.
-    const input = await openInput('-');
+    const input = await openInput(ctx, '-');
     spooled = join(tmpdir(), `xbzrle-old-${process.pid}-${Date.now()}`);
     await pipeline(input.stream, createWriteStream(spooled, { mode: 0o600 }));
     old = spooled;
   }
   try {
-    const out = await openOutput(o.output, o.force, [oldPath, newPath]);
+    const out = await openOutput(ctx, o.output, o.force, [oldPath, newPath]);
     let progress: Progress | undefined;
     try {
       const stats = await diffImages(old, newPath, (c) => out.write(c), {
@@ -89,13 +90,13 @@ export async function diff(positionals: string[], o: CommonOptions): Promise<voi
         compress: !o.noCompress,
         level,
         onProgress: (done, total) => {
-          progress ??= new Progress('diff', total, o.quiet ? false : o.progress);
+          progress ??= new Progress('diff', total, o.quiet ? false : o.progress, ctx.io);
           progress.update(done);
         },
       });
       await out.commit();
       progress?.finish();
-      if (!o.quiet && out.name !== 'stdout') process.stderr.write(`xbzrle: ${out.name}: ${describeDelta(stats)}\n`);
+      if (!o.quiet && out.name !== 'stdout') ctx.io.stderr.write(`xbzrle: ${out.name}: ${describeDelta(stats)}\n`);
     } catch (err) {
       progress?.finish();
       await out.abort();

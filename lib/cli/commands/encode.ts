@@ -6,6 +6,7 @@ import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError, namedError } from '../errors.js';
 import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
+import { CliContext } from '../io.js';
 import { readImageRuns } from '../image-reader.js';
 import { formatBytes, Progress } from '../progress.js';
 
@@ -35,7 +36,7 @@ export const DEFAULT_ENCODE_CACHE_LIMIT = 1 << 30;
 /** Record size: runs of pages handed to the encoder. */
 const RUN = 2 << 20;
 
-export async function encode(positionals: string[], o: CommonOptions): Promise<void> {
+export async function encode(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   const images = positionals.length === 0 ? ['-'] : positionals;
   if (images.filter((p) => p === '-').length > 1) throw new CliError('stdin can be given only once');
   const ps = o.pageSize;
@@ -68,14 +69,14 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   const holds = powerOfTwoFloor(Math.floor(cacheSize / ps)) * ps;
   if (holds < size && !o.quiet) {
     const enough = Math.min(MAX_CACHE_SIZE, roundUpPow2(size));
-    process.stderr.write(
+    ctx.io.stderr.write(
       `xbzrle: warning: the page cache holds ${formatBytes(holds)}, less than the image (${formatBytes(size)}): ` +
         `pages that fall out of it are sent whole${holds < enough ? ` (--cache-size ${sizeText(enough)} holds it)` : ''}\n`,
     );
   }
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
-  const out = await openOutput(o.output, o.force, images);
-  const progress = new Progress('encode', total, o.quiet ? false : o.progress);
+  const out = await openOutput(ctx, o.output, o.force, images);
+  const progress = new Progress('encode', total, o.quiet ? false : o.progress, ctx.io);
   const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, readableHighWaterMark: 4 << 20 });
   // Output is written as it comes; a failure on either side destroys both.
   const writing = pipeline(
@@ -92,7 +93,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
   try {
     for (const path of images) {
       // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
-      const input = path === '-' ? await openInput(path, RUN, 'refuse') : { name: path, stream: null };
+      const input = path === '-' ? await openInput(ctx, path, RUN, 'refuse') : { name: path, stream: null };
       const pieces = input.stream === null ? readImageRuns(path, RUN, ps) : exactChunks(input.stream, RUN);
       let inRound = 0;
       for await (const piece of pieces) {
@@ -129,7 +130,7 @@ export async function encode(positionals: string[], o: CommonOptions): Promise<v
     progress.finish();
     if (!o.quiet && out.name !== 'stdout') {
       const s = enc.stats;
-      process.stderr.write(
+      ctx.io.stderr.write(
         `xbzrle: ${out.name}: ${plural(rounds, 'round')} of ${formatBytes(size)} as ${formatBytes(s.transferred)} ` +
           `(XBZRLE ${s.records.XBZRLE}, PAGE ${s.records.PAGE}, ZERO ${s.records.ZERO}, unchanged ${s.skipped})\n`,
       );

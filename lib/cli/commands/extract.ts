@@ -8,6 +8,7 @@ import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
 import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, createDir, inputError, keepCreatedDirs, openInput, removeCreatedDirs, TempFile, type Input } from '../files.js';
+import { CliContext } from '../io.js';
 import { Progress } from '../progress.js';
 import { analyse, formatReport, reportOf, targetOption, type StatReport } from './stat.js';
 
@@ -34,15 +35,15 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-export async function extract(positionals: string[], o: CommonOptions): Promise<void> {
+export async function extract(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length !== 1) throw new CliError('extract needs one MIGFILE', true);
   const dir = outputOption(o);
   if (dir === undefined) throw new CliError('extract needs -o DIR', true);
   const cacheSize = fileCacheSize(o);
   const target = await targetOption(o);
-  const input = await openInput(positionals[0]);
+  const input = await openInput(ctx, positionals[0]);
   try {
-    await createDir(dir);
+    await createDir(ctx, dir);
   } catch (err) {
     input.stream.destroy();
     throw err;
@@ -62,7 +63,7 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
       const link = lstatOrNull(final);
       if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
       if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
-      t = new TempFile(final, join(dir, file));
+      t = new TempFile(ctx, final, join(dir, file));
       temps.set(block, t);
     }
     return t.path;
@@ -74,9 +75,9 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     let report: StatReport;
     if (probe?.capabilities.includes('mapped-ram') === true) {
       input.stream.destroy();
-      report = await extractMappedRam(input, o, target, tempFor);
+      report = await extractMappedRam(ctx, input, o, target, tempFor);
     } else {
-      report = await analyse(input, o, store, 'extract', target);
+      report = await analyse(input, o, store, 'extract', target, ctx.io);
     }
     if (report.ramComplete === false) {
       const at = report.stoppedAt;
@@ -90,23 +91,23 @@ export async function extract(positionals: string[], o: CommonOptions): Promise<
     }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
     for (const t of temps.values()) await t.commit(o.force);
-    keepCreatedDirs();
-    if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    keepCreatedDirs(ctx);
+    if (o.json) ctx.io.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else if (!o.quiet) {
-      process.stdout.write(formatReport(report));
-      for (const t of temps.values()) process.stdout.write(`wrote ${t.finalPath}\n`);
+      ctx.io.stdout.write(formatReport(report));
+      for (const t of temps.values()) ctx.io.stdout.write(`wrote ${t.finalPath}\n`);
     }
   } catch (err) {
     await store.close();
     for (const t of temps.values()) await t.abort();
-    await removeCreatedDirs();
+    await removeCreatedDirs(ctx);
     throw err;
   }
 }
 
 /** `extract` of a mapped-ram file: validated (bitmaps, offsets, target) without reading pages, then each block copied with holes. */
-async function extractMappedRam(input: Input, o: CommonOptions, target: TargetBlock[] | undefined, tempFor: (block: string) => string): Promise<StatReport> {
-  const progress = new Progress('extract', input.size, o.quiet ? false : o.progress);
+async function extractMappedRam(ctx: CliContext, input: Input, o: CommonOptions, target: TargetBlock[] | undefined, tempFor: (block: string) => string): Promise<StatReport> {
+  const progress = new Progress('extract', input.size, o.quiet ? false : o.progress, ctx.io);
   try {
     const info = await readQemuMigration(input.path!, { store: null, target, pageSize: o.pageSize });
     if (info.ramComplete) {

@@ -9,6 +9,7 @@ import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { targetOption } from './stat.js';
 import { checkOutputPath, InputMeter, inputError, openInput, peekInput, TempFile, type Input } from '../files.js';
+import { CliContext } from '../io.js';
 import { Progress } from '../progress.js';
 import { deltaError } from './diff.js';
 
@@ -44,7 +45,7 @@ options:
 `;
 
 
-export async function patch(positionals: string[], o: CommonOptions): Promise<void> {
+export async function patch(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length < 1) throw new CliError('patch needs OLD and, optionally, DELTA', true);
   const [oldPath, ...rest] = positionals as [string, ...string[]];
   const deltaPaths = rest.length === 0 ? ['-'] : rest;
@@ -59,7 +60,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
     // Which format each delta is in: its first bytes (read ahead, still yielded by its stream).
     const kinds: boolean[] = [];
     for (const d of deltaPaths) {
-      const opened = await openInput(d);
+      const opened = await openInput(ctx, d);
       inputs.push(opened);
       const { head, input } = await peekInput(opened).catch((err: unknown) => {
         throw inputError(opened.name, err);
@@ -67,7 +68,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
       inputs[inputs.length - 1] = input;
       kinds.push(isDeltaMagic(head));
     }
-    if (inputs.length === 1 && kinds[0] === false) return await patchPlain(oldPath, inputs[0]!, o);
+    if (inputs.length === 1 && kinds[0] === false) return await patchPlain(ctx, oldPath, inputs[0]!, o);
     const plainAt = kinds.indexOf(false);
     if (plainAt >= 0) throw new CliError(`${inputs[plainAt]!.name}: a plain RAM record stream cannot be part of a chain (make the deltas without --format qemu)`);
     if (o.target !== undefined) throw new CliError('--target applies to plain RAM record streams only');
@@ -82,12 +83,12 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
         force: true,
         verify: !o.noVerify,
         // Named and removed on a signal like every temp file of the command.
-        tempPath: () => new TempFile(out.path, newPath).path,
+        tempPath: () => new TempFile(ctx, out.path, newPath).path,
         pageSize: o.pageSizeSet ? o.pageSize : undefined,
         onProgress: (done, total, index) => {
           if (progress === undefined || index !== current) {
             progress?.finish();
-            progress = new Progress(inputs.length > 1 ? `patch ${index + 1}/${inputs.length}` : 'patch', total, o.quiet ? false : o.progress);
+            progress = new Progress(inputs.length > 1 ? `patch ${index + 1}/${inputs.length}` : 'patch', total, o.quiet ? false : o.progress, ctx.io);
           }
           current = index;
           progress.update(done);
@@ -102,7 +103,7 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
     if (!o.quiet) {
       const t = stats.reduce((a, s) => ({ x: a.x + s.xbzrle, p: a.p + s.page, z: a.z + s.zero, r: a.r + s.refOld + s.refNew }), { x: 0, p: 0, z: 0, r: 0 });
       const chain = stats.length > 1 ? ` from ${stats.length} deltas` : '';
-      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(t.x + t.p + t.z + t.r, 'page')}${chain} (XBZRLE ${t.x}, PAGE ${t.p}, ZERO ${t.z}, REF ${t.r}), checksums match\n`);
+      ctx.io.stderr.write(`xbzrle: ${newPath}: applied ${plural(t.x + t.p + t.z + t.r, 'page')}${chain} (XBZRLE ${t.x}, PAGE ${t.p}, ZERO ${t.z}, REF ${t.r}), checksums match\n`);
     }
   } finally {
     for (const i of inputs) i.stream.destroy();
@@ -110,13 +111,13 @@ export async function patch(positionals: string[], o: CommonOptions): Promise<vo
 }
 
 /** A plain RAM record stream (`diff --format qemu`): OLD copied next to NEW, the records applied there. */
-async function patchPlain(oldPath: string, input: Input, o: CommonOptions): Promise<void> {
+async function patchPlain(ctx: CliContext, oldPath: string, input: Input, o: CommonOptions): Promise<void> {
   const cacheSize = fileCacheSize(o);
   const target = await targetOption(o); // a bad FILE fails before anything is written
   const newPath = o.output!;
   const out = await checkOutputPath(newPath, o.force, [oldPath, input.path]);
-  const temp = new TempFile(out.path, newPath);
-  const progress = new Progress('patch', input.size, o.quiet ? false : o.progress);
+  const temp = new TempFile(ctx, out.path, newPath);
+  const progress = new Progress('patch', input.size, o.quiet ? false : o.progress, ctx.io);
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block);
   let meter: InputMeter | undefined;
@@ -130,7 +131,7 @@ async function patchPlain(oldPath: string, input: Input, o: CommonOptions): Prom
     progress.finish();
     if (!o.quiet) {
       const r = dec.stats.records;
-      process.stderr.write(`xbzrle: ${newPath}: applied ${plural(r.XBZRLE + r.PAGE + r.ZERO, 'page')} (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO}) from a plain RAM record stream (no checksums)\n`);
+      ctx.io.stderr.write(`xbzrle: ${newPath}: applied ${plural(r.XBZRLE + r.PAGE + r.ZERO, 'page')} (XBZRLE ${r.XBZRLE}, PAGE ${r.PAGE}, ZERO ${r.ZERO}) from a plain RAM record stream (no checksums)\n`);
     }
   } catch (err) {
     progress.finish();

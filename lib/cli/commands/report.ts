@@ -3,6 +3,7 @@ import { renderReportHtml } from '../../report/html.js';
 import { outputOption, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { InputMeter, inputError, openInput, openOutput } from '../files.js';
+import { CliContext } from '../io.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const REPORT_HELP = `usage: xbzrle report [FILE] -o REPORT.html [options]
@@ -26,12 +27,12 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-export async function report(positionals: string[], o: CommonOptions): Promise<void> {
+export async function report(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length > 1) throw new CliError('report takes at most one FILE', true);
   const target = outputOption(o);
-  const input = await openInput(positionals[0]);
-  const out = await openOutput(target, o.force, [input.path]);
-  const progress = new Progress('report', input.size, o.quiet ? false : o.progress);
+  const input = await openInput(ctx, positionals[0]);
+  const out = await openOutput(ctx, target, o.force, [input.path]);
+  const progress = new Progress('report', input.size, o.quiet ? false : o.progress, ctx.io);
   const meter = new InputMeter((n) => progress.update(n));
   let html: string;
   let rounds = 0;
@@ -58,6 +59,6 @@ export async function report(positionals: string[], o: CommonOptions): Promise<v
     throw err;
   }
   if (!o.quiet && out.name !== 'stdout') {
-    process.stderr.write(`xbzrle: ${out.name}: report of ${input.name} (${rounds} rounds, ${blocks} blocks), ${formatBytes(Buffer.byteLength(html))}\n`);
+    ctx.io.stderr.write(`xbzrle: ${out.name}: report of ${input.name} (${rounds} rounds, ${blocks} blocks), ${formatBytes(Buffer.byteLength(html))}\n`);
   }
 }

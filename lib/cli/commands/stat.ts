@@ -5,6 +5,7 @@ import { RamLoader } from '../../store/ram-loader.js';
 import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { InputMeter, inputError, openInput, peekInput, type Input } from '../files.js';
+import { CliContext, processIo, type CliIo } from '../io.js';
 import { isDeltaMagic } from '../../delta/format.js';
 import { verifyDelta } from '../../delta/node.js';
 import type { DeltaStats } from '../../delta/encoder.js';
@@ -43,10 +44,13 @@ export async function targetOption(o: CommonOptions): Promise<TargetBlock[] | un
   return o.target === undefined ? undefined : loadTargetFile(o.target);
 }
 
-/** Reads a delta or a QEMU file, validating every record; pages go to `store` (null: nowhere). */
-export async function analyse(input: Input, o: CommonOptions, store: PageStore | null, label: string, target?: TargetBlock[]): Promise<StatReport> {
+/**
+ * Reads a delta or a QEMU file, validating every record; pages go to `store` (null: nowhere).
+ * The progress bar is drawn on `io.stderr`.
+ */
+export async function analyse(input: Input, o: CommonOptions, store: PageStore | null, label: string, target?: TargetBlock[], io: CliIo = processIo()): Promise<StatReport> {
   target ??= await targetOption(o);
-  const progress = new Progress(label, input.size, o.quiet ? false : o.progress);
+  const progress = new Progress(label, input.size, o.quiet ? false : o.progress, io);
   const meter = new InputMeter((n) => progress.update(n));
   const histogram = new Array<number>(DELTA_SIZE_EDGES.length).fill(0);
   const onRecord = (rec: RamRecord): void => {
@@ -115,9 +119,9 @@ export function reportOf(input: Input, bytes: number, info: QemuMigrationInfo, h
   return qemuFileSummary(input.name, bytes, info, histogram);
 }
 
-export async function stat(positionals: string[], o: CommonOptions): Promise<void> {
+export async function stat(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length > 1) throw new CliError('stat takes at most one FILE', true);
-  const opened = await openInput(positionals[0]);
+  const opened = await openInput(ctx, positionals[0]);
   let peeked;
   try {
     peeked = await peekInput(opened);
@@ -136,11 +140,11 @@ export async function stat(positionals: string[], o: CommonOptions): Promise<voi
       input.stream.destroy();
       throw deltaError(input.name, err);
     }
-    process.stdout.write(o.json ? JSON.stringify({ file: input.name, ...stats }, null, 2) + '\n' : formatDeltaReport(input.name, stats));
+    ctx.io.stdout.write(o.json ? JSON.stringify({ file: input.name, ...stats }, null, 2) + '\n' : formatDeltaReport(input.name, stats));
     return;
   }
-  const report = await analyse(input, o, null, 'stat');
-  process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+  const report = await analyse(input, o, null, 'stat', undefined, ctx.io);
+  ctx.io.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
 }
 
 /** The human-readable `stat` of a delta file of this package's format. */

@@ -2,6 +2,7 @@ import { verifyDelta, type DeltaStats } from '../../delta/index.js';
 import type { CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
 import { openInput } from '../files.js';
+import { CliContext } from '../io.js';
 import { deltaError, describeDelta } from './diff.js';
 
 export const VERIFY_HELP = `usage: xbzrle verify DELTA [OLD] [options]
@@ -21,11 +22,11 @@ options:
   -q, --quiet          no output, only the exit status
 `;
 
-export async function verify(positionals: string[], o: CommonOptions): Promise<void> {
+export async function verify(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length < 1 || positionals.length > 2) throw new CliError('verify needs DELTA and, optionally, OLD', true);
   const [deltaPath, oldPath] = positionals as [string, string | undefined];
   if (oldPath === '-') throw new CliError('verify needs OLD as a file');
-  const input = await openInput(deltaPath);
+  const input = await openInput(ctx, deltaPath);
   let stats: DeltaStats;
   try {
     stats = await verifyDelta(input.stream, oldPath, { pageSize: o.pageSizeSet ? o.pageSize : undefined });
@@ -34,9 +35,9 @@ export async function verify(positionals: string[], o: CommonOptions): Promise<v
     throw deltaError(input.name, err);
   }
   if (o.json) {
-    process.stdout.write(JSON.stringify({ delta: input.name, ok: true, base: oldPath ?? null, ...stats }, null, 2) + '\n');
+    ctx.io.stdout.write(JSON.stringify({ delta: input.name, ok: true, base: oldPath ?? null, ...stats }, null, 2) + '\n');
     return;
   }
   if (o.quiet) return;
-  process.stdout.write(`${input.name}: ok: ${describeDelta(stats)}${oldPath === undefined ? '' : `; ${oldPath} is its base`}\n`);
+  ctx.io.stdout.write(`${input.name}: ok: ${describeDelta(stats)}${oldPath === undefined ? '' : `; ${oldPath} is its base`}\n`);
 }
