@@ -18,6 +18,7 @@ import { RecordWriter } from '../format/record-writer.js';
 import { FilePageStore } from '../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../stream/decode-stream.js';
 import { DeltaApplier, wrongBaseSize } from './apply.js';
+import { ChainApplier, tagDelta, type RandomRead } from './chain.js';
 import { DeltaEncoder, emptyStats, type DeltaStats } from './encoder.js';
 import { isDeltaMagic, REF_OLD } from './format.js';
 import { loadHasher } from './hash.js';
@@ -672,9 +673,13 @@ async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, targ
  * every check passed: every delta's frames and trailer, OLD's size and
  * content digest (unless `verify: false`), the page size, and NEW's digest.
  * NEW goes to a temporary file next to `output` (zero pages left as holes),
- * is fsynced and renamed into place. Each delta of the chain is one
- * sequential pass over its OLD and itself; between deltas the intermediate
- * image is a temporary file next to `output`.
+ * is fsynced and renamed into place. A chain is applied in one pass: OLD is
+ * read once, in order, each step going through every delta in turn, and NEW
+ * is written once (see lib/delta/chain.ts and docs/delta-format.md for how
+ * references into the intermediate images are resolved); deltas given as
+ * pipes or streams are first copied to temporary files next to `output`.
+ * Deltas of different page sizes, or plain streams, in a chain are applied
+ * one by one through temporary intermediate images.
  *
  * Plain RAM record streams (`format: 'qemu'` deltas) are recognised (no
  * magic) and applied as before: they carry no checksum.
@@ -694,6 +699,28 @@ export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInpu
   const list = Array.isArray(deltas) ? deltas : [deltas];
   if (list.length === 0) throw argTypeError('deltas', 'one delta or more', deltas);
   await refuseExisting(output, options.force);
+  if (list.length === 1) return patchSequential(oldPath, list, output, options);
+  // A chain: every delta made readable at random (pipes spooled to temp files), then one pass
+  // (lib/delta/chain.ts) when all are containers of one page size; else delta by delta.
+  const opened: ChainInput[] = [];
+  try {
+    for (let i = 0; i < list.length; i++) {
+      opened.push(
+        await chainInput(list[i]!, () => (options.tempPath ?? tempPathFor)(output)).catch((err: unknown) => {
+          throw tagDelta(err, i);
+        }),
+      );
+    }
+    const ps = opened[0]!.pageSize;
+    if (opened.some((d) => d.pageSize === 0 || d.pageSize !== ps)) return await patchSequential(oldPath, opened.map((d) => d.input), output, options);
+    return await patchChain(oldPath, opened, output, options);
+  } finally {
+    for (const d of opened) await d.close();
+  }
+}
+
+/** Applies the deltas one by one, each through a temporary intermediate image. */
+async function patchSequential(oldPath: string, list: DeltaInput[], output: string, options: PatchImageOptions): Promise<DeltaStats[]> {
   const all: DeltaStats[] = [];
   let cur = oldPath;
   let curLabel = oldPath;
@@ -702,8 +729,7 @@ export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInpu
     for (let i = 0; i < list.length; i++) {
       const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel).catch((err: unknown) => {
         // Which delta of the chain failed, for callers naming it.
-        if (err !== null && typeof err === 'object') Object.defineProperty(err, 'deltaIndex', { value: i, enumerable: false, configurable: true });
-        throw err;
+        throw tagDelta(err, i);
       });
       all.push(stats);
       await dropTemp(prev);
@@ -719,6 +745,141 @@ export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInpu
     return all;
   } finally {
     await dropTemp(prev);
+  }
+}
+
+/** A delta of a chain, readable in order and at random. */
+interface ChainInput {
+  /** What the sequential path is given (a path or the bytes). */
+  input: string | Uint8Array;
+  /** Its page size when it is a container (0: a plain stream, or too short to say). */
+  pageSize: number;
+  chunks(): AsyncIterable<Uint8Array>;
+  random: RandomRead;
+  close(): Promise<void>;
+}
+
+/** A path to a regular file as it is, bytes as they are; anything else (pipes, streams) copied to a temp file first. */
+async function chainInput(input: DeltaInput, spoolPath: () => string): Promise<ChainInput> {
+  const head = new Uint8Array(16);
+  const kind = (h: Uint8Array, n: number): number => (n === 16 && isDeltaMagic(h) ? ((h[12]! << 24) | (h[13]! << 16) | (h[14]! << 8) | h[15]!) >>> 0 : 0);
+  if (input instanceof Uint8Array) {
+    head.set(input.subarray(0, 16));
+    return {
+      input,
+      pageSize: kind(head, Math.min(16, input.length)),
+      chunks: async function* () {
+        yield input;
+      },
+      random: {
+        read: async (into, length, position) => {
+          const n = Math.max(0, Math.min(length, input.length - position));
+          into.set(input.subarray(position, position + n));
+          return n;
+        },
+      },
+      close: async () => undefined,
+    };
+  }
+  let path: string;
+  let spool: string | null = null;
+  if (typeof input === 'string' && (await stat(input)).isFile()) path = input;
+  else {
+    const { stream } = deltaChunks(input);
+    spool = spoolPath();
+    const fh = await open(spool, 'wx');
+    try {
+      let pos = 0;
+      for await (const c of stream) {
+        let done = 0;
+        while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten;
+        pos += c.length;
+      }
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(spool).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    path = spool;
+  }
+  const fh = await open(path, 'r');
+  const p = path;
+  const n = (await fh.read(head, 0, 16, 0)).bytesRead;
+  return {
+    input: p,
+    pageSize: kind(head, n),
+    chunks: () => createReadStream(p, { highWaterMark: 1 << 20 }),
+    random: { read: async (into, length, position) => (await fh.read(into, 0, length, position)).bytesRead },
+    close: async () => {
+      await fh.close().catch(() => undefined);
+      if (spool !== null) await unlink(spool).catch(() => undefined);
+    },
+  };
+}
+
+/** A chain in one pass (lib/delta/chain.ts): BASE read once, NEW written once. */
+async function patchChain(oldPath: string, deltas: ChainInput[], output: string, options: PatchImageOptions): Promise<DeltaStats[]> {
+  const oldSt = await stat(oldPath);
+  // A regular file, or an empty device (/dev/null: a delta made against nothing).
+  if (!oldSt.isFile() && !(oldSt.isCharacterDevice() && oldSt.size === 0)) throw tagDelta(new Error(`${oldPath}: not a regular file`), 0);
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const chain = await ChainApplier.open(
+    oldSt.size,
+    deltas.map((d) => ({ chunks: d.chunks(), random: d.random })),
+    { hasher, compressor },
+    { pageSize: options.pageSize, verify: options.verify, baseName: oldPath },
+  );
+  const headers = chain.headers;
+  const last = headers[headers.length - 1]!;
+  const ps = last.pageSize;
+  const baseFh = await open(oldPath, 'r');
+  let out: Out | null = null;
+  try {
+    out = await makeTemp(output, last.newSize, options.tempPath);
+    const o = out;
+    let pending: Promise<void> = Promise.resolve();
+    const gen = chain.steps({
+      base: { read: async (into, length, position) => (await baseFh.read(into, 0, length, position)).bytesRead },
+      readOut: async (off, into) => {
+        await pending;
+        let done = 0;
+        while (done < ps) {
+          const r = (await o.fh.read(into, done, ps - done, off + done)).bytesRead;
+          if (r === 0) break;
+          done += r;
+        }
+        into.fill(0, done, ps);
+      },
+    });
+    let stats: DeltaStats[];
+    try {
+      for (;;) {
+        const r = await gen.next();
+        if (r.done === true) {
+          stats = r.value;
+          break;
+        }
+        // The write of this step runs while the next one is computed (three buffers take turns).
+        await pending;
+        const v = r.value;
+        pending = writeStep(o.fh, v.data, v.zero, ps, v.offset);
+        options.onProgress?.(Math.min(v.offset + v.data.length, last.newSize), last.newSize, headers.length - 1);
+      }
+    } catch (err) {
+      await pending.catch(() => undefined);
+      await gen.return([]).catch(() => undefined); // its buffers go back
+      throw err;
+    }
+    await pending;
+    await o.fh.sync();
+    await o.fh.close();
+    await rename(o.path, output);
+    out = null;
+    return stats;
+  } finally {
+    await dropTemp(out);
+    await baseFh.close();
   }
 }
 

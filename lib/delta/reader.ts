@@ -237,6 +237,24 @@ export class RecordCursor {
     this.frameIndex = frameIndex;
   }
 
+  /** The block name of the MEM_SIZE record (null before it was read). */
+  get blockName(): string | null {
+    return this.block;
+  }
+
+  /**
+   * @internal Starts over at a frame read out of order (random access to a
+   * delta): the records are checked as in a pass from that frame on, with
+   * `block` (from frame 0's MEM_SIZE) as the block and no page before.
+   */
+  resume(frame: Uint8Array, frameAt: number, frameIndex: number, block: string | null): void {
+    this.reset(frame, frameAt, frameIndex);
+    this.sawMemSize = frameIndex > 0;
+    this.sawEos = false;
+    this.block = frameIndex > 0 ? block : null;
+    this.lastOffset = 0;
+  }
+
   private pos = 0;
 
   private bad(why: string): XbzrleError {
