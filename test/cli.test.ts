@@ -1,7 +1,10 @@
 /**
- * End-to-end tests of the `xbzrle` command (issue 6), through the BUILT bin:
- * every test spawns `node dist/cli.js ...` as a child process. `npm test`
- * builds first; run `npm run build` before `npx vitest run test/cli.test.ts`.
+ * Tests of the `xbzrle` command (issue 6). Most run it in-process (`runMain`:
+ * `main(argv, io)` over in-memory streams); those that need a real process
+ * spawn the BUILT bin (`runCli`, `node dist/cli.js ...`): --version through the
+ * bin, terminals (`script`), `-o /dev/stdout`, stdout redirected onto an input,
+ * and readers that close early (EPIPE). `npm test` builds first; run
+ * `npm run build` before `npx vitest run test/cli.test.ts`.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -10,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
-import { assertBuilt, CLI, PACKAGE_JSON, run, runCli, sha256, tempFilesIn, type CliResult } from './helpers/cli.js';
+import { assertBuilt, CLI, PACKAGE_JSON, run, runCli, runMain, sha256, tempFilesIn, type CliResult } from './helpers/cli.js';
 import { findRamSections, loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
 import { buildRecords } from './helpers/streams.js';
 
@@ -49,7 +52,7 @@ function put(dir: string, name: string, data: Uint8Array): string {
 
 /** The stat --json report (throws with the CLI's stderr when the command failed). */
 async function statJson(file: string): Promise<any> {
-  const r = await runCli(['stat', file, '--json']);
+  const r = await runMain(['stat', file, '--json']);
   if (r.code !== 0) throw new Error(`stat ${file} failed (${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout.toString('utf8'));
 }
@@ -87,7 +90,7 @@ function sharedDelta(oldImg: Uint8Array, newImg: Uint8Array): () => Promise<Buff
   return () =>
     (memo ??= (async () => {
       const dir = freshDir('delta');
-      const res = await runCli([...DIFF, put(dir, 'old', oldImg), put(dir, 'new', newImg), '-o', join(dir, 'd'), '-q']);
+      const res = await runMain([...DIFF, put(dir, 'old', oldImg), put(dir, 'new', newImg), '-o', join(dir, 'd'), '-q']);
       if (res.code !== 0) throw new Error(`diff failed: ${res.stderr}`);
       return readFileSync(join(dir, 'd'));
     })());
@@ -256,7 +259,7 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
       else expect(want[kind], `scenario has ${kind} pages`).toBeGreaterThan(0);
     }
 
-    const d = await runCli([...DIFF, oldPath, newPath, '-o', delta]);
+    const d = await runMain([...DIFF, oldPath, newPath, '-o', delta]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout.length).toBe(0);
     expect(d.stderr).toContain(`${want.changed} of ${pages} pages changed`);
@@ -269,7 +272,7 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     expect(st.ram.duplicate).toBe(want.ZERO);
     expect(st.ram.transferred).toBe(statSync(delta).size);
 
-    const p = await runCli(['patch', oldPath, delta, '-o', out]);
+    const p = await runMain(['patch', oldPath, delta, '-o', out]);
     expect(p.code, p.stderr).toBe(0);
     expect(p.stderr).toContain(`applied ${want.changed} pages`);
     expect(sameBytes(readFileSync(out), s.new)).toBe(true);
@@ -284,10 +287,10 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const b = [...mutate(a, mixedOp, r), ...basePages(8, r)]; // grows to 40 pages
     const c = mutate(b, (i) => (i % 3 === 0 ? 'sparse' : i % 5 === 0 ? 'rewrite' : 'same'), r).slice(0, 24); // shrinks to 24
     const [pa, pb, pc] = [put(dir, 'a', join_(a)), put(dir, 'b', join_(b)), put(dir, 'c', join_(c))];
-    expectOk(await runCli([...DIFF, pa, pb, '-o', join(dir, 'ab'), '-q']));
-    expectOk(await runCli([...DIFF, pb, pc, '-o', join(dir, 'bc'), '-q']));
-    expectOk(await runCli(['patch', pa, join(dir, 'ab'), '-o', join(dir, 'b2'), '-q']));
-    expectOk(await runCli(['patch', join(dir, 'b2'), join(dir, 'bc'), '-o', join(dir, 'c2'), '-q']));
+    expectOk(await runMain([...DIFF, pa, pb, '-o', join(dir, 'ab'), '-q']));
+    expectOk(await runMain([...DIFF, pb, pc, '-o', join(dir, 'bc'), '-q']));
+    expectOk(await runMain(['patch', pa, join(dir, 'ab'), '-o', join(dir, 'b2'), '-q']));
+    expectOk(await runMain(['patch', join(dir, 'b2'), join(dir, 'bc'), '-o', join(dir, 'c2'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'b2')), join_(b))).toBe(true);
     expect(sha256(join(dir, 'c2'))).toBe(sha256(pc));
   });
@@ -300,8 +303,8 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     newImg[3 * 8192 + 17] = newImg[3 * 8192 + 17]! ^ 0x55;
     newImg.fill(0, 6 * 8192, 7 * 8192);
     const [po, pn] = [put(dir, 'old', oldImg), put(dir, 'new', newImg)];
-    expectOk(await runCli([...DIFF, po, pn, '-o', join(dir, 'd'), '--page-size', '8k', '-q']));
-    const st = await runCli(['stat', join(dir, 'd'), '--json', '--page-size', '8192']);
+    expectOk(await runMain([...DIFF, po, pn, '-o', join(dir, 'd'), '--page-size', '8k', '-q']));
+    const st = await runMain(['stat', join(dir, 'd'), '--json', '--page-size', '8192']);
     expectOk(st);
     const json = JSON.parse(st.stdout.toString());
     expect(json.pageSize).toBe(8192);
@@ -309,7 +312,7 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     expect(want).toEqual({ PAGE: 0, ZERO: 1, XBZRLE: 1, changed: 2 });
     expect(json.records).toEqual({ PAGE: want.PAGE, ZERO: want.ZERO, XBZRLE: want.XBZRLE, MEM_SIZE: 1, EOS: 1 });
     expect(json.blocks).toEqual([{ id: 'ram', length: oldImg.length }]);
-    expectOk(await runCli(['patch', po, join(dir, 'd'), '-o', join(dir, 'out'), '--page-size', '8192', '-q']));
+    expectOk(await runMain(['patch', po, join(dir, 'd'), '-o', join(dir, 'out'), '--page-size', '8192', '-q']));
     expect(sameBytes(readFileSync(join(dir, 'out')), newImg)).toBe(true);
   });
 
@@ -320,11 +323,11 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const newImg = join_(mutate(basePages(8, rng(12)), mixedOp, r));
     const [po, pn] = [put(dir, 'old', oldImg), put(dir, 'new', newImg)];
     const delta = join(dir, 'd');
-    expectOk(await runCli([...DIFF, po, pn, '-o', delta, '--block', 'pc.ram', '-q']));
+    expectOk(await runMain([...DIFF, po, pn, '-o', delta, '--block', 'pc.ram', '-q']));
     expect((await statJson(delta)).blocks).toEqual([{ id: 'pc.ram', length: newImg.length }]);
-    expectOk(await runCli(['patch', po, delta, '-o', join(dir, 'ok'), '--block', 'pc.ram', '-q']));
+    expectOk(await runMain(['patch', po, delta, '-o', join(dir, 'ok'), '--block', 'pc.ram', '-q']));
     expect(sameBytes(readFileSync(join(dir, 'ok')), newImg)).toBe(true);
-    const bad = await runCli(['patch', po, delta, '-o', join(dir, 'bad'), '--block', 'other']);
+    const bad = await runMain(['patch', po, delta, '-o', join(dir, 'bad'), '--block', 'other']);
     expectOneLineError(bad, /pc\.ram/);
     expect(existsSync(join(dir, 'bad'))).toBe(false);
     expect(tempFilesIn(dir)).toEqual([]);
@@ -344,14 +347,14 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     });
     const po = put(dir, 'old', oldImg);
     const delta = put(dir, 'd', Buffer.from(deltaBytes));
-    expectOk(await runCli(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
+    expectOk(await runMain(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
     const b = readFileSync(join(dir, 'b.img'));
     expect(b.length).toBe(2 * PS);
     expect(b.subarray(0, PS).every((x) => x === 1)).toBe(true);
     expect(b.subarray(PS).every((x) => x === 0xbb)).toBe(true);
-    const none = await runCli(['patch', po, delta, '-o', join(dir, 'x.img')]);
+    const none = await runMain(['patch', po, delta, '-o', join(dir, 'x.img')]);
     expectOneLineError(none, /holds 2 blocks \(a, b\); choose one with --block/);
-    const missing = await runCli(['patch', po, delta, '-o', join(dir, 'y.img'), '--block', 'c']);
+    const missing = await runMain(['patch', po, delta, '-o', join(dir, 'y.img'), '--block', 'c']);
     expectOneLineError(missing, /has no block "c" \(it holds a, b\)/);
     for (const f of ['x.img', 'y.img']) expect(existsSync(join(dir, f))).toBe(false);
     expect(tempFilesIn(dir)).toEqual([]);
@@ -371,12 +374,12 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
         }),
       ),
     );
-    const p = await runCli(['patch', po, delta, '-o', join(dir, 'p.img')]);
+    const p = await runMain(['patch', po, delta, '-o', join(dir, 'p.img')]);
     expectOneLineError(p, /holds blocks "a" and "b"; choose one with --block/);
-    const d = await runCli(['decode', delta, '--out', join(dir, 'd.img')]);
+    const d = await runMain(['decode', delta, '--out', join(dir, 'd.img')]);
     expectOneLineError(d, /holds blocks "a" and "b"; choose one with --block/);
     for (const f of ['p.img', 'd.img']) expect(existsSync(join(dir, f))).toBe(false);
-    expectOk(await runCli(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
+    expectOk(await runMain(['patch', po, delta, '-o', join(dir, 'b.img'), '--block', 'b', '-q']));
     expect(readFileSync(join(dir, 'b.img')).subarray(0, PS).every((x) => x === 0xbb)).toBe(true);
     expect(tempFilesIn(dir)).toEqual([]);
   });
@@ -385,14 +388,14 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const dir = freshDir('stale');
     const po = put(dir, 'old', Buffer.alloc(2 * PS, 3));
     const pn = put(dir, 'new', Buffer.alloc(2 * PS, 4));
-    expectOk(await runCli([...DIFF, po, pn, '-o', join(dir, 'd'), '-q']));
+    expectOk(await runMain([...DIFF, po, pn, '-o', join(dir, 'd'), '-q']));
     const exited = spawn(process.execPath, ['-e', '0']);
     const deadPid = await new Promise<number>((resolve) => exited.on('exit', () => resolve(exited.pid!)));
     const stale = `.out.${deadPid}.k3x9q2ab.xbzrle-tmp`; // ours, from a dead run
     const otherOutput = `.out.${deadPid}.${process.pid}.k3x9q2ab.xbzrle-tmp`; // a live run writing "out.<deadPid>"
     const lookalike = `.out.${deadPid}.k3x9q2ab.xbzrle-tmp.keep`;
     for (const name of [stale, otherOutput, lookalike]) writeFileSync(join(dir, name), 'x');
-    expectOk(await runCli(['patch', po, join(dir, 'd'), '-o', join(dir, 'out'), '-q']));
+    expectOk(await runMain(['patch', po, join(dir, 'd'), '-o', join(dir, 'out'), '-q']));
     expect(existsSync(join(dir, stale))).toBe(false);
     expect(existsSync(join(dir, otherOutput))).toBe(true);
     expect(existsSync(join(dir, lookalike))).toBe(true);
@@ -402,7 +405,7 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const dir = freshDir('odd');
     const po = put(dir, 'old', Buffer.alloc(PS));
     const pn = put(dir, 'new', Buffer.alloc(PS + 100, 1));
-    const r = await runCli([...DIFF, po, pn, '-o', join(dir, 'd')]);
+    const r = await runMain([...DIFF, po, pn, '-o', join(dir, 'd')]);
     expectOneLineError(r, new RegExp(`${escapeRe(pn)}: size ${PS + 100} is not a multiple of the page size`));
     expect(readdirSync(dir).sort()).toEqual(['new', 'old']);
   });
@@ -416,9 +419,9 @@ describe.concurrent('xbzrle diff / patch round trips', () => {
     const po = put(dir, 'old', join_(basePages(4, rng(3))));
     const pn = put(dir, 'new', new Uint8Array(0));
     const delta = join(dir, 'd');
-    const d = await runCli([...DIFF, po, pn, '-o', delta]);
+    const d = await runMain([...DIFF, po, pn, '-o', delta]);
     if (d.code === 0) {
-      const p = await runCli(['patch', po, delta, '-o', join(dir, 'out')]);
+      const p = await runMain(['patch', po, delta, '-o', join(dir, 'out')]);
       expect(p.code, p.stderr).toBe(0);
       expect(statSync(join(dir, 'out')).size).toBe(0);
     } else {
@@ -438,10 +441,10 @@ describe.concurrent('stdin / stdout piping', () => {
   it('diff without -o writes the delta to stdout (same bytes as -o) and nothing to stderr', async () => {
     const dir = freshDir('pipe');
     const [pa, pb] = [put(dir, 'a', a), put(dir, 'b', b)];
-    const toStdout = await runCli([...DIFF, pa, pb]);
+    const toStdout = await runMain([...DIFF, pa, pb]);
     expectOk(toStdout);
     expect(toStdout.stderr).toBe('');
-    expectOk(await runCli([...DIFF, pa, pb, '-o', join(dir, 'd'), '-q']));
+    expectOk(await runMain([...DIFF, pa, pb, '-o', join(dir, 'd'), '-q']));
     expect(toStdout.stdout.equals(readFileSync(join(dir, 'd')))).toBe(true);
   });
 
@@ -451,10 +454,10 @@ describe.concurrent('stdin / stdout piping', () => {
   ])('diff a b | %s rebuilds b', async (_label, args) => {
     const dir = freshDir('pipe');
     const [pa, pb] = [put(dir, 'a', a), put(dir, 'b', b)];
-    const delta = await runCli([...DIFF, pa, pb]);
+    const delta = await runMain([...DIFF, pa, pb]);
     expectOk(delta);
     const out = join(dir, 'out');
-    const p = await runCli(args(pa, out), { input: delta.stdout });
+    const p = await runMain(args(pa, out), { input: delta.stdout });
     expectOk(p);
     expect(sameBytes(readFileSync(out), b)).toBe(true);
   });
@@ -462,19 +465,19 @@ describe.concurrent('stdin / stdout piping', () => {
   it("diff - NEW reads OLD from stdin", async () => {
     const dir = freshDir('pipe');
     const [pa, pb] = [put(dir, 'a', a), put(dir, 'b', b)];
-    const d = await runCli([...DIFF, '-', pb, '-o', join(dir, 'd'), '-q'], { input: a });
+    const d = await runMain([...DIFF, '-', pb, '-o', join(dir, 'd'), '-q'], { input: a });
     expectOk(d);
-    expectOk(await runCli(['patch', pa, join(dir, 'd'), '-o', join(dir, 'out'), '-q']));
+    expectOk(await runMain(['patch', pa, join(dir, 'd'), '-o', join(dir, 'out'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'out')), b)).toBe(true);
   });
 
   it('stat reads stdin when FILE is omitted or -', async () => {
     const dir = freshDir('pipe');
     const [pa, pb] = [put(dir, 'a', a), put(dir, 'b', b)];
-    const delta = (await runCli([...DIFF, pa, pb])).stdout;
+    const delta = (await runMain([...DIFF, pa, pb])).stdout;
     const want = expectedRecords(a, b);
     for (const args of [['stat', '--json'], ['stat', '-', '--json']]) {
-      const st = await runCli(args, { input: delta });
+      const st = await runMain(args, { input: delta });
       expectOk(st);
       const json = JSON.parse(st.stdout.toString());
       expect(json.file).toBe('stdin');
@@ -485,11 +488,11 @@ describe.concurrent('stdin / stdout piping', () => {
   it('encode from stdin (--image-size) to stdout, piped into decode from stdin, gives the last round', async () => {
     const dir = freshDir('pipe');
     const rounds = Buffer.concat([a, b, a]);
-    const enc = await runCli(['encode', '--image-size', `${a.length / 1024}k`], { input: rounds });
+    const enc = await runMain(['encode', '--image-size', `${a.length / 1024}k`], { input: rounds });
     expectOk(enc);
     expect(enc.stderr).toBe('');
     const out = join(dir, 'img');
-    const dec = await runCli(['decode', '--out', out, '-q'], { input: enc.stdout });
+    const dec = await runMain(['decode', '--out', out, '-q'], { input: enc.stdout });
     expectOk(dec);
     expect(sameBytes(readFileSync(out), a)).toBe(true);
   });
@@ -511,23 +514,23 @@ describe.concurrent('xbzrle encode / decode', () => {
     const files = rounds.map((img, i) => put(dir, `r${i}`, img));
     const before = files.map(sha256);
     const stream = join(dir, 's');
-    const e = await runCli(['encode', ...files, '-o', stream]);
+    const e = await runMain(['encode', ...files, '-o', stream]);
     expectOk(e);
     expect(e.stderr).toMatch(/4 rounds/);
     const st = await statJson(stream);
     expect(st.blocks).toEqual([{ id: 'ram', length: last.length }]);
     expect(st.records.MEM_SIZE).toBe(1);
     expect(st.records.XBZRLE).toBeGreaterThan(0);
-    const d = await runCli(['decode', stream, '--out', join(dir, 'img')]);
+    const d = await runMain(['decode', stream, '--out', join(dir, 'img')]);
     expectOk(d);
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
     expect(files.map(sha256)).toEqual(before);
 
     // The same rounds concatenated on stdin.
-    const fromStdin = await runCli(['encode', '--image-size', String(last.length)], { input: Buffer.concat(rounds) });
+    const fromStdin = await runMain(['encode', '--image-size', String(last.length)], { input: Buffer.concat(rounds) });
     expectOk(fromStdin);
     expect(fromStdin.stdout.equals(readFileSync(stream))).toBe(true);
-    const d2 = await runCli(['decode', '-', '--out', join(dir, 'img2'), '-q'], { input: fromStdin.stdout });
+    const d2 = await runMain(['decode', '-', '--out', join(dir, 'img2'), '-q'], { input: fromStdin.stdout });
     expectOk(d2);
     expect(sameBytes(readFileSync(join(dir, 'img2')), last)).toBe(true);
   });
@@ -536,29 +539,29 @@ describe.concurrent('xbzrle encode / decode', () => {
     const dir = freshDir('enc');
     const files = rounds.map((img, i) => put(dir, `r${i}`, img));
     const stream = join(dir, 's');
-    expectOk(await runCli(['encode', ...files, '-o', stream, '--cache-size', '16k', '-q']));
-    expectOk(await runCli(['decode', stream, '--out', join(dir, 'img'), '-q']));
+    expectOk(await runMain(['encode', ...files, '-o', stream, '--cache-size', '16k', '-q']));
+    expectOk(await runMain(['decode', stream, '--out', join(dir, 'img'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
     // The decoder's page cache (2 pages here) is independent of the sender's.
-    expectOk(await runCli(['decode', stream, '--out', join(dir, 'img-small'), '--cache-size', '8k', '-q']));
+    expectOk(await runMain(['decode', stream, '--out', join(dir, 'img-small'), '--cache-size', '8k', '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img-small')), last)).toBe(true);
     // The commands that write a file take --cache-size for its page cache, up to what one buffer holds.
     for (const args of [['decode', stream, '--out', join(dir, 'img-huge')], ['patch', files[0]!, stream, '-o', join(dir, 'img-huge')], ['extract', stream, '--out', join(dir, 'huge')]]) {
-      expectOneLineError(await runCli([...args, '--cache-size', '5G']), /--cache-size 5G: at most 4G \(4294967296 bytes\)/);
+      expectOneLineError(await runMain([...args, '--cache-size', '5G']), /--cache-size 5G: at most 4G \(4294967296 bytes\)/);
     }
     expect(existsSync(join(dir, 'img-huge')) || existsSync(join(dir, 'huge'))).toBe(false);
     // A cache of 4 pages cannot hold a 64-page image: most pages go whole.
     const big = await statJson(join(dir, 's'));
-    expectOk(await runCli(['encode', ...files, '-o', join(dir, 's64'), '-q']));
+    expectOk(await runMain(['encode', ...files, '-o', join(dir, 's64'), '-q']));
     expect(big.records.PAGE).toBeGreaterThan((await statJson(join(dir, 's64'))).records.PAGE);
   });
 
   it('a diff delta (against zeros) is applied by patch, and decode says so', async () => {
     const dir = freshDir('enc');
     const pn = put(dir, 'new', last);
-    expectOk(await runCli([...DIFF, '/dev/null', pn, '-o', join(dir, 'd'), '-q']));
-    expectOneLineError(await runCli(['decode', join(dir, 'd'), '--out', join(dir, 'img'), '-q']), /a delta against a base image .*apply it with 'xbzrle patch/);
-    expectOk(await runCli(['patch', '/dev/null', join(dir, 'd'), '-o', join(dir, 'img'), '-q']));
+    expectOk(await runMain([...DIFF, '/dev/null', pn, '-o', join(dir, 'd'), '-q']));
+    expectOneLineError(await runMain(['decode', join(dir, 'd'), '--out', join(dir, 'img'), '-q']), /a delta against a base image .*apply it with 'xbzrle patch/);
+    expectOk(await runMain(['patch', '/dev/null', join(dir, 'd'), '-o', join(dir, 'img'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
   });
 
@@ -566,12 +569,12 @@ describe.concurrent('xbzrle encode / decode', () => {
     const dir = freshDir('enc');
     const p0 = put(dir, 'r0', rounds[0]!);
     const small = put(dir, 'small', rounds[1]!.subarray(0, 8 * PS));
-    const e = await runCli(['encode', p0, small, '-o', join(dir, 's')]);
+    const e = await runMain(['encode', p0, small, '-o', join(dir, 's')]);
     expectOneLineError(e, new RegExp(`${escapeRe(small)}: size ${8 * PS} differs from the image size ${last.length}`));
     expect(existsSync(join(dir, 's'))).toBe(false);
-    const noSize = await runCli(['encode', '-o', join(dir, 's')], { input: last });
+    const noSize = await runMain(['encode', '-o', join(dir, 's')], { input: last });
     expectUsageError(noSize, /--image-size/);
-    const partial = await runCli(['encode', '--image-size', String(last.length), '-o', join(dir, 's')], { input: last.subarray(0, last.length - PS) });
+    const partial = await runMain(['encode', '--image-size', String(last.length), '-o', join(dir, 's')], { input: last.subarray(0, last.length - PS) });
     expect(partial.code).toBe(1);
     expect(partial.stderr).toMatch(/^xbzrle: stdin: /);
     expect(readdirSync(dir).sort()).toEqual(['r0', 'small']);
@@ -595,17 +598,17 @@ describe.concurrent('refusals', () => {
   it('an existing output is not overwritten without -f (exit 1, message, file unchanged); -f replaces it', async () => {
     const { dir, pa, pb } = setup();
     const delta = put(dir, 'd', Buffer.from('precious\n'));
-    const refused = await runCli([...DIFF, pa, pb, '-o', delta]);
+    const refused = await runMain([...DIFF, pa, pb, '-o', delta]);
     expectOneLineError(refused, new RegExp(`${escapeRe(delta)}: already exists \\(use -f to overwrite\\)`));
     expect(readFileSync(delta, 'utf8')).toBe('precious\n');
     expect(tempFilesIn(dir)).toEqual([]);
 
-    expectOk(await runCli([...DIFF, pa, pb, '-o', delta, '-f', '-q']));
+    expectOk(await runMain([...DIFF, pa, pb, '-o', delta, '-f', '-q']));
     const out = put(dir, 'out', Buffer.from('old output'));
-    const refusedPatch = await runCli(['patch', pa, delta, '-o', out]);
+    const refusedPatch = await runMain(['patch', pa, delta, '-o', out]);
     expectOneLineError(refusedPatch, /already exists/);
     expect(readFileSync(out, 'utf8')).toBe('old output');
-    expectOk(await runCli(['patch', pa, delta, '-o', out, '--force', '-q']));
+    expectOk(await runMain(['patch', pa, delta, '-o', out, '--force', '-q']));
     expect(sameBytes(readFileSync(out), b)).toBe(true);
     expect(tempFilesIn(dir)).toEqual([]);
   });
@@ -616,12 +619,12 @@ describe.concurrent('refusals', () => {
   ])('%s does not overwrite an existing output without -f', async (_name, args) => {
     const { dir } = setup();
     put(dir, 'd', await delta());
-    expectOk(await runCli(['encode', join(dir, 'a'), join(dir, 'b'), '-o', join(dir, 's'), '-q'])); // a stream for decode
+    expectOk(await runMain(['encode', join(dir, 'a'), join(dir, 'b'), '-o', join(dir, 's'), '-q'])); // a stream for decode
     const x = put(dir, 'x', Buffer.from('keep me'));
-    expectOneLineError(await runCli(args(dir)), /already exists/);
+    expectOneLineError(await runMain(args(dir)), /already exists/);
     expect(readFileSync(x, 'utf8')).toBe('keep me');
     expect(tempFilesIn(dir)).toEqual([]);
-    expectOk(await runCli([...args(dir), '-f', '-q']));
+    expectOk(await runMain([...args(dir), '-f', '-q']));
     expect(readFileSync(x, 'utf8')).not.toBe('keep me');
   });
 
@@ -636,7 +639,7 @@ describe.concurrent('refusals', () => {
     const { dir } = setup();
     put(dir, 'd', await delta());
     const before = ['a', 'b', 'd'].map((n) => sha256(join(dir, n)));
-    const res = await runCli(args(dir));
+    const res = await runMain(args(dir));
     expectOneLineError(res, /is also an input file/);
     expect(['a', 'b', 'd'].map((n) => sha256(join(dir, n)))).toEqual(before);
     expect(readdirSync(dir).sort()).toEqual(['a', 'b', 'd']);
@@ -652,7 +655,7 @@ describe.concurrent('refusals', () => {
     ['bad page size', [...DIFF, 'a', 'b', '--page-size', '3000'], /--page-size must be a power of two/],
   ])('%s: exit 1 with a message', async (_label, args, pattern) => {
     const dir = freshDir('usage');
-    const res = await runCli(args, { cwd: dir });
+    const res = await runMain(args, { cwd: dir });
     expect(res.code, res.stderr).toBe(1);
     expect(res.stdout.length).toBe(0);
     expect(res.stderr).toMatch(/^xbzrle: /);
@@ -664,8 +667,8 @@ describe.concurrent('refusals', () => {
   it('a missing input file is named in the message', async () => {
     const { dir, pa } = setup();
     const missing = join(dir, 'nope');
-    expectOneLineError(await runCli(['patch', missing, pa, '-o', join(dir, 'out')]), new RegExp(`${escapeRe(missing)}: no such file`));
-    expectOneLineError(await runCli(['stat', missing]), new RegExp(`${escapeRe(missing)}: no such file`));
+    expectOneLineError(await runMain(['patch', missing, pa, '-o', join(dir, 'out')]), new RegExp(`${escapeRe(missing)}: no such file`));
+    expectOneLineError(await runMain(['stat', missing]), new RegExp(`${escapeRe(missing)}: no such file`));
     expect(existsSync(join(dir, 'out'))).toBe(false);
   });
 
@@ -747,7 +750,7 @@ describe.concurrent('bad input: exit 1, one-line message naming the file, no out
     for (const cmd of commands) {
       const out = join(dir, `out-${cmd}`);
       const args = cmd === 'patch' ? ['patch', po, pb, '-o', out] : cmd === 'decode' ? ['decode', pb, '--out', out] : ['stat', pb, '--json'];
-      const res = await runCli(args);
+      const res = await runMain(args);
       // decode is not the command for a delta against a base image: it may say so first.
       expectOneLineError(res, cmd === 'decode' && /apply it with 'xbzrle patch/.test(res.stderr) ? /a delta against a base image/ : pattern_);
       if (cmd === 'stat') expect(res.stdout.length).toBe(0);
@@ -815,7 +818,7 @@ describe.concurrent('bad input: exit 1, one-line message naming the file, no out
         ['patch', po, pm, '-o', join(dir, 'out')],
         ['decode', pm, '--out', join(dir, 'out')],
       ]) {
-        const res = await runCli(args);
+        const res = await runMain(args);
         expectOneLineError(res, new RegExp(`^xbzrle: ${escapeRe(pm)}: this is a QEMU migration file, not a delta`));
       }
       expect(readdirSync(dir).sort()).toEqual(['old', 's.mig']);
@@ -833,8 +836,8 @@ describe.concurrent('bad input: exit 1, one-line message naming the file, no out
         [pv, /version 2/],
         [cut, /byte \d+/],
       ] as const) {
-        expectOneLineError(await runCli(['stat', file]), new RegExp(`^xbzrle: ${escapeRe(file)}: .*${pattern.source}`));
-        const ex = await runCli(['extract', file, '--out', outDir]);
+        expectOneLineError(await runMain(['stat', file]), new RegExp(`^xbzrle: ${escapeRe(file)}: .*${pattern.source}`));
+        const ex = await runMain(['extract', file, '--out', outDir]);
         expectOneLineError(ex, new RegExp(`^xbzrle: ${escapeRe(file)}: .*${pattern.source}`));
         expect(existsSync(outDir) ? readdirSync(outDir) : []).toEqual([]);
       }
@@ -870,7 +873,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
   it('extract writes every block as DIR/<id with / → _>.bin, pc.ram.bin equal to the ground truth, and --json equals stat --json', async () => {
     const out = join(dir, 'blocks');
     const before = sha256(migPath);
-    const ex = await runCli(['extract', migPath, '--out', out, '--json']);
+    const ex = await runMain(['extract', migPath, '--out', out, '--json']);
     expectOk(ex);
     const names = BLOCKS.map(([id]) => id.replace(/\//g, '_') + '.bin');
     expect(readdirSync(out).sort()).toEqual([...names].sort());
@@ -883,14 +886,14 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     expect(exJson).toEqual(stJson);
 
     // Extracting again refuses to overwrite the block files without -f.
-    const again = await runCli(['extract', migPath, '--out', out]);
+    const again = await runMain(['extract', migPath, '--out', out]);
     expectOneLineError(again, /already exists/);
     expect(tempFilesIn(out)).toEqual([]);
     expect(sameBytes(readFileSync(join(out, 'pc.ram.bin')), ram)).toBe(true);
 
     // A page cache far smaller than the image (and than the sender's XBZRLE cache) gives the same image.
     const small = join(dir, 'small-cache');
-    expectOk(await runCli(['extract', migPath, '--out', small, '--cache-size', '2M', '-q']));
+    expectOk(await runMain(['extract', migPath, '--out', small, '--cache-size', '2M', '-q']));
     expect(sameBytes(readFileSync(join(small, 'pc.ram.bin')), ram)).toBe(true);
   });
 
@@ -903,7 +906,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     const out = join(dir, 'cut-blocks');
     mkdirSync(out, { recursive: true });
     const kept = put(out, 'pc.ram.bin', Buffer.from('earlier extract'));
-    const r = await runCli(['extract', part, '--out', out, '-f', '-q']);
+    const r = await runMain(['extract', part, '--out', out, '-f', '-q']);
     expectOneLineError(r, /the RAM sections end before all RAM was sent \(stopped at byte \d+\); nothing written/);
     expect(readFileSync(kept, 'utf8')).toBe('earlier extract');
     expect(readdirSync(out)).toEqual(['pc.ram.bin']);
@@ -927,7 +930,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
   });
 
   it('human stat names the machine type and the record counts', async () => {
-    const res = await runCli(['stat', migPath]);
+    const res = await runMain(['stat', migPath]);
     expectOk(res);
     const text = res.stdout.toString();
     expect(text).toContain('pc-i440fx-7.2');
@@ -941,17 +944,17 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
 
 describe.concurrent('help and version', () => {
   it.each(['diff', 'patch', 'stat', 'extract', 'encode', 'decode'])('%s --help (or -h) prints its usage and exits 0', async (cmd) => {
-    const res = await runCli([cmd, cmd === 'diff' ? '-h' : '--help']);
+    const res = await runMain([cmd, cmd === 'diff' ? '-h' : '--help']);
     expectOk(res);
     expect(res.stdout.toString()).toMatch(new RegExp(`^usage: xbzrle ${cmd} `));
     expect(res.stderr).toBe('');
   });
 
   it('--help lists every command and exits 0; no arguments prints usage and exits 1', async () => {
-    const res = await runCli(['--help']);
+    const res = await runMain(['--help']);
     expectOk(res);
     for (const cmd of ['diff', 'patch', 'stat', 'extract', 'encode', 'decode']) expect(res.stdout.toString()).toContain(`  ${cmd} `);
-    const none = await runCli([]);
+    const none = await runMain([]);
     expect(none.code).toBe(1);
     expect(none.stdout.toString() + none.stderr).toMatch(/usage: xbzrle/);
   });
@@ -977,19 +980,19 @@ describe.concurrent('output targets that are not plain new files', () => {
     const pb = put(dir, 'b', b);
     put(dir, 'target', Buffer.from('old'));
     symlinkSync('target', join(dir, 'link'));
-    expectOk(await runCli([...DIFF, pa, pb, '-o', join(dir, 'link'), '-f', '-q']));
+    expectOk(await runMain([...DIFF, pa, pb, '-o', join(dir, 'link'), '-f', '-q']));
     expect(lstatSync(join(dir, 'link')).isSymbolicLink()).toBe(true);
-    expectOk(await runCli(['patch', pa, join(dir, 'link'), '-o', join(dir, 'link2'), '-q']));
+    expectOk(await runMain(['patch', pa, join(dir, 'link'), '-o', join(dir, 'link2'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'link2')), b)).toBe(true);
     put(dir, 'img', Buffer.from('old image'));
     symlinkSync('img', join(dir, 'imglink'));
-    expectOk(await runCli(['patch', pa, join(dir, 'target'), '-o', join(dir, 'imglink'), '-f', '-q']));
+    expectOk(await runMain(['patch', pa, join(dir, 'target'), '-o', join(dir, 'imglink'), '-f', '-q']));
     expect(lstatSync(join(dir, 'imglink')).isSymbolicLink()).toBe(true);
     expect(sameBytes(readFileSync(join(dir, 'img')), b)).toBe(true);
     // Without -f the link's existing target is not overwritten; a dangling link is refused.
-    expectOneLineError(await runCli([...DIFF, pa, pb, '-o', join(dir, 'link')]), /already exists/);
+    expectOneLineError(await runMain([...DIFF, pa, pb, '-o', join(dir, 'link')]), /already exists/);
     symlinkSync('nowhere', join(dir, 'dangling'));
-    expectOneLineError(await runCli([...DIFF, pa, pb, '-o', join(dir, 'dangling'), '-f']), /symbolic link to nothing/);
+    expectOneLineError(await runMain([...DIFF, pa, pb, '-o', join(dir, 'dangling'), '-f']), /symbolic link to nothing/);
     expect(lstatSync(join(dir, 'dangling')).isSymbolicLink()).toBe(true);
     expect(tempFilesIn(dir)).toEqual([]);
   });
@@ -1001,13 +1004,13 @@ describe.concurrent('output targets that are not plain new files', () => {
     const fifo = join(dir, 'fifo');
     expectOk(await run('mkfifo', [fifo]));
     const reader = run('cat', [fifo]);
-    const r = await runCli([...DIFF, pa, pb, '-o', fifo, '-q']);
+    const r = await runMain([...DIFF, pa, pb, '-o', fifo, '-q']);
     expectOk(r);
     const got = await reader;
     expect(lstatSync(fifo).isFIFO()).toBe(true);
-    expectOk(await runCli(['patch', pa, '-o', put(dir, 'check', a), '-f', '-q'], { input: got.stdout }));
+    expectOk(await runMain(['patch', pa, '-o', put(dir, 'check', a), '-f', '-q'], { input: got.stdout }));
     expect(sameBytes(readFileSync(join(dir, 'check')), b)).toBe(true);
-    expectOneLineError(await runCli(['patch', pa, join(dir, 'check'), '-o', fifo, '-f']), /is not a regular file/);
+    expectOneLineError(await runMain(['patch', pa, join(dir, 'check'), '-o', fifo, '-f']), /is not a regular file/);
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
@@ -1017,10 +1020,10 @@ describe.concurrent('output targets that are not plain new files', () => {
     const pb = put(dir, 'b', b);
     const viaLink = await runCli([...DIFF, pa, pb, '-o', '/dev/stdout', '-q']);
     expectOk(viaLink);
-    const direct = await runCli([...DIFF, pa, pb]);
+    const direct = await runMain([...DIFF, pa, pb]);
     expect(sameBytes(viaLink.stdout, direct.stdout)).toBe(true);
     if (existsSync('/dev/full')) {
-      expectOneLineError(await runCli([...DIFF, pa, pb, '-o', '/dev/full']), /^xbzrle: \/dev\/full: .*no space left/i);
+      expectOneLineError(await runMain([...DIFF, pa, pb, '-o', '/dev/full']), /^xbzrle: \/dev\/full: .*no space left/i);
       expect(lstatSync('/dev/full').isCharacterDevice()).toBe(true);
     }
   });
@@ -1040,7 +1043,7 @@ describe.concurrent('output targets that are not plain new files', () => {
   it('a name near the 255-byte limit still gets a temp file next to it', async () => {
     const dir = freshDir('longname');
     const name = join(dir, 'x'.repeat(240));
-    expectOk(await runCli([...DIFF, put(dir, 'a', a), put(dir, 'b', b), '-o', name, '-q']));
+    expectOk(await runMain([...DIFF, put(dir, 'a', a), put(dir, 'b', b), '-o', name, '-q']));
     expect(existsSync(name)).toBe(true);
     expect(tempFilesIn(dir)).toEqual([]);
   });
@@ -1055,7 +1058,7 @@ describe.concurrent('output targets that are not plain new files', () => {
     });
     const out = join(dir, 'out');
     for (const force of [[], ['-f']]) {
-      const r = await runCli(['extract', put(dir, 'd', delta), '--out', out, '-q', ...force]);
+      const r = await runMain(['extract', put(dir, 'd', delta), '--out', out, '-q', ...force]);
       expectOneLineError(r, /"x\/y" and "x_y" would both be written/);
       expect(existsSync(out)).toBe(false); // the folder extract made is gone again
     }

@@ -1,6 +1,8 @@
 /**
- * Runs the built `xbzrle` bin (dist/cli.js) as a child process, for end-to-end
- * CLI tests. `npm test` builds before running vitest.
+ * Runs the `xbzrle` command for CLI tests: in-process (`runMain`: `main(argv, io)`
+ * over in-memory stdin, stdout and stderr; most tests), or the built bin
+ * (dist/cli.js) as a child process (`runCli`: the end-to-end tests of signals,
+ * terminals, pipes and the real exit status). `npm test` builds before running vitest.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -8,8 +10,10 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'nod
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll } from 'vitest';
 import { fileURLToPath } from 'node:url';
+import { main } from '../../lib/cli/main.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 export const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -42,6 +46,73 @@ export function assertBuilt(): void {
 /** `node dist/cli.js ...args`, collecting stdout as bytes and stderr as text. */
 export function runCli(args: readonly string[], options: RunOptions = {}): Promise<CliResult> {
   return run(process.execPath, [CLI, ...args], options);
+}
+
+export interface MainOptions {
+  /** Bytes for stdin (handed over in 64 KiB chunks, as a pipe would); an empty stdin when omitted. */
+  input?: Uint8Array;
+  /**
+   * Working folder for the run (relative paths): the test process changes to it
+   * for the run's duration, one such run at a time.
+   */
+  cwd?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Which of stdin, stdout and stderr claim to be terminals. */
+  tty?: { stdin?: boolean; stdout?: boolean; stderr?: boolean };
+}
+
+/** Runs with a `cwd` wait for each other (the working folder is the process's). */
+let cwdQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * `xbzrle ...args` in-process: `main(args, io)` over in-memory streams, collected
+ * like `runCli` (stdout as bytes, stderr as text; `signal` always null).
+ */
+export function runMain(args: readonly string[], options: MainOptions = {}): Promise<CliResult> {
+  if (options.cwd === undefined) return runMainHere(args, options);
+  const cwd = options.cwd;
+  const result = cwdQueue.then(async () => {
+    const before = process.cwd();
+    process.chdir(cwd);
+    try {
+      return await runMainHere(args, options);
+    } finally {
+      process.chdir(before);
+    }
+  });
+  cwdQueue = result.catch(() => undefined);
+  return result;
+}
+
+async function runMainHere(args: readonly string[], options: MainOptions): Promise<CliResult> {
+  const input = options.input ?? new Uint8Array(0);
+  const stdin = Readable.from(
+    (function* () {
+      for (let at = 0; at < input.length; at += 65536) yield Buffer.from(input.subarray(at, at + 65536));
+    })(),
+    { objectMode: false },
+  );
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const collect = (into: Buffer[], isTTY: boolean): Writable & { isTTY: boolean } =>
+    Object.assign(
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          into.push(Buffer.from(chunk));
+          callback();
+        },
+      }),
+      { isTTY },
+    );
+  const code = await main(args, {
+    stdin: Object.assign(stdin, { isTTY: options.tty?.stdin === true }),
+    stdout: collect(out, options.tty?.stdout === true),
+    stderr: collect(err, options.tty?.stderr === true),
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+  });
+  stdin.destroy();
+  return { code, signal: null, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') };
 }
 
 /** Any program, collected the same way. */
