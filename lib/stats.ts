@@ -85,6 +85,10 @@ export interface XbzrleStatsOptions {
 /** A rate period ends at the first dirty sync more than this many ms after it began (QEMU's rule). */
 export const RATE_PERIOD_MS = 1000;
 
+/** The big-endian address-and-flags word that opens every record; QEMU leaves it out of `xbzrle-bytes`. */
+/** @internal */
+export const RECORD_HEADER_BYTES = 8;
+
 /**
  * Counters like QEMU's `query-migrate` (spec: ram-stream.md §9), kept by
  * both streams. The encoder knows every one of them; the decoder counts what
@@ -184,6 +188,43 @@ export class XbzrleStats {
     this.periodMiss = this.cacheMiss;
     this.periodPages = this.xbzrlePages;
     this.periodBytes = this.xbzrleBytes;
+  }
+
+  /** @internal A ZERO record. */
+  countZero(): void {
+    this.duplicate++;
+    this.records.ZERO++;
+  }
+
+  /** @internal A PAGE record. */
+  countPage(): void {
+    this.normal++;
+    this.records.PAGE++;
+  }
+
+  /**
+   * @internal An XBZRLE record of `recordBytes` bytes (header, block name,
+   * encoding byte, length and delta). As QEMU's counter, `xbzrleBytes` counts
+   * it less the 8-byte address-and-flags word.
+   */
+  countDelta(recordBytes: number): void {
+    this.xbzrleBytes += recordBytes - RECORD_HEADER_BYTES;
+    this.records.XBZRLE++;
+  }
+
+  /** @internal An EOS record. */
+  countEos(): void {
+    this.records.EOS++;
+  }
+
+  /** @internal A MEM_SIZE record. */
+  countMemSize(): void {
+    this.records.MEM_SIZE++;
+  }
+
+  /** @internal Bytes handed to the transport (encoder). */
+  countTransferred(bytes: number): void {
+    this.transferred += bytes;
   }
 
   /** Pages sent: ZERO, PAGE and XBZRLE records. */

@@ -6,7 +6,6 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryPageStore, PageCache, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
-import { setTransformerCancelForTests } from '../lib/web/streams.js';
 import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -84,12 +83,7 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
     expect(maxQueued).toBeLessThan(64 * 1024 + 2 * 70 * 1024);
   });
 
-  describe.each([
-    ['with transformer cancel()', true],
-    ['without transformer cancel() (as in browsers)', false],
-  ])('%s', (_name, native) => {
-    beforeAll(() => setTransformerCancelForTests(native));
-    afterAll(() => setTransformerCancelForTests(undefined));
+  describe('cancel and abort', () => {
 
     it('stops a huge record and gives the kernel memory back when the reader cancels', async () => {
       const { getEngine } = await import('../lib/codec/wasm/engine.js');

@@ -123,15 +123,27 @@ export function corrupt(result: number, errorBase = 0): XbzrleError {
 export function decodeXbzrle(delta: Uint8Array, page: Uint8Array): number {
   if (!(delta instanceof Uint8Array)) throw argTypeError('delta', 'a Uint8Array', delta);
   if (!(page instanceof Uint8Array)) throw argTypeError('page', 'a Uint8Array', page);
-  if (delta.length >= SIMD_DECODE_MIN && delta.length <= KERNEL_MAX_LENGTH && page.length <= KERNEL_MAX_LENGTH) {
+  return decodeInto(delta, 0, delta.length, page, 0, page.length, 0);
+}
+
+/**
+ * @internal Every decoder entry point comes here: validates, then applies,
+ * `slen` delta bytes at `src[srcOff]` to the page of `dlen` bytes at
+ * `dst[dstOff]`, on the fastest path for where the page lives — the SIMD
+ * kernel in place (a page in the kernel's memory), the kernel's staging area
+ * (a page elsewhere, long deltas), or TypeScript. Same results and errors as
+ * {@link decodeRange}; a rejected delta writes nothing.
+ */
+export function decodeInto(src: Uint8Array, srcOff: number, slen: number, dst: Uint8Array, dstOff: number, dlen: number, errorBase: number): number {
+  if (slen >= SIMD_DECODE_MIN && slen <= KERNEL_MAX_LENGTH && dlen <= KERNEL_MAX_LENGTH) {
     const engine = getEngine();
     if (engine !== null) {
-      const at = engine.addressOf(page);
-      if (at >= 0) return decodeSimd(engine, delta, 0, delta.length, at, page.length, 0);
-      if (delta.length >= STAGED_DECODE_MIN) return decodeStaged(engine, delta, 0, delta.length, page, 0, page.length, 0);
+      const at = engine.addressOf(dst);
+      if (at >= 0) return decodeSimd(engine, src, srcOff, slen, at + dstOff, dlen, errorBase);
+      if (slen >= STAGED_DECODE_MIN) return decodeStaged(engine, src, srcOff, slen, dst, dstOff, dlen, errorBase);
     }
   }
-  return decodeRange(delta, 0, delta.length, page, 0, page.length);
+  return decodeRange(src, srcOff, slen, dst, dstOff, dlen, errorBase);
 }
 
 /**

@@ -4,6 +4,7 @@ import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
+import { RamApplier } from '../store/ram-applier.js';
 import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
 
@@ -58,31 +59,46 @@ export interface DecoderOptions {
   target?: readonly TargetBlock[];
 }
 
-/** Receives a decoded page: `data` is a copy the receiver may keep. */
-export type PageOutput = (block: string, offset: number, kind: DecodedPageKind, data: Uint8Array) => void;
+/** A decoded page as the core hands it out: `data` is a copy the receiver may keep. */
+export interface CorePage {
+  block: string;
+  offset: number;
+  kind: DecodedPageKind;
+  data: Uint8Array;
+}
 
 /** Pages per output slab: emitted pages are views of a shared allocation. */
 const SLAB_PAGES = 64;
 
 /**
- * The decoder itself, without a stream around it: an incremental
- * {@link RamRecordParser} feeding a {@link RamLoader}, with the
- * trailing-data rule. The Node and the Web streams drive it.
+ * The decoder itself, without a stream around it: a {@link RamApplier}
+ * (parser + loader) with the trailing-data rule, driven by pulling.
+ *
+ * A driver hands it input chunks ({@link DecoderCore.feed}) and the end of
+ * input ({@link DecoderCore.end}), and after each calls
+ * {@link DecoderCore.next} until it returns undefined (the input is used up):
+ * each call applies records until one page is ready and returns it, or
+ * returns a promise while an asynchronous store works (wait, then call again).
  */
 export class DecoderCore {
   readonly pageSize: number;
   readonly store: PageStore;
   /** Bytes after the last EOS that were ignored (with `allowTrailingData`). */
   trailingBytes = 0;
-  private readonly parser: RamRecordParser;
+  private readonly applier: RamApplier;
   private readonly loader: RamLoader;
   private readonly allowTrailing: boolean;
+  private readonly alloc: (size: number) => Uint8Array;
   /** Set once data after the last EOS was found not to parse (with `allowTrailingData`). */
   private trailing = false;
+  /** The page of the record just applied, until handed out. */
+  private ready: CorePage | null = null;
+  private ended = false;
+  private finished = false;
   private slab: Uint8Array = new Uint8Array(0);
   private slabPos = 0;
 
-  constructor(options: DecoderOptions | undefined, output: PageOutput, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {
+  constructor(options: DecoderOptions | undefined, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {
     const opts = checkOptions(options);
     const pageSize = checkPageSize(opts.pageSize ?? 4096, 'options.pageSize');
     const store = opts.store ?? new MemoryPageStore();
@@ -99,28 +115,12 @@ export class DecoderCore {
     }
     this.pageSize = pageSize;
     this.store = store;
+    this.alloc = alloc;
     this.allowTrailing = opts.allowTrailingData ?? false;
-    this.parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
+    const parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
-    this.loader = new RamLoader({
-      pageSize,
-      store,
-      maxOutput,
-      onPage: emit
-        ? (block, offset, kind, page, fill) => {
-            // A copy in a slab shared by the next pages: the caller may keep it.
-            if (this.slabPos + pageSize > this.slab.length) {
-              this.slab = alloc(pageSize * SLAB_PAGES);
-              this.slabPos = 0;
-            }
-            const data = this.slab.subarray(this.slabPos, this.slabPos + pageSize);
-            this.slabPos += pageSize;
-            if (page === null) data.fill(fill);
-            else data.set(page);
-            output(block, offset, kind, data);
-          }
-        : undefined,
-    });
+    this.loader = new RamLoader({ pageSize, store, maxOutput, onPage: emit ? (block, offset, kind, page, fill) => this.copyOut(block, offset, kind, page, fill) : undefined });
+    this.applier = new RamApplier(parser, this.loader);
   }
 
   /** Counters in QEMU's `query-migrate` shape (what the stream shows). */
@@ -133,55 +133,71 @@ export class DecoderCore {
     return this.loader.blocks;
   }
 
-  /** Takes the next input chunk (the previous one must be used up by {@link DecoderCore.run}). */
-  write(chunk: Uint8Array): void {
+  /** Takes the next input chunk (the previous one must be used up by {@link DecoderCore.next}). */
+  feed(chunk: Uint8Array): void {
     if (this.trailing) this.trailingBytes += chunk.length;
-    else this.parser.push(chunk);
+    else this.applier.push(chunk);
+  }
+
+  /** The end of input: the following {@link DecoderCore.next} calls check the stream's end and finish the store. */
+  end(): void {
+    this.ended = true;
   }
 
   /**
-   * Applies records until the input is used up (`'done'`), or until `pause()`
-   * says so after a record (`'paused'`: call again later), or until an
-   * asynchronous store call is under way (a promise: wait, then call again).
-   * @throws XbzrleError on malformed input
+   * The next decoded page; a promise while an asynchronous store works (wait
+   * for it, then call again); undefined when the input is used up (after
+   * {@link DecoderCore.end}: when the stream is checked and the store finished).
+   * @throws XbzrleError on malformed input, `ERR_RAM_TRUNCATED` at an end without EOS
    */
-  run(pause: () => boolean): 'done' | 'paused' | Promise<void> {
-    if (this.trailing) return 'done';
+  next(): CorePage | Promise<unknown> | undefined {
     for (;;) {
+      const page = this.ready;
+      if (page !== null) {
+        this.ready = null;
+        return page;
+      }
+      if (this.trailing) return this.ended ? this.finish() : undefined;
       let rec;
       try {
-        rec = this.parser.next();
+        rec = this.applier.next();
       } catch (err) {
-        if (this.toTrailing(err)) return 'done';
+        if (this.toTrailing(err)) continue;
         throw err;
       }
       if (rec === null) {
-        this.loader.stats.multifdFlushes = this.parser.multifdFlushes;
-        return 'done';
+        if (!this.ended) return undefined;
+        try {
+          this.applier.parser.end();
+        } catch (err) {
+          if (!this.toTrailing(err)) throw err;
+        }
+        return this.finish();
       }
-      this.loader.stats.transferred = this.parser.position;
-      this.loader.stats.multifdFlushes = this.parser.multifdFlushes;
-      const pending = this.loader.apply(rec);
-      if (pending !== undefined) return pending;
-      if (pause()) return 'paused';
+      if (isPromise(rec)) return rec; // the page (if any) is ready when it settles
     }
   }
 
-  /**
-   * The end of input: checks the stream ended with an EOS (or, with
-   * `allowTrailingData`, only data to ignore after one), then finishes the store.
-   * @throws XbzrleError `ERR_RAM_TRUNCATED`
-   */
-  end(): void | Promise<void> {
-    if (!this.trailing) {
-      try {
-        this.parser.end();
-      } catch (err) {
-        if (!this.toTrailing(err)) throw err;
-      }
+  /** Finishes the store once; a promise while it works. */
+  private finish(): Promise<unknown> | undefined {
+    if (this.finished) return undefined;
+    this.finished = true;
+    const done = this.store.finish?.();
+    return isPromise(done) ? done : undefined;
+  }
+
+  /** A copy of the page in a slab shared by the next pages: the receiver may keep it. */
+  private copyOut(block: string, offset: number, kind: DecodedPageKind, page: Uint8Array | null, fill: number): void {
+    const ps = this.pageSize;
+    if (this.slabPos + ps > this.slab.length) {
+      this.slab = this.alloc(ps * SLAB_PAGES);
+      this.slabPos = 0;
     }
-    const finish = this.store.finish?.();
-    return isPromise(finish) ? finish : undefined;
+    const data = this.slab.subarray(this.slabPos, this.slabPos + ps);
+    this.slabPos += ps;
+    if (page === null) data.fill(fill);
+    else data.set(page);
+    this.ready = { block, offset, kind, data };
   }
 
   /**
@@ -189,9 +205,10 @@ export class DecoderCore {
    * the end of the stream: the rest of the input is counted and ignored.
    */
   private toTrailing(err: unknown): boolean {
-    if (!this.allowTrailing || !this.parser.atEos || !(err instanceof XbzrleError) || !err.code.startsWith('ERR_RAM_')) return false;
+    const parser = this.applier.parser;
+    if (!this.allowTrailing || !parser.atEos || !(err instanceof XbzrleError) || !err.code.startsWith('ERR_RAM_')) return false;
     this.trailing = true;
-    this.trailingBytes = this.parser.buffered;
+    this.trailingBytes = parser.buffered;
     return true;
   }
 }

@@ -46,24 +46,40 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /**
  * The encoder itself, without a stream around it: QEMU's per-page sender
  * decisions (spec: ram-stream.md §8) over a {@link PageCache}, a
- * {@link PageKernel} and a {@link RecordWriter}. The Node and the Web
- * streams drive it; output chunks collect in {@link EncoderCore.outbox} and
- * are taken between pages, so a synchronous consumer that touches the cache
+ * {@link PageKernel} and a {@link RecordWriter}, driven by pulling.
+ *
+ * A driver hands it one input at a time ({@link EncoderCore.feed} a record,
+ * {@link EncoderCore.sync} a round's end, {@link EncoderCore.end} the stream's
+ * end) and then calls {@link EncoderCore.next} until it returns undefined
+ * (the input is used up): each call encodes pages until one output chunk is
+ * ready and returns it. The driver asks for the next chunk only when its
+ * reader wants more, which is all the backpressure there is. Chunks are
+ * handed out between pages, so a synchronous consumer that touches the cache
  * never sees it half updated.
  */
 export class EncoderCore {
   readonly pageSize: number;
   readonly cache: PageCache;
   readonly stats: XbzrleStats;
-  /** Output chunks produced and not yet taken. */
-  readonly outbox: Uint8Array[] = [];
   private readonly writer: RecordWriter;
   private readonly kernel: PageKernel;
   private readonly useXbzrle: boolean;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
+  /** Output chunks produced and not yet handed out (a page or a sync makes at most a few). */
+  private readonly ready: Uint8Array[] = [];
+  private readyHead = 0;
+  /** The record being encoded, or null between inputs. */
+  private record: PageRecord | null = null;
+  private key = 0;
+  private pageIndex = 0;
+  private pageCount = 0;
+  /** Pages from {@link EncoderCore.pageIndex} up to this one are staged in the kernel. */
+  private stagedEnd = 0;
+  private stageAt = 0;
   private finalStage = false;
+  private ended = false;
   /** Set once the cache was changed; cleared when the stream ends cleanly. */
   private touchedCache = false;
   private disposed = false;
@@ -86,12 +102,12 @@ export class EncoderCore {
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
-    this.writer = new RecordWriter({ pageSize, chunkSize, alloc }, (chunk) => this.outbox.push(chunk));
+    this.writer = new RecordWriter({ pageSize, chunkSize, alloc }, (chunk) => this.ready.push(chunk));
     if (blocks !== null) {
       this.declared = new Map(blocks.map((b) => [b.id, b.length]));
       this.cache.declareBlocks(blocks);
       this.writer.memSize(blocks);
-      this.stats.records.MEM_SIZE++;
+      this.stats.countMemSize();
     }
   }
 
@@ -102,50 +118,33 @@ export class EncoderCore {
   }
 
   /**
-   * Checks a record and prepares its block. Returns the cache key of the
-   * record's first page.
+   * Takes a page record: checks it and prepares its block. Its pages are
+   * encoded by the following {@link EncoderCore.next} calls.
    * @throws XbzrleError `ERR_INVALID_RECORD`
    */
-  begin(chunk: unknown): { record: PageRecord; key: number } {
+  feed(chunk: unknown): void {
+    this.checkIdle();
     const record = this.checkRecord(chunk);
     let range = this.cache.block(record.block, this.declared?.get(record.block));
     // A shared cache may know the block with a shorter declared length: grow it
     // (the cache moves it if needed) so its keys never run into the next block.
     const end = record.offset + record.data.length;
     if (end > range.span) range = this.cache.block(record.block, end);
-    return { record, key: range.base + record.offset };
-  }
-
-  /** Pages a call to {@link EncoderCore.stage} may take at once. */
-  get stagePages(): number {
-    return this.kernel.stagePages;
+    this.record = record;
+    this.key = range.base + record.offset;
+    this.pageIndex = 0;
+    this.stagedEnd = 0;
+    this.pageCount = record.data.length / this.pageSize;
   }
 
   /**
-   * Encodes pages `from` to `to` (exclusive, at most {@link EncoderCore.stagePages})
-   * of `record`, whose first page has cache key `key`. `each` is called after
-   * every page; returning true stops early (the caller then resumes at the next
-   * page: pages are staged again).
-   * Returns the index of the next page to encode.
+   * Ends a dirty-sync round: EOS, flush, next cache generation. After
+   * `final` (QEMU's last stage) the cache is no longer filled or refreshed.
    */
-  encodeRange(record: PageRecord, key: number, from: number, to: number, each: () => boolean): number {
-    const ps = this.pageSize;
-    const kernel = this.kernel;
-    kernel.stage(record.data, from * ps, to - from);
-    const src = kernel.src;
-    const at = kernel.srcOff - from * ps;
-    for (let i = from; i < to; ) {
-      this.encodePage(record.block, record.offset + i * ps, key + i * ps, src, at + i * ps);
-      i++;
-      if (each() && i < to) return i;
-    }
-    return to;
-  }
-
-  /** Ends a dirty-sync round: EOS, flush, next cache generation. */
   sync(final: boolean): void {
+    this.checkIdle();
     this.writer.eos();
-    this.stats.records.EOS++;
+    this.stats.countEos();
     this.stats.dirtySyncCount++;
     // QEMU's last dirty sync starts its final stage; none follow it.
     if (!this.finalStage) this.stats.dirtySync();
@@ -154,13 +153,32 @@ export class EncoderCore {
     if (final) this.finalStage = true;
   }
 
-  /** Ends the stream: a final EOS and a flush. */
-  finish(): void {
+  /** Ends the stream: a final EOS and a flush. Later inputs are refused. */
+  end(): void {
+    this.checkIdle();
+    this.ended = true;
     // Ended without sync({ final: true }): QEMU's completion still begins with a dirty sync.
     if (!this.finalStage) this.stats.dirtySync();
     this.writer.eos();
-    this.stats.records.EOS++;
+    this.stats.countEos();
     this.writer.flush();
+  }
+
+  /**
+   * The next output chunk: encodes pages of the current record until a chunk
+   * is ready. Undefined when the input is used up (feed the next one).
+   */
+  next(): Uint8Array | undefined {
+    const ready = this.ready;
+    if (this.readyHead === ready.length && this.record !== null) this.encodePages();
+    if (this.readyHead === ready.length) return undefined;
+    const chunk = ready[this.readyHead++]!;
+    if (this.readyHead === ready.length) {
+      ready.length = 0;
+      this.readyHead = 0;
+    }
+    this.stats.countTransferred(chunk.length);
+    return chunk;
   }
 
   /**
@@ -173,6 +191,7 @@ export class EncoderCore {
     if (this.touchedCache && !delivered) this.cache.clear();
     this.stats.cacheSize = this.cache.size;
     this.disposed = true;
+    this.record = null;
     this.kernel.dispose();
     if (this.ownsCache) this.cache.dispose();
   }
@@ -185,6 +204,37 @@ export class EncoderCore {
   /** True after {@link EncoderCore.dispose}. */
   get isDisposed(): boolean {
     return this.disposed;
+  }
+
+  private checkIdle(): void {
+    // Misuse by a driver (a bug, not bad input).
+    if (this.disposed) throw new Error('EncoderCore: used after dispose()');
+    if (this.ended) throw new Error('EncoderCore: input after end()');
+    if (this.record !== null || this.readyHead < this.ready.length) throw new Error('EncoderCore: input before the previous one was used up (call next() until it returns undefined)');
+  }
+
+  /** Encodes pages of the current record until an output chunk is ready or the record is done. */
+  private encodePages(): void {
+    const record = this.record!;
+    const ps = this.pageSize;
+    const kernel = this.kernel;
+    const ready = this.ready;
+    const count = this.pageCount;
+    let i = this.pageIndex;
+    while (i < count) {
+      if (i === this.stagedEnd) {
+        // Staged once per group: a pause for the reader resumes in the same group.
+        const n = Math.min(count - i, kernel.stagePages);
+        kernel.stage(record.data, i * ps, n);
+        this.stagedEnd = i + n;
+        this.stageAt = kernel.srcOff - i * ps;
+      }
+      this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps);
+      i++;
+      if (ready.length > 0) break;
+    }
+    this.pageIndex = i;
+    if (i === count) this.record = null;
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`. */
@@ -201,16 +251,14 @@ export class EncoderCore {
     const r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
     if (r === STEP_ZERO) {
       writer.zero(block, offset, 0);
-      stats.duplicate++;
-      stats.records.ZERO++;
+      stats.countZero();
       // QEMU caches zero pages even in the last stage.
       if (xbzrle) cache.insertZero(key);
       return;
     }
     if (!xbzrle) {
       writer.page(block, offset, data, at);
-      stats.normal++;
-      stats.records.PAGE++;
+      stats.countPage();
       return;
     }
     cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
@@ -221,11 +269,10 @@ export class EncoderCore {
       // thread is writing `data` (memory shared with a worker, allocPages buffers).
       if (!this.finalStage && cache.insertFrom(key, data, at)) writer.page(block, offset, cache.arena, cache.slotOf(key) * ps);
       else writer.page(block, offset, data, at);
-      stats.normal++;
-      stats.records.PAGE++;
+      stats.countPage();
       return;
     }
-    stats.xbzrlePages++;
+    stats.xbzrlePages++; // QEMU counts a page each time the cache is hit
     if (r === 0) {
       stats.skipped++;
       return;
@@ -237,11 +284,9 @@ export class EncoderCore {
       stats.xbzrleBytes += ps;
       if (this.finalStage) writer.page(block, offset, data, at);
       else writer.page(block, offset, cache.arena, slot * ps);
-      stats.normal++;
-      stats.records.PAGE++;
+      stats.countPage();
     } else {
-      stats.xbzrleBytes += writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r) - 8;
-      stats.records.XBZRLE++;
+      stats.countDelta(writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r));
     }
     // The step already made the cached copy the page sent; in the last stage it is dropped instead.
     if (this.finalStage) cache.invalidate(key);

@@ -7,7 +7,8 @@ import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
-import { RamLoader, type PageSink } from '../store/ram-loader.js';
+import { RamApplier } from '../store/ram-applier.js';
+import { isPromise, RamLoader, type PageSink } from '../store/ram-loader.js';
 import { ByteSource, type RandomAccessInput } from './byte-source.js';
 import { readMappedRamMemSize, type MappedRamBlock } from './mapped-ram.js';
 import { BytesInput, FileInput } from './sources.js';
@@ -282,6 +283,7 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   let postcopy = false;
   let parser: RamRecordParser | null = null;
   let loader: RamLoader | null = null;
+  let applier: RamApplier | null = null;
   let ramId = -1;
   let footers = false;
 
@@ -361,7 +363,8 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
     }
 
     const before = loader!.pageRecordBytes;
-    await readRamBody(src, parser!, loader!, options.onRecord);
+    applier ??= new RamApplier(parser!, loader!, options.onRecord);
+    await readRamBody(src, applier);
     if (type === QEMU_VM_SECTION.END) endBytes += loader!.pageRecordBytes - before;
 
     // Section footer (absent only for machine types ≤ 2.3, and then from every section:
@@ -495,13 +498,14 @@ async function readConfiguration(src: ByteSource, info: Omit<QemuMigrationInfo, 
   }
 }
 
-/** Feeds the records of one RAM section body to the parser and loader, through its EOS. */
-async function readRamBody(src: ByteSource, parser: RamRecordParser, loader: RamLoader, onRecord?: (record: RamRecord) => void): Promise<void> {
+/** Feeds the records of one RAM section body to the applier, through its EOS. */
+async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> {
+  const parser = applier.parser;
   // Parser positions are file offsets: set at the body's first byte.
   parser.position = src.offset;
   parser.push(src.takeBuffered());
   for (;;) {
-    const rec = parser.next();
+    let rec = applier.next();
     if (rec === null) {
       const chunk = await src.nextChunk();
       if (chunk === null) {
@@ -511,9 +515,7 @@ async function readRamBody(src: ByteSource, parser: RamRecordParser, loader: Ram
       parser.push(chunk);
       continue;
     }
-    onRecord?.(rec);
-    const pending = loader.apply(rec);
-    if (pending !== undefined) await pending;
+    if (isPromise(rec)) rec = await rec;
     if (rec.kind === 'eos') {
       src.putBack(parser.takeRemainder(), parser.position);
       return;

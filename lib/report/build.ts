@@ -5,6 +5,7 @@ import type { RamBlock } from '../format/record-writer.js';
 import { QEMU_VM_FILE_MAGIC, readQemuMigration } from '../qemu/migration-file.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
+import { RamApplier } from '../store/ram-applier.js';
 import { RamLoader } from '../store/ram-loader.js';
 import { qemuFileSummary, streamSummary, type ReportSummary, type SizeBucket } from './summary.js';
 import { DELTA_SIZE_EDGES, MigrationCollector, type BlockMap, type CollectorLimits, type RoundStats } from './collect.js';
@@ -151,16 +152,7 @@ export async function buildMigrationReport(input: ReportInput, options: Migratio
       content?.attach(collector);
       const parser = new RamRecordParser({ pageSize });
       const loader = new RamLoader({ pageSize, store: content });
-      for await (const chunk of chunks) {
-        parser.push(chunk);
-        for (let rec = parser.next(); rec !== null; rec = parser.next()) {
-          collector.record(rec);
-          const pending = loader.apply(rec);
-          if (pending !== undefined) await pending;
-        }
-      }
-      parser.end();
-      loader.stats.transferred = parser.position;
+      await new RamApplier(parser, loader, (rec) => collector.record(rec)).applyAll(chunks);
       return finish(collector, streamSummary(name, pageSize, bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, collector.deltaSizes));
     } finally {
       content?.dispose();

@@ -2,7 +2,7 @@ import { encodeXbzrle } from '../codec/encode.js';
 import { argRangeError, XbzrleError } from '../errors.js';
 import { DEFAULT_MAX_BLOCKS, type RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
-import type { RecordCounts } from '../stats.js';
+import { RECORD_HEADER_BYTES, type RecordCounts } from '../stats.js';
 import type { MemoryPageStore } from '../store/memory-page-store.js';
 import { CELL_KIND, CELL_KINDS, cellCode, mergeInSpace, mergeInTime } from './cells.js';
 
@@ -427,7 +427,7 @@ export class MigrationCollector {
     } else if (rec.kind === 'xbzrle') {
       kind = CELL_KIND.XBZRLE;
       round.records.XBZRLE++;
-      round.xbzrleBytes += rec.size - 8;
+      round.xbzrleBytes += rec.size - RECORD_HEADER_BYTES;
       this.deltaSizes[deltaSizeBucket(rec.length)]!++;
     } else {
       round.records.PAGE++;

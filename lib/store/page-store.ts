@@ -20,4 +20,25 @@ export interface PageStore {
   declare?(blocks: readonly RamBlock[]): void | Promise<void>;
   /** Optional: the stream ended successfully; flush whatever is buffered. */
   finish?(): void | Promise<void>;
+  /**
+   * Optional capability, with {@link PageStore.written} and
+   * {@link PageStore.fill}: the store's own memory for `length` bytes at
+   * `offset` (one page), so records are applied in place, synchronously, with
+   * no copies through `get`/`put`. With `create` false, undefined for memory
+   * never written (it reads as zeros). The view is valid until the next call
+   * on the store. {@link MemoryPageStore} has it.
+   */
+  view?(block: string, offset: number, length: number, create: boolean): Uint8Array | undefined;
+  /** Optional, with `view`: bytes up to `end` of `block` were written through a view. */
+  written?(block: string, end: number): void;
+  /** Optional, with `view`: sets `length` bytes from `offset` to `byte`. */
+  fill?(block: string, offset: number, length: number, byte: number): void;
+}
+
+/** @internal A store with the in-place capability. */
+export type InPlacePageStore = PageStore & Required<Pick<PageStore, 'view' | 'written' | 'fill'>>;
+
+/** @internal Whether `store` has the in-place capability (`view`, `written`, `fill`). */
+export function hasInPlaceAccess(store: PageStore | null): store is InPlacePageStore {
+  return store !== null && typeof store.view === 'function' && typeof store.written === 'function' && typeof store.fill === 'function';
 }

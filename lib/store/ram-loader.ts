@@ -1,11 +1,9 @@
-import { applyChecked, checkDelta, corrupt, decodeRange, decodeSimd, decodeStaged, SIMD_DECODE_MIN, STAGED_DECODE_MIN } from '../codec/decode.js';
-import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
+import { applyChecked, checkDelta, corrupt, decodeInto } from '../codec/decode.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { XbzrleStats } from '../stats.js';
-import { MemoryPageStore } from './memory-page-store.js';
-import type { PageStore } from './page-store.js';
+import { hasInPlaceAccess, type InPlacePageStore, type PageStore } from './page-store.js';
 
 /** Kinds of page record. */
 export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
@@ -47,16 +45,16 @@ export class RamLoader {
   private readonly maxOutput: number;
   private output = 0;
   private readonly store: PageStore | null;
-  private readonly memory: MemoryPageStore | null;
+  /** The store, when it lets records be applied in its memory. */
+  private readonly memory: InPlacePageStore | null;
   private readonly onPage: PageSink | undefined;
   private readonly scratch: Uint8Array;
-  private readonly engine: WasmEngine | null = getEngine();
 
   constructor(options: RamLoaderOptions) {
     this.pageSize = options.pageSize;
     this.maxOutput = options.maxOutput ?? Infinity;
     this.store = options.store;
-    this.memory = options.store instanceof MemoryPageStore ? options.store : null;
+    this.memory = hasInPlaceAccess(options.store) ? options.store : null;
     this.onPage = options.onPage;
     this.stats = new XbzrleStats(options.pageSize);
     this.scratch = new Uint8Array(options.pageSize);
@@ -88,11 +86,11 @@ export class RamLoader {
     }
     switch (rec.kind) {
       case 'eos':
-        stats.records.EOS++;
+        stats.countEos();
         stats.dirtySyncCount++;
         return undefined;
       case 'mem_size': {
-        stats.records.MEM_SIZE++;
+        stats.countMemSize();
         const merged = new Map((this.blocks ?? []).map((b) => [b.id, b]));
         for (const b of rec.blocks) merged.set(b.id, { ...b });
         this.blocks = [...merged.values()];
@@ -105,17 +103,14 @@ export class RamLoader {
         return orUndefined(this.store?.declare?.(declared));
       }
       case 'zero':
-        stats.duplicate++;
-        stats.records.ZERO++;
+        stats.countZero();
         return this.zero(rec.block, rec.offset, rec.fill);
       case 'page':
-        stats.normal++;
-        stats.records.PAGE++;
+        stats.countPage();
         return this.page(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
       case 'xbzrle':
         stats.xbzrlePages++;
-        stats.xbzrleBytes += rec.size - 8;
-        stats.records.XBZRLE++;
+        stats.countDelta(rec.size);
         return this.delta(rec.block, rec.offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
     }
   }
@@ -145,17 +140,12 @@ export class RamLoader {
       // Decoded in place, validated before anything is written: a bad delta
       // changes nothing (not even the store's extent).
       let page = memory.view(block, offset, ps, false);
-      const engine = this.engine;
-      const at = page !== undefined && engine !== null && length >= SIMD_DECODE_MIN ? engine.addressOf(page) : -1;
-      if (page !== undefined && engine !== null && at >= 0) {
-        decodeSimd(engine, src, srcOffset, length, at, ps, position);
-      } else if (page !== undefined && engine !== null && length >= STAGED_DECODE_MIN) {
-        // A stored page outside the kernel's memory (a plain-memory engine's store).
-        decodeStaged(engine, src, srcOffset, length, page, 0, ps, position);
-      } else {
+      if (page !== undefined) decodeInto(src, srcOffset, length, page, 0, ps, position);
+      else {
+        // Never written: zeros, so the delta is the page; checked before the page is made.
         const result = checkDelta(src, srcOffset, length, ps);
         if (result < 0) throw corrupt(result, position);
-        page ??= memory.view(block, offset, ps); // a page never written reads as zeros
+        page = memory.view(block, offset, ps, true)!;
         applyChecked(src, srcOffset, length, page, 0);
       }
       memory.written(block, offset + ps);
@@ -168,10 +158,8 @@ export class RamLoader {
       return undefined;
     }
     const page = this.scratch;
-    const engine = this.engine;
     return then(store.get(block, offset, page), () => {
-      if (engine !== null && length >= STAGED_DECODE_MIN) decodeStaged(engine, src, srcOffset, length, page, 0, ps, position);
-      else decodeRange(src, srcOffset, length, page, 0, ps, position);
+      decodeInto(src, srcOffset, length, page, 0, ps, position);
       return then(store.put(block, offset, page), () => this.onPage?.(block, offset, 'xbzrle', page, 0));
     });
   }
@@ -184,7 +172,7 @@ function then(result: void | Promise<void> | undefined, next: () => void | Promi
 }
 
 /** @internal */
-export function isPromise(value: unknown): value is Promise<void> {
+export function isPromise(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as Promise<void> | undefined)?.then === 'function';
 }
 

@@ -36,9 +36,7 @@ export interface XbzrleDecodeStreamOptions extends DecoderOptions {
  */
 declare class NodeDecodeTransform extends NodeTransform {
   /** @internal */
-  protected resumeOnRead(fn: () => void, callback: TransformCallback): void;
-  /** @internal */
-  protected holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void;
+  protected pump(next: () => unknown, callback: TransformCallback): void;
 }
 
 /**
@@ -105,26 +103,18 @@ export class XbzrleDecodeStream extends DecodeStreamBase {
   /** Page size of the stream. */
   readonly pageSize: number;
   private readonly core: DecoderCore;
-  private blocked = false;
+  private readonly next: () => unknown;
 
   constructor(options?: XbzrleDecodeStreamOptions) {
-    let self: XbzrleDecodeStream | undefined;
-    const core = new DecoderCore(
-      options,
-      (block, offset, kind, data) => {
-        // Full reader, or destroyed by a synchronous 'data' handler during this push: stop.
-        if (!self!.push({ block, offset, kind, data: data as Buffer } satisfies DecodedPage) || self!.destroyed) self!.blocked = true;
-      },
-      (n) => Buffer.allocUnsafe(n),
-    );
+    const core = new DecoderCore(options, (n) => Buffer.allocUnsafe(n));
     super({
       writableObjectMode: false,
       readableObjectMode: true,
       readableHighWaterMark: options?.readableHighWaterMark ?? 16,
       writableHighWaterMark: options?.writableHighWaterMark ?? 64 * 1024,
     });
-    self = this;
     this.core = core;
+    this.next = () => core.next();
     this.store = core.store;
     this.pageSize = core.pageSize;
   }
@@ -150,44 +140,14 @@ export class XbzrleDecodeStream extends DecodeStreamBase {
       callback(argTypeError('chunk', 'a Buffer or Uint8Array', chunk));
       return;
     }
-    this.core.write(chunk);
-    this.pump(callback);
+    this.core.feed(chunk);
+    this.pump(this.next, callback);
   }
 
   /** @internal */
   override _flush(callback: TransformCallback): void {
-    let finish;
-    try {
-      finish = this.core.end();
-    } catch (err) {
-      callback(err as Error);
-      return;
-    }
-    if (finish !== undefined) this.holdUntil(finish, () => callback(), callback);
-    else callback();
-  }
-
-  /** Applies records until the input chunk is used up, pausing for a full reader or an async store. */
-  private pump(callback: TransformCallback): void {
-    let r;
-    try {
-      r = this.core.run(() => this.blocked);
-    } catch (err) {
-      callback(err as Error);
-      return;
-    }
-    if (r === 'done') callback();
-    else if (r === 'paused') this.continueAfter(callback);
-    else this.holdUntil(r, () => this.continueAfter(callback), callback);
-  }
-
-  private continueAfter(callback: TransformCallback): void {
-    if (this.blocked || this.destroyed) {
-      this.blocked = false;
-      this.resumeOnRead(() => this.pump(callback), callback);
-    } else {
-      this.pump(callback);
-    }
+    this.core.end();
+    this.pump(this.next, callback);
   }
 }
 

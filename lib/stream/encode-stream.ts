@@ -32,7 +32,7 @@ class SyncRequest {
  */
 declare class NodeEncodeTransform extends NodeTransform {
   /** @internal */
-  protected resumeOnRead(fn: () => void, callback: TransformCallback): void;
+  protected pump(next: () => unknown, callback: TransformCallback): void;
 }
 
 /**
@@ -98,8 +98,7 @@ export class XbzrleEncodeStream extends EncodeStreamBase {
   /** The page cache in use. */
   readonly cache: PageCache;
   private readonly core: EncoderCore;
-  /** Set when `push()` reports a full reader. */
-  private blocked = false;
+  private readonly next: () => Uint8Array | undefined;
 
   constructor(options?: XbzrleEncodeStreamOptions) {
     const core = new EncoderCore(options, (n) => Buffer.allocUnsafe(n));
@@ -110,6 +109,7 @@ export class XbzrleEncodeStream extends EncodeStreamBase {
       writableHighWaterMark: options?.writableHighWaterMark ?? 16,
     });
     this.core = core;
+    this.next = () => core.next();
     this.pageSize = core.pageSize;
     this.cache = core.cache;
   }
@@ -144,27 +144,20 @@ export class XbzrleEncodeStream extends EncodeStreamBase {
 
   /** @internal */
   override _transform(chunk: unknown, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (chunk instanceof SyncRequest) {
-      this.core.sync(chunk.final);
-      this.pushOutbox();
-      callback();
-      return;
-    }
-    let begun;
     try {
-      begun = this.core.begin(chunk);
+      if (chunk instanceof SyncRequest) this.core.sync(chunk.final);
+      else this.core.feed(chunk);
     } catch (err) {
       callback(err as Error);
       return;
     }
-    this.encodePages(begun.record, begun.key, 0, callback);
+    this.pump(this.next, callback);
   }
 
   /** @internal */
   override _flush(callback: TransformCallback): void {
-    this.core.finish();
-    this.pushOutbox();
-    callback();
+    this.core.end();
+    this.pump(this.next, callback);
   }
 
   /** @internal */
@@ -173,47 +166,6 @@ export class XbzrleEncodeStream extends EncodeStreamBase {
     // (destroyed mid-stream, or after end() with output still buffered) a shared cache is emptied.
     this.core.dispose(this.readableEnded);
     super._destroy(err, callback);
-  }
-
-  /** Encodes the pages of `record` from `index` on, pausing when the reader is full. */
-  private encodePages(record: PageRecord, key: number, index: number, callback: TransformCallback): void {
-    const core = this.core;
-    if (core.isDisposed) return; // destroyed meanwhile: _destroy settled the callback
-    const count = record.data.length / this.pageSize;
-    const each = (): boolean => {
-      this.blocked = false;
-      this.pushOutbox();
-      return this.blocked;
-    };
-    try {
-      for (let i = index; i < count; ) {
-        i = core.encodeRange(record, key, i, Math.min(count, i + core.stagePages), each);
-        if (this.blocked && i < count) {
-          const next = i;
-          this.resumeOnRead(() => this.encodePages(record, key, next, callback), callback);
-          return;
-        }
-      }
-    } catch (err) {
-      callback(err as Error);
-      return;
-    }
-    callback();
-  }
-
-  /** Pushes what the encoder produced. Only between pages: a synchronous 'data' handler may use the cache. */
-  private pushOutbox(): void {
-    const out = this.core.outbox;
-    if (out.length === 0) return; // the common case, between pages: nothing to push (and no `length` store)
-    const stats = this.core.stats;
-    for (let i = 0; i < out.length; i++) {
-      const chunk = out[i]!;
-      stats.transferred += chunk.length;
-      // Full reader, or destroyed by a synchronous 'data' handler during this push (the
-      // kernel and a shared cache's entries are gone then): stop after this page.
-      if (!this.push(chunk) || this.destroyed) this.blocked = true;
-    }
-    out.length = 0;
   }
 }
 

@@ -2,10 +2,13 @@ import type { TransformCallback } from 'node:stream';
 import { Transform, type TransformOptions } from 'readable-stream';
 
 /**
- * A `Transform` whose `_transform` may stop half-way through a large input
- * when the readable side is full, and go on when the consumer reads again.
- * `Transform` alone only applies backpressure between inputs; one record of a
- * gigabyte of pages must not turn into a gigabyte of buffered output.
+ * A `Transform` driving a pull-based core: after each input (and at the end)
+ * {@link PacedTransform.pump} asks the core for outputs and pushes them,
+ * stopping half-way through a large input when the readable side is full and
+ * going on when the consumer reads again. `Transform` alone only applies
+ * backpressure between inputs; one record of a gigabyte of pages must not
+ * turn into a gigabyte of buffered output. The one processing loop of both
+ * Node streams (as zlib's streams share one).
  *
  * While paused, the input's callback is held here: if the stream is
  * destroyed meanwhile, it is called with the error, so the write (and every
@@ -21,6 +24,36 @@ export class PacedTransform extends Transform {
   }
 
   /**
+   * Pushes what `next` returns (an output; a promise to wait for; undefined
+   * when the input is used up, then `callback` is called), pausing while the
+   * reader is full. Errors thrown by `next` go to `callback`.
+   */
+  protected pump(next: () => unknown, callback: TransformCallback): void {
+    for (;;) {
+      let out: unknown;
+      try {
+        out = next();
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+      if (out === undefined) {
+        callback();
+        return;
+      }
+      if (typeof (out as { then?: unknown }).then === 'function') {
+        this.holdUntil(out as Promise<unknown>, () => this.pump(next, callback), callback);
+        return;
+      }
+      // Full reader, or destroyed by a synchronous 'data' handler during this push: stop here.
+      if (!this.push(out) || this.destroyed) {
+        this.resumeOnRead(() => this.pump(next, callback), callback);
+        return;
+      }
+    }
+  }
+
+  /**
    * Runs `fn` soon after the next `_read` (when the consumer wants more);
    * `callback` is the paused input's, called with an error instead if the
    * stream is destroyed first. Deferred by a tick: `_read` can be called
@@ -28,7 +61,7 @@ export class PacedTransform extends Transform {
    * input synchronously there would make `Transform` wait for a `_read` that
    * never comes.
    */
-  protected resumeOnRead(fn: () => void, callback: TransformCallback): void {
+  private resumeOnRead(fn: () => void, callback: TransformCallback): void {
     // Destroyed already (by a synchronous 'data' handler, say): nothing will resume it.
     if (this.destroyed) {
       callback(this.destroyError ?? destroyedError());
@@ -44,7 +77,7 @@ export class PacedTransform extends Transform {
    * stream is destroyed while waiting (on an async page store, say), the
    * input settles with the error at once and nothing runs after the promise.
    */
-  protected holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void {
+  private holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void {
     if (this.destroyed) {
       callback(this.destroyError ?? destroyedError());
       return;

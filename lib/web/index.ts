@@ -1,6 +1,6 @@
 // xbzrle/web: everything that runs without Node (browsers, Deno, edge
 // runtimes): the codec, the cache, the framing, the memory store, and the
-// streams as WHATWG TransformStreams. Nothing here imports a Node module or
+// streams as WHATWG stream pairs and async generators. Nothing here imports a Node module or
 // uses Buffer.
 export { XbzrleError, type XbzrleErrorCode, type XbzrleErrorOptions } from '../errors.js';
 export { encodeXbzrle } from '../codec/encode.js';
@@ -25,3 +25,5 @@ export {
   type XbzrleEncoderStreamOptions,
   type XbzrleDecoderStreamOptions,
 } from './streams.js';
+export { encodeRounds, decodeRecords } from './iterators.js';
+export type { RoundItem, WithStats, StatsHolder } from '../core/generators.js';

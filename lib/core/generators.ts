@@ -1,0 +1,145 @@
+import { argTypeError } from '../errors.js';
+import type { XbzrleStats } from '../stats.js';
+import { DecoderCore, type CorePage, type DecoderOptions } from './decoder.js';
+import { EncoderCore, type EncoderOptions, type PageRecord } from './encoder.js';
+
+/**
+ * What {@link encodeRounds} takes: a page record; a whole round (an array of
+ * records, followed by a `sync()`); or `'sync'` / `'final'` to end a round
+ * (`'final'` is `sync({ final: true })`).
+ */
+export type RoundItem = PageRecord | readonly PageRecord[] | 'sync' | 'final';
+
+/**
+ * An async generator of the helpers: also returns the statistics when done,
+ * and has them as `stats` at any time (handy with `for await` and
+ * `pipeline()`, which drop a generator's return value).
+ */
+export type WithStats<T> = AsyncGenerator<T, XbzrleStats, undefined> & StatsHolder;
+
+/** Something with live statistics. */
+export interface StatsHolder {
+  /** The stream's counters, as they are now. */
+  readonly stats: XbzrleStats;
+}
+
+/** Byte sources of {@link decodeRecords}; record sources of {@link encodeRounds}. */
+type Source<S> = AsyncIterable<S> | Iterable<S>;
+
+/** @internal The encoder generator over a core whose output chunks come from `alloc`. */
+export function encodeRoundsWith(source: Source<RoundItem>, options: EncoderOptions | undefined, alloc?: (size: number) => Uint8Array): WithStats<Uint8Array> {
+  const core = new EncoderCore(options, alloc);
+  return withStats(encodeGen(core, source), () => core.currentStats());
+}
+
+async function* encodeGen(core: EncoderCore, source: Source<RoundItem>): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {
+  let delivered = false;
+  try {
+    for await (const item of items(source)) {
+      if (item === 'sync' || item === 'final') {
+        core.sync(item === 'final');
+        yield* drain(core);
+      } else if (Array.isArray(item)) {
+        for (const record of item as readonly PageRecord[]) {
+          core.feed(record);
+          yield* drain(core);
+        }
+        core.sync(false);
+        yield* drain(core);
+      } else {
+        core.feed(item);
+        yield* drain(core);
+      }
+    }
+    core.end();
+    yield* drain(core);
+    delivered = true;
+    return core.currentStats();
+  } finally {
+    core.dispose(delivered);
+  }
+}
+
+/** @internal The decoder generator over a core whose page copies come from `alloc`. */
+export function decodeRecordsWith<P extends CorePage>(source: Source<Uint8Array>, options: DecoderOptions | undefined, alloc?: (size: number) => Uint8Array): WithStats<P> {
+  const core = new DecoderCore(options, alloc);
+  return withStats(decodeGen<P>(core, source), () => core.stats);
+}
+
+async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<Uint8Array>): AsyncGenerator<P, XbzrleStats, undefined> {
+  for await (const chunk of items(source)) {
+    if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Buffer or Uint8Array', chunk);
+    core.feed(chunk);
+    // Inlined (not `yield* drain`): one generator hop per page instead of two.
+    for (let out = core.next(); out !== undefined; out = core.next()) {
+      if (isThenable(out)) await out;
+      else yield out as P;
+    }
+  }
+  core.end();
+  yield* drain<P>(core);
+  return core.stats;
+}
+
+/** Yields the core's outputs until its input is used up, waiting on its promises. */
+async function* drain<T>(core: { next(): unknown }): AsyncGenerator<T, void, undefined> {
+  for (let out = core.next(); out !== undefined; out = core.next()) {
+    if (isThenable(out)) await out;
+    else yield out as T;
+  }
+}
+
+/**
+ * The items of a sync or async iterable, as `for await` gives them (the
+ * values of a sync iterable awaited). Leaving early returns the source's
+ * iterator without waiting for it (an idle source never holds up the
+ * consumer's `break`) and destroys a Node stream source, as `for await` and
+ * `pipeline()` do.
+ */
+async function* items<S>(source: Source<S>): AsyncGenerator<S, void, undefined> {
+  const asyncIterator = (source as Partial<AsyncIterable<S>>)[Symbol.asyncIterator];
+  const syncIterator = (source as Partial<Iterable<S>>)[Symbol.iterator];
+  let iterator: AsyncIterator<S> | Iterator<S>;
+  if (typeof asyncIterator === 'function') iterator = asyncIterator.call(source);
+  else if (typeof syncIterator === 'function') iterator = syncIterator.call(source);
+  else throw argTypeError('source', 'an iterable or async iterable', source);
+  const sync = typeof asyncIterator !== 'function';
+  let done = false; // the source ended or threw: nothing to return
+  try {
+    for (;;) {
+      let step: IteratorResult<S>;
+      let value: S;
+      try {
+        step = await iterator.next();
+        if (step.done === true) {
+          done = true;
+          return;
+        }
+        value = sync ? await step.value : step.value;
+      } catch (err) {
+        done = true;
+        throw err;
+      }
+      yield value;
+    }
+  } finally {
+    if (!done) {
+      const stream = source as { destroy?: unknown; readable?: unknown };
+      if (typeof stream.destroy === 'function' && typeof stream.readable === 'boolean') (stream.destroy as () => void).call(source);
+      if (typeof iterator.return === 'function') {
+        Promise.resolve()
+          .then(() => iterator.return!())
+          .catch(() => undefined);
+      }
+    }
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown }).then === 'function';
+}
+
+function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () => XbzrleStats): WithStats<T> {
+  Object.defineProperty(gen, 'stats', { get: stats, enumerable: true });
+  return gen as WithStats<T>;
+}

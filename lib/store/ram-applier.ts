@@ -1,0 +1,61 @@
+import type { RamRecord, RamRecordParser } from '../format/record-parser.js';
+import type { XbzrleStats } from '../stats.js';
+import { isPromise, type RamLoader } from './ram-loader.js';
+
+/** Sees each record before it is applied (statistics, reports). */
+export type RecordObserver = (record: RamRecord) => void;
+
+/**
+ * The one parse-and-apply loop: records out of a {@link RamRecordParser},
+ * each applied by a {@link RamLoader}, the stream counters kept in step with
+ * the parser. The decoder core, the migration-file reader, `stat` and the
+ * report all run their records through it.
+ */
+export class RamApplier {
+  constructor(
+    readonly parser: RamRecordParser,
+    readonly loader: RamLoader,
+    private readonly observe?: RecordObserver,
+  ) {}
+
+  /** The loader's counters. */
+  get stats(): XbzrleStats {
+    return this.loader.stats;
+  }
+
+  /** Takes the next input chunk (the previous one must be used up). */
+  push(chunk: Uint8Array): void {
+    this.parser.push(chunk);
+  }
+
+  /**
+   * Parses and applies the next record and returns it; null when the input
+   * is used up (push more, or end). With an asynchronous store, a promise of
+   * the record: wait for it before the next call (the record's payload is a
+   * view of the input, valid until then).
+   * @throws XbzrleError on malformed input or a delta that does not apply
+   */
+  next(): RamRecord | null | Promise<RamRecord> {
+    const parser = this.parser;
+    const rec = parser.next();
+    const stats = this.loader.stats;
+    stats.multifdFlushes = parser.multifdFlushes;
+    if (rec === null) return null;
+    stats.transferred = parser.position;
+    this.observe?.(rec);
+    const pending = this.loader.apply(rec);
+    return pending === undefined ? rec : pending.then(() => rec);
+  }
+
+  /**
+   * Applies every record of `chunks`, then checks the stream ended after an
+   * EOS (`ERR_RAM_TRUNCATED`).
+   */
+  async applyAll(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+    for await (const chunk of chunks) {
+      this.push(chunk);
+      for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
+    }
+    this.parser.end();
+  }
+}
