@@ -88,13 +88,13 @@ interface WasmApi {
   Instance: new (module: object, imports: object) => { exports: unknown };
 }
 
-/** The parts of `node:worker_threads` used here (typed locally: the codec names no Node module). */
+/** The parts of Node's worker_threads used here (typed locally: the codec names no Node module). */
 interface WorkerHandle {
   unref(): void;
   terminate(): Promise<number>;
   on(event: 'error', listener: (err: Error) => void): unknown;
 }
-/** What `getKernelPool` needs of `node:worker_threads` (inject it with {@link setWorkerThreads} where `process.getBuiltinModule` is missing). */
+/** What `getKernelPool` needs of Node's worker_threads (inject it with {@link setWorkerThreads} where `process.getBuiltinModule` is missing). */
 export interface WorkerThreadsApi {
   Worker: new (source: string, options: { eval: true; workerData: unknown; name?: string; stdout?: boolean; stderr?: boolean }) => WorkerHandle;
 }
@@ -228,7 +228,7 @@ export class JobTable {
 export interface KernelPoolOptions {
   /**
    * Microseconds a worker keeps polling for the next batch before it sleeps
-   * (a wake-up costs tens of µs on a busy machine). Default: 50 when the
+   * (a wake-up costs tens of µs on a busy machine). Default: 100 when the
    * threads fit the machine's cores, else 0.
    */
   spinMicros?: number;
@@ -247,6 +247,8 @@ export class KernelPool {
   private readonly workers: WorkerHandle[];
   private epoch = 0;
   private disposed = false;
+  /** Microseconds the caller polls for the workers' last lanes before it sleeps. */
+  waitSpinMicros = 50;
   /** @internal For tests: the caller claims no lane (only workers run jobs). */
   callerShare = true;
 
@@ -281,6 +283,15 @@ export class KernelPool {
    */
   createTable(capacity: number, lanes = Math.min(MAX_LANES, 8 * this.threads)): JobTable {
     return new JobTable(this.engine, capacity, lanes);
+  }
+
+  /** Microseconds a worker polls for the next batch before it sleeps (see {@link KernelPoolOptions.spinMicros}). */
+  get spinMicros(): number {
+    return Atomics.load(this.ctl, C_SPIN);
+  }
+
+  set spinMicros(us: number) {
+    Atomics.store(this.ctl, C_SPIN, Math.max(0, Math.min(1e6, Math.floor(us))));
   }
 
   /** Workers that have started (they join batches from then on). */
@@ -320,8 +331,13 @@ export class KernelPool {
     const lanes = table.lanes;
     let done = Atomics.load(ctl, C_DONE);
     if (done !== lanes) {
-      // The last lanes are on workers: poll briefly, then sleep until the last one notifies.
-      for (let i = 0; i < 2000 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
+      // The last lanes are on workers that are running them: poll (a lane is a few jobs;
+      // a sleep and a wake-up cost tens of µs on a VM), then sleep until the last one notifies.
+      const until = performance.now() + this.waitSpinMicros / 1000;
+      while (done !== lanes) {
+        for (let i = 0; i < 256 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
+        if (done === lanes || performance.now() > until) break;
+      }
       while (done !== lanes) {
         Atomics.wait(ctl, C_DONE, done, 1000);
         done = Atomics.load(ctl, C_DONE);
@@ -610,7 +626,7 @@ function inlineKernel(engine: WasmEngine): PoolKernel {
 }
 
 /**
- * `node:worker_threads` when this runtime has it (Node's
+ * Node's worker_threads when this runtime has it (Node's
  * `process.getBuiltinModule`, so no bundle names a Node module), else null.
  */
 function findWorkerThreads(): WorkerThreadsApi | null {
@@ -677,7 +693,7 @@ export function getKernelPool(engine: WasmEngine | null, threads: number, option
   const module = kernelModule();
   if (api === null || module === null || typeof SharedArrayBuffer === 'undefined') return null;
   const n = cores();
-  const spin = options.spinMicros ?? (n === 0 || threads <= n ? 50 : 0);
+  const spin = options.spinMicros ?? (n === 0 || threads <= n ? 100 : 0);
   let pool: KernelPool;
   try {
     pool = new KernelPool(engine, threads, api, module, inlineKernel(engine), Math.max(0, Math.floor(spin)));
