@@ -18,7 +18,7 @@ export { RAM_SAVE_FLAG, ENCODING_FLAG_XBZRLE, MIN_PAGE_SIZE, MAX_PAGE_SIZE, MAX_
 export { RecordWriter, type RamBlock, type RecordWriterOptions, type SlabAllocator } from './format/record-writer.js';
 export { RamRecordParser, RamRecord, DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, type RamRecordKind, type RamRecordParserOptions } from './format/record-parser.js';
 
-export type { PageStore } from './store/page-store.js';
+export type { PageStore, PageLocation } from './store/page-store.js';
 export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from './store/memory-page-store.js';
 export { FilePageStore, blockFileName, type FilePageStoreOptions, type BlockFile } from './store/file-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink } from './store/ram-loader.js';

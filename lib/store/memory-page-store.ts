@@ -1,7 +1,7 @@
 import { argRangeError, XbzrleError } from '../errors.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
-import type { PageStore } from './page-store.js';
+import type { PageLocation, PageStore } from './page-store.js';
 
 /** Memory is allocated in segments of this size, when first written. */
 const SEGMENT_SHIFT = 16;
@@ -46,6 +46,7 @@ export class MemoryPageStore implements PageStore {
   readonly maxMemory: number;
   private readonly images = new Map<string, BlockImage>();
   private allocated = 0;
+  private readonly location: PageLocation = { bytes: new Uint8Array(0), at: 0 };
   /** Addresses of segments allocated in the SIMD kernel's memory (freed on dispose or GC). */
   private readonly kernelSegments: number[] = [];
 
@@ -115,24 +116,39 @@ export class MemoryPageStore implements PageStore {
   view(block: string, offset: number, length: number, create?: true): Uint8Array;
   view(block: string, offset: number, length: number, create: boolean): Uint8Array | undefined;
   view(block: string, offset: number, length: number, create = true): Uint8Array | undefined {
+    const loc = this.locate(block, offset, length, create);
+    return loc?.bytes.subarray(loc.at, loc.at + length);
+  }
+
+  /**
+   * Where `length` bytes at `offset` live: `bytes[at…]`, `bytes` being their
+   * 64 KiB segment (allocated unless `create` is false; then undefined for
+   * memory never written). As {@link MemoryPageStore.view} without making a
+   * view; the returned object is reused by the next call.
+   */
+  locate(block: string, offset: number, length: number, create: boolean): PageLocation | undefined {
     const from = offset & SEGMENT_MASK;
     if (from + length > SEGMENT) throw argRangeError('length', 'a range inside one 64 KiB segment', length);
+    const loc = this.location;
     if (!create) {
       const seg = this.images.get(block)?.segments.get(Math.floor(offset / SEGMENT));
-      return seg?.subarray(from, from + length);
+      if (seg === undefined) return undefined;
+      loc.bytes = seg;
+      loc.at = from;
+      return loc;
     }
     const known = this.images.has(block);
     const img = this.image(block);
-    let seg: Uint8Array;
     try {
-      seg = this.segment(img, offset);
+      loc.bytes = this.segment(img, offset);
     } catch (err) {
       // Refused by maxMemory: the store stays as it was, no new block either.
       if (!known) this.images.delete(block);
       throw err;
     }
+    loc.at = from;
     if (offset + length > img.extent) img.extent = offset + length;
-    return seg.subarray(from, from + length);
+    return loc;
   }
 
   /** Records that bytes up to `end` of `block` were written in place (through a `view`). */

@@ -22,23 +22,32 @@ export interface PageStore {
   finish?(): void | Promise<void>;
   /**
    * Optional capability, with {@link PageStore.written} and
-   * {@link PageStore.fill}: the store's own memory for `length` bytes at
-   * `offset` (one page), so records are applied in place, synchronously, with
-   * no copies through `get`/`put`. With `create` false, undefined for memory
-   * never written (it reads as zeros). The view is valid until the next call
-   * on the store. {@link MemoryPageStore} has it.
+   * {@link PageStore.fill}: where `length` bytes at `offset` (one page) live
+   * in the store's own memory, so records are applied in place,
+   * synchronously, with no copies through `get`/`put`: the page is
+   * `bytes[at … at + length)`. With `create` false, undefined for memory never
+   * written (it reads as zeros). The location (which the store may reuse) is
+   * valid until the next call on the store. {@link MemoryPageStore} has it.
    */
-  view?(block: string, offset: number, length: number, create: boolean): Uint8Array | undefined;
-  /** Optional, with `view`: bytes up to `end` of `block` were written through a view. */
+  locate?(block: string, offset: number, length: number, create: boolean): PageLocation | undefined;
+  /** Optional, with `locate`: bytes up to `end` of `block` were written in place. */
   written?(block: string, end: number): void;
-  /** Optional, with `view`: sets `length` bytes from `offset` to `byte`. */
+  /** Optional, with `locate`: sets `length` bytes from `offset` to `byte`. */
   fill?(block: string, offset: number, length: number, byte: number): void;
 }
 
-/** @internal A store with the in-place capability. */
-export type InPlacePageStore = PageStore & Required<Pick<PageStore, 'view' | 'written' | 'fill'>>;
+/** Where a page lives in a store's memory (see {@link PageStore.locate}): `bytes[at…]`. */
+export interface PageLocation {
+  /** Memory holding the page (a larger region, such as a segment). */
+  bytes: Uint8Array;
+  /** Offset of the page's first byte in `bytes`. */
+  at: number;
+}
 
-/** @internal Whether `store` has the in-place capability (`view`, `written`, `fill`). */
+/** @internal A store with the in-place capability. */
+export type InPlacePageStore = PageStore & Required<Pick<PageStore, 'locate' | 'written' | 'fill'>>;
+
+/** @internal Whether `store` has the in-place capability (`locate`, `written`, `fill`). */
 export function hasInPlaceAccess(store: PageStore | null): store is InPlacePageStore {
-  return store !== null && typeof store.view === 'function' && typeof store.written === 'function' && typeof store.fill === 'function';
+  return store !== null && typeof store.locate === 'function' && typeof store.written === 'function' && typeof store.fill === 'function';
 }

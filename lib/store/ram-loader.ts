@@ -139,17 +139,17 @@ export class RamLoader {
     if (memory !== null) {
       // Decoded in place, validated before anything is written: a bad delta
       // changes nothing (not even the store's extent).
-      let page = memory.view(block, offset, ps, false);
-      if (page !== undefined) decodeInto(src, srcOffset, length, page, 0, ps, position);
+      let loc = memory.locate(block, offset, ps, false);
+      if (loc !== undefined) decodeInto(src, srcOffset, length, loc.bytes, loc.at, ps, position);
       else {
         // Never written: zeros, so the delta is the page; checked before the page is made.
         const result = checkDelta(src, srcOffset, length, ps);
         if (result < 0) throw corrupt(result, position);
-        page = memory.view(block, offset, ps, true)!;
-        applyChecked(src, srcOffset, length, page, 0);
+        loc = memory.locate(block, offset, ps, true)!;
+        applyChecked(src, srcOffset, length, loc.bytes, loc.at);
       }
       memory.written(block, offset + ps);
-      this.onPage?.(block, offset, 'xbzrle', page, 0);
+      this.onPage?.(block, offset, 'xbzrle', loc.bytes.subarray(loc.at, loc.at + ps), 0);
       return undefined;
     }
     if (store === null) {

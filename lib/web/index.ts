@@ -11,7 +11,7 @@ export { PageCache, CACHED_PAGE_LIFETIME, DEFAULT_CACHE_SIZE, type PageCacheOpti
 export { RAM_SAVE_FLAG, ENCODING_FLAG_XBZRLE, MIN_PAGE_SIZE, MAX_PAGE_SIZE, MAX_IDSTR_LENGTH } from '../format/flags.js';
 export { RecordWriter, type RamBlock, type RecordWriterOptions, type SlabAllocator } from '../format/record-writer.js';
 export { RamRecordParser, RamRecord, DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, type RamRecordKind, type RamRecordParserOptions } from '../format/record-parser.js';
-export type { PageStore } from '../store/page-store.js';
+export type { PageStore, PageLocation } from '../store/page-store.js';
 export { MemoryPageStore, DEFAULT_MAX_MEMORY, type MemoryPageStoreOptions } from '../store/memory-page-store.js';
 export { RamLoader, type RamLoaderOptions, type PageSink, type DecodedPageKind } from '../store/ram-loader.js';
 export { RATE_PERIOD_MS, XbzrleStats, type RateMode, type RecordCounts, type XbzrleStatsJSON, type XbzrleStatsOptions } from '../stats.js';
