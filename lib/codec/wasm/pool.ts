@@ -228,8 +228,12 @@ export class JobTable {
 export interface KernelPoolOptions {
   /**
    * Microseconds a worker keeps polling for the next batch before it sleeps
-   * (a wake-up costs tens of µs on a busy machine). Default: 100 when the
-   * threads fit the machine's cores, else 0.
+   * (then the next batch pays a wake-up: 15-35 µs of the caller's time on a
+   * VM). Default 0: on a machine shared with other processes a polling
+   * worker takes CPU from the caller (measured: 2 threads with 100 µs of
+   * polling ran at half the speed of 2 threads without). Worth setting on a
+   * machine whose cores are the migration's alone. Settable later through
+   * {@link KernelPool.spinMicros}.
    */
   spinMicros?: number;
 }
@@ -651,17 +655,6 @@ export function setWorkerThreads(api: WorkerThreadsApi | null | undefined): void
   workerThreads = api;
 }
 
-/** The hardware threads of this machine (Node's `os.availableParallelism`), or 0 when unknown. */
-function cores(): number {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  try {
-    const os = proc?.getBuiltinModule?.('os') as { availableParallelism?: () => number; cpus?: () => unknown[] } | undefined;
-    return os?.availableParallelism?.() ?? os?.cpus?.().length ?? 0;
-  } catch {
-    return 0;
-  }
-}
-
 type PoolRegistry = WeakMap<WasmEngine, Map<number, KernelPool>>;
 
 function registry(): PoolRegistry {
@@ -692,8 +685,7 @@ export function getKernelPool(engine: WasmEngine | null, threads: number, option
   const api = findWorkerThreads();
   const module = kernelModule();
   if (api === null || module === null || typeof SharedArrayBuffer === 'undefined') return null;
-  const n = cores();
-  const spin = options.spinMicros ?? (n === 0 || threads <= n ? 100 : 0);
+  const spin = options.spinMicros ?? 0;
   let pool: KernelPool;
   try {
     pool = new KernelPool(engine, threads, api, module, inlineKernel(engine), Math.max(0, Math.floor(spin)));
