@@ -260,6 +260,17 @@ export class PageCache {
     this.written[slot] = 1;
   }
 
+  /**
+   * @internal Claims the slot of `addr` for a page the caller copies in
+   * itself (the encoder's workers do): as {@link PageCache.insertFrom} without
+   * the copy. Returns the slot, or -1 when the hot-page rule keeps the entry there.
+   */
+  claimSlot(addr: number): number {
+    const slot = this.claim(addr, this.generation);
+    if (slot >= 0) this.written[slot] = 1;
+    return slot;
+  }
+
   /** Caches an all-zero page under `addr`, with the same rule as {@link PageCache.insert}. */
   insertZero(addr: number, generation: number = this.generation): boolean {
     const slot = this.claim(checkAddr(addr), generation);

@@ -1,5 +1,6 @@
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
+import { getKernelPool, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -29,6 +30,14 @@ export interface EncoderOptions {
   blocks?: readonly RamBlock[];
   /** Use XBZRLE deltas (default true); false sends only PAGE and ZERO records and leaves the cache alone. */
   xbzrle?: boolean;
+  /**
+   * Threads to encode on: the calling thread and `threads - 1` workers
+   * sharing the kernel's memory, pages sharded by cache slot. The output and
+   * the statistics are byte for byte those of one thread. Default 1 (no
+   * workers). Where workers or shared memory are missing (browsers without
+   * cross-origin isolation) the single-thread path runs.
+   */
+  threads?: number;
   /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB, at most 64 MiB. */
   chunkSize?: number;
   /**
@@ -64,6 +73,8 @@ export class EncoderCore {
   private readonly writer: RecordWriter;
   private readonly kernel: PageKernel;
   private readonly useXbzrle: boolean;
+  /** The worker pool and its batch state, or null on one thread. */
+  private readonly parallel: ParallelBatch | null = null;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
@@ -98,7 +109,10 @@ export class EncoderCore {
     this.pageSize = pageSize;
     this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
     this.ownsCache = cache === undefined;
-    this.kernel = new PageKernel(pageSize);
+    const threads = opts.threads === undefined ? 1 : checkPositiveInteger(opts.threads, 'options.threads', MAX_THREADS);
+    const pool = threads > 1 ? getKernelPool(this.cache.arenaEngine, threads) : null;
+    this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
+    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
@@ -193,6 +207,7 @@ export class EncoderCore {
     this.disposed = true;
     this.record = null;
     this.kernel.dispose();
+    this.parallel?.dispose();
     if (this.ownsCache) this.cache.dispose();
   }
 
@@ -228,6 +243,16 @@ export class EncoderCore {
         kernel.stage(record.data, i * ps, n);
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
+        const batch = this.parallel;
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine) {
+          // On the pool: the whole group at once, if it spans distinct cache slots.
+          const m = Math.min(n, this.cache.slots);
+          this.encodeBatch(record, i, m);
+          i += m;
+          if (i < this.stagedEnd) this.stagedEnd = i; // the rest staged again
+          if (ready.length > 0) break;
+          continue;
+        }
       }
       this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps);
       i++;
@@ -235,6 +260,103 @@ export class EncoderCore {
     }
     this.pageIndex = i;
     if (i === count) this.record = null;
+  }
+
+  /**
+   * The per-page decisions of {@link EncoderCore.encodePage} for `count`
+   * staged pages from `first` (distinct cache slots), with the kernel work on
+   * the pool: (1) every page's cache slot peeked, its step queued in the lane
+   * of its slot; (2) the steps run on every thread; (3) in page order, the
+   * decisions and the cache bookkeeping, the copies of missed pages into the
+   * cache queued; (4) the copies run; (5) in page order, the records written.
+   * Same writer calls, in the same order, as page by page: the same bytes.
+   */
+  private encodeBatch(record: PageRecord, first: number, count: number): void {
+    const ps = this.pageSize;
+    const cache = this.cache;
+    const stats = this.stats;
+    const batch = this.parallel!;
+    const { steps, copies, action, from, length } = batch;
+    const xbzrle = this.useXbzrle;
+    const final = this.finalStage;
+    const update = xbzrle && !final;
+    const arena = cache.arenaPtr;
+    this.touchedCache ||= xbzrle;
+    steps.reset();
+    copies.reset();
+    for (let k = 0; k < count; k++) {
+      const key = this.key + (first + k) * ps;
+      const slot = xbzrle ? cache.peekSlot(key) : -1;
+      batch.slot[k] = slot;
+      if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
+      steps.step(cache.slotOf(key), slot < 0 ? 0 : arena + slot * ps, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
+    }
+    batch.pool.run(steps);
+    for (let k = 0; k < count; k++) {
+      const r = steps.result(k);
+      const key = this.key + (first + k) * ps;
+      const page = this.stageAt + (first + k) * ps;
+      const slot = batch.slot[k]!;
+      action[k] = ACT_NONE;
+      if (r === STEP_ZERO) {
+        action[k] = ACT_ZERO;
+        if (xbzrle) cache.insertZero(key);
+        continue;
+      }
+      if (!xbzrle) {
+        action[k] = ACT_PAGE;
+        from[k] = page;
+        continue;
+      }
+      cache.account(slot);
+      if (r === STEP_MISS) {
+        stats.cacheMiss++;
+        const into = final ? -1 : cache.claimSlot(key);
+        action[k] = ACT_PAGE;
+        from[k] = page;
+        if (into >= 0) {
+          // Sent from the cached copy, as page by page (see encodePage).
+          copies.copy(into, arena + into * ps, page, ps);
+          from[k] = arena + into * ps;
+        }
+        continue;
+      }
+      stats.xbzrlePages++;
+      if (r === 0) {
+        stats.skipped++;
+        continue;
+      }
+      if (r < 0) {
+        stats.overflow++;
+        stats.xbzrleBytes += ps;
+        action[k] = ACT_PAGE;
+        from[k] = final ? page : arena + slot * ps;
+      } else {
+        action[k] = ACT_XBZRLE;
+        from[k] = batch.outPtr + k * ps;
+        length[k] = r;
+      }
+      if (final) cache.invalidate(key);
+    }
+    if (copies.count > 0) batch.pool.run(copies);
+    const mem = batch.pool.engine.bytes();
+    const writer = this.writer;
+    for (let k = 0; k < count; k++) {
+      const offset = record.offset + (first + k) * ps;
+      switch (action[k]) {
+        case ACT_ZERO:
+          writer.zero(record.block, offset, 0);
+          stats.countZero();
+          break;
+        case ACT_PAGE:
+          writer.page(record.block, offset, mem, from[k]!);
+          stats.countPage();
+          break;
+        case ACT_XBZRLE:
+          stats.countDelta(writer.xbzrle(record.block, offset, mem, from[k]!, length[k]!));
+          break;
+      }
+    }
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`. */
@@ -342,4 +464,57 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
   }
   if (total > Number.MAX_SAFE_INTEGER) throw argRangeError('options.blocks', 'a total length below 2^53', total);
   return out;
+}
+
+/** Most threads an encoder takes. */
+const MAX_THREADS = 256;
+/**
+ * Bytes of pages per batch on the pool (and staged at a time there): large
+ * enough that waking the workers (15-35 µs on a VM) is small next to the work.
+ */
+const BATCH_BYTES = 4 << 20;
+const ACT_NONE = 0;
+const ACT_ZERO = 1;
+const ACT_PAGE = 2;
+const ACT_XBZRLE = 3;
+
+/** What a batch on the pool needs: job tables, a delta area per page, the per-page decisions. */
+class ParallelBatch {
+  readonly slot: Int32Array;
+  readonly action: Uint8Array;
+  /** Kernel-memory address each page's record is written from. */
+  readonly from: Int32Array;
+  readonly length: Int32Array;
+  private owner: object = {};
+
+  private constructor(
+    readonly pool: KernelPool,
+    readonly steps: JobTable,
+    readonly copies: JobTable,
+    /** A page of delta output per page of the batch, in kernel memory. */
+    readonly outPtr: number,
+    pages: number,
+  ) {
+    this.slot = new Int32Array(pages);
+    this.action = new Uint8Array(pages);
+    this.from = new Int32Array(pages);
+    this.length = new Int32Array(pages);
+  }
+
+  /** Null when the kernel's memory has no room for the batch's areas. */
+  static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
+    const pages = BATCH_BYTES / pageSize;
+    const owner = {};
+    const outPtr = pool.engine.take(owner, BATCH_BYTES, 64);
+    if (outPtr < 0) return null;
+    const batch = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), outPtr, pages);
+    batch.owner = owner;
+    return batch;
+  }
+
+  dispose(): void {
+    this.pool.engine.giveAll(this.owner);
+    this.steps.dispose();
+    this.copies.dispose();
+  }
 }
