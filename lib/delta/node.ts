@@ -5,7 +5,7 @@
  * only once every check passed.
  */
 import { Buffer } from 'node:buffer';
-import { createReadStream, writeSync } from 'node:fs';
+import { createReadStream, readSync, writeSync } from 'node:fs';
 import { copyFile, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -91,10 +91,11 @@ export interface VerifyDeltaOptions {
 }
 
 const STEP = 1 << 20;
-/** Second pass of diff: changed pages at most this many pages apart are read together. */
-const GAP = 64;
-/** Second pass of diff: changed pages kept in memory from the first pass (bytes for OLD's and as much for NEW's). */
-const SPILL = 32 << 20;
+/** Second pass of diff: changed pages at most this many pages apart are read together (a read call costs about as much as copying 8 pages). */
+const GAP = 8;
+
+/** The descriptors of the files behind the sources {@link fileSource} made (for synchronous reads). */
+const fileDescriptors = new WeakMap<ImageSource, number>();
 
 /** @internal A file as an {@link ImageSource} (random reads), or a pipe or device read in order; `close` when done. */
 export async function fileSource(path: string): Promise<{ src: ImageSource; close: () => Promise<void> }> {
@@ -106,7 +107,9 @@ export async function fileSource(path: string): Promise<{ src: ImageSource; clos
       const stream = fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false });
       return { src: { size: st.size, stream }, close: () => fh.close() };
     }
-    return { src: { size: st.size, read: async (into, length, position) => (await fh.read(into, 0, length, position)).bytesRead }, close: () => fh.close() };
+    const src: ImageSource = { size: st.size, read: async (into, length, position) => (await fh.read(into, 0, length, position)).bytesRead };
+    fileDescriptors.set(src, fh.fd);
+    return { src, close: () => fh.close() };
   } catch (err) {
     await fh.close();
     throw err;
@@ -347,31 +350,12 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     const oldPadded = Math.ceil(oldSize / ps) * ps;
     if (oldFile !== null && newFile !== null) {
       // Two passes. 1: OLD and NEW side by side, each read one step ahead, compared in the
-      // kernel; OLD's pages hashed (digest, dedup index), changed pages noted.
+      // kernel; OLD's pages hashed (digest, dedup index), changed pages noted (1 bit a page).
       const os = readAhead(oldFile, [alloc(), alloc()], Math.max(newSize, oldPadded), oldName);
-      // The first changed pages (OLD's and NEW's copies) are kept for the second pass, up to
-      // SPILL bytes each; the others are read back then.
-      // Kept in segments of SEG pages, allocated as changed pages come (few changes, little memory).
-      const spillPages = Math.min(SPILL / ps, Math.ceil(newSize / ps));
-      const SEG = 256;
-      const oldSegs: Uint8Array[] = [];
-      const newSegs: Uint8Array[] = [];
-      let spilled = 0;
       let pos = 0;
       for await (const nb of newSteps) {
         const ob = (await os.next()).value as Uint8Array;
         e.scan(ob.subarray(0, nb.length), nb, pos);
-        for (let at = 0; at < nb.length && spilled < spillPages; at += ps) {
-          if (!e.isChanged((pos + at) / ps)) continue;
-          const slot = spilled % SEG;
-          if (slot === 0) {
-            oldSegs.push(alloc(SEG * ps));
-            newSegs.push(alloc(SEG * ps));
-          }
-          oldSegs[oldSegs.length - 1]!.set(ob.subarray(at, at + ps), slot * ps);
-          newSegs[newSegs.length - 1]!.set(nb.subarray(at, at + ps), slot * ps);
-          spilled++;
-        }
         const oldEnd = Math.min(ob.length, oldPadded - pos);
         if (oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
         pos += ob.length;
@@ -381,61 +365,31 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
         e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
         pos += r.value.length;
       }
-      // 2: only the changed pages, read back window by window (every run of a window read at
-      // once, the next window read while this one is encoded).
+      // 2: only the changed pages, read back window by window with synchronous reads (from the
+      // page cache, just read: a synchronous read call costs a few µs, a promise-based one ~10 µs
+      // of this thread and a thread hop; keeping the changed pages from pass 1 instead cost a
+      // page fault per 4 KiB of fresh memory, more than reading them again).
       const win = STEP / ps;
-      const bufsFor = [
-        [alloc(), alloc()],
-        [alloc(), alloc()],
-      ] as const;
-      const changedPages = e.changedPages();
-      for (let c = 0; c < spilled; c++) {
-        const page = changedPages.next().value as number;
-        const seg = Math.floor(c / SEG);
-        const at = (c % SEG) * ps;
-        await e.encodeChanged(page, oldSegs[seg]!.subarray(at, at + ps), 0, newSegs[seg]!.subarray(at, at + ps), 0, page * ps);
-        if ((c & 255) === 255) await flush();
-      }
-      await flush();
-      const windows = groupWindows(changedPages, win);
-      const load = async (w: number[], k: number): Promise<void> => {
-        const [ob, nb] = bufsFor[k]!;
+      const [ob, nb] = [alloc(), alloc()];
+      for (const w of groupWindows(e.changedPages(), win)) {
         const base = Math.floor(w[0]! / win) * win;
-        const reads: Promise<void>[] = [];
         for (let i = 0; i < w.length; ) {
           // Runs closer than GAP pages are read as one: a read call costs more than copying a few pages.
           let j = i + 1;
           while (j < w.length && w[j]! - w[j - 1]! <= GAP) j++;
           const at = (w[i]! - base) * ps;
           const len = (w[j - 1]! - w[i]! + 1) * ps;
-          reads.push(readPages(newFile, nb.subarray(at), len, w[i]! * ps, newSize, newName));
-          reads.push(readPages(oldFile, ob.subarray(at), len, w[i]! * ps, oldSize, oldName));
+          await readPagesBack(newFile, nb, at, len, w[i]! * ps, newSize, newName);
+          await readPagesBack(oldFile, ob, at, len, w[i]! * ps, oldSize, oldName);
           i = j;
         }
-        await Promise.all(reads);
-      };
-      let k = 0;
-      let cur = windows.next();
-      let loading = cur.done === true ? null : load(cur.value, 0);
-      loading?.catch(() => undefined);
-      while (cur.done !== true) {
-        const w = cur.value;
-        await loading;
-        const next = windows.next();
-        loading = next.done === true ? null : load(next.value, k ^ 1);
-        loading?.catch(() => undefined); // awaited on the next turn; handled if encoding fails first
-        const [ob, nb] = bufsFor[k]!;
-        const base = Math.floor(w[0]! / win) * win;
         for (const page of w) {
           const at = (page - base) * ps;
           // One page per call: the window holds only the changed pages, so no other page of it is a candidate in memory.
           await e.encodeChanged(page, ob.subarray(at, at + ps), 0, nb.subarray(at, at + ps), 0, page * ps);
         }
         await flush();
-        cur = next;
-        k ^= 1;
       }
-      await loading;
     } else {
       if (oldFile !== null) {
         // First pass over OLD: page hashes (its digest, the dedup index).
@@ -500,6 +454,20 @@ async function readPages(src: ImageSource, into: Uint8Array, length: number, off
   const have = Math.max(0, Math.min(length, size - offset));
   if (have > 0) await readFully(src, into, have, offset, name);
   if (have < length) into.fill(0, have, length);
+}
+
+/** {@link readPages} into `into` at `at`, with synchronous reads when `src` is a file {@link fileSource} opened. */
+async function readPagesBack(src: ImageSource, into: Uint8Array, at: number, length: number, offset: number, size: number, name: string): Promise<void> {
+  const fd = fileDescriptors.get(src);
+  if (fd === undefined) return readPages(src, into.subarray(at), length, offset, size, name);
+  const have = Math.max(0, Math.min(length, size - offset));
+  let done = 0;
+  while (done < have) {
+    const n = readSync(fd, into, at + done, have - done, offset + done);
+    if (n === 0) throw new Error(`${name}: file shrank while being read`);
+    done += n;
+  }
+  if (have < length) into.fill(0, at + have, at + length);
 }
 
 function deltaChunks(input: DeltaInput): { stream: AsyncIterable<Uint8Array>; name: string } {
