@@ -95,7 +95,7 @@ export class EncoderCore {
   private touchedCache = false;
   private disposed = false;
 
-  constructor(options: EncoderOptions | undefined, alloc?: SlabAllocator) {
+  constructor(options: EncoderOptions | undefined, alloc?: SlabAllocator, release?: (slab: Uint8Array, used: number) => void) {
     const opts = checkOptions(options);
     const cache = opts.cache;
     if (cache !== undefined && !PageCache.isPageCache(cache)) throw argTypeError('options.cache', 'a PageCache', cache);
@@ -116,7 +116,7 @@ export class EncoderCore {
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
-    this.writer = new RecordWriter({ pageSize, chunkSize, alloc }, (chunk) => this.ready.push(chunk));
+    this.writer = new RecordWriter({ pageSize, chunkSize, alloc, release }, (chunk) => this.ready.push(chunk));
     if (blocks !== null) {
       this.declared = new Map(blocks.map((b) => [b.id, b.length]));
       this.cache.declareBlocks(blocks);

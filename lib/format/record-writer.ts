@@ -14,6 +14,12 @@ export interface RecordWriterOptions {
   chunkSize?: number;
   /** Slab allocator. Default `new Uint8Array(size)`. */
   alloc?: SlabAllocator;
+  /**
+   * Told when the writer is done with a slab from `alloc`: every chunk of it
+   * was emitted, `used` bytes in all. With a pool behind `alloc`, the slab can
+   * be reused once the consumer is done with those chunks.
+   */
+  release?: (slab: Uint8Array, used: number) => void;
 }
 
 /** A block and its length, as listed in a MEM_SIZE record. */
@@ -52,6 +58,7 @@ export class RecordWriter {
   private readonly chunkSize: number;
   private readonly slabSize: number;
   private readonly alloc: SlabAllocator;
+  private readonly release: ((slab: Uint8Array, used: number) => void) | undefined;
   private readonly onChunk: (chunk: Uint8Array) => void;
   private slab: Uint8Array;
   /** An empty slab of the allocator's own type (one array class keeps the hot code monomorphic). */
@@ -67,6 +74,7 @@ export class RecordWriter {
     this.pageSize = options.pageSize;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.alloc = options.alloc ?? ((n) => new Uint8Array(n));
+    this.release = options.release;
     // Room for several chunks, so one allocation serves several emits (up to 4 MiB more
     // than one chunk and a record: large chunks get one or two per slab).
     this.slabSize = this.chunkSize + this.maxRecordSize() + Math.min(7 * this.chunkSize, 4 << 20);
@@ -200,9 +208,15 @@ export class RecordWriter {
   private reserve(n: number): void {
     if (this.pos + n <= this.slab.length) return;
     if (this.pos > this.start) this.emit();
+    this.retire();
     this.slab = this.alloc(Math.max(this.slabSize, n));
     this.start = 0;
     this.pos = 0;
+  }
+
+  /** Hands the current slab (all of it emitted) back to `release`. */
+  private retire(): void {
+    if (this.slab !== this.noSlab) this.release?.(this.slab, this.pos);
   }
 
   private maybeEmit(): void {
@@ -215,6 +229,7 @@ export class RecordWriter {
     // A chunk only starts where a whole chunk and one more record fit, so chunks
     // are never cut short by the end of a slab. Otherwise take a new slab lazily.
     if (this.slab.length - this.pos < this.chunkSize + this.maxRecordSize()) {
+      this.retire();
       this.slab = this.noSlab;
       this.start = 0;
       this.pos = 0;

@@ -1,0 +1,97 @@
+// The jobs users run, end to end, against what the machine does without us,
+// same run, interleaved, medians (issue 15's and 17's targets):
+//
+//   encode   xbzrle encode OLD NEW -o /dev/null --cache-size <image>   vs  cat OLD NEW > /dev/null
+//   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
+//   extract  xbzrle extract MIG -o DIR (a QEMU file made by encode)      vs  the same dd
+//
+// with --threads N given to xbzrle as `--threads` lists (e.g. --threads 1,2).
+// Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache.
+//
+//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--dir /tmp/xbzrle-jobs]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { generate } from './delta/gen.mjs';
+import { quantile } from './lib/timing.mjs';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const args = process.argv.slice(2);
+let size = 512;
+let reps = 3;
+let dir = '/tmp/xbzrle-jobs';
+/** @type {number[]} */
+let threads = [1];
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--size') size = Number(args[++i]);
+  else if (a === '--reps') reps = Number(args[++i]);
+  else if (a === '--dir') dir = String(args[++i]);
+  else if (a === '--threads') threads = String(args[++i]).split(',').map(Number);
+  else throw new Error(`unknown option ${a}`);
+}
+const bytes = size << 20;
+mkdirSync(dir, { recursive: true });
+const OLD = join(dir, `old-${size}.img`);
+const NEW = join(dir, `new-${size}.img`);
+const STREAM = join(dir, `stream-${size}.xs`);
+const OUT = join(dir, 'out.img');
+if (!existsSync(OLD) || !existsSync(NEW) || statSync(OLD).size !== bytes) await generate(OLD, NEW, bytes, 'edits', 1);
+
+/**
+ * Runs a command; returns its wall time in ms.
+ * @param {string} file
+ * @param {string[]} argv
+ * @param {string} [shell]
+ */
+function time(file, argv, shell) {
+  const t0 = performance.now();
+  const r = shell === undefined ? spawnSync(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawnSync('sh', ['-c', shell], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${shell ?? [file, ...argv].join(' ')}: exit ${r.status}: ${r.stderr}`);
+  return ms;
+}
+
+const threadFlag = (/** @type {number} */ n) => (n === 1 ? [] : ['--threads', String(n)]);
+const cache = ['--cache-size', `${Math.max(size, 1)}M`];
+// The stream decode reads: OLD then NEW as two rounds.
+time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', STREAM, '-f', '-q', ...cache]);
+const dd = () => {
+  rmSync(OUT, { force: true });
+  return time('dd', [`if=${NEW}`, `of=${OUT}`, 'bs=1M', 'conv=fsync', 'status=none']);
+};
+/** @type {{ name: string, ref: string, run: () => number, base: () => number }[]} */
+const jobs = [];
+for (const n of threads) {
+  jobs.push({ name: `encode${n > 1 ? ` --threads ${n}` : ''}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
+  jobs.push({
+    name: `decode${n > 1 ? ` --threads ${n}` : ''}`,
+    ref: 'dd conv=fsync',
+    base: dd,
+    run: () => {
+      rmSync(OUT, { force: true });
+      return time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]);
+    },
+  });
+}
+console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} interleaved reps, medians`);
+console.log('job                        time ms   reference          ref ms   ratio');
+for (const job of jobs) {
+  /** @type {number[]} */
+  const t = [];
+  /** @type {number[]} */
+  const b = [];
+  /** @type {number[]} */
+  const ratio = [];
+  for (let r = 0; r < reps; r++) {
+    const x = job.run();
+    const y = job.base();
+    t.push(x);
+    b.push(y);
+    ratio.push(x / y);
+  }
+  console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
+}
+rmSync(OUT, { force: true });

@@ -1,0 +1,55 @@
+/**
+ * Output slabs reused instead of allocated: for a driver that knows when its
+ * sink is done with each chunk (a file write that completed). Fresh memory is
+ * costly to touch (a page fault per 4 KiB on first use: ~20 µs on some VMs),
+ * so a long encode that writes every chunk and then recycles its slab touches
+ * a few slabs' worth of memory instead of its whole output.
+ *
+ * Give {@link SlabPool.alloc} and {@link SlabPool.release} to the record
+ * writer (through `EncoderCore`), and call {@link SlabPool.done} with every
+ * chunk once the sink has it. A slab comes back when the writer released it
+ * and the sink is done with all of its bytes.
+ */
+export class SlabPool {
+  private readonly free: Uint8Array[] = [];
+  /** Per slab buffer: bytes the writer used (-1 while it still writes there) and bytes the sink is done with. */
+  private readonly slabs = new Map<ArrayBufferLike, { slab: Uint8Array; used: number; done: number }>();
+
+  constructor(private readonly make: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {}
+
+  /** The writer's allocator. */
+  readonly alloc = (size: number): Uint8Array => {
+    if (size === 0) return this.make(0);
+    const reused = this.free.pop();
+    const slab = reused !== undefined && reused.length >= size ? reused : this.make(size);
+    this.slabs.set(slab.buffer, { slab, used: -1, done: 0 });
+    return slab;
+  };
+
+  /** The writer's release hook. */
+  readonly release = (slab: Uint8Array, used: number): void => {
+    const s = this.slabs.get(slab.buffer);
+    if (s === undefined) return;
+    s.used = used;
+    this.recycle(s);
+  };
+
+  /** The sink is done with `chunk` (a view of a slab from this pool). */
+  done(chunk: Uint8Array): void {
+    const s = this.slabs.get(chunk.buffer);
+    if (s === undefined) return;
+    s.done += chunk.length;
+    this.recycle(s);
+  }
+
+  /** Slabs held for reuse. */
+  get idle(): number {
+    return this.free.length;
+  }
+
+  private recycle(s: { slab: Uint8Array; used: number; done: number }): void {
+    if (s.used < 0 || s.done < s.used) return;
+    this.slabs.delete(s.slab.buffer);
+    this.free.push(s.slab);
+  }
+}
