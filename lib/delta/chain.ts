@@ -95,15 +95,13 @@ class Stage {
   private fEnd: number[] = [];
   private fLast: number[] = [];
   private complete = false; // the index reached the trailer
-  // The frame read at random, and a table of its page records.
-  private rNum = -1;
-  private rFrame: Uint8Array = new Uint8Array(0);
-  private rCount = 0;
-  private tOff: Float64Array = new Float64Array(0);
-  private tKind: Uint8Array = new Uint8Array(0);
-  private tAt: Int32Array = new Int32Array(0);
-  private tLen: Int32Array = new Int32Array(0);
-  private tRef: Float64Array = new Float64Array(0);
+  // 1 bit a page of NEW: the delta has a record for it (set as frames are indexed), so a lookup of a
+  // page without one reads no frame.
+  private readonly recBits: Uint8Array;
+  // Frames read at random, with a table of their page records; the most recently used first out last.
+  private readonly tables = new Map<number, FrameTable>();
+  private t: FrameTable | null = null;
+  private tableBytes = 0;
   private readonly scan: RecordCursor;
   private readonly hb = new Uint8Array(FRAME_HEADER_SIZE);
   private readEnd = 0; // where the frame last read at random ends
@@ -114,6 +112,7 @@ class Stage {
     private readonly random: RandomRead,
     private readonly hasher: Hasher,
     private readonly compressor: FrameCompressor | null,
+    private readonly maxTableBytes: number,
   ) {
     this.h = reader.header!;
     this.stats = emptyStats('xbzrle', this.h.pageSize, this.h.oldSize, this.h.newSize);
@@ -121,6 +120,7 @@ class Stage {
     this.newDigest = new ImageDigest(hasher);
     this.cursor = new RecordCursor(this.h);
     this.scan = new RecordCursor(this.h);
+    this.recBits = new Uint8Array(Math.ceil(this.h.newSize / this.h.pageSize / 8));
   }
 
   /** Moves the pass to the next page record (sets `have`), or to EOS (`ended`). */
@@ -152,7 +152,14 @@ class Stage {
     const s = this.scan;
     s.resume(frame, at, num, num === 0 ? null : this.cursor.blockName);
     let last = num === 0 ? -1 : this.fLast[num - 1]!;
-    while (s.read()) if (s.kind !== RecordKind.MemSize && s.kind !== RecordKind.Eos) last = s.offset;
+    const bits = this.recBits;
+    const ps = this.h.pageSize;
+    while (s.read()) {
+      if (s.kind === RecordKind.MemSize || s.kind === RecordKind.Eos) continue;
+      last = s.offset;
+      const q = last / ps;
+      bits[q >>> 3] = bits[q >>> 3]! | (1 << (q & 7));
+    }
     this.fAt.push(at);
     this.fEnd.push(end);
     this.fLast.push(last);
@@ -197,13 +204,15 @@ class Stage {
   }
 
   /**
-   * This delta's record for the page at byte `y`: its row in the table of the
-   * frame read at random (`kind`/`at`/`len`/`ref` accessors), or -1 when it has none.
+   * This delta's record for the page at byte `y`: its row in the table of its
+   * frame (then current for `kindOf`/`refOf`/`applyRow`/`copyRow`), or -1 when it has none.
    */
   async lookup(y: number): Promise<number> {
     while (!this.complete && (this.fLast.length === 0 || this.fLast[this.fLast.length - 1]! < y)) {
       if (!(await this.indexAhead())) break;
     }
+    const q = y / this.h.pageSize;
+    if ((this.recBits[q >>> 3]! & (1 << (q & 7))) === 0) return -1;
     // The first frame whose last page is at or past y.
     const last = this.fLast;
     let lo = 0;
@@ -214,67 +223,92 @@ class Stage {
       else hi = mid;
     }
     if (lo === last.length) return -1;
-    if (lo !== this.rNum) await this.loadTable(lo);
-    const off = this.tOff;
+    let t = this.tables.get(lo);
+    if (t === undefined) {
+      t = await this.loadTable(lo);
+      // The least recently used go while over the budget (the newest stays, whatever its size).
+      for (const [num, old] of this.tables) {
+        if (this.tableBytes + t.bytes <= this.maxTableBytes) break;
+        this.tables.delete(num);
+        this.tableBytes -= old.bytes;
+      }
+      this.tableBytes += t.bytes;
+    } else this.tables.delete(lo);
+    this.tables.set(lo, t); // most recently used last
+    this.t = t;
+    const off = t.off;
     let a = 0;
-    let b = this.rCount;
+    let b = t.n;
     while (a < b) {
       const mid = (a + b) >>> 1;
       if (off[mid]! < y) a = mid + 1;
       else b = mid;
     }
-    return a < this.rCount && off[a] === y ? a : -1;
+    return a < t.n && off[a] === y ? a : -1;
   }
 
-  private async loadTable(num: number): Promise<void> {
+  private async loadTable(num: number): Promise<FrameTable> {
     const raw = await this.readFrameAt(num, this.fAt[num]!);
     if (raw === null) throw corruptFrame(num, this.fAt[num]!, 'frame missing');
-    const max = Math.ceil(raw.length / 9) + 1; // the smallest page record is 9 bytes (ZERO with CONTINUE)
-    if (this.tOff.length < max) {
-      this.tOff = new Float64Array(max);
-      this.tKind = new Uint8Array(max);
-      this.tAt = new Int32Array(max);
-      this.tLen = new Int32Array(max);
-      this.tRef = new Float64Array(max);
-    }
     const s = this.scan;
-    s.resume(raw, this.fAt[num]!, num, num === 0 ? null : this.cursor.blockName);
+    const block = num === 0 ? null : this.cursor.blockName;
     let n = 0;
+    s.resume(raw, this.fAt[num]!, num, block);
+    while (s.read()) if (s.kind !== RecordKind.MemSize && s.kind !== RecordKind.Eos) n++;
+    const t: FrameTable = { num, raw, n, bytes: raw.length + n * 26, off: new Float64Array(n), kind: new Uint8Array(n), at: new Int32Array(n), len: new Int32Array(n), ref: new Float64Array(n) };
+    s.resume(raw, this.fAt[num]!, num, block);
+    let i = 0;
     while (s.read()) {
       if (s.kind === RecordKind.MemSize || s.kind === RecordKind.Eos) continue;
-      this.tOff[n] = s.offset;
-      this.tAt[n] = s.at;
-      this.tLen[n] = s.length;
+      t.off[i] = s.offset;
+      t.at[i] = s.at;
+      t.len[i] = s.length;
       if (s.kind === RecordKind.Ref) {
-        this.tKind[n] = s.refKind === REF_OLD ? KIND_REF_OLD : KIND_REF_NEW;
-        this.tRef[n] = s.refOffset;
-      } else this.tKind[n] = s.kind;
-      n++;
+        t.kind[i] = s.refKind === REF_OLD ? KIND_REF_OLD : KIND_REF_NEW;
+        t.ref[i] = s.refOffset;
+      } else t.kind[i] = s.kind;
+      i++;
     }
-    this.rNum = num;
-    this.rFrame = raw;
-    this.rCount = n;
+    return t;
   }
 
   kindOf(row: number): number {
-    return this.tKind[row]!;
+    return this.t!.kind[row]!;
   }
   refOf(row: number): number {
-    return this.tRef[row]!;
+    return this.t!.ref[row]!;
   }
   /** Applies the XBZRLE record of `row` to `page` (offset 0), checked first. */
   applyRow(row: number, page: Uint8Array, y: number): void {
-    const at = this.tAt[row]!;
-    const len = this.tLen[row]!;
-    if (checkDelta(this.rFrame, at, len, this.h.pageSize) < 0) throw corruptFrame(this.rNum, this.fAt[this.rNum]!, `bad XBZRLE delta for page ${y}`);
-    applyChecked(this.rFrame, at, len, page, 0);
+    const t = this.t!;
+    const at = t.at[row]!;
+    const len = t.len[row]!;
+    if (checkDelta(t.raw, at, len, this.h.pageSize) < 0) throw corruptFrame(t.num, this.fAt[t.num]!, `bad XBZRLE delta for page ${y}`);
+    applyChecked(t.raw, at, len, page, 0);
   }
   copyRow(row: number, page: Uint8Array): void {
-    const at = this.tAt[row]!;
-    page.set(this.rFrame.subarray(at, at + this.h.pageSize), 0);
+    const t = this.t!;
+    const at = t.at[row]!;
+    page.set(t.raw.subarray(at, at + this.h.pageSize), 0);
   }
 }
 
+/** A frame read at random and its page records, in order. */
+interface FrameTable {
+  num: number;
+  raw: Uint8Array;
+  n: number;
+  /** Memory it holds. */
+  bytes: number;
+  off: Float64Array;
+  kind: Uint8Array;
+  at: Int32Array;
+  len: Int32Array;
+  ref: Float64Array;
+}
+
+/** Memory for frames read at random and their tables, over all the deltas of a chain (each delta keeps at least its last one). */
+const TABLE_BYTES = 48 << 20;
 const KIND_REF_OLD = 100;
 const KIND_REF_NEW = 101;
 
@@ -314,7 +348,7 @@ export class ChainApplier {
         ps = h.pageSize;
         const prev = i === 0 ? baseSize : stages[i - 1]!.h.newSize;
         if (prev !== h.oldSize) throw wrongBaseSize(i === 0 ? (o.baseName ?? 'OLD') : `the result of delta ${i}`, prev, h.oldSize);
-        stages.push(new Stage(i, reader, d.random, deps.hasher, deps.compressor));
+        stages.push(new Stage(i, reader, d.random, deps.hasher, deps.compressor, Math.floor(TABLE_BYTES / deltas.length)));
       } catch (err) {
         throw tagDelta(err, i);
       }
