@@ -4,6 +4,10 @@ import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
+import { getEngine } from '../codec/wasm/engine.js';
+import { getKernelPool } from '../codec/wasm/pool.js';
+import { hasInPlaceAccess } from '../store/page-store.js';
+import { ParallelApply } from '../store/parallel-apply.js';
 import { RamApplier } from '../store/ram-applier.js';
 import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
 import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
@@ -57,6 +61,17 @@ export interface DecoderOptions {
    * without MEM_SIZE (`ERR_RAM_OFFSET`). Default: none.
    */
   target?: readonly TargetBlock[];
+  /**
+   * Threads to apply records on, with `emitPages: false` and a store that
+   * can be written in place (a {@link MemoryPageStore}): the parser stays on
+   * the calling thread, page copies, fills and XBZRLE decodes go to
+   * `threads - 1` workers sharing the kernel's memory, the records of one
+   * page in stream order. Results, statistics and error offsets are those of
+   * one thread (after an error, pages of later records may have been
+   * written). Default 1; otherwise, or where workers are missing, the
+   * single-thread path runs.
+   */
+  threads?: number;
 }
 
 /** A decoded page as the core hands it out: `data` is a copy the receiver may keep. */
@@ -119,7 +134,16 @@ export class DecoderCore {
     this.allowTrailing = opts.allowTrailingData ?? false;
     const parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
-    this.loader = new RamLoader({ pageSize, store, maxOutput, onPage: emit ? (block, offset, kind, page, fill) => this.copyOut(block, offset, kind, page, fill) : undefined });
+    const threads = opts.threads === undefined ? 1 : checkPositiveInteger(opts.threads, 'options.threads', 256);
+    const pool = threads > 1 && !emit && hasInPlaceAccess(store) ? getKernelPool(getEngine(), threads) : null;
+    const parallel = pool === null ? null : ParallelApply.make(pool, pageSize);
+    this.loader = new RamLoader({
+      pageSize,
+      store,
+      maxOutput,
+      parallel,
+      onPage: emit ? (block, offset, kind, page, fill) => this.copyOut(block, offset, kind, page, fill) : undefined,
+    });
     this.applier = new RamApplier(parser, this.loader);
   }
 
@@ -168,7 +192,7 @@ export class DecoderCore {
       if (rec === null) {
         if (!this.ended) return undefined;
         try {
-          this.applier.parser.end();
+          this.applier.end();
         } catch (err) {
           if (!this.toTrailing(err)) throw err;
         }

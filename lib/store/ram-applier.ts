@@ -37,7 +37,13 @@ export class RamApplier {
    */
   next(): RamRecord | null | Promise<RamRecord> {
     const parser = this.parser;
-    const rec = parser.next();
+    let rec;
+    try {
+      rec = parser.next();
+    } catch (err) {
+      this.loader.flush(); // records before the bad one are applied first (their errors come first)
+      throw err;
+    }
     const stats = this.loader.stats;
     stats.multifdFlushes = parser.multifdFlushes;
     if (rec === null) return null;
@@ -45,6 +51,15 @@ export class RamApplier {
     this.observe?.(rec);
     const pending = this.loader.apply(rec);
     return pending === undefined ? rec : pending.then(() => rec);
+  }
+
+  /**
+   * The end of input: makes what is still queued for a worker pool, then
+   * checks the stream ended after an EOS (`ERR_RAM_TRUNCATED`).
+   */
+  end(): void {
+    this.loader.flush();
+    this.parser.end();
   }
 
   /**
@@ -56,6 +71,6 @@ export class RamApplier {
       this.push(chunk);
       for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
     }
-    this.parser.end();
+    this.end();
   }
 }

@@ -4,6 +4,7 @@ import type { RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { XbzrleStats } from '../stats.js';
 import { hasInPlaceAccess, type InPlacePageStore, type PageStore } from './page-store.js';
+import type { ParallelApply } from './parallel-apply.js';
 
 /** Kinds of page record. */
 export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
@@ -24,6 +25,8 @@ export interface RamLoaderOptions {
   onPage?: PageSink;
   /** Most bytes of pages (page size × page records) to apply. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
   maxOutput?: number;
+  /** @internal Stores of an in-place store queued here and made on a worker pool (no `onPage`). */
+  parallel?: ParallelApply | null;
 }
 
 /**
@@ -49,6 +52,7 @@ export class RamLoader {
   private readonly memory: InPlacePageStore | null;
   private readonly onPage: PageSink | undefined;
   private readonly scratch: Uint8Array;
+  private readonly parallel: ParallelApply | null;
 
   constructor(options: RamLoaderOptions) {
     this.pageSize = options.pageSize;
@@ -58,6 +62,12 @@ export class RamLoader {
     this.onPage = options.onPage;
     this.stats = new XbzrleStats(options.pageSize);
     this.scratch = new Uint8Array(options.pageSize);
+    this.parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
+  }
+
+  /** Makes the stores queued for the worker pool (stream order kept); throws the first failed delta's error. */
+  flush(): void {
+    if (this.parallel !== null && this.parallel.count > 0) this.parallel.run(this.memory!);
   }
 
   /**
@@ -68,6 +78,7 @@ export class RamLoader {
     try {
       return this.applyRecord(rec);
     } catch (err) {
+      this.flush(); // what was queued before this record is made first (its error comes first)
       if (err instanceof XbzrleError && err.offset === undefined) {
         throw new XbzrleError(err.code, `record at byte ${rec.position}: ${err.message}`, { offset: rec.position, cause: err });
       }
@@ -90,6 +101,7 @@ export class RamLoader {
         stats.dirtySyncCount++;
         return undefined;
       case 'mem_size': {
+        this.flush();
         stats.countMemSize();
         const merged = new Map((this.blocks ?? []).map((b) => [b.id, b]));
         for (const b of rec.blocks) merged.set(b.id, { ...b });
@@ -104,15 +116,57 @@ export class RamLoader {
       }
       case 'zero':
         stats.countZero();
+        if (this.parallel !== null && this.queue(rec)) return undefined;
         return this.zero(rec.block, rec.offset, rec.fill);
       case 'page':
         stats.countPage();
+        if (this.parallel !== null && this.queue(rec)) return undefined;
         return this.page(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
       case 'xbzrle':
         stats.xbzrlePages++;
         stats.countDelta(rec.size);
+        if (this.parallel !== null && this.queue(rec)) return undefined;
         return this.delta(rec.block, rec.offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
     }
+  }
+
+  /**
+   * Queues the store of a page record for the worker pool; false when it
+   * cannot be (the page is not in the pool's memory: the caller makes it now,
+   * after the queued ones).
+   */
+  private queue(rec: RamRecord): boolean {
+    const par = this.parallel!;
+    const memory = this.memory!;
+    const ps = this.pageSize;
+    if (par.full) par.run(memory);
+    const { block, offset } = rec;
+    let loc = memory.locate(block, offset, ps, rec.kind === 'page');
+    if (loc === undefined && rec.kind === 'zero') {
+      // Its whole segment untouched (so no queued job near it): filled now, zero fills allocating nothing.
+      memory.fill(block, offset, ps, rec.fill);
+      return true;
+    }
+    let checked = false;
+    if (loc === undefined) {
+      // A delta against a page never written: checked now, then applied to the new (zero) page.
+      const result = checkDelta(rec.src, rec.srcOffset, rec.length, ps);
+      if (result < 0) {
+        par.run(memory); // the records before it first, as one thread would
+        throw corrupt(result, rec.dataPosition);
+      }
+      loc = memory.locate(block, offset, ps, true)!;
+      checked = true;
+    }
+    const dst = par.address(loc.bytes, loc.at);
+    if (dst < 0) {
+      par.run(memory);
+      return false;
+    }
+    if (rec.kind === 'zero') par.fill(block, offset, dst, rec.fill, rec.position);
+    else if (rec.kind === 'page') par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
+    else par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
+    return true;
   }
 
   private zero(block: string, offset: number, fill: number): Promise<void> | undefined {
