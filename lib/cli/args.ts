@@ -1,4 +1,5 @@
 import { constants as bufferConstants } from 'node:buffer';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CliError } from './errors.js';
 
@@ -29,7 +30,14 @@ export interface CommonOptions {
   format: string | undefined;
   /** `--target FILE`: the receiving machine's RAM blocks (JSON, or a QEMU migration file). */
   target: string | undefined;
+  /** `--threads N` (default: the available cores, at most {@link MAX_DEFAULT_THREADS}). */
+  threads: number;
 }
+
+/** The default of `--threads`: the available cores, up to this many. */
+export const MAX_DEFAULT_THREADS = 8;
+/** The most `--threads` takes. */
+export const MAX_THREADS = 256;
 
 const SPEC = {
   force: { type: 'boolean', short: 'f' },
@@ -48,6 +56,7 @@ const SPEC = {
   'no-compress': { type: 'boolean' },
   format: { type: 'string' },
   target: { type: 'string' },
+  threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -93,6 +102,7 @@ export function parseCommand(
     noCompress: v['no-compress'] ?? false,
     format: v.format,
     target: v.target,
+    threads: v.threads === undefined ? Math.min(availableParallelism(), MAX_DEFAULT_THREADS) : parseThreads(v.threads),
   };
   if (options.block !== undefined && (options.block.length === 0 || Buffer.byteLength(options.block) > 255)) {
     throw new CliError('--block must be 1 to 255 bytes');
@@ -138,6 +148,12 @@ export function parseSize(text: string, name: string): number {
   if (m === null) throw new CliError(`${name}: not a size: ${JSON.stringify(text)} (use e.g. 4096, 64M, 1G)`);
   const value = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
   if (!Number.isSafeInteger(value) || value <= 0) throw new CliError(`${name}: size out of range: ${text}`);
+  return value;
+}
+
+function parseThreads(text: string): number {
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < 1 || value > MAX_THREADS) throw new CliError(`--threads must be a whole number from 1 to ${MAX_THREADS}, not ${text}`);
   return value;
 }
 

@@ -51,7 +51,7 @@ const COMMANDS: Record<string, Command> = {
   patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target'] },
   stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size', 'target'] },
   extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target'] },
-  encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size'] },
+  encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size', 'threads'] },
   decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target'] },
   report: { run: report, help: REPORT_HELP, options: ['output', 'page-size'] },
   verify: { run: verify, help: VERIFY_HELP, options: ['page-size', 'json'] },

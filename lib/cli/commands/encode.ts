@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { XbzrleEncodeStream } from '../../stream/encode-stream.js';
+import { Buffer } from 'node:buffer';
+import { EncoderCore } from '../../core/encoder.js';
+import { SlabPool } from '../../format/slab-pool.js';
 import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError, namedError } from '../errors.js';
@@ -25,6 +25,8 @@ options:
                        a cache smaller than the image resends pages whole)
       --block NAME     block name (default: ram)
       --page-size N    page size (default: 4096)
+      --threads N      threads to encode on (default: the cores, at most 8);
+                       the output is the same for any N
   -f, --force          overwrite OUT; write binary to a terminal
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -77,19 +79,23 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
   const out = await openOutput(ctx, o.output, o.force, images);
   const progress = new Progress('encode', total, o.quiet ? false : o.progress, ctx.io);
-  const enc = new XbzrleEncodeStream({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, readableHighWaterMark: 4 << 20 });
-  // Output is written as it comes; a failure on either side destroys both.
-  const writing = pipeline(
-    enc,
-    new Writable({
-      write(chunk: Uint8Array, _e, cb) {
-        out.write(chunk).then(() => cb(), cb);
-      },
-    }),
-  );
-  writing.catch(() => undefined); // awaited below; never an unhandled rejection
+  // The encoder core driven directly: each output chunk is written (one write in flight
+  // while the next is encoded) and its slab reused once written, so a long encode
+  // touches a few slabs of fresh memory instead of its whole output.
+  const slabs = new SlabPool((n) => Buffer.allocUnsafe(n));
+  const core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads }, slabs.alloc, slabs.release);
+  let inFlight: Promise<void> = Promise.resolve();
+  const drain = async (): Promise<void> => {
+    for (let chunk = core.next(); chunk !== undefined; chunk = core.next()) {
+      await inFlight;
+      const written = chunk;
+      inFlight = out.write(written).then(() => slabs.done(written));
+      inFlight.catch(() => undefined); // awaited before the next write or at the end
+    }
+  };
   let rounds = 0;
   let done = 0;
+  let delivered = false;
   try {
     for (const path of images) {
       // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
@@ -101,14 +107,9 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
         while (at < piece.length) {
           const n = Math.min(piece.length - at, size - inRound);
           if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
-          if (enc.destroyed) await writing; // the output failed: report why
-          const record = { block, offset: inRound, data: piece.subarray(at, at + n) };
-          if (input.stream === null) {
-            // The run's buffer is reused two runs on: wait until the encoder is done with it.
-            await new Promise<void>((resolve, reject) => {
-              enc.write(record, (err) => (err ? writing.then(() => reject(err), reject) : resolve()));
-            });
-          } else if (!enc.write(record)) await waitDrain(enc, writing);
+          // Encoded before the next piece is read: the reader may then reuse the piece's buffer.
+          core.feed({ block, offset: inRound, data: piece.subarray(at, at + n) });
+          await drain();
           at += n;
           inRound += n;
           done += n;
@@ -116,7 +117,8 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
           if (inRound === size) {
             rounds++;
             inRound = 0;
-            enc.sync();
+            core.sync(false);
+            await drain();
           }
         }
       }
@@ -124,12 +126,14 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
       if (path !== '-' && rounds === 0) throw new CliError(`${input.name}: empty`);
     }
     if (rounds === 0) throw new CliError('no image data on stdin');
-    enc.end();
-    await writing;
+    core.end();
+    await drain();
+    await inFlight;
+    delivered = true;
     await out.commit();
     progress.finish();
     if (!o.quiet && out.name !== 'stdout') {
-      const s = enc.stats;
+      const s = core.currentStats();
       ctx.io.stderr.write(
         `xbzrle: ${out.name}: ${plural(rounds, 'round')} of ${formatBytes(size)} as ${formatBytes(s.transferred)} ` +
           `(XBZRLE ${s.records.XBZRLE}, PAGE ${s.records.PAGE}, ZERO ${s.records.ZERO}, unchanged ${s.skipped})\n`,
@@ -137,27 +141,12 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     }
   } catch (err) {
     progress.finish();
-    enc.destroy();
-    await writing.catch(() => undefined);
+    await inFlight.catch(() => undefined);
     await out.abort();
     throw err;
+  } finally {
+    core.dispose(delivered);
   }
-}
-
-/** Waits for 'drain', or for the pipeline to fail (then rejects with its error). */
-function waitDrain(enc: XbzrleEncodeStream, writing: Promise<void>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const drained = (): void => {
-      enc.off('close', closed);
-      resolve();
-    };
-    const closed = (): void => {
-      enc.off('drain', drained);
-      writing.then(() => reject(new Error('the encoder closed early')), reject);
-    };
-    enc.once('drain', drained);
-    enc.once('close', closed);
-  });
 }
 
 function roundUpPow2(n: number): number {

@@ -1,0 +1,66 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { getKernelPool } from '../lib/codec/wasm/pool.js';
+import { getEngine } from '../lib/codec/wasm/engine.js';
+import { randomBytes, rng } from './helpers/bytes.js';
+import { runMain, scratchFolders } from './helpers/cli.js';
+
+const PS = 4096;
+const dirs = scratchFolders('xbzrle-cli-threads-');
+const poolAvailable = getKernelPool(getEngine(), 2) !== null;
+
+/** Two images of `pages` pages: random, then with small edits, zero pages and rewrites. */
+function images(dir: string, pages: number): [string, string] {
+  const rand = rng(11);
+  const a = randomBytes(pages * PS, rand);
+  const b = a.slice();
+  for (let p = 0; p < pages; p++) {
+    const k = Math.floor(rand() * 6);
+    if (k === 0) b.fill(0, p * PS, (p + 1) * PS);
+    else if (k === 1) b.set(randomBytes(PS, rand), p * PS);
+    else if (k < 4) {
+      const at = p * PS + Math.floor(rand() * PS);
+      b[at] = b[at]! ^ 0x55;
+    }
+  }
+  const old = join(dir, 'old.img');
+  const neu = join(dir, 'new.img');
+  writeFileSync(old, a);
+  writeFileSync(neu, b);
+  return [old, neu];
+}
+
+describe('--threads', () => {
+  it.skipIf(!poolAvailable)('encode writes the same stream with 1, 2 and 3 threads, and it decodes back', async () => {
+    const dir = dirs.fresh('same');
+    const [old, neu] = images(dir, 3000);
+    const outs: Buffer[] = [];
+    for (const n of ['1', '2', '3']) {
+      const out = join(dir, `s${n}.xs`);
+      const r = await runMain(['encode', old, neu, '-o', out, '--threads', n, '--cache-size', '16M']);
+      expect(r.stderr).toContain('2 rounds');
+      expect(r.code).toBe(0);
+      outs.push(readFileSync(out));
+    }
+    expect(outs[1]!.equals(outs[0]!)).toBe(true);
+    expect(outs[2]!.equals(outs[0]!)).toBe(true);
+    const img = join(dir, 'back.img');
+    expect((await runMain(['decode', join(dir, 's2.xs'), '-o', img, '-q'])).code).toBe(0);
+    expect(readFileSync(img).equals(readFileSync(neu))).toBe(true);
+  });
+
+  it('refuses a count that is not a whole number from 1 to 256', async () => {
+    for (const bad of ['0', '1x', 'x', '1.5', '257']) {
+      const r = await runMain(['encode', '/dev/null', '-o', '/dev/null', '--threads', bad]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('--threads must be a whole number from 1 to 256');
+    }
+  });
+
+  it('is refused by commands that do not take it', async () => {
+    const r = await runMain(['stat', '/dev/null', '--threads', '2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('option --threads does not apply to this command');
+  });
+});
