@@ -127,7 +127,7 @@ export class PageIndex {
   /** Indexes `page` under `hash` unless the hash is already there. */
   insert(hash: bigint, page: number): void {
     if (this.size >= this.maxEntries) return;
-    const key = Number(hash & 0xffffffffn);
+    const key = low32(hash);
     let i = mix(key) & this.mask;
     for (;;) {
       const v = this.vals[i]!;
@@ -144,7 +144,7 @@ export class PageIndex {
 
   /** The page indexed under `hash`'s low 32 bits, or -1. */
   find(hash: bigint): number {
-    const key = Number(hash & 0xffffffffn);
+    const key = low32(hash);
     let i = mix(key) & this.mask;
     for (;;) {
       const v = this.vals[i]!;
@@ -153,6 +153,16 @@ export class PageIndex {
       i = (i + 1) & this.mask;
     }
   }
+}
+
+// The low 32 bits of a hash without a BigInt operation (`hash & 0xffffffffn` allocates one per
+// call): through a one-element 64-bit array's 32-bit view (the same half on every call, whatever
+// the platform's byte order, which is all an in-memory index needs).
+const wide = new BigUint64Array(1);
+const halves = new Uint32Array(wide.buffer);
+function low32(hash: bigint): number {
+  wide[0] = hash;
+  return halves[0]!;
 }
 
 function mix(k: number): number {
