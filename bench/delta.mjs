@@ -20,6 +20,9 @@ const USAGE = `usage: node bench/delta.mjs [options]
   --peer-reps N   repetitions of xdelta3 and zstd (default: --reps; they take
                   minutes per run at 1 GiB)
   --keep          keep the generated images for the next run
+  --before PATH   also time diff and patch of another built copy of the package
+                  (its root folder, e.g. a checkout of an older commit with
+                  dist/ built), interleaved with this one's, and print both
 `;
 const { values, fail } = scriptArgs('bench:delta', USAGE, {
   size: { type: 'string', default: '1G' },
@@ -28,6 +31,7 @@ const { values, fail } = scriptArgs('bench:delta', USAGE, {
   dir: { type: 'string', default: join(tmpdir(), 'xbzrle-bench-delta') },
   keep: { type: 'boolean', default: false },
   'peer-reps': { type: 'string' },
+  before: { type: 'string' },
 });
 const m = /^(\d+)([KMG]?)$/i.exec(values.size) ?? fail(`bad --size ${values.size}`);
 /** @type {Record<string, number>} */
@@ -69,8 +73,8 @@ function timed(cmd) {
  * @param {string} args
  * @returns {{ ms: number, rss: number, stats: import('xbzrle').DeltaStats }}
  */
-function ours(args) {
-  const r = timed(`${process.execPath} ${join(here, 'delta', 'one.mjs')} ${args}`);
+function ours(args, root = join(here, '..')) {
+  const r = timed(`${process.execPath} ${join(root, 'bench', 'delta', 'one.mjs')} ${args}`);
   const j = JSON.parse(/** @type {string} */ (r.stdout.trim().split('\n').pop()));
   return { ms: r.ms, rss: r.rss, stats: j.stats };
 }
@@ -103,8 +107,8 @@ for (const w of workloads) {
   const out = join(dir, `${w}.patched`);
   const xd = join(dir, `${w}.xd3`);
   const zd = join(dir, `${w}.zst`);
-  /** @type {Record<'cat' | 'dd' | 'diff' | 'patch' | 'xdelta' | 'zstd' | 'diffRss' | 'patchRss' | 'xRss' | 'zRss', number[]>} */
-  const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [] };
+  /** @type {Record<'cat' | 'dd' | 'diff' | 'patch' | 'xdelta' | 'zstd' | 'diffRss' | 'patchRss' | 'xRss' | 'zRss' | 'diff0' | 'patch0', number[]>} */
+  const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [], diff0: [], patch0: [] };
   /** @type {import('xbzrle').DeltaStats | null} */
   let stats = null;
   timed(`cat ${oldP} ${newP} > /dev/null`); // warm the page cache
@@ -123,6 +127,13 @@ for (const w of workloads) {
     t.patchRss.push(rp.rss);
     if (i === 0 && spawnSync('cmp', [out, newP]).status !== 0) throw new Error(`${w}: patched image differs from NEW`);
     rmSync(out, { force: true });
+    if (values.before !== undefined) {
+      const d0 = join(dir, `${w}.before.xbzd`);
+      t.diff0.push(ours(`diff ${oldP} ${newP} ${d0}`, values.before).ms);
+      t.patch0.push(ours(`patch ${oldP} ${d0} ${out}`, values.before).ms);
+      rmSync(out, { force: true });
+      rmSync(d0, { force: true });
+    }
     if (HAVE_XDELTA && i < peerReps) {
       const r = timed(`xdelta3 -e -f -B ${size} -s ${oldP} ${newP} ${xd}`);
       t.xdelta.push(r.ms);
@@ -144,6 +155,8 @@ for (const w of workloads) {
     zstd: ranZ ? fsize(zd) : null,
     diff: med(t.diff),
     patch: med(t.patch),
+    diff0: t.diff0.length > 0 ? med(t.diff0) : null,
+    patch0: t.patch0.length > 0 ? med(t.patch0) : null,
     cat: med(t.cat),
     dd: med(t.dd),
     xdeltaMs: ranX ? med(t.xdelta) : null,
@@ -187,3 +200,13 @@ for (const r of rows) {
   );
 }
 if (counted > 0) console.log(`\nsmaller than both peers on ${smaller} of ${counted} workloads`);
+if (values.before !== undefined) {
+  console.log(`\n| ${values.size} workload | diff before | diff now | cat | diff/cat before → now | patch before | patch now | dd | patch/dd before → now |`);
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    if (r.diff0 === null || r.patch0 === null) continue;
+    console.log(
+      `| ${r.w} | ${sec(r.diff0)} s | ${sec(r.diff)} s | ${sec(r.cat)} s | ${(r.diff0 / r.cat).toFixed(2)} → ${(r.diff / r.cat).toFixed(2)} | ${sec(r.patch0)} s | ${sec(r.patch)} s | ${sec(r.dd)} s | ${(r.patch0 / r.dd).toFixed(2)} → ${(r.patch / r.dd).toFixed(2)} |`,
+    );
+  }
+}
