@@ -1,6 +1,7 @@
 import { RamRecordParser, type RamRecord, type TargetBlock } from '../../format/record-parser.js';
 import { probeQemuMigration, readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-file.js';
 import type { PageStore } from '../../store/page-store.js';
+import { RamApplier } from '../../store/ram-applier.js';
 import { RamLoader } from '../../store/ram-loader.js';
 import { plural, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
@@ -92,16 +93,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     } else {
       const parser = new RamRecordParser({ pageSize: o.pageSize, target });
       const loader = new RamLoader({ pageSize: o.pageSize, store });
-      for await (const chunk of chunks) {
-        parser.push(chunk);
-        for (let rec = parser.next(); rec !== null; rec = parser.next()) {
-          onRecord(rec);
-          const pending = loader.apply(rec);
-          if (pending !== undefined) await pending;
-        }
-      }
-      parser.end();
-      loader.stats.transferred = parser.position;
+      await new RamApplier(parser, loader, onRecord).applyAll(chunks);
       await store?.finish?.();
       report = streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
     }
