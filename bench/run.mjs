@@ -41,6 +41,8 @@ import { codecBench } from './lib/codec-bench.mjs';
 import { machine, pinToCpu } from './lib/machine.mjs';
 import { runMemoryBench } from './lib/memory-child.mjs';
 import { HELP, OptionError, parseOptions } from './lib/options.mjs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { kernelActive, loadPackage } from './lib/package.mjs';
 import { codecLines, elapsedLine, headerLines, log, peersLine, streamLine, tables } from './lib/report.mjs';
 import { streamBench } from './lib/stream-bench.mjs';
@@ -152,8 +154,35 @@ async function runScenario(ctx, scenario, peers, results) {
   log(elapsedLine(performance.now() - t));
 }
 
+/**
+ * Runs other bench scripts in turn (inherited output); exits with the first failure.
+ * @param {[string, string[]][]} scripts
+ */
+function runScripts(scripts) {
+  for (const [script, args] of scripts) {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+}
+
 /** @param {string[]} argv */
 async function main(argv) {
+  const at = argv.indexOf('--threads');
+  if (at >= 0) {
+    const list = argv[at + 1] !== undefined && /^[\d,]+$/.test(argv[at + 1] ?? '') ? argv[at + 1] ?? '1,2,4,8' : '1,2,4,8';
+    runScripts([
+      ['./threads.mjs', ['--threads', list]],
+      ['./jobs.mjs', ['--threads', list]],
+    ]);
+    return;
+  }
+  if (argv.includes('--jobs')) {
+    runScripts([
+      ['./jobs.mjs', []],
+      ['./pipeline.mjs', []],
+    ]);
+    return;
+  }
   const o = options(argv);
   let lib;
   try {

@@ -30,6 +30,11 @@ export const HELP = `usage: node bench/run.mjs [options]
   --no-memory        skip bench/memory.mjs (the 1 GiB peak-memory run,
                      in its own process; about 1 s, so --quick runs it too)
   --json <file>      also write the results as JSON
+  --threads [list]   instead: the threads scaling (bench/threads.mjs: encoder
+                     and decoder on 1, 2, 4, 8 threads, or the list given)
+                     and the end-to-end jobs (bench/jobs.mjs --threads)
+  --jobs             instead: the end-to-end jobs and the in-process pipeline
+                     (bench/jobs.mjs, bench/pipeline.mjs)
   -h, --help         this text
 `;
 
