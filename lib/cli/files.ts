@@ -618,6 +618,12 @@ export class InputMeter extends Transform {
   }
 
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.observe(chunk);
+    cb(null, chunk);
+  }
+
+  /** Counts (and sniffs) a chunk read without the stream, for a command that feeds a core itself. */
+  observe(chunk: Uint8Array): void {
     if (this.headLength < SNIFF_BYTES) {
       const n = Math.min(SNIFF_BYTES - this.headLength, chunk.length);
       this.head.set(chunk.subarray(0, n), this.headLength);
@@ -625,7 +631,6 @@ export class InputMeter extends Transform {
     }
     this.bytes += chunk.length;
     this.onBytes?.(this.bytes);
-    cb(null, chunk);
   }
 }
 

@@ -1,12 +1,12 @@
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { DecoderCore } from '../../core/decoder.js';
 import { FilePageStore } from '../../store/file-page-store.js';
-import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
+import { isPromise } from '../../store/ram-loader.js';
 import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
 import { checkOutputPath, InputMeter, inputError, openInput, TempFile } from '../files.js';
 import { CliContext } from '../io.js';
+import { readImageRuns } from '../image-reader.js';
 import { formatBytes, Progress } from '../progress.js';
 import { loadTargetFile } from '../target-file.js';
 
@@ -43,20 +43,38 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
   const meter = new InputMeter((n) => progress.update(n));
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block, o.pageSize, true);
+  const core = new DecoderCore({ store, pageSize: o.pageSize, emitPages: false, target: blocks });
   try {
-    const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false, target: blocks });
-    await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
+    // The decoder core fed directly: a regular file is read into two reused buffers (a
+    // read ahead while the other is decoded; fresh memory per chunk costs a page fault
+    // per 4 KiB), each used up (records applied, a cut record stashed) before its reuse.
+    const plainFile = input.path !== undefined && input.size !== undefined && input.compression === undefined;
+    if (plainFile) input.stream.destroy();
+    const chunks = plainFile ? readImageRuns(input.path!, 1 << 20, o.pageSize) : (input.stream as AsyncIterable<Uint8Array>);
+    for await (const chunk of chunks) {
+      meter.observe(chunk);
+      core.feed(chunk);
+      await drain(core);
+    }
+    core.end();
+    await drain(core);
     store.checkFound();
     await temp.commit(o.force);
     progress.finish();
     if (!o.quiet) {
-      const r = dec.stats.records;
+      const r = core.stats.records;
       ctx.io.stderr.write(`xbzrle: ${target}: block ${JSON.stringify(store.chosen)} rebuilt from ${formatBytes(meter.bytes)} (${r.PAGE} PAGE, ${r.ZERO} ZERO, ${r.XBZRLE} XBZRLE, ${r.EOS} EOS)\n`);
     }
   } catch (err) {
     progress.finish();
+    input.stream.destroy(); // stdin or a pipe left open must not keep the process alive
     await file.close();
     await temp.abort();
     throw inputError(input.name, err, meter);
   }
+}
+
+/** Runs the core until its input is used up, waiting on the store. */
+async function drain(core: DecoderCore): Promise<void> {
+  for (let r = core.next(); r !== undefined; r = core.next()) if (isPromise(r)) await r;
 }
