@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rng } from './helpers/bytes.js';
 import { getEngine, type WasmEngine } from '../lib/codec/wasm/engine.js';
 import {
   getKernelPool,
@@ -33,14 +34,8 @@ async function ready(pool: KernelPool): Promise<void> {
 }
 
 function rand32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const float = rng(seed);
+  return () => (float() * 4294967296) >>> 0;
 }
 
 /**
@@ -184,6 +179,21 @@ function fill(table: JobTable, a: Area, jobs: readonly Job[]): void {
   });
 }
 
+/**
+ * Runs `jobs` on one thread (the reference), then puts the memory back and
+ * queues them again for the pool: what the pool must reproduce.
+ */
+function reference(table: JobTable, area: Area, jobs: readonly Job[]): { want: number[]; wantMem: Uint8Array } {
+  const before = area.snapshot();
+  fill(table, area, jobs);
+  runJobsInline(table);
+  const want = results(table);
+  const wantMem = area.snapshot();
+  area.restore(before);
+  fill(table, area, jobs);
+  return { want, wantMem };
+}
+
 function results(table: JobTable): number[] {
   return Array.from({ length: table.count }, (_, j) => table.result(j));
 }
@@ -254,13 +264,7 @@ describe.skipIf(!shared)('kernel pool', () => {
           const area = new Area(e, ps, P, S, MAX_JOBS, D, Q, seed, false);
           const table = new JobTable(e, MAX_JOBS, lanes);
           try {
-            const before = area.snapshot();
-            fill(table, area, jobs);
-            runJobsInline(table);
-            const want = results(table);
-            const wantMem = area.snapshot();
-            area.restore(before);
-            fill(table, area, jobs);
+            const { want, wantMem } = reference(table, area, jobs);
             pool.callerShare = callerShare;
             pool.run(table);
             expect(results(table)).toEqual(want);
@@ -296,14 +300,8 @@ describe.skipIf(!shared)('kernel pool', () => {
           const area = new Area(e, ps, P, 4, MAX_JOBS, D, Q, seed, true);
           const table = new JobTable(e, MAX_JOBS, lanes);
           try {
-            const before = area.snapshot();
-            fill(table, area, jobs);
-            runJobsInline(table);
-            const want = results(table);
+            const { want, wantMem } = reference(table, area, jobs);
             const first = want.findIndex((r, j) => jobs[j]!.op === 'decode' && r < 0);
-            const wantMem = area.snapshot();
-            area.restore(before);
-            fill(table, area, jobs);
             pool.callerShare = callerShare;
             pool.run(table);
             const got = results(table);
@@ -358,13 +356,7 @@ describe.skipIf(!shared)('kernel pool', () => {
       else jobs.push({ op: 'zero', page: i % 64 });
     }
     try {
-      const snap = area.snapshot();
-      fill(table, area, jobs);
-      runJobsInline(table);
-      const want = results(table);
-      const wantMem = area.snapshot();
-      area.restore(snap);
-      fill(table, area, jobs);
+      const { want, wantMem } = reference(table, area, jobs);
       const counts = pool.laneCounts();
       pool.callerShare = false;
       pool.run(table);

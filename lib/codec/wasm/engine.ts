@@ -11,7 +11,8 @@ interface WasmApi {
   Instance: new (module: object, imports: object) => { exports: unknown };
 }
 
-interface KernelExports {
+/** @internal The kernel's exports (the engine's and the worker pool's view of them). */
+export interface KernelExports {
   encode(prev: number, cur: number, slen: number, out: number, dlen: number): number;
   is_zero(ptr: number, len: number): number;
   apply(src: number, slen: number, dst: number): void;

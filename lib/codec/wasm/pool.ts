@@ -1,5 +1,5 @@
 import { KERNEL_SHARED } from './kernel-wasm.js';
-import type { WasmEngine } from './engine.js';
+import type { KernelExports, WasmEngine } from './engine.js';
 
 // The kernel worker pool: batches of kernel operations (zero tests, encoder
 // steps, copies, decodes) over the engine's shared memory, run on N threads
@@ -72,15 +72,8 @@ const C_BROKEN = 58; // a worker died (an error event): batches then run on the 
 const C_LANE_COUNTS = 64; // lanes run per thread (0: the caller), for tests and the bench
 const CONTROL_WORDS = C_LANE_COUNTS + 256;
 
-/** The kernel's exports the pool calls (typed locally). */
-interface PoolKernel {
-  encode(prev: number, cur: number, slen: number, out: number, dlen: number): number;
-  is_zero(ptr: number, len: number): number;
-  apply(src: number, slen: number, dst: number): void;
-  copy(dst: number, src: number, len: number): void;
-  decode(src: number, slen: number, dst: number, dlen: number): number;
-  step(prev: number, cur: number, out: number, n: number, update: number): number;
-}
+/** The kernel's exports the pool calls. */
+type PoolKernel = KernelExports;
 
 /** The parts of the WebAssembly JS API used here (no DOM types needed). */
 interface WasmApi {
@@ -402,41 +395,41 @@ function runLane(k: PoolKernel, w: Int32Array, mem: Uint8Array, ctl: Int32Array,
       for (; j >= 0; j = w[jobs + j * JOB_WORDS + JOB_NEXT]!) w[jobs + j * JOB_WORDS + JOB_RESULT] = JOB_SKIPPED;
       return;
     }
-    let r = 0;
+    let r: number;
     try {
-      switch (w[at]) {
-        case OP_STEP:
-          r = k.step(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
-          break;
-        case OP_IS_ZERO:
-          r = k.is_zero(w[at + 2]!, w[at + 3]!);
-          break;
-        case OP_COPY:
-          k.copy(w[at + 2]!, w[at + 3]!, w[at + 4]!);
-          break;
-        case OP_DECODE:
-          r = k.decode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!);
-          if (r < 0) fail(ctl, j);
-          break;
-        case OP_APPLY:
-          k.apply(w[at + 2]!, w[at + 3]!, w[at + 4]!);
-          break;
-        case OP_ENCODE:
-          r = k.encode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
-          break;
-        case OP_FILL:
-          fillBytes(mem, w[at + 2]!, w[at + 3]!, w[at + 4]!);
-          break;
-        default:
-          r = JOB_TRAPPED;
-          ctl[C_TRAPPED] = 1;
-      }
+      r = runJob(k, w, mem, at);
+      if (r < 0 && w[at] === OP_DECODE) fail(ctl, j);
     } catch {
       r = JOB_TRAPPED;
       ctl[C_TRAPPED] = 1;
     }
     w[at + JOB_RESULT] = r;
     j = w[at + JOB_NEXT]!;
+  }
+}
+
+/** Runs the job at word `at` of `w`; returns its result. Throws on a trap or an unknown kind. */
+function runJob(k: PoolKernel, w: Int32Array, mem: Uint8Array, at: number): number {
+  switch (w[at]) {
+    case OP_STEP:
+      return k.step(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
+    case OP_IS_ZERO:
+      return k.is_zero(w[at + 2]!, w[at + 3]!);
+    case OP_COPY:
+      k.copy(w[at + 2]!, w[at + 3]!, w[at + 4]!);
+      return 0;
+    case OP_DECODE:
+      return k.decode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!);
+    case OP_APPLY:
+      k.apply(w[at + 2]!, w[at + 3]!, w[at + 4]!);
+      return 0;
+    case OP_ENCODE:
+      return k.encode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
+    case OP_FILL:
+      fillBytes(mem, w[at + 2]!, w[at + 3]!, w[at + 4]!);
+      return 0;
+    default:
+      throw new RangeError(`unknown job kind ${String(w[at])}`);
   }
 }
 
@@ -471,32 +464,7 @@ export function runJobsInline(table: JobTable): void {
   const jobs = table.jobs;
   for (let j = 0; j < table.count; j++) {
     const at = jobs + j * JOB_WORDS;
-    let r = 0;
-    switch (w[at]) {
-      case OP_STEP:
-        r = k.step(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
-        break;
-      case OP_IS_ZERO:
-        r = k.is_zero(w[at + 2]!, w[at + 3]!);
-        break;
-      case OP_COPY:
-        k.copy(w[at + 2]!, w[at + 3]!, w[at + 4]!);
-        break;
-      case OP_DECODE:
-        r = k.decode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!);
-        break;
-      case OP_APPLY:
-        k.apply(w[at + 2]!, w[at + 3]!, w[at + 4]!);
-        break;
-      case OP_ENCODE:
-        r = k.encode(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!);
-        break;
-      case OP_FILL:
-        fillBytes(table.engine.bytes(), w[at + 2]!, w[at + 3]!, w[at + 4]!);
-        break;
-      default:
-        throw new RangeError(`unknown job kind ${String(w[at])}`);
-    }
+    const r = runJob(k, w, table.engine.bytes(), at);
     w[at + JOB_RESULT] = r;
     if (w[at] === OP_DECODE && r < 0) {
       for (let s = j + 1; s < table.count; s++) w[jobs + s * JOB_WORDS + JOB_RESULT] = JOB_SKIPPED;
