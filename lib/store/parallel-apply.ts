@@ -62,18 +62,18 @@ export class ParallelApply {
   /** Queues a PAGE record: its payload copied to the page at `dst`. */
   page(block: string, offset: number, dst: number, src: Uint8Array, srcOff: number, position: number): void {
     const at = this.stage(src, srcOff, this.pageSize);
-    this.note(this.table.copy(dst / this.pageSize, dst, at, this.pageSize), block, offset, position, at, this.pageSize);
+    this.note(this.table.copy(this.keyOf(dst), dst, at, this.pageSize), block, offset, position, at, this.pageSize);
   }
 
   /** Queues a ZERO record: the page at `dst` set to `byte`. */
   fill(block: string, offset: number, dst: number, byte: number, position: number): void {
-    this.note(this.table.fill(dst / this.pageSize, dst, byte, this.pageSize), block, offset, position, 0, 0);
+    this.note(this.table.fill(this.keyOf(dst), dst, byte, this.pageSize), block, offset, position, 0, 0);
   }
 
   /** Queues an XBZRLE record: validated and decoded into the page at `dst` (`checked`: already validated, applied). */
   delta(block: string, offset: number, dst: number, src: Uint8Array, srcOff: number, len: number, position: number, checked: boolean): void {
     const at = this.stage(src, srcOff, len);
-    const key = dst / this.pageSize;
+    const key = this.keyOf(dst);
     const j = checked ? this.table.apply(key, at, len, dst) : this.table.decode(key, at, len, dst, this.pageSize);
     this.note(j, block, offset, position, at, len);
   }
@@ -109,6 +109,11 @@ export class ParallelApply {
   dispose(): void {
     this.table.dispose();
     this.pool.engine.giveAll(this);
+  }
+
+  /** The lane key of the page at `dst`: the same for every job on that page (segments are only 4 KiB aligned). */
+  private keyOf(dst: number): number {
+    return Math.floor(dst / this.pageSize);
   }
 
   private stage(src: Uint8Array, srcOff: number, len: number): number {

@@ -71,6 +71,11 @@ const C_SPIN = 57; // µs a worker spins for the next batch before sleeping
 const C_BROKEN = 58; // a worker died (an error event): batches then run on the caller alone
 const C_LANE_COUNTS = 64; // lanes run per thread (0: the caller), for tests and the bench
 const CONTROL_WORDS = C_LANE_COUNTS + 256;
+/** Batches run on the caller alone after the workers first cost more than they gave; doubled each time again, up to the max. */
+const BACKOFF_MIN = 8;
+const BACKOFF_MAX = 512;
+/** Batches of fewer jobs run on the caller alone. */
+const MIN_POOLED_JOBS = 32;
 
 /** The kernel's exports the pool calls. */
 type PoolKernel = KernelExports;
@@ -150,6 +155,7 @@ export class JobTable {
   add(key: number, op: number, a: number, b: number, c = 0, d = 0, e = 0): number {
     const j = this.count;
     if (j >= this.capacity) throw new RangeError(`job table full (${this.capacity} jobs)`);
+    if (!Number.isSafeInteger(key) || key < 0) throw new RangeError(`job key ${key} is not a non-negative integer`);
     this.count = j + 1;
     const w = this.words;
     const at = this.jobs + j * JOB_WORDS;
@@ -248,6 +254,11 @@ export class KernelPool {
   waitSpinMicros = 50;
   /** @internal For tests: the caller claims no lane (only workers run jobs). */
   callerShare = true;
+  /** Batches the caller runs alone before it tries the workers again (see {@link KernelPool.run}). */
+  private backoff = 0;
+  private backoffLength = BACKOFF_MIN;
+  /** Batches run by the caller alone because the workers cost more than they gave (for the bench). */
+  soloBatches = 0;
 
   /** @internal Use {@link getKernelPool}. */
   constructor(engine: WasmEngine, threads: number, api: WorkerThreadsApi, module: object, kernel: PoolKernel, spinMicros: number) {
@@ -318,13 +329,23 @@ export class KernelPool {
     ctl[C_FAIL] = NO_FAILURE;
     ctl[C_TRAPPED] = 0;
     ctl[C_DONE] = 0;
-    const solo = this.disposed || ctl[C_BROKEN] !== 0;
+    let solo = this.disposed || ctl[C_BROKEN] !== 0;
+    if (!solo && this.callerShare) {
+      if (table.count < MIN_POOLED_JOBS) solo = true; // less work than waking a worker costs
+      else if (this.backoff > 0) {
+        this.backoff--;
+        this.soloBatches++;
+        solo = true;
+      }
+    }
     Atomics.store(ctl, C_CLAIM, (e & EPOCH_MASK) << LANE_BITS);
     if (!solo) {
       Atomics.store(ctl, C_EPOCH, e);
       if (Atomics.load(ctl, C_SLEEPERS) > 0) Atomics.notify(ctl, C_EPOCH);
     }
+    const start = performance.now();
     if (this.callerShare || solo) this.claimLanes(e, table);
+    const worked = performance.now() - start;
     const lanes = table.lanes;
     let done = Atomics.load(ctl, C_DONE);
     if (done !== lanes) {
@@ -339,7 +360,21 @@ export class KernelPool {
         Atomics.wait(ctl, C_DONE, done, 1000);
         done = Atomics.load(ctl, C_DONE);
       }
+      // Waiting for the workers' lanes took longer than the caller's own share: the
+      // workers are not getting cores (a busy machine). The next batches run on the
+      // caller alone, more of them each time this repeats; a good batch resets it.
+      if (this.callerShare && performance.now() - start - worked > worked) {
+        this.backoff = this.backoffLength;
+        this.backoffLength = Math.min(2 * this.backoffLength, BACKOFF_MAX);
+        return this.checkTrapped();
+      }
     }
+    if (!solo) this.backoffLength = BACKOFF_MIN;
+    this.checkTrapped();
+  }
+
+  private checkTrapped(): void {
+    const ctl = this.ctl;
     if (ctl[C_TRAPPED] !== 0) throw new Error('a kernel job trapped (an address outside the kernel memory)');
   }
 
