@@ -136,6 +136,12 @@ export class BrokenPipe extends Error {}
 export interface OutputSink {
   /** What to call the output in messages. */
   readonly name: string;
+  /**
+   * True when a chunk is no longer referenced once its `write` resolved (the
+   * bytes went to the file), so its memory may be reused; false for a stream
+   * (stdout), which may keep it.
+   */
+  readonly releasesChunks: boolean;
   write(chunk: Uint8Array): Promise<void>;
   /** Finishes: fsync and rename into place (files), or drain (stdout). */
   commit(): Promise<void>;
@@ -349,6 +355,7 @@ function handleSink(name: string, handle: FileHandle, regular: boolean, done: ()
   let position = 0;
   return {
     name,
+    releasesChunks: true,
     async write(chunk) {
       let written = 0;
       try {
@@ -408,6 +415,7 @@ function stdoutSink(out: Writable): OutputSink {
   };
   return {
     name: 'stdout',
+    releasesChunks: false, // a Writable may keep the chunk after its callback
     async write(chunk) {
       check();
       if (!out.write(chunk)) {

@@ -89,7 +89,8 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     for (let chunk = core.next(); chunk !== undefined; chunk = core.next()) {
       await inFlight;
       const written = chunk;
-      inFlight = out.write(written).then(() => slabs.done(written));
+      // A slab is reused only through outputs that are done with a chunk once written (files).
+      inFlight = out.releasesChunks ? out.write(written).then(() => slabs.done(written)) : out.write(written);
       inFlight.catch(() => undefined); // awaited before the next write or at the end
     }
   };

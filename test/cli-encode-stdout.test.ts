@@ -1,0 +1,38 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../lib/cli/main.js';
+import { randomBytes, rng } from './helpers/bytes.js';
+import { scratchFolders } from './helpers/cli.js';
+
+const dirs = scratchFolders('xbzrle-encode-stdout-');
+
+describe('encode to a stdout stream', () => {
+  // Regression (review): output slabs were reused once stdout's write() returned, while a
+  // Writable may still hold the chunk (here: kept, its callback called later).
+  it('writes the bytes -o FILE gets, to a stdout that keeps the chunks it was given', async () => {
+    const dir = dirs.fresh('keep');
+    const rand = rng(3);
+    const images: string[] = [];
+    for (let r = 0; r < 6; r++) {
+      const p = join(dir, `r${r}.img`);
+      writeFileSync(p, randomBytes(256 * 4096, rand));
+      images.push(p);
+    }
+    const file = join(dir, 'out.xs');
+    const quiet = new PassThrough();
+    quiet.resume();
+    const io = (stdout: Writable) => ({ stdin: Readable.from([]), stdout: Object.assign(stdout, { isTTY: false }), stderr: quiet, env: {} });
+    expect(await main(['encode', ...images, '-o', file, '-q', '--cache-size', '1M'], io(new PassThrough()))).toBe(0);
+    const kept: Uint8Array[] = [];
+    const holding = new Writable({
+      write(chunk: Uint8Array, _e, cb) {
+        kept.push(chunk); // no copy: the chunk must stay as it was
+        setTimeout(cb, 5);
+      },
+    });
+    expect(await main(['encode', ...images, '-q', '--cache-size', '1M'], io(holding))).toBe(0);
+    expect(Buffer.concat(kept).equals(readFileSync(file))).toBe(true);
+  });
+});
