@@ -17,7 +17,7 @@ describe('encode to a stdout stream', () => {
     const images: string[] = [];
     for (let r = 0; r < 6; r++) {
       const p = join(dir, `r${r}.img`);
-      writeFileSync(p, randomBytes(256 * 4096, rand));
+      writeFileSync(p, randomBytes(768 * 4096, rand)); // 18 MiB of output: several slabs, reused
       images.push(p);
     }
     const file = join(dir, 'out.xs');
