@@ -84,6 +84,21 @@ describe('xbzrle/web in Node (global Web Streams)', () => {
   });
 
   describe('cancel and abort', () => {
+    it('an abort while a write waits for a reader that is not reading settles both, and empties a shared cache', async () => {
+      const cache = new PageCache({ size: 1 << 20 });
+      const enc = new XbzrleEncoderStream({ cache, readableHighWaterMark: 1 });
+      const w = enc.writable.getWriter();
+      const written = w.write({ block: 'ram', offset: 0, data: randomBytes(64 * PS, rng(12)) });
+      await new Promise((r) => setTimeout(r, 20)); // the write waits: nobody reads
+      expect(cache.count).toBeGreaterThan(0);
+      const aborted = w.abort(new Error('sender gave up'));
+      const outcome = await Promise.race([Promise.allSettled([written, aborted]).then(() => 'settled'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+      expect(outcome).toBe('settled');
+      await expect(written).rejects.toThrow('sender gave up');
+      expect(cache.count).toBe(0);
+      cache.dispose();
+    });
+
 
     it('stops a huge record and gives the kernel memory back when the reader cancels', async () => {
       const { getEngine } = await import('../lib/codec/wasm/engine.js');

@@ -110,6 +110,7 @@ export class DecoderCore {
   private ready: CorePage | null = null;
   private ended = false;
   private finished = false;
+  private disposed = false;
   private slab: Uint8Array = new Uint8Array(0);
   private slabPos = 0;
 
@@ -200,6 +201,13 @@ export class DecoderCore {
       }
       if (isPromise(rec)) return rec; // the page (if any) is ready when it settles
     }
+  }
+
+  /** Releases what the decoder holds besides its store (the worker pool's staging area); idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.loader.dispose();
   }
 
   /** Finishes the store once; a promise while it works. */

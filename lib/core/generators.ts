@@ -67,18 +67,22 @@ export function decodeRecordsWith<P extends CorePage>(source: Source<Uint8Array>
 }
 
 async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<Uint8Array>): AsyncGenerator<P, XbzrleStats, undefined> {
-  for await (const chunk of items(source)) {
-    if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Buffer or Uint8Array', chunk);
-    core.feed(chunk);
-    // Inlined (not `yield* drain`): one generator hop per page instead of two.
-    for (let out = core.next(); out !== undefined; out = core.next()) {
-      if (isThenable(out)) await out;
-      else yield out as P;
+  try {
+    for await (const chunk of items(source)) {
+      if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Buffer or Uint8Array', chunk);
+      core.feed(chunk);
+      // Inlined (not `yield* drain`): one generator hop per page instead of two.
+      for (let out = core.next(); out !== undefined; out = core.next()) {
+        if (isThenable(out)) await out;
+        else yield out as P;
+      }
     }
+    core.end();
+    yield* drain<P>(core);
+    return core.stats;
+  } finally {
+    core.dispose();
   }
-  core.end();
-  yield* drain<P>(core);
-  return core.stats;
 }
 
 /** Yields the core's outputs until its input is used up, waiting on its promises. */

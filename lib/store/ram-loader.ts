@@ -65,6 +65,11 @@ export class RamLoader {
     this.parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
   }
 
+  /** @internal Releases the worker pool's staging area (the loader is not used afterwards). */
+  dispose(): void {
+    this.parallel?.dispose();
+  }
+
   /** Makes the stores queued for the worker pool (stream order kept); throws the first failed delta's error. */
   flush(): void {
     if (this.parallel !== null && this.parallel.count > 0) this.parallel.run(this.memory!);

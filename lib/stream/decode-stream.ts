@@ -149,6 +149,12 @@ export class XbzrleDecodeStream extends DecodeStreamBase {
     this.core.end();
     this.pump(this.next, callback);
   }
+
+  /** @internal */
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.core.dispose();
+    super._destroy(err, callback);
+  }
 }
 
 /** Creates an {@link XbzrleDecodeStream}. */

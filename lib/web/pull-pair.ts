@@ -38,13 +38,14 @@ export function pullPair<I, O>(core: PullCore<I, O>, writableStrategy: QueuingSt
   let failed = false;
   let failure: unknown;
 
-  const fail = (err: unknown): void => {
+  /** Ends both sides with `err` (the writable side is left alone when it is the one aborting). */
+  const fail = (err: unknown, aborting = false): void => {
     if (failed) return;
     failed = true;
     failure = err;
     core.stop();
     readableSide.error(err);
-    writableSide.error(err);
+    if (!aborting) writableSide.error(err);
     waiting?.reject(err);
     waiting = null;
     wake?.();
@@ -102,6 +103,9 @@ export function pullPair<I, O>(core: PullCore<I, O>, writableStrategy: QueuingSt
     {
       start(controller) {
         writableSide = controller;
+        // An abort is heard at once, even while a write waits for a reader that is not reading.
+        const signal = (controller as { signal?: AbortSignal }).signal; // not in every runtime's (or lib's) streams
+        signal?.addEventListener('abort', () => fail(signal.reason, true));
       },
       write(input) {
         if (failed) throw failure;
@@ -120,7 +124,7 @@ export function pullPair<I, O>(core: PullCore<I, O>, writableStrategy: QueuingSt
         return accepted();
       },
       abort(reason) {
-        fail(reason);
+        fail(reason, true);
       },
     },
     writableStrategy,
