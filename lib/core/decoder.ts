@@ -67,9 +67,10 @@ export interface DecoderOptions {
    * the calling thread, page copies, fills and XBZRLE decodes go to
    * `threads - 1` workers sharing the kernel's memory, the records of one
    * page in stream order. Results, statistics and error offsets are those of
-   * one thread (after an error, pages of later records may have been
-   * written). Default 1; otherwise, or where workers are missing, the
-   * single-thread path runs.
+   * one thread; after an error, pages of the records queued after the failing
+   * one (up to 2048 records, 8 MiB) may have been written and counted.
+   * Default 1; otherwise, or where workers are missing, the single-thread
+   * path runs.
    */
   threads?: number;
 }

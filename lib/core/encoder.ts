@@ -34,7 +34,9 @@ export interface EncoderOptions {
    * Threads to encode on: the calling thread and `threads - 1` workers
    * sharing the kernel's memory, pages sharded by cache slot. The output and
    * the statistics are byte for byte those of one thread. Default 1 (no
-   * workers). Where workers or shared memory are missing (browsers without
+   * workers). A `setCacheSize()` made while a record is being encoded (a
+   * paused stream) takes effect at the next 4 MiB batch rather than the next
+   * page. Where workers or shared memory are missing (browsers without
    * cross-origin isolation) the single-thread path runs.
    */
   threads?: number;
