@@ -77,6 +77,14 @@ for (const n of threads) {
     },
   });
 }
+// The floor of a cache as large as the image on this machine: touching that much fresh memory
+// (a page fault per 4 KiB on first touch), measured in a process of its own.
+jobs.push({
+  name: `(touch ${size} MiB fresh)`,
+  ref: 'cat OLD NEW',
+  base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`),
+  run: () => time(process.execPath, ['-e', `const b = new Uint8Array(${bytes}); for (let i = 0; i < b.length; i += 4096) b[i] = 1;`]),
+});
 console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} interleaved reps, medians`);
 console.log('job                        time ms   reference          ref ms   ratio');
 for (const job of jobs) {
