@@ -7,10 +7,12 @@ import { namedError } from './errors.js';
  * (`allocPages` buffers, which the encoder reads in place: no staging copy),
  * reading the next step while the caller works on the current one — the
  * read-ahead `diff` uses. A step handed out stays valid until the caller asks
- * for the one after the next (two buffers take turns), so the caller must be
- * done with it (e.g. its write callback fired) before asking for the next.
+ * for the next one (two buffers take turns: asking for step i + 1 starts the
+ * read of step i + 2 into step i's buffer), so the caller must be done with it
+ * before asking for the next. With `inKernel` false, plain buffers (for a
+ * caller that copies the bytes out: copies from shared memory are slower).
  */
-export async function* readImageRuns(path: string, stepBytes: number, pageSize: number): AsyncGenerator<Uint8Array, void, undefined> {
+export async function* readImageRuns(path: string, stepBytes: number, pageSize: number, inKernel = true): AsyncGenerator<Uint8Array, void, undefined> {
   let file;
   try {
     file = await fileSource(path);
@@ -18,12 +20,15 @@ export async function* readImageRuns(path: string, stepBytes: number, pageSize: 
     throw namedError(path, err);
   }
   const pages = Math.max(1, Math.floor(stepBytes / pageSize));
-  const buffers: [Uint8Array, Uint8Array] = [allocPages(pages, pageSize), allocPages(pages, pageSize)];
+  // Kernel memory (pages encoded in place) or plain buffers (bytes copied out: cheaper from plain memory).
+  const buffers: [Uint8Array, Uint8Array] = inKernel ? [allocPages(pages, pageSize), allocPages(pages, pageSize)] : [new Uint8Array(pages * pageSize), new Uint8Array(pages * pageSize)];
   try {
     yield* readAhead(file.src, buffers, file.src.size, path);
   } finally {
     await file.close().catch(() => undefined);
-    freePages(buffers[0]);
-    freePages(buffers[1]);
+    if (inKernel) {
+      freePages(buffers[0]);
+      freePages(buffers[1]);
+    }
   }
 }

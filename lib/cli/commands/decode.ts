@@ -50,7 +50,7 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
     // per 4 KiB), each used up (records applied, a cut record stashed) before its reuse.
     const plainFile = input.path !== undefined && input.size !== undefined && input.compression === undefined;
     if (plainFile) input.stream.destroy();
-    const chunks = plainFile ? readImageRuns(input.path!, 1 << 20, o.pageSize) : (input.stream as AsyncIterable<Uint8Array>);
+    const chunks = plainFile ? readImageRuns(input.path!, 1 << 20, o.pageSize, false) : (input.stream as AsyncIterable<Uint8Array>);
     for await (const chunk of chunks) {
       meter.observe(chunk);
       core.feed(chunk);
