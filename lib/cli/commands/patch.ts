@@ -86,9 +86,11 @@ export async function patch(positionals: string[], o: CommonOptions, ctx: CliCon
         tempPath: () => new TempFile(ctx, out.path, newPath).path,
         pageSize: o.pageSizeSet ? o.pageSize : undefined,
         onProgress: (done, total, index) => {
+          // A chain is applied in one pass (one bar); one applied delta by delta starts a bar per delta.
           if (progress === undefined || index !== current) {
             progress?.finish();
-            progress = new Progress(inputs.length > 1 ? `patch ${index + 1}/${inputs.length}` : 'patch', total, o.quiet ? false : o.progress, ctx.io);
+            const label = inputs.length === 1 ? 'patch' : index === inputs.length - 1 && current === 0 ? `patch (${inputs.length} deltas)` : `patch ${index + 1}/${inputs.length}`;
+            progress = new Progress(label, total, o.quiet ? false : o.progress, ctx.io);
           }
           current = index;
           progress.update(done);
