@@ -75,6 +75,8 @@ export class EncoderCore {
   private readonly writer: RecordWriter;
   private readonly kernel: PageKernel;
   private readonly useXbzrle: boolean;
+  /** The slot of the last decision that sends from the cache (SEND_SLOT, SEND_INTO_SLOT). */
+  private sendSlot = -1;
   /** The worker pool and its batch state, or null on one thread. */
   private readonly parallel: ParallelBatch | null = null;
   private readonly declared: Map<string, number> | null = null;
@@ -265,13 +267,14 @@ export class EncoderCore {
   }
 
   /**
-   * The per-page decisions of {@link EncoderCore.encodePage} for `count`
-   * staged pages from `first` (distinct cache slots), with the kernel work on
-   * the pool: (1) every page's cache slot peeked, its step queued in the lane
-   * of its slot; (2) the steps run on every thread; (3) in page order, the
-   * decisions and the cache bookkeeping, the copies of missed pages into the
-   * cache queued; (4) the copies run; (5) in page order, the records written.
-   * Same writer calls, in the same order, as page by page: the same bytes.
+   * The pages of {@link EncoderCore.encodePage} for `count` staged pages from
+   * `first` (distinct cache slots), with the kernel work on the pool: (1)
+   * every page's cache slot peeked, its step queued in the lane of its slot;
+   * (2) the steps run on every thread; (3) in page order, the decisions
+   * ({@link EncoderCore.decide}, the same as page by page), the copies of
+   * missed pages into the cache queued; (4) the copies run; (5) in page
+   * order, the records written. Same writer calls, in the same order, as page
+   * by page: the same bytes.
    */
   private encodeBatch(record: PageRecord, first: number, count: number): void {
     const ps = this.pageSize;
@@ -280,8 +283,7 @@ export class EncoderCore {
     const batch = this.parallel!;
     const { steps, copies, action, from, length } = batch;
     const xbzrle = this.useXbzrle;
-    const final = this.finalStage;
-    const update = xbzrle && !final;
+    const update = xbzrle && !this.finalStage;
     const arena = cache.arenaPtr;
     this.touchedCache ||= xbzrle;
     steps.reset();
@@ -296,124 +298,114 @@ export class EncoderCore {
     batch.pool.run(steps);
     for (let k = 0; k < count; k++) {
       const r = steps.result(k);
-      const key = this.key + (first + k) * ps;
       const page = this.stageAt + (first + k) * ps;
-      const slot = batch.slot[k]!;
-      action[k] = ACT_NONE;
-      if (r === STEP_ZERO) {
-        action[k] = ACT_ZERO;
-        if (xbzrle) cache.insertZero(key);
-        continue;
-      }
-      if (!xbzrle) {
-        action[k] = ACT_PAGE;
-        from[k] = page;
-        continue;
-      }
-      cache.account(slot);
-      if (r === STEP_MISS) {
-        stats.cacheMiss++;
-        const into = final ? -1 : cache.claimSlot(key);
-        action[k] = ACT_PAGE;
-        from[k] = page;
-        if (into >= 0) {
-          // Sent from the cached copy, as page by page (see encodePage).
-          copies.copy(into, arena + into * ps, page, ps);
-          from[k] = arena + into * ps;
-        }
-        continue;
-      }
-      stats.xbzrlePages++;
-      if (r === 0) {
-        stats.skipped++;
-        continue;
-      }
-      if (r < 0) {
-        stats.overflow++;
-        stats.xbzrleBytes += ps;
-        action[k] = ACT_PAGE;
-        from[k] = final ? page : arena + slot * ps;
-      } else {
-        action[k] = ACT_XBZRLE;
+      const act = this.decide(r, batch.slot[k]!, this.key + (first + k) * ps);
+      action[k] = act;
+      if (act === SEND_PAGE) from[k] = page;
+      else if (act === SEND_SLOT) from[k] = arena + this.sendSlot * ps;
+      else if (act === SEND_INTO_SLOT) {
+        copies.copy(this.sendSlot, arena + this.sendSlot * ps, page, ps);
+        from[k] = arena + this.sendSlot * ps;
+      } else if (act === SEND_DELTA) {
         from[k] = batch.outPtr + k * ps;
         length[k] = r;
       }
-      if (final) cache.invalidate(key);
     }
     if (copies.count > 0) batch.pool.run(copies);
     const mem = batch.pool.engine.bytes();
     const writer = this.writer;
     for (let k = 0; k < count; k++) {
       const offset = record.offset + (first + k) * ps;
-      switch (action[k]) {
-        case ACT_ZERO:
-          writer.zero(record.block, offset, 0);
-          stats.countZero();
-          break;
-        case ACT_PAGE:
-          writer.page(record.block, offset, mem, from[k]!);
-          stats.countPage();
-          break;
-        case ACT_XBZRLE:
-          stats.countDelta(writer.xbzrle(record.block, offset, mem, from[k]!, length[k]!));
-          break;
+      const act = action[k];
+      if (act === SEND_ZERO) {
+        writer.zero(record.block, offset, 0);
+        stats.countZero();
+      } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(record.block, offset, mem, from[k]!, length[k]!));
+      else if (act !== SEND_NOTHING) {
+        writer.page(record.block, offset, mem, from[k]!);
+        stats.countPage();
       }
     }
   }
 
-  /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`. */
+  /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`, sent now. */
   private encodePage(block: string, offset: number, key: number, data: Uint8Array, at: number): void {
-    const ps = this.pageSize;
-    const stats = this.stats;
-    const writer = this.writer;
-    const cache = this.cache;
     const xbzrle = this.useXbzrle;
+    const cache = this.cache;
     this.touchedCache ||= xbzrle;
     // Zero test, encode against the cached copy and cache update in one kernel
-    // step; the slot is only peeked here, and accounted below.
+    // step; the slot is only peeked here, and accounted in decide().
     const slot = xbzrle ? cache.peekSlot(key) : -1;
     const r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
+    const act = this.decide(r, slot, key);
+    const writer = this.writer;
+    const stats = this.stats;
+    switch (act) {
+      case SEND_ZERO:
+        writer.zero(block, offset, 0);
+        stats.countZero();
+        return;
+      case SEND_PAGE:
+        writer.page(block, offset, data, at);
+        stats.countPage();
+        return;
+      case SEND_INTO_SLOT:
+        cache.store(this.sendSlot, data, at);
+        writer.page(block, offset, cache.arena, this.sendSlot * this.pageSize);
+        stats.countPage();
+        return;
+      case SEND_SLOT:
+        writer.page(block, offset, cache.arena, this.sendSlot * this.pageSize);
+        stats.countPage();
+        return;
+      case SEND_DELTA:
+        stats.countDelta(writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r));
+        return;
+    }
+  }
+
+  /**
+   * QEMU's sender decision (ram-stream.md §8) for a page whose kernel step
+   * gave `r` against `slot` (-1: not cached), with the cache's bookkeeping
+   * and the hit, miss, skip and overflow counts; returns what to send
+   * (`SEND_…`; for the slot actions, the slot is in `sendSlot`). An all-zero
+   * page goes as ZERO and its entry becomes a zero page (QEMU caches zero
+   * pages even in the last stage); a miss as PAGE, the page entering the
+   * cache (outside the last stage) and sent from the cached copy, as QEMU
+   * does, so what is sent and what is cached are the same bytes even if
+   * another thread writes the page (allocPages memory); an unchanged hit
+   * sends nothing; a hit with a delta as XBZRLE; an overflow (or, with 16 KiB
+   * pages, a page in which every byte changed) as PAGE from the slot, which
+   * the step made the page. In the last stage a hit's entry is dropped.
+   */
+  private decide(r: number, slot: number, key: number): number {
+    const cache = this.cache;
+    const stats = this.stats;
     if (r === STEP_ZERO) {
-      writer.zero(block, offset, 0);
-      stats.countZero();
-      // QEMU caches zero pages even in the last stage.
-      if (xbzrle) cache.insertZero(key);
-      return;
+      if (this.useXbzrle) cache.insertZero(key);
+      return SEND_ZERO;
     }
-    if (!xbzrle) {
-      writer.page(block, offset, data, at);
-      stats.countPage();
-      return;
-    }
+    if (!this.useXbzrle) return SEND_PAGE;
     cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
     if (r === STEP_MISS) {
       stats.cacheMiss++;
-      // As QEMU does: when the page enters the cache, the PAGE is sent from the cached
-      // copy, so what is sent and what is cached are the same bytes even if another
-      // thread is writing `data` (memory shared with a worker, allocPages buffers).
-      if (!this.finalStage && cache.insertFrom(key, data, at)) writer.page(block, offset, cache.arena, cache.slotOf(key) * ps);
-      else writer.page(block, offset, data, at);
-      stats.countPage();
-      return;
+      const into = this.finalStage ? -1 : cache.claimSlot(key);
+      if (into < 0) return SEND_PAGE;
+      this.sendSlot = into;
+      return SEND_INTO_SLOT;
     }
     stats.xbzrlePages++; // QEMU counts a page each time the cache is hit
     if (r === 0) {
       stats.skipped++;
-      return;
+      return SEND_NOTHING;
     }
-    if (r < 0) {
-      // Overflow, or (16 KiB pages) a page in which every byte changed: no delta exists.
-      // The step copied the page into the slot (outside the last stage): send that copy.
-      stats.overflow++;
-      stats.xbzrleBytes += ps;
-      if (this.finalStage) writer.page(block, offset, data, at);
-      else writer.page(block, offset, cache.arena, slot * ps);
-      stats.countPage();
-    } else {
-      stats.countDelta(writer.xbzrle(block, offset, this.kernel.delta, this.kernel.deltaOff, r));
-    }
-    // The step already made the cached copy the page sent; in the last stage it is dropped instead.
     if (this.finalStage) cache.invalidate(key);
+    if (r > 0) return SEND_DELTA;
+    stats.overflow++;
+    stats.xbzrleBytes += this.pageSize;
+    if (this.finalStage) return SEND_PAGE;
+    this.sendSlot = slot;
+    return SEND_SLOT;
   }
 
   private checkRecord(chunk: unknown): PageRecord {
@@ -475,10 +467,16 @@ const MAX_THREADS = 256;
  * enough that waking the workers (15-35 µs on a VM) is small next to the work.
  */
 const BATCH_BYTES = 4 << 20;
-const ACT_NONE = 0;
-const ACT_ZERO = 1;
-const ACT_PAGE = 2;
-const ACT_XBZRLE = 3;
+// What a page's decision sends (see EncoderCore.decide).
+const SEND_NOTHING = 0;
+const SEND_ZERO = 1;
+/** PAGE from the page itself. */
+const SEND_PAGE = 2;
+/** PAGE from its cache slot (`sendSlot`), which the step made the page (overflow). */
+const SEND_SLOT = 3;
+/** PAGE, after the page is copied into the slot it just claimed (`sendSlot`), from there. */
+const SEND_INTO_SLOT = 4;
+const SEND_DELTA = 5;
 
 /** What a batch on the pool needs: job tables, a delta area per page, the per-page decisions. */
 class ParallelBatch {
