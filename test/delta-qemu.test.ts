@@ -5,6 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffImages, patchImage, verifyDelta } from '../lib/delta/index.js';
 import { RamRecordParser } from '../lib/format/record-parser.js';
+import { XbzrleError } from '../lib/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'delta-qemu-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,6 +32,7 @@ describe("format 'qemu' and the QEMU 7.2 fixtures", () => {
     expect(kinds).toMatchObject({ mem_size: 1, eos: 1, zero: st.zero, page: st.page, xbzrle: st.xbzrle });
     const v = await verifyDelta(p('plain'));
     expect(v.format).toBe('qemu');
+    expect(v).toMatchObject({ zero: st.zero, page: st.page, xbzrle: st.xbzrle, newSize: 32 << 20, deltaBytes: bytes.length });
     const [ps] = await patchImage(p('a'), p('plain'), p('out-plain'));
     expect(ps!.format).toBe('qemu');
     expect(Buffer.compare(readFileSync(p('out-plain')), readFileSync(p('b')))).toBe(0);
@@ -43,5 +45,30 @@ describe("format 'qemu' and the QEMU 7.2 fixtures", () => {
     expect(v.format).toBe('xbzrle');
     await patchImage(p('a'), p('delta'), p('out'));
     expect(Buffer.compare(readFileSync(p('out')), readFileSync(p('b')))).toBe(0);
+  });
+
+  it('verify of a plain stream refuses a corrupt XBZRLE delta with the error and offset decode gives', async () => {
+    const bytes = readFileSync(p('plain'));
+    const parser = new RamRecordParser({ pageSize: 4096 });
+    parser.push(bytes);
+    let at = -1;
+    for (let r = parser.next(); r !== null && at < 0; r = parser.next()) if (r.kind === 'xbzrle' && r.length > 4) at = r.dataPosition;
+    expect(at).toBeGreaterThan(0);
+    const bad = Buffer.from(bytes);
+    bad[at] = 0xff; // a zero run's ULEB128 that runs past the page
+    bad[at + 1] = 0xff;
+    bad[at + 2] = 0x7f;
+    writeFileSync(p('plain-bad'), bad);
+    const err = (await verifyDelta(p('plain-bad')).catch((e: unknown) => e)) as XbzrleError;
+    expect(err).toBeInstanceOf(XbzrleError);
+    expect(err.code).toBe('ERR_XBZRLE_CORRUPT');
+    const { XbzrleDecodeStream } = await import('../lib/stream/decode-stream.js');
+    const dec = new XbzrleDecodeStream({ emitPages: false });
+    const decErr = await new Promise<XbzrleError>((resolve) => {
+      dec.on('error', (e) => resolve(e as XbzrleError));
+      dec.on('finish', () => resolve(new XbzrleError('ERR_RAM_TRUNCATED', 'no error')));
+      dec.end(bad);
+    });
+    expect(err.offset).toBe(decErr.offset);
   });
 });

@@ -24,6 +24,9 @@ import { isDeltaMagic, REF_OLD } from './format.js';
 import { loadHasher } from './hash.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 import { checkDelta } from '../codec/decode.js';
+import { RamRecordParser } from '../format/record-parser.js';
+import { RamApplier } from '../store/ram-applier.js';
+import { RamLoader } from '../store/ram-loader.js';
 import { loadZstd } from './zstd.js';
 
 /**
@@ -910,27 +913,28 @@ export async function verifyDelta(delta: DeltaInput, old?: string, options: Veri
   const { plain, q, rest } = await sniff(stream);
   if (plain) {
     const ps = options.pageSize ?? 4096;
-    const { RamRecordParser } = await import('../format/record-parser.js');
-    const parser = new RamRecordParser({ pageSize: ps });
     const stats = emptyStats('qemu', ps, 0, 0);
-    try {
+    // The shared parse-and-apply loop with a validate-only loader: the checks and messages of `decode`.
+    const loader = new RamLoader({ pageSize: ps, store: null });
+    const applier = new RamApplier(new RamRecordParser({ pageSize: ps }), loader, (r) => {
+      if (r.kind === 'mem_size') stats.newSize = r.offset;
+    });
+    const counted = async function* (): AsyncGenerator<Uint8Array> {
       for await (const c of rest) {
         stats.deltaBytes += c.length;
-        parser.push(c);
-        for (let r = parser.next(); r !== null; r = parser.next()) {
-          if (r.kind === 'zero') stats.zero++;
-          else if (r.kind === 'page') stats.page++;
-          else if (r.kind === 'xbzrle') {
-            if (checkDelta(r.src, r.srcOffset, r.length, ps) < 0) throw new XbzrleError('ERR_XBZRLE_CORRUPT', `corrupt XBZRLE delta in the record at byte ${r.position}`, { offset: r.position });
-            stats.xbzrle++;
-          } else if (r.kind === 'mem_size') stats.newSize = r.offset;
-        }
+        yield c;
       }
-      if (!parser.atEos) throw new XbzrleError('ERR_RAM_TRUNCATED', `${name}: the record stream ends without EOS`);
+    };
+    try {
+      await applier.applyAll(counted());
     } catch (err) {
       if (err instanceof XbzrleError && !err.message.startsWith(name)) throw new XbzrleError(err.code, `${name}: ${err.message}`, { offset: err.offset, cause: err });
       throw err;
     }
+    const records = loader.stats.records;
+    stats.zero = records.ZERO;
+    stats.page = records.PAGE;
+    stats.xbzrle = records.XBZRLE;
     stats.rawBytes = stats.deltaBytes;
     return stats;
   }
