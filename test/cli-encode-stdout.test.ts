@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/cli/main.js';
+import { outputSlabs } from '../lib/cli/commands/encode.js';
 import { randomBytes, rng } from './helpers/bytes.js';
 import { scratchFolders } from './helpers/cli.js';
 
@@ -34,5 +35,20 @@ describe('encode to a stdout stream', () => {
     });
     expect(await main(['encode', ...images, '-q', '--cache-size', '1M'], io(holding))).toBe(0);
     expect(Buffer.concat(kept).equals(readFileSync(file))).toBe(true);
+  });
+
+  // Regression (review): with a stdout stream the slabs went to a pool that never let them go
+  // (nothing said the sink was done with them), so memory grew with the whole output.
+  it('keeps no output slab for reuse when the output is a stream', () => {
+    const kept = (releasesChunks: boolean): number => {
+      const slabs = outputSlabs(releasesChunks);
+      for (let i = 0; i < 50; i++) {
+        const slab = slabs.alloc(1 << 20);
+        slabs.release?.(slab, 1 << 20);
+      }
+      return slabs.held();
+    };
+    expect(kept(false)).toBe(0);
+    expect(kept(true)).toBe(50); // a file: kept, each until the sink is done with its bytes
   });
 });

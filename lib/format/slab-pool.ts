@@ -47,6 +47,11 @@ export class SlabPool {
     return this.free.length;
   }
 
+  /** Slabs the pool keeps: idle ones and those waiting for the writer or the sink. */
+  get held(): number {
+    return this.free.length + this.slabs.size;
+  }
+
   private recycle(s: { slab: Uint8Array; used: number; done: number }): void {
     if (s.used < 0 || s.done < s.used) return;
     this.slabs.delete(s.slab.buffer);

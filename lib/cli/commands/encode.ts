@@ -82,15 +82,14 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   // The encoder core driven directly: each output chunk is written (one write in flight
   // while the next is encoded) and its slab reused once written, so a long encode
   // touches a few slabs of fresh memory instead of its whole output.
-  const slabs = new SlabPool((n) => Buffer.allocUnsafe(n));
+  const slabs = outputSlabs(out.releasesChunks);
   const core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads }, slabs.alloc, slabs.release);
   let inFlight: Promise<void> = Promise.resolve();
   const drain = async (): Promise<void> => {
     for (let chunk = core.next(); chunk !== undefined; chunk = core.next()) {
       await inFlight;
       const written = chunk;
-      // A slab is reused only through outputs that are done with a chunk once written (files).
-      inFlight = out.releasesChunks ? out.write(written).then(() => slabs.done(written)) : out.write(written);
+      inFlight = out.write(written).then(() => slabs.done(written));
       inFlight.catch(() => undefined); // awaited before the next write or at the end
     }
   };
@@ -160,4 +159,22 @@ function powerOfTwoFloor(n: number): number {
   let p = 1;
   while (p * 2 <= n) p *= 2;
   return p;
+}
+
+/**
+ * @internal The encoder's output slabs: reused once written (a `SlabPool`)
+ * through an output done with a chunk once written (a file); through one that
+ * may keep its chunks (a stream), new ones each time, left to the garbage
+ * collector. `held()`: slabs the pool keeps (for tests).
+ */
+export function outputSlabs(releasesChunks: boolean): {
+  alloc: (size: number) => Uint8Array;
+  release: ((slab: Uint8Array, used: number) => void) | undefined;
+  done: (chunk: Uint8Array) => void;
+  held: () => number;
+} {
+  const make = (n: number): Uint8Array => Buffer.allocUnsafe(n);
+  if (!releasesChunks) return { alloc: make, release: undefined, done: () => undefined, held: () => 0 };
+  const pool = new SlabPool(make);
+  return { alloc: pool.alloc, release: pool.release, done: (chunk) => pool.done(chunk), held: () => pool.held };
 }
