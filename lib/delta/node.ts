@@ -27,6 +27,7 @@ import { checkDelta } from '../codec/decode.js';
 import { RamRecordParser } from '../format/record-parser.js';
 import { RamApplier } from '../store/ram-applier.js';
 import { RamLoader } from '../store/ram-loader.js';
+import { WriteBack } from '../store/write-back.js';
 import { loadZstd } from './zstd.js';
 
 /**
@@ -549,8 +550,7 @@ const SYNC_EVERY = 64 << 20;
  * next step is read ahead and the next step computed.
  */
 class StepWriter {
-  private syncing: Promise<void> | null = null;
-  private unsynced = 0;
+  private readonly writeBack = new WriteBack(SYNC_EVERY);
 
   /** `syncAhead`: datasync as it goes (the final output; not a temporary image). */
   constructor(
@@ -572,16 +572,8 @@ class StepWriter {
       let j = i + 1;
       while (j < pages && zero[j] === 0) j++;
       writeAllSync(fh.fd, data, i * ps, (j - i) * ps, offset + i * ps);
-      this.unsynced += (j - i) * ps;
+      if (this.syncAhead) this.writeBack.wrote(fh, (j - i) * ps);
       i = j;
-    }
-    if (this.syncAhead && this.unsynced >= SYNC_EVERY && this.syncing === null) {
-      this.unsynced = 0;
-      const s = fh.datasync().finally(() => {
-        if (this.syncing === s) this.syncing = null;
-      });
-      s.catch(() => undefined);
-      this.syncing = s;
     }
   }
 
@@ -599,12 +591,12 @@ class StepWriter {
 
   /** Every write done (and the background datasync). */
   async done(): Promise<void> {
-    await this.syncing;
+    await this.writeBack.settled();
   }
 
   /** Waits for the datasync in flight (its error ignored). */
   async abort(): Promise<void> {
-    await this.syncing?.catch(() => undefined);
+    await this.writeBack.quiet();
   }
 }
 

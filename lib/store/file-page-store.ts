@@ -4,6 +4,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageStore } from './page-store.js';
+import { WriteBack } from './write-back.js';
 
 /** Options of {@link FilePageStore}. */
 export interface FilePageStoreOptions {
@@ -85,13 +86,8 @@ export class FilePageStore implements PageStore {
   private readonly buffer: Uint8Array;
   private readonly cacheSize: number;
   private closed = false;
-  /** Bytes written since the last background write-back was started (with `fsync`). */
-  private unsynced = 0;
-  /** The last background write-back (settled or not; it never rejects). */
-  private syncing: Promise<void> = Promise.resolve();
-  private syncBusy = false;
-  /** A background write-back's failure, reported by `finish()`. */
-  private syncError: unknown = null;
+  /** With `fsync`: the background write-back (its failure is reported by `finish()`). */
+  private readonly writeBack = new WriteBack();
 
   // ---- The page cache: `capacity` slots of `pageSize` bytes in `slab`, set up by the first page.
   private pageSize = 0;
@@ -212,8 +208,7 @@ export class FilePageStore implements PageStore {
   /** Flushes, fsyncs (unless `fsync: false`) and closes every file. */
   async finish(): Promise<void> {
     await this.flush();
-    await this.syncing;
-    if (this.syncError !== null) throw this.syncError; // a failed background write-back fails the finish
+    await this.writeBack.settled(); // a failed background write-back fails the finish
     for (const f of this.files.values()) {
       const handle = await f.handle;
       if (this.fsync) await handle.sync();
@@ -227,7 +222,7 @@ export class FilePageStore implements PageStore {
     this.closed = true;
     this.dropCache();
     this.slab = new Uint8Array(0);
-    await this.syncing; // no file closed under a write-back
+    await this.writeBack.quiet(); // no file closed under a write-back
     const handles = [...this.files.values()].map((f) => f.handle.then((h) => h.close(), () => undefined));
     this.files.clear();
     await Promise.all(handles);
@@ -404,27 +399,9 @@ export class FilePageStore implements PageStore {
       const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
       done += bytesWritten;
     }
-    // With fsync, the kernel is asked to write back every WRITE_BACK_BYTES in the
-    // background, so the final fsync has little left (it overlaps the decoding).
-    this.unsynced += done;
-    if (this.fsync && this.unsynced >= WRITE_BACK_BYTES && !this.syncBusy) {
-      this.unsynced = 0;
-      this.syncBusy = true;
-      this.syncing = handle.datasync().then(
-        () => {
-          this.syncBusy = false;
-        },
-        (err: unknown) => {
-          this.syncBusy = false;
-          this.syncError ??= err;
-        },
-      );
-    }
+    if (this.fsync) this.writeBack.wrote(handle, done);
   }
 }
-
-/** Bytes written between two background write-backs (with `fsync`). */
-const WRITE_BACK_BYTES = 64 << 20;
 
 function closedError(): Error {
   return new Error('FilePageStore is closed');
