@@ -485,16 +485,16 @@ class ParallelBatch {
   /** Kernel-memory address each page's record is written from. */
   readonly from: Int32Array;
   readonly length: Int32Array;
-  private owner: object = {};
+  /** A page of delta output per page of the batch, in kernel memory (-1: no room). */
+  readonly outPtr: number;
 
   private constructor(
     readonly pool: KernelPool,
     readonly steps: JobTable,
     readonly copies: JobTable,
-    /** A page of delta output per page of the batch, in kernel memory. */
-    readonly outPtr: number,
     pages: number,
   ) {
+    this.outPtr = pool.engine.take(this, BATCH_BYTES, 64);
     this.slot = new Int32Array(pages);
     this.action = new Uint8Array(pages);
     this.from = new Int32Array(pages);
@@ -504,16 +504,14 @@ class ParallelBatch {
   /** Null when the kernel's memory has no room for the batch's areas. */
   static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
     const pages = BATCH_BYTES / pageSize;
-    const owner = {};
-    const outPtr = pool.engine.take(owner, BATCH_BYTES, 64);
-    if (outPtr < 0) return null;
-    const batch = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), outPtr, pages);
-    batch.owner = owner;
-    return batch;
+    const batch = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), pages);
+    if (batch.outPtr >= 0) return batch;
+    batch.dispose();
+    return null;
   }
 
   dispose(): void {
-    this.pool.engine.giveAll(this.owner);
+    this.pool.engine.giveAll(this);
     this.steps.dispose();
     this.copies.dispose();
   }

@@ -1,4 +1,5 @@
 import { argTypeError } from '../errors.js';
+import { isPromise } from '../store/ram-loader.js';
 import type { XbzrleStats } from '../stats.js';
 import { DecoderCore, type CorePage, type DecoderOptions } from './decoder.js';
 import { EncoderCore, type EncoderOptions, type PageRecord } from './encoder.js';
@@ -73,7 +74,7 @@ async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<
       core.feed(chunk);
       // Inlined (not `yield* drain`): one generator hop per page instead of two.
       for (let out = core.next(); out !== undefined; out = core.next()) {
-        if (isThenable(out)) await out;
+        if (isPromise(out)) await out;
         else yield out as P;
       }
     }
@@ -88,7 +89,7 @@ async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<
 /** Yields the core's outputs until its input is used up, waiting on its promises. */
 async function* drain<T>(core: { next(): unknown }): AsyncGenerator<T, void, undefined> {
   for (let out = core.next(); out !== undefined; out = core.next()) {
-    if (isThenable(out)) await out;
+    if (isPromise(out)) await out;
     else yield out as T;
   }
 }
@@ -137,10 +138,6 @@ async function* items<S>(source: Source<S>): AsyncGenerator<S, void, undefined> 
       }
     }
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown }).then === 'function';
 }
 
 function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () => XbzrleStats): WithStats<T> {

@@ -3,7 +3,7 @@ import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
 import type { RamBlock } from '../format/record-writer.js';
 import { XbzrleStats } from '../stats.js';
-import { hasInPlaceAccess, type InPlacePageStore, type PageStore } from './page-store.js';
+import { hasInPlaceAccess, type InPlacePageStore, type PageLocation, type PageStore } from './page-store.js';
 import type { ParallelApply } from './parallel-apply.js';
 
 /** Kinds of page record. */
@@ -152,17 +152,10 @@ export class RamLoader {
       memory.fill(block, offset, ps, rec.fill);
       return true;
     }
-    let checked = false;
-    if (loc === undefined) {
-      // A delta against a page never written: checked now, then applied to the new (zero) page.
-      const result = checkDelta(rec.src, rec.srcOffset, rec.length, ps);
-      if (result < 0) {
-        par.run(memory); // the records before it first, as one thread would
-        throw corrupt(result, rec.dataPosition);
-      }
-      loc = memory.locate(block, offset, ps, true)!;
-      checked = true;
-    }
+    // A delta against a page never written is checked now (apply() runs the queue before
+    // its error), then applied to the new zero page without a second check.
+    const checked = loc === undefined;
+    loc ??= this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
     const dst = par.address(loc.bytes, loc.at);
     if (dst < 0) {
       par.run(memory);
@@ -172,6 +165,16 @@ export class RamLoader {
     else if (rec.kind === 'page') par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
     else par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
     return true;
+  }
+
+  /**
+   * The page for a delta against memory never written (zeros, so the delta is
+   * the page): the delta is checked first, so a bad one makes nothing.
+   */
+  private freshPage(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): PageLocation {
+    const result = checkDelta(src, srcOffset, length, this.pageSize);
+    if (result < 0) throw corrupt(result, position);
+    return this.memory!.locate(block, offset, this.pageSize, true)!;
   }
 
   private zero(block: string, offset: number, fill: number): Promise<void> | undefined {
@@ -201,10 +204,7 @@ export class RamLoader {
       let loc = memory.locate(block, offset, ps, false);
       if (loc !== undefined) decodeInto(src, srcOffset, length, loc.bytes, loc.at, ps, position);
       else {
-        // Never written: zeros, so the delta is the page; checked before the page is made.
-        const result = checkDelta(src, srcOffset, length, ps);
-        if (result < 0) throw corrupt(result, position);
-        loc = memory.locate(block, offset, ps, true)!;
+        loc = this.freshPage(block, offset, src, srcOffset, length, position);
         applyChecked(src, srcOffset, length, loc.bytes, loc.at);
       }
       memory.written(block, offset + ps);

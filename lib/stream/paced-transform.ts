@@ -1,5 +1,6 @@
 import type { TransformCallback } from 'node:stream';
 import { Transform, type TransformOptions } from 'readable-stream';
+import { isPromise } from '../store/ram-loader.js';
 
 /**
  * A `Transform` driving a pull-based core: after each input (and at the end)
@@ -41,8 +42,8 @@ export class PacedTransform extends Transform {
         callback();
         return;
       }
-      if (typeof (out as { then?: unknown }).then === 'function') {
-        this.holdUntil(out as Promise<unknown>, () => this.pump(next, callback), callback);
+      if (isPromise(out)) {
+        this.holdUntil(out, () => this.pump(next, callback), callback);
         return;
       }
       // Full reader, or destroyed by a synchronous 'data' handler during this push: stop here.
@@ -77,7 +78,7 @@ export class PacedTransform extends Transform {
    * stream is destroyed while waiting (on an async page store, say), the
    * input settles with the error at once and nothing runs after the promise.
    */
-  private holdUntil(promise: Promise<unknown>, next: () => void, callback: TransformCallback): void {
+  private holdUntil(promise: PromiseLike<unknown>, next: () => void, callback: TransformCallback): void {
     if (this.destroyed) {
       callback(this.destroyError ?? destroyedError());
       return;

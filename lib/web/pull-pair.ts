@@ -1,3 +1,5 @@
+import { isPromise } from '../store/ram-loader.js';
+
 /**
  * What {@link pullPair} drives: a pull-based core (the encoder's or the
  * decoder's) seen from a Web Streams pair.
@@ -71,7 +73,7 @@ export function pullPair<I, O>(core: PullCore<I, O>, writableStrategy: QueuingSt
             fail(err);
             return;
           }
-          if (isThenable(out)) {
+          if (isPromise(out)) {
             await Promise.resolve(out).catch(fail); // an asynchronous page store at work
             continue;
           }
@@ -130,8 +132,4 @@ export function pullPair<I, O>(core: PullCore<I, O>, writableStrategy: QueuingSt
     writableStrategy,
   );
   return { readable, writable };
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
 }
