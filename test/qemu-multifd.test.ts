@@ -1,13 +1,12 @@
 // MULTIFD_FLUSH like the version that wrote it, and multifd main channels (issue 16 part 3).
 import { readFileSync } from 'node:fs';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleError, type RamBlock } from '../lib/index.js';
 import { concat } from './helpers/bytes.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
+import { decodeChunks } from './helpers/streams.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
 const PS = 4096;
@@ -71,20 +70,7 @@ describe('MULTIFD_FLUSH records', () => {
 
   it('XbzrleDecodeStream: refused by default, skipped and counted with allowMultifdFlush', async () => {
     const stream = Buffer.concat([memSize, FLUSH, pages, FLUSH, EOS]);
-    const run = async (opts: object): Promise<XbzrleDecodeStream> => {
-      const dec = new XbzrleDecodeStream({ ...opts });
-      await pipeline(
-        Readable.from([stream]),
-        dec,
-        new Writable({
-          objectMode: true,
-          write(_p, _e, cb) {
-            cb();
-          },
-        }),
-      );
-      return dec;
-    };
+    const run = async (opts: object): Promise<XbzrleDecodeStream> => (await decodeChunks([stream], opts)).dec;
     await expect(run({})).rejects.toMatchObject({ code: 'ERR_RAM_UNSUPPORTED', offset: memSize.length });
     const dec = await run({ allowMultifdFlush: true });
     expect(dec.stats.multifdFlushes).toBe(2);

@@ -3,13 +3,12 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { FilePageStore, MemoryPageStore, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore, type RamBlock, type TargetBlock } from '../lib/index.js';
 import { XbzrleDecoderStream } from '../lib/web/index.js';
 import { concat } from './helpers/bytes.js';
 import { loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
+import { decodeChunks } from './helpers/streams.js';
 
 const PS = 4096;
 
@@ -22,18 +21,7 @@ function records(fn: (w: RecordWriter) => void): Buffer {
 }
 
 async function decode(bytes: Uint8Array, opts: { target?: readonly TargetBlock[]; store?: PageStore } = {}): Promise<XbzrleDecodeStream> {
-  const dec = new XbzrleDecodeStream({ emitPages: false, ...opts });
-  await pipeline(
-    Readable.from([bytes]),
-    dec,
-    new Writable({
-      objectMode: true,
-      write(_p, _e, cb) {
-        cb();
-      },
-    }),
-  );
-  return dec;
+  return (await decodeChunks([bytes], { emitPages: false, ...opts })).dec;
 }
 
 async function refused(bytes: Uint8Array, target: readonly TargetBlock[], code: string): Promise<XbzrleError> {
