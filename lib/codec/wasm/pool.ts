@@ -257,8 +257,6 @@ export class KernelPool {
   /** Batches the caller runs alone before it tries the workers again (see {@link KernelPool.run}). */
   private backoff = 0;
   private backoffLength = BACKOFF_MIN;
-  /** Batches run by the caller alone because the workers cost more than they gave (for the bench). */
-  soloBatches = 0;
 
   /** @internal Use {@link getKernelPool}. */
   constructor(engine: WasmEngine, threads: number, api: WorkerThreadsApi, module: object, kernel: PoolKernel, spinMicros: number) {
@@ -334,7 +332,6 @@ export class KernelPool {
       if (table.count < MIN_POOLED_JOBS) solo = true; // less work than waking a worker costs
       else if (this.backoff > 0) {
         this.backoff--;
-        this.soloBatches++;
         solo = true;
       }
     }
