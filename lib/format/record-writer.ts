@@ -71,7 +71,7 @@ export class RecordWriter {
   private readonly names = new Map<string, Uint8Array>();
   private deltaArea: Uint8Array | null = null;
   private deltaAt = -1;
-  /** The last source seen as a subclass of Uint8Array, and a plain array over its bytes. */
+  /** The last source seen, and a plain array over its bytes (itself when it is one). */
   private aliasOf: Uint8Array | null = null;
   private alias: Uint8Array = new Uint8Array(0);
 
@@ -233,9 +233,8 @@ export class RecordWriter {
    */
   private plain(src: Uint8Array): Uint8Array {
     if (src === this.aliasOf) return this.alias;
-    if (Object.getPrototypeOf(src) === Uint8Array.prototype) return src;
     this.aliasOf = src;
-    this.alias = new Uint8Array(src.buffer, src.byteOffset, src.length);
+    this.alias = Object.getPrototypeOf(src) === Uint8Array.prototype ? src : new Uint8Array(src.buffer, src.byteOffset, src.length);
     return this.alias;
   }
 
