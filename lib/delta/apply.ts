@@ -209,20 +209,10 @@ export class DeltaApplier {
           changed[i] = 1;
           switch (cursor.kind) {
             case RecordKind.Zero:
-              newBuf.fill(0, at, at + ps);
-              st.zero++;
-              break;
             case RecordKind.Page:
-              newBuf.set(this.frame.subarray(cursor.at, cursor.at + ps), at);
-              st.page++;
+            case RecordKind.Xbzrle:
+              applyLiteral(cursor.kind, this.frame, cursor.at, cursor.length, newBuf, at, ps, st, this.reader, x);
               break;
-            case RecordKind.Xbzrle: {
-              const r = checkDelta(this.frame, cursor.at, cursor.length, ps);
-              if (r < 0) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.reader.frames - 1} at byte ${this.reader.frameAt} (bad XBZRLE delta for page ${x})`, { offset: this.reader.frameAt });
-              applyChecked(this.frame, cursor.at, cursor.length, newBuf, at);
-              st.xbzrle++;
-              break;
-            }
             case RecordKind.Ref: {
               const y = cursor.refOffset;
               if (cursor.refKind === REF_OLD) {
@@ -302,4 +292,37 @@ export class DeltaApplier {
   }
 
   private frame: Uint8Array = new Uint8Array(0);
+}
+
+/**
+ * @internal Applies a ZERO, PAGE or XBZRLE record (its payload at
+ * `frame[at…]`, `length` bytes for a delta) to the page at `buf[bufAt]`, and
+ * counts it; a bad delta is `ERR_DELTA_CORRUPT` at its frame. Shared by the
+ * single-delta applier and the chain.
+ */
+export function applyLiteral(
+  kind: RecordKind,
+  frame: Uint8Array,
+  at: number,
+  length: number,
+  buf: Uint8Array,
+  bufAt: number,
+  ps: number,
+  stats: DeltaStats,
+  reader: DeltaReader,
+  page: number,
+): void {
+  if (kind === RecordKind.Zero) {
+    buf.fill(0, bufAt, bufAt + ps);
+    stats.zero++;
+  } else if (kind === RecordKind.Page) {
+    buf.set(frame.subarray(at, at + ps), bufAt);
+    stats.page++;
+  } else {
+    if (checkDelta(frame, at, length, ps) < 0) {
+      throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${reader.frames - 1} at byte ${reader.frameAt} (bad XBZRLE delta for page ${page})`, { offset: reader.frameAt });
+    }
+    applyChecked(frame, at, length, buf, bufAt);
+    stats.xbzrle++;
+  }
 }

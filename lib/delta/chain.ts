@@ -23,7 +23,7 @@ import { PageKernel } from '../codec/kernel.js';
 import { allocPages, freePages } from '../codec/pages.js';
 import { XbzrleError } from '../errors.js';
 import { formatSize } from '../format/sizes.js';
-import { wrongBaseSize, type NewStep } from './apply.js';
+import { applyLiteral, wrongBaseSize, type NewStep } from './apply.js';
 import type { FrameCompressor } from './codec.js';
 import { emptyStats, hex64, type DeltaStats } from './encoder.js';
 import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
@@ -482,19 +482,9 @@ export class ChainApplier {
               }
               switch (c.kind) {
                 case RecordKind.Zero:
-                  buf.fill(0, at, at + ps);
-                  stats.zero++;
-                  break;
                 case RecordKind.Page:
-                  buf.set(st.frame.subarray(c.at, c.at + ps), at);
-                  stats.page++;
-                  break;
                 case RecordKind.Xbzrle:
-                  if (checkDelta(st.frame, c.at, c.length, ps) < 0) {
-                    throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${st.reader.frames - 1} at byte ${st.reader.frameAt} (bad XBZRLE delta for page ${x})`, { offset: st.reader.frameAt });
-                  }
-                  applyChecked(st.frame, c.at, c.length, buf, at);
-                  stats.xbzrle++;
+                  applyLiteral(c.kind, st.frame, c.at, c.length, buf, at, ps, stats, st.reader, x);
                   break;
                 case RecordKind.Ref: {
                   const y = c.refOffset;
