@@ -12,7 +12,7 @@ import { formatSize } from '../format/sizes.js';
 import type { FrameCompressor } from './codec.js';
 import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
-import { emptyStats, hex64, type DeltaStats } from './encoder.js';
+import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 
 /** Where the applier reads OLD, and earlier NEW pages. */
@@ -278,11 +278,7 @@ export class DeltaApplier {
             : "the result does not match the delta's checksum",
         );
       }
-      st.frames = this.reader.frames;
-      st.rawBytes = this.reader.rawBytes;
-      st.deltaBytes = this.reader.position;
-      st.oldDigest = hex64(od);
-      st.newDigest = hex64(nd);
+      setTotals(st, this.reader.frames, this.reader.rawBytes, this.reader.position, od, nd);
       return st;
     } finally {
       if (prefetch !== null) await prefetch.catch(() => 0);

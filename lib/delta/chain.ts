@@ -25,7 +25,7 @@ import { XbzrleError } from '../errors.js';
 import { formatSize } from '../format/sizes.js';
 import { applyLiteral, wrongBaseSize, type NewStep } from './apply.js';
 import type { FrameCompressor } from './codec.js';
-import { emptyStats, hex64, type DeltaStats } from './encoder.js';
+import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
@@ -571,11 +571,6 @@ export class ChainApplier {
         this.o.verify === false && od !== t.oldDigest ? `${oldName}: not the base this delta was made from: the result does not match the delta's checksum` : "the result does not match the delta's checksum",
       );
     }
-    const stats = st.stats;
-    stats.frames = r.frames;
-    stats.rawBytes = r.rawBytes;
-    stats.deltaBytes = r.position;
-    stats.oldDigest = hex64(od);
-    stats.newDigest = hex64(nd);
+    setTotals(st.stats, r.frames, r.rawBytes, r.position, od, nd);
   }
 }

@@ -92,6 +92,15 @@ export function hex64(v: bigint): string {
   return v.toString(16).padStart(16, '0');
 }
 
+/** @internal Sets a container delta's totals in `stats`: frames, bytes before and after compression, the two digests. */
+export function setTotals(stats: DeltaStats, frames: number, rawBytes: number, deltaBytes: number, oldDigest: bigint, newDigest: bigint): void {
+  stats.frames = frames;
+  stats.rawBytes = rawBytes;
+  stats.deltaBytes = deltaBytes;
+  stats.oldDigest = hex64(oldDigest);
+  stats.newDigest = hex64(newDigest);
+}
+
 /**
  * Encodes a delta from OLD and NEW pages. Optionally first hand it all of
  * OLD with {@link DeltaEncoder.indexOld} (OLD's digest goes in the header and
@@ -428,11 +437,7 @@ export class DeltaEncoder {
     const nd = this.newDigest.digest();
     w.finish(od, nd);
     const st = this.stats;
-    st.frames = w.frames;
-    st.rawBytes = w.rawBytes;
-    st.deltaBytes = w.bytesWritten;
-    st.oldDigest = hex64(od);
-    st.newDigest = hex64(nd);
+    setTotals(st, w.frames, w.rawBytes, w.bytesWritten, od, nd);
     return st;
   }
 }

@@ -19,7 +19,7 @@ import { FilePageStore } from '../store/file-page-store.js';
 import { XbzrleDecodeStream } from '../stream/decode-stream.js';
 import { DeltaApplier, wrongBaseSize } from './apply.js';
 import { ChainApplier, tagDelta, type RandomRead } from './chain.js';
-import { DeltaEncoder, emptyStats, type DeltaStats } from './encoder.js';
+import { DeltaEncoder, emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { isDeltaMagic, REF_OLD } from './format.js';
 import { loadHasher } from './hash.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
@@ -965,10 +965,6 @@ export async function verifyDelta(delta: DeltaInput, old?: string, options: Veri
   }
   if (!cursor.sawEos) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records end without EOS');
   const t = reader.trailer!;
-  stats.frames = t.frames;
-  stats.rawBytes = t.rawBytes;
-  stats.deltaBytes = reader.position;
-  stats.oldDigest = t.oldDigest.toString(16).padStart(16, '0');
-  stats.newDigest = t.newDigest.toString(16).padStart(16, '0');
+  setTotals(stats, t.frames, t.rawBytes, reader.position, t.oldDigest, t.newDigest);
   return stats;
 }
