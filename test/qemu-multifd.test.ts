@@ -6,20 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleError, type RamBlock } from '../lib/index.js';
 import { concat } from './helpers/bytes.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
-import { decodeChunks } from './helpers/streams.js';
+import { buildRecords, decodeChunks } from './helpers/streams.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
 const PS = 4096;
 const FLUSH = Buffer.from('0000000000000200', 'hex');
 const EOS = Buffer.from('0000000000000010', 'hex');
 
-function records(fn: (w: RecordWriter) => void): Buffer {
-  const chunks: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
-  fn(w);
-  w.flush();
-  return Buffer.from(concat(chunks));
-}
+const records = (fn: (w: RecordWriter) => void): Buffer => Buffer.from(buildRecords(fn, PS));
 
 const BLOCKS: RamBlock[] = [{ id: 'ram', length: 4 * PS }];
 const memSize = records((w) => w.memSize(BLOCKS));

@@ -8,17 +8,11 @@ import { FilePageStore, MemoryPageStore, readQemuMigration, RecordWriter, Xbzrle
 import { XbzrleDecoderStream } from '../lib/web/index.js';
 import { concat } from './helpers/bytes.js';
 import { loadFixture, PC_BLOCKS } from './helpers/qemu-file.js';
-import { decodeChunks } from './helpers/streams.js';
+import { buildRecords, decodeChunks } from './helpers/streams.js';
 
 const PS = 4096;
 
-function records(fn: (w: RecordWriter) => void): Buffer {
-  const chunks: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => chunks.push(c));
-  fn(w);
-  w.flush();
-  return Buffer.from(concat(chunks));
-}
+const records = (fn: (w: RecordWriter) => void): Buffer => Buffer.from(buildRecords(fn, PS));
 
 async function decode(bytes: Uint8Array, opts: { target?: readonly TargetBlock[]; store?: PageStore } = {}): Promise<XbzrleDecodeStream> {
   return (await decodeChunks([bytes], { emitPages: false, ...opts })).dec;
