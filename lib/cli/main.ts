@@ -47,12 +47,12 @@ type Command = {
 };
 
 const COMMANDS: Record<string, Command> = {
-  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size', 'format', 'level', 'no-compress'] },
-  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target'] },
+  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size', 'format', 'level', 'no-compress', 'threads'] },
+  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target', 'threads'] },
   stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size', 'target'] },
-  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target'] },
+  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target', 'threads'] },
   encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size', 'threads'] },
-  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target'] },
+  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target', 'threads'] },
   report: { run: report, help: REPORT_HELP, options: ['output', 'page-size'] },
   verify: { run: verify, help: VERIFY_HELP, options: ['page-size', 'json'] },
 };
