@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getKernelPool } from '../lib/codec/wasm/pool.js';
@@ -48,6 +49,58 @@ describe('--threads', () => {
     const img = join(dir, 'back.img');
     expect((await runMain(['decode', join(dir, 's2.xs'), '-o', img, '-q'])).code).toBe(0);
     expect(readFileSync(img).equals(readFileSync(neu))).toBe(true);
+  });
+
+  it.skipIf(!poolAvailable)('decode writes the same image with 1, 2 and 3 threads, whatever its cache, zero pages left as holes', async () => {
+    const dir = dirs.fresh('decode');
+    const [old, neu] = images(dir, 3000);
+    const stream = join(dir, 's.xs');
+    expect((await runMain(['encode', old, neu, '-o', stream, '--threads', '1', '-q'])).code).toBe(0);
+    const want = readFileSync(neu);
+    for (const cache of ['64K', '1M', '64M']) {
+      for (const n of ['1', '2', '3']) {
+        const img = join(dir, `d${n}-${cache}.img`);
+        const r = await runMain(['decode', stream, '-o', img, '--threads', n, '--cache-size', cache]);
+        expect(r.stderr).toContain('rebuilt from');
+        expect(r.code).toBe(0);
+        expect(readFileSync(img).equals(want)).toBe(true);
+      }
+    }
+    // A sixth of NEW's pages are zero: sent once, as ZERO records, they stay holes.
+    const once = join(dir, 'once.xs');
+    expect((await runMain(['encode', neu, '-o', once, '-q'])).code).toBe(0);
+    const img = join(dir, 'once.img');
+    expect((await runMain(['decode', once, '-o', img, '--threads', '2', '-q'])).code).toBe(0);
+    expect(readFileSync(img).equals(want)).toBe(true);
+    const st = statSync(img);
+    expect(st.blocks * 512).toBeLessThan(st.size * 0.95);
+  });
+
+  it.skipIf(!poolAvailable)('decode refuses a delta against a base with threads as with one', async () => {
+    const dir = dirs.fresh('delta');
+    const [old, neu] = images(dir, 600);
+    const delta = join(dir, 'd.xs');
+    expect((await runMain(['diff', old, neu, '-o', delta, '--format', 'qemu', '-q'])).code).toBe(0);
+    const one = await runMain(['decode', delta, '-o', join(dir, 'x1.img'), '--threads', '1']);
+    const two = await runMain(['decode', delta, '-o', join(dir, 'x2.img'), '--threads', '2']);
+    expect(one.code).toBe(1);
+    expect(one.stderr).toContain('a delta against a base image');
+    expect(two.code).toBe(1);
+    expect(two.stderr).toBe(one.stderr.replace('x1.img', 'x2.img'));
+  });
+
+  it.skipIf(!poolAvailable)('extract of a QEMU 10.0 capture writes the ground truth with 1 and 2 threads', async () => {
+    const dir = dirs.fresh('extract');
+    const fixtures = join(__dirname, 'fixtures', 'qemu-10.0');
+    const mig = join(dir, 'edge.mig');
+    writeFileSync(mig, gunzipSync(readFileSync(join(fixtures, 'edge-c32m.mig.gz'))));
+    const truth = gunzipSync(readFileSync(join(fixtures, 'edge-c32m.pc.ram.gz')));
+    for (const n of ['1', '2']) {
+      const out = join(dir, `x${n}`);
+      const r = await runMain(['extract', mig, '-o', out, '--threads', n, '--cache-size', '1M', '-q']);
+      expect(r.code).toBe(0);
+      expect(readFileSync(join(out, 'pc.ram.bin')).equals(truth)).toBe(true);
+    }
   });
 
   it('refuses a count that is not a whole number from 1 to 256', async () => {

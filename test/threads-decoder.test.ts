@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { allocPages, encodeRounds, freePages, MemoryPageStore, XbzrleDecodeStream, XbzrleError } from '../lib/index.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { allocPages, encodeRounds, FilePageStore, freePages, MemoryPageStore, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, rng, split } from './helpers/bytes.js';
@@ -8,14 +11,24 @@ import { concat, rng, split } from './helpers/bytes.js';
 const PS = 4096;
 const engine = getEngine();
 const poolAvailable = getKernelPool(engine, 2) !== null;
+const dir = mkdtempSync(join(tmpdir(), 'xbzrle-threads-decoder-'));
 afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
+  rmSync(dir, { recursive: true, force: true });
 });
+let files = 0;
 
 /** Decodes `bytes` (split as given) into a new store; the store's image, the stats, or the error. */
-async function decode(chunks: Uint8Array[], threads: number, pageSize = PS): Promise<{ image: Uint8Array | null; stats: unknown; error: { code: string; offset: number | undefined } | null }> {
+async function decode(
+  chunks: Uint8Array[],
+  threads: number,
+  pageSize = PS,
+  fileCache?: number,
+): Promise<{ image: Uint8Array | null; stats: unknown; error: { code: string; offset: number | undefined } | null }> {
   const pad = allocPages(1); // the store's 64 KiB segments then start off an 8 or 16 KiB boundary
-  const store = new MemoryPageStore();
+  const path = join(dir, `img${files++}`);
+  // A file store with `fileCache`: a cache that small writes pages out and reads them back all along.
+  const store: PageStore = fileCache === undefined ? new MemoryPageStore() : new FilePageStore({ path: () => path, cacheSize: fileCache });
   freePages(pad);
   const dec = new XbzrleDecodeStream({ store, emitPages: false, threads, pageSize });
   const done = new Promise<void>((resolve, reject) => {
@@ -31,9 +44,15 @@ async function decode(chunks: Uint8Array[], threads: number, pageSize = PS): Pro
     if (!(err instanceof XbzrleError)) throw err;
     error = { code: err.code, offset: err.offset };
   }
-  const image = error === null && store.has('ram') ? store.read('ram') : null;
+  let image: Uint8Array | null = null;
+  if (store instanceof MemoryPageStore) {
+    if (error === null && store.has('ram')) image = store.read('ram');
+    store.dispose();
+  } else {
+    await (store as FilePageStore).close();
+    if (error === null) image = readFileSync(path);
+  }
   const s = dec.stats.toJSON();
-  store.dispose();
   return { image, stats: error === null ? { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } : null, error };
 }
 
@@ -85,6 +104,45 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
       bad[at] = bad[at]! ^ 0x5a;
       const one = await decode([bad], 1);
       const two = await decode([bad], 2);
+      expect(two.error).toEqual(one.error);
+      if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
+    }
+  });
+
+  it('writes the pages into a FilePageStore from the workers, as one thread does, whatever its cache', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 3 }), fc.nat(), fc.constantFrom(PS, 16 * PS, 1 << 20, 1 << 24), async (pages, rounds, seed, cache) => {
+        const bytes = await stream(pages, rounds, seed);
+        const chunks = split(bytes, 'random', seed, 300_000);
+        const memory = await decode(chunks, 1);
+        const one = await decode(chunks, 1, PS, cache);
+        const two = await decode(chunks, 2, PS, cache);
+        expect(one.error).toBeNull();
+        expect(two.error).toBeNull();
+        expect(Buffer.compare(one.image!, memory.image!)).toBe(0);
+        expect(Buffer.compare(two.image!, memory.image!)).toBe(0);
+        expect(two.stats).toEqual(memory.stats);
+      }),
+      { numRuns: 8 },
+    );
+  });
+
+  it("keeps a FilePageStore's cache in the kernel's memory, where the workers reach it", async () => {
+    const store = new FilePageStore({ path: () => join(dir, 'where'), cacheSize: 1 << 20 });
+    const loc = store.locate('ram', 0, PS, true)!;
+    expect(engine!.addressOf(loc.bytes)).toBeGreaterThan(0);
+    await store.close();
+  });
+
+  it('fails a corrupt delta in a FilePageStore with the error and offset of one thread', async () => {
+    const bytes = await stream(1500, 3, 9);
+    const rand = rng(5);
+    for (let t = 0; t < 8; t++) {
+      const bad = bytes.slice();
+      const at = Math.floor(bytes.length / 3 + rand() * (bytes.length * 2 / 3 - 1));
+      bad[at] = bad[at]! ^ 0x5a;
+      const one = await decode([bad], 1);
+      const two = await decode([bad], 2, PS, 64 * PS);
       expect(two.error).toEqual(one.error);
       if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
     }

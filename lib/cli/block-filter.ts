@@ -1,6 +1,6 @@
 import type { RamBlock } from '../format/record-writer.js';
 import type { FilePageStore } from '../store/file-page-store.js';
-import type { PageStore } from '../store/page-store.js';
+import type { PageLocation, PageStore } from '../store/page-store.js';
 import { CliError } from './errors.js';
 
 /**
@@ -9,6 +9,11 @@ import { CliError } from './errors.js';
  * parsed, checked and dropped (read as zero pages). The block is `wanted`
  * (`--block`), else the stream's only one: a block list of several without
  * `--block` is an error naming them.
+ *
+ * It passes on the file store's in-place capability, so records are applied
+ * in the file store's cache (by worker threads too). With `requireSent`
+ * (`decode`, whose output is a new file), a page the stream never sent reads
+ * as zeros without touching the file, and a ZERO record for it leaves a hole.
  */
 export class SingleBlockStore implements PageStore {
   /** The block written: `--block`, else the first one seen. */
@@ -20,6 +25,8 @@ export class SingleBlockStore implements PageStore {
   private readonly explicit: boolean;
   /** Pages of the chosen block the stream has sent (PAGE or ZERO), when `requireSent`: 8 KiB of bits per 64 Ki pages. */
   private readonly sent: Map<number, Uint8Array> | null;
+  /** Where pages of the other blocks are applied (and dropped). */
+  private readonly dropped: PageLocation = { bytes: new Uint8Array(0), at: 0 };
 
   /**
    * @param requireSent refuse an XBZRLE record for a page the stream never sent
@@ -39,12 +46,7 @@ export class SingleBlockStore implements PageStore {
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
     if (this.pick(block)) {
-      if (this.sent !== null && !this.wasSent(offset)) {
-        throw new CliError(
-          `${this.inputName}: a delta against a base image (it updates the page at offset ${offset}, which it never sent): ` +
-            `apply it with 'xbzrle patch BASE ${this.inputName === 'stdin' ? '-' : this.inputName} -o NEW'`,
-        );
-      }
+      if (this.sent !== null && !this.wasSent(offset)) throw this.unsent(offset);
       return this.file.get(block, offset, into);
     }
     into.fill(0);
@@ -55,6 +57,49 @@ export class SingleBlockStore implements PageStore {
       if (this.sent !== null) this.markSent(offset, data.length);
       return this.file.put(block, offset, data);
     }
+  }
+
+  locate(block: string, offset: number, length: number, create: boolean): PageLocation | undefined | null {
+    if (!this.pick(block)) {
+      if (!create) return undefined; // reads as zeros
+      if (this.dropped.bytes.length !== length) this.dropped.bytes = new Uint8Array(length);
+      return this.dropped;
+    }
+    if (this.sent !== null && !this.wasSent(offset)) {
+      if (!create) return undefined; // never sent: zeros in the new file
+      this.markSent(offset, length);
+    }
+    return this.file.locate(block, offset, length, create);
+  }
+
+  prepare(block: string, offset: number, length: number, create: boolean): Promise<void> {
+    return this.pick(block) ? this.file.prepare(block, offset, length, create) : Promise.resolve();
+  }
+
+  written(block: string, end: number): void {
+    if (this.pick(block)) this.file.written(block, end);
+  }
+
+  fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
+    if (!this.pick(block)) return;
+    if (this.sent !== null && !this.wasSent(offset)) {
+      this.markSent(offset, length);
+      // Zeros over zeros: a hole (the file is made long enough when finished).
+      if (byte === 0) return this.file.written(block, offset + length);
+    }
+    return this.file.fill(block, offset, length, byte);
+  }
+
+  /** Refuses a delta for a page of the chosen block the stream never sent (see `requireSent`). */
+  fresh(block: string, offset: number): void {
+    if (this.sent !== null && this.pick(block) && !this.wasSent(offset)) throw this.unsent(offset);
+  }
+
+  private unsent(offset: number): CliError {
+    return new CliError(
+      `${this.inputName}: a delta against a base image (it updates the page at offset ${offset}, which it never sent): ` +
+        `apply it with 'xbzrle patch BASE ${this.inputName === 'stdin' ? '-' : this.inputName} -o NEW'`,
+    );
   }
 
   private markSent(offset: number, length: number): void {

@@ -6,7 +6,11 @@ import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecord, RamRecordParser,
 import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
-import type { PageStore } from '../store/page-store.js';
+import { getEngine } from '../codec/wasm/engine.js';
+import { getKernelPool } from '../codec/wasm/pool.js';
+import { checkPositiveInteger } from '../core/options.js';
+import { hasInPlaceAccess, type PageStore } from '../store/page-store.js';
+import { ParallelApply } from '../store/parallel-apply.js';
 import { RamApplier } from '../store/ram-applier.js';
 import { isPromise, RamLoader, type PageSink } from '../store/ram-loader.js';
 import { ByteSource, type RandomAccessInput } from './byte-source.js';
@@ -87,6 +91,12 @@ export interface ReadQemuMigrationOptions {
    * only the block names and the pages' offsets are checked, as QEMU does.
    */
   target?: readonly TargetBlock[];
+  /**
+   * Threads to apply RAM records on, with a store that can be written in
+   * place ({@link MemoryPageStore}, {@link FilePageStore}) and no `onPage`: as
+   * `DecoderOptions.threads`. Default 1.
+   */
+  threads?: number;
 }
 
 /** Where and why reading stopped. */
@@ -233,15 +243,22 @@ export async function readQemuMigration(input: MigrationInput, options: ReadQemu
     iterable = input;
   }
   const src = new ByteSource(iterable, options.onProgress, random);
+  const made: Made = { loader: null };
   try {
-    return await read(src, options);
+    return await read(src, options, made);
   } finally {
+    made.loader?.dispose(); // the worker pool's staging area, with threads
     await src.close();
     await close?.();
   }
 }
 
-async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise<QemuMigrationInfo> {
+/** What {@link read} made that must be released however it ends. */
+interface Made {
+  loader: RamLoader | null;
+}
+
+async function read(src: ByteSource, options: ReadQemuMigrationOptions, made: Made): Promise<QemuMigrationInfo> {
   await src.need(8);
   if (src.available < 4 || src.u32() !== QEMU_VM_FILE_MAGIC) {
     throw new XbzrleError('ERR_QEMU_BAD_MAGIC', 'not a QEMU migration stream (no "QEVM" magic at byte 0)', { offset: 0 });
@@ -332,7 +349,8 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
       const maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
       const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
       parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, postcopy, ignoreShared, allowMultifdFlush, target: options.target });
-      loader = new RamLoader({ pageSize, store, onPage: options.onPage });
+      loader = new RamLoader({ pageSize, store, onPage: options.onPage, parallel: parallelApply(store, options, pageSize) });
+      made.loader = loader;
       if (mappedRam) {
         const listAt = src.offset;
         info.mappedRam = await readMappedRamMemSize(src, { pageSize, parser, loader, store, maxBlocks, maxImageSize, ignoreShared, onPage: options.onPage });
@@ -385,7 +403,10 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions): Promise
   }
 
   if (loader === null) loader = new RamLoader({ pageSize, store: null });
-  else await store?.finish?.();
+  else {
+    loader.flush(); // what is still queued for the worker pool
+    await store?.finish?.();
+  }
   info.blocks = loader.blocks ?? [];
   const stats = loader.stats;
   stats.multifdFlushes = parser?.multifdFlushes ?? 0;
@@ -521,4 +542,12 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
       return;
     }
   }
+}
+
+/** With `threads` > 1, a store written in place and no `onPage`: the worker pool's applier, else null. */
+function parallelApply(store: PageStore | null, options: ReadQemuMigrationOptions, pageSize: number): ParallelApply | null {
+  const threads = options.threads === undefined ? 1 : checkPositiveInteger(options.threads, 'options.threads', 256);
+  if (threads === 1 || options.onPage !== undefined || !hasInPlaceAccess(store)) return null;
+  const pool = getKernelPool(getEngine(), threads);
+  return pool === null ? null : ParallelApply.make(pool, pageSize);
 }

@@ -2,9 +2,13 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
+import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
-import type { PageStore } from './page-store.js';
+import type { PageLocation, PageStore } from './page-store.js';
 import { WriteBack } from './write-back.js';
+
+/** Most bytes {@link FilePageStore.prepare} reads at once: the page asked for and those after it. */
+const READ_AHEAD = 256 << 10;
 
 /** Options of {@link FilePageStore}. */
 export interface FilePageStoreOptions {
@@ -67,6 +71,13 @@ interface OpenFile {
  * seen; a call with another size or an unaligned offset writes the cache out
  * first and goes to the file directly.
  *
+ * It has the in-place capability of {@link PageStore.locate}: a cached page
+ * is decoded where it lies (its slot is marked to be written); a page not
+ * cached, or a cache full of pages waiting to be written, gives null until
+ * {@link FilePageStore.prepare} has read the page in or written pages out.
+ * With the SIMD kernel, the cache lives in the kernel's shared memory, so a
+ * decoder's worker threads write pages into it (`threads`).
+ *
  * Calls, `flush()` included, must not overlap (the decoder waits for each
  * one). `flush()` writes out cached pages, `finish()` flushes, fsyncs and closes; `close()` closes
  * without writing (after an error).
@@ -92,7 +103,7 @@ export class FilePageStore implements PageStore {
   // ---- The page cache: `capacity` slots of `pageSize` bytes in `slab`, set up by the first page.
   private pageSize = 0;
   private capacity = 0;
-  private slab = new Uint8Array(0);
+  private slab: Uint8Array = new Uint8Array(0);
   /** Per block: page offset → slot. */
   private readonly index = new Map<string, Map<number, number>>();
   private slotBlock: (string | null)[] = [];
@@ -108,6 +119,11 @@ export class FilePageStore implements PageStore {
   private flushing: Promise<void> | null = null;
   /** The `dir` option, when block files are named in it (created on first use). */
   private readonly dir: string | undefined;
+  /** Per block: the end of what was written in place without touching the file (holes). */
+  private readonly extent = new Map<string, number>();
+  private readonly location: PageLocation = { bytes: new Uint8Array(0), at: 0 };
+  /** Pages read ahead by `prepare` (allocated on first use). */
+  private readBuffer: Uint8Array | null = null;
 
   constructor(options: FilePageStoreOptions) {
     if (options === null || typeof options !== 'object') throw argTypeError('options', 'an object', options);
@@ -143,10 +159,10 @@ export class FilePageStore implements PageStore {
         this.referenced[slot] = 1;
         return undefined;
       }
-      return this.readAt(block, offset, into);
+      return this.readAt(block, offset, into).then(() => undefined);
     }
     // Another size: the file must hold every written page first.
-    return this.flush().then(() => this.readAt(block, offset, into));
+    return this.flush().then(() => this.readAt(block, offset, into).then(() => undefined));
   }
 
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
@@ -165,12 +181,7 @@ export class FilePageStore implements PageStore {
       // Full of written pages: write them out, then take a slot (always free after a flush).
       if (slot < 0) return this.flush().then(() => this.put(block, offset, data));
       if (pages === undefined) this.index.set(block, (pages = new Map()));
-      pages.set(offset, slot);
-      this.slotBlock[slot] = block;
-      this.slotOffset[slot] = offset;
-      // A new page is not marked used: a stream that cycles through more pages than
-      // fit replaces these first and keeps the pages that were hit.
-      this.referenced[slot] = 0;
+      this.map(pages, slot, block, offset);
     } else {
       this.referenced[slot] = 1;
     }
@@ -194,6 +205,79 @@ export class FilePageStore implements PageStore {
     }
   }
 
+  /**
+   * Where the page at `offset` lies in the cache (see {@link PageStore.locate}):
+   * its slot, marked to be written (the caller writes it). With `create`, a
+   * page not cached gets a slot without being read (it is overwritten whole).
+   * Null when the page is not cached (and `create` is false), when the cache
+   * must be written out first, or for a page the cache does not take (another
+   * size, unaligned): call {@link FilePageStore.prepare}, or use `get`/`put`.
+   */
+  locate(block: string, offset: number, length: number, create: boolean): PageLocation | null {
+    if (this.closed || !this.cached(offset, length, create)) return null;
+    let pages = this.index.get(block);
+    let slot = pages?.get(offset);
+    if (slot === undefined) {
+      if (!create) return null;
+      slot = this.takeSlot();
+      if (slot < 0) return null;
+      if (pages === undefined) this.index.set(block, (pages = new Map()));
+      this.map(pages, slot, block, offset);
+    } else {
+      this.referenced[slot] = 1;
+    }
+    if (this.dirty[slot] === 0) {
+      this.dirty[slot] = 1;
+      this.dirtyCount++;
+    }
+    const loc = this.location;
+    loc.bytes = this.slab;
+    loc.at = slot * length;
+    return loc;
+  }
+
+  /**
+   * Makes {@link FilePageStore.locate} of the page serve it: writes the cache
+   * out when it has no room, then (unless `create`) reads the page into a slot.
+   */
+  async prepare(block: string, offset: number, length: number, create: boolean): Promise<void> {
+    if (this.closed) throw closedError();
+    if (!this.cached(offset, length, true) || this.index.get(block)?.has(offset) === true) return;
+    if (!this.hasRoom()) await this.flush();
+    if (create) return; // locate takes a slot
+    // Read ahead: a decoder asks for pages in file order, so the pages after this one
+    // that are not cached come in the same read (up to READ_AHEAD bytes, and a
+    // quarter of the cache), each given a slot while there are clean ones.
+    const most = Math.max(1, Math.min(Math.floor(READ_AHEAD / length), this.capacity >> 2));
+    let n = 1;
+    let pages = this.index.get(block);
+    while (n < most && pages?.has(offset + n * length) !== true) n++;
+    const into = (this.readBuffer ??= new Uint8Array(Math.max(READ_AHEAD, length))).subarray(0, n * length);
+    const got = await this.readAt(block, offset, into);
+    if (pages === undefined) this.index.set(block, (pages = new Map()));
+    for (let k = 0; k < n && (k === 0 || k * length < got); k++) {
+      const slot = this.takeSlot();
+      if (slot < 0) break; // the first one always has one (room was made)
+      this.slab.set(into.subarray(k * length, k * length + length), slot * length);
+      this.map(pages, slot, block, offset + k * length);
+    }
+  }
+
+  /** Records that bytes up to `end` of `block` were written (in place or left as holes of zeros). */
+  written(block: string, end: number): void {
+    if (end > (this.extent.get(block) ?? 0)) this.extent.set(block, end);
+  }
+
+  /** Sets `length` bytes from `offset` to `byte`, in the cache when it takes the page (else through `put`). */
+  fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
+    const loc = this.locate(block, offset, length, true);
+    if (loc !== null) {
+      loc.bytes.fill(byte, loc.at, loc.at + length);
+      return undefined;
+    }
+    return this.put(block, offset, new Uint8Array(length).fill(byte));
+  }
+
   /** Writes out every cached page not yet in its file (they stay cached). */
   flush(): Promise<void> {
     // One flush at a time: they share the write buffer.
@@ -209,6 +293,11 @@ export class FilePageStore implements PageStore {
   async finish(): Promise<void> {
     await this.flush();
     await this.writeBack.settled(); // a failed background write-back fails the finish
+    for (const [block, end] of this.extent) {
+      // Zero pages left as holes at the end: the file still reaches them.
+      const handle = await this.handle(block);
+      if ((await handle.stat()).size < end) await handle.truncate(end);
+    }
     for (const f of this.files.values()) {
       const handle = await f.handle;
       if (this.fsync) await handle.sync();
@@ -222,6 +311,7 @@ export class FilePageStore implements PageStore {
     this.closed = true;
     this.dropCache();
     this.slab = new Uint8Array(0);
+    getEngine()?.giveAll(this);
     await this.writeBack.quiet(); // no file closed under a write-back
     const handles = [...this.files.values()].map((f) => f.handle.then((h) => h.close(), () => undefined));
     this.files.clear();
@@ -235,7 +325,7 @@ export class FilePageStore implements PageStore {
   private cached(offset: number, size: number, writing = false): boolean {
     if (writing && this.used === 0 && size !== this.pageSize && size > 0 && size <= this.cacheSize && offset % size === 0) {
       const capacity = Math.floor(this.cacheSize / size);
-      this.slab = new Uint8Array(capacity * size); // first: nothing changes if this throws
+      this.slab = this.newSlab(capacity * size); // first: nothing changes if this throws
       this.pageSize = size;
       this.capacity = capacity;
       this.slotBlock = new Array<string | null>(this.capacity).fill(null);
@@ -247,6 +337,25 @@ export class FilePageStore implements PageStore {
   }
 
   /**
+   * The cache's memory: in the SIMD kernel's shared memory when it has room
+   * (deltas decoded in place there, by worker threads too), else a plain array.
+   */
+  private newSlab(bytes: number): Uint8Array {
+    const engine = getEngine();
+    if (engine !== null && engine.shared) {
+      engine.giveAll(this); // a cache set up again (after close) gives the old one back
+      const ptr = engine.take(this, bytes, 4096);
+      if (ptr >= 0) return new Uint8Array(engine.bytes().buffer, ptr, bytes);
+    }
+    return new Uint8Array(bytes);
+  }
+
+  /** True when {@link FilePageStore.takeSlot} finds a slot without writing the cache out. */
+  private hasRoom(): boolean {
+    return this.used < this.capacity || this.dirtyCount * 2 <= this.capacity;
+  }
+
+  /**
    * A slot for a new page: a never-used one, else a clean one chosen by the
    * clock (recently used slots get a second chance), else -1 when the cache
    * should be written out first: when more than half of it waits to be
@@ -254,7 +363,7 @@ export class FilePageStore implements PageStore {
    */
   private takeSlot(): number {
     if (this.used < this.capacity) return this.used++;
-    if (this.dirtyCount * 2 > this.capacity) return -1;
+    if (!this.hasRoom()) return -1;
     const n = this.capacity;
     for (let step = 0; step < 2 * n; step++) {
       const slot = this.hand;
@@ -268,6 +377,16 @@ export class FilePageStore implements PageStore {
       return slot;
     }
     return -1; // not reached: at least half the slots are clean
+  }
+
+  /** Puts the page (`block`, `offset`) in `slot`. */
+  private map(pages: Map<number, number>, slot: number, block: string, offset: number): void {
+    pages.set(offset, slot);
+    this.slotBlock[slot] = block;
+    this.slotOffset[slot] = offset;
+    // A new page is not marked used: a stream that cycles through more pages than
+    // fit replaces these first and keeps the pages that were hit.
+    this.referenced[slot] = 0;
   }
 
   private evict(slot: number): void {
@@ -381,7 +500,8 @@ export class FilePageStore implements PageStore {
     return f.handle;
   }
 
-  private async readAt(block: string, offset: number, into: Uint8Array): Promise<void> {
+  /** Reads `into.length` bytes at `offset` (zeros past the end of the file); returns the bytes the file had. */
+  private async readAt(block: string, offset: number, into: Uint8Array): Promise<number> {
     const handle = await this.handle(block);
     let done = 0;
     while (done < into.length) {
@@ -390,6 +510,7 @@ export class FilePageStore implements PageStore {
       done += bytesRead;
     }
     if (done < into.length) into.fill(0, done);
+    return done;
   }
 
   private async writeAt(block: string, offset: number, data: Uint8Array): Promise<void> {

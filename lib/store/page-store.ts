@@ -27,13 +27,34 @@ export interface PageStore {
    * synchronously, with no copies through `get`/`put`: the page is
    * `bytes[at … at + length)`. With `create` false, undefined for memory never
    * written (it reads as zeros). The location (which the store may reuse) is
-   * valid until the next call on the store. {@link MemoryPageStore} has it.
+   * valid until the next call on the store. {@link MemoryPageStore} and
+   * {@link FilePageStore} have it.
+   *
+   * A store that keeps only some pages in memory returns null for a page it
+   * cannot serve now (not in memory, or no room without writing pages out):
+   * the caller then waits for {@link PageStore.prepare} and asks again, or
+   * falls back to `get`/`put` when it still gets null.
    */
-  locate?(block: string, offset: number, length: number, create: boolean): PageLocation | undefined;
+  locate?(block: string, offset: number, length: number, create: boolean): PageLocation | undefined | null;
+  /**
+   * Optional, with `locate` returning null: brings the page into the store's
+   * memory (making room; reading its content unless `create`, for a page
+   * about to be overwritten whole), so that the next `locate` of it serves it.
+   */
+  prepare?(block: string, offset: number, length: number, create: boolean): Promise<void>;
   /** Optional, with `locate`: bytes up to `end` of `block` were written in place. */
   written?(block: string, end: number): void;
-  /** Optional, with `locate`: sets `length` bytes from `offset` to `byte`. */
-  fill?(block: string, offset: number, length: number, byte: number): void;
+  /**
+   * Optional, with `locate`: sets `length` bytes from `offset` to `byte`
+   * (called for memory `locate` found never written). May return a promise
+   * when the store must write pages out first.
+   */
+  fill?(block: string, offset: number, length: number, byte: number): void | Promise<void>;
+  /**
+   * @internal Optional, with `locate`: a delta is about to be applied to memory
+   * never written (`locate` returned undefined); throws to refuse it.
+   */
+  fresh?(block: string, offset: number): void;
 }
 
 /** Where a page lives in a store's memory (see {@link PageStore.locate}): `bytes[at…]`. */

@@ -121,41 +121,108 @@ export class RamLoader {
       }
       case 'zero':
         stats.countZero();
-        if (this.parallel !== null && this.queue(rec)) return undefined;
-        return this.zero(rec.block, rec.offset, rec.fill);
+        return this.place(rec, false);
       case 'page':
         stats.countPage();
-        if (this.parallel !== null && this.queue(rec)) return undefined;
-        return this.page(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
+        return this.place(rec, false);
       case 'xbzrle':
         stats.xbzrlePages++;
         stats.countDelta(rec.size);
-        if (this.parallel !== null && this.queue(rec)) return undefined;
+        return this.place(rec, false);
+    }
+  }
+
+  /**
+   * Applies a page record: queued for the worker pool, in place, or through
+   * `get`/`put`. A store that cannot serve the page in place now (its
+   * `locate` gave null) prepares it first (after what was queued is made:
+   * preparing may write pages out), then the record is placed again; still
+   * null, it goes through `get`/`put`.
+   */
+  private place(rec: RamRecord, prepared: boolean): Promise<void> | undefined {
+    const memory = this.memory;
+    if (memory !== null) {
+      let done = this.parallel !== null ? this.queue(rec) : false;
+      if (done === false) done = this.inPlace(rec, memory);
+      if (done === true) return undefined;
+      if (done !== null) return done;
+      this.flush();
+      if (!prepared && memory.prepare !== undefined) {
+        return memory.prepare(rec.block, rec.offset, this.pageSize, rec.kind !== 'xbzrle').then(() => this.place(rec, true));
+      }
+    }
+    switch (rec.kind) {
+      case 'zero':
+        return this.zero(rec.block, rec.offset, rec.fill);
+      case 'page':
+        return this.page(rec.block, rec.offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
+      default:
         return this.delta(rec.block, rec.offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
     }
   }
 
   /**
-   * Queues the store of a page record for the worker pool; false when it
-   * cannot be (the page is not in the pool's memory: the caller makes it now,
-   * after the queued ones).
+   * Applies a page record in the store's memory on this thread: true when
+   * done, a promise when the store works, null when it cannot serve the page
+   * now.
    */
-  private queue(rec: RamRecord): boolean {
+  private inPlace(rec: RamRecord, memory: InPlacePageStore): true | Promise<void> | null {
+    const ps = this.pageSize;
+    const { block, offset } = rec;
+    if (rec.kind === 'zero') {
+      const filled = memory.fill(block, offset, ps, rec.fill);
+      if (isPromise(filled)) return filled.then(() => this.onPage?.(block, offset, 'zero', null, rec.fill));
+      this.onPage?.(block, offset, 'zero', null, rec.fill);
+      return true;
+    }
+    if (rec.kind === 'page') {
+      const page = rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length);
+      const put = this.page(block, offset, page);
+      return put === undefined ? true : put;
+    }
+    // Decoded in place, validated before anything is written: a bad delta
+    // changes nothing (not even the store's extent).
+    let loc = memory.locate(block, offset, ps, false);
+    if (loc === null) return null;
+    if (loc !== undefined) decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
+    else {
+      loc = this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
+      if (loc === null) return null;
+      applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
+    }
+    memory.written(block, offset + ps);
+    this.onPage?.(block, offset, 'xbzrle', loc.bytes.subarray(loc.at, loc.at + ps), 0);
+    return true;
+  }
+
+  /**
+   * Queues the store of a page record for the worker pool: true when queued
+   * (or made at once), a promise while the store works, false when it cannot
+   * be (the page is not in the pool's memory: the caller makes it now, after
+   * the queued ones), null when the store cannot serve the page now.
+   */
+  private queue(rec: RamRecord): boolean | Promise<void> | null {
     const par = this.parallel!;
     const memory = this.memory!;
     const ps = this.pageSize;
     if (par.full) par.run(memory);
     const { block, offset } = rec;
     let loc = memory.locate(block, offset, ps, rec.kind === 'page');
+    if (loc === null) return null;
     if (loc === undefined && rec.kind === 'zero') {
-      // Its whole segment untouched (so no queued job near it): filled now, zero fills allocating nothing.
-      memory.fill(block, offset, ps, rec.fill);
-      return true;
+      // Memory never written (so no queued job on it): filled now, zero fills allocating nothing.
+      const filled = memory.fill(block, offset, ps, rec.fill);
+      if (!isPromise(filled)) return true;
+      // The store writes pages out first: the queued jobs are made before it does (it starts
+      // on a later tick).
+      par.run(memory);
+      return filled as Promise<void>;
     }
     // A delta against a page never written is checked now (apply() runs the queue before
     // its error), then applied to the new zero page without a second check.
     const checked = loc === undefined;
     loc ??= this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
+    if (loc === null) return null;
     const dst = par.address(loc.bytes, loc.at);
     if (dst < 0) {
       par.run(memory);
@@ -169,22 +236,22 @@ export class RamLoader {
 
   /**
    * The page for a delta against memory never written (zeros, so the delta is
-   * the page): the delta is checked first, so a bad one makes nothing.
+   * the page): the delta is checked first, so a bad one makes nothing. Null
+   * when the store has no room for it now.
    */
-  private freshPage(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): PageLocation {
+  private freshPage(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): PageLocation | null {
+    const memory = this.memory!;
+    memory.fresh?.(block, offset);
     const result = checkDelta(src, srcOffset, length, this.pageSize);
     if (result < 0) throw corrupt(result, position);
-    return this.memory!.locate(block, offset, this.pageSize, true)!;
+    const loc = memory.locate(block, offset, this.pageSize, true);
+    if (loc === null) return null;
+    loc!.bytes.fill(0, loc!.at, loc!.at + this.pageSize); // a store's new page may hold old bytes
+    return loc!;
   }
 
   private zero(block: string, offset: number, fill: number): Promise<void> | undefined {
-    const ps = this.pageSize;
     if (this.store === null) return undefined;
-    if (this.memory !== null) {
-      this.memory.fill(block, offset, ps, fill);
-      this.onPage?.(block, offset, 'zero', null, fill);
-      return undefined;
-    }
     const page = this.scratch.fill(fill);
     return then(this.store.put(block, offset, page), () => this.onPage?.(block, offset, 'zero', page, 0));
   }
@@ -197,20 +264,6 @@ export class RamLoader {
   private delta(block: string, offset: number, src: Uint8Array, srcOffset: number, length: number, position: number): Promise<void> | undefined {
     const ps = this.pageSize;
     const store = this.store;
-    const memory = this.memory;
-    if (memory !== null) {
-      // Decoded in place, validated before anything is written: a bad delta
-      // changes nothing (not even the store's extent).
-      let loc = memory.locate(block, offset, ps, false);
-      if (loc !== undefined) decodeInto(src, srcOffset, length, loc.bytes, loc.at, ps, position);
-      else {
-        loc = this.freshPage(block, offset, src, srcOffset, length, position);
-        applyChecked(src, srcOffset, length, loc.bytes, loc.at);
-      }
-      memory.written(block, offset + ps);
-      this.onPage?.(block, offset, 'xbzrle', loc.bytes.subarray(loc.at, loc.at + ps), 0);
-      return undefined;
-    }
     if (store === null) {
       const result = checkDelta(src, srcOffset, length, ps);
       if (result < 0) throw corrupt(result, position);

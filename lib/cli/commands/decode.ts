@@ -22,6 +22,8 @@ options:
       --block NAME     block to write (default: the stream's only block)
       --page-size N    page size (default: 4096)
       --cache-size N   memory for cached pages of the output (default: 64M)
+      --threads N      threads to apply records on (default: the cores, at most 8);
+                       the output is the same for any N
       --target FILE    refuse what the receiving machine's QEMU would refuse:
                        FILE is a JSON array of {id, length, maxLength?,
                        resizeable?}, or a QEMU migration file (its block list)
@@ -43,7 +45,7 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
   const meter = new InputMeter((n) => progress.update(n));
   const file = new FilePageStore({ path: () => temp.path, cacheSize });
   const store = new SingleBlockStore(file, input.name, o.block, o.pageSize, true);
-  const core = new DecoderCore({ store, pageSize: o.pageSize, emitPages: false, target: blocks });
+  const core = new DecoderCore({ store, pageSize: o.pageSize, emitPages: false, target: blocks, threads: o.threads });
   try {
     // The decoder core fed directly: a regular file is read into two reused buffers (a
     // read ahead while the other is decoded; fresh memory per chunk costs a page fault

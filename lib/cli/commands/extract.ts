@@ -27,6 +27,8 @@ options:
   -o, --output DIR     output folder (required; --out is an alias)
       --json           print the statistics as JSON (as stat --json)
       --cache-size N   memory for cached pages of the output (default: 64M)
+      --threads N      threads to apply records on (default: the cores, at most 8);
+                       the output is the same for any N
       --target FILE    refuse what the receiving machine's QEMU would refuse:
                        FILE is a JSON array of {id, length, maxLength?,
                        resizeable?}, or a QEMU migration file (its block list)

@@ -64,7 +64,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
       if (probe?.capabilities.includes('mapped-ram') === true) {
         input.stream.destroy();
         const size = input.size;
-        const info = await readQemuMigration(input.path, { store, onRecord, pageSize: o.pageSize, target, onProgress: (n) => progress.update(Math.min(n, size)) });
+        const info = await readQemuMigration(input.path, { store, onRecord, pageSize: o.pageSize, target, threads: o.threads, onProgress: (n) => progress.update(Math.min(n, size)) });
         progress.finish();
         return reportOf(input, size, info, histogram);
       }
@@ -87,7 +87,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     })();
     let report: StatReport;
     if (meter.isQemuFile) {
-      const info = await readQemuMigration(chunks, { store, onRecord, pageSize: o.pageSize, target });
+      const info = await readQemuMigration(chunks, { store, onRecord, pageSize: o.pageSize, target, threads: o.threads });
       report = reportOf(input, meter.bytes, info, histogram);
       await iterator.return?.();
     } else {
