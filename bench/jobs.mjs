@@ -5,7 +5,7 @@
 //   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
 //   extract  xbzrle extract MIG -o DIR (a QEMU file made by encode)      vs  the same dd
 //
-// with `--threads 1,2,…` the encode job runs once per thread count.
+// with `--threads 1,2,…` the encode and decode jobs run once per thread count.
 // Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache.
 //
 //   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--dir /tmp/xbzrle-jobs]
@@ -54,7 +54,7 @@ function time(file, argv, shell) {
   return ms;
 }
 
-const threadFlag = (/** @type {number} */ n) => (n === 1 ? [] : ['--threads', String(n)]);
+const threadFlag = (/** @type {number} */ n) => ['--threads', String(n)]; // explicit: the CLI's default is the cores
 const cache = ['--cache-size', `${Math.max(size, 1)}M`];
 // The stream decode reads: OLD then NEW as two rounds.
 time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', STREAM, '-f', '-q', ...cache]);
@@ -65,15 +65,14 @@ const dd = () => {
 /** @type {{ name: string, ref: string, run: () => number, base: () => number }[]} */
 const jobs = [];
 for (const n of threads) {
-  jobs.push({ name: `encode${n > 1 ? ` --threads ${n}` : ''}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
-  // (decode writes through a FilePageStore, which the worker pool cannot write in place yet: one thread)
-  if (n === 1) jobs.push({
-    name: 'decode',
+  jobs.push({ name: `encode --threads ${n}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
+  jobs.push({
+    name: `decode --threads ${n}`,
     ref: 'dd conv=fsync',
     base: dd,
     run: () => {
       rmSync(OUT, { force: true });
-      return time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q']);
+      return time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]);
     },
   });
 }
