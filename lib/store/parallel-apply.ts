@@ -26,6 +26,8 @@ export class ParallelApply {
   private readonly length = new Int32Array(BATCH_RECORDS);
   private readonly end = new Float64Array(BATCH_RECORDS);
   private readonly block: string[] = [];
+  /** Lane keys of the pages with a queued job. */
+  private readonly queued = new Set<number>();
 
   private constructor(
     private readonly pool: KernelPool,
@@ -53,6 +55,14 @@ export class ParallelApply {
     return this.table.count;
   }
 
+  /**
+   * True when a job on the page at `dst` is queued: a record for it must be
+   * queued too (after it), not made now.
+   */
+  busy(dst: number): boolean {
+    return this.queued.size > 0 && this.queued.has(this.keyOf(dst));
+  }
+
   /** The kernel-memory address of a located page, or -1 when it is not in the pool's memory. */
   address(bytes: Uint8Array, at: number): number {
     const base = this.pool.engine.addressOf(bytes);
@@ -62,12 +72,12 @@ export class ParallelApply {
   /** Queues a PAGE record: its payload copied to the page at `dst`. */
   page(block: string, offset: number, dst: number, src: Uint8Array, srcOff: number, position: number): void {
     const at = this.stage(src, srcOff, this.pageSize);
-    this.note(this.table.copy(this.keyOf(dst), dst, at, this.pageSize), block, offset, position, at, this.pageSize);
+    this.note(this.table.copy(this.keyOf(dst), dst, at, this.pageSize), dst, block, offset, position, at, this.pageSize);
   }
 
   /** Queues a ZERO record: the page at `dst` set to `byte`. */
   fill(block: string, offset: number, dst: number, byte: number, position: number): void {
-    this.note(this.table.fill(this.keyOf(dst), dst, byte, this.pageSize), block, offset, position, 0, 0);
+    this.note(this.table.fill(this.keyOf(dst), dst, byte, this.pageSize), dst, block, offset, position, 0, 0);
   }
 
   /** Queues an XBZRLE record: validated and decoded into the page at `dst` (`checked`: already validated, applied). */
@@ -75,7 +85,7 @@ export class ParallelApply {
     const at = this.stage(src, srcOff, len);
     const key = this.keyOf(dst);
     const j = checked ? this.table.apply(key, at, len, dst) : this.table.decode(key, at, len, dst, this.pageSize);
-    this.note(j, block, offset, position, at, len);
+    this.note(j, dst, block, offset, position, at, len);
   }
 
   /**
@@ -103,6 +113,7 @@ export class ParallelApply {
       table.reset();
       this.used = 0;
       this.block.length = 0;
+      this.queued.clear();
     }
   }
 
@@ -123,7 +134,8 @@ export class ParallelApply {
     return at;
   }
 
-  private note(j: number, block: string, offset: number, position: number, source: number, length: number): void {
+  private note(j: number, dst: number, block: string, offset: number, position: number, source: number, length: number): void {
+    this.queued.add(this.keyOf(dst));
     this.position[j] = position;
     this.source[j] = source;
     this.length[j] = length;

@@ -228,9 +228,17 @@ export class RamLoader {
       par.run(memory);
       return false;
     }
-    if (rec.kind === 'zero') par.fill(block, offset, dst, rec.fill, rec.position);
-    else if (rec.kind === 'page') par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
-    else par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
+    if (rec.kind === 'xbzrle') par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
+    else if (par.busy(dst)) {
+      if (rec.kind === 'zero') par.fill(block, offset, dst, rec.fill, rec.position);
+      else par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
+    } else {
+      // No job queued on the page: a copy or a fill is made now (staging it for a
+      // worker would cost the same copy on this thread).
+      if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
+      else loc.bytes.set(rec.src.subarray(rec.srcOffset, rec.srcOffset + ps), loc.at);
+      memory.written(block, offset + ps);
+    }
     return true;
   }
 
