@@ -7,7 +7,7 @@
 import { PageKernel } from '../codec/kernel.js';
 import { allocPages, freePages } from '../codec/pages.js';
 import { argRangeError } from '../errors.js';
-import type { FrameCompressor } from './codec.js';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { DEFAULT_FRAME_SIZE, DELTA_VERSION, FLAG_COMPRESSED, FLAG_DEDUP, MAX_FRAME_SIZE, REF_NEW, REF_OLD } from './format.js';
 import { ImageDigest, PageIndex, zeroPageHash, type Hasher } from './hash.js';
 import { DeltaWriter } from './writer.js';
@@ -124,6 +124,7 @@ export class DeltaEncoder {
   private readonly o: Required<Omit<DeltaEncoderOptions, 'block'>> & { block: string };
   private readonly hasher: Hasher;
   private readonly compressor: FrameCompressor | null;
+  private readonly workers: FrameWorkers | null;
   private readonly io: DeltaEncoderIO;
   private readonly onChunk: (chunk: Uint8Array) => void;
   private writer: DeltaWriter | null = null;
@@ -141,11 +142,12 @@ export class DeltaEncoder {
   private nChanged = 0;
   private readonly changed: Uint8Array;
 
-  private constructor(o: DeltaEncoder['o'], hasher: Hasher, compressor: FrameCompressor | null, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void) {
+  private constructor(o: DeltaEncoder['o'], hasher: Hasher, compressor: FrameCompressor | null, workers: FrameWorkers | null, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void) {
     this.o = o;
     this.ps = o.pageSize;
     this.hasher = hasher;
     this.compressor = compressor;
+    this.workers = compressor === null ? null : workers;
     this.io = io;
     this.onChunk = onChunk;
     this.stats = emptyStats('xbzrle', o.pageSize, o.oldSize, o.newSize);
@@ -163,9 +165,17 @@ export class DeltaEncoder {
 
   /**
    * A new encoder. `hasher` comes from {@link loadHasher}; `compressor` is
-   * needed unless `compress` is false ({@link loadZstd} in Node).
+   * needed unless `compress` is false ({@link loadZstd} in Node). With
+   * `workers`, frames are compressed on them: call {@link DeltaEncoder.drain}
+   * now and then to write out those done (it bounds how many are in flight),
+   * and end with {@link DeltaEncoder.finish}; the bytes are the same.
    */
-  static create(options: DeltaEncoderOptions, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void, deps: { hasher: Hasher; compressor: FrameCompressor | null }): DeltaEncoder {
+  static create(
+    options: DeltaEncoderOptions,
+    io: DeltaEncoderIO,
+    onChunk: (chunk: Uint8Array) => void,
+    deps: { hasher: Hasher; compressor: FrameCompressor | null; workers?: FrameWorkers | null },
+  ): DeltaEncoder {
     const ps = options.pageSize ?? 4096;
     if (!Number.isInteger(ps) || ps < 1024 || ps > 16384 || (ps & (ps - 1)) !== 0) throw argRangeError('pageSize', 'a power of two from 1024 to 16384', ps);
     if (!Number.isSafeInteger(options.oldSize) || options.oldSize < 0) throw argRangeError('oldSize', 'a non-negative integer', options.oldSize);
@@ -187,7 +197,7 @@ export class DeltaEncoder {
       frameSize,
       maxIndexPages: options.maxIndexPages ?? DEFAULT_INDEX_PAGES,
     };
-    return new DeltaEncoder(o, deps.hasher, compress ? deps.compressor : null, io, onChunk);
+    return new DeltaEncoder(o, deps.hasher, compress ? deps.compressor : null, deps.workers ?? null, io, onChunk);
   }
 
   /** Gives back the kernel memory (call once done, also after an error). */
@@ -236,6 +246,7 @@ export class DeltaEncoder {
         },
         hasher: this.hasher,
         compressor: this.compressor,
+        workers: this.workers,
         block: o.block,
       },
       this.onChunk,
@@ -427,15 +438,38 @@ export class DeltaEncoder {
     return this.kernel.encode(this.scratch, 0, newData, at) === 0 ? z : -1;
   }
 
-  /** Ends the delta (all of NEW pushed, and all of OLD hashed) and returns the counters. */
+  /**
+   * Writes out the frames compressed on the workers so far, in order, waiting
+   * until at most `limit` are still in flight (default: one per worker and
+   * thread). Does nothing without workers.
+   */
+  async drain(limit = this.workers === null ? 0 : 2 * this.workers.threads): Promise<void> {
+    if (this.writer !== null) await this.writer.drain(limit);
+  }
+
+  /** Ends the delta (all of NEW pushed, and all of OLD hashed) and returns the counters. Without workers only (else {@link DeltaEncoder.finish}). */
   end(): DeltaStats {
+    const [w, od, nd] = this.ending();
+    w.finish(od, nd);
+    return this.totals(w, od, nd);
+  }
+
+  /** {@link DeltaEncoder.end}, with or without workers: the last frames are written out first. */
+  async finish(): Promise<DeltaStats> {
+    const [w, od, nd] = this.ending();
+    await w.finishAsync(od, nd);
+    return this.totals(w, od, nd);
+  }
+
+  private ending(): [DeltaWriter, bigint, bigint] {
     const w = this.writer ?? this.start();
     if (this.pushedTo !== this.o.newSize) throw new RangeError(`NEW was pushed up to ${this.pushedTo} of ${this.o.newSize} bytes`);
     const oldPages = Math.ceil(this.o.oldSize / this.ps);
     if (this.oldDigest.pages !== oldPages) throw new RangeError(`OLD was hashed up to page ${this.oldDigest.pages} of ${oldPages}`);
-    const od = this.oldDigest.digest();
-    const nd = this.newDigest.digest();
-    w.finish(od, nd);
+    return [w, this.oldDigest.digest(), this.newDigest.digest()];
+  }
+
+  private totals(w: DeltaWriter, od: bigint, nd: bigint): DeltaStats {
     const st = this.stats;
     setTotals(st, w.frames, w.rawBytes, w.bytesWritten, od, nd);
     return st;

@@ -5,7 +5,7 @@
  */
 import { encodeName, writeU16, writeU64 } from '../format/bytes.js';
 import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
-import type { FrameCompressor } from './codec.js';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { CODEC_STORED, CODEC_ZSTD, encodeFrameHeader, encodeHeader, encodeTrailer, FRAME_SLACK, HEADER_SIZE, REF_FLAG, type DeltaHeader } from './format.js';
 import type { Hasher } from './hash.js';
 
@@ -19,6 +19,19 @@ export interface DeltaWriterOptions {
   compressor: FrameCompressor | null;
   /** Block name of the records (default `ram`). */
   block?: string;
+  /**
+   * Compress frames on these workers (with a `compressor`): frames then go
+   * out in order as they are done, through {@link DeltaWriter.drain}, and the
+   * delta ends with {@link DeltaWriter.finishAsync}. The bytes are the same.
+   */
+  workers?: FrameWorkers | null;
+}
+
+/** A frame closed and compressing on a worker. */
+interface InFlight {
+  raw: Uint8Array;
+  result: Promise<Uint8Array>;
+  done: boolean;
 }
 
 /**
@@ -43,11 +56,14 @@ export class DeltaWriter {
   private pos = 0;
   private named = false;
   private readonly level: number;
+  private readonly workers: FrameWorkers | null;
+  private readonly inFlight: InFlight[] = [];
 
   constructor(options: DeltaWriterOptions, onChunk: (chunk: Uint8Array) => void) {
     this.header = options.header;
     this.hasher = options.hasher;
     this.compressor = options.compressor;
+    this.workers = options.compressor === null ? null : (options.workers ?? null);
     this.level = options.header.level;
     this.onChunk = onChunk;
     this.name = encodeName(options.block ?? 'ram');
@@ -96,11 +112,46 @@ export class DeltaWriter {
     this.done();
   }
 
-  /** EOS, the last frame and the trailer. */
+  /** EOS, the last frame and the trailer (without workers). */
   finish(oldDigest: bigint, newDigest: bigint): void {
+    if (this.workers !== null) throw new RangeError('a writer with workers ends with finishAsync');
+    this.endRecords();
+    this.trailer(oldDigest, newDigest);
+  }
+
+  /** EOS, the last frame and the trailer, once every frame in flight went out. */
+  async finishAsync(oldDigest: bigint, newDigest: bigint): Promise<void> {
+    this.endRecords();
+    await this.drain(0);
+    this.trailer(oldDigest, newDigest);
+  }
+
+  /** Frames closed and not yet written (compressing on the workers). */
+  get framesInFlight(): number {
+    return this.inFlight.length;
+  }
+
+  /**
+   * Writes out, in order, the frames the workers finished, waiting until at
+   * most `limit` are left in flight. Without workers there is never any.
+   */
+  async drain(limit: number): Promise<void> {
+    const q = this.inFlight;
+    while (q.length > 0 && (q.length > limit || q[0]!.done)) {
+      const f = q[0]!;
+      const c = await f.result;
+      q.shift();
+      this.writeFrame(f.raw, c);
+    }
+  }
+
+  private endRecords(): void {
     writeU64(this.buf, this.pos, RAM_SAVE_FLAG.EOS);
     this.pos += 8;
     this.emitFrame();
+  }
+
+  private trailer(oldDigest: bigint, newDigest: bigint): void {
     this.out(encodeTrailer({ frames: this.frames, rawBytes: this.rawBytes, oldDigest, newDigest, bodyEnd: this.bytesWritten }, this.hasher));
   }
 
@@ -123,21 +174,34 @@ export class DeltaWriter {
 
   private emitFrame(): void {
     const raw = this.buf.subarray(0, this.pos);
+    this.pos = 0;
+    if (this.workers !== null) {
+      // The records are copied out (the buffer takes the next frame's); written by drain() in order.
+      const copy = raw.slice();
+      const f: InFlight = { raw: copy, result: this.workers.compress(copy, this.level), done: false };
+      f.result.then(
+        () => void (f.done = true),
+        () => void (f.done = true), // the error surfaces in drain()
+      );
+      this.inFlight.push(f);
+      return;
+    }
+    this.writeFrame(raw, this.compressor === null ? null : this.compressor.compress(raw, this.level));
+  }
+
+  /** A frame's header and payload: compressed when that is smaller (`c`), else stored. */
+  private writeFrame(raw: Uint8Array, c: Uint8Array | null): void {
     let stored: Uint8Array = raw;
     let codec = CODEC_STORED;
-    if (this.compressor !== null) {
-      const c = this.compressor.compress(raw, this.level);
-      if (c.length < raw.length) {
-        stored = c;
-        codec = CODEC_ZSTD;
-      }
+    if (c !== null && c.length < raw.length) {
+      stored = c;
+      codec = CODEC_ZSTD;
     }
-    if (stored === raw) stored = raw.slice();
+    if (stored === raw && this.workers === null) stored = raw.slice();
     this.out(encodeFrameHeader(this.frames, codec, stored, raw.length, this.hasher));
     this.out(stored);
     this.frames++;
     this.rawBytes += raw.length;
-    this.pos = 0;
   }
 
   private out(chunk: Uint8Array): void {

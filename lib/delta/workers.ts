@@ -1,0 +1,205 @@
+/**
+ * Worker threads for the delta's frames: zstd compression (diff) and
+ * decompression (patch) of independent frames, off the calling thread. Each
+ * worker loads the same zstd build as the calling thread
+ * (`@bokuweb/zstd-wasm`), so a frame's bytes and a corrupt frame's message
+ * are those of {@link loadZstd}'s. Workers start on demand (the first
+ * frames), are `unref()`ed while idle (an idle pool never keeps the process
+ * alive), and are stopped by {@link FramePool.dispose}. A worker that dies
+ * (or cannot load zstd) has its frames redone on the calling thread, as are
+ * all frames where workers cannot be started.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
+
+const OP_COMPRESS = 1;
+const OP_DECOMPRESS = 2;
+
+// CommonJS run by `new Worker(source, { eval: true })` (no extra entry file in the bundles); the
+// zstd module is required by the absolute path the calling thread resolved.
+const WORKER_SOURCE = `'use strict';
+const { parentPort, workerData } = require('worker_threads');
+const zstd = require(workerData.zstd);
+const ready = zstd.init();
+parentPort.on('message', (m) => {
+  ready.then(() => {
+    let out;
+    try {
+      out = m.op === ${OP_COMPRESS} ? zstd.compress(m.data, m.arg) : zstd.decompress(m.data, { defaultHeapSize: m.arg });
+    } catch (err) {
+      parentPort.postMessage({ id: m.id, error: String(err === null || err === undefined ? err : err.message) });
+      return;
+    }
+    parentPort.postMessage({ id: m.id, data: out }, [out.buffer]);
+  }, (err) => parentPort.postMessage({ id: m.id, fatal: String(err) }));
+});
+`;
+
+interface Task {
+  op: number;
+  data: Uint8Array;
+  arg: number;
+  resolve: (out: Uint8Array) => void;
+  reject: (err: Error) => void;
+}
+
+interface Reply {
+  id: number;
+  data?: Uint8Array;
+  error?: string;
+  fatal?: string;
+}
+
+class Slot {
+  readonly pending = new Map<number, Task>();
+  dead = false;
+  constructor(readonly worker: Worker) {}
+}
+
+/** How workers are made (tests replace it to see the fallback). */
+type WorkerFactory = (source: string, zstdPath: string, name: string) => Worker;
+const defaultFactory: WorkerFactory = (source, zstdPath, name) => new Worker(source, { eval: true, workerData: { zstd: zstdPath }, name });
+let factory: WorkerFactory | null = defaultFactory;
+
+/** @internal For tests: `null` makes workers unavailable (every frame on the calling thread), `undefined` restores them. */
+export function setFrameWorkerFactory(f: WorkerFactory | null | undefined): void {
+  factory = f === undefined ? defaultFactory : f;
+}
+
+let zstdPath: string | null | undefined;
+
+/** The zstd module's file, for the workers to require; null when it cannot be found. */
+function zstdModulePath(): string | null {
+  if (zstdPath !== undefined) return zstdPath;
+  try {
+    // The CommonJS bundle has __filename; the ES module one (and the sources) import.meta.url.
+    const base = typeof __filename === 'string' ? __filename : import.meta.url;
+    zstdPath = createRequire(base).resolve('@bokuweb/zstd-wasm');
+  } catch {
+    zstdPath = null;
+  }
+  return zstdPath;
+}
+
+/**
+ * Up to `threads - 1` workers compressing and decompressing frames; see the
+ * file's comment.
+ */
+export class FramePool implements FrameWorkers {
+  readonly threads: number;
+  private readonly slots: Slot[] = [];
+  private readonly maxWorkers: number;
+  private readonly inline: FrameCompressor;
+  private seq = 0;
+  private disposed = false;
+  private broken = false;
+
+  private constructor(threads: number, inline: FrameCompressor) {
+    this.threads = threads;
+    this.maxWorkers = threads - 1;
+    this.inline = inline;
+  }
+
+  /** A pool for `threads` threads (the caller and `threads - 1` workers), or null for 1 thread. `inline`: the calling thread's compressor (the fallback). */
+  static create(threads: number, inline: FrameCompressor): FramePool | null {
+    if (threads <= 1) return null;
+    return new FramePool(threads, inline);
+  }
+
+  /** Workers started so far. */
+  get started(): number {
+    return this.slots.length;
+  }
+
+  compress(raw: Uint8Array, level: number): Promise<Uint8Array> {
+    return this.submit(OP_COMPRESS, raw, level);
+  }
+
+  decompress(stored: Uint8Array, rawLength: number): Promise<Uint8Array> {
+    return this.submit(OP_DECOMPRESS, stored, rawLength);
+  }
+
+  /** Stops the workers (once); frames asked for later run on the calling thread. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of this.slots) {
+      s.dead = true;
+      for (const t of s.pending.values()) t.reject(new Error('the frame pool was disposed'));
+      s.pending.clear();
+      void s.worker.terminate().catch(() => undefined);
+    }
+  }
+
+  private runInline(op: number, data: Uint8Array, arg: number): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(op === OP_COMPRESS ? this.inline.compress(data, arg) : this.inline.decompress(data, arg));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private submit(op: number, data: Uint8Array, arg: number): Promise<Uint8Array> {
+    const slot = this.pick();
+    if (slot === null) return this.runInline(op, data, arg);
+    const id = ++this.seq;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      slot.pending.set(id, { op, data, arg, resolve, reject });
+      if (slot.pending.size === 1) slot.worker.ref();
+      // Structured clone: the worker gets a copy of the bytes.
+      slot.worker.postMessage({ id, op, data, arg });
+    });
+  }
+
+  /** The live worker with the fewest frames in hand, a new one when all are busy and there is room; null: none. */
+  private pick(): Slot | null {
+    if (this.disposed || this.broken) return null;
+    let best: Slot | null = null;
+    for (const s of this.slots) if (!s.dead && (best === null || s.pending.size < best.pending.size)) best = s;
+    if ((best === null || best.pending.size > 0) && this.slots.length < this.maxWorkers) best = this.spawn() ?? best;
+    return best;
+  }
+
+  private spawn(): Slot | null {
+    const path = zstdModulePath();
+    if (factory === null || path === null) {
+      this.broken = true;
+      return null;
+    }
+    let w: Worker;
+    try {
+      w = factory(WORKER_SOURCE, path, `xbzrle-frames-${this.slots.length + 1}`);
+    } catch {
+      this.broken = true;
+      return null;
+    }
+    w.unref();
+    const slot = new Slot(w);
+    this.slots.push(slot);
+    w.on('message', (m: Reply) => this.reply(slot, m));
+    w.on('error', () => this.lose(slot));
+    w.on('exit', () => this.lose(slot));
+    return slot;
+  }
+
+  private reply(slot: Slot, m: Reply): void {
+    if (m.fatal !== undefined) return this.lose(slot);
+    const t = slot.pending.get(m.id);
+    if (t === undefined) return;
+    slot.pending.delete(m.id);
+    if (slot.pending.size === 0) slot.worker.unref();
+    if (m.error !== undefined) t.reject(new Error(m.error));
+    else t.resolve(m.data!);
+  }
+
+  /** A worker died (or could not load zstd): its frames are redone here, and it gets no more. */
+  private lose(slot: Slot): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    const tasks = [...slot.pending.values()];
+    slot.pending.clear();
+    void slot.worker.terminate().catch(() => undefined);
+    for (const t of tasks) this.runInline(t.op, t.data, t.arg).then(t.resolve, t.reject);
+  }
+}
