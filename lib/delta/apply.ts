@@ -9,7 +9,7 @@ import { PageKernel } from '../codec/kernel.js';
 import { allocPages, freePages } from '../codec/pages.js';
 import { XbzrleError } from '../errors.js';
 import { formatSize } from '../format/sizes.js';
-import type { FrameCompressor } from './codec.js';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
@@ -85,9 +85,9 @@ export class DeltaApplier {
     this.stats = emptyStats('xbzrle', header.pageSize, header.oldSize, header.newSize);
   }
 
-  /** Reads the header of the delta in `q` (checks magic, version, header checksum, page size). */
-  static async open(q: ByteQueue, deps: { hasher: Hasher; compressor: FrameCompressor | null }, o: DeltaApplierOptions = {}): Promise<DeltaApplier> {
-    const reader = new DeltaReader(q, deps.hasher, deps.compressor);
+  /** Reads the header of the delta in `q` (checks magic, version, header checksum, page size). With `workers`, frames are decompressed on them, ahead of their use. */
+  static async open(q: ByteQueue, deps: { hasher: Hasher; compressor: FrameCompressor | null; workers?: FrameWorkers | null }, o: DeltaApplierOptions = {}): Promise<DeltaApplier> {
+    const reader = new DeltaReader(q, deps.hasher, deps.compressor, { workers: deps.workers });
     const header = await reader.readHeader();
     if (o.pageSize !== undefined && o.pageSize !== header.pageSize) {
       throw new XbzrleError('ERR_DELTA_PAGE_SIZE', `the delta's page size is ${header.pageSize}, not ${o.pageSize}`);

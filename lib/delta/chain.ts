@@ -24,7 +24,7 @@ import { allocPages, freePages } from '../codec/pages.js';
 import { XbzrleError } from '../errors.js';
 import { formatSize } from '../format/sizes.js';
 import { applyLiteral, wrongBaseSize, type NewStep } from './apply.js';
-import type { FrameCompressor } from './codec.js';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
@@ -309,6 +309,8 @@ interface FrameTable {
 
 /** Memory for frames read at random and their tables, over all the deltas of a chain (each delta keeps at least its last one). */
 const TABLE_BYTES = 48 << 20;
+/** Memory for frames read ahead (with workers), over all the deltas of a chain (each delta reads at least one ahead). */
+const AHEAD_BYTES = 48 << 20;
 const KIND_REF_OLD = 100;
 const KIND_REF_NEW = 101;
 
@@ -334,15 +336,22 @@ export class ChainApplier {
   /**
    * Reads and checks every delta's header: page sizes (all the same, and
    * `pageSize` when given), each delta's OLD size against BASE's or the
-   * previous delta's NEW size. Errors carry `deltaIndex`.
+   * previous delta's NEW size. Errors carry `deltaIndex`. With `workers`,
+   * each delta's frames are decompressed on them, ahead of the pass.
    */
-  static async open(baseSize: number, deltas: ChainDelta[], deps: { hasher: Hasher; compressor: FrameCompressor | null }, o: ChainApplierOptions = {}): Promise<ChainApplier> {
+  static async open(
+    baseSize: number,
+    deltas: ChainDelta[],
+    deps: { hasher: Hasher; compressor: FrameCompressor | null; workers?: FrameWorkers | null },
+    o: ChainApplierOptions = {},
+  ): Promise<ChainApplier> {
     const stages: Stage[] = [];
     let ps = o.pageSize;
     for (let i = 0; i < deltas.length; i++) {
       const d = deltas[i]!;
       try {
-        const reader = new DeltaReader(new ByteQueue(d.chunks), deps.hasher, deps.compressor);
+        // With workers, each delta's frames are read ahead in its pass (the budget shared by the deltas).
+        const reader = new DeltaReader(new ByteQueue(d.chunks), deps.hasher, deps.compressor, { workers: deps.workers, aheadBytes: Math.floor(AHEAD_BYTES / deltas.length) });
         const h = await reader.readHeader();
         if (ps !== undefined && ps !== h.pageSize) throw new XbzrleError('ERR_DELTA_PAGE_SIZE', `the delta's page size is ${h.pageSize}, not ${ps}`);
         ps = h.pageSize;

@@ -7,7 +7,7 @@
 import { XbzrleError } from '../errors.js';
 import { decodeBlockName, readU16, readU64 } from '../format/bytes.js';
 import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
-import type { FrameCompressor } from './codec.js';
+import type { FrameCompressor, FrameWorkers } from './codec.js';
 import {
   CODEC_ZSTD,
   corruptFrame,
@@ -25,6 +25,7 @@ import {
   TRAILER_SIZE,
   type DeltaHeader,
   type DeltaTrailer,
+  type FrameHeader,
 } from './format.js';
 import type { Hasher } from './hash.js';
 
@@ -95,10 +96,35 @@ function truncated(at: number, what: string): XbzrleError {
   return new XbzrleError('ERR_DELTA_TRUNCATED', `delta is truncated at byte ${at} (inside ${what})`, { offset: at });
 }
 
+/** A frame (or the trailer, or the error reading it) read ahead, its records decompressing on a worker. */
+interface Ahead {
+  /** File offset where it starts. */
+  at: number;
+  /** File offset after it (where the reader's position is once it is handed out). */
+  end: number;
+  /** The frame's records (null: the trailer); rejects with the error the one-thread pass throws at this frame. */
+  result: Promise<Uint8Array | null>;
+  /** Stored and raw bytes it holds (the read-ahead budget). */
+  bytes: number;
+}
+
+/** Options of {@link DeltaReader}. */
+export interface DeltaReaderOptions {
+  /** Decompress frames on these workers, reading ahead of the caller. Default none. */
+  workers?: FrameWorkers | null;
+  /** With workers: most frames read ahead. Default 2 per thread. */
+  aheadFrames?: number;
+  /** With workers: most bytes (stored and decompressed) read ahead; always at least one frame. Default 48 MiB. */
+  aheadBytes?: number;
+}
+
 /**
  * One pass over a delta: {@link DeltaReader.readHeader}, then
  * {@link DeltaReader.nextFrame} until it returns null (the trailer was read
- * and checked; `trailer` is then set).
+ * and checked; `trailer` is then set). With workers, frames are read and
+ * checked ahead of the caller and decompressed on the workers; each is
+ * handed out in order, and an error reading one (corrupt, truncated) is
+ * thrown when the caller asks for that frame, as without workers.
  */
 export class DeltaReader {
   /** The file header, once {@link DeltaReader.readHeader} read it (null before). */
@@ -114,16 +140,30 @@ export class DeltaReader {
   private readonly q: ByteQueue;
   private readonly hasher: Hasher;
   private readonly compressor: FrameCompressor | null;
+  private readonly workers: FrameWorkers | null;
+  private readonly aheadFrames: number;
+  private readonly aheadBytes: number;
+  // Reading ahead: the frames read (and checked) so far, their record bytes, the queue, its bytes.
+  private readFrames = 0;
+  private readRaw = 0;
+  private readonly ahead: Ahead[] = [];
+  private aheadHeld = 0;
+  private readDone = false;
+  private handedTo: number | null = null;
+  private readTrailer: DeltaTrailer | null = null;
 
-  constructor(q: ByteQueue, hasher: Hasher, compressor: FrameCompressor | null) {
+  constructor(q: ByteQueue, hasher: Hasher, compressor: FrameCompressor | null, options: DeltaReaderOptions = {}) {
     this.q = q;
     this.hasher = hasher;
     this.compressor = compressor;
+    this.workers = compressor === null ? null : (options.workers ?? null);
+    this.aheadFrames = Math.max(1, options.aheadFrames ?? 2 * (this.workers?.threads ?? 1));
+    this.aheadBytes = options.aheadBytes ?? 48 << 20;
   }
 
-  /** Bytes of the delta read so far. */
+  /** Bytes of the delta read so far (with workers: up to the end of the frame last handed out). */
   get position(): number {
-    return this.q.position;
+    return this.handedTo ?? this.q.position;
   }
 
   /** Reads and checks the file header (magic, version, checksum, fields), sets `header` and returns it. */
@@ -140,10 +180,85 @@ export class DeltaReader {
 
   /** The next frame's records (uncompressed), or null after the trailer. */
   async nextFrame(): Promise<Uint8Array | null> {
-    const header = this.header;
-    if (header === null) throw new Error('readHeader first');
+    if (this.header === null) throw new Error('readHeader first');
+    if (this.workers !== null) return this.nextAhead(this.workers);
     const at = this.q.position;
     this.frameAt = at;
+    const r = await this.readFrame(at);
+    if (r === null) {
+      this.trailer = this.readTrailer;
+      return null;
+    }
+    const { fh, stored } = r;
+    let raw = stored;
+    if (fh.codec === CODEC_ZSTD) {
+      let out: Uint8Array;
+      try {
+        out = this.compressor!.decompress(stored, fh.rawLength);
+      } catch (err) {
+        throw zstdError(this.frames, at, err);
+      }
+      raw = checkRaw(out, fh, this.frames, at);
+    }
+    this.frames++;
+    this.rawBytes += raw.length;
+    return raw;
+  }
+
+  /** With workers: fills the read-ahead queue, then hands out its first frame. */
+  private async nextAhead(workers: FrameWorkers): Promise<Uint8Array | null> {
+    const q = this.ahead;
+    while (!this.readDone && (q.length === 0 || (q.length < this.aheadFrames && this.aheadHeld < this.aheadBytes))) q.push(await this.readAhead(workers));
+    const a = q.shift();
+    if (a === undefined) throw new Error('nextFrame after the trailer or an error');
+    this.aheadHeld -= a.bytes;
+    this.frameAt = a.at;
+    this.handedTo = a.end;
+    const raw = await a.result;
+    if (raw === null) {
+      this.trailer = this.readTrailer;
+      return null;
+    }
+    this.frames++;
+    this.rawBytes += raw.length;
+    return raw;
+  }
+
+  /** Reads and checks the next frame (or the trailer) and starts its decompression; its error, if any, waits in the result. */
+  private async readAhead(workers: FrameWorkers): Promise<Ahead> {
+    const at = this.q.position;
+    const index = this.readFrames;
+    let r: { fh: FrameHeader; stored: Uint8Array } | null;
+    try {
+      r = await this.readFrame(at);
+    } catch (err) {
+      this.readDone = true;
+      return settled({ at, end: this.q.position, result: Promise.reject(err as Error), bytes: 0 });
+    }
+    if (r === null) {
+      this.readDone = true;
+      return { at, end: this.q.position, result: Promise.resolve(null), bytes: 0 };
+    }
+    const { fh, stored } = r;
+    const bytes = stored.length + (fh.codec === CODEC_ZSTD ? fh.rawLength : 0);
+    this.aheadHeld += bytes;
+    if (fh.codec !== CODEC_ZSTD) return { at, end: this.q.position, result: Promise.resolve(stored), bytes };
+    const result = workers.decompress(stored, fh.rawLength).then(
+      (out) => checkRaw(out, fh, index, at),
+      (err: unknown) => {
+        throw zstdError(index, at, err);
+      },
+    );
+    return settled({ at, end: this.q.position, result, bytes });
+  }
+
+  /**
+   * Reads frame number `readFrames` at `at` (header, payload, their checks),
+   * or the trailer and its checks (null; the trailer kept for `trailer`). Counts the frame.
+   */
+  private async readFrame(at: number): Promise<{ fh: FrameHeader; stored: Uint8Array } | null> {
+    const header = this.header!;
+    const index = this.readFrames;
     const first = await this.q.read(1);
     if (first.length === 0) throw truncated(at, 'the body: no trailer');
     if (first[0] === FRAME_END) {
@@ -153,40 +268,46 @@ export class DeltaReader {
       b[0] = FRAME_END;
       b.set(rest, 1);
       const t = decodeTrailer(b, at, this.hasher);
-      if (t.frames !== this.frames || t.rawBytes !== this.rawBytes || t.bodyEnd !== at) {
-        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta trailer at byte ${at} does not match the body (frames ${this.frames}, trailer says ${t.frames})`, { offset: at });
+      if (t.frames !== index || t.rawBytes !== this.readRaw || t.bodyEnd !== at) {
+        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta trailer at byte ${at} does not match the body (frames ${index}, trailer says ${t.frames})`, { offset: at });
       }
       if (header.oldDigest !== null && header.oldDigest !== t.oldDigest) {
         throw new XbzrleError('ERR_DELTA_CORRUPT', `delta trailer at byte ${at} disagrees with the header about OLD`, { offset: at });
       }
       if (!(await this.q.atEnd())) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta has data after its trailer at byte ${at + TRAILER_SIZE}`, { offset: at + TRAILER_SIZE });
-      this.trailer = t;
+      this.readTrailer = t;
       return null;
     }
-    if (first[0] !== FRAME_DATA) throw corruptFrame(this.frames, at, `unknown frame type 0x${first[0]!.toString(16)}`);
+    if (first[0] !== FRAME_DATA) throw corruptFrame(index, at, `unknown frame type 0x${first[0]!.toString(16)}`);
     const rest = await this.q.read(FRAME_HEADER_SIZE - 1);
-    if (rest.length < FRAME_HEADER_SIZE - 1) throw truncated(at + 1 + rest.length, `frame ${this.frames}'s header`);
+    if (rest.length < FRAME_HEADER_SIZE - 1) throw truncated(at + 1 + rest.length, `frame ${index}'s header`);
     const hb = new Uint8Array(FRAME_HEADER_SIZE);
     hb[0] = FRAME_DATA;
     hb.set(rest, 1);
-    const fh = decodeFrameHeader(hb, this.frames, at, header, this.hasher);
+    const fh = decodeFrameHeader(hb, index, at, header, this.hasher);
     const stored = await this.q.read(fh.storedLength);
-    if (stored.length < fh.storedLength) throw truncated(at + FRAME_HEADER_SIZE + stored.length, `frame ${this.frames}`);
-    if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(this.frames, at, 'payload checksum mismatch');
-    let raw = stored;
-    if (fh.codec === CODEC_ZSTD) {
-      if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
-      try {
-        raw = this.compressor.decompress(stored, fh.rawLength);
-      } catch (err) {
-        throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.frames} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
-      }
-      if (raw.length !== fh.rawLength) throw corruptFrame(this.frames, at, 'decompressed length mismatch');
-    }
-    this.frames++;
-    this.rawBytes += raw.length;
-    return raw;
+    if (stored.length < fh.storedLength) throw truncated(at + FRAME_HEADER_SIZE + stored.length, `frame ${index}`);
+    if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(index, at, 'payload checksum mismatch');
+    if (fh.codec === CODEC_ZSTD && this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
+    this.readFrames++;
+    this.readRaw += fh.rawLength;
+    return { fh, stored };
   }
+}
+
+/** `a` with its result's rejection marked handled (it is thrown when the frame is asked for, or never). */
+function settled(a: Ahead): Ahead {
+  a.result.catch(() => undefined);
+  return a;
+}
+
+function zstdError(index: number, at: number, err: unknown): XbzrleError {
+  return new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${index} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
+}
+
+function checkRaw(raw: Uint8Array, fh: FrameHeader, index: number, at: number): Uint8Array {
+  if (raw.length !== fh.rawLength) throw corruptFrame(index, at, 'decompressed length mismatch');
+  return raw;
 }
 
 /** Record kinds of a delta body. */
