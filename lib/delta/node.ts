@@ -29,6 +29,9 @@ import { RamApplier } from '../store/ram-applier.js';
 import { RamLoader } from '../store/ram-loader.js';
 import { WriteBack } from '../store/write-back.js';
 import { loadZstd } from './zstd.js';
+import { FramePool } from './workers.js';
+import type { FrameWorkers } from './codec.js';
+import { checkPositiveInteger } from '../core/options.js';
 
 /**
  * An image given as something other than a path: its size, and either
@@ -68,6 +71,13 @@ export interface DiffImagesOptions {
   force?: boolean;
   /** Called with NEW bytes done so far. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Threads to work on: the calling thread and `threads - 1` workers, which
+   * compress the frames (from 1 to 256; default 1, no worker). The delta is
+   * the same, byte for byte, whatever the count; where worker threads are
+   * missing, one thread does everything.
+   */
+  threads?: number;
 }
 
 /** Options of {@link patchImage}. */
@@ -86,6 +96,14 @@ export interface PatchImageOptions {
    * them up on a signal.
    */
   tempPath?: (output: string) => string;
+  /**
+   * Threads to work on: the calling thread and `threads - 1` workers, which
+   * decompress the frames of the deltas ahead of their use (from 1 to 256;
+   * default 1, no worker). The output, the counters and the errors are the
+   * same whatever the count; where worker threads are missing, one thread
+   * does everything.
+   */
+  threads?: number;
 }
 
 /** Options of {@link verifyDelta}. */
@@ -269,6 +287,7 @@ async function asSource(input: string | ImageSource, name: string): Promise<{ sr
  * ```
  */
 export async function diffImages(oldInput: string | ImageSource, newInput: string | ImageSource, output: DeltaOutput, options: DiffImagesOptions = {}): Promise<DeltaStats> {
+  const threads = checkThreads(options.threads);
   const ps = options.pageSize ?? 4096;
   const format = options.format ?? 'xbzrle';
   if (format !== 'xbzrle' && format !== 'qemu') throw argTypeError('options.format', "'xbzrle' or 'qemu'", format);
@@ -284,6 +303,7 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     return b;
   };
   let enc: DeltaEncoder | null = null;
+  let workers: FramePool | null = null;
   try {
     n = await asSource(newInput, 'new');
     const newSize = n.src.size;
@@ -294,9 +314,13 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     sink = await openSink(output, options.force);
     const s = sink;
     const pending: Uint8Array[] = [];
+    // Frames compressed on the workers go out in order; at most 2 per thread in flight (a slow
+    // output holds the next window back, and so the reading).
     const flush = async (): Promise<void> => {
+      await enc?.drain();
       for (const c of pending.splice(0)) await s.write(c);
     };
+    if (compressor !== null) workers = FramePool.create(threads, compressor);
     const newSteps = n.src.read !== undefined ? readAhead(n.src, [alloc(), alloc()], newSize, newName) : streamSteps(n.src.stream!, alloc(), newSize, newSize, newName);
     const oldSteps = (): AsyncGenerator<Uint8Array> => (o.src.read !== undefined ? readAhead(o.src, [alloc(), alloc()], newSize, oldName) : streamSteps(o.src.stream!, alloc(), oldSize, newSize, oldName));
     if (format === 'qemu') {
@@ -348,7 +372,7 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
         readNew: newFile === null ? undefined : (off, into) => readPage(newFile, into, ps, off, newSize, newName),
       },
       (c) => pending.push(c),
-      { hasher, compressor },
+      { hasher, compressor, workers },
     );
     enc = e;
     const oldPadded = Math.ceil(oldSize / ps) * ps;
@@ -418,7 +442,7 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
         }
       }
     }
-    const stats = e.end();
+    const stats = await e.finish();
     await flush();
     await s.commit();
     return stats;
@@ -426,12 +450,21 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     await sink?.abort();
     throw err;
   } finally {
+    workers?.dispose();
     enc?.dispose();
     for (const b of bufs) freePages(b);
     await n?.close();
     await o.close();
   }
 }
+
+/** `threads` of diff and patch: a whole number from 1 to {@link MAX_THREADS}, default 1. */
+function checkThreads(threads: number | undefined): number {
+  return threads === undefined ? 1 : checkPositiveInteger(threads, 'options.threads', MAX_THREADS);
+}
+
+/** Most threads diff and patch take (as the encoder). */
+const MAX_THREADS = 256;
 
 /** One page (a dedup candidate) of `src` into `into`: a synchronous read when `src` is a file (a few µs, where a promise-based read costs ~10 µs of this thread). */
 async function readPage(src: ImageSource, into: Uint8Array, ps: number, offset: number, size: number, name: string): Promise<void> {
@@ -601,7 +634,16 @@ class StepWriter {
 }
 
 /** One stage: OLD (path) + one delta → an open temp file (`final`: the output, written back as it goes). */
-async function applyOne(oldPath: string, delta: DeltaInput, target: string, options: PatchImageOptions, index: number, oldLabel: string, final = false): Promise<{ out: Out; stats: DeltaStats }> {
+async function applyOne(
+  oldPath: string,
+  delta: DeltaInput,
+  target: string,
+  options: PatchImageOptions,
+  index: number,
+  oldLabel: string,
+  final = false,
+  workers: FrameWorkers | null = null,
+): Promise<{ out: Out; stats: DeltaStats }> {
   const { stream, name } = deltaChunks(delta);
   const { plain, q, rest } = await sniff(stream);
   const oldSt = await stat(oldPath);
@@ -609,7 +651,7 @@ async function applyOne(oldPath: string, delta: DeltaInput, target: string, opti
   if (!oldSt.isFile() && !(oldSt.isCharacterDevice() && oldSt.size === 0)) throw new Error(`${oldLabel}: not a regular file`);
   if (plain) return applyPlain(oldPath, rest, target, options, name);
   const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
-  const applier = await DeltaApplier.open(q, { hasher, compressor }, { pageSize: options.pageSize, verify: options.verify, oldName: oldLabel });
+  const applier = await DeltaApplier.open(q, { hasher, compressor, workers }, { pageSize: options.pageSize, verify: options.verify, oldName: oldLabel });
   const h = applier.header;
   if (oldSt.size !== h.oldSize) throw wrongBaseSize(oldLabel, oldSt.size, h.oldSize);
   const oldFh = await open(oldPath, 'r');
@@ -710,10 +752,20 @@ async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, targ
 export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInput[], output: string, options: PatchImageOptions = {}): Promise<DeltaStats[]> {
   if (typeof oldPath !== 'string') throw argTypeError('old', 'a path', oldPath);
   if (typeof output !== 'string') throw argTypeError('output', 'a path', output);
+  const threads = checkThreads(options.threads);
   const list = Array.isArray(deltas) ? deltas : [deltas];
   if (list.length === 0) throw argTypeError('deltas', 'one delta or more', deltas);
   await refuseExisting(output, options.force);
-  if (list.length === 1) return patchSequential(oldPath, list, output, options);
+  const workers = threads > 1 ? FramePool.create(threads, await loadZstd()) : null;
+  try {
+    return await patchWith(oldPath, list, output, options, workers);
+  } finally {
+    workers?.dispose();
+  }
+}
+
+async function patchWith(oldPath: string, list: DeltaInput[], output: string, options: PatchImageOptions, workers: FrameWorkers | null): Promise<DeltaStats[]> {
+  if (list.length === 1) return patchSequential(oldPath, list, output, options, workers);
   // A chain: every delta made readable at random (pipes spooled to temp files), then one pass
   // (lib/delta/chain.ts) when all are containers of one page size; else delta by delta.
   const opened: ChainInput[] = [];
@@ -726,22 +778,22 @@ export async function patchImage(oldPath: string, deltas: DeltaInput | DeltaInpu
       );
     }
     const ps = opened[0]!.pageSize;
-    if (opened.some((d) => d.pageSize === 0 || d.pageSize !== ps)) return await patchSequential(oldPath, opened.map((d) => d.input), output, options);
-    return await patchChain(oldPath, opened, output, options);
+    if (opened.some((d) => d.pageSize === 0 || d.pageSize !== ps)) return await patchSequential(oldPath, opened.map((d) => d.input), output, options, workers);
+    return await patchChain(oldPath, opened, output, options, workers);
   } finally {
     for (const d of opened) await d.close();
   }
 }
 
 /** Applies the deltas one by one, each through a temporary intermediate image. */
-async function patchSequential(oldPath: string, list: DeltaInput[], output: string, options: PatchImageOptions): Promise<DeltaStats[]> {
+async function patchSequential(oldPath: string, list: DeltaInput[], output: string, options: PatchImageOptions, workers: FrameWorkers | null): Promise<DeltaStats[]> {
   const all: DeltaStats[] = [];
   let cur = oldPath;
   let curLabel = oldPath;
   let prev: Out | null = null;
   try {
     for (let i = 0; i < list.length; i++) {
-      const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel, i === list.length - 1).catch((err: unknown) => {
+      const { out, stats } = await applyOne(cur, list[i]!, output, options, i, curLabel, i === list.length - 1, workers).catch((err: unknown) => {
         // Which delta of the chain failed, for callers naming it.
         throw tagDelta(err, i);
       });
@@ -833,7 +885,7 @@ async function chainInput(input: DeltaInput, spoolPath: () => string): Promise<C
 }
 
 /** A chain in one pass (lib/delta/chain.ts): BASE read once, NEW written once. */
-async function patchChain(oldPath: string, deltas: ChainInput[], output: string, options: PatchImageOptions): Promise<DeltaStats[]> {
+async function patchChain(oldPath: string, deltas: ChainInput[], output: string, options: PatchImageOptions, workers: FrameWorkers | null): Promise<DeltaStats[]> {
   const oldSt = await stat(oldPath);
   // A regular file, or an empty device (/dev/null: a delta made against nothing).
   if (!oldSt.isFile() && !(oldSt.isCharacterDevice() && oldSt.size === 0)) throw tagDelta(new Error(`${oldPath}: not a regular file`), 0);
@@ -841,7 +893,7 @@ async function patchChain(oldPath: string, deltas: ChainInput[], output: string,
   const chain = await ChainApplier.open(
     oldSt.size,
     deltas.map((d) => ({ chunks: d.chunks(), random: d.random })),
-    { hasher, compressor },
+    { hasher, compressor, workers },
     { pageSize: options.pageSize, verify: options.verify, baseName: oldPath },
   );
   const headers = chain.headers;

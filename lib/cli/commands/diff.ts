@@ -31,6 +31,8 @@ options:
       --no-compress    leave the frames uncompressed
       --block NAME     block name in the delta (default: ram)
       --page-size N    page size (default: 4096)
+      --threads N      threads to compress the frames on (default: the cores,
+                       at most 8); the output is the same for any N
   -f, --force          overwrite DELTA; write binary to a terminal
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -89,6 +91,7 @@ export async function diff(positionals: string[], o: CommonOptions, ctx: CliCont
         block: o.block,
         compress: !o.noCompress,
         level,
+        threads: o.threads,
         onProgress: (done, total) => {
           progress ??= new Progress('diff', total, o.quiet ? false : o.progress, ctx.io);
           progress.update(done);

@@ -39,6 +39,8 @@ options:
                        machine's RAM blocks as QEMU's loader does (FILE: a JSON
                        array of {id, length, maxLength?, resizeable?}, or a
                        QEMU migration file whose block list is used)
+      --threads N      threads to decompress the frames on (default: the
+                       cores, at most 8); the output is the same for any N
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
@@ -85,6 +87,7 @@ export async function patch(positionals: string[], o: CommonOptions, ctx: CliCon
         // Named and removed on a signal like every temp file of the command.
         tempPath: () => new TempFile(ctx, out.path, newPath).path,
         pageSize: o.pageSizeSet ? o.pageSize : undefined,
+        threads: o.threads,
         onProgress: (done, total, index) => {
           // A chain is applied in one pass (one bar); one applied delta by delta starts a bar per delta.
           if (progress === undefined || index !== current) {
