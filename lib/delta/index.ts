@@ -6,5 +6,5 @@ export { DeltaWriter, type DeltaWriterOptions } from './writer.js';
 export { ByteQueue, DeltaReader } from './reader.js';
 export { loadHasher, ImageDigest, type Hasher } from './hash.js';
 export { loadZstd } from './zstd.js';
-export type { FrameCompressor } from './codec.js';
+export type { FrameCompressor, FrameWorkers } from './codec.js';
 export { DELTA_MAGIC, DELTA_VERSION, isDeltaMagic, type DeltaHeader, type DeltaTrailer } from './format.js';
