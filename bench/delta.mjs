@@ -23,6 +23,8 @@ const USAGE = `usage: node bench/delta.mjs [options]
   --before PATH   also time diff and patch of another built copy of the package
                   (its root folder, e.g. a checkout of an older commit with
                   dist/ built), interleaved with this one's, and print both
+  --threads N     also time diff and patch with threads: N (this build; the
+                  other rows are 1 thread), interleaved, and print the ratio
 `;
 const { values, fail } = scriptArgs('bench:delta', USAGE, {
   size: { type: 'string', default: '1G' },
@@ -32,6 +34,7 @@ const { values, fail } = scriptArgs('bench:delta', USAGE, {
   keep: { type: 'boolean', default: false },
   'peer-reps': { type: 'string' },
   before: { type: 'string' },
+  threads: { type: 'string' },
 });
 const m = /^(\d+)([KMG]?)$/i.exec(values.size) ?? fail(`bad --size ${values.size}`);
 /** @type {Record<string, number>} */
@@ -41,6 +44,8 @@ if (size % 4096 !== 0 || size === 0) fail('--size must be a positive multiple of
 const reps = Number(values.reps);
 const peerReps = values['peer-reps'] === undefined ? reps : Number(values['peer-reps']);
 const workloads = values.workloads.split(',');
+const threads = values.threads === undefined ? null : Number(values.threads);
+if (threads !== null && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) fail(`bad --threads ${values.threads}`);
 for (const w of workloads) if (!(w in WORKLOADS)) fail(`unknown workload ${w}`);
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = values.dir;
@@ -107,8 +112,8 @@ for (const w of workloads) {
   const out = join(dir, `${w}.patched`);
   const xd = join(dir, `${w}.xd3`);
   const zd = join(dir, `${w}.zst`);
-  /** @type {Record<'cat' | 'dd' | 'diff' | 'patch' | 'xdelta' | 'zstd' | 'diffRss' | 'patchRss' | 'xRss' | 'zRss' | 'diff0' | 'patch0', number[]>} */
-  const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [], diff0: [], patch0: [] };
+  /** @type {Record<'cat' | 'dd' | 'diff' | 'patch' | 'xdelta' | 'zstd' | 'diffRss' | 'patchRss' | 'xRss' | 'zRss' | 'diff0' | 'patch0' | 'diffN' | 'patchN' | 'diffNRss' | 'patchNRss', number[]>} */
+  const t = { cat: [], dd: [], diff: [], patch: [], xdelta: [], zstd: [], diffRss: [], patchRss: [], xRss: [], zRss: [], diff0: [], patch0: [], diffN: [], patchN: [], diffNRss: [], patchNRss: [] };
   /** @type {import('xbzrle').DeltaStats | null} */
   let stats = null;
   timed(`cat ${oldP} ${newP} > /dev/null`); // warm the page cache
@@ -127,6 +132,19 @@ for (const w of workloads) {
     t.patchRss.push(rp.rss);
     if (i === 0 && spawnSync('cmp', [out, newP]).status !== 0) throw new Error(`${w}: patched image differs from NEW`);
     rmSync(out, { force: true });
+    if (threads !== null) {
+      const dN = join(dir, `${w}.threads.xbzd`);
+      const r1 = ours(`diff ${oldP} ${newP} ${dN} --threads ${threads}`);
+      t.diffN.push(r1.ms);
+      t.diffNRss.push(r1.rss);
+      if (spawnSync('cmp', [dN, d]).status !== 0) throw new Error(`${w}: the delta with ${threads} threads differs from the one with 1`);
+      const r2 = ours(`patch ${oldP} ${dN} ${out} --threads ${threads}`);
+      t.patchN.push(r2.ms);
+      t.patchNRss.push(r2.rss);
+      if (i === 0 && spawnSync('cmp', [out, newP]).status !== 0) throw new Error(`${w}: patched image (${threads} threads) differs from NEW`);
+      rmSync(out, { force: true });
+      rmSync(dN, { force: true });
+    }
     if (values.before !== undefined) {
       const d0 = join(dir, `${w}.before.xbzd`);
       t.diff0.push(ours(`diff ${oldP} ${newP} ${d0}`, values.before).ms);
@@ -155,6 +173,10 @@ for (const w of workloads) {
     zstd: ranZ ? fsize(zd) : null,
     diff: med(t.diff),
     patch: med(t.patch),
+    diffN: t.diffN.length > 0 ? med(t.diffN) : null,
+    patchN: t.patchN.length > 0 ? med(t.patchN) : null,
+    diffNRss: t.diffNRss.length > 0 ? Math.max(...t.diffNRss) : null,
+    patchNRss: t.patchNRss.length > 0 ? Math.max(...t.patchNRss) : null,
     diff0: t.diff0.length > 0 ? med(t.diff0) : null,
     patch0: t.patch0.length > 0 ? med(t.patch0) : null,
     cat: med(t.cat),
@@ -200,6 +222,16 @@ for (const r of rows) {
   );
 }
 if (counted > 0) console.log(`\nsmaller than both peers on ${smaller} of ${counted} workloads`);
+if (threads !== null) {
+  console.log(`\n| ${values.size} workload | diff 1 thread | diff ${threads} threads | ratio | patch 1 thread | patch ${threads} threads | ratio | RSS diff/patch, ${threads} threads |`);
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    if (r.diffN === null || r.patchN === null) continue;
+    console.log(
+      `| ${r.w} | ${sec(r.diff)} s | ${sec(r.diffN)} s | ${(r.diffN / r.diff).toFixed(2)} | ${sec(r.patch)} s | ${sec(r.patchN)} s | ${(r.patchN / r.patch).toFixed(2)} | ${mib(r.diffNRss ?? 0)}/${mib(r.patchNRss ?? 0)} MiB |`,
+    );
+  }
+}
 if (values.before !== undefined) {
   console.log(`\n| ${values.size} workload | diff before | diff now | cat | diff/cat before → now | patch before | patch now | dd | patch/dd before → now |`);
   console.log('|---|---|---|---|---|---|---|---|---|');

@@ -440,10 +440,10 @@ export class DeltaEncoder {
 
   /**
    * Writes out the frames compressed on the workers so far, in order, waiting
-   * until at most `limit` are still in flight (default: one per worker and
-   * thread). Does nothing without workers.
+   * until at most `limit` are still in flight (default: one per thread).
+   * Does nothing without workers.
    */
-  async drain(limit = this.workers === null ? 0 : 2 * this.workers.threads): Promise<void> {
+  async drain(limit = this.workers === null ? 0 : this.workers.threads): Promise<void> {
     if (this.writer !== null) await this.writer.drain(limit);
   }
 

@@ -314,7 +314,7 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     sink = await openSink(output, options.force);
     const s = sink;
     const pending: Uint8Array[] = [];
-    // Frames compressed on the workers go out in order; at most 2 per thread in flight (a slow
+    // Frames compressed on the workers go out in order; at most one per thread in flight (a slow
     // output holds the next window back, and so the reading).
     const flush = async (): Promise<void> => {
       await enc?.drain();
