@@ -81,6 +81,7 @@ export {
   type DeltaWriterOptions,
   type Hasher,
   type FrameCompressor,
+  type FrameWorkers,
   type DeltaHeader,
   type DeltaTrailer,
 } from './delta/index.js';

@@ -178,6 +178,14 @@ describe('diffImages and patchImage with threads', () => {
     expect(existsSync(join(dir, 'x'))).toBe(false);
   });
 
+  it('uses at most 4 threads for the frames, whatever --threads says (memory stays bounded)', async () => {
+    const dir = dirs.fresh('cap');
+    const { old, neu } = files(dir, 300, 8192);
+    countWorkers();
+    await diffImages(old, neu, join(dir, 'd'), { threads: 8 });
+    expect(started).toBe(3);
+  });
+
   it('without workers, or when they die, the frames are done on the calling thread: the same bytes', async () => {
     const dir = dirs.fresh('fallback');
     const { old, neu } = files(dir, 37);

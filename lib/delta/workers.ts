@@ -83,6 +83,13 @@ function zstdModulePath(): string | null {
 }
 
 /**
+ * Most threads the frames use: each worker holds its own zstd instance and a
+ * frame or two (~15 MiB), and more than four gain little at the frame sizes
+ * of a delta, so `diff`/`patch` stay under 256 MiB at any `--threads`.
+ */
+export const MAX_FRAME_THREADS = 4;
+
+/**
  * Up to `threads - 1` workers compressing and decompressing frames; see the
  * file's comment.
  */
@@ -101,10 +108,14 @@ export class FramePool implements FrameWorkers {
     this.inline = inline;
   }
 
-  /** A pool for `threads` threads (the caller and `threads - 1` workers), or null for 1 thread. `inline`: the calling thread's compressor (the fallback). */
+  /**
+   * A pool for `threads` threads (the caller and `threads - 1` workers, at
+   * most {@link MAX_FRAME_THREADS}), or null for 1 thread. `inline`: the
+   * calling thread's compressor (the fallback).
+   */
   static create(threads: number, inline: FrameCompressor): FramePool | null {
     if (threads <= 1) return null;
-    return new FramePool(threads, inline);
+    return new FramePool(Math.min(threads, MAX_FRAME_THREADS), inline);
   }
 
   /** Workers started so far. */
