@@ -32,7 +32,8 @@ options:
       --block NAME     block name in the delta (default: ram)
       --page-size N    page size (default: 4096)
       --threads N      threads to compress the frames on (default: the cores,
-                       at most 8); the output is the same for any N
+                       at most 8; 4 at most are used); the output is the
+                       same for any N
   -f, --force          overwrite DELTA; write binary to a terminal
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)

@@ -40,7 +40,8 @@ options:
                        array of {id, length, maxLength?, resizeable?}, or a
                        QEMU migration file whose block list is used)
       --threads N      threads to decompress the frames on (default: the
-                       cores, at most 8); the output is the same for any N
+                       cores, at most 8; 4 at most are used); the output is
+                       the same for any N
   -f, --force          overwrite NEW
   -q, --quiet          no summary line
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
