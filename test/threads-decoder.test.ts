@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocPages, encodeRounds, FilePageStore, freePages, MemoryPageStore, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
+import { allocPages, encodeRounds, FilePageStore, freePages, MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, rng, split } from './helpers/bytes.js';
@@ -127,11 +127,16 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
     );
   });
 
-  it("keeps a FilePageStore's cache in the kernel's memory, where the workers reach it", async () => {
-    const store = new FilePageStore({ path: () => join(dir, 'where'), cacheSize: 1 << 20 });
-    const loc = store.locate('ram', 0, PS, true)!;
+  it("moves a FilePageStore's cache to the kernel's memory for the workers, and only then", async () => {
+    const plain = new FilePageStore({ path: () => join(dir, 'plain'), cacheSize: 1 << 20 });
+    const plainLoc = plain.locate('ram', 0, PS, true)!;
+    expect(engine!.addressOf(plainLoc.bytes)).toBe(-1); // kernel memory is never given back to the system
+    plainLoc.bytes.fill(7, plainLoc.at, plainLoc.at + PS);
+    new XbzrleDecodeStream({ store: plain, emitPages: false, threads: 2 }).destroy();
+    const loc = plain.locate('ram', 0, PS, false)!;
     expect(engine!.addressOf(loc.bytes)).toBeGreaterThan(0);
-    await store.close();
+    expect(loc.bytes[loc.at + PS - 1]).toBe(7); // moved with its pages
+    await plain.close();
   });
 
   it('fails a corrupt delta in a FilePageStore with the error and offset of one thread', async () => {
@@ -145,6 +150,25 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
       const two = await decode([bad], 2, PS, 64 * PS);
       expect(two.error).toEqual(one.error);
       if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
+    }
+  });
+
+  it('a MEM_SIZE that shrinks the block shrinks the file, with 1 thread and with 2', async () => {
+    const delta = new Uint8Array([0x00, 0x01, 0xab]); // byte 0 set to 0xab
+    const out: Uint8Array[] = [];
+    const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
+    w.memSize([{ id: 'ram', length: 4 * PS }]);
+    w.page('ram', 3 * PS, new Uint8Array(PS).fill(1), 0);
+    w.xbzrle('ram', 2 * PS, delta, 0, delta.length);
+    w.zero('ram', 1 * PS, 0);
+    w.eos();
+    w.memSize([{ id: 'ram', length: 2 * PS }]);
+    w.eos();
+    w.flush();
+    for (const threads of [1, 2]) {
+      const got = await decode([concat(out)], threads, PS, 1 << 20);
+      expect(got.error).toBeNull();
+      expect(got.image!.length).toBe(2 * PS);
     }
   });
 });

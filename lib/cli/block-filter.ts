@@ -90,6 +90,10 @@ export class SingleBlockStore implements PageStore {
     return this.file.fill(block, offset, length, byte);
   }
 
+  shareMemory(): void {
+    this.file.shareMemory();
+  }
+
   /** Refuses a delta for a page of the chosen block the stream never sent (see `requireSent`). */
   fresh(block: string, offset: number): void {
     if (this.sent !== null && this.pick(block) && !this.wasSent(offset)) throw this.unsent(offset);

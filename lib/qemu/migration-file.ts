@@ -217,6 +217,7 @@ export interface QemuMigrationInfo {
  * ```
  */
 export async function readQemuMigration(input: MigrationInput, options: ReadQemuMigrationOptions = {}): Promise<QemuMigrationInfo> {
+  if (options.threads !== undefined) checkPositiveInteger(options.threads, 'options.threads', 256);
   let random: RandomAccessInput | undefined;
   let iterable: AsyncIterable<Uint8Array>;
   let close: (() => Promise<void>) | null = null;
@@ -246,6 +247,11 @@ export async function readQemuMigration(input: MigrationInput, options: ReadQemu
   const made: Made = { loader: null };
   try {
     return await read(src, options, made);
+  } catch (err) {
+    // Records still queued for the worker pool came first: a delta among them that
+    // fails is the error one thread would have reported.
+    made.loader?.flush();
+    throw err;
   } finally {
     made.loader?.dispose(); // the worker pool's staging area, with threads
     await src.close();

@@ -122,6 +122,8 @@ export class FilePageStore implements PageStore {
   /** Per block: the end of what was written in place without touching the file (holes). */
   private readonly extent = new Map<string, number>();
   private readonly location: PageLocation = { bytes: new Uint8Array(0), at: 0 };
+  /** Keep the cache in the SIMD kernel's shared memory (worker threads write into it). */
+  private shared = false;
   /** Pages read ahead by `prepare` (allocated on first use). */
   private readBuffer: Uint8Array | null = null;
 
@@ -199,8 +201,9 @@ export class FilePageStore implements PageStore {
       if (this.truncate) {
         await this.flush();
         await handle.truncate(b.length);
-        // Cached pages past the new end are gone from the file.
+        // Cached pages past the new end are gone from the file, and so are holes written there.
         if (b.length < Number.MAX_SAFE_INTEGER) this.forget(b.id, b.length, Number.MAX_SAFE_INTEGER - b.length);
+        if ((this.extent.get(b.id) ?? 0) > b.length) this.extent.set(b.id, b.length);
       }
     }
   }
@@ -309,6 +312,8 @@ export class FilePageStore implements PageStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // A write-out under way stops at its next write (it sees `closed`) before the cache's memory goes.
+    await this.flushing?.catch(() => undefined);
     this.dropCache();
     this.slab = new Uint8Array(0);
     getEngine()?.giveAll(this);
@@ -337,12 +342,27 @@ export class FilePageStore implements PageStore {
   }
 
   /**
-   * The cache's memory: in the SIMD kernel's shared memory when it has room
-   * (deltas decoded in place there, by worker threads too), else a plain array.
+   * @internal Worker threads will write into the cache: it moves to the SIMD
+   * kernel's shared memory (when that has room), where it stays. Memory the
+   * kernel took is not given back to the system until the process ends, so a
+   * store keeps a plain array until then.
+   */
+  shareMemory(): void {
+    if (this.shared || this.closed) return;
+    this.shared = true;
+    if (this.slab.length === 0) return;
+    const old = this.slab;
+    this.slab = this.newSlab(old.length);
+    this.slab.set(old);
+  }
+
+  /**
+   * The cache's memory: in the SIMD kernel's shared memory when worker
+   * threads write into it and it has room, else a plain array.
    */
   private newSlab(bytes: number): Uint8Array {
     const engine = getEngine();
-    if (engine !== null && engine.shared) {
+    if (this.shared && engine !== null && engine.shared) {
       engine.giveAll(this); // a cache set up again (after close) gives the old one back
       const ptr = engine.take(this, bytes, 4096);
       if (ptr >= 0) return new Uint8Array(engine.bytes().buffer, ptr, bytes);
@@ -434,7 +454,7 @@ export class FilePageStore implements PageStore {
     const size = this.pageSize;
     const room = Math.max(1, Math.floor(this.buffer.length / size));
     let i = 0;
-    while (i < slots.length) {
+    while (i < slots.length && !this.closed) {
       const first = slots[i]!;
       const block = blockOf[first]!;
       const start = offsetOf[first]!;

@@ -55,6 +55,11 @@ export interface PageStore {
    * never written (`locate` returned undefined); throws to refuse it.
    */
   fresh?(block: string, offset: number): void;
+  /**
+   * @internal Optional, with `locate`: worker threads will write into the
+   * store's memory from now on (keep pages in the SIMD kernel's memory).
+   */
+  shareMemory?(): void;
 }
 
 /** Where a page lives in a store's memory (see {@link PageStore.locate}): `bytes[at…]`. */

@@ -63,6 +63,7 @@ export class RamLoader {
     this.stats = new XbzrleStats(options.pageSize);
     this.scratch = new Uint8Array(options.pageSize);
     this.parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
+    if (this.parallel !== null) this.memory!.shareMemory?.();
   }
 
   /** @internal Releases the worker pool's staging area (the loader is not used afterwards). */
@@ -208,16 +209,23 @@ export class RamLoader {
     if (par.full) par.run(memory);
     const { block, offset } = rec;
     let loc = memory.locate(block, offset, ps, rec.kind === 'page');
-    if (loc === null) return null;
-    if (loc === undefined && rec.kind === 'zero') {
-      // Memory never written (so no queued job on it): filled now, zero fills allocating nothing.
+    if (loc == null && rec.kind === 'zero') {
+      // Memory never written, or not in the store's memory now: no queued job is on the page
+      // (those are on pages the store holds, waiting to be written), so it is filled now (zero
+      // fills of memory never written allocating nothing).
       const filled = memory.fill(block, offset, ps, rec.fill);
       if (!isPromise(filled)) return true;
       // The store writes pages out first: the queued jobs are made before it does (it starts
       // on a later tick).
-      par.run(memory);
+      try {
+        par.run(memory);
+      } catch (err) {
+        (filled as Promise<void>).catch(() => undefined); // the error reported is the delta's
+        throw err;
+      }
       return filled as Promise<void>;
     }
+    if (loc === null) return null;
     // A delta against a page never written is checked now (apply() runs the queue before
     // its error), then applied to the new zero page without a second check.
     const checked = loc === undefined;

@@ -73,6 +73,8 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
     await file.close();
     await temp.abort();
     throw inputError(input.name, err, meter);
+  } finally {
+    core.dispose(); // the worker pool's staging area, with threads
   }
 }
 
