@@ -75,8 +75,8 @@ interface OpenFile {
  * is decoded where it lies (its slot is marked to be written); a page not
  * cached, or a cache full of pages waiting to be written, gives null until
  * {@link FilePageStore.prepare} has read the page in or written pages out.
- * With the SIMD kernel, the cache lives in the kernel's shared memory, so a
- * decoder's worker threads write pages into it (`threads`).
+ * A decoder with worker threads (`threads`) moves the cache to the SIMD
+ * kernel's shared memory, where the workers write pages into it.
  *
  * Calls, `flush()` included, must not overlap (the decoder waits for each
  * one). `flush()` writes out cached pages, `finish()` flushes, fsyncs and closes; `close()` closes
