@@ -18,6 +18,15 @@ export function atOffset(data: Uint8Array, shift: number): Uint8Array {
   return big.subarray(shift, shift + data.length);
 }
 
+/** `pattern` repeated to `size` bytes (`pattern` itself when it is that long already). */
+export function tile(pattern: Uint8Array, size: number): Uint8Array {
+  if (pattern.length === size) return pattern;
+  if (pattern.length === 0) throw new RangeError('tile: empty pattern');
+  const out = new Uint8Array(size);
+  for (let at = 0; at < size; at += pattern.length) out.set(pattern.subarray(0, Math.min(pattern.length, size - at)), at);
+  return out;
+}
+
 /** Deterministic PRNG (mulberry32). */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
