@@ -852,8 +852,11 @@ const BLOCKS = PC_BLOCKS;
 
 const captures = [
   // Record counts from the fixtures' README; no page hit the cache unchanged in these captures.
-  { name: 'sparse-c32m', PAGE: 8317, ZERO: 8214, XBZRLE: 60404, EOS: 23, unchangedHits: 0 },
-  { name: 'mixed-c8m', PAGE: 8032, ZERO: 14536, XBZRLE: 6081, EOS: 18, unchangedHits: 0 },
+  // smallCache: also extract with a 2 MiB page cache. On mixed-c8m only: the same path on
+  // sparse-c32m (60404 XBZRLE records, each reading its page back from the output file) took
+  // ~6 s of this file's time for nothing the 6081 read-backs of mixed-c8m do not exercise.
+  { name: 'sparse-c32m', PAGE: 8317, ZERO: 8214, XBZRLE: 60404, EOS: 23, unchangedHits: 0, smallCache: false },
+  { name: 'mixed-c8m', PAGE: 8032, ZERO: 14536, XBZRLE: 6081, EOS: 18, unchangedHits: 0, smallCache: true },
 ] as const;
 
 describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $name', (cap) => {
@@ -861,6 +864,9 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
   let migPath = '';
   let ram: Buffer = Buffer.alloc(0);
   let query: any;
+  /** `stat --json` of the capture, run once for the tests that compare against it. */
+  let stat: Promise<any> | undefined;
+  const captureStat = (): Promise<any> => (stat ??= statJson(migPath));
 
   beforeAll(() => {
     const f = loadFixture(cap.name);
@@ -882,7 +888,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     expect(sha256(migPath)).toBe(before);
 
     const exJson = JSON.parse(ex.stdout.toString());
-    const stJson = await statJson(migPath);
+    const stJson = await captureStat();
     expect(exJson).toEqual(stJson);
 
     // Extracting again refuses to overwrite the block files without -f.
@@ -892,6 +898,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
     expect(sameBytes(readFileSync(join(out, 'pc.ram.bin')), ram)).toBe(true);
 
     // A page cache far smaller than the image (and than the sender's XBZRLE cache) gives the same image.
+    if (!cap.smallCache) return;
     const small = join(dir, 'small-cache');
     expectOk(await runMain(['extract', migPath, '--out', small, '--cache-size', '2M', '-q']));
     expect(sameBytes(readFileSync(join(small, 'pc.ram.bin')), ram)).toBe(true);
@@ -913,7 +920,7 @@ describe.concurrent.each(captures)('extract and stat on the QEMU 7.2 capture $na
   });
 
   it("stat --json matches the capture's query-migrate and the spec's identities", async () => {
-    const st = await statJson(migPath);
+    const st = await captureStat();
     expect(st.format).toBe('qemu');
     expect(st.machine).toBe('pc-i440fx-7.2');
     expect(st.blocks).toEqual(BLOCKS.map(([id, length]) => ({ id, length })));
