@@ -1,14 +1,51 @@
 import { availableParallelism } from 'node:os';
+import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** Test files run by `npm run test:slow` instead of `npm test`. */
 const SLOW = ['test/load.test.ts', 'test/examples.test.ts'];
+
+/**
+ * Files that hold a worker longest (child processes, `npm pack` + `tsc`, whole captures, a
+ * browser), longest first; in every project. They start first so that short files fill the end
+ * of the run. Without timings from an earlier run (a clean clone), vitest starts larger files
+ * first, and short files with long runs (readme-walkthrough, ~40 lines, 10-20 s) started last and
+ * set the end of `npm test`. Only the order depends on this list.
+ */
+const LONG_FIRST = [
+  'test/readme-walkthrough.test.ts',
+  'test/cli.test.ts',
+  'test/consumer-types.test.ts',
+  'test/readme-snippets.test.ts',
+  'test/package.test.ts',
+  'test/streams.test.ts',
+  'test/hardening.test.ts',
+  'test/qemu-versions.test.ts',
+  'test/report-browser.test.ts',
+  'test/fuzz.test.ts',
+];
+
+class LongFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const rank = (spec: TestSpecification): number => {
+      const i = LONG_FIRST.indexOf(relative(spec.project.config.root, spec.moduleId).replace(/\\/g, '/'));
+      return i < 0 ? LONG_FIRST.length : i;
+    };
+    return sorted
+      .map((spec, index) => ({ spec, index, rank: rank(spec) }))
+      .sort((a, b) => a.rank - b.rank || a.index - b.index)
+      .map(({ spec }) => spec);
+  }
+}
 
 export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    sequence: { sequencer: LongFirstSequencer },
     // At least two files at once, even on 2 cores: many tests wait on files, child
     // processes and workers (measured on the 2-core VM: vitest 150 s instead of ~220 s).
     maxWorkers: Math.max(2, availableParallelism() - 1),
