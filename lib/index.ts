@@ -82,6 +82,7 @@ export {
   type Hasher,
   type FrameCompressor,
   type FrameWorkers,
+  type DeltaReaderOptions,
   type DeltaHeader,
   type DeltaTrailer,
 } from './delta/index.js';

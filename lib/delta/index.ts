@@ -3,7 +3,7 @@ export { diffImages, patchImage, verifyDelta, type ImageSource, type DeltaOutput
 export { DeltaEncoder, type DeltaEncoderOptions, type DeltaEncoderIO, type DeltaStats } from './encoder.js';
 export { DeltaApplier, type DeltaApplierOptions, type DeltaApplyIO, type NewStep } from './apply.js';
 export { DeltaWriter, type DeltaWriterOptions } from './writer.js';
-export { ByteQueue, DeltaReader } from './reader.js';
+export { ByteQueue, DeltaReader, type DeltaReaderOptions } from './reader.js';
 export { loadHasher, ImageDigest, type Hasher } from './hash.js';
 export { loadZstd } from './zstd.js';
 export type { FrameCompressor, FrameWorkers } from './codec.js';
