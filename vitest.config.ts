@@ -3,8 +3,12 @@ import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
-/** Test files run by `npm run test:slow` instead of `npm test`. */
-const SLOW = ['test/load.test.ts', 'test/examples.test.ts'];
+/**
+ * Test files run by `npm run test:slow` instead of `npm test`: minutes-long end-to-end runs,
+ * and the ones that install the packed tarball or run the README's shell walkthrough (child
+ * processes and compilers, 10-20 s each on 2 cores).
+ */
+const SLOW = ['test/load.test.ts', 'test/examples.test.ts', 'test/consumer-types.test.ts', 'test/readme-walkthrough.test.ts'];
 
 /**
  * Files that hold a worker longest (child processes, `npm pack` + `tsc`, whole captures, a
@@ -14,9 +18,7 @@ const SLOW = ['test/load.test.ts', 'test/examples.test.ts'];
  * set the end of `npm test`. Only the order depends on this list.
  */
 const LONG_FIRST = [
-  'test/readme-walkthrough.test.ts',
   'test/cli.test.ts',
-  'test/consumer-types.test.ts',
   'test/readme-snippets.test.ts',
   'test/package.test.ts',
   'test/streams.test.ts',
