@@ -186,6 +186,48 @@ describe('diffImages and patchImage with threads', () => {
     expect(started).toBe(3);
   });
 
+  it('hands a worker the frame, not the whole delta it sits in (a delta given as bytes)', async () => {
+    const dir = dirs.fresh('posted');
+    const { old, neu } = files(dir, 41, 8192);
+    await diffImages(old, neu, join(dir, 'd'));
+    const delta = new Uint8Array(readFileSync(join(dir, 'd')));
+    let posted = 0;
+    setFrameWorkerFactory((source, zstd, name) => {
+      const w = new Worker(source, { eval: true, workerData: { zstd }, name });
+      const post = w.postMessage.bind(w);
+      w.postMessage = (m: { data: Uint8Array }, transfer?: readonly ArrayBuffer[]) => {
+        posted += m.data.buffer.byteLength;
+        post(m, transfer as never);
+      };
+      return w;
+    });
+    await patchImage(old, delta, join(dir, 'out'), { threads: 4 });
+    expect(readFileSync(join(dir, 'out')).equals(readFileSync(neu))).toBe(true);
+    expect(posted).toBeGreaterThan(0);
+    expect(posted).toBeLessThan(1.5 * delta.length);
+  });
+
+  it('redoes on the calling thread a frame a worker fails (the error, if any, is one thread’s)', async () => {
+    const dir = dirs.fresh('failing');
+    const { old, neu } = files(dir, 43);
+    const ref = join(dir, 'ref.d');
+    await diffImages(old, neu, ref, { threads: 1 });
+    let asked = 0;
+    setFrameWorkerFactory((_source, zstd, name) => {
+      const w = new Worker(
+        "const { parentPort } = require('worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ id: m.id, error: 'out of memory' }));",
+        { eval: true, workerData: { zstd }, name },
+      );
+      w.on('message', () => asked++);
+      return w;
+    });
+    await diffImages(old, neu, join(dir, 'w.d'), { threads: 3 });
+    expect(readFileSync(join(dir, 'w.d')).equals(readFileSync(ref))).toBe(true);
+    await patchImage(old, ref, join(dir, 'w.img'), { threads: 3 });
+    expect(readFileSync(join(dir, 'w.img')).equals(readFileSync(neu))).toBe(true);
+    expect(asked).toBeGreaterThan(0);
+  });
+
   it('without workers, or when they die, the frames are done on the calling thread: the same bytes', async () => {
     const dir = dirs.fresh('fallback');
     const { old, neu } = files(dir, 37);

@@ -158,8 +158,11 @@ export class FramePool implements FrameWorkers {
     return new Promise<Uint8Array>((resolve, reject) => {
       slot.pending.set(id, { op, data, arg, resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref();
-      // Structured clone: the worker gets a copy of the bytes.
-      slot.worker.postMessage({ id, op, data, arg });
+      // The worker gets its own copy of the frame's bytes, handed over without a second
+      // copy. (Posting a view would clone its whole buffer: a frame of a delta held in
+      // memory, or of a read chunk, would take the entire delta or chunk with it.)
+      const own = new Uint8Array(data); // a copy even of a Buffer, whose slice() is a view
+      slot.worker.postMessage({ id, op, data: own, arg }, [own.buffer]);
     });
   }
 
@@ -200,7 +203,9 @@ export class FramePool implements FrameWorkers {
     if (t === undefined) return;
     slot.pending.delete(m.id);
     if (slot.pending.size === 0) slot.worker.unref();
-    if (m.error !== undefined) t.reject(new Error(m.error));
+    // A frame the worker could not do is done again here: the one-thread result (its
+    // error, for a damaged frame), whatever failed in the worker.
+    if (m.error !== undefined) this.runInline(t.op, t.data, t.arg).then(t.resolve, t.reject);
     else t.resolve(m.data!);
   }
 
