@@ -180,7 +180,7 @@ describe('diffImages and patchImage with threads', () => {
 
   it('uses at most 4 threads for the frames, whatever --threads says (memory stays bounded)', async () => {
     const dir = dirs.fresh('cap');
-    const { old, neu } = files(dir, 300, 8192);
+    const { old, neu } = files(dir, 300, 4096);
     countWorkers();
     await diffImages(old, neu, join(dir, 'd'), { threads: 8 });
     expect(started).toBe(3);
@@ -188,7 +188,7 @@ describe('diffImages and patchImage with threads', () => {
 
   it('hands a worker the frame, not the whole delta it sits in (a delta given as bytes)', async () => {
     const dir = dirs.fresh('posted');
-    const { old, neu } = files(dir, 41, 8192);
+    const { old, neu } = files(dir, 41, 4096);
     await diffImages(old, neu, join(dir, 'd'));
     const delta = new Uint8Array(readFileSync(join(dir, 'd')));
     let posted = 0;
