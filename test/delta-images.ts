@@ -83,6 +83,8 @@ export function makePair(seed: number, pages: number, ps = 4096, newPages = page
 }
 
 import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
+import { FRAME_HEADER_SIZE, HEADER_SIZE } from '../lib/delta/format.js';
+import { readU32 } from '../lib/format/bytes.js';
 
 export function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
@@ -156,4 +158,16 @@ export async function applyInMemory(oldImg: Uint8Array, delta: Uint8Array, how: 
     out.set(s.data, s.offset);
   }
   return { image: out, stats: a.stats };
+}
+
+/** Frame start offsets of a delta in our container format, then the trailer's offset. */
+export function frameBounds(delta: Uint8Array): number[] {
+  const b: number[] = [];
+  let at = HEADER_SIZE;
+  while (delta[at] === 1) {
+    b.push(at);
+    at += FRAME_HEADER_SIZE + readU32(delta, at + 8);
+  }
+  b.push(at);
+  return b;
 }

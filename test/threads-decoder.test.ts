@@ -94,16 +94,19 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
     );
   });
 
-  it('fails a corrupt delta with the error and offset of one thread', async () => {
-    const bytes = await stream(1500, 3, 7);
+  it.each([
+    { store: 'a MemoryPageStore', cache: undefined, seed: 7, picks: 3, tries: 12 },
+    { store: 'a FilePageStore', cache: 64 * PS, seed: 9, picks: 5, tries: 8 },
+  ])('fails a corrupt delta in $store with the error and offset of one thread', async ({ cache, seed, picks, tries }) => {
+    const bytes = await stream(1500, 3, seed);
     // Corrupt bytes inside the later rounds (deltas mostly): whatever fails, it fails the same way.
-    const rand = rng(3);
-    for (let t = 0; t < 12; t++) {
+    const rand = rng(picks);
+    for (let t = 0; t < tries; t++) {
       const bad = bytes.slice();
       const at = Math.floor(bytes.length / 3 + rand() * (bytes.length * 2 / 3 - 1));
       bad[at] = bad[at]! ^ 0x5a;
       const one = await decode([bad], 1);
-      const two = await decode([bad], 2);
+      const two = await decode([bad], 2, PS, cache);
       expect(two.error).toEqual(one.error);
       if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
     }
@@ -139,19 +142,6 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
     await plain.close();
   });
 
-  it('fails a corrupt delta in a FilePageStore with the error and offset of one thread', async () => {
-    const bytes = await stream(1500, 3, 9);
-    const rand = rng(5);
-    for (let t = 0; t < 8; t++) {
-      const bad = bytes.slice();
-      const at = Math.floor(bytes.length / 3 + rand() * (bytes.length * 2 / 3 - 1));
-      bad[at] = bad[at]! ^ 0x5a;
-      const one = await decode([bad], 1);
-      const two = await decode([bad], 2, PS, 64 * PS);
-      expect(two.error).toEqual(one.error);
-      if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
-    }
-  });
 
   it('a MEM_SIZE that shrinks the block shrinks the file, with 1 thread and with 2', async () => {
     const delta = new Uint8Array([0x00, 0x01, 0xab]); // byte 0 set to 0xab

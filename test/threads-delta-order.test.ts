@@ -11,7 +11,7 @@ import type { FrameWorkers } from '../lib/delta/codec.js';
 import { encodeFrameHeader, FRAME_HEADER_SIZE, HEADER_SIZE } from '../lib/delta/format.js';
 import { XbzrleError } from '../lib/errors.js';
 import { readU32 } from '../lib/format/bytes.js';
-import { applyInMemory, chunked, concat, encodeInMemory, fillPage, makePair, rng } from './delta-images.js';
+import { applyInMemory, chunked, concat, encodeInMemory, fillPage, frameBounds, makePair, rng } from './delta-images.js';
 
 /** makePair's images with a third of NEW's pages refilled (text, pointers, random): many frames. */
 function busyPair(seed: number, pages: number): { oldImg: Uint8Array; newImg: Uint8Array } {
@@ -97,17 +97,6 @@ async function applyWith(oldImg: Uint8Array, delta: Uint8Array, workers: FrameWo
   return out;
 }
 
-/** Frame start offsets of a delta (and the trailer's). */
-function frameBounds(delta: Uint8Array): number[] {
-  const b: number[] = [];
-  let at = HEADER_SIZE;
-  while (delta[at] === 1) {
-    b.push(at);
-    at += FRAME_HEADER_SIZE + readU32(delta, at + 8);
-  }
-  b.push(at);
-  return b;
-}
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string; offset: number | undefined } | null> {
   try {

@@ -8,12 +8,11 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { diffImages, patchImage, type DeltaStats } from '../lib/delta/index.js';
-import { FRAME_HEADER_SIZE, HEADER_SIZE } from '../lib/delta/format.js';
+import { FRAME_HEADER_SIZE } from '../lib/delta/format.js';
 import { setFrameWorkerFactory } from '../lib/delta/workers.js';
 import { XbzrleError } from '../lib/errors.js';
-import { readU32 } from '../lib/format/bytes.js';
 import { runMain, scratchFolders } from './helpers/cli.js';
-import { fillPage, makePair, rng } from './delta-images.js';
+import { fillPage, frameBounds, makePair, rng } from './delta-images.js';
 
 const dirs = scratchFolders('xbzrle-threads-delta-');
 const PS = 4096;
@@ -60,15 +59,8 @@ function countWorkers(): void {
 }
 afterEach(() => setFrameWorkerFactory(undefined));
 
-function frames(delta: Uint8Array): number[] {
-  const b: number[] = [];
-  let at = HEADER_SIZE;
-  while (delta[at] === 1) {
-    b.push(at);
-    at += FRAME_HEADER_SIZE + readU32(delta, at + 8);
-  }
-  return b;
-}
+/** Frame start offsets of a delta. */
+const frames = (delta: Uint8Array): number[] => frameBounds(delta).slice(0, -1);
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string; offset: number | undefined }> {
   try {
