@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type FrameCompressor, type Hasher } from '../lib/delta/index.js';
 import type { FrameWorkers } from '../lib/delta/codec.js';
-import { encodeFrameHeader, FRAME_HEADER_SIZE, HEADER_SIZE } from '../lib/delta/format.js';
+import { encodeFrameHeader, FRAME_HEADER_SIZE } from '../lib/delta/format.js';
 import { XbzrleError } from '../lib/errors.js';
 import { readU32 } from '../lib/format/bytes.js';
 import { applyInMemory, chunked, concat, encodeInMemory, fillPage, frameBounds, makePair, rng } from './delta-images.js';
