@@ -6,6 +6,12 @@ import { XbzrleStats } from '../stats.js';
 import { hasInPlaceAccess, type InPlacePageStore, type PageLocation, type PageStore } from './page-store.js';
 import type { ParallelApply } from './parallel-apply.js';
 
+/**
+ * Deltas up to this many bytes are applied on the calling thread when no job
+ * is queued on their page: staging one for a worker costs about as much.
+ */
+const DIRECT_DELTA_BYTES = 256;
+
 /** Kinds of page record. */
 export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
 
@@ -236,17 +242,25 @@ export class RamLoader {
       par.run(memory);
       return false;
     }
-    if (rec.kind === 'xbzrle') par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
-    else if (par.busy(dst)) {
+    if (par.busy(dst)) {
+      // Behind a job queued on the page: queued too, to run after it.
       if (rec.kind === 'zero') par.fill(block, offset, dst, rec.fill, rec.position);
-      else par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
-    } else {
-      // No job queued on the page: a copy or a fill is made now (staging it for a
-      // worker would cost the same copy on this thread).
-      if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
-      else loc.bytes.set(rec.src.subarray(rec.srcOffset, rec.srcOffset + ps), loc.at);
-      memory.written(block, offset + ps);
+      else if (rec.kind === 'page') par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
+      else par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
+      return true;
     }
+    if (rec.kind === 'xbzrle' && rec.length > DIRECT_DELTA_BYTES) {
+      par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
+      return true;
+    }
+    // No job queued on the page: a copy, a fill or a short delta is made now (staging it
+    // for a worker would cost about as much on this thread). A delta that fails here is
+    // reported after the queued records' own errors (apply() runs the queue first).
+    if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
+    else if (rec.kind === 'page') loc.bytes.set(rec.src.subarray(rec.srcOffset, rec.srcOffset + ps), loc.at);
+    else if (checked) applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
+    else decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
+    memory.written(block, offset + ps);
     return true;
   }
 
