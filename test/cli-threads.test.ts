@@ -57,14 +57,14 @@ describe('--threads', () => {
     const stream = join(dir, 's.xs');
     expect((await runMain(['encode', old, neu, '-o', stream, '--threads', '1', '-q'])).code).toBe(0);
     const want = readFileSync(neu);
-    for (const cache of ['64K', '1M', '64M']) {
-      for (const n of ['1', '2', '3']) {
-        const img = join(dir, `d${n}-${cache}.img`);
-        const r = await runMain(['decode', stream, '-o', img, '--threads', n, '--cache-size', cache]);
-        expect(r.stderr).toContain('rebuilt from');
-        expect(r.code).toBe(0);
-        expect(readFileSync(img).equals(want)).toBe(true);
-      }
+    // A small cache (pages written out and read back all along) on 1 to 3 threads, larger ones on 2.
+    const runs = [['64K', '1'], ['64K', '2'], ['64K', '3'], ['1M', '2'], ['64M', '2']] as const;
+    for (const [cache, n] of runs) {
+      const img = join(dir, `d${n}-${cache}.img`);
+      const r = await runMain(['decode', stream, '-o', img, '--threads', n, '--cache-size', cache]);
+      expect(r.stderr).toContain('rebuilt from');
+      expect(r.code).toBe(0);
+      expect(readFileSync(img).equals(want)).toBe(true);
     }
     // A sixth of NEW's pages are zero: sent once, as ZERO records, they stay holes.
     const once = join(dir, 'once.xs');
