@@ -1,6 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { MAX_THREADS } from '../core/options.js';
 import { CliError } from './errors.js';
 
 /** Options every command understands. */
@@ -36,8 +37,6 @@ export interface CommonOptions {
 
 /** The default of `--threads`: the available cores, up to this many. */
 export const MAX_DEFAULT_THREADS = 8;
-/** The most `--threads` takes. */
-export const MAX_THREADS = 256;
 
 const SPEC = {
   force: { type: 'boolean', short: 'f' },

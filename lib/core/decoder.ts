@@ -10,7 +10,7 @@ import { hasInPlaceAccess } from '../store/page-store.js';
 import { ParallelApply } from '../store/parallel-apply.js';
 import { RamApplier } from '../store/ram-applier.js';
 import { isPromise, RamLoader, type DecodedPageKind } from '../store/ram-loader.js';
-import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
+import { checkOptions, checkPageSize, checkPositiveInteger, checkThreads } from './options.js';
 
 export type { DecodedPageKind };
 
@@ -136,7 +136,7 @@ export class DecoderCore {
     this.allowTrailing = opts.allowTrailingData ?? false;
     const parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
-    const threads = opts.threads === undefined ? 1 : checkPositiveInteger(opts.threads, 'options.threads', 256);
+    const threads = checkThreads(opts.threads);
     const pool = threads > 1 && !emit && hasInPlaceAccess(store) ? getKernelPool(getEngine(), threads) : null;
     const parallel = pool === null ? null : ParallelApply.make(pool, pageSize);
     this.loader = new RamLoader({

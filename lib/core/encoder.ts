@@ -6,7 +6,7 @@ import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
 import { XbzrleStats, type RateMode } from '../stats.js';
-import { checkOptions, checkPageSize, checkPositiveInteger } from './options.js';
+import { checkOptions, checkPageSize, checkPositiveInteger, checkThreads } from './options.js';
 
 /** One input of an encoder: a page, or a run of consecutive pages, of one block. */
 export interface PageRecord {
@@ -113,7 +113,7 @@ export class EncoderCore {
     this.pageSize = pageSize;
     this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
     this.ownsCache = cache === undefined;
-    const threads = opts.threads === undefined ? 1 : checkPositiveInteger(opts.threads, 'options.threads', MAX_THREADS);
+    const threads = checkThreads(opts.threads);
     const pool = threads > 1 ? getKernelPool(this.cache.arenaEngine, threads) : null;
     this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
     if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
@@ -460,8 +460,6 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
   return out;
 }
 
-/** Most threads an encoder takes. */
-const MAX_THREADS = 256;
 /**
  * Bytes of pages per batch on the pool (and staged at a time there): large
  * enough that waking the workers (15-35 µs on a VM) is small next to the work.

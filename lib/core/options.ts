@@ -17,6 +17,14 @@ export function checkOptions<T extends object>(value: T | undefined): Partial<T>
   return value;
 }
 
+/** @internal Most threads an encoder, a decoder or a delta job takes. */
+export const MAX_THREADS = 256;
+
+/** @internal Validates a `threads` option: a whole number from 1 to {@link MAX_THREADS}; 1 when not given. */
+export function checkThreads(value: unknown): number {
+  return value === undefined ? 1 : checkPositiveInteger(value, 'options.threads', MAX_THREADS);
+}
+
 /** @internal */
 export function checkPositiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw argTypeError(name, 'an integer', value);

@@ -31,7 +31,7 @@ import { WriteBack } from '../store/write-back.js';
 import { loadZstd } from './zstd.js';
 import { FramePool } from './workers.js';
 import type { FrameWorkers } from './codec.js';
-import { checkPositiveInteger } from '../core/options.js';
+import { checkThreads } from '../core/options.js';
 
 /**
  * An image given as something other than a path: its size, and either
@@ -457,14 +457,6 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     await o.close();
   }
 }
-
-/** `threads` of diff and patch: a whole number from 1 to {@link MAX_THREADS}, default 1. */
-function checkThreads(threads: number | undefined): number {
-  return threads === undefined ? 1 : checkPositiveInteger(threads, 'options.threads', MAX_THREADS);
-}
-
-/** Most threads diff and patch take (as the encoder). */
-const MAX_THREADS = 256;
 
 /** One page (a dedup candidate) of `src` into `into`: a synchronous read when `src` is a file (a few µs, where a promise-based read costs ~10 µs of this thread). */
 async function readPage(src: ImageSource, into: Uint8Array, ps: number, offset: number, size: number, name: string): Promise<void> {

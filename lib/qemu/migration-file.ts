@@ -8,7 +8,7 @@ import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import { getKernelPool } from '../codec/wasm/pool.js';
-import { checkPositiveInteger } from '../core/options.js';
+import { checkThreads } from '../core/options.js';
 import { hasInPlaceAccess, type PageStore } from '../store/page-store.js';
 import { ParallelApply } from '../store/parallel-apply.js';
 import { RamApplier } from '../store/ram-applier.js';
@@ -217,7 +217,7 @@ export interface QemuMigrationInfo {
  * ```
  */
 export async function readQemuMigration(input: MigrationInput, options: ReadQemuMigrationOptions = {}): Promise<QemuMigrationInfo> {
-  if (options.threads !== undefined) checkPositiveInteger(options.threads, 'options.threads', 256);
+  checkThreads(options.threads);
   let random: RandomAccessInput | undefined;
   let iterable: AsyncIterable<Uint8Array>;
   let close: (() => Promise<void>) | null = null;
@@ -552,7 +552,7 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
 
 /** With `threads` > 1, a store written in place and no `onPage`: the worker pool's applier, else null. */
 function parallelApply(store: PageStore | null, options: ReadQemuMigrationOptions, pageSize: number): ParallelApply | null {
-  const threads = options.threads === undefined ? 1 : checkPositiveInteger(options.threads, 'options.threads', 256);
+  const threads = options.threads ?? 1; // checked by readQemuMigration
   if (threads === 1 || options.onPage !== undefined || !hasInPlaceAccess(store)) return null;
   const pool = getKernelPool(getEngine(), threads);
   return pool === null ? null : ParallelApply.make(pool, pageSize);
