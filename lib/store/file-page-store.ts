@@ -176,22 +176,10 @@ export class FilePageStore implements PageStore {
         return this.writeAt(block, offset, data);
       });
     }
-    let pages = this.index.get(block);
-    let slot = pages?.get(offset);
-    if (slot === undefined) {
-      slot = this.takeSlot();
-      // Full of written pages: write them out, then take a slot (always free after a flush).
-      if (slot < 0) return this.flush().then(() => this.put(block, offset, data));
-      if (pages === undefined) this.index.set(block, (pages = new Map()));
-      this.map(pages, slot, block, offset);
-    } else {
-      this.referenced[slot] = 1;
-    }
+    const slot = this.claim(block, offset, true);
+    // Full of written pages: write them out, then take a slot (always free after a flush).
+    if (slot < 0) return this.flush().then(() => this.put(block, offset, data));
     this.slab.set(data, slot * size);
-    if (this.dirty[slot] === 0) {
-      this.dirty[slot] = 1;
-      this.dirtyCount++;
-    }
     return undefined;
   }
 
@@ -218,21 +206,8 @@ export class FilePageStore implements PageStore {
    */
   locate(block: string, offset: number, length: number, create: boolean): PageLocation | null {
     if (this.closed || !this.cached(offset, length, create)) return null;
-    let pages = this.index.get(block);
-    let slot = pages?.get(offset);
-    if (slot === undefined) {
-      if (!create) return null;
-      slot = this.takeSlot();
-      if (slot < 0) return null;
-      if (pages === undefined) this.index.set(block, (pages = new Map()));
-      this.map(pages, slot, block, offset);
-    } else {
-      this.referenced[slot] = 1;
-    }
-    if (this.dirty[slot] === 0) {
-      this.dirty[slot] = 1;
-      this.dirtyCount++;
-    }
+    const slot = this.claim(block, offset, create);
+    if (slot < 0) return null;
     const loc = this.location;
     loc.bytes = this.slab;
     loc.at = slot * length;
@@ -253,16 +228,15 @@ export class FilePageStore implements PageStore {
     // quarter of the cache), each given a slot while there are clean ones.
     const most = Math.max(1, Math.min(Math.floor(READ_AHEAD / length), this.capacity >> 2));
     let n = 1;
-    let pages = this.index.get(block);
+    const pages = this.index.get(block);
     while (n < most && pages?.has(offset + n * length) !== true) n++;
     const into = (this.readBuffer ??= new Uint8Array(Math.max(READ_AHEAD, length))).subarray(0, n * length);
     const got = await this.readAt(block, offset, into);
-    if (pages === undefined) this.index.set(block, (pages = new Map()));
     for (let k = 0; k < n && (k === 0 || k * length < got); k++) {
       const slot = this.takeSlot();
       if (slot < 0) break; // the first one always has one (room was made)
       this.slab.set(into.subarray(k * length, k * length + length), slot * length);
-      this.map(pages, slot, block, offset + k * length);
+      this.map(slot, block, offset + k * length);
     }
   }
 
@@ -399,8 +373,29 @@ export class FilePageStore implements PageStore {
     return -1; // not reached: at least half the slots are clean
   }
 
+  /**
+   * The slot of the page (`block`, `offset`), marked used and to be written;
+   * with `create`, a new one for a page not cached. -1 when the page is not
+   * cached (without `create`), or the cache must be written out first.
+   */
+  private claim(block: string, offset: number, create: boolean): number {
+    let slot = this.index.get(block)?.get(offset);
+    if (slot === undefined) {
+      if (!create) return -1;
+      slot = this.takeSlot();
+      if (slot < 0) return -1;
+      this.map(slot, block, offset);
+    } else {
+      this.referenced[slot] = 1;
+    }
+    this.markDirty(slot);
+    return slot;
+  }
+
   /** Puts the page (`block`, `offset`) in `slot`. */
-  private map(pages: Map<number, number>, slot: number, block: string, offset: number): void {
+  private map(slot: number, block: string, offset: number): void {
+    let pages = this.index.get(block);
+    if (pages === undefined) this.index.set(block, (pages = new Map()));
     pages.set(offset, slot);
     this.slotBlock[slot] = block;
     this.slotOffset[slot] = offset;
@@ -483,14 +478,18 @@ export class FilePageStore implements PageStore {
         // Not written: those pages (where a slot still holds them) stay to be written.
         for (let k = 0; k < n; k++) {
           const s = slots[i + k]!;
-          if (this.dirty[s] === 0 && blockOf[s] === block && offsetOf[s] === start + k * size) {
-            this.dirty[s] = 1;
-            this.dirtyCount++;
-          }
+          if (blockOf[s] === block && offsetOf[s] === start + k * size) this.markDirty(s);
         }
         throw err;
       }
       i += n;
+    }
+  }
+
+  private markDirty(slot: number): void {
+    if (this.dirty[slot] === 0) {
+      this.dirty[slot] = 1;
+      this.dirtyCount++;
     }
   }
 
