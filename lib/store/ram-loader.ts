@@ -191,13 +191,10 @@ export class RamLoader {
     // changes nothing (not even the store's extent).
     let loc = memory.locate(block, offset, ps, false);
     if (loc === null) return null;
-    if (loc !== undefined) decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
-    else {
-      loc = this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
-      if (loc === null) return null;
-      applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
-    }
-    memory.written(block, offset + ps);
+    const checked = loc === undefined;
+    loc ??= this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
+    if (loc === null) return null;
+    this.applyAt(rec, loc, checked);
     this.onPage?.(block, offset, 'xbzrle', loc.bytes.subarray(loc.at, loc.at + ps), 0);
     return true;
   }
@@ -256,12 +253,21 @@ export class RamLoader {
     // No job queued on the page: a copy, a fill or a short delta is made now (staging it
     // for a worker would cost about as much on this thread). A delta that fails here is
     // reported after the queued records' own errors (apply() runs the queue first).
+    this.applyAt(rec, loc, checked);
+    return true;
+  }
+
+  /**
+   * Makes a page record on this thread in the page at `loc` of the in-place
+   * store (a delta: validated first, unless `checked` already), and records it written.
+   */
+  private applyAt(rec: RamRecord, loc: PageLocation, checked: boolean): void {
+    const ps = this.pageSize;
     if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
     else if (rec.kind === 'page') loc.bytes.set(rec.src.subarray(rec.srcOffset, rec.srcOffset + ps), loc.at);
     else if (checked) applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
     else decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
-    memory.written(block, offset + ps);
-    return true;
+    this.memory!.written(rec.block, rec.offset + ps);
   }
 
   /**
@@ -275,9 +281,9 @@ export class RamLoader {
     const result = checkDelta(src, srcOffset, length, this.pageSize);
     if (result < 0) throw corrupt(result, position);
     const loc = memory.locate(block, offset, this.pageSize, true);
-    if (loc === null) return null;
-    loc!.bytes.fill(0, loc!.at, loc!.at + this.pageSize); // a store's new page may hold old bytes
-    return loc!;
+    if (loc == null) return null;
+    loc.bytes.fill(0, loc.at, loc.at + this.pageSize); // a store's new page may hold old bytes
+    return loc;
   }
 
   private zero(block: string, offset: number, fill: number): Promise<void> | undefined {
