@@ -214,15 +214,8 @@ class Stage {
     const q = y / this.h.pageSize;
     if ((this.recBits[q >>> 3]! & (1 << (q & 7))) === 0) return -1;
     // The first frame whose last page is at or past y.
-    const last = this.fLast;
-    let lo = 0;
-    let hi = last.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (last[mid]! < y) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo === last.length) return -1;
+    const lo = lowerBound(this.fLast, this.fLast.length, y);
+    if (lo === this.fLast.length) return -1;
     let t = this.tables.get(lo);
     if (t === undefined) {
       t = await this.loadTable(lo);
@@ -236,15 +229,8 @@ class Stage {
     } else this.tables.delete(lo);
     this.tables.set(lo, t); // most recently used last
     this.t = t;
-    const off = t.off;
-    let a = 0;
-    let b = t.n;
-    while (a < b) {
-      const mid = (a + b) >>> 1;
-      if (off[mid]! < y) a = mid + 1;
-      else b = mid;
-    }
-    return a < t.n && off[a] === y ? a : -1;
+    const a = lowerBound(t.off, t.n, y);
+    return a < t.n && t.off[a] === y ? a : -1;
   }
 
   private async loadTable(num: number): Promise<FrameTable> {
@@ -582,4 +568,16 @@ export class ChainApplier {
     }
     setTotals(st.stats, r.frames, r.rawBytes, r.position, od, nd);
   }
+}
+
+/** The first index below `n` whose value in the ascending `values` is at least `y` (`n` when none). */
+function lowerBound(values: ArrayLike<number>, n: number, y: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! < y) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -218,15 +218,8 @@ async function openSink(output: DeltaOutput, force: boolean | undefined): Promis
         while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten;
         pos += c.length;
       },
-      commit: async () => {
-        await fh.sync();
-        await fh.close();
-        await rename(temp, output);
-      },
-      abort: async () => {
-        await fh.close().catch(() => undefined);
-        await unlink(temp).catch(() => undefined);
-      },
+      commit: () => commitTemp({ fh, path: temp }, output),
+      abort: () => dropTemp({ fh, path: temp }),
     };
   }
   if (typeof output === 'function') {
@@ -549,6 +542,13 @@ async function makeTemp(target: string, size: number, name: (output: string) => 
   return { fh, path };
 }
 
+/** Makes a finished temp file `output`: synced, closed, renamed into place. */
+async function commitTemp(t: Out, output: string): Promise<void> {
+  await t.fh.sync();
+  await t.fh.close();
+  await rename(t.path, output);
+}
+
 async function dropTemp(t: Out | null): Promise<void> {
   if (t === null) return;
   await t.fh.close().catch(() => undefined);
@@ -795,10 +795,7 @@ async function patchSequential(oldPath: string, list: DeltaInput[], output: stri
       cur = out.path;
       curLabel = `the result of delta ${i + 1}`;
     }
-    const last = prev!;
-    await last.fh.sync();
-    await last.fh.close();
-    await rename(last.path, output);
+    await commitTemp(prev!, output);
     prev = null;
     return all;
   } finally {
@@ -920,9 +917,7 @@ async function patchChain(oldPath: string, deltas: ChainInput[], output: string,
       await gen.return([]).catch(() => undefined); // its buffers go back
       throw err;
     }
-    await o.fh.sync();
-    await o.fh.close();
-    await rename(o.path, output);
+    await commitTemp(o, output);
     out = null;
     return stats;
   } finally {
