@@ -540,6 +540,10 @@ describe.concurrent('xbzrle encode / decode', () => {
     const files = rounds.map((img, i) => put(dir, `r${i}`, img));
     const stream = join(dir, 's');
     expectOk(await runMain(['encode', ...files, '-o', stream, '--cache-size', '16k', '-q']));
+    // Files are read again for the next round instead of cached; stdin rounds are cached: the same stream.
+    const fromStdin = await runMain(['encode', '--image-size', String(last.length), '--cache-size', '16k', '-q'], { input: Buffer.concat(rounds) });
+    expectOk(fromStdin);
+    expect(fromStdin.stdout.equals(readFileSync(stream))).toBe(true);
     expectOk(await runMain(['decode', stream, '--out', join(dir, 'img'), '-q']));
     expect(sameBytes(readFileSync(join(dir, 'img')), last)).toBe(true);
     // The decoder's page cache (2 pages here) is independent of the sender's.

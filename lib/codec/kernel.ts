@@ -174,6 +174,30 @@ export class PageKernel {
   }
 
   /**
+   * {@link PageKernel.step} against a previous copy the caller holds instead
+   * of a cache slot (`prev` null: none), nothing updated: {@link STEP_ZERO},
+   * {@link STEP_MISS}, or the result of encoding the page at `cur[curOff]`
+   * against `prev[prevOff]` (delta in `delta[deltaOff…]`). One kernel call
+   * when both are in the kernel's memory.
+   */
+  stepOn(prev: Uint8Array | null, prevOff: number, cur: Uint8Array, curOff: number): number {
+    const engine = this.engine;
+    if (engine !== null && cur === engine.bytes()) {
+      // Address 0 means "no copy" to the kernel (nothing is allocated there).
+      const base = prev === null ? 0 : prev === cur ? 0 : engine.addressOf(prev);
+      if (base >= 0) {
+        const len = engine.step(prev === null ? 0 : base + prevOff, curOff, this.outPtr, this.pageSize, false);
+        this.delta = cur;
+        this.deltaOff = this.outPtr;
+        return len;
+      }
+    }
+    if (this.isZero(cur, curOff)) return STEP_ZERO;
+    if (prev === null) return STEP_MISS;
+    return this.encode(prev, prevOff, cur, curOff);
+  }
+
+  /**
    * Brings `slot` of `cache` up to date with the delta of length `len` just
    * produced by {@link PageKernel.encodeCached}: only the changed runs are
    * written, not the whole page.

@@ -93,6 +93,13 @@ export class EncoderCore {
   /** Pages from {@link EncoderCore.pageIndex} up to this one are staged in the kernel. */
   private stagedEnd = 0;
   private stageAt = 0;
+  /**
+   * True once {@link EncoderCore.feedRound} was used: the cache keeps its
+   * bookkeeping only and the driver holds the bytes of its copies.
+   */
+  private bytesElsewhere = false;
+  /** The current record's pages as last fed ({@link EncoderCore.feedRound}), or null. */
+  private previous: Uint8Array | null = null;
   private finalStage = false;
   private ended = false;
   /** Set once the cache was changed; cleared when the stream ends cleanly. */
@@ -142,13 +149,44 @@ export class EncoderCore {
    */
   feed(chunk: unknown): void {
     this.checkIdle();
+    if (this.bytesElsewhere) throw new Error('EncoderCore: feed() after feedRound() (the cache holds no bytes)');
+    this.take(this.checkRecord(chunk));
+  }
+
+  /**
+   * @internal {@link EncoderCore.feed} for a driver that can give a record's
+   * pages again as they were when last fed (a file read again): `previous`
+   * holds those bytes (as long as the record's data), or is null when none
+   * of them was fed before. The cache then keeps only its bookkeeping (which
+   * page each slot holds, ages, hits, misses) and never copies a page in:
+   * `previous` stands in for its copies, which are exactly those bytes — a
+   * page the cache holds is the page as last fed, delta applied or overflow
+   * copied, in the final stage too (a hit's entry is dropped there). Same
+   * output and statistics as `feed`, without the cache's memory. Every page
+   * must be fed in every round (a page left out would be stale), and every
+   * input must come through this method, into a cache of the encoder's own.
+   */
+  feedRound(chunk: unknown, previous: Uint8Array | null): void {
+    this.checkIdle();
+    if (this.sharesCache) throw new Error('EncoderCore: feedRound() needs a cache of its own');
+    if (!this.bytesElsewhere && this.cache.count > 0) throw new Error('EncoderCore: feedRound() after feed()');
     const record = this.checkRecord(chunk);
+    if (previous !== null && (!(previous instanceof Uint8Array) || previous.length !== record.data.length)) {
+      throw new Error('EncoderCore: feedRound() needs the previous pages, as many bytes as the record');
+    }
+    this.bytesElsewhere = true;
+    this.take(record);
+    this.previous = previous;
+  }
+
+  private take(record: PageRecord): void {
     let range = this.cache.block(record.block, this.declared?.get(record.block));
     // A shared cache may know the block with a shorter declared length: grow it
     // (the cache moves it if needed) so its keys never run into the next block.
     const end = record.offset + record.data.length;
     if (end > range.span) range = this.cache.block(record.block, end);
     this.record = record;
+    this.previous = null;
     this.key = range.base + record.offset;
     this.pageIndex = 0;
     this.stagedEnd = 0;
@@ -248,7 +286,7 @@ export class EncoderCore {
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
         const batch = this.parallel;
-        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine) {
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine && this.previousAddress(batch) !== -1) {
           // On the pool: the whole group at once, if it spans distinct cache slots.
           const m = Math.min(n, this.cache.slots);
           this.encodeBatch(record, i, m);
@@ -258,12 +296,25 @@ export class EncoderCore {
           continue;
         }
       }
-      this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps);
+      this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps, i * ps);
       i++;
       if (ready.length > 0) break;
     }
     this.pageIndex = i;
-    if (i === count) this.record = null;
+    if (i === count) {
+      this.record = null;
+      this.previous = null;
+    }
+  }
+
+  /**
+   * Where the previous pages ({@link EncoderCore.feedRound}) are in the pool's
+   * memory: -2 without them, -1 when they are elsewhere (the pages then go one
+   * by one, each copied in).
+   */
+  private previousAddress(batch: ParallelBatch): number {
+    const previous = this.previous;
+    return previous === null ? -2 : batch.pool.engine.addressOf(previous);
   }
 
   /**
@@ -283,8 +334,10 @@ export class EncoderCore {
     const batch = this.parallel!;
     const { steps, copies, action, from, length } = batch;
     const xbzrle = this.useXbzrle;
-    const update = xbzrle && !this.finalStage;
+    const elsewhere = this.bytesElsewhere;
+    const update = xbzrle && !this.finalStage && !elsewhere;
     const arena = cache.arenaPtr;
+    const previous = this.previousAddress(batch);
     this.touchedCache ||= xbzrle;
     steps.reset();
     copies.reset();
@@ -292,8 +345,14 @@ export class EncoderCore {
       const key = this.key + (first + k) * ps;
       const slot = xbzrle ? cache.peekSlot(key) : -1;
       batch.slot[k] = slot;
+      let copy = 0;
+      if (slot >= 0) {
+        if (!elsewhere) copy = arena + slot * ps;
+        else if (previous >= 0) copy = previous + (first + k) * ps;
+        else throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
+      }
       if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
-      steps.step(cache.slotOf(key), slot < 0 ? 0 : arena + slot * ps, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
+      steps.step(cache.slotOf(key), copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
     }
     batch.pool.run(steps);
     for (let k = 0; k < count; k++) {
@@ -329,14 +388,21 @@ export class EncoderCore {
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`, sent now. */
-  private encodePage(block: string, offset: number, key: number, data: Uint8Array, at: number): void {
+  private encodePage(block: string, offset: number, key: number, data: Uint8Array, at: number, inRecord: number): void {
     const xbzrle = this.useXbzrle;
     const cache = this.cache;
     this.touchedCache ||= xbzrle;
     // Zero test, encode against the cached copy and cache update in one kernel
     // step; the slot is only peeked here, and accounted in decide().
     const slot = xbzrle ? cache.peekSlot(key) : -1;
-    const r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
+    let r: number;
+    if (this.bytesElsewhere) {
+      // The copy is the page as last fed, which the driver gave (feedRound).
+      if (slot >= 0 && this.previous === null) throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
+      r = this.kernel.stepOn(slot < 0 ? null : this.previous, inRecord, data, at);
+    } else {
+      r = this.kernel.step(cache, slot, data, at, xbzrle && !this.finalStage);
+    }
     const act = this.decide(r, slot, key);
     const writer = this.writer;
     const stats = this.stats;
@@ -389,7 +455,13 @@ export class EncoderCore {
     cache.account(slot); // the lookup: a hit refreshes the generation; counts the hit or the miss
     if (r === STEP_MISS) {
       stats.cacheMiss++;
-      const into = this.finalStage ? -1 : cache.claimSlot(key);
+      if (this.finalStage) return SEND_PAGE;
+      // Bytes elsewhere: the slot is claimed, its copy is the page the driver gives next round.
+      if (this.bytesElsewhere) {
+        cache.claim(key, cache.generation);
+        return SEND_PAGE;
+      }
+      const into = cache.claimSlot(key);
       if (into < 0) return SEND_PAGE;
       this.sendSlot = into;
       return SEND_INTO_SLOT;
@@ -403,7 +475,7 @@ export class EncoderCore {
     if (r > 0) return SEND_DELTA;
     stats.overflow++;
     stats.xbzrleBytes += this.pageSize;
-    if (this.finalStage) return SEND_PAGE;
+    if (this.finalStage || this.bytesElsewhere) return SEND_PAGE;
     this.sendSlot = slot;
     return SEND_SLOT;
   }

@@ -16,6 +16,9 @@ Stream successive full images of one memory as one delta stream: round k is
 sent against round k-1 through the page cache, as a live migration would.
 IMAGEs are files, one round each; without IMAGE (or with '-') stdin holds the
 rounds back to back, each --image-size bytes. Decode with: xbzrle decode.
+Image files are read twice (for their round, then beside the next image, whose
+round is sent against them) instead of being held in the cache's memory; an
+image that changes meanwhile is refused.
 
 options:
   -o, --output OUT     write here (default: stdout, refused on a terminal)
@@ -44,23 +47,27 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   const ps = o.pageSize;
   let size = o.imageSize;
   const sizes: (number | undefined)[] = [];
+  const identities: (FileIdentity | null)[] = [];
   for (const path of images) {
     if (path === '-') {
       sizes.push(undefined);
+      identities.push(null);
       continue;
     }
     let st;
     try {
-      st = await stat(path);
+      st = await stat(path, { bigint: true });
     } catch (err) {
       throw namedError(path, err);
     }
     if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
     if (!st.isFile()) throw new CliError(`${path}: not a regular file (to encode from a pipe, give it as stdin with --image-size N)`);
     await refuseCompressedFile(path);
-    sizes.push(st.size);
-    size ??= st.size;
-    if (st.size !== size) throw new CliError(`${path}: size ${st.size} differs from the image size ${size}`);
+    const bytes = Number(st.size);
+    sizes.push(bytes);
+    identities.push(identityOf(st));
+    size ??= bytes;
+    if (bytes !== size) throw new CliError(`${path}: size ${bytes} differs from the image size ${size}`);
   }
   if (size === undefined) throw new CliError('encode from stdin needs --image-size N', true);
   if (size % ps !== 0) throw new CliError(`image size ${size} is not a multiple of the page size ${ps}`);
@@ -93,22 +100,29 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
       inFlight.catch(() => undefined); // awaited before the next write or at the end
     }
   };
+  // Every round a file: each is read again beside the next one, whose round is sent
+  // against it, instead of being kept in the cache (feedRound): the cache's memory is
+  // never touched, which is most of the time an image-sized cache costs.
+  const reread = images.every((p) => p !== '-');
   let rounds = 0;
   let done = 0;
   let delivered = false;
   try {
-    for (const path of images) {
+    for (const [index, path] of images.entries()) {
       // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
       const input = path === '-' ? await openInput(ctx, path, RUN, 'refuse') : { name: path, stream: null };
-      const pieces = input.stream === null ? readImageRuns(path, RUN, ps) : exactChunks(input.stream, RUN);
+      const before = reread && index > 0 ? images[index - 1]! : null;
+      const pieces = input.stream === null ? pairedRuns(path, before, RUN, ps) : pairsOf(exactChunks(input.stream, RUN));
       let inRound = 0;
-      for await (const piece of pieces) {
+      for await (const [piece, previous] of pieces) {
         let at = 0;
         while (at < piece.length) {
           const n = Math.min(piece.length - at, size - inRound);
           if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
           // Encoded before the next piece is read: the reader may then reuse the piece's buffer.
-          core.feed({ block, offset: inRound, data: piece.subarray(at, at + n) });
+          const record = { block, offset: inRound, data: piece.subarray(at, at + n) };
+          if (reread) core.feedRound(record, previous === null ? null : previous.subarray(at, at + n));
+          else core.feed(record);
           await drain();
           at += n;
           inRound += n;
@@ -124,6 +138,8 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
       }
       if (inRound !== 0) throw new CliError(`${input.name}: ends ${inRound} bytes into a round of ${plural(size, 'byte')}`);
       if (path !== '-' && rounds === 0) throw new CliError(`${input.name}: empty`);
+      // The image read twice must have been the same both times: the receiver holds the first.
+      if (before !== null) await checkUnchanged(before, identities[index - 1]!);
     }
     if (rounds === 0) throw new CliError('no image data on stdin');
     core.end();
@@ -147,6 +163,68 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   } finally {
     core.dispose(delivered);
   }
+}
+
+/** @internal What tells a file changed: its inode, size, and modification and change times (ns). */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** @internal */
+export function identityOf(st: FileIdentity): FileIdentity {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+/**
+ * @internal Refuses a file that changed since it was first looked at (as tar does):
+ * the rounds after it were encoded against a second read of it.
+ */
+export async function checkUnchanged(path: string, was: FileIdentity): Promise<void> {
+  let now;
+  try {
+    now = identityOf(await stat(path, { bigint: true }));
+  } catch (err) {
+    throw namedError(path, err);
+  }
+  if (now.dev !== was.dev || now.ino !== was.ino || now.size !== was.size || now.mtimeNs !== was.mtimeNs || now.ctimeNs !== was.ctimeNs) {
+    throw new CliError(`${path}: changed while it was being encoded (an image is read twice: for its round and for the next one's delta)`);
+  }
+}
+
+/**
+ * @internal The runs of an image file, each with the same run of the file before it
+ * (`before`; null: none), both read ahead. A `before` shorter or longer
+ * than the file changed while it was being encoded.
+ */
+export async function* pairedRuns(path: string, before: string | null, run: number, ps: number): AsyncGenerator<[Uint8Array, Uint8Array | null], void, undefined> {
+  const runs = readImageRuns(path, run, ps);
+  if (before === null) {
+    for await (const piece of runs) yield [piece, null];
+    return;
+  }
+  const earlier = readImageRuns(before, run, ps);
+  const changed = (): CliError => new CliError(`${before}: changed while it was being encoded (its size is no longer ${path}'s)`);
+  try {
+    for (;;) {
+      const [a, b] = await Promise.all([runs.next(), earlier.next()]);
+      if (a.done === true) {
+        if (b.done !== true) throw changed();
+        return;
+      }
+      if (b.done === true || b.value.length !== a.value.length) throw changed();
+      yield [a.value, b.value];
+    }
+  } finally {
+    await Promise.allSettled([runs.return(undefined), earlier.return(undefined)]);
+  }
+}
+
+async function* pairsOf(pieces: AsyncIterable<Uint8Array>): AsyncGenerator<[Uint8Array, null], void, undefined> {
+  for await (const piece of pieces) yield [piece, null];
 }
 
 function roundUpPow2(n: number): number {

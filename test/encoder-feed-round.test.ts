@@ -1,0 +1,152 @@
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EncoderCore } from '../lib/core/encoder.js';
+import { allocPages, freePages, PageCache } from '../lib/index.js';
+import { disposeKernelPools } from '../lib/codec/wasm/pool.js';
+import { getEngine } from '../lib/codec/wasm/engine.js';
+import { concat, rng } from './helpers/bytes.js';
+
+// EncoderCore.feedRound: the driver gives each record's pages as they were when
+// last fed (`encode` reads the previous image file again) and the cache keeps
+// only its bookkeeping. Output and statistics must be those of feed().
+
+const engine = getEngine();
+afterAll(() => {
+  if (engine !== null) disposeKernelPools(engine);
+});
+
+/** Rounds of an image that changes like memory: zero pages, small edits, rewrites, pages zeroed. */
+function rounds(pages: number, ps: number, count: number, seed: number, inKernel: boolean): Uint8Array[] {
+  const float = rng(seed);
+  const rand = (): number => (float() * 4294967296) >>> 0;
+  const out: Uint8Array[] = [];
+  let prev: Uint8Array = new Uint8Array(pages * ps);
+  for (let r = 0; r < count; r++) {
+    const img = inKernel ? allocPages(pages, ps) : new Uint8Array(pages * ps);
+    img.set(prev);
+    for (let p = 0; p < pages; p++) {
+      const kind = rand() % 10;
+      const at = p * ps;
+      if (kind === 0) img.fill(0, at, at + ps);
+      else if (kind === 1) for (let i = 0; i < ps; i++) img[at + i] = rand() & 0xff; // rewritten: overflows
+      else if (kind < 6) for (let e = 0; e < 1 + (rand() % 6); e++) img[at + (rand() % ps)] = rand() & 0xff; // small edits
+    }
+    out.push(img);
+    prev = img;
+  }
+  return out;
+}
+
+interface Run {
+  pageSize: number;
+  cacheSize: number;
+  threads: number;
+  /** Pages per record. */
+  run: number;
+  /** The last round ends with sync(true) (QEMU's final stage). */
+  final: boolean;
+}
+
+/** Every image in records of `run` pages, a sync after each; feedRound with the image before when `reread`. */
+function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Array; stats: unknown } {
+  const ps = o.pageSize;
+  const size = images[0]!.length;
+  const core = new EncoderCore({ pageSize: ps, cacheSize: o.cacheSize, threads: o.threads, blocks: [{ id: 'ram', length: size }], chunkSize: 1 << 16 });
+  const chunks: Uint8Array[] = [];
+  const drain = (): void => {
+    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
+  };
+  try {
+    drain();
+    images.forEach((img, r) => {
+      for (let at = 0; at < size; at += o.run * ps) {
+        const end = Math.min(size, at + o.run * ps);
+        const record = { block: 'ram', offset: at, data: img.subarray(at, end) };
+        if (reread) core.feedRound(record, r === 0 ? null : images[r - 1]!.subarray(at, end));
+        else core.feed(record);
+        drain();
+      }
+      core.sync(o.final && r === images.length - 1);
+      drain();
+    });
+    core.end();
+    drain();
+    const s = core.currentStats().toJSON();
+    return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
+  } finally {
+    core.dispose(true);
+  }
+}
+
+describe('EncoderCore.feedRound (the previous round given again, the cache keeping only bookkeeping)', () => {
+  it('writes the bytes and statistics of feed() for any rounds, cache size, page size, record size, threads and final stage', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 600 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.nat(),
+        fc.constantFrom(1024, 4096),
+        fc.constantFrom(1, 16, 256, 4096), // cache pages: most runs have slots shared by several pages
+        fc.constantFrom(1, 2, 3),
+        fc.constantFrom(1, 7, 512),
+        fc.boolean(),
+        fc.boolean(),
+        (pages, count, seed, pageSize, cachePages, threads, run, final, inKernel) => {
+          const images = rounds(pages, pageSize, count, seed, inKernel);
+          try {
+            const o: Run = { pageSize, cacheSize: cachePages * pageSize, threads, run, final };
+            const reread = encode(images, o, true);
+            const cached = encode(images, o, false);
+            expect(reread.stats).toEqual(cached.stats);
+            expect(Buffer.from(reread.bytes).equals(Buffer.from(cached.bytes))).toBe(true);
+          } finally {
+            if (inKernel) for (const img of images) freePages(img);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('never writes into the cache: its memory stays untouched', () => {
+    const images = rounds(64, 4096, 3, 7, false);
+    const core = new EncoderCore({ cacheSize: 64 * 4096, blocks: [{ id: 'ram', length: images[0]!.length }] });
+    try {
+      images.forEach((img, r) => {
+        core.feedRound({ block: 'ram', offset: 0, data: img }, r === 0 ? null : images[r - 1]!);
+        while (core.next() !== undefined);
+        core.sync(false);
+        while (core.next() !== undefined);
+      });
+      expect(core.cache.count).toBeGreaterThan(0);
+      expect(core.cache.arena.every((b) => b === 0)).toBe(true);
+    } finally {
+      core.dispose(true);
+    }
+  });
+
+  it('is refused where its promise cannot hold', () => {
+    const page = new Uint8Array(4096).fill(1);
+    const shared = new PageCache({ size: 1 << 20 });
+    const onShared = new EncoderCore({ cache: shared });
+    expect(() => onShared.feedRound({ block: 'ram', offset: 0, data: page }, null)).toThrow(/cache of its own/);
+    onShared.dispose(true);
+    shared.dispose();
+
+    const mixed = new EncoderCore({});
+    mixed.feed({ block: 'ram', offset: 0, data: page });
+    while (mixed.next() !== undefined);
+    expect(() => mixed.feedRound({ block: 'ram', offset: 0, data: page }, page)).toThrow(/after feed/);
+    mixed.dispose(true);
+
+    const core = new EncoderCore({});
+    core.feedRound({ block: 'ram', offset: 0, data: page }, null);
+    while (core.next() !== undefined);
+    expect(() => core.feed({ block: 'ram', offset: 0, data: page })).toThrow(/after feedRound/);
+    expect(() => core.feedRound({ block: 'ram', offset: 0, data: page }, new Uint8Array(1024))).toThrow(/previous pages/);
+    // The page is cached now: without its previous bytes there is nothing to encode against.
+    core.feedRound({ block: 'ram', offset: 0, data: page }, null);
+    expect(() => core.next()).toThrow(/without the previous pages/);
+    core.dispose(true);
+  });
+});
