@@ -286,7 +286,7 @@ export class EncoderCore {
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
         const batch = this.parallel;
-        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine && this.previousAddress(batch) !== -1) {
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1) {
           // On the pool: the whole group at once, if it spans distinct cache slots.
           const m = Math.min(n, this.cache.slots);
           this.encodeBatch(record, i, m);
@@ -305,6 +305,11 @@ export class EncoderCore {
       this.record = null;
       this.previous = null;
     }
+  }
+
+  /** True when the pool's threads can work on the cache's arena (or never need it: bytes elsewhere). */
+  private arenaUsable(batch: ParallelBatch): boolean {
+    return this.bytesElsewhere || (this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine);
   }
 
   /**

@@ -24,8 +24,9 @@ options:
   -o, --output OUT     write here (default: stdout, refused on a terminal)
       --image-size N   bytes per round (required for stdin; default: the first
                        file's size); a multiple of the page size; k/M/G suffixes
-      --cache-size N   page cache size (default: the image size, at most 1G;
-                       a cache smaller than the image resends pages whole)
+      --cache-size N   page cache size (default: the image size, at most 4G, or
+                       1G for rounds from stdin, which are held in it; a cache
+                       smaller than the image resends pages whole)
       --block NAME     block name (default: ram)
       --page-size N    page size (default: 4096)
       --threads N      threads to encode on (default: the cores, at most 8);
@@ -35,7 +36,7 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
-/** The largest default page cache: the image size up to this (1 GiB). */
+/** The largest default page cache for rounds from stdin (held in it): the image size up to this (1 GiB). */
 export const DEFAULT_ENCODE_CACHE_LIMIT = 1 << 30;
 
 /** Record size: runs of pages handed to the encoder. */
@@ -72,9 +73,14 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   if (size === undefined) throw new CliError('encode from stdin needs --image-size N', true);
   if (size % ps !== 0) throw new CliError(`image size ${size} is not a multiple of the page size ${ps}`);
   const block = o.block ?? 'ram';
-  // The cache holds a whole image by default (up to 1 GiB): with a smaller one, pages that
-  // fell out of it are sent whole every round. Its slots are a power of two (QEMU's rule).
-  const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache', ps) : Math.min(roundUpPow2(Math.max(size, ps)), DEFAULT_ENCODE_CACHE_LIMIT);
+  // The cache holds a whole image by default: with a smaller one, pages that fell out of it
+  // are sent whole every round. Its slots are a power of two (QEMU's rule). Rounds that are
+  // all files are read again instead of cached (see below): the cache then costs only its
+  // bookkeeping (17 bytes a page), and holds images up to its largest size; rounds from
+  // stdin are cached, up to 1 GiB by default.
+  const reread = images.every((p) => p !== '-');
+  const limit = reread ? MAX_CACHE_SIZE : DEFAULT_ENCODE_CACHE_LIMIT;
+  const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache', ps) : Math.min(roundUpPow2(Math.max(size, ps)), limit);
   const holds = powerOfTwoFloor(Math.floor(cacheSize / ps)) * ps;
   if (holds < size && !o.quiet) {
     const enough = Math.min(MAX_CACHE_SIZE, roundUpPow2(size));
@@ -103,7 +109,6 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   // Every round a file: each is read again beside the next one, whose round is sent
   // against it, instead of being kept in the cache (feedRound): the cache's memory is
   // never touched, which is most of the time an image-sized cache costs.
-  const reread = images.every((p) => p !== '-');
   let rounds = 0;
   let done = 0;
   let delivered = false;
