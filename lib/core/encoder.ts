@@ -557,8 +557,8 @@ const SEND_DELTA = 5;
 class ParallelBatch {
   readonly slot: Int32Array;
   readonly action: Uint8Array;
-  /** Kernel-memory address each page's record is written from. */
-  readonly from: Int32Array;
+  /** Kernel-memory address each page's record is written from (unsigned: memory may pass 2 GiB). */
+  readonly from: Uint32Array;
   readonly length: Int32Array;
   /** A page of delta output per page of the batch, in kernel memory (-1: no room). */
   readonly outPtr: number;
@@ -572,7 +572,7 @@ class ParallelBatch {
     this.outPtr = pool.engine.take(this, BATCH_BYTES, 64);
     this.slot = new Int32Array(pages);
     this.action = new Uint8Array(pages);
-    this.from = new Int32Array(pages);
+    this.from = new Uint32Array(pages);
     this.length = new Int32Array(pages);
   }
 
