@@ -51,7 +51,7 @@ interface Run {
 function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Array; stats: unknown } {
   const ps = o.pageSize;
   const size = images[0]!.length;
-  const core = new EncoderCore({ pageSize: ps, cacheSize: o.cacheSize, threads: o.threads, blocks: [{ id: 'ram', length: size }], chunkSize: 1 << 16 });
+  const core = new EncoderCore({ pageSize: ps, cacheSize: o.cacheSize, threads: o.threads, blocks: [{ id: 'ram', length: size }], chunkSize: 1 << 16, previousRounds: reread });
   const chunks: Uint8Array[] = [];
   const drain = (): void => {
     for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
@@ -108,9 +108,9 @@ describe('EncoderCore.feedRound (the previous round given again, the cache keepi
     );
   });
 
-  it('never writes into the cache: its memory stays untouched', () => {
+  it('never writes into the cache, whose arena stays out of the kernel memory, untouched', () => {
     const images = rounds(64, 4096, 3, 7, false);
-    const core = new EncoderCore({ cacheSize: 64 * 4096, blocks: [{ id: 'ram', length: images[0]!.length }] });
+    const core = new EncoderCore({ cacheSize: 64 * 4096, blocks: [{ id: 'ram', length: images[0]!.length }], previousRounds: true });
     try {
       images.forEach((img, r) => {
         core.feedRound({ block: 'ram', offset: 0, data: img }, r === 0 ? null : images[r - 1]!);
@@ -119,6 +119,7 @@ describe('EncoderCore.feedRound (the previous round given again, the cache keepi
         while (core.next() !== undefined);
       });
       expect(core.cache.count).toBeGreaterThan(0);
+      expect(core.cache.arenaPtr).toBe(-1);
       expect(core.cache.arena.every((b) => b === 0)).toBe(true);
     } finally {
       core.dispose(true);

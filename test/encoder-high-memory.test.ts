@@ -49,7 +49,7 @@ describe.skipIf(!poolAvailable)('encoder batches in kernel memory past 2 GiB', (
     try {
       const a = image(200, 1);
       const b = a.slice();
-      for (let p = 0; p < 200; p += 3) b[p * 4096 + 7] ^= 0x5a; // small edits: XBZRLE records
+      for (let p = 0; p < 200; p += 3) b[p * 4096 + 7] = b[p * 4096 + 7]! ^ 0x5a; // small edits: XBZRLE records
       const one = encode([a, b], 1);
       one.core.dispose(true);
       const two = encode([a, b], 2);

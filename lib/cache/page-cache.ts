@@ -31,6 +31,12 @@ export interface PageCacheOptions {
   size: number;
   /** Page size in bytes, a power of two. Default 4096. */
   pageSize?: number;
+  /**
+   * @internal Keep the arena out of the kernel's memory (a plain array, never
+   * touched): for an encoder whose driver holds the bytes of the copies
+   * (`EncoderCore.feedRound`), where only the bookkeeping is used.
+   */
+  plainArena?: boolean;
 }
 
 /** A RAM block as the cache keys it. */
@@ -106,6 +112,7 @@ export class PageCache {
    * would fault untouched memory in. Every write into a slot sets its flag.
    */
   private written: Uint8Array;
+  private readonly plainArena: boolean;
   private mask: number;
   private used = 0;
   private readonly blocks = new Map<string, BlockRange>();
@@ -121,6 +128,7 @@ export class PageCache {
     this.pageSize = pageSize;
     const slots = slotCountFor(options.size, pageSize);
     this.mask = slots - 1;
+    this.plainArena = options.plainArena === true;
     this.arena = this.allocArena(slots * pageSize);
     this.keys = new Float64Array(slots).fill(EMPTY);
     this.ages = new Float64Array(slots);
@@ -361,7 +369,7 @@ export class PageCache {
 
   /** A new arena, in the kernel's shared memory when possible; sets `arenaPtr` for the constructor only. */
   private allocArena(size: number): Uint8Array {
-    const engine = getEngine();
+    const engine = this.plainArena ? null : getEngine();
     if (engine !== null && engine.shared) {
       // (Given back by dispose() or a resize, or when the cache is garbage collected.)
       const ptr = engine.take(this, size, 4096, true);

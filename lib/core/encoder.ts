@@ -43,6 +43,12 @@ export interface EncoderOptions {
   /** Output chunks are emitted once this many bytes are pending (and on `sync()`/`end()`). Default 64 KiB, at most 64 MiB. */
   chunkSize?: number;
   /**
+   * @internal The driver will feed every input through
+   * {@link EncoderCore.feedRound}: the cache it makes keeps its arena out of
+   * the kernel's memory (never touched).
+   */
+  previousRounds?: boolean;
+  /**
    * How `stats` computes `cache-miss-rate` and `encoding-rate`: `'cumulative'`
    * (default), over the whole stream, or `'qemu'`, with QEMU's rate periods
    * (recomputed at a `sync()`, or at `end()` without a final sync, more than
@@ -118,7 +124,7 @@ export class EncoderCore {
     if (opts.xbzrle !== undefined && typeof opts.xbzrle !== 'boolean') throw argTypeError('options.xbzrle', 'a boolean', opts.xbzrle);
     const blocks = opts.blocks === undefined ? null : checkBlocks(opts.blocks, pageSize);
     this.pageSize = pageSize;
-    this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize });
+    this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize, plainArena: opts.previousRounds === true });
     this.ownsCache = cache === undefined;
     const threads = checkThreads(opts.threads);
     const pool = threads > 1 ? getKernelPool(this.cache.arenaEngine, threads) : null;

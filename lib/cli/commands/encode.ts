@@ -96,7 +96,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   // while the next is encoded) and its slab reused once written, so a long encode
   // touches a few slabs of fresh memory instead of its whole output.
   const slabs = outputSlabs(out.releasesChunks);
-  const core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads }, slabs.alloc, slabs.release);
+  const core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads, previousRounds: reread }, slabs.alloc, slabs.release);
   let inFlight: Promise<void> = Promise.resolve();
   const drain = async (): Promise<void> => {
     for (let chunk = core.next(); chunk !== undefined; chunk = core.next()) {
