@@ -171,8 +171,11 @@ export class EncoderCore {
    * output and statistics as `feed`, without the cache's memory. Every page
    * must be fed in every round (a page left out would be stale), and every
    * input must come through this method, into a cache of the encoder's own.
+   * `unknown` (a byte per page; 1: `previous` is not that page as last fed,
+   * e.g. a file written between its two reads) drops those pages' cache
+   * entries first: they go as misses, whole.
    */
-  feedRound(chunk: unknown, previous: Uint8Array | null): void {
+  feedRound(chunk: unknown, previous: Uint8Array | null, unknown: Uint8Array | null = null): void {
     this.checkIdle();
     if (this.sharesCache) throw new Error('EncoderCore: feedRound() needs a cache of its own');
     if (!this.bytesElsewhere && this.cache.count > 0) throw new Error('EncoderCore: feedRound() after feed()');
@@ -183,6 +186,10 @@ export class EncoderCore {
     this.bytesElsewhere = true;
     this.take(record);
     this.previous = previous;
+    if (unknown !== null) {
+      if (unknown.length !== this.pageCount) throw new Error('EncoderCore: feedRound() needs a flag per page of the record');
+      for (let i = 0; i < unknown.length; i++) if (unknown[i] !== 0) this.cache.invalidate(this.key + i * this.pageSize);
+    }
   }
 
   private take(record: PageRecord): void {

@@ -8,6 +8,7 @@ import { CliError, namedError } from '../errors.js';
 import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
 import { CliContext } from '../io.js';
 import { readImageRuns } from '../image-reader.js';
+import { RoundCheck } from '../round-check.js';
 import { formatBytes, Progress } from '../progress.js';
 
 export const ENCODE_HELP = `usage: xbzrle encode [IMAGE...] [-o OUT] [--image-size N] [options]
@@ -17,8 +18,9 @@ sent against round k-1 through the page cache, as a live migration would.
 IMAGEs are files, one round each; without IMAGE (or with '-') stdin holds the
 rounds back to back, each --image-size bytes. Decode with: xbzrle decode.
 Image files are read twice (for their round, then beside the next image, whose
-round is sent against them) instead of being held in the cache's memory; an
-image that changes meanwhile is refused.
+round is sent against them) instead of being held in the cache's memory; a
+page read differently the second time (an image written meanwhile) is sent
+whole.
 
 options:
   -o, --output OUT     write here (default: stdout, refused on a terminal)
@@ -48,27 +50,23 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   const ps = o.pageSize;
   let size = o.imageSize;
   const sizes: (number | undefined)[] = [];
-  const identities: (FileIdentity | null)[] = [];
   for (const path of images) {
     if (path === '-') {
       sizes.push(undefined);
-      identities.push(null);
       continue;
     }
     let st;
     try {
-      st = await stat(path, { bigint: true });
+      st = await stat(path);
     } catch (err) {
       throw namedError(path, err);
     }
     if (st.isDirectory()) throw new CliError(`${path}: is a directory`);
     if (!st.isFile()) throw new CliError(`${path}: not a regular file (to encode from a pipe, give it as stdin with --image-size N)`);
     await refuseCompressedFile(path);
-    const bytes = Number(st.size);
-    sizes.push(bytes);
-    identities.push(identityOf(st));
-    size ??= bytes;
-    if (bytes !== size) throw new CliError(`${path}: size ${bytes} differs from the image size ${size}`);
+    sizes.push(st.size);
+    size ??= st.size;
+    if (st.size !== size) throw new CliError(`${path}: size ${st.size} differs from the image size ${size}`);
   }
   if (size === undefined) throw new CliError('encode from stdin needs --image-size N', true);
   if (size % ps !== 0) throw new CliError(`image size ${size} is not a multiple of the page size ${ps}`);
@@ -76,9 +74,10 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   // The cache holds a whole image by default: with a smaller one, pages that fell out of it
   // are sent whole every round. Its slots are a power of two (QEMU's rule). Rounds that are
   // all files are read again instead of cached (see below): the cache then costs only its
-  // bookkeeping (17 bytes a page), and holds images up to its largest size; rounds from
-  // stdin are cached, up to 1 GiB by default.
-  const reread = images.every((p) => p !== '-');
+  // bookkeeping (17 bytes a page, and 8 for the check of the second reads), and holds
+  // images up to its largest size; rounds from stdin are cached, up to 1 GiB by default.
+  const check = images.every((p) => p !== '-') ? RoundCheck.make(size / ps, ps, RUN / ps) : null;
+  const reread = check !== null;
   const limit = reread ? MAX_CACHE_SIZE : DEFAULT_ENCODE_CACHE_LIMIT;
   const cacheSize = o.cacheSizeSet ? checkCacheSize(o, MAX_CACHE_SIZE, 'the page cache', ps) : Math.min(roundUpPow2(Math.max(size, ps)), limit);
   const holds = powerOfTwoFloor(Math.floor(cacheSize / ps)) * ps;
@@ -126,8 +125,11 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
           if (n % ps !== 0) throw new CliError(`${input.name}: ends in the middle of a page (${inRound + n} bytes into round ${rounds + 1})`);
           // Encoded before the next piece is read: the reader may then reuse the piece's buffer.
           const record = { block, offset: inRound, data: piece.subarray(at, at + n) };
-          if (reread) core.feedRound(record, previous === null ? null : previous.subarray(at, at + n));
-          else core.feed(record);
+          if (check !== null) {
+            const before = previous === null ? null : previous.subarray(at, at + n);
+            // Pages read differently the second time go whole (their cache entries dropped).
+            core.feedRound(record, before, check.pass(record.data, before, inRound / ps));
+          } else core.feed(record);
           await drain();
           at += n;
           inRound += n;
@@ -143,8 +145,6 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
       }
       if (inRound !== 0) throw new CliError(`${input.name}: ends ${inRound} bytes into a round of ${plural(size, 'byte')}`);
       if (path !== '-' && rounds === 0) throw new CliError(`${input.name}: empty`);
-      // The image read twice must have been the same both times: the receiver holds the first.
-      if (before !== null) await checkUnchanged(before, identities[index - 1]!);
     }
     if (rounds === 0) throw new CliError('no image data on stdin');
     core.end();
@@ -167,36 +167,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     throw err;
   } finally {
     core.dispose(delivered);
-  }
-}
-
-/** @internal What tells a file changed: its inode, size, and modification and change times (ns). */
-export interface FileIdentity {
-  dev: bigint;
-  ino: bigint;
-  size: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-}
-
-/** @internal */
-export function identityOf(st: FileIdentity): FileIdentity {
-  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
-}
-
-/**
- * @internal Refuses a file that changed since it was first looked at (as tar does):
- * the rounds after it were encoded against a second read of it.
- */
-export async function checkUnchanged(path: string, was: FileIdentity): Promise<void> {
-  let now;
-  try {
-    now = identityOf(await stat(path, { bigint: true }));
-  } catch (err) {
-    throw namedError(path, err);
-  }
-  if (now.dev !== was.dev || now.ino !== was.ino || now.size !== was.size || now.mtimeNs !== was.mtimeNs || now.ctimeNs !== was.ctimeNs) {
-    throw new CliError(`${path}: changed while it was being encoded (an image is read twice: for its round and for the next one's delta)`);
+    check?.dispose();
   }
 }
 
