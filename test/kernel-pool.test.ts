@@ -16,7 +16,10 @@ import { rng } from './helpers/bytes.js';
 import { getEngine, type WasmEngine } from '../lib/codec/wasm/engine.js';
 import {
   getKernelPool,
+  JOB_C,
+  JOB_D,
   JOB_SKIPPED,
+  JOB_WORDS,
   JobTable,
   runJobsInline,
   setWorkerThreads,
@@ -176,6 +179,18 @@ function fill(table: JobTable, a: Area, jobs: readonly Job[]): void {
         table.fill(j.dst, a.dstsAt + j.dst * ps, j.value, ps);
         break;
     }
+  });
+}
+
+/** {@link fill} with the outputs of `jobs` after the first `shift` ones (a second table's jobs). */
+function fillAfter(table: JobTable, a: Area, jobs: readonly Job[], shift: number): void {
+  const ps = a.ps;
+  fill(table, a, jobs);
+  // Steps and encodes write to outsAt + j * ps: move them past the first table's outputs.
+  jobs.forEach((j, i) => {
+    if (j.op !== 'step' && j.op !== 'encode') return;
+    const word = table.jobs + i * JOB_WORDS + (j.op === 'step' ? JOB_C : JOB_D);
+    table.words[word] = table.words[word]! + shift * ps;
   });
 }
 
@@ -411,6 +426,105 @@ describe.skipIf(!shared)('kernel pool', () => {
       expect(table.result(1)).toBe(0);
       e.give(table, at);
     } finally {
+      table.dispose();
+    }
+  });
+
+  it('runs a started batch while the caller fills the next, with the results and memory of one thread; another batch joins it first', () => {
+    const ps = 4096;
+    const P = 16;
+    const S = 6;
+    const D = 8;
+    const Q = 6;
+    const MAX_JOBS = 120;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 0x7fffffff }),
+        fc.array(jobArb(P, S, D, Q, true), { minLength: 1, maxLength: MAX_JOBS }),
+        fc.array(jobArb(P, S, D, Q, true), { minLength: 1, maxLength: MAX_JOBS }),
+        fc.nat(pools.length - 1),
+        fc.constantFrom('finish', 'run', 'start'),
+        (seed, jobsA, jobsB, which, then) => {
+          const pool = pools[which]!;
+          const area = new Area(e, ps, P, S, 2 * MAX_JOBS, D, Q, seed, false);
+          const a = new JobTable(e, MAX_JOBS, 8);
+          const b = new JobTable(e, MAX_JOBS, 8);
+          try {
+            // The reference: A then B, in order on one thread (B's outputs after A's).
+            const before = area.snapshot();
+            fill(a, area, jobsA);
+            runJobsInline(a);
+            const wantA = results(a);
+            fillAfter(b, area, jobsB, MAX_JOBS);
+            runJobsInline(b);
+            const wantB = results(b);
+            const wantMem = area.snapshot();
+            area.restore(before);
+            fill(a, area, jobsA);
+            pool.start(a);
+            fillAfter(b, area, jobsB, MAX_JOBS); // while the workers run A
+            if (then === 'finish') {
+              pool.finish(a);
+              pool.run(b);
+            } else if (then === 'run') {
+              pool.run(b); // joins A first
+              pool.finish(a);
+            } else {
+              pool.start(b); // joins A first
+              pool.finish(b);
+              pool.finish(a);
+            }
+            pool.finish(a); // joined already: nothing
+            expect(results(a)).toEqual(wantA);
+            expect(results(b)).toEqual(wantB);
+            expect(Buffer.compare(area.snapshot(), wantMem)).toBe(0);
+          } finally {
+            a.dispose();
+            b.dispose();
+            area.dispose();
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("throws a started batch's trap from its finish, also when another batch joined it", () => {
+    const pool = pools[1]!;
+    const a = pool.createTable(8);
+    const b = pool.createTable(8);
+    const at = e.take(a, 4096, 64, true);
+    try {
+      for (const joined of [false, true]) {
+        a.reset();
+        b.reset();
+        a.copy(0, e.bytes().length - 16, 64, 4096); // past the end of the memory
+        pool.start(a);
+        b.isZero(0, at, 4096);
+        if (joined) pool.run(b); // joins A: A's trap is A's, B runs
+        expect(() => pool.finish(a)).toThrow(/trapped/);
+        if (joined) expect(b.result(0)).toBe(1);
+        pool.finish(a); // thrown once
+      }
+    } finally {
+      e.give(a, at);
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  it('finishes a started batch before dispose stops the workers', () => {
+    const pool = getKernelPool(e, 7)!;
+    const table = pool.createTable(64);
+    const at = e.take(table, 64 * 4096, 4096, true);
+    try {
+      for (let i = 0; i < 64; i++) table.fill(i, at + i * 4096, i + 1, 4096);
+      pool.start(table);
+      pool.dispose();
+      pool.finish(table);
+      for (let i = 0; i < 64; i++) expect(e.bytes()[at + i * 4096 + 4095]).toBe(i + 1);
+    } finally {
+      e.give(table, at);
       table.dispose();
     }
   });

@@ -265,6 +265,10 @@ export class KernelPool {
   /** Batches the caller runs alone before it tries the workers again (see {@link KernelPool.run}). */
   private backoff = 0;
   private backoffLength = BACKOFF_MIN;
+  /** The batch {@link KernelPool.start} began, until joined. */
+  private pending: JobTable | null = null;
+  /** A started batch that trapped, until its {@link KernelPool.finish} throws. */
+  private trappedTable: JobTable | null = null;
 
   /** @internal Use {@link getKernelPool}. */
   constructor(engine: WasmEngine, threads: number, api: WorkerThreadsApi, module: object, kernel: PoolKernel, spinMicros: number) {
@@ -326,6 +330,7 @@ export class KernelPool {
   run(table: JobTable): void {
     if (table.engine !== this.engine) throw new Error('the job table belongs to another engine');
     if (table.count === 0) return;
+    if (this.pending !== null) this.join(); // a started batch runs first
     const ctl = this.ctl;
     const e = (this.epoch = (this.epoch + 1) | 0);
     ctl[C_TABLE] = table.heads;
@@ -378,6 +383,69 @@ export class KernelPool {
     this.checkTrapped();
   }
 
+  /**
+   * Starts the jobs of `table` on the workers and returns at once, so that
+   * the caller can prepare the next batch meanwhile (in another table);
+   * {@link KernelPool.finish} then joins the batch. The table must not
+   * change until then. Another batch (`run` or `start`, by any caller)
+   * first joins this one, so one batch runs at a time. Without workers
+   * (disposed, broken) the caller runs every lane now.
+   */
+  start(table: JobTable): void {
+    if (table.engine !== this.engine) throw new Error('the job table belongs to another engine');
+    if (this.pending !== null) this.join();
+    const ctl = this.ctl;
+    const e = (this.epoch = (this.epoch + 1) | 0);
+    ctl[C_TABLE] = table.heads;
+    ctl[C_LANES] = table.lanes;
+    ctl[C_JOBS] = table.jobs;
+    ctl[C_MEMPAGES] = this.engine.bytes().length >>> 16;
+    ctl[C_FAIL] = NO_FAILURE;
+    ctl[C_TRAPPED] = 0;
+    ctl[C_DONE] = 0;
+    Atomics.store(ctl, C_CLAIM, (e & EPOCH_MASK) << LANE_BITS);
+    this.pending = table;
+    if (this.disposed || ctl[C_BROKEN] !== 0 || table.count === 0) return this.join();
+    Atomics.store(ctl, C_EPOCH, e);
+    if (Atomics.load(ctl, C_SLEEPERS) > 0) Atomics.notify(ctl, C_EPOCH);
+  }
+
+  /**
+   * Joins the batch of `table` that {@link KernelPool.start} started (the
+   * caller runs the lanes no worker has claimed yet, then waits for the
+   * others); returns at once when it was joined already. Results, failures
+   * and traps as {@link KernelPool.run}.
+   */
+  finish(table: JobTable): void {
+    if (this.pending === table) this.join();
+    if (this.trappedTable === table) {
+      this.trappedTable = null;
+      throw new Error('a kernel job trapped (an address outside the kernel memory)');
+    }
+  }
+
+  /** Runs what is left of the started batch on the caller and waits for the rest. */
+  private join(): void {
+    const table = this.pending!;
+    this.pending = null;
+    const ctl = this.ctl;
+    const lanes = table.lanes;
+    this.claimLanes(this.epoch, table);
+    let done = Atomics.load(ctl, C_DONE);
+    if (done !== lanes) {
+      const until = performance.now() + this.waitSpinMicros / 1000;
+      while (done !== lanes) {
+        for (let i = 0; i < 256 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
+        if (done === lanes || performance.now() > until) break;
+      }
+      while (done !== lanes) {
+        Atomics.wait(ctl, C_DONE, done, 1000);
+        done = Atomics.load(ctl, C_DONE);
+      }
+    }
+    if (ctl[C_TRAPPED] !== 0) this.trappedTable = table;
+  }
+
   private checkTrapped(): void {
     const ctl = this.ctl;
     if (ctl[C_TRAPPED] !== 0) throw new Error('a kernel job trapped (an address outside the kernel memory)');
@@ -407,6 +475,7 @@ export class KernelPool {
   /** Stops the workers (once). Later batches run on the caller alone. */
   dispose(): void {
     if (this.disposed) return;
+    if (this.pending !== null) this.join(); // its workers finish it first
     this.disposed = true;
     Atomics.store(this.ctl, C_STOP, 1);
     Atomics.add(this.ctl, C_EPOCH, 1);
