@@ -538,6 +538,29 @@ describe('review regressions', () => {
     expect(() => new XbzrleEncodeStream({ blocks: [{ id: '\uDC00x', length: PS }] })).toThrow(RangeError);
   });
 
+  it("MemoryPageStore.locate serves each block's own segment, grows the extent, and forgets everything on dispose", () => {
+    const store = new MemoryPageStore();
+    const a = store.locate('a', PS, PS, true)!;
+    a.bytes.fill(1, a.at, a.at + PS);
+    // The same segment index in another block is another segment (never written: undefined).
+    expect(store.locate('b', PS, PS, false)).toBeUndefined();
+    const b = store.locate('b', 2 * PS, PS, true)!;
+    b.bytes.fill(2, b.at, b.at + PS);
+    expect(store.locate('a', 2 * PS, PS, false)!.bytes[2 * PS]).toBe(0);
+    expect(store.locate('a', 0, PS, false)!.bytes[PS]).toBe(1);
+    // The next page of the same segment, created: the block grows to it.
+    store.locate('a', 3 * PS, PS, true);
+    expect(store.blocks()).toEqual([
+      { id: 'a', length: 4 * PS },
+      { id: 'b', length: 3 * PS },
+    ]);
+    expect(store.read('b')[2 * PS]).toBe(2);
+    store.dispose();
+    expect(store.locate('a', 2 * PS, PS, false)).toBeUndefined();
+    expect(store.locate('b', 2 * PS, PS, false)).toBeUndefined();
+    expect(store.locate('a', 0, PS, true)!.bytes[PS]).toBe(0);
+  });
+
   it('bounds the memory a hostile stream can make MemoryPageStore allocate (maxMemory)', async () => {
     // ZERO records with fill 1 at offsets 64 KiB apart: 9 bytes of input per 64 KiB segment.
     const chunks: Uint8Array[] = [];
