@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocPages, encodeRounds, FilePageStore, freePages, MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
+import { allocPages, encodeRounds, encodeXbzrle, FilePageStore, freePages, MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, rng, split } from './helpers/bytes.js';
@@ -54,6 +54,65 @@ async function decode(
   }
   const s = dec.stats.toJSON();
   return { image, stats: error === null ? { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } : null, error };
+}
+
+/**
+ * Writes `chunks` to a decoder with `threads` through one buffer, filled
+ * again with the next chunk once the decoder is done with the last (as a
+ * reader reusing its buffer does); the store's blocks and the image of each.
+ */
+async function decodeThroughOneBuffer(chunks: Uint8Array[], threads: number): Promise<{ blocks: unknown; images: Uint8Array[] }> {
+  const store = new MemoryPageStore();
+  const dec = new XbzrleDecodeStream({ store, emitPages: false, threads });
+  const buffer = Buffer.alloc(Math.max(...chunks.map((c) => c.length)));
+  for (const c of chunks) {
+    buffer.set(c);
+    await new Promise<void>((resolve, reject) => dec.write(buffer.subarray(0, c.length), (err) => (err ? reject(err) : resolve())));
+  }
+  await new Promise<void>((resolve, reject) => {
+    dec.on('finish', resolve);
+    dec.on('error', reject);
+    dec.end();
+  });
+  dec.destroy();
+  const blocks = store.blocks();
+  const images = blocks.map((b) => store.read(b.id));
+  store.dispose();
+  return { blocks, images };
+}
+
+/**
+ * A stream without MEM_SIZE (the store's extents are the blocks' lengths):
+ * `n` records on random pages of three blocks, ZERO, PAGE and XBZRLE records
+ * mixed, offsets going up and down.
+ */
+function extentStream(n: number, seed: number): Uint8Array {
+  const rand = rng(seed);
+  const out: Uint8Array[] = [];
+  const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
+  const page = new Uint8Array(PS);
+  const next = new Uint8Array(PS);
+  const delta = new Uint8Array(PS);
+  const blocks = ['ram', 'vga', 'rom'];
+  for (let i = 0; i < n; i++) {
+    const block = blocks[Math.floor(rand() * rand() * 3)]!;
+    const offset = Math.floor(rand() * 600) * PS;
+    const k = rand();
+    if (k < 0.2) w.zero(block, offset, rand() < 0.5 ? 0 : 1 + Math.floor(rand() * 255));
+    else if (k < 0.5) {
+      for (let b = 0; b < PS; b += 64) page[b] = Math.floor(rand() * 256);
+      w.page(block, offset, page, 0);
+    } else {
+      // A delta from zeros: valid against any page, it sets the bytes it names.
+      next.fill(0);
+      for (let e = 0; e < 1 + Math.floor(rand() * 30); e++) next[Math.floor(rand() * PS)] = 1 + Math.floor(rand() * 255);
+      const len = encodeXbzrle(page.fill(0), next, delta);
+      if (len > 0) w.xbzrle(block, offset, delta, 0, len);
+    }
+  }
+  w.eos();
+  w.flush();
+  return concat(out);
 }
 
 /** A stream of rounds of a changing image: zero pages, small edits, rewrites. */
@@ -109,6 +168,45 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
       const two = await decode([bad], 2, PS, cache);
       expect(two.error).toEqual(one.error);
       if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
+    }
+  });
+
+  it('fails a corrupt delta with the error and offset of one thread while the workers run the batch before', async () => {
+    // Some 12 000 records: the failing delta is in a batch the workers run while the next is filled.
+    const bytes = await stream(4000, 3, 11);
+    const rand = rng(5);
+    for (let t = 0; t < 6; t++) {
+      const bad = bytes.slice();
+      const at = Math.floor(bytes.length / 3 + rand() * (bytes.length * 2 / 3 - 1));
+      bad[at] = bad[at]! ^ 0x5a;
+      const chunks = split(bad, 'random', t, 200_000);
+      const one = await decode(chunks, 1);
+      const two = await decode(chunks, 2);
+      expect(two.error).toEqual(one.error);
+      if (one.error === null) expect(Buffer.compare(two.image!, one.image!)).toBe(0);
+    }
+  });
+
+  it('reads the input anew when the writer fills the same buffer again for each chunk', async () => {
+    const bytes = await stream(3000, 3, 21);
+    for (const max of [5_000, 100_000, 1_000_000]) {
+      const chunks = split(bytes, 'random', max, max);
+      const one = await decodeThroughOneBuffer(chunks, 1);
+      const two = await decodeThroughOneBuffer(chunks, 2);
+      expect(two.blocks).toEqual(one.blocks);
+      for (let i = 0; i < one.images.length; i++) expect(Buffer.compare(two.images[i]!, one.images[i]!)).toBe(0);
+    }
+  });
+
+  it('records the extents of one thread, blocks interleaved and offsets going up and down', async () => {
+    for (const seed of [1, 2, 3]) {
+      const bytes = extentStream(10_000, seed);
+      const chunks = split(bytes, 'random', seed, 300_000);
+      const one = await decodeThroughOneBuffer(chunks, 1);
+      const two = await decodeThroughOneBuffer(chunks, 2);
+      expect((one.blocks as unknown[]).length).toBe(3);
+      expect(two.blocks).toEqual(one.blocks);
+      for (let i = 0; i < one.images.length; i++) expect(Buffer.compare(two.images[i]!, one.images[i]!)).toBe(0);
     }
   });
 

@@ -65,10 +65,12 @@ export interface DecoderOptions {
    * Threads to apply records on, with `emitPages: false` and a store that
    * can be written in place (a {@link MemoryPageStore}): the parser stays on
    * the calling thread, page copies, fills and XBZRLE decodes go to
-   * `threads - 1` workers sharing the kernel's memory, the records of one
-   * page in stream order. Results, statistics and error offsets are those of
-   * one thread; after an error, pages of the records queued after the failing
-   * one (up to 2048 records, 8 MiB) may have been written and counted.
+   * `threads - 1` workers sharing the kernel's memory (in batches of up to
+   * 4096 records or 4 MiB of input, the next parsed while the workers run
+   * one), the records of one page in stream order. Results, statistics and
+   * error offsets are those of one thread; after an error, pages of the
+   * records after the failing one in its batch may have been written, and
+   * the records of the next batch counted.
    * Default 1; otherwise, or where workers are missing, the single-thread
    * path runs.
    */

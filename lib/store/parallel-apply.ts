@@ -1,66 +1,86 @@
 import { checkDelta, corrupt } from '../codec/decode.js';
-import type { JobTable, KernelPool } from '../codec/wasm/pool.js';
+import { JOB_A, JOB_B, JOB_RESULT, JOB_WORDS, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
+import type { RamRecord } from '../format/record-parser.js';
 import type { InPlacePageStore } from './page-store.js';
 
-/** Bytes of record payloads a batch holds (copied into the kernel's memory). */
-const STAGING_BYTES = 8 << 20;
+/** Bytes of input a batch holds (copied into the kernel's memory); two batches are kept. */
+const STAGING_BYTES = 4 << 20;
 /** Records per batch. */
-const BATCH_RECORDS = 2048;
+const BATCH_RECORDS = 4096;
+/**
+ * Input bytes copied into the kernel's memory at a time: a record whose
+ * payload is not there yet brings in the input from it on, so that the next
+ * records' payloads are there already (one copy for many records).
+ */
+const WINDOW_BYTES = 128 << 10;
+
+/** One batch: a job table, the staging area its payloads are in, and what is needed after its run. */
+interface Batch {
+  readonly table: JobTable;
+  /** Kernel address of the batch's staging area ({@link STAGING_BYTES}, owned by the table). */
+  readonly staging: number;
+  /** Per job: stream position of a delta's first byte (its errors are reported from there). */
+  readonly position: Float64Array;
+  /** Per job: end of the page in its block. */
+  readonly end: Float64Array;
+  /** Per job: the page's block. */
+  readonly block: string[];
+}
 
 /**
  * Page records applied on a kernel worker pool: {@link RamLoader} queues the
- * stores of an in-place store here instead of making them, and
- * {@link ParallelApply.run} makes them on every thread, the jobs of one page
- * in stream order (lanes keyed by the page's address). Payloads are copied
- * into a staging area of the kernel's memory when queued, so a batch outlives
- * the input chunk it came from. Extents are recorded in stream order after
- * the run, up to the first delta that failed, whose error is the one the
- * single-thread path throws (same code, message and offset).
+ * stores of an in-place store here instead of making them, and the pool
+ * makes them on its threads, the jobs of one page in stream order (lanes
+ * keyed by the page's address).
+ *
+ * Two batches take turns: while the workers run one, the caller parses the
+ * next records into the other; when that one is full, the caller joins the
+ * first (running its lanes no worker has begun), then starts the second.
+ * Payloads are copied into the kernel's memory in windows of the input
+ * chunk (one copy for the records inside it, aligned as the input so that it
+ * copies whole words), so a batch outlives the chunk it came from. Extents
+ * are recorded in stream order after a batch, up to the first delta that
+ * failed, whose error is the one the single-thread path throws (same code,
+ * message and offset); the batch after it is dropped.
  */
 export class ParallelApply {
-  private readonly table: JobTable;
-  private readonly staging: number;
+  private readonly batches: readonly [Batch, Batch];
+  /** The batch being filled. */
+  private filling: Batch;
+  /** The batch the workers run, until joined. */
+  private running: Batch | null = null;
+  /** Bytes of the filling batch's staging area in use. */
   private used = 0;
-  private readonly position = new Float64Array(BATCH_RECORDS);
-  private readonly source = new Int32Array(BATCH_RECORDS);
-  private readonly length = new Int32Array(BATCH_RECORDS);
-  private readonly end = new Float64Array(BATCH_RECORDS);
-  private readonly block: string[] = [];
-  /** Lane keys of the pages with a queued job. */
-  private readonly queued = new Set<number>();
+  // The input window in the filling batch's staging area: `src[winStart … winEnd)` at `winAt`,
+  // `src` being a chunk whose byte 0 is at stream position `winBase`.
+  private winSrc: Uint8Array | null = null;
+  private winBase = 0;
+  private winStart = 0;
+  private winEnd = 0;
+  private winAt = 0;
+  /** log2 of the page size: a page's lane key is its address shifted by it. */
+  private readonly pageShift: number;
 
   private constructor(
     private readonly pool: KernelPool,
     private readonly pageSize: number,
   ) {
-    this.staging = pool.engine.take(this, STAGING_BYTES, 64);
-    this.table = pool.createTable(BATCH_RECORDS);
+    this.pageShift = 31 - Math.clz32(pageSize);
+    this.batches = [this.batch(), this.batch()];
+    this.filling = this.batches[0];
   }
 
-  /** Null when the kernel's memory has no room for the staging area. */
+  /** Null when the kernel's memory has no room for the staging areas. */
   static make(pool: KernelPool, pageSize: number): ParallelApply | null {
     const p = new ParallelApply(pool, pageSize);
-    if (p.staging >= 0) return p;
+    if (p.batches[0].staging >= 0 && p.batches[1].staging >= 0) return p;
     p.dispose();
     return null;
   }
 
-  /** True when the next record might not fit: run the batch first. */
-  get full(): boolean {
-    return this.table.count >= BATCH_RECORDS || this.used + this.pageSize > STAGING_BYTES;
-  }
-
-  /** Queued jobs. */
+  /** Queued jobs (not yet made). */
   get count(): number {
-    return this.table.count;
-  }
-
-  /**
-   * True when a job on the page at `dst` is queued: a record for it must be
-   * queued too (after it), not made now.
-   */
-  busy(dst: number): boolean {
-    return this.queued.size > 0 && this.queued.has(this.keyOf(dst));
+    return this.filling.table.count + (this.running === null ? 0 : this.running.table.count);
   }
 
   /** The kernel-memory address of a located page, or -1 when it is not in the pool's memory. */
@@ -69,77 +89,196 @@ export class ParallelApply {
     return base < 0 ? -1 : base + at;
   }
 
-  /** Queues a PAGE record: its payload copied to the page at `dst`. */
-  page(block: string, offset: number, dst: number, src: Uint8Array, srcOff: number, position: number): void {
-    const at = this.stage(src, srcOff, this.pageSize);
-    this.note(this.table.copy(this.keyOf(dst), dst, at, this.pageSize), dst, block, offset, position, at, this.pageSize);
-  }
-
-  /** Queues a ZERO record: the page at `dst` set to `byte`. */
-  fill(block: string, offset: number, dst: number, byte: number, position: number): void {
-    this.note(this.table.fill(this.keyOf(dst), dst, byte, this.pageSize), dst, block, offset, position, 0, 0);
-  }
-
-  /** Queues an XBZRLE record: validated and decoded into the page at `dst` (`checked`: already validated, applied). */
-  delta(block: string, offset: number, dst: number, src: Uint8Array, srcOff: number, len: number, position: number, checked: boolean): void {
-    const at = this.stage(src, srcOff, len);
-    const key = this.keyOf(dst);
-    const j = checked ? this.table.apply(key, at, len, dst) : this.table.decode(key, at, len, dst, this.pageSize);
-    this.note(j, dst, block, offset, position, at, len);
+  /**
+   * Queues a page record for the page at kernel address `dst`: a ZERO
+   * record's fill, a PAGE record's copy, an XBZRLE record's decode (validated
+   * first unless `checked`). A full batch is started first, after the one
+   * running is joined (which throws that one's failed delta).
+   */
+  add(rec: RamRecord, dst: number, checked: boolean, store: InPlacePageStore): void {
+    if (this.filling.table.count >= BATCH_RECORDS) this.rotate(store);
+    const kind = rec.kind;
+    const at = kind === 'zero' ? 0 : this.payload(rec, store);
+    const ps = this.pageSize;
+    const b = this.filling;
+    const t = b.table;
+    const key = dst >>> this.pageShift; // the same for every job on the page (segments are only 4 KiB aligned)
+    let j: number;
+    if (kind === 'zero') j = t.fill(key, dst, rec.fill, ps);
+    else if (kind === 'page') j = t.copy(key, dst, at, ps);
+    else if (checked) j = t.apply(key, at, rec.length, dst);
+    else j = t.decode(key, at, rec.length, dst, ps);
+    b.position[j] = rec.dataPosition;
+    b.end[j] = rec.offset + ps;
+    b.block[j] = rec.block;
   }
 
   /**
-   * Runs the queued jobs, then records each page's extent in `store` in
-   * stream order. Throws the first failed delta's error, as the single-thread
-   * path would have (pages of later records may have been written).
+   * Makes every queued job (the running batch, then the one being filled)
+   * and records the pages' extents in `store`. Throws the first failed
+   * delta's error, as the single-thread path would have.
    */
-  run(store: InPlacePageStore): void {
-    const table = this.table;
-    const n = table.count;
-    if (n === 0) return;
+  flush(store: InPlacePageStore): void {
+    if (this.running !== null) this.complete(this.running, store);
+    const b = this.filling;
+    if (b.table.count === 0) return;
+    this.forgetWindow();
+    this.used = 0;
     try {
-      this.pool.run(table);
-      const ps = this.pageSize;
-      for (let j = 0; j < n; j++) {
-        const r = table.result(j);
-        if (r < 0) {
-          const mem = this.pool.engine.bytes();
-          const result = checkDelta(mem, this.source[j]!, this.length[j]!, ps); // the reason, from the same bytes
-          throw corrupt(result < 0 ? result : r, this.position[j]!);
-        }
-        store.written(this.block[j]!, this.end[j]!);
-      }
-    } finally {
-      table.reset();
-      this.used = 0;
-      this.block.length = 0;
-      this.queued.clear();
+      this.pool.run(b.table);
+    } catch (err) {
+      this.drop();
+      throw err;
     }
+    this.results(b, store);
   }
 
   dispose(): void {
-    this.table.dispose();
-    this.pool.engine.giveAll(this);
+    const engine = this.pool.engine;
+    for (const b of this.batches) {
+      if (this.running === b) {
+        try {
+          this.pool.finish(b.table); // the workers are done with its memory
+        } catch {
+          // (a trap: nothing to report any more)
+        }
+      }
+      if (b.staging >= 0) engine.give(b.table, b.staging);
+      b.table.dispose();
+    }
+    this.running = null;
   }
 
-  /** The lane key of the page at `dst`: the same for every job on that page (segments are only 4 KiB aligned). */
-  private keyOf(dst: number): number {
-    return Math.floor(dst / this.pageSize);
+  private batch(): Batch {
+    const table = this.pool.createTable(BATCH_RECORDS);
+    // The staging area is the table's: a batch the pool still runs keeps both.
+    const staging = this.pool.engine.take(table, STAGING_BYTES, 64);
+    // (The block array is filled up front and overwritten, never emptied: an array grown
+    // again for every batch cost an allocation every few records.)
+    return { table, staging, position: new Float64Array(BATCH_RECORDS), end: new Float64Array(BATCH_RECORDS), block: new Array<string>(BATCH_RECORDS).fill('') };
   }
 
-  private stage(src: Uint8Array, srcOff: number, len: number): number {
-    const at = this.staging + this.used;
-    this.pool.engine.bytes().set(src.subarray(srcOff, srcOff + len), at);
-    this.used += (len + 63) & ~63;
-    return at;
+  /**
+   * The kernel address of the record's payload: in the input window when it
+   * is there, else a new window copied from the payload on (a full staging
+   * area first starts the batch).
+   */
+  private payload(rec: RamRecord, store: InPlacePageStore): number {
+    const src = rec.src;
+    const off = rec.srcOffset;
+    const len = rec.length;
+    const base = rec.dataPosition - off;
+    // The same chunk at the same stream position: the bytes the window holds (a chunk
+    // object filled again, or the parser's buffer of a record cut across chunks, is at
+    // another position).
+    if (src === this.winSrc && base === this.winBase && off >= this.winStart && off + len <= this.winEnd) {
+      return this.winAt + (off - this.winStart);
+    }
+    // Copied so that source and destination share their alignment: a copy into shared
+    // memory goes a word at a time only then (else byte by byte, ~8x slower).
+    const align = (src.byteOffset + off) & 7;
+    let at = ((this.used + 7) & ~7) + align;
+    if (at + len > STAGING_BYTES) {
+      this.rotate(store);
+      at = align;
+    }
+    const end = Math.min(src.length, off + Math.max(len, Math.min(STAGING_BYTES - at, WINDOW_BYTES)));
+    const addr = this.filling.staging + at;
+    this.pool.engine.bytes().set(src.subarray(off, end), addr);
+    this.used = at + (end - off);
+    this.winSrc = src;
+    this.winBase = base;
+    this.winStart = off;
+    this.winEnd = end;
+    this.winAt = addr;
+    return addr;
   }
 
-  private note(j: number, dst: number, block: string, offset: number, position: number, source: number, length: number): void {
-    this.queued.add(this.keyOf(dst));
-    this.position[j] = position;
-    this.source[j] = source;
-    this.length[j] = length;
-    this.end[j] = offset + this.pageSize;
-    this.block[j] = block;
+  /** Joins the running batch, then starts the filling one on the workers; the other batch is filled next. */
+  private rotate(store: InPlacePageStore): void {
+    if (this.running !== null) this.complete(this.running, store);
+    const b = this.filling;
+    this.forgetWindow();
+    this.used = 0;
+    if (b.table.count === 0) return;
+    this.pool.start(b.table);
+    this.running = b;
+    this.filling = b === this.batches[0] ? this.batches[1] : this.batches[0];
+  }
+
+  /** Joins the running batch `b` and records its results. */
+  private complete(b: Batch, store: InPlacePageStore): void {
+    this.running = null;
+    try {
+      this.pool.finish(b.table);
+    } catch (err) {
+      b.table.reset();
+      this.drop();
+      throw err;
+    }
+    this.results(b, store);
+  }
+
+  /**
+   * Records the extents of batch `b` in stream order (one call per run of
+   * jobs in the same block: an extent covers those below it) up to its
+   * first failed delta, whose error is thrown (the batch being filled is then
+   * dropped: its records come after). Empties `b`.
+   */
+  private results(b: Batch, store: InPlacePageStore): void {
+    const t = b.table;
+    const n = t.count;
+    const words = t.words;
+    const blocks = b.block;
+    const ends = b.end;
+    let block = '';
+    let end = 0;
+    let failed = -1;
+    for (let j = 0, at = t.jobs + JOB_RESULT; j < n; j++, at += JOB_WORDS) {
+      if (words[at]! < 0) {
+        failed = j;
+        break;
+      }
+      const blk = blocks[j]!;
+      const e = ends[j]!;
+      if (blk !== block) {
+        if (end > 0) store.written(block, end);
+        block = blk;
+        end = e;
+      } else if (e > end) end = e;
+    }
+    if (end > 0) store.written(block, end);
+    if (failed < 0) {
+      t.reset();
+      return;
+    }
+    const at = t.jobs + failed * JOB_WORDS;
+    const r = words[at + JOB_RESULT]!;
+    const result = checkDelta(this.pool.engine.bytes(), words[at + JOB_A]!, words[at + JOB_B]!, this.pageSize); // the reason, from the same bytes
+    const err = corrupt(result < 0 ? result : r, b.position[failed]!);
+    t.reset();
+    this.drop();
+    throw err;
+  }
+
+  /** Drops the queued jobs not yet made (after a failure). */
+  private drop(): void {
+    if (this.running !== null) {
+      try {
+        this.pool.finish(this.running.table);
+      } catch {
+        // (the failure reported is the earlier one)
+      }
+      this.running.table.reset();
+      this.running = null;
+    }
+    this.filling.table.reset();
+    this.forgetWindow();
+    this.used = 0;
+  }
+
+  private forgetWindow(): void {
+    this.winSrc = null;
+    this.winEnd = 0;
   }
 }

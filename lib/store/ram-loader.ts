@@ -6,12 +6,6 @@ import { XbzrleStats } from '../stats.js';
 import { hasInPlaceAccess, type InPlacePageStore, type PageLocation, type PageStore } from './page-store.js';
 import type { ParallelApply } from './parallel-apply.js';
 
-/**
- * Deltas up to this many bytes are applied on the calling thread when no job
- * is queued on their page: staging one for a worker costs about as much.
- */
-const DIRECT_DELTA_BYTES = 256;
-
 /** Kinds of page record. */
 export type DecodedPageKind = 'page' | 'zero' | 'xbzrle';
 
@@ -79,7 +73,7 @@ export class RamLoader {
 
   /** Makes the stores queued for the worker pool (stream order kept); throws the first failed delta's error. */
   flush(): void {
-    if (this.parallel !== null && this.parallel.count > 0) this.parallel.run(this.memory!);
+    if (this.parallel !== null && this.parallel.count > 0) this.parallel.flush(this.memory!);
   }
 
   /**
@@ -209,7 +203,6 @@ export class RamLoader {
     const par = this.parallel!;
     const memory = this.memory!;
     const ps = this.pageSize;
-    if (par.full) par.run(memory);
     const { block, offset } = rec;
     let loc = memory.locate(block, offset, ps, rec.kind === 'page');
     if (loc == null && rec.kind === 'zero') {
@@ -221,7 +214,7 @@ export class RamLoader {
       // The store writes pages out first: the queued jobs are made before it does (it starts
       // on a later tick).
       try {
-        par.run(memory);
+        par.flush(memory);
       } catch (err) {
         (filled as Promise<void>).catch(() => undefined); // the error reported is the delta's
         throw err;
@@ -229,31 +222,17 @@ export class RamLoader {
       return filled as Promise<void>;
     }
     if (loc === null) return null;
-    // A delta against a page never written is checked now (apply() runs the queue before
+    // A delta against a page never written is checked now (apply() makes the queue before
     // its error), then applied to the new zero page without a second check.
     const checked = loc === undefined;
     loc ??= this.freshPage(block, offset, rec.src, rec.srcOffset, rec.length, rec.dataPosition);
     if (loc === null) return null;
     const dst = par.address(loc.bytes, loc.at);
     if (dst < 0) {
-      par.run(memory);
+      par.flush(memory);
       return false;
     }
-    if (par.busy(dst)) {
-      // Behind a job queued on the page: queued too, to run after it.
-      if (rec.kind === 'zero') par.fill(block, offset, dst, rec.fill, rec.position);
-      else if (rec.kind === 'page') par.page(block, offset, dst, rec.src, rec.srcOffset, rec.position);
-      else par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
-      return true;
-    }
-    if (rec.kind === 'xbzrle' && rec.length > DIRECT_DELTA_BYTES) {
-      par.delta(block, offset, dst, rec.src, rec.srcOffset, rec.length, rec.dataPosition, checked);
-      return true;
-    }
-    // No job queued on the page: a copy, a fill or a short delta is made now (staging it
-    // for a worker would cost about as much on this thread). A delta that fails here is
-    // reported after the queued records' own errors (apply() runs the queue first).
-    this.applyAt(rec, loc, checked);
+    par.add(rec, dst, checked, memory);
     return true;
   }
 
