@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocPages, encodeRounds, encodeXbzrle, FilePageStore, freePages, MemoryPageStore, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
+import { allocPages, encodeRounds, encodeXbzrle, FilePageStore, freePages, MemoryPageStore, RamRecordParser, RecordWriter, XbzrleDecodeStream, XbzrleError, type PageStore } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, rng, split } from './helpers/bytes.js';
@@ -196,6 +196,36 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
       expect(two.blocks).toEqual(one.blocks);
       for (let i = 0; i < one.images.length; i++) expect(Buffer.compare(two.images[i]!, one.images[i]!)).toBe(0);
     }
+  });
+
+  it('holds a round in the store once its EOS ends the input, before the next round comes', async () => {
+    const rand = rng(3);
+    const images: Uint8Array[] = [];
+    let img = new Uint8Array(3000 * PS);
+    for (let r = 0; r < 3; r++) {
+      img = img.slice();
+      for (let e = 0; e < 20_000; e++) img[Math.floor(rand() * img.length)] = Math.floor(rand() * 256);
+      images.push(img);
+    }
+    const out: Uint8Array[] = [];
+    for await (const c of encodeRounds(images.map((data) => [{ block: 'ram', offset: 0, data }]), { cacheSize: 1 << 24 })) out.push(c);
+    const bytes = concat(out);
+    // Each round's input: up to the end of its EOS.
+    const parser = new RamRecordParser({ pageSize: PS });
+    parser.push(bytes);
+    const ends: number[] = [];
+    for (let rec = parser.next(); rec !== null; rec = parser.next()) if (rec.kind === 'eos') ends.push(rec.position + 8);
+    expect(ends.length).toBe(4); // the last round ends with two
+    const store = new MemoryPageStore();
+    const dec = new XbzrleDecodeStream({ store, emitPages: false, threads: 2 });
+    for (let r = 0; r < 3; r++) {
+      const round = bytes.subarray(r === 0 ? 0 : ends[r - 1], r === 2 ? bytes.length : ends[r]);
+      await new Promise<void>((resolve, reject) => dec.write(round, (err) => (err ? reject(err) : resolve())));
+      expect(Buffer.compare(store.read('ram'), images[r]!)).toBe(0);
+    }
+    dec.end();
+    dec.destroy();
+    store.dispose();
   });
 
   it('records the extents of one thread, blocks interleaved and offsets going up and down', async () => {

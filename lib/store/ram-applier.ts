@@ -50,6 +50,10 @@ export class RamApplier {
     stats.transferred = parser.position;
     this.observe?.(rec);
     const pending = this.loader.apply(rec);
+    // An EOS that ends the input: the sender finished a round and nothing more has come. What
+    // is queued for a worker pool is made now, so the store holds the round (as with one thread)
+    // while the input is awaited.
+    if (rec.kind === 'eos' && parser.buffered === 0) this.loader.flush();
     return pending === undefined ? rec : pending.then(() => rec);
   }
 
