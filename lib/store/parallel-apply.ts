@@ -254,7 +254,8 @@ export class ParallelApply {
     }
     const at = t.jobs + failed * JOB_WORDS;
     const r = words[at + JOB_RESULT]!;
-    const result = checkDelta(this.pool.engine.bytes(), words[at + JOB_A]!, words[at + JOB_B]!, this.pageSize); // the reason, from the same bytes
+    // The reason, from the same bytes (the address unsigned: the words are signed, the memory may pass 2 GiB).
+    const result = checkDelta(this.pool.engine.bytes(), words[at + JOB_A]! >>> 0, words[at + JOB_B]!, this.pageSize);
     const err = corrupt(result < 0 ? result : r, b.position[failed]!);
     t.reset();
     this.drop();
