@@ -58,6 +58,9 @@ export class ParallelApply {
   private winStart = 0;
   private winEnd = 0;
   private winAt = 0;
+  /** The memory {@link ParallelApply.address} saw last, and its address (-1: not the pool's). */
+  private lastBytes: Uint8Array | null = null;
+  private lastBase = -1;
   /** log2 of the page size: a page's lane key is its address shifted by it. */
   private readonly pageShift: number;
 
@@ -85,7 +88,12 @@ export class ParallelApply {
 
   /** The kernel-memory address of a located page, or -1 when it is not in the pool's memory. */
   address(bytes: Uint8Array, at: number): number {
-    const base = this.pool.engine.addressOf(bytes);
+    // (The store's memory of the last page, a segment or a cache, holds the next ones too.)
+    if (bytes !== this.lastBytes) {
+      this.lastBytes = bytes;
+      this.lastBase = this.pool.engine.addressOf(bytes);
+    }
+    const base = this.lastBase;
     return base < 0 ? -1 : base + at;
   }
 
