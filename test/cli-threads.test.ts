@@ -1,11 +1,11 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { randomBytes, rng } from './helpers/bytes.js';
 import { runMain, scratchFolders } from './helpers/cli.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const PS = 4096;
 const dirs = scratchFolders('xbzrle-cli-threads-');
@@ -93,8 +93,8 @@ describe('--threads', () => {
     const dir = dirs.fresh('extract');
     const fixtures = join(__dirname, 'fixtures', 'qemu-10.0');
     const mig = join(dir, 'edge.mig');
-    writeFileSync(mig, gunzipSync(readFileSync(join(fixtures, 'edge-c32m.mig.gz'))));
-    const truth = gunzipSync(readFileSync(join(fixtures, 'edge-c32m.pc.ram.gz')));
+    writeFileSync(mig, gunzipFile(join(fixtures, 'edge-c32m.mig.gz')));
+    const truth = gunzipFile(join(fixtures, 'edge-c32m.pc.ram.gz'));
     for (const n of ['1', '2']) {
       const out = join(dir, `x${n}`);
       const r = await runMain(['extract', mig, '-o', out, '--threads', n, '--cache-size', '1M', '-q']);

@@ -1,11 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffImages, patchImage, verifyDelta } from '../lib/delta/index.js';
 import { RamRecordParser } from '../lib/format/record-parser.js';
 import { XbzrleError } from '../lib/errors.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'delta-qemu-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,8 +14,8 @@ const FIX = join(__dirname, 'fixtures', 'qemu-7.2');
 
 beforeAll(() => {
   // two real 32 MiB guest RAM images rebuilt by QEMU 7.2 from the captures
-  writeFileSync(p('a'), gunzipSync(readFileSync(join(FIX, 'sparse-c32m.pc.ram.gz'))));
-  writeFileSync(p('b'), gunzipSync(readFileSync(join(FIX, 'mixed-c8m.pc.ram.gz'))));
+  writeFileSync(p('a'), gunzipFile(join(FIX, 'sparse-c32m.pc.ram.gz')));
+  writeFileSync(p('b'), gunzipFile(join(FIX, 'mixed-c8m.pc.ram.gz')));
 });
 
 describe("format 'qemu' and the QEMU 7.2 fixtures", () => {

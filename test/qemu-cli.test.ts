@@ -8,14 +8,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordWriter } from '../lib/index.js';
 import { concat, sameBytes } from './helpers/bytes.js';
 import { runMain } from './helpers/cli.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
-const fixture = (name: string): Buffer => gunzipSync(readFileSync(DIR + name));
+const fixture = (name: string): Buffer => gunzipFile(DIR + name);
 
 let root = '';
 let mappedRam = '';

@@ -5,15 +5,15 @@ import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyMappedRamBlock, FilePageStore, MemoryPageStore, readQemuMigration, XbzrleError } from '../lib/index.js';
 import { rng, sameBytes, split } from './helpers/bytes.js';
 import { buildMappedRamFile, type MappedRamSpec } from './helpers/qemu-file.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
-const mig = gunzipSync(readFileSync(DIR + 'mappedram-sparse.mig.gz'));
-const pcRam = gunzipSync(readFileSync(DIR + 'mappedram-sparse.pc.ram.gz'));
+const mig = gunzipFile(DIR + 'mappedram-sparse.mig.gz');
+const pcRam = gunzipFile(DIR + 'mappedram-sparse.pc.ram.gz');
 const query = JSON.parse(readFileSync(DIR + 'mappedram-sparse.query.json', 'utf8'));
 
 /** A non-seekable input: the bytes in chunks through an async generator. */

@@ -1,12 +1,12 @@
 // MULTIFD_FLUSH like the version that wrote it, and multifd main channels (issue 16 part 3).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleError, type RamBlock } from '../lib/index.js';
 import { concat } from './helpers/bytes.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
 import { buildRecords, decodeChunks } from './helpers/streams.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
 const PS = 4096;
@@ -75,7 +75,7 @@ describe('MULTIFD_FLUSH records', () => {
 
 describe('a multifd main channel', () => {
   it('the real QEMU 10.0 capture: read successfully, said for what it is, ramComplete false; its counters match query-migrate', async () => {
-    const mig = gunzipSync(readFileSync(DIR + 'multifd-sparse.mig.gz'));
+    const mig = gunzipFile(DIR + 'multifd-sparse.mig.gz');
     const q = JSON.parse(readFileSync(DIR + 'multifd-sparse.query.json', 'utf8'))['query-migrate'].ram;
     const info = await readQemuMigration(mig);
     expect(info.ramComplete).toBe(false);

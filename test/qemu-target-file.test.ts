@@ -1,14 +1,13 @@
 // The CLI's --target FILE loader (issue 16 part 4/5): a JSON block table or a QEMU migration file.
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTargetFile } from '../lib/cli/target-file.js';
 import { readQemuMigration } from '../lib/index.js';
 import { loadFixture } from './helpers/qemu-file.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 let dir = '';
 beforeAll(async () => {
@@ -38,7 +37,7 @@ describe('loadTargetFile', () => {
 
   it('a mapped-ram file gives its list too', async () => {
     const p = join(dir, 'mr.mig');
-    await writeFile(p, gunzipSync(readFileSync(fileURLToPath(new URL('./fixtures/qemu-10.0/mappedram-sparse.mig.gz', import.meta.url)))));
+    await writeFile(p, gunzipFile(fileURLToPath(new URL('./fixtures/qemu-10.0/mappedram-sparse.mig.gz', import.meta.url))));
     const target = await loadTargetFile(p);
     expect(target.map((b) => b.id)).toContain('0000:00:02.0/vga.vram');
   });

@@ -6,11 +6,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MemoryPageStore, readQemuMigration } from '../lib/index.js';
 import { guessQemuVersion, machineTypeVersion, parseQemuVersion } from '../lib/qemu/version.js';
 import { sameBytes, split } from './helpers/bytes.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const LOCAL = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const SHARED = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
@@ -21,8 +21,8 @@ function capture(version: string, name: string): { mig: Buffer; ram: Buffer | nu
     const base = join(dir, `qemu-${version}`, name);
     if (!existsSync(base + '.mig.gz')) continue;
     return {
-      mig: gunzipSync(readFileSync(base + '.mig.gz')),
-      ram: existsSync(base + '.pc.ram.gz') ? gunzipSync(readFileSync(base + '.pc.ram.gz')) : null,
+      mig: gunzipFile(base + '.mig.gz'),
+      ram: existsSync(base + '.pc.ram.gz') ? gunzipFile(base + '.pc.ram.gz') : null,
       query: JSON.parse(readFileSync(base + '.query.json', 'utf8')),
     };
   }

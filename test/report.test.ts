@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { analyse } from '../lib/cli/commands/stat.js';
@@ -13,6 +12,7 @@ import { RecordWriter } from '../lib/format/record-writer.js';
 import { buildMigrationReport, configuredPageSize, renderReportHtml, CELL_KIND, codeKind, codeLevel, cellLevel, type MigrationReport } from '../lib/report/index.js';
 import { concat, randomBytes, rng } from './helpers/bytes.js';
 import { findRamSections, loadFixture } from './helpers/qemu-file.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const PS = 4096;
 const FIXTURES_10 = fileURLToPath(new URL('./fixtures/qemu-10.0/', import.meta.url));
@@ -129,7 +129,7 @@ describe.each([
 
 describe('report of QEMU 10.0 captures', () => {
   const load = (name: string): { mig: Buffer; query: { ram: { normal: number }; 'xbzrle-cache': { 'cache-miss': number; overflow: number } } } => ({
-    mig: gunzipSync(readFileSync(join(FIXTURES_10, `${name}.mig.gz`))),
+    mig: gunzipFile(join(FIXTURES_10, `${name}.mig.gz`)),
     query: JSON.parse(readFileSync(join(FIXTURES_10, `${name}.query.json`), 'utf8'))['query-migrate'],
   });
 

@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
 import { allocPages, encodeRounds, PageCache, readQemuMigration, XbzrleEncodeStream, type PageRecord, type RoundItem } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, rng } from './helpers/bytes.js';
+import { gunzipFile } from './helpers/fixtures.js';
 
 const PS = 4096;
 const engine = getEngine();
@@ -105,7 +105,7 @@ describe.skipIf(!poolAvailable)('encoder on several threads', () => {
   it('re-sends the pages of real QEMU migrations (every round, in QEMU\'s order) as one thread does', async () => {
     // QEMU 10.0's capture, through a cache of 1 MiB (evictions, the hot-page rule) and of 64 MiB.
     for (const [name, cacheSize] of [['qemu-10.0/edge-c32m', 1 << 20], ['qemu-10.0/edge-c32m', 1 << 26]] as const) {
-      const mig = gunzipSync(readFileSync(new URL(`./fixtures/${name}.mig.gz`, import.meta.url)));
+      const mig = gunzipFile(fileURLToPath(new URL(`./fixtures/${name}.mig.gz`, import.meta.url)));
       // The pages QEMU sent, as they were after each record, grouped into runs of consecutive pages.
       const items: RoundItem[] = [];
       let run: { block: string; offset: number; pages: Uint8Array[] } | null = null;

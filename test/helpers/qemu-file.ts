@@ -6,8 +6,8 @@
  * returned as byte ranges so tests can feed the RAM records to the decoder.
  */
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { gunzipFile } from './fixtures.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/qemu-7.2/', import.meta.url));
 
@@ -34,8 +34,8 @@ export interface RamSections {
 
 export function loadFixture(name: string): { mig: Buffer; ram: Buffer; query: any } {
   return {
-    mig: gunzipSync(readFileSync(FIXTURES + name + '.mig.gz')),
-    ram: gunzipSync(readFileSync(FIXTURES + name + '.pc.ram.gz')),
+    mig: gunzipFile(FIXTURES + name + '.mig.gz'),
+    ram: gunzipFile(FIXTURES + name + '.pc.ram.gz'),
     query: JSON.parse(readFileSync(FIXTURES + name + '.query.json', 'utf8')),
   };
 }
