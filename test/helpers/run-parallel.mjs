@@ -1,27 +1,36 @@
 #!/usr/bin/env node
-// Runs shell commands at the same time and fails when any of them fails; each command's
-// output is printed in one piece when it ends (no interleaving). `npm test` runs the two
-// type-checks and the tsup build this way: each is mostly one thread, so on two cores they
-// take about the time of the longest instead of the sum (measured on the 2-core VM).
-// Usage (from an npm script, node_modules/.bin on PATH): node test/helpers/run-parallel.mjs "cmd 1" "cmd 2" ...
+// Runs shell commands at the same time and fails when any of them fails (after all have
+// ended). Each command's output is printed in one piece when it ends (no interleaving),
+// except with --live, where the LAST command's output goes straight to the terminal as it
+// comes (the others' still in one piece each, when they end).
+//
+// `npm test` runs the two type-checks beside `tsup && vitest run ...` this way, the
+// type-checks under `nice`: they only read the sources, nothing waits for them, and at a
+// lower priority they take the CPU that tsup (mostly one thread) and vitest (waiting on
+// child processes, files and workers) leave idle on two cores, instead of slowing them.
+// Usage (from an npm script, node_modules/.bin on PATH):
+//   node test/helpers/run-parallel.mjs [--live] "cmd 1" "cmd 2" ...
 import { spawn } from 'node:child_process';
 
-const commands = process.argv.slice(2);
+const args = process.argv.slice(2);
+const live = args[0] === '--live';
+const commands = live ? args.slice(1) : args;
 if (commands.length === 0) {
-  console.error('usage: run-parallel.mjs "command" ...');
+  console.error('usage: run-parallel.mjs [--live] "command" ...');
   process.exit(2);
 }
 
 const results = await Promise.all(
   commands.map(
-    (command) =>
+    (command, i) =>
       new Promise((resolve) => {
         const started = Date.now();
-        const child = spawn(command, { shell: true, stdio: ['ignore', 'pipe', 'pipe'] });
+        const streamed = live && i === commands.length - 1;
+        const child = spawn(command, { shell: true, stdio: ['ignore', streamed ? 'inherit' : 'pipe', streamed ? 'inherit' : 'pipe'] });
         /** @type {Buffer[]} */
         const output = [];
-        child.stdout.on('data', (b) => output.push(b));
-        child.stderr.on('data', (b) => output.push(b));
+        child.stdout?.on('data', (b) => output.push(b));
+        child.stderr?.on('data', (b) => output.push(b));
         child.on('error', (err) => output.push(Buffer.from(`${err.message}\n`)));
         child.on('close', (code, signal) => {
           const ok = code === 0;
