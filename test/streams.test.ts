@@ -418,15 +418,17 @@ describe('backpressure', () => {
     expect(maxBuffered).toBeLessThanOrEqual(17);
   });
 
-  it('a fast producer and a slow consumer keep both buffers bounded over 64 MiB of records', async () => {
+  it('a fast producer and a slow consumer keep both buffers bounded over 16 MiB of records', async () => {
     const enc = new XbzrleEncodeStream({ cacheSize: 1 << 20 });
     const rand = rng(12);
     let written = 0;
     let maxRecords = 0;
     let maxBytes = 0;
     const producer = (async () => {
-      for (let i = 0; i < 64; i++) {
-        // A fresh 1 MiB of random pages per write: 64 MiB of distinct pages through a 1 MiB cache.
+      // 16 MiB: 4096 PAGE records, 16 times the cache and over 100 times the bounds checked below (it was
+      // 64 MiB, ~2 s of random bytes and encoding per project for nothing a longer run adds).
+      for (let i = 0; i < 16; i++) {
+        // A fresh 1 MiB of random pages per write: 16 MiB of distinct pages through a 1 MiB cache.
         const ok = enc.write({ block: 'ram', offset: i << 20, data: randomBytes(1 << 20, rand) });
         written += 1 << 20;
         if (!ok) await new Promise((r) => enc.once('drain', r));
@@ -447,8 +449,8 @@ describe('backpressure', () => {
       }),
     );
     await producer;
-    expect(written).toBe(64 << 20);
-    expect(out).toBeGreaterThan(64 << 20); // all PAGE records
+    expect(written).toBe(16 << 20);
+    expect(out).toBeGreaterThan(16 << 20); // all PAGE records
     // Records waiting: the writable high-water mark (16); bytes waiting: about one chunk over the readable one.
     expect(maxRecords).toBeLessThanOrEqual(16);
     expect(maxBytes).toBeLessThanOrEqual(64 * 1024 + 70 * 1024);
