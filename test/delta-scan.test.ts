@@ -1,13 +1,15 @@
 /**
  * diff's first pass in WebAssembly (lib/delta/scan.ts, lib/delta/wasm/scan.wat):
- * XXH64 and the page scan against xxhash-wasm and byte comparisons.
+ * XXH64 and the page scan against xxhash-wasm and byte comparisons, and the
+ * encoder's fast path (pages in the kernel's memory) against its page-by-page
+ * path (ordinary buffers): the same delta, byte for byte.
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { allocPages, freePages } from '../lib/codec/pages.js';
-import { loadHasher } from '../lib/delta/index.js';
+import { DeltaEncoder, loadHasher, loadZstd, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
 import { getScanner, SCAN_CHANGED, SCAN_NEW_ZERO, SCAN_OLD_ZERO, scanOutBytes } from '../lib/delta/scan.js';
-import { fillPage, rng } from './delta-images.js';
+import { applyInMemory, concat, fillPage, makePair, rng } from './delta-images.js';
 
 const wasmOff = process.env['XBZRLE_WASM'] === '0';
 
@@ -85,4 +87,100 @@ describe.skipIf(wasmOff)('the WebAssembly page scan', () => {
       }
     }
   });
+});
+
+/**
+ * diff's two passes in memory: `scan` in steps of `step` bytes, then
+ * `encodeChanged` on every changed page, with OLD and NEW in the kernel's
+ * memory (the WebAssembly scan, hashes and comparisons in place) or in
+ * ordinary buffers (page by page, xxhash-wasm and the XBZRLE kernel).
+ */
+async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boolean, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats; scans: number }> {
+  const ps = opts.pageSize ?? 4096;
+  // Counts the WebAssembly scans (the encoder calls the shared scanner's method).
+  const sc = getScanner()!;
+  const scan = sc.scan;
+  let scans = 0;
+  sc.scan = (...args) => {
+    scans++;
+    return scan(...args);
+  };
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const chunks: Uint8Array[] = [];
+  const oldEnd = Math.ceil(oldImg.length / ps) * ps;
+  const oldPadded = new Uint8Array(Math.max(oldEnd, newImg.length));
+  oldPadded.set(oldImg);
+  const buf = (bytes: number): Uint8Array => (inKernel ? allocPages(bytes / ps, ps) : new Uint8Array(bytes));
+  const bufs = [buf(step), buf(step), buf(2 * ps)];
+  const [ob, nb, pair] = bufs as [Uint8Array, Uint8Array, Uint8Array];
+  const enc = DeltaEncoder.create(
+    { oldSize: oldImg.length, newSize: newImg.length, ...opts },
+    {
+      readOld: async (off, into) => void into.set(oldPadded.subarray(off, off + ps)),
+      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
+    },
+    (c) => chunks.push(c),
+    { hasher, compressor },
+  );
+  try {
+    for (let p = 0; p < newImg.length; p += step) {
+      const n = Math.min(step, newImg.length - p);
+      ob.set(oldPadded.subarray(p, p + n));
+      nb.set(newImg.subarray(p, p + n));
+      enc.scan(ob.subarray(0, n), nb.subarray(0, n), p);
+    }
+    if (oldEnd > newImg.length) enc.indexOld(oldPadded.subarray(newImg.length, oldEnd), newImg.length);
+    for (const page of enc.changedPages()) {
+      // OLD's page and NEW's side by side in one buffer: only the pair's own bytes count as in memory
+      pair.set(oldPadded.subarray(page * ps, page * ps + ps), 0);
+      pair.set(newImg.subarray(page * ps, page * ps + ps), ps);
+      const olds = pair.subarray(0, ps);
+      const news = pair.subarray(ps, 2 * ps);
+      await enc.encodeChanged(page, olds, 0, news, 0);
+    }
+    const stats = enc.end();
+    return { delta: concat(chunks), stats, scans };
+  } finally {
+    sc.scan = scan;
+    enc.dispose();
+    if (inKernel) for (const b of bufs) freePages(b);
+  }
+}
+
+describe.skipIf(wasmOff)('the encoder with the WebAssembly scan', () => {
+  /** A quarter of NEW's pages copied from elsewhere in OLD (every page position of a step is a source somewhere). */
+  const moved = (): { oldImg: Uint8Array; newImg: Uint8Array } => {
+    const { oldImg, newImg } = makePair(28, 600);
+    const r = rng(29);
+    for (let k = 0; k < 150; k++) {
+      const from = Math.floor(r() * 600) * 4096;
+      newImg.set(oldImg.subarray(from, from + 4096), Math.floor(r() * 600) * 4096);
+    }
+    return { oldImg, newImg };
+  };
+  const cases: [string, () => { oldImg: Uint8Array; newImg: Uint8Array }, Partial<DeltaEncoderOptions>][] = [
+    ['same sizes', () => makePair(21, 600), {}],
+    ['many moved pages', moved, {}],
+    ['OLD longer than NEW (its tail hashed after the scan)', () => ({ oldImg: makePair(22, 700).oldImg, newImg: makePair(22, 700).newImg.slice(0, 500 * 4096) }), {}],
+    ['OLD shorter, not a page multiple', () => ({ oldImg: makePair(23, 600).oldImg.slice(0, 400 * 4096 + 1234), newImg: makePair(23, 600).newImg }), {}],
+    ['fewer index pages than OLD has (pages past the limit inserted as they come)', () => makePair(24, 600), { maxIndexPages: 200 }],
+    ['page size 1024, stored frames', () => makePair(25, 1500, 1024), { pageSize: 1024, compress: false }],
+    ['page size 16384', () => makePair(26, 120, 16384), { pageSize: 16384 }],
+    ['no dedup', () => makePair(27, 600), { dedup: false }],
+  ];
+  for (const [name, make, opts] of cases) {
+    it(`the same delta as page by page: ${name}`, async () => {
+      const { oldImg, newImg } = make();
+      const fast = await twoPasses(oldImg, newImg, true, opts);
+      const slow = await twoPasses(oldImg, newImg, false, opts);
+      expect(fast.scans).toBeGreaterThan(0);
+      expect(slow.scans).toBe(0);
+      expect(fast.stats).toEqual(slow.stats);
+      expect(Buffer.from(fast.delta).equals(Buffer.from(slow.delta))).toBe(true);
+      if (opts.dedup !== false) expect(fast.stats.refOld + fast.stats.refNew).toBeGreaterThan(0);
+      expect(fast.stats.zero).toBeGreaterThan(0);
+      const { image } = await applyInMemory(oldImg, fast.delta);
+      expect(Buffer.compare(image, newImg)).toBe(0);
+    });
+  }
 });

@@ -9,7 +9,8 @@ import { allocPages, freePages } from '../codec/pages.js';
 import { argRangeError } from '../errors.js';
 import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { DEFAULT_FRAME_SIZE, DELTA_VERSION, FLAG_COMPRESSED, FLAG_DEDUP, MAX_FRAME_SIZE, REF_NEW, REF_OLD } from './format.js';
-import { ImageDigest, PageIndex, zeroPageHash, type Hasher } from './hash.js';
+import { ImageDigest, low32, PageIndex, zeroPageHash, type Hasher } from './hash.js';
+import { getScanner, SCAN_CHANGED, scanOutBytes, type PageScanner } from './scan.js';
 import { DeltaWriter } from './writer.js';
 
 /** Options of {@link DeltaEncoder}. */
@@ -131,6 +132,9 @@ export class DeltaEncoder {
   private readonly kernel: PageKernel;
   private readonly scratch: Uint8Array;
   private readonly zeroHash: bigint;
+  /** The zero-page hash's low and high 32 bits. */
+  private readonly zeroLow: number;
+  private readonly zeroHigh: number;
   private readonly oldDigest: ImageDigest;
   private readonly newDigest: ImageDigest;
   private readonly oldHashes: BigUint64Array;
@@ -141,6 +145,18 @@ export class DeltaEncoder {
   private pushedTo = 0;
   private nChanged = 0;
   private readonly changed: Uint8Array;
+  /** The WebAssembly page scan, or null (then {@link DeltaEncoder.scan} goes page by page). */
+  private readonly scanner: PageScanner | null;
+  /** The scan's output in the kernel's memory (hashes and flags of a step), made on first use. */
+  private scanOut: Uint8Array | null = null;
+  /** Bytes of the buffers given to {@link DeltaEncoder.push} / {@link DeltaEncoder.encodeChanged} that hold pages of the images (dedup candidates compared in memory). */
+  private runFrom = 0;
+  private runTo = 0;
+  /** OLD's pages from `indexFrom` to `indexTo` (exclusive) are in oldHashes, not yet in the dedup index. */
+  private indexFrom = 0;
+  private indexTo = 0;
+  /** A comparison in the kernel overwrote the delta of the page being decided. */
+  private clobbered = false;
 
   private constructor(o: DeltaEncoder['o'], hasher: Hasher, compressor: FrameCompressor | null, workers: FrameWorkers | null, io: DeltaEncoderIO, onChunk: (chunk: Uint8Array) => void) {
     this.o = o;
@@ -154,6 +170,8 @@ export class DeltaEncoder {
     this.kernel = new PageKernel(o.pageSize, 1);
     this.scratch = allocPages(1, o.pageSize);
     this.zeroHash = zeroPageHash(hasher, o.pageSize);
+    this.zeroLow = low32(this.zeroHash);
+    this.zeroHigh = low32(this.zeroHash >> 32n);
     this.oldDigest = new ImageDigest(hasher);
     this.newDigest = new ImageDigest(hasher);
     const oldPages = Math.ceil(o.oldSize / o.pageSize);
@@ -161,6 +179,7 @@ export class DeltaEncoder {
     this.oldIndex = o.dedup ? new PageIndex(Math.min(oldPages, o.maxIndexPages)) : null;
     this.newIndex = o.dedup ? new PageIndex(Math.min(o.newSize / o.pageSize, o.maxIndexPages)) : null;
     this.changed = new Uint8Array(Math.ceil(o.newSize / o.pageSize / 8));
+    this.scanner = getScanner();
   }
 
   /**
@@ -204,6 +223,13 @@ export class DeltaEncoder {
   dispose(): void {
     this.kernel.dispose();
     freePages(this.scratch);
+    if (this.scanOut !== null) freePages(this.scanOut);
+    this.scanOut = null;
+  }
+
+  /** @internal XXH64 of an all-zero page of this page size. */
+  get zeroPageHash(): bigint {
+    return this.zeroHash;
   }
 
   /** Bytes of OLD hashed so far (the offset the next {@link DeltaEncoder.indexOld} call starts at). */
@@ -224,6 +250,7 @@ export class DeltaEncoder {
   }
 
   private hashOld(data: Uint8Array, at: number, page: number): bigint {
+    this.flushIndex();
     const h = this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64At(data, at, this.ps);
     if (page < this.oldHashes.length) this.oldHashes[page] = h;
     if (this.oldIndex !== null && h !== this.zeroHash) this.oldIndex.insert(h, page);
@@ -231,6 +258,7 @@ export class DeltaEncoder {
   }
 
   private start(): DeltaWriter {
+    this.flushIndex();
     const o = this.o;
     const w = new DeltaWriter(
       {
@@ -268,6 +296,8 @@ export class DeltaEncoder {
     if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
     if (oldData.length !== newData.length || newData.length % ps !== 0 || offset + newData.length > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
     const oldPagesTotal = Math.ceil(this.o.oldSize / ps);
+    this.runFrom = 0;
+    this.runTo = oldData.length;
     for (let at = 0; at < newData.length; at += ps) {
       const page = (offset + at) / ps;
       let oldHash: bigint;
@@ -308,6 +338,7 @@ export class DeltaEncoder {
     const k = this.kernel;
     if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
     if (oldData.length !== newData.length || newData.length % ps !== 0 || offset + newData.length > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
+    if (this.scanner !== null && this.scanStep(this.scanner, oldData, newData, offset)) return;
     const oldPagesTotal = Math.ceil(this.o.oldSize / ps);
     const changed = this.changed;
     for (let at = 0; at < newData.length; at += ps) {
@@ -327,6 +358,107 @@ export class DeltaEncoder {
       this.newDigest.add(this.hashPage(newData, at));
     }
     this.pushedTo = offset + newData.length;
+  }
+
+  /**
+   * {@link DeltaEncoder.scan} of a step in one WebAssembly call, when both
+   * steps are in the kernel's memory (else false, nothing done): the same
+   * hashes, digests, index entries and changed pages as page by page.
+   */
+  private scanStep(sc: PageScanner, oldData: Uint8Array, newData: Uint8Array, offset: number): boolean {
+    const engine = sc.engine;
+    const oa = engine.addressOf(oldData);
+    const na = engine.addressOf(newData);
+    if (oa < 0 || na < 0) return false;
+    const ps = this.ps;
+    const count = newData.length / ps;
+    if (count === 0) return true;
+    const need = scanOutBytes(count);
+    if (this.scanOut === null || this.scanOut.length < need) {
+      if (this.scanOut !== null) freePages(this.scanOut);
+      this.scanOut = null;
+      const out = allocPages(Math.ceil(need / ps), ps);
+      if (engine.addressOf(out) < 0) return false;
+      this.scanOut = out;
+    }
+    const out = this.scanOut;
+    const base = engine.addressOf(out);
+    const nChanged = sc.scan(oa, na, count, ps, base, base + 8 * count, base + 16 * count, this.zeroHash);
+    this.takeScan(out, count, offset, nChanged);
+    return true;
+  }
+
+  /**
+   * @internal The first pass's results for the `count` pages at byte
+   * `offset`, as {@link PageScanner.scan} wrote them at `out` (OLD's hashes,
+   * NEW's hashes, the flags; {@link scanOutBytes}), possibly on another thread:
+   * what {@link DeltaEncoder.scan} does with them. Steps in order from 0, as
+   * for `scan`.
+   */
+  takeScan(out: Uint8Array, count: number, offset: number, nChanged: number): void {
+    if (this.writer !== null) throw new RangeError('scan after the delta was started');
+    const ps = this.ps;
+    if (offset !== this.pushedTo) throw new RangeError(`steps out of order (offset ${offset}, expected ${this.pushedTo})`);
+    if (offset + count * ps > this.o.newSize) throw new RangeError('OLD and NEW steps must be the same page multiple inside NEW');
+    this.scanned = true;
+    this.prepassed = true;
+    const first = offset / ps;
+    const oldCount = Math.max(0, Math.min(count, Math.ceil(this.o.oldSize / ps) - first));
+    // A plain view: subarrays of kernel buffers are kernel buffers, slower to make.
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, scanOutBytes(count));
+    if (oldCount > 0) {
+      this.oldDigest.addHashes(bytes.subarray(0, 8 * oldCount));
+      const keep = Math.min(oldCount, this.oldHashes.length - first);
+      if (keep > 0) this.oldHashes.set(new BigUint64Array(out.buffer, out.byteOffset, keep), first);
+      const index = this.oldIndex;
+      if (index !== null) {
+        if (keep === oldCount && first === this.indexTo) {
+          // In oldHashes: indexed later, all at once ({@link DeltaEncoder.flushIndex}).
+          this.indexTo = first + oldCount;
+        } else {
+          this.flushIndex();
+          this.insertOld(new Uint32Array(out.buffer, out.byteOffset, 2 * oldCount), first, oldCount);
+          this.indexFrom = this.indexTo = first + oldCount;
+        }
+      }
+    }
+    this.newDigest.addHashes(bytes.subarray(8 * count, 16 * count));
+    this.stats.unchanged += count - nChanged;
+    this.changedCount += nChanged;
+    if (nChanged > 0) {
+      const flags = bytes.subarray(16 * count, 17 * count);
+      const changed = this.changed;
+      for (let i = 0; i < count; i++) {
+        if ((flags[i]! & SCAN_CHANGED) === 0) continue;
+        const page = first + i;
+        changed[page >>> 3] = changed[page >>> 3]! | (1 << (page & 7));
+      }
+    }
+    this.pushedTo = offset + count * ps;
+  }
+
+  /** Inserts OLD's pages `first` to `first + count - 1` into the dedup index, their hashes given as 32-bit halves (low first) in `words` from 0. */
+  private insertOld(words: Uint32Array, first: number, count: number): void {
+    const index = this.oldIndex!;
+    const zl = this.zeroLow;
+    const zh = this.zeroHigh;
+    for (let i = 0, j = 0; i < count; i++, j += 2) {
+      const lo = words[j]!;
+      if (lo !== zl || words[j + 1] !== zh) index.insertKey(lo, first + i);
+    }
+  }
+
+  /**
+   * Indexes the pages {@link DeltaEncoder.takeScan} left to later (their
+   * hashes are in oldHashes), in page order before any other. Building the
+   * index at once keeps its table in the cache; inserting page by page
+   * while the images stream through cost a cache miss per page.
+   */
+  private flushIndex(): void {
+    if (this.indexTo === this.indexFrom) return;
+    const h = this.oldHashes;
+    this.insertOld(new Uint32Array(h.buffer, h.byteOffset + 8 * this.indexFrom, 2 * (this.indexTo - this.indexFrom)), this.indexFrom, this.indexTo - this.indexFrom);
+    this.indexFrom = this.indexTo;
   }
 
   /** True when {@link DeltaEncoder.scan} found page `page` changed. */
@@ -359,16 +491,19 @@ export class DeltaEncoder {
    * Second pass: encodes changed page `page` (in ascending order) from OLD's
    * page at `oldData[oldAt]` (zeros past OLD's end) and NEW's at
    * `newData[newAt]`. Runs of pages may be passed as one buffer each, with
-   * `runOffset` the byte offset of the buffers' first byte (dedup candidates
-   * inside the run are compared in memory).
+   * `runOffset` the byte offset of the buffers' first byte: dedup candidates
+   * inside the run, bytes `runFrom` to `runTo` of the buffers (default: all of
+   * them), are compared in memory; the buffers' other bytes are not looked at.
    */
-  async encodeChanged(page: number, oldData: Uint8Array, oldAt: number, newData: Uint8Array, newAt: number, runOffset = page * this.ps - newAt): Promise<void> {
+  async encodeChanged(page: number, oldData: Uint8Array, oldAt: number, newData: Uint8Array, newAt: number, runOffset = page * this.ps - newAt, runFrom = 0, runTo = newData.length): Promise<void> {
     if (!this.scanned || this.pushedTo !== this.o.newSize) throw new RangeError('encodeChanged needs a complete scan first');
+    if (oldAt !== newAt) throw new RangeError('OLD and NEW run buffers must be laid out alike');
     const w = this.writer ?? this.start();
     const ps = this.ps;
     const r = this.kernel.encode(oldData, oldAt, newData, newAt);
-    const h = this.kernel.isZero(newData, newAt) ? this.zeroHash : this.hasher.h64At(newData, newAt, ps);
-    if (oldAt !== newAt) throw new RangeError('OLD and NEW run buffers must be laid out alike');
+    const h = this.hashPage(newData, newAt);
+    this.runFrom = runFrom;
+    this.runTo = Math.min(runTo, oldData.length);
     await this.decide(w, page * ps, oldData, oldAt, newData, newAt, runOffset, r, h);
   }
 
@@ -386,6 +521,7 @@ export class DeltaEncoder {
       st.xbzrle++;
       return;
     }
+    this.clobbered = false;
     if (this.oldIndex !== null) {
       const y = await this.findOld(h, newData, at, oldData, stepOffset);
       if (y >= 0) {
@@ -401,18 +537,39 @@ export class DeltaEncoder {
       }
       this.newIndex!.insert(h, x / this.ps);
     }
-    const r2 = this.oldIndex !== null ? k.encode(oldData, oldAt, newData, at) : r;
+    // The same result as `r`; encoded again only when a comparison in the kernel overwrote its delta.
+    const r2 = this.clobbered ? k.encode(oldData, oldAt, newData, at) : r;
     if (r2 > 0) {
       w.xbzrle(x, k.delta, k.deltaOff, r2);
       st.xbzrle++;
     } else {
-      w.page(x, newData, at);
+      const engine = this.scanner?.engine;
+      const addr = engine === undefined ? -1 : engine.addressOf(newData);
+      // From the whole-memory view: a subarray of it is a plain view, cheaper than one of a kernel buffer.
+      if (addr >= 0) w.page(x, engine!.bytes(), addr + at);
+      else w.page(x, newData, at);
       st.page++;
     }
   }
 
+  /** The hash of the page at `data[at]`: the zero-page hash for an all-zero page (not hashed). */
   private hashPage(data: Uint8Array, at: number): bigint {
-    return this.kernel.isZero(data, at) ? this.zeroHash : this.hasher.h64At(data, at, this.ps);
+    if (this.kernel.isZero(data, at)) return this.zeroHash;
+    const sc = this.scanner;
+    const addr = sc === null ? -1 : sc.engine.addressOf(data);
+    return addr >= 0 ? sc!.xxh64(addr + at, this.ps) : this.hasher.h64At(data, at, this.ps);
+  }
+
+  /** True when the pages at `a[aAt]` and `b[bAt]` are equal (in place when both are in the kernel's memory, else with the kernel's encoder, whose delta is then overwritten). */
+  private same(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number): boolean {
+    const sc = this.scanner;
+    if (sc !== null) {
+      const pa = sc.engine.addressOf(a);
+      const pb = pa < 0 ? -1 : sc.engine.addressOf(b);
+      if (pb >= 0) return sc.equal(pa + aAt, pb + bAt, this.ps) !== 0;
+    }
+    this.clobbered = true;
+    return this.kernel.encode(a, aAt, b, bAt) === 0;
   }
 
   private async findOld(h: bigint, newData: Uint8Array, at: number, oldData: Uint8Array, stepOffset: number): Promise<number> {
@@ -421,10 +578,10 @@ export class DeltaEncoder {
     if (y < this.oldHashes.length && this.oldHashes[y] !== h) return -1;
     const ps = this.ps;
     const yAt = y * ps - stepOffset;
-    if (yAt >= 0 && yAt < oldData.length) return this.kernel.encode(oldData, yAt, newData, at) === 0 ? y : -1;
+    if (yAt >= this.runFrom && yAt < this.runTo) return this.same(oldData, yAt, newData, at) ? y : -1;
     if (this.io.readOld === undefined) return -1;
     await this.io.readOld(y * ps, this.scratch);
-    return this.kernel.encode(this.scratch, 0, newData, at) === 0 ? y : -1;
+    return this.same(this.scratch, 0, newData, at) ? y : -1;
   }
 
   private async findNew(h: bigint, newData: Uint8Array, at: number, stepOffset: number): Promise<number> {
@@ -432,10 +589,10 @@ export class DeltaEncoder {
     if (z < 0) return -1;
     const ps = this.ps;
     const zAt = z * ps - stepOffset;
-    if (zAt >= 0 && zAt < at) return this.kernel.encode(newData, zAt, newData, at) === 0 ? z : -1;
-    if (zAt >= 0 || this.io.readNew === undefined) return -1;
+    if (zAt >= this.runFrom && zAt < at) return this.same(newData, zAt, newData, at) ? z : -1;
+    if (this.io.readNew === undefined) return -1;
     await this.io.readNew(z * ps, this.scratch);
-    return this.kernel.encode(this.scratch, 0, newData, at) === 0 ? z : -1;
+    return this.same(this.scratch, 0, newData, at) ? z : -1;
   }
 
   /**

@@ -75,6 +75,19 @@ export class ImageDigest {
     }
   }
 
+  /**
+   * Adds the hashes of the next pages at once: `hashes` holds them as 8
+   * little-endian bytes each, in page order (the layout the digest hashes).
+   */
+  addHashes(hashes: Uint8Array): void {
+    if (this.n > 0) {
+      this.state.update(this.buf.subarray(0, this.n * 8));
+      this.n = 0;
+    }
+    if (hashes.length > 0) this.state.update(hashes);
+    this.pages += hashes.length / 8;
+  }
+
   /** The digest (once; later calls return the same value). */
   digest(): bigint {
     if (this.result === null) {
@@ -105,39 +118,43 @@ export function zeroPageHash(hasher: Hasher, pageSize: number): bigint {
  */
 export class PageIndex {
   size = 0;
-  private readonly keys: Uint32Array;
-  private readonly vals: Int32Array;
+  /** Slot i: the key at 2 i, page + 1 at 2 i + 1 (0: empty); side by side, one cache miss a probe. */
+  private readonly slots: Uint32Array;
   private readonly mask: number;
   private readonly maxEntries: number;
 
   constructor(maxEntries: number) {
     let cap = 1024;
     while (cap < maxEntries * 2) cap *= 2;
-    this.keys = new Uint32Array(cap);
-    this.vals = new Int32Array(cap);
+    this.slots = new Uint32Array(2 * cap);
     this.mask = cap - 1;
     this.maxEntries = maxEntries;
   }
 
   /** Bytes of memory the index holds. */
   get bytes(): number {
-    return this.keys.byteLength + this.vals.byteLength;
+    return this.slots.byteLength;
   }
 
   /** Indexes `page` under `hash` unless the hash is already there. */
   insert(hash: bigint, page: number): void {
+    this.insertKey(low32(hash), page);
+  }
+
+  /** {@link PageIndex.insert} with the hash's low 32 bits, `key` (as {@link low32} gives them). */
+  insertKey(key: number, page: number): void {
     if (this.size >= this.maxEntries) return;
-    const key = low32(hash);
+    const slots = this.slots;
     let i = mix(key) & this.mask;
     for (;;) {
-      const v = this.vals[i]!;
+      const v = slots[2 * i + 1]!;
       if (v === 0) {
-        this.keys[i] = key;
-        this.vals[i] = page + 1;
+        slots[2 * i] = key;
+        slots[2 * i + 1] = page + 1;
         this.size++;
         return;
       }
-      if (this.keys[i] === key) return;
+      if (slots[2 * i] === key) return;
       i = (i + 1) & this.mask;
     }
   }
@@ -145,24 +162,28 @@ export class PageIndex {
   /** The page indexed under `hash`'s low 32 bits, or -1. */
   find(hash: bigint): number {
     const key = low32(hash);
+    const slots = this.slots;
     let i = mix(key) & this.mask;
     for (;;) {
-      const v = this.vals[i]!;
+      const v = slots[2 * i + 1]!;
       if (v === 0) return -1;
-      if (this.keys[i] === key) return v - 1;
+      if (slots[2 * i] === key) return v - 1;
       i = (i + 1) & this.mask;
     }
   }
 }
 
 // The low 32 bits of a hash without a BigInt operation (`hash & 0xffffffffn` allocates one per
-// call): through a one-element 64-bit array's 32-bit view (the same half on every call, whatever
-// the platform's byte order, which is all an in-memory index needs).
+// call): through a one-element 64-bit array's 32-bit view, the half that holds them on this
+// platform (so keys read as 32-bit words from hashes stored little-endian match on little-endian
+// machines, where lib/delta/scan.ts runs).
 const wide = new BigUint64Array(1);
 const halves = new Uint32Array(wide.buffer);
-function low32(hash: bigint): number {
+const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+/** The low 32 bits of `hash`, as a number. */
+export function low32(hash: bigint): number {
   wide[0] = hash;
-  return halves[0]!;
+  return halves[LOW]!;
 }
 
 function mix(k: number): number {
