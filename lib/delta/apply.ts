@@ -13,6 +13,7 @@ import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
+import { getScanner } from './scan.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 
 /** Where the applier reads OLD, and earlier NEW pages. */
@@ -23,6 +24,11 @@ export interface DeltaApplyIO {
   oldFile?: {
     /** Reads up to `length` bytes of OLD from byte `position` into `into`; resolves to the bytes read (0 at OLD's end). */
     read(into: Uint8Array, length: number, position: number): Promise<number>;
+    /**
+     * The same, synchronously (a file in the page cache: a copy, cheaper than a
+     * promise-based read and its thread hop); used instead of `read` when given.
+     */
+    readSync?(into: Uint8Array, length: number, position: number): number;
   };
   /** Reads OLD's page at byte `offset` into `into`; needed for references to OLD pages outside the current step. */
   readOld?(offset: number, into: Uint8Array): Promise<void>;
@@ -120,7 +126,8 @@ export class DeltaApplier {
       const have = Math.max(0, Math.min(ps, h.oldSize - off));
       let done = 0;
       while (done < have) {
-        const r = await file.read(done === 0 ? into : into.subarray(done), have - done, off + done);
+        const part = done === 0 ? into : into.subarray(done);
+        const r = file.readSync !== undefined ? file.readSync(part, have - done, off + done) : await file.read(part, have - done, off + done);
         if (r === 0) break;
         done += r;
       }
@@ -136,6 +143,22 @@ export class DeltaApplier {
       }
       return done;
     };
+    const sync = file?.readSync?.bind(file);
+    const fillOldSync = (buf: Uint8Array, s: number, want: number): number => {
+      let done = 0;
+      while (done < want) {
+        const r = sync!(done === 0 ? buf : buf.subarray(done), want - done, s + done);
+        if (r === 0) break;
+        done += r;
+      }
+      return done;
+    };
+    // Page hashes in place (lib/delta/scan.ts) when the step buffers are in the kernel's memory:
+    // OLD's step's hashes, then NEW's, then a flag byte a page.
+    const sc = getScanner();
+    const hashArea = sc !== null && sc.engine.addressOf(bufs[0]) >= 0 ? allocPages(Math.ceil((17 * stepPages) / ps), ps) : null;
+    const hashAt = hashArea === null ? -1 : sc!.engine.addressOf(hashArea);
+    const hashBytes = hashArea === null ? null : new Uint8Array(hashArea.buffer, hashArea.byteOffset, 17 * stepPages);
     const changed = new Uint8Array(stepPages);
     const oldHashes = new BigUint64Array(stepPages);
     const zh = zeroPageHash(this.hasher, ps);
@@ -144,7 +167,7 @@ export class DeltaApplier {
     if (file === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile');
     const oldQ = file === undefined ? new ByteQueue(io.old!) : null;
     const oldWant = (s: number): number => Math.max(0, Math.min(stepBytes, total - s, h.oldSize - s));
-    let prefetch: Promise<number> | null = file !== undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
+    let prefetch: Promise<number> | null = file !== undefined && sync === undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
     const cursor = new RecordCursor(h);
     const st = this.stats;
     let have = false; // the cursor holds a record not yet applied
@@ -177,7 +200,10 @@ export class DeltaApplier {
         const zero = zeros[k]!;
         // OLD's bytes of this step, zeros past its end.
         const oldHave = oldWant(s);
-        if (prefetch !== null) {
+        if (sync !== undefined) {
+          const got = oldHave > 0 ? fillOldSync(oldBuf, s, oldHave) : 0;
+          if (got < oldHave) throw wrongBaseSize(oldName, s + got, h.oldSize);
+        } else if (prefetch !== null) {
           const got = await prefetch;
           if (got < oldHave) throw wrongBaseSize(oldName, s + got, h.oldSize);
           const next = s + stepBytes;
@@ -191,12 +217,19 @@ export class DeltaApplier {
         if (oldHave < n) oldBuf.fill(0, oldHave, n);
         const pages = n / ps;
         const oldPagesHere = Math.max(0, Math.min(pages, Math.ceil((h.oldSize - s) / ps)));
-        for (let i = 0; i < pages; i++) {
-          const isZ = kernel.isZero(oldBuf, i * ps);
-          zero[i] = isZ ? 1 : 0;
-          const hh = isZ ? zh : this.hasher.h64At(oldBuf, i * ps, ps);
-          oldHashes[i] = hh;
-          if (i < oldPagesHere) oldDigest.add(hh);
+        const bufAt = hashBytes === null ? -1 : sc!.engine.addressOf(oldBuf);
+        if (bufAt >= 0) {
+          sc!.hashPages(bufAt, pages, ps, hashAt, hashAt + 16 * stepPages, zh);
+          zero.set(hashBytes!.subarray(16 * stepPages, 16 * stepPages + pages));
+          oldDigest.addHashes(hashBytes!.subarray(0, 8 * oldPagesHere));
+        } else {
+          for (let i = 0; i < pages; i++) {
+            const isZ = kernel.isZero(oldBuf, i * ps);
+            zero[i] = isZ ? 1 : 0;
+            const hh = isZ ? zh : this.hasher.h64At(oldBuf, i * ps, ps);
+            oldHashes[i] = hh;
+            if (i < oldPagesHere) oldDigest.add(hh);
+          }
         }
         if (s >= h.newSize) continue;
         const m = Math.min(n, h.newSize - s);
@@ -237,15 +270,30 @@ export class DeltaApplier {
           await nextRecord();
         }
         const newPages = m / ps;
-        for (let i = 0; i < newPages; i++) {
-          if (changed[i] === 0) {
-            st.unchanged++;
-            newDigest.add(oldHashes[i]!);
-            continue;
+        if (bufAt >= 0) {
+          // NEW's hashes: OLD's, then those of the changed pages hashed in place over them.
+          const hb = hashBytes!;
+          hb.copyWithin(8 * stepPages, 0, 8 * newPages);
+          for (let i = 0; i < newPages; i++) {
+            if (changed[i] === 0) {
+              st.unchanged++;
+              continue;
+            }
+            sc!.hashPages(bufAt + i * ps, 1, ps, hashAt + 8 * (stepPages + i), hashAt + 16 * stepPages + i, zh);
+            zero[i] = hb[16 * stepPages + i]!;
           }
-          const isZ = kernel.isZero(newBuf, i * ps);
-          zero[i] = isZ ? 1 : 0;
-          newDigest.add(isZ ? zh : this.hasher.h64At(newBuf, i * ps, ps));
+          newDigest.addHashes(hb.subarray(8 * stepPages, 8 * (stepPages + newPages)));
+        } else {
+          for (let i = 0; i < newPages; i++) {
+            if (changed[i] === 0) {
+              st.unchanged++;
+              newDigest.add(oldHashes[i]!);
+              continue;
+            }
+            const isZ = kernel.isZero(newBuf, i * ps);
+            zero[i] = isZ ? 1 : 0;
+            newDigest.add(isZ ? zh : this.hasher.h64At(newBuf, i * ps, ps));
+          }
         }
         yield { offset: s, data: newBuf.subarray(0, m), zero: zero.subarray(0, newPages) };
       }
@@ -284,6 +332,7 @@ export class DeltaApplier {
       if (prefetch !== null) await prefetch.catch(() => 0);
       kernel.dispose();
       for (const b of [...bufs, scratch]) freePages(b);
+      if (hashArea !== null) freePages(hashArea);
     }
   }
 

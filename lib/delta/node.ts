@@ -681,7 +681,11 @@ async function applyOne(
     const ps = h.pageSize;
     const w = new StepWriter(o.fh, ps, final);
     const gen = applier.steps({
-      oldFile: { read: async (into, length, position) => (await oldFh.read(into, 0, length, position)).bytesRead },
+      oldFile: {
+        read: async (into, length, position) => (await oldFh.read(into, 0, length, position)).bytesRead,
+        // From the page cache a read is a copy: synchronously, without a promise and a thread hop.
+        readSync: (into, length, position) => readSync(oldFh.fd, into, 0, length, position),
+      },
       readNew: (off, into) => w.readPage(off, into),
     });
     try {

@@ -25,6 +25,7 @@ interface ScanExports {
   scan(old: number, neu: number, count: number, ps: number, oldHashes: number, newHashes: number, flags: number, zeroHash: bigint): number;
   xxh64(ptr: number, len: number): bigint;
   equal(a: number, b: number, len: number): number;
+  hash_pages(p: number, count: number, ps: number, out: number, flags: number, zeroHash: bigint): number;
 }
 
 /** The scan module over the kernel's memory. */
@@ -45,6 +46,12 @@ export interface PageScanner {
   xxh64(ptr: number, len: number): bigint;
   /** 1 when the `len` bytes at addresses `a` and `b` are equal, else 0 (`len` a positive multiple of 64). */
   equal(a: number, b: number, len: number): number;
+  /**
+   * Hashes `count` pages of `ps` bytes at address `p`: page i's hash at
+   * `out` + 8 i (little-endian; `zeroHash` for an all-zero page, not hashed),
+   * at `flags` + i 1 when it is all zero, else 0. Returns how many are zero.
+   */
+  hashPages(p: number, count: number, ps: number, out: number, flags: number, zeroHash: bigint): number;
 }
 
 /** The parts of the WebAssembly JS API used here (typed locally: no DOM types needed). */
@@ -56,8 +63,16 @@ interface WasmApi {
 const scanners = new WeakMap<WasmEngine, PageScanner | null>();
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+let off = false;
+
+/** @internal For tests: `false` makes {@link getScanner} return null (the page-by-page paths), `true` restores it. */
+export function setScannerEnabled(on: boolean): void {
+  off = !on;
+}
+
 /** The scanner over the kernel's memory, or null where there is none (see the file's comment). */
 export function getScanner(): PageScanner | null {
+  if (off) return null;
   const engine = getEngine();
   const WA = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
   if (engine === null || !engine.shared || !littleEndian || WA === undefined) return null;
@@ -71,7 +86,7 @@ export function getScanner(): PageScanner | null {
     const module = new WA.Module(bytes);
     const instance = new WA.Instance(module, { env: { memory: engine.memory } });
     const x = instance.exports as unknown as ScanExports;
-    s = { engine, module, scan: x.scan, xxh64: (ptr, len) => BigInt.asUintN(64, x.xxh64(ptr, len)), equal: x.equal };
+    s = { engine, module, scan: x.scan, xxh64: (ptr, len) => BigInt.asUintN(64, x.xxh64(ptr, len)), equal: x.equal, hashPages: x.hash_pages };
   } catch {
     s = null;
   }

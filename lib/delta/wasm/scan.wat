@@ -111,4 +111,27 @@
         (local.set $new (i32.add (local.get $new) (local.get $ps)))
         (br $l)))
     (local.get $changed))
+
+  ;; Hashes `count` pages of `ps` bytes at `p`: page i's hash at out + 8 i
+  ;; (little-endian; `zh` for an all-zero page, not hashed) and at `flags` + i
+  ;; a byte, 1 when the page is all zero. Returns how many pages are zero.
+  (func (export "hash_pages") (param $p i32) (param $count i32) (param $ps i32) (param $out i32) (param $flags i32) (param $zh i64) (result i32)
+    (local $e i32) (local $zeros i32)
+    (local.set $e (i32.add (local.get $flags) (local.get $count)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $flags) (local.get $e)))
+        (if (call $is_zero (local.get $p) (local.get $ps))
+          (then
+            (i64.store (local.get $out) (local.get $zh))
+            (i32.store8 (local.get $flags) (i32.const 1))
+            (local.set $zeros (i32.add (local.get $zeros) (i32.const 1))))
+          (else
+            (i64.store (local.get $out) (call $xxh64 (local.get $p) (local.get $ps)))
+            (i32.store8 (local.get $flags) (i32.const 0))))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (local.set $flags (i32.add (local.get $flags) (i32.const 1)))
+        (local.set $p (i32.add (local.get $p) (local.get $ps)))
+        (br $l)))
+    (local.get $zeros))
 )
