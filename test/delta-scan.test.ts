@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { allocPages, freePages } from '../lib/codec/pages.js';
 import { DeltaEncoder, diffImages, loadHasher, loadZstd, patchImage, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
+import { PageIndex } from '../lib/delta/hash.js';
 import { getScanner, SCAN_CHANGED, SCAN_NEW_ZERO, SCAN_OLD_ZERO, scanOutBytes, setScannerEnabled } from '../lib/delta/scan.js';
 import { applyInMemory, concat, fillPage, makePair, rng } from './delta-images.js';
 
@@ -220,5 +221,34 @@ describe.skipIf(wasmOff)('diff and patch of files with and without the WebAssemb
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('PageIndex', () => {
+  it('finds the same pages whatever room it was made with (it grows; also past its limit)', () => {
+    const r = rng(41);
+    const hashes: bigint[] = [];
+    for (let i = 0; i < 3000; i++) {
+      // some repeated hashes, some sharing only the low 32 bits
+      const lo = i % 7 === 0 && i > 0 ? Number(hashes[i - 1]! & 0xffffffffn) : Math.floor(r() * 2 ** 32);
+      hashes.push((BigInt(Math.floor(r() * 2 ** 32)) << 32n) | BigInt(lo));
+      if (i % 11 === 0 && i > 0) hashes[i] = hashes[i - 3]!;
+    }
+    for (const max of [3000, 1000]) {
+      const full = new PageIndex(max);
+      const small = new PageIndex(max, 10); // grows from 1024 slots
+      const tight = new PageIndex(max, Math.min(max, 3000));
+      for (let i = 0; i < hashes.length; i++) for (const x of [full, small, tight]) x.insert(hashes[i]!, i);
+      expect(full.size).toBe(max === 3000 ? new Set(hashes.map((h) => h & 0xffffffffn)).size : 1000);
+      for (const x of [small, tight]) expect(x.size).toBe(full.size);
+      expect(small.bytes).toBeGreaterThan(8 * 1024); // it grew
+      const probes = [...hashes, ...Array.from({ length: 500 }, () => BigInt(Math.floor(r() * 2 ** 32)))];
+      for (const h of probes) {
+        const want = full.find(h);
+        expect(small.find(h)).toBe(want);
+        expect(tight.find(h)).toBe(want);
+      }
+    }
+    expect(new PageIndex(1 << 20, 100).bytes).toBeLessThan(new PageIndex(1 << 20).bytes / 100);
   });
 });

@@ -139,7 +139,8 @@ export class DeltaEncoder {
   private readonly newDigest: ImageDigest;
   private readonly oldHashes: BigUint64Array;
   private readonly oldIndex: PageIndex | null;
-  private readonly newIndex: PageIndex | null;
+  /** Made when the delta starts: after a scan it only needs room for the changed pages. */
+  private newIndex: PageIndex | null = null;
   private prepassed = false;
   private scanned = false;
   private pushedTo = 0;
@@ -177,7 +178,6 @@ export class DeltaEncoder {
     const oldPages = Math.ceil(o.oldSize / o.pageSize);
     this.oldHashes = new BigUint64Array(Math.min(oldPages, o.maxIndexPages));
     this.oldIndex = o.dedup ? new PageIndex(Math.min(oldPages, o.maxIndexPages)) : null;
-    this.newIndex = o.dedup ? new PageIndex(Math.min(o.newSize / o.pageSize, o.maxIndexPages)) : null;
     this.changed = new Uint8Array(Math.ceil(o.newSize / o.pageSize / 8));
     this.scanner = getScanner();
   }
@@ -260,6 +260,12 @@ export class DeltaEncoder {
   private start(): DeltaWriter {
     this.flushIndex();
     const o = this.o;
+    if (o.dedup) {
+      // Only changed pages go into it: after a scan, at most changedCount of them (fresh memory
+      // costs a page fault per 4 KiB touched).
+      const max = Math.min(o.newSize / o.pageSize, o.maxIndexPages);
+      this.newIndex = new PageIndex(max, this.scanned ? this.changedCount : max);
+    }
     const w = new DeltaWriter(
       {
         header: {

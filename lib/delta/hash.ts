@@ -119,13 +119,18 @@ export function zeroPageHash(hasher: Hasher, pageSize: number): bigint {
 export class PageIndex {
   size = 0;
   /** Slot i: the key at 2 i, page + 1 at 2 i + 1 (0: empty); side by side, one cache miss a probe. */
-  private readonly slots: Uint32Array;
-  private readonly mask: number;
+  private slots: Uint32Array;
+  private mask: number;
   private readonly maxEntries: number;
 
-  constructor(maxEntries: number) {
+  /**
+   * At most `maxEntries` pages; room for `expected` of them at first (the
+   * table doubles if more come: the same index whatever the room, smaller
+   * when few pages will come).
+   */
+  constructor(maxEntries: number, expected = maxEntries) {
     let cap = 1024;
-    while (cap < maxEntries * 2) cap *= 2;
+    while (cap < Math.min(maxEntries, expected) * 2) cap *= 2;
     this.slots = new Uint32Array(2 * cap);
     this.mask = cap - 1;
     this.maxEntries = maxEntries;
@@ -136,7 +141,7 @@ export class PageIndex {
     return this.slots.byteLength;
   }
 
-  /** Indexes `page` under `hash` unless the hash is already there. */
+  /** Indexes `page` under `hash` unless the hash is already there (at most `expected` pages). */
   insert(hash: bigint, page: number): void {
     this.insertKey(low32(hash), page);
   }
@@ -144,6 +149,7 @@ export class PageIndex {
   /** {@link PageIndex.insert} with the hash's low 32 bits, `key` (as {@link low32} gives them). */
   insertKey(key: number, page: number): void {
     if (this.size >= this.maxEntries) return;
+    if (2 * this.size >= this.mask) this.grow();
     const slots = this.slots;
     let i = mix(key) & this.mask;
     for (;;) {
@@ -156,6 +162,23 @@ export class PageIndex {
       }
       if (slots[2 * i] === key) return;
       i = (i + 1) & this.mask;
+    }
+  }
+
+  /** Twice the slots, the entries placed again (each key keeps its page). */
+  private grow(): void {
+    const old = this.slots;
+    this.slots = new Uint32Array(2 * old.length);
+    this.mask = 2 * this.mask + 1;
+    const slots = this.slots;
+    for (let j = 0; j < old.length; j += 2) {
+      const v = old[j + 1]!;
+      if (v === 0) continue;
+      const key = old[j]!;
+      let i = mix(key) & this.mask;
+      while (slots[2 * i + 1] !== 0) i = (i + 1) & this.mask;
+      slots[2 * i] = key;
+      slots[2 * i + 1] = v;
     }
   }
 

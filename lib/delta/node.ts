@@ -395,7 +395,8 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       // 1 GiB edits images 1.38x the time, median of 9 interleaved in-process runs at load 9;
       // 1, 2, 4 and 8 steps ahead were within the noise, 4 the best median.)
       const bufs = (): Uint8Array[] => Array.from({ length: AHEAD + 1 }, () => alloc());
-      const os = readAhead(oldFile, bufs(), Math.max(newSize, oldPadded), oldName);
+      const oldBufs = bufs();
+      const os = readAhead(oldFile, oldBufs, Math.max(newSize, oldPadded), oldName);
       try {
         let pos = 0;
         for await (const nb of readAhead(newFile, bufs(), newSize, newName)) {
@@ -418,7 +419,8 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       // of this thread and a thread hop; keeping the changed pages from pass 1 instead cost a
       // page fault per 4 KiB of fresh memory, more than reading them again).
       const win = STEP / ps;
-      const [ob, nb] = [alloc(), alloc()];
+      // OLD's first-pass buffers again (memory already touched: fresh memory costs a page fault per 4 KiB).
+      const [ob, nb] = oldBufs as [Uint8Array, Uint8Array];
       for (const w of groupWindows(e.changedPages(), win)) {
         const base = Math.floor(w[0]! / win) * win;
         for (let i = 0; i < w.length; ) {
