@@ -74,7 +74,9 @@ export class RoundCheck {
       flagged.fill(1);
       return flagged;
     }
-    this.scanner.scan(prev, cur, count, ps, out, out + count * 8, out + count * 16, this.zeroHash);
+    // The current pages' hashes at out + 8 * count; with previous, the previous pages' at out.
+    if (previous === null) this.scanner.hashPages(cur, count, ps, out + count * 8, out + count * 16, this.zeroHash);
+    else this.scanner.scan(prev, cur, count, ps, out, out + count * 8, out + count * 16, this.zeroHash);
     const words = new Uint32Array(engine.bytes().buffer, out, count * 4);
     const sent = this.sent;
     let any = false;
