@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncoderCore } from '../lib/core/encoder.js';
-import { allocPages, freePages, PageCache } from '../lib/index.js';
+import { freePages, PageCache } from '../lib/index.js';
 import { disposeKernelPools } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
-import { concat, rng } from './helpers/bytes.js';
+import { concat } from './helpers/bytes.js';
+import { memoryRounds } from './helpers/rounds.js';
 
 // EncoderCore.feedRound: the driver gives each record's pages as they were when
 // last fed (`encode` reads the previous image file again) and the cache keeps
@@ -15,27 +16,6 @@ afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
 });
 
-/** Rounds of an image that changes like memory: zero pages, small edits, rewrites, pages zeroed. */
-function rounds(pages: number, ps: number, count: number, seed: number, inKernel: boolean): Uint8Array[] {
-  const float = rng(seed);
-  const rand = (): number => (float() * 4294967296) >>> 0;
-  const out: Uint8Array[] = [];
-  let prev: Uint8Array = new Uint8Array(pages * ps);
-  for (let r = 0; r < count; r++) {
-    const img = inKernel ? allocPages(pages, ps) : new Uint8Array(pages * ps);
-    img.set(prev);
-    for (let p = 0; p < pages; p++) {
-      const kind = rand() % 10;
-      const at = p * ps;
-      if (kind === 0) img.fill(0, at, at + ps);
-      else if (kind === 1) for (let i = 0; i < ps; i++) img[at + i] = rand() & 0xff; // rewritten: overflows
-      else if (kind < 6) for (let e = 0; e < 1 + (rand() % 6); e++) img[at + (rand() % ps)] = rand() & 0xff; // small edits
-    }
-    out.push(img);
-    prev = img;
-  }
-  return out;
-}
 
 interface Run {
   pageSize: number;
@@ -92,7 +72,7 @@ describe('EncoderCore.feedRound (the previous round given again, the cache keepi
         fc.boolean(),
         fc.boolean(),
         (pages, count, seed, pageSize, cachePages, threads, run, final, inKernel) => {
-          const images = rounds(pages, pageSize, count, seed, inKernel);
+          const images = memoryRounds(pages, count, seed, inKernel, pageSize);
           try {
             const o: Run = { pageSize, cacheSize: cachePages * pageSize, threads, run, final };
             const reread = encode(images, o, true);
@@ -109,7 +89,7 @@ describe('EncoderCore.feedRound (the previous round given again, the cache keepi
   });
 
   it('never writes into the cache, whose arena stays out of the kernel memory, untouched', () => {
-    const images = rounds(64, 4096, 3, 7, false);
+    const images = memoryRounds(64, 3, 7, false);
     const core = new EncoderCore({ cacheSize: 64 * 4096, blocks: [{ id: 'ram', length: images[0]!.length }], previousRounds: true });
     try {
       images.forEach((img, r) => {

@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { allocPages, encodeRounds, PageCache, readQemuMigration, XbzrleEncodeStream, type PageRecord, type RoundItem } from '../lib/index.js';
+import { encodeRounds, PageCache, readQemuMigration, XbzrleEncodeStream, type PageRecord, type RoundItem } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
-import { concat, rng } from './helpers/bytes.js';
+import { concat } from './helpers/bytes.js';
+import { memoryRounds as rounds } from './helpers/rounds.js';
 import { gunzipFile } from './helpers/fixtures.js';
 
 const PS = 4096;
@@ -15,27 +16,6 @@ afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
 });
 
-/** Rounds of an image that changes like memory: zero pages, small edits, rewrites, pages zeroed. */
-function rounds(pages: number, count: number, seed: number, inKernel: boolean): Uint8Array[] {
-  const float = rng(seed);
-  const rand = (): number => (float() * 4294967296) >>> 0;
-  const out: Uint8Array[] = [];
-  let prev: Uint8Array = new Uint8Array(pages * PS);
-  for (let r = 0; r < count; r++) {
-    const img = inKernel ? allocPages(pages) : new Uint8Array(pages * PS);
-    img.set(prev);
-    for (let p = 0; p < pages; p++) {
-      const kind = rand() % 10;
-      const at = p * PS;
-      if (kind === 0) img.fill(0, at, at + PS);
-      else if (kind === 1) for (let i = 0; i < PS; i++) img[at + i] = rand() & 0xff; // rewritten: overflows
-      else if (kind < 6) for (let e = 0; e < 1 + (rand() % 6); e++) img[at + (rand() % PS)] = rand() & 0xff; // small edits
-    }
-    out.push(img);
-    prev = img;
-  }
-  return out;
-}
 
 async function encode(items: RoundItem[], threads: number, cacheSize: number, resizeTo?: number): Promise<{ bytes: Uint8Array; stats: unknown }> {
   if (resizeTo === undefined) {

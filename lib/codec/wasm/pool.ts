@@ -332,14 +332,7 @@ export class KernelPool {
     if (table.count === 0) return;
     if (this.pending !== null) this.join(); // a started batch runs first
     const ctl = this.ctl;
-    const e = (this.epoch = (this.epoch + 1) | 0);
-    ctl[C_TABLE] = table.heads;
-    ctl[C_LANES] = table.lanes;
-    ctl[C_JOBS] = table.jobs;
-    ctl[C_MEMPAGES] = this.engine.bytes().length >>> 16;
-    ctl[C_FAIL] = NO_FAILURE;
-    ctl[C_TRAPPED] = 0;
-    ctl[C_DONE] = 0;
+    const e = this.publish(table);
     let solo = this.disposed || ctl[C_BROKEN] !== 0;
     if (!solo && this.callerShare) {
       if (table.count < MIN_POOLED_JOBS) solo = true; // less work than waking a worker costs
@@ -348,28 +341,12 @@ export class KernelPool {
         solo = true;
       }
     }
-    Atomics.store(ctl, C_CLAIM, (e & EPOCH_MASK) << LANE_BITS);
-    if (!solo) {
-      Atomics.store(ctl, C_EPOCH, e);
-      if (Atomics.load(ctl, C_SLEEPERS) > 0) Atomics.notify(ctl, C_EPOCH);
-    }
+    if (!solo) this.wake(e);
     const start = performance.now();
     if (this.callerShare || solo) this.claimLanes(e, table);
     const worked = performance.now() - start;
-    const lanes = table.lanes;
-    let done = Atomics.load(ctl, C_DONE);
-    if (done !== lanes) {
-      // The last lanes are on workers that are running them: poll (a lane is a few jobs;
-      // a sleep and a wake-up cost tens of µs on a VM), then sleep until the last one notifies.
-      const until = performance.now() + this.waitSpinMicros / 1000;
-      while (done !== lanes) {
-        for (let i = 0; i < 256 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
-        if (done === lanes || performance.now() > until) break;
-      }
-      while (done !== lanes) {
-        Atomics.wait(ctl, C_DONE, done, 1000);
-        done = Atomics.load(ctl, C_DONE);
-      }
+    if (!this.lanesDone(table.lanes)) {
+      this.awaitLanes(table.lanes);
       // Waiting for the workers' lanes took longer than the caller's own share: the
       // workers are not getting cores (a busy machine). The next batches run on the
       // caller alone, more of them each time this repeats; a good batch resets it.
@@ -394,20 +371,10 @@ export class KernelPool {
   start(table: JobTable): void {
     if (table.engine !== this.engine) throw new Error('the job table belongs to another engine');
     if (this.pending !== null) this.join();
-    const ctl = this.ctl;
-    const e = (this.epoch = (this.epoch + 1) | 0);
-    ctl[C_TABLE] = table.heads;
-    ctl[C_LANES] = table.lanes;
-    ctl[C_JOBS] = table.jobs;
-    ctl[C_MEMPAGES] = this.engine.bytes().length >>> 16;
-    ctl[C_FAIL] = NO_FAILURE;
-    ctl[C_TRAPPED] = 0;
-    ctl[C_DONE] = 0;
-    Atomics.store(ctl, C_CLAIM, (e & EPOCH_MASK) << LANE_BITS);
+    const e = this.publish(table);
     this.pending = table;
-    if (this.disposed || ctl[C_BROKEN] !== 0 || table.count === 0) return this.join();
-    Atomics.store(ctl, C_EPOCH, e);
-    if (Atomics.load(ctl, C_SLEEPERS) > 0) Atomics.notify(ctl, C_EPOCH);
+    if (this.disposed || this.ctl[C_BROKEN] !== 0 || table.count === 0) return this.join();
+    this.wake(e);
   }
 
   /**
@@ -428,22 +395,53 @@ export class KernelPool {
   private join(): void {
     const table = this.pending!;
     this.pending = null;
-    const ctl = this.ctl;
-    const lanes = table.lanes;
     this.claimLanes(this.epoch, table);
+    if (!this.lanesDone(table.lanes)) this.awaitLanes(table.lanes);
+    if (this.ctl[C_TRAPPED] !== 0) this.trappedTable = table;
+  }
+
+  /** Makes `table` the next batch (the workers see it once woken); returns its epoch. */
+  private publish(table: JobTable): number {
+    const ctl = this.ctl;
+    const e = (this.epoch = (this.epoch + 1) | 0);
+    ctl[C_TABLE] = table.heads;
+    ctl[C_LANES] = table.lanes;
+    ctl[C_JOBS] = table.jobs;
+    ctl[C_MEMPAGES] = this.engine.bytes().length >>> 16;
+    ctl[C_FAIL] = NO_FAILURE;
+    ctl[C_TRAPPED] = 0;
+    ctl[C_DONE] = 0;
+    Atomics.store(ctl, C_CLAIM, (e & EPOCH_MASK) << LANE_BITS);
+    return e;
+  }
+
+  /** Wakes the workers for batch `e`. */
+  private wake(e: number): void {
+    const ctl = this.ctl;
+    Atomics.store(ctl, C_EPOCH, e);
+    if (Atomics.load(ctl, C_SLEEPERS) > 0) Atomics.notify(ctl, C_EPOCH);
+  }
+
+  private lanesDone(lanes: number): boolean {
+    return Atomics.load(this.ctl, C_DONE) === lanes;
+  }
+
+  /**
+   * Waits for the lanes workers are running: polls (a lane is a few jobs; a sleep
+   * and a wake-up cost tens of µs on a VM), then sleeps until the last one notifies.
+   */
+  private awaitLanes(lanes: number): void {
+    const ctl = this.ctl;
     let done = Atomics.load(ctl, C_DONE);
-    if (done !== lanes) {
-      const until = performance.now() + this.waitSpinMicros / 1000;
-      while (done !== lanes) {
-        for (let i = 0; i < 256 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
-        if (done === lanes || performance.now() > until) break;
-      }
-      while (done !== lanes) {
-        Atomics.wait(ctl, C_DONE, done, 1000);
-        done = Atomics.load(ctl, C_DONE);
-      }
+    const until = performance.now() + this.waitSpinMicros / 1000;
+    while (done !== lanes) {
+      for (let i = 0; i < 256 && done !== lanes; i++) done = Atomics.load(ctl, C_DONE);
+      if (done === lanes || performance.now() > until) break;
     }
-    if (ctl[C_TRAPPED] !== 0) this.trappedTable = table;
+    while (done !== lanes) {
+      Atomics.wait(ctl, C_DONE, done, 1000);
+      done = Atomics.load(ctl, C_DONE);
+    }
   }
 
   private checkTrapped(): void {
