@@ -46,7 +46,6 @@ export class PageKernel {
   deltaOff = 0;
 
   private readonly stagePtr: number;
-  private readonly areas: number;
   private readonly prevPtr: number;
   private readonly curPtr: number;
   private readonly outPtr: number;
@@ -54,29 +53,22 @@ export class PageKernel {
   private snapshot: Uint8Array | null = null;
   private disposed = false;
 
-  /**
-   * @param stagePages - pages staged at a time
-   * @param areas - staging areas (1 or 2): with 2, a group staged in one stays
-   *   valid while the next is staged in the other (see {@link PageKernel.stage})
-   */
-  constructor(pageSize: number, stagePages = 64, areas = 1) {
+  constructor(pageSize: number, stagePages = 64) {
     this.pageSize = pageSize;
     this.stagePages = stagePages;
     let engine = getEngine();
     let base = -1;
-    const staging = stagePages * areas;
     if (engine !== null) {
-      // Staging areas, then one page each for a copied-in old page, a copied-in new page, the delta.
+      // Staging area, then one page each for a copied-in old page, a copied-in new page, the delta.
       // (Given back by dispose(), or when the kernel is garbage collected.)
-      base = engine.take(this, (staging + 3) * pageSize, 64);
+      base = engine.take(this, (stagePages + 3) * pageSize, 64);
       if (base < 0) engine = null;
     }
     this.engine = engine;
-    this.areas = areas;
     this.stagePtr = base;
-    this.prevPtr = base + staging * pageSize;
-    this.curPtr = base + (staging + 1) * pageSize;
-    this.outPtr = base + (staging + 2) * pageSize;
+    this.prevPtr = base + stagePages * pageSize;
+    this.curPtr = base + (stagePages + 1) * pageSize;
+    this.outPtr = base + (stagePages + 2) * pageSize;
     this.tsOut = engine === null ? new Uint8Array(pageSize) : new Uint8Array(0);
     this.delta = this.tsOut;
   }
@@ -95,12 +87,11 @@ export class PageKernel {
 
   /**
    * Makes `count` (≤ stagePages) pages of `data` from `at` ready for the
-   * kernel, in staging area `area` when they are copied: `src`/`srcOff` then
-   * point at them. Data in the kernel's memory is
+   * kernel: `src`/`srcOff` then point at them. Data in the kernel's memory is
    * used in place; other data is copied into the staging area, which also
    * snapshots memory another thread may be changing (a SharedArrayBuffer).
    */
-  stage(data: Uint8Array, at: number, count: number, area = 0): void {
+  stage(data: Uint8Array, at: number, count: number): void {
     const bytes = count * this.pageSize;
     const engine = this.engine;
     if (engine !== null) {
@@ -110,12 +101,10 @@ export class PageKernel {
         this.srcOff = addr + at;
         return;
       }
-      if (area < 0 || area >= this.areas) throw new RangeError(`staging area ${area} of ${this.areas}`);
       const mem = engine.bytes();
-      const ptr = this.stagePtr + area * this.stagePages * this.pageSize;
-      mem.set(data.subarray(at, at + bytes), ptr);
+      mem.set(data.subarray(at, at + bytes), this.stagePtr);
       this.src = mem;
-      this.srcOff = ptr;
+      this.srcOff = this.stagePtr;
       return;
     }
     if (typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer) {

@@ -35,7 +35,7 @@ export interface EncoderOptions {
    * sharing the kernel's memory, pages sharded by cache slot. The output and
    * the statistics are byte for byte those of one thread. Default 1 (no
    * workers). A `setCacheSize()` made while a record is being encoded (a
-   * paused stream) takes effect at the next 2 MiB batch rather than the next
+   * paused stream) takes effect at the next 4 MiB batch rather than the next
    * page. Where workers or shared memory are missing (browsers without
    * cross-origin isolation) the single-thread path runs.
    */
@@ -83,8 +83,8 @@ export class EncoderCore {
   private readonly useXbzrle: boolean;
   /** The slot of the last decision that sends from the cache (SEND_SLOT, SEND_INTO_SLOT). */
   private sendSlot = -1;
-  /** The worker pool's two batches (one runs while the other is decided and written), or null on one thread. */
-  private readonly parallel: [ParallelBatch, ParallelBatch] | null = null;
+  /** The worker pool and its batch state, or null on one thread. */
+  private readonly parallel: ParallelBatch | null = null;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
@@ -128,8 +128,8 @@ export class EncoderCore {
     this.ownsCache = cache === undefined;
     const threads = checkThreads(opts.threads);
     const pool = threads > 1 ? getKernelPool(this.cache.arenaEngine, threads) : null;
-    this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize, pool === null ? 1 : 2);
-    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.pair(pool, pageSize);
+    this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
+    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
@@ -261,9 +261,8 @@ export class EncoderCore {
     this.stats.cacheSize = this.cache.size;
     this.disposed = true;
     this.record = null;
-    // (The batches first join one the workers may be running.)
-    this.parallel?.forEach((b) => b.dispose());
     this.kernel.dispose();
+    this.parallel?.dispose();
     if (this.ownsCache) this.cache.dispose();
   }
 
@@ -294,19 +293,21 @@ export class EncoderCore {
     let i = this.pageIndex;
     while (i < count) {
       if (i === this.stagedEnd) {
-        const batches = this.parallel;
-        if (batches !== null && this.arenaUsable(batches[0]) && this.previousAddress(batches[0]) !== -1) {
-          // On the pool, batch after batch, until the record is done or a chunk is ready.
-          i = this.encodeBatches(record, i);
-          this.stagedEnd = i; // nothing left staged for the page-by-page path
-          if (ready.length > 0) break;
-          continue;
-        }
         // Staged once per group: a pause for the reader resumes in the same group.
         const n = Math.min(count - i, kernel.stagePages);
         kernel.stage(record.data, i * ps, n);
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
+        const batch = this.parallel;
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1) {
+          // On the pool: the whole group at once, if it spans distinct cache slots.
+          const m = Math.min(n, this.cache.slots);
+          this.encodeBatch(record, i, m);
+          i += m;
+          if (i < this.stagedEnd) this.stagedEnd = i; // the rest staged again
+          if (ready.length > 0) break;
+          continue;
+        }
       }
       this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps, i * ps);
       i++;
@@ -316,44 +317,6 @@ export class EncoderCore {
     if (i === count) {
       this.record = null;
       this.previous = null;
-    }
-  }
-
-  /**
-   * The record's pages from `first` on the pool, in batches of distinct cache
-   * slots, two at a time: while the calling thread writes one batch's
-   * records, the workers run the next batch's steps. It stops once the
-   * record is done or, after a batch, a chunk is ready; a batch started
-   * then is finished first, so nothing runs on the workers between calls and
-   * the cache is never seen half updated. Returns the next page to encode.
-   *
-   * The overlap is safe: a batch is queued only after the batch before it
-   * was decided and its copies made, so its steps find in the cache only
-   * pages of its own; they write only those pages' slots, their own delta
-   * area and read their own staging area, while the batch before is written
-   * from its pages, its delta area and slots that hold its pages.
-   */
-  private encodeBatches(record: PageRecord, first: number): number {
-    const batches = this.parallel!;
-    const count = this.pageCount;
-    let side = 0;
-    let cur = this.queueBatch(record, batches[side]!, first, side);
-    for (;;) {
-      this.decideBatch(cur);
-      const after = cur.first + cur.count;
-      let next: ParallelBatch | null = null;
-      if (this.ready.length === 0 && after < count) {
-        side ^= 1;
-        next = this.queueBatch(record, batches[side]!, after, side);
-      }
-      try {
-        this.writeBatch(record, cur);
-      } catch (err) {
-        if (next !== null) next.pool.finish(next.steps);
-        throw err;
-      }
-      if (next === null) return after;
-      cur = next;
     }
   }
 
@@ -373,27 +336,21 @@ export class EncoderCore {
   }
 
   /**
-   * The pages of {@link EncoderCore.encodePage} for a batch of staged pages
-   * (distinct cache slots), with the kernel work on the pool: (1)
-   * {@link EncoderCore.queueBatch}: every page's cache slot peeked, its step
-   * queued in the lane of its slot, the steps started on the workers; (2)
-   * {@link EncoderCore.decideBatch}: the steps finished (the caller runs the
-   * lanes left), then in page order the decisions ({@link EncoderCore.decide},
-   * the same as page by page), the copies of missed pages into the cache
-   * queued and run; (3) {@link EncoderCore.writeBatch}: in page order, the
-   * records written. Same writer calls, in the same order, as page by page:
-   * the same bytes.
+   * The pages of {@link EncoderCore.encodePage} for `count` staged pages from
+   * `first` (distinct cache slots), with the kernel work on the pool: (1)
+   * every page's cache slot peeked, its step queued in the lane of its slot;
+   * (2) the steps run on every thread; (3) in page order, the decisions
+   * ({@link EncoderCore.decide}, the same as page by page), the copies of
+   * missed pages into the cache queued; (4) the copies run; (5) in page
+   * order, the records written. Same writer calls, in the same order, as page
+   * by page: the same bytes.
    */
-  private queueBatch(record: PageRecord, batch: ParallelBatch, first: number, side: number): ParallelBatch {
+  private encodeBatch(record: PageRecord, first: number, count: number): void {
     const ps = this.pageSize;
     const cache = this.cache;
-    const kernel = this.kernel;
-    const count = Math.min(this.pageCount - first, kernel.stagePages, cache.slots);
-    kernel.stage(record.data, first * ps, count, side);
-    batch.first = first;
-    batch.count = count;
-    batch.stageAt = kernel.srcOff - first * ps;
-    const { steps, copies } = batch;
+    const stats = this.stats;
+    const batch = this.parallel!;
+    const { steps, copies, action, from, length } = batch;
     const xbzrle = this.useXbzrle;
     const elsewhere = this.bytesElsewhere;
     const update = xbzrle && !this.finalStage && !elsewhere;
@@ -413,21 +370,12 @@ export class EncoderCore {
         else throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
       }
       if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
-      steps.step(cache.slotOf(key), copy, batch.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
+      steps.step(cache.slotOf(key), copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
     }
-    batch.pool.start(steps);
-    return batch;
-  }
-
-  /** Step (2) of a batch (see {@link EncoderCore.queueBatch}). */
-  private decideBatch(batch: ParallelBatch): void {
-    const ps = this.pageSize;
-    const { steps, copies, action, from, length, first, count } = batch;
-    const arena = this.cache.arenaPtr;
-    batch.pool.finish(steps);
+    batch.pool.run(steps);
     for (let k = 0; k < count; k++) {
       const r = steps.result(k);
-      const page = batch.stageAt + (first + k) * ps;
+      const page = this.stageAt + (first + k) * ps;
       const act = this.decide(r, batch.slot[k]!, this.key + (first + k) * ps);
       action[k] = act;
       if (act === SEND_PAGE) from[k] = page;
@@ -441,13 +389,6 @@ export class EncoderCore {
       }
     }
     if (copies.count > 0) batch.pool.run(copies);
-  }
-
-  /** Step (3) of a batch (see {@link EncoderCore.queueBatch}). */
-  private writeBatch(record: PageRecord, batch: ParallelBatch): void {
-    const ps = this.pageSize;
-    const stats = this.stats;
-    const { action, from, length, first, count } = batch;
     const mem = batch.pool.engine.bytes();
     const writer = this.writer;
     for (let k = 0; k < count; k++) {
@@ -610,11 +551,10 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
 }
 
 /**
- * Bytes of pages per batch on the pool (and staged at a time there; two
- * batches take turns): large enough that waking the workers (15-35 µs on a
- * VM, overlapped with the batch before being written) is small next to the work.
+ * Bytes of pages per batch on the pool (and staged at a time there): large
+ * enough that waking the workers (15-35 µs on a VM) is small next to the work.
  */
-const BATCH_BYTES = 2 << 20;
+const BATCH_BYTES = 4 << 20;
 // What a page's decision sends (see EncoderCore.decide).
 const SEND_NOTHING = 0;
 const SEND_ZERO = 1;
@@ -635,10 +575,6 @@ class ParallelBatch {
   readonly length: Int32Array;
   /** A page of delta output per page of the batch, in kernel memory (-1: no room). */
   readonly outPtr: number;
-  /** The batch's pages: from page `first` of the record, `count` of them, staged at `stageAt + first * pageSize`. */
-  first = 0;
-  count = 0;
-  stageAt = 0;
 
   private constructor(
     readonly pool: KernelPool,
@@ -653,19 +589,16 @@ class ParallelBatch {
     this.length = new Int32Array(pages);
   }
 
-  /** Two batches that take turns, or null when the kernel's memory has no room for their areas. */
-  static pair(pool: KernelPool, pageSize: number): [ParallelBatch, ParallelBatch] | null {
+  /** Null when the kernel's memory has no room for the batch's areas. */
+  static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
     const pages = BATCH_BYTES / pageSize;
-    const a = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), pages);
-    const b = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), pages);
-    if (a.outPtr >= 0 && b.outPtr >= 0) return [a, b];
-    a.dispose();
-    b.dispose();
+    const batch = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), pages);
+    if (batch.outPtr >= 0) return batch;
+    batch.dispose();
     return null;
   }
 
   dispose(): void {
-    this.pool.finish(this.steps); // a batch the workers may be running
     this.pool.engine.giveAll(this);
     this.steps.dispose();
     this.copies.dispose();
