@@ -99,12 +99,13 @@ describe.skipIf(wasmOff)('the WebAssembly page scan', () => {
  * memory (the WebAssembly scan, hashes and comparisons in place) or in
  * ordinary buffers (page by page, xxhash-wasm and the XBZRLE kernel).
  */
-async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boolean, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats; scans: number }> {
+async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boolean, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats; scans: number; known: number }> {
   const ps = opts.pageSize ?? 4096;
   // Counts the WebAssembly scans (the encoder calls the shared scanner's method).
   const sc = getScanner()!;
   const scan = sc.scan;
   let scans = 0;
+  let known = 0;
   sc.scan = (...args) => {
     scans++;
     return scan(...args);
@@ -134,7 +135,15 @@ async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boole
       enc.scan(ob.subarray(0, n), nb.subarray(0, n), p);
     }
     if (oldEnd > newImg.length) enc.indexOld(oldPadded.subarray(newImg.length, oldEnd), newImg.length);
+    const garbage = rng(99);
     for (const page of enc.changedPages()) {
+      if (!enc.needsPages(page)) {
+        // The scan worked this record out: the encoder must not look at the buffers.
+        known++;
+        for (let i = 0; i < pair.length; i++) pair[i] = Math.floor(garbage() * 256);
+        await enc.encodeChanged(page, pair.subarray(0, ps), 0, pair.subarray(ps, 2 * ps), 0);
+        continue;
+      }
       // OLD's page and NEW's side by side in one buffer: only the pair's own bytes count as in memory
       pair.set(oldPadded.subarray(page * ps, page * ps + ps), 0);
       pair.set(newImg.subarray(page * ps, page * ps + ps), ps);
@@ -143,7 +152,7 @@ async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boole
       await enc.encodeChanged(page, olds, 0, news, 0);
     }
     const stats = enc.end();
-    return { delta: concat(chunks), stats, scans };
+    return { delta: concat(chunks), stats, scans, known };
   } finally {
     sc.scan = scan;
     enc.dispose();
@@ -171,6 +180,7 @@ describe.skipIf(wasmOff)('the encoder with the WebAssembly scan', () => {
     ['page size 1024, stored frames', () => makePair(25, 1500, 1024), { pageSize: 1024, compress: false }],
     ['page size 16384', () => makePair(26, 120, 16384), { pageSize: 16384 }],
     ['no dedup', () => makePair(27, 600), { dedup: false }],
+    ['room for the records of a few pages only (the others read back)', () => makePair(30, 600), { keepBytes: 40 }],
   ];
   for (const [name, make, opts] of cases) {
     it(`the same delta as page by page: ${name}`, async () => {
@@ -179,6 +189,10 @@ describe.skipIf(wasmOff)('the encoder with the WebAssembly scan', () => {
       const slow = await twoPasses(oldImg, newImg, false, opts);
       expect(fast.scans).toBeGreaterThan(0);
       expect(slow.scans).toBe(0);
+      // ZERO and small XBZRLE records come from the scan (within keepBytes), not from the buffers
+      expect(fast.known).toBeGreaterThan(0);
+      if (opts.keepBytes !== undefined) expect(fast.known).toBeLessThanOrEqual(opts.keepBytes);
+      expect(slow.known).toBe(0);
       expect(fast.stats).toEqual(slow.stats);
       expect(Buffer.from(fast.delta).equals(Buffer.from(slow.delta))).toBe(true);
       if (opts.dedup !== false) expect(fast.stats.refOld + fast.stats.refNew).toBeGreaterThan(0);

@@ -10,7 +10,7 @@ import { argRangeError } from '../errors.js';
 import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { DEFAULT_FRAME_SIZE, DELTA_VERSION, FLAG_COMPRESSED, FLAG_DEDUP, MAX_FRAME_SIZE, REF_NEW, REF_OLD } from './format.js';
 import { ImageDigest, low32, PageIndex, zeroPageHash, type Hasher } from './hash.js';
-import { getScanner, SCAN_CHANGED, scanOutBytes, type PageScanner } from './scan.js';
+import { getScanner, SCAN_CHANGED, SCAN_NEW_ZERO, scanOutBytes, type PageScanner } from './scan.js';
 import { DeltaWriter } from './writer.js';
 
 /** Options of {@link DeltaEncoder}. */
@@ -36,6 +36,8 @@ export interface DeltaEncoderOptions {
    * (16 bytes each). Default 2^21 (8 GiB of 4 KiB pages, 32 MiB each).
    */
   maxIndexPages?: number;
+  /** @internal Most bytes of records the scan keeps for the second pass (default 4 MiB; tests make it small). */
+  keepBytes?: number;
 }
 
 /** Page reads for dedup candidates outside the step being encoded. */
@@ -87,6 +89,8 @@ export function emptyStats(format: 'xbzrle' | 'qemu', pageSize: number, oldSize:
 
 /** Deltas up to this length are sent as XBZRLE even when a reference exists. */
 const SMALL_DELTA = 24;
+/** Most bytes of records the scan keeps for the second pass (a length byte and at most SMALL_DELTA bytes a page). */
+const KEEP_BYTES = 4 << 20;
 const DEFAULT_INDEX_PAGES = 1 << 21;
 
 export function hex64(v: bigint): string {
@@ -146,6 +150,16 @@ export class DeltaEncoder {
   private pushedTo = 0;
   private nChanged = 0;
   private readonly changed: Uint8Array;
+  /**
+   * Changed pages whose record the scan already knows (1 bit a page of NEW): a
+   * ZERO, or an XBZRLE delta of at most {@link SMALL_DELTA} bytes (neither
+   * depends on the dedup index). Their records are kept in order in `kept`:
+   * a length byte (0 for ZERO) and the delta, up to `keepBytes` (default {@link KEEP_BYTES}) in all.
+   */
+  private readonly known: Uint8Array;
+  private kept: Uint8Array = new Uint8Array(0);
+  private keptEnd = 0;
+  private keptAt = 0;
   /** The WebAssembly page scan, or null (then {@link DeltaEncoder.scan} goes page by page). */
   private readonly scanner: PageScanner | null;
   /** The scan's output in the kernel's memory (hashes and flags of a step), made on first use. */
@@ -179,6 +193,7 @@ export class DeltaEncoder {
     this.oldHashes = new BigUint64Array(Math.min(oldPages, o.maxIndexPages));
     this.oldIndex = o.dedup ? new PageIndex(Math.min(oldPages, o.maxIndexPages)) : null;
     this.changed = new Uint8Array(Math.ceil(o.newSize / o.pageSize / 8));
+    this.known = new Uint8Array(this.changed.length);
     this.scanner = getScanner();
   }
 
@@ -215,6 +230,7 @@ export class DeltaEncoder {
       dedup: options.dedup ?? true,
       frameSize,
       maxIndexPages: options.maxIndexPages ?? DEFAULT_INDEX_PAGES,
+      keepBytes: options.keepBytes ?? KEEP_BYTES,
     };
     return new DeltaEncoder(o, deps.hasher, compress ? deps.compressor : null, deps.workers ?? null, io, onChunk);
   }
@@ -391,7 +407,52 @@ export class DeltaEncoder {
     const base = engine.addressOf(out);
     const nChanged = sc.scan(oa, na, count, ps, base, base + 8 * count, base + 16 * count, this.zeroHash);
     this.takeScan(out, count, offset, nChanged);
+    if (nChanged > 0) this.keepKnown(out, count, offset, oldData, newData);
     return true;
+  }
+
+  /**
+   * The records of the step's changed pages that need no dedup lookup (ZERO,
+   * or an XBZRLE delta of at most {@link SMALL_DELTA} bytes), worked out now
+   * while the pages are at hand, so that the second pass does not read them
+   * back. The same records {@link DeltaEncoder.encodeChanged} would write.
+   */
+  private keepKnown(out: Uint8Array, count: number, offset: number, oldData: Uint8Array, newData: Uint8Array): void {
+    const ps = this.ps;
+    const flags = new Uint8Array(out.buffer, out.byteOffset + 16 * count, count);
+    const first = offset / ps;
+    const k = this.kernel;
+    for (let i = 0; i < count; i++) {
+      const f = flags[i]!;
+      if ((f & SCAN_CHANGED) === 0) continue;
+      let len = 0;
+      if ((f & SCAN_NEW_ZERO) === 0) {
+        len = k.encode(oldData, i * ps, newData, i * ps);
+        if (len <= 0 || len > SMALL_DELTA) continue;
+      }
+      if (this.keptEnd + 1 + len > this.kept.length) {
+        const cap = this.o.keepBytes;
+        if (this.kept.length >= cap) return; // full: the rest are read back
+        const grown = new Uint8Array(Math.min(cap, Math.max(64 << 10, 2 * this.kept.length)));
+        grown.set(this.kept.subarray(0, this.keptEnd));
+        this.kept = grown;
+        if (this.keptEnd + 1 + len > grown.length) return;
+      }
+      this.kept[this.keptEnd] = len;
+      if (len > 0) this.kept.set(k.delta.subarray(k.deltaOff, k.deltaOff + len), this.keptEnd + 1);
+      this.keptEnd += 1 + len;
+      const page = first + i;
+      this.known[page >>> 3] = this.known[page >>> 3]! | (1 << (page & 7));
+    }
+  }
+
+  /**
+   * After the scan: false when the record of changed page `page` is known
+   * already (see {@link DeltaEncoder.encodeChanged}: its buffers are not
+   * read), true when the second pass must give its bytes.
+   */
+  needsPages(page: number): boolean {
+    return (this.known[page >>> 3]! & (1 << (page & 7))) === 0;
   }
 
   /**
@@ -500,12 +561,27 @@ export class DeltaEncoder {
    * `runOffset` the byte offset of the buffers' first byte: dedup candidates
    * inside the run, bytes `runFrom` to `runTo` of the buffers (default: all of
    * them), are compared in memory; the buffers' other bytes are not looked at.
+   * When {@link DeltaEncoder.needsPages} says no, the scan worked the
+   * record out already and the buffers are not read at all.
    */
   async encodeChanged(page: number, oldData: Uint8Array, oldAt: number, newData: Uint8Array, newAt: number, runOffset = page * this.ps - newAt, runFrom = 0, runTo = newData.length): Promise<void> {
     if (!this.scanned || this.pushedTo !== this.o.newSize) throw new RangeError('encodeChanged needs a complete scan first');
     if (oldAt !== newAt) throw new RangeError('OLD and NEW run buffers must be laid out alike');
     const w = this.writer ?? this.start();
     const ps = this.ps;
+    if (!this.needsPages(page)) {
+      // Worked out by the scan (keepKnown), in page order.
+      const len = this.kept[this.keptAt]!;
+      if (len === 0) {
+        w.zero(page * ps);
+        this.stats.zero++;
+      } else {
+        w.xbzrle(page * ps, this.kept, this.keptAt + 1, len);
+        this.stats.xbzrle++;
+      }
+      this.keptAt += 1 + len;
+      return;
+    }
     const r = this.kernel.encode(oldData, oldAt, newData, newAt);
     const h = this.hashPage(newData, newAt);
     this.runFrom = runFrom;

@@ -414,23 +414,27 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       } finally {
         await os.return(undefined); // no read left writing into its buffers
       }
-      // 2: only the changed pages, read back window by window with synchronous reads (from the
-      // page cache, just read: a synchronous read call costs a few µs, a promise-based one ~10 µs
-      // of this thread and a thread hop; keeping the changed pages from pass 1 instead cost a
-      // page fault per 4 KiB of fresh memory, more than reading them again).
+      // 2: the changed pages, window by window; those whose record the scan did not work out
+      // already (e.needsPages) read back with synchronous reads (from the page cache, just read:
+      // a synchronous read call costs a few µs, a promise-based one ~10 µs of this thread and a
+      // thread hop; keeping the changed pages from pass 1 instead cost a page fault per 4 KiB of
+      // fresh memory, more than reading them again).
       const win = STEP / ps;
       // OLD's first-pass buffers again (memory already touched: fresh memory costs a page fault per 4 KiB).
       const [ob, nb] = oldBufs as [Uint8Array, Uint8Array];
+      const wanted: number[] = [];
       for (const w of groupWindows(e.changedPages(), win)) {
         const base = Math.floor(w[0]! / win) * win;
-        for (let i = 0; i < w.length; ) {
+        wanted.length = 0;
+        for (const page of w) if (e.needsPages(page)) wanted.push(page);
+        for (let i = 0; i < wanted.length; ) {
           // Runs closer than GAP pages are read as one: a read call costs more than copying a few pages.
           let j = i + 1;
-          while (j < w.length && w[j]! - w[j - 1]! <= GAP) j++;
-          const at = (w[i]! - base) * ps;
-          const len = (w[j - 1]! - w[i]! + 1) * ps;
-          await readPagesBack(newFile, nb, at, len, w[i]! * ps, newSize, newName);
-          await readPagesBack(oldFile, ob, at, len, w[i]! * ps, oldSize, oldName);
+          while (j < wanted.length && wanted[j]! - wanted[j - 1]! <= GAP) j++;
+          const at = (wanted[i]! - base) * ps;
+          const len = (wanted[j - 1]! - wanted[i]! + 1) * ps;
+          await readPagesBack(newFile, nb, at, len, wanted[i]! * ps, newSize, newName);
+          await readPagesBack(oldFile, ob, at, len, wanted[i]! * ps, oldSize, oldName);
           i = j;
         }
         for (const page of w) {
