@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncoderCore } from '../lib/core/encoder.js';
 import { freePages, PageCache } from '../lib/index.js';
-import { disposeKernelPools } from '../lib/codec/wasm/pool.js';
+import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat } from './helpers/bytes.js';
 import { memoryRounds } from './helpers/rounds.js';
@@ -12,6 +12,7 @@ import { memoryRounds } from './helpers/rounds.js';
 // only its bookkeeping. Output and statistics must be those of feed().
 
 const engine = getEngine();
+const poolAvailable = engine !== null && getKernelPool(engine, 2) !== null;
 afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
 });
@@ -37,6 +38,8 @@ function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Ar
     for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
   };
   try {
+    // With threads, both paths run on the pool (the bookkeeping-only cache too).
+    if (o.threads > 1 && poolAvailable) expect((core as unknown as { parallel: unknown }).parallel).not.toBeNull();
     drain();
     images.forEach((img, r) => {
       for (let at = 0; at < size; at += o.run * ps) {

@@ -1,5 +1,6 @@
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
+import { getEngine } from '../codec/wasm/engine.js';
 import { getKernelPool, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
@@ -127,7 +128,9 @@ export class EncoderCore {
     this.cache = cache ?? new PageCache({ size: opts.cacheSize ?? DEFAULT_CACHE_SIZE, pageSize, plainArena: opts.previousRounds === true });
     this.ownsCache = cache === undefined;
     const threads = checkThreads(opts.threads);
-    const pool = threads > 1 ? getKernelPool(this.cache.arenaEngine, threads) : null;
+    // The pool works in the arena's memory; an arena kept out of it (previousRounds) is never read.
+    const poolEngine = opts.previousRounds === true && cache === undefined ? getEngine() : this.cache.arenaEngine;
+    const pool = threads > 1 ? getKernelPool(poolEngine, threads) : null;
     this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
     if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
     this.useXbzrle = opts.xbzrle ?? true;
