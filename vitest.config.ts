@@ -69,6 +69,7 @@ const SHARED = [
   'test/stats.test.ts',
   'test/streams.test.ts',
   'test/write-back.test.ts',
+  'test/write-queue.test.ts',
 ];
 
 /** The codec and stream suites that run again on the portable TypeScript path. */

@@ -3,12 +3,12 @@
 //
 //   encode   xbzrle encode OLD NEW -o /dev/null --cache-size <image>   vs  cat OLD NEW > /dev/null
 //   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
-//   extract  xbzrle extract MIG -o DIR (a QEMU file made by encode)      vs  the same dd
+//   extract  xbzrle extract STREAM -o DIR (the same stream, its block to DIR)  vs  the same dd
 //
 // with `--threads 1,2,…` the encode and decode jobs run once per thread count.
 // Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache.
 //
-//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--dir /tmp/xbzrle-jobs]
+//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract] [--dir /tmp/xbzrle-jobs]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,12 +24,15 @@ let reps = 3;
 let dir = '/tmp/xbzrle-jobs';
 /** @type {number[]} */
 let threads = [1];
+/** @type {string[]} */
+let only = ['encode', 'decode', 'extract', 'touch'];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--size') size = Number(args[++i]);
   else if (a === '--reps') reps = Number(args[++i]);
   else if (a === '--dir') dir = String(args[++i]);
   else if (a === '--threads') threads = String(args[++i]).split(',').map(Number);
+  else if (a === '--only') only = String(args[++i]).split(',');
   else throw new Error(`unknown option ${a}`);
 }
 const bytes = size << 20;
@@ -38,6 +41,7 @@ const OLD = join(dir, `old-${size}.img`);
 const NEW = join(dir, `new-${size}.img`);
 const STREAM = join(dir, `stream-${size}.xs`);
 const OUT = join(dir, 'out.img');
+const OUTDIR = join(dir, 'out.d');
 if (!existsSync(OLD) || !existsSync(NEW) || statSync(OLD).size !== bytes) await generate(OLD, NEW, bytes, 'edits', 1);
 
 /**
@@ -60,6 +64,7 @@ const cache = ['--cache-size', `${Math.max(size, 1)}M`];
 time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', STREAM, '-f', '-q', ...cache]);
 const dd = () => {
   rmSync(OUT, { force: true });
+rmSync(OUTDIR, { recursive: true, force: true });
   return time('dd', [`if=${NEW}`, `of=${OUT}`, 'bs=1M', 'conv=fsync', 'status=none']);
 };
 /** @type {{ name: string, ref: string, run: () => number, base: () => number }[]} */
@@ -72,7 +77,17 @@ for (const n of threads) {
     base: dd,
     run: () => {
       rmSync(OUT, { force: true });
+rmSync(OUTDIR, { recursive: true, force: true });
       return time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]);
+    },
+  });
+  jobs.push({
+    name: `extract --threads ${n}`,
+    ref: 'dd conv=fsync',
+    base: dd,
+    run: () => {
+      rmSync(OUTDIR, { recursive: true, force: true });
+      return time(process.execPath, [CLI, 'extract', STREAM, '-o', OUTDIR, '-q', ...threadFlag(n)]);
     },
   });
 }
@@ -84,9 +99,10 @@ jobs.push({
   base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`),
   run: () => time(process.execPath, ['-e', `const b = new Uint8Array(${bytes}); for (let i = 0; i < b.length; i += 4096) b[i] = 1;`]),
 });
+const chosen = jobs.filter((j) => only.some((o) => j.name.startsWith(o) || j.name.startsWith(`(${o}`)));
 console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} interleaved reps, medians`);
 console.log('job                        time ms   reference          ref ms   ratio');
-for (const job of jobs) {
+for (const job of chosen) {
   /** @type {number[]} */
   const t = [];
   /** @type {number[]} */
@@ -103,3 +119,4 @@ for (const job of jobs) {
   console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
 }
 rmSync(OUT, { force: true });
+rmSync(OUTDIR, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import type { RamBlock } from '../format/record-writer.js';
 import type { FilePageStore } from '../store/file-page-store.js';
+import { PageBits } from '../store/page-bits.js';
 import type { PageLocation, PageStore } from '../store/page-store.js';
 import { CliError } from './errors.js';
 
@@ -23,8 +24,8 @@ export class SingleBlockStore implements PageStore {
   private readonly seen = new Set<string>();
 
   private readonly explicit: boolean;
-  /** Pages of the chosen block the stream has sent (PAGE or ZERO), when `requireSent`: 8 KiB of bits per 64 Ki pages. */
-  private readonly sent: Map<number, Uint8Array> | null;
+  /** Pages of the chosen block the stream has sent (PAGE or ZERO), when `requireSent`. */
+  private readonly sent: PageBits | null;
   /** Where pages of the other blocks are applied (and dropped). */
   private readonly dropped: PageLocation = { bytes: new Uint8Array(0), at: 0 };
 
@@ -41,7 +42,7 @@ export class SingleBlockStore implements PageStore {
   ) {
     this.chosen = wanted;
     this.explicit = wanted !== undefined;
-    this.sent = requireSent ? new Map() : null;
+    this.sent = requireSent ? new PageBits() : null;
   }
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
@@ -107,20 +108,11 @@ export class SingleBlockStore implements PageStore {
   }
 
   private markSent(offset: number, length: number): void {
-    for (let page = offset / this.pageSize, end = (offset + length) / this.pageSize; page < end; page++) {
-      const key = Math.floor(page / 65536);
-      let bits = this.sent!.get(key);
-      if (bits === undefined) this.sent!.set(key, (bits = new Uint8Array(8192)));
-      const i = page % 65536;
-      bits[i >>> 3]! |= 1 << (i & 7);
-    }
+    for (let page = offset / this.pageSize, end = (offset + length) / this.pageSize; page < end; page++) this.sent!.add(page);
   }
 
   private wasSent(offset: number): boolean {
-    const page = offset / this.pageSize;
-    const bits = this.sent!.get(Math.floor(page / 65536));
-    const i = page % 65536;
-    return bits !== undefined && (bits[i >>> 3]! & (1 << (i & 7))) !== 0;
+    return this.sent!.has(offset / this.pageSize);
   }
 
   declare(blocks: readonly RamBlock[]): void | Promise<void> {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
@@ -6,6 +7,8 @@ import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageLocation, PageStore } from './page-store.js';
 import { WriteBack } from './write-back.js';
+import { WriteQueue } from './write-queue.js';
+import { PageBits } from './page-bits.js';
 
 /** Most bytes {@link FilePageStore.prepare} reads at once: the page asked for and those after it. */
 const READ_AHEAD = 256 << 10;
@@ -20,7 +23,11 @@ export interface FilePageStoreOptions {
   truncate?: boolean;
   /** fsync every file in `finish()` (default true). */
   fsync?: boolean;
-  /** Largest single write in bytes: adjacent cached pages go out together up to this much (default 1 MiB). */
+  /**
+   * Largest single write in bytes: adjacent cached pages go out together up
+   * to this much (default 1 MiB). Writes go through 4 staging buffers of this
+   * size, reused.
+   */
   bufferSize?: number;
   /**
    * Bytes of pages kept in memory (default 64 MiB). Written pages wait there
@@ -53,6 +60,16 @@ export interface BlockFile {
 interface OpenFile {
   path: string;
   handle: Promise<FileHandle>;
+  /** Bytes from here on were zeros when the file was opened (its size then, lowered by truncation), or -1 until known. */
+  zerosFrom: number;
+}
+
+/** What a block's file may hold that the store gave it (see {@link FilePageStore.knownZero}). */
+interface GivenData {
+  /** Pages (of the cache's page size) given data: put, filled, or located to be written. */
+  pages: PageBits;
+  /** The lowest offset written with data of another size (Infinity: none). */
+  oddFrom: number;
 }
 
 /**
@@ -62,12 +79,22 @@ interface OpenFile {
  * (created if missing) on first use; bytes never written read as zeros, and
  * files grown by `truncate` stay sparse.
  *
- * Pages are cached (`cacheSize`, write-back): a page written again before it
- * leaves the cache costs no I/O, nor does reading a cached page (an XBZRLE
- * delta's base). When the cache is full, its written pages go out sorted by
- * file and offset, adjacent ones gathered into writes of up to `bufferSize`
- * bytes; clean pages are then replaced oldest first, recently used ones
- * given a second chance. The cache holds pages of one size, the first one
+ * Pages are cached (`cacheSize`, write-back): reading a cached page (an
+ * XBZRLE delta's base) costs no I/O. Pages put in file order (holes
+ * allowed), as a decoder of a migration stream puts them, are written out in
+ * the background once they fill a `bufferSize` window, while the decoding
+ * goes on; pages in another order wait in the cache, and a page written again
+ * before it leaves costs no I/O. When the cache is full, its written pages go
+ * out sorted by file and offset, adjacent ones gathered into writes of up to
+ * `bufferSize` bytes; clean pages are then replaced oldest first, recently
+ * used ones given a second chance. Writes run on the thread pool, through a
+ * few reused staging buffers: calls wait only when all of them are busy. A
+ * failed write fails the next `flush()`/`finish()` (and calls that wait for
+ * a buffer). Filling a page with zeros that the file holds as zeros already
+ * (past its size when opened, and not written since) writes nothing: the
+ * page stays a hole. Pages a decoder needs that are not cached are read
+ * synchronously (from the OS page cache, microseconds), a few at a time, more
+ * while misses follow each other in file order. The cache holds pages of one size, the first one
  * seen; a call with another size or an unaligned offset writes the cache out
  * first and goes to the file directly.
  *
@@ -93,8 +120,8 @@ export class FilePageStore implements PageStore {
   private readonly truncate: boolean;
   private readonly fsync: boolean;
   private readonly files = new Map<string, OpenFile>();
-  /** Gathers adjacent pages into one write. */
-  private readonly buffer: Uint8Array;
+  /** Writes gathered pages in the background, in order, through reused staging buffers of `bufferSize`. */
+  private readonly writes: WriteQueue;
   private readonly cacheSize: number;
   private closed = false;
   /** With `fsync`: the background write-back (its failure is reported by `finish()`). */
@@ -119,6 +146,8 @@ export class FilePageStore implements PageStore {
   private flushing: Promise<void> | null = null;
   /** The `dir` option, when block files are named in it (created on first use). */
   private readonly dir: string | undefined;
+  /** Per block: what the store gave its file, to tell pages the file holds as zeros. */
+  private readonly data = new Map<string, GivenData>();
   /** Per block: the end of what was written in place without touching the file (holes). */
   private readonly extent = new Map<string, number>();
   private readonly location: PageLocation = { bytes: new Uint8Array(0), at: 0 };
@@ -126,6 +155,15 @@ export class FilePageStore implements PageStore {
   private shared = false;
   /** Pages read ahead by `prepare` (allocated on first use). */
   private readBuffer: Uint8Array | null = null;
+  // ---- The window of pages put or filled last, in file order (see `extendRun`).
+  private runBlock: string | null = null;
+  private runStart = 0;
+  private runLast = -1;
+  private runPages = 0;
+  // ---- Read-ahead: where the last read of `prepare` ended, and how many pages the next one reads.
+  private readBlock: string | null = null;
+  private readEnd = -1;
+  private readPages = 1;
 
   constructor(options: FilePageStoreOptions) {
     if (options === null || typeof options !== 'object') throw argTypeError('options', 'an object', options);
@@ -138,7 +176,7 @@ export class FilePageStore implements PageStore {
     this.fsync = options.fsync ?? true;
     const size = options.bufferSize ?? 1 << 20;
     if (!Number.isSafeInteger(size) || size < 1) throw argRangeError('options.bufferSize', 'a positive integer', size);
-    this.buffer = new Uint8Array(size);
+    this.writes = new WriteQueue((block, offset, data) => this.writeAt(block, offset, data), size);
     const cacheSize = options.cacheSize ?? 64 << 20;
     if (!Number.isSafeInteger(cacheSize) || cacheSize < 0 || cacheSize > bufferConstants.MAX_LENGTH) {
       throw argRangeError('options.cacheSize', `a non-negative integer up to ${bufferConstants.MAX_LENGTH}`, cacheSize);
@@ -171,16 +209,17 @@ export class FilePageStore implements PageStore {
     if (this.closed) return Promise.reject(closedError());
     const size = data.length;
     if (!this.cached(offset, size, true)) {
+      this.dataAt(block, offset);
       return this.flush().then(() => {
         this.forget(block, offset, size);
         return this.writeAt(block, offset, data);
       });
     }
     const slot = this.claim(block, offset, true);
-    // Full of written pages: write them out, then take a slot (always free after a flush).
-    if (slot < 0) return this.flush().then(() => this.put(block, offset, data));
+    // Full of written pages: write them out, then take a slot (always free once they are copied out).
+    if (slot < 0) return this.writeOut().then(() => this.put(block, offset, data));
     this.slab.set(data, slot * size);
-    return undefined;
+    return this.extendRun(block, offset);
   }
 
   async declare(blocks: readonly RamBlock[]): Promise<void> {
@@ -189,6 +228,8 @@ export class FilePageStore implements PageStore {
       if (this.truncate) {
         await this.flush();
         await handle.truncate(b.length);
+        const f = this.files.get(b.id)!;
+        if (f.zerosFrom > b.length) f.zerosFrom = b.length; // cut off, then zeros when grown again
         // Cached pages past the new end are gone from the file, and so are holes written there.
         if (b.length < Number.MAX_SAFE_INTEGER) this.forget(b.id, b.length, Number.MAX_SAFE_INTEGER - b.length);
         if ((this.extent.get(b.id) ?? 0) > b.length) this.extent.set(b.id, b.length);
@@ -221,23 +262,31 @@ export class FilePageStore implements PageStore {
   async prepare(block: string, offset: number, length: number, create: boolean): Promise<void> {
     if (this.closed) throw closedError();
     if (!this.cached(offset, length, true) || this.index.get(block)?.has(offset) === true) return;
-    if (!this.hasRoom()) await this.flush();
+    if (!this.hasRoom()) await this.writeOut();
     if (create) return; // locate takes a slot
-    // Read ahead: a decoder asks for pages in file order, so the pages after this one
-    // that are not cached come in the same read (up to READ_AHEAD bytes, and a
-    // quarter of the cache), each given a slot while there are clean ones.
-    const most = Math.max(1, Math.min(Math.floor(READ_AHEAD / length), this.capacity >> 2));
+    // Read ahead: a decoder asks for pages in file order. A miss just after the last
+    // read (within its length) doubles the next read (up to READ_AHEAD bytes, and a quarter of the cache):
+    // the pages after this one that are not cached come in the same read, each given
+    // a slot while there are clean ones. A miss elsewhere (deltas scattered over the
+    // image) reads its page alone rather than pages no record asks for.
+    const sequential = block === this.readBlock && offset >= this.readEnd && offset - this.readEnd <= this.readPages * length;
+    const limit = Math.max(1, Math.min(Math.floor(READ_AHEAD / length), this.capacity >> 2));
+    const most = sequential ? Math.min(limit, this.readPages * 2) : 1;
     let n = 1;
     const pages = this.index.get(block);
     while (n < most && pages?.has(offset + n * length) !== true) n++;
     const into = (this.readBuffer ??= new Uint8Array(Math.max(READ_AHEAD, length))).subarray(0, n * length);
     const got = await this.readAt(block, offset, into);
-    for (let k = 0; k < n && (k === 0 || k * length < got); k++) {
+    let k = 0;
+    for (; k < n && (k === 0 || k * length < got); k++) {
       const slot = this.takeSlot();
       if (slot < 0) break; // the first one always has one (room was made)
       this.slab.set(into.subarray(k * length, k * length + length), slot * length);
       this.map(slot, block, offset + k * length);
     }
+    this.readBlock = block;
+    this.readEnd = offset + k * length;
+    this.readPages = n;
   }
 
   /** Records that bytes up to `end` of `block` were written (in place or left as holes of zeros). */
@@ -247,17 +296,28 @@ export class FilePageStore implements PageStore {
 
   /** Sets `length` bytes from `offset` to `byte`, in the cache when it takes the page (else through `put`). */
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
+    if (byte === 0 && this.knownZero(block, offset, length)) {
+      // Zeros over zeros: a hole (the file is made long enough when finished).
+      this.written(block, offset + length);
+      return undefined;
+    }
     const loc = this.locate(block, offset, length, true);
     if (loc !== null) {
       loc.bytes.fill(byte, loc.at, loc.at + length);
-      return undefined;
+      return this.extendRun(block, offset);
     }
     return this.put(block, offset, new Uint8Array(length).fill(byte));
   }
 
-  /** Writes out every cached page not yet in its file (they stay cached). */
-  flush(): Promise<void> {
-    // One flush at a time: they share the write buffer.
+  /** Writes out every cached page not yet in its file (they stay cached), and waits for the writes. */
+  async flush(): Promise<void> {
+    await this.writeOut();
+    await this.writes.drain();
+  }
+
+  /** Queues the writes of every cached page not yet in its file (copied out, they are clean at once). */
+  private writeOut(): Promise<void> {
+    // One at a time: each goes through the dirty pages.
     const run = (this.flushing ?? Promise.resolve()).then(() => this.writeDirty());
     const done = run.finally(() => {
       if (this.flushing === done) this.flushing = null;
@@ -291,7 +351,8 @@ export class FilePageStore implements PageStore {
     this.dropCache();
     this.slab = new Uint8Array(0);
     getEngine()?.giveAll(this);
-    await this.writeBack.quiet(); // no file closed under a write-back
+    await this.writes.quiet(); // no file closed under a write
+    await this.writeBack.quiet(); // nor under a write-back
     const handles = [...this.files.values()].map((f) => f.handle.then((h) => h.close(), () => undefined));
     this.files.clear();
     await Promise.all(handles);
@@ -389,6 +450,7 @@ export class FilePageStore implements PageStore {
       this.referenced[slot] = 1;
     }
     this.markDirty(slot);
+    this.given(block).pages.add(offset / this.pageSize);
     return slot;
   }
 
@@ -433,7 +495,7 @@ export class FilePageStore implements PageStore {
     this.dirtyCount = 0;
   }
 
-  /** Writes the dirty pages sorted by block and offset, adjacent ones gathered. */
+  /** Queues the writes of the dirty pages sorted by block and offset, adjacent ones gathered. */
   private async writeDirty(): Promise<void> {
     if (this.dirtyCount === 0) return;
     const slots: number[] = [];
@@ -447,7 +509,8 @@ export class FilePageStore implements PageStore {
       return offsetOf[a]! - offsetOf[b]!;
     });
     const size = this.pageSize;
-    const room = Math.max(1, Math.floor(this.buffer.length / size));
+    const writes = this.writes;
+    const room = Math.max(1, Math.floor(writes.size / size));
     let i = 0;
     while (i < slots.length && !this.closed) {
       const first = slots[i]!;
@@ -459,29 +522,21 @@ export class FilePageStore implements PageStore {
         if (blockOf[s] !== block || offsetOf[s] !== start + n * size) break;
         n++;
       }
-      // Copied out and marked written before the write starts: a page put again
-      // meanwhile is dirty again (and written next time), never lost.
-      let data: Uint8Array;
-      if (size > this.buffer.length) {
-        data = this.slab.slice(first * size, first * size + size);
+      // Copied out and marked written before the write is queued: a page put again
+      // meanwhile is dirty again (and written next time, after this write), never lost.
+      if (size > writes.size) {
+        writes.submit(block, start, this.slab.slice(first * size, first * size + size), null);
       } else {
+        const staged = writes.tryTake() ?? (await writes.take());
+        if (this.closed) break;
+        // Waiting for a buffer, the caller was waiting too (calls do not overlap): the slots are as sorted.
         for (let k = 0; k < n; k++) {
           const s = slots[i + k]!;
-          this.buffer.set(this.slab.subarray(s * size, s * size + size), k * size);
+          staged.set(this.slab.subarray(s * size, s * size + size), k * size);
         }
-        data = this.buffer.subarray(0, n * size);
+        writes.submit(block, start, staged.subarray(0, n * size), staged);
       }
       for (let k = 0; k < n; k++) this.markClean(slots[i + k]!);
-      try {
-        await this.writeAt(block, start, data);
-      } catch (err) {
-        // Not written: those pages (where a slot still holds them) stay to be written.
-        for (let k = 0; k < n; k++) {
-          const s = slots[i + k]!;
-          if (blockOf[s] === block && offsetOf[s] === start + k * size) this.markDirty(s);
-        }
-        throw err;
-      }
       i += n;
     }
   }
@@ -506,25 +561,129 @@ export class FilePageStore implements PageStore {
       if (this.closed) return Promise.reject(closedError());
       const path = this.pathOf(block);
       // 'r+' keeps an existing image; create it when missing.
-      const handle = open(path, 'r+').catch(async (err: NodeJS.ErrnoException) => {
+      const opened = open(path, 'r+').catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
         // The folder of `dir` may not exist yet (like `xbzrle extract`, make it); paths given by a
         // `path` function are the caller's to provide.
         if (this.dir !== undefined) await mkdir(this.dir, { recursive: true });
         return open(path, 'w+');
       });
-      f = { path, handle };
+      const file: OpenFile = { path, handle: opened, zerosFrom: -1 };
+      file.handle = opened.then(async (h) => {
+        const size = (await h.stat().catch(() => null))?.size;
+        if (size !== undefined) file.zerosFrom = size; // before any write of the store: it opened the file first
+        return h;
+      });
+      f = file;
       this.files.set(block, f);
     }
     return f.handle;
   }
 
+  /**
+   * True when the page at `offset` (of the cache's page size) holds zeros in
+   * the file: past the file's size when it was opened, and given no data since.
+   */
+  private knownZero(block: string, offset: number, length: number): boolean {
+    const f = this.files.get(block);
+    if (f === undefined || f.zerosFrom < 0 || offset < f.zerosFrom || length !== this.pageSize || offset % length !== 0) return false;
+    const given = this.data.get(block);
+    return given === undefined || (offset + length <= given.oddFrom && !given.pages.has(offset / length));
+  }
+
+  /** What the store gave `block`'s file (recorded from the first call, opened or not). */
+  private given(block: string): GivenData {
+    let g = this.data.get(block);
+    if (g === undefined) this.data.set(block, (g = { pages: new PageBits(), oddFrom: Infinity }));
+    return g;
+  }
+
+  /** Data of another size goes to the file at `offset`: nothing from there on is known to be zeros any more. */
+  private dataAt(block: string, offset: number): void {
+    const g = this.given(block);
+    if (offset < g.oddFrom) g.oddFrom = offset;
+  }
+
+  /**
+   * A page put or filled: pages coming in file order (holes allowed) gather in
+   * a window as long as a staging buffer. When a page leaves the window (or it
+   * fills up), the window's pages are written out in the background, in one
+   * buffer, if they are at least half of it; else they wait for the next
+   * write-out with the rest. A stream in file order (decode, patch, extract)
+   * so writes as it goes, one thread writing while this one decodes; pages in
+   * random order still go out sorted and gathered. Not with worker threads:
+   * their jobs on the window's pages may still be queued.
+   */
+  private extendRun(block: string, offset: number): void | Promise<void> {
+    const size = this.pageSize;
+    const span = Math.floor(this.writes.size / size) * size;
+    if (this.shared || span === 0) return undefined;
+    let done: void | Promise<void> = undefined;
+    if (block !== this.runBlock || offset <= this.runLast || offset >= this.runStart + span) {
+      done = this.closeRun();
+      this.runBlock = block;
+      this.runStart = offset;
+      this.runPages = 0;
+    }
+    this.runLast = offset;
+    this.runPages++;
+    if (this.runPages * size < span) return done;
+    // Full: every page of the window came.
+    return isPending(done) ? done.then(() => this.closeRun()) : this.closeRun();
+  }
+
+  /** Writes out the window's pages when they are at least half of it, and empties it. */
+  private closeRun(): void | Promise<void> {
+    const block = this.runBlock;
+    const start = this.runStart;
+    const last = this.runLast;
+    const worth = this.runPages * this.pageSize * 2 >= this.writes.size;
+    this.runBlock = null;
+    this.runPages = 0;
+    if (block === null || !worth) return undefined;
+    const staged = this.writes.tryTake();
+    if (staged !== null) return this.writeRun(staged, block, start, last);
+    return this.writes.take().then((b) => this.writeRun(b, block, start, last));
+  }
+
+  /** Queues the writes of the dirty pages of `block` from `start` to `last` through `staged`, adjacent ones together. */
+  private writeRun(staged: Uint8Array, block: string, start: number, last: number): void {
+    const size = this.pageSize;
+    const pages = this.index.get(block);
+    const offsets: number[] = [];
+    const pieces: Uint8Array[] = [];
+    let from = -1; // where the piece being gathered starts in `staged`, -1 when none
+    let at = 0;
+    for (let offset = start; offset <= last; offset += size) {
+      const slot = pages?.get(offset);
+      if (slot === undefined || this.dirty[slot] === 0) {
+        if (from >= 0) pieces.push(staged.subarray(from, at));
+        from = -1;
+        continue;
+      }
+      if (from < 0) {
+        from = at;
+        offsets.push(offset);
+      }
+      staged.set(this.slab.subarray(slot * size, slot * size + size), at);
+      at += size;
+      this.markClean(slot);
+    }
+    if (from >= 0) pieces.push(staged.subarray(from, at));
+    if (pieces.length === 0) this.writes.give(staged);
+    else this.writes.submitAll(block, offsets, pieces, staged);
+  }
+
   /** Reads `into.length` bytes at `offset` (zeros past the end of the file); returns the bytes the file had. */
   private async readAt(block: string, offset: number, into: Uint8Array): Promise<number> {
+    if (!this.writes.idle) await this.writes.drain(); // the file must hold what was queued
     const handle = await this.handle(block);
+    // Synchronous: these are the few pages a record needs now (at most READ_AHEAD bytes), which
+    // the decoder waits for anyway; from the page cache a read takes microseconds, where a trip
+    // through the thread pool (behind the writes queued there) takes a hundred.
     let done = 0;
     while (done < into.length) {
-      const { bytesRead } = await handle.read(into, done, into.length - done, offset + done);
+      const bytesRead = fs.readSync(handle.fd, into, done, into.length - done, offset + done);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
@@ -541,6 +700,10 @@ export class FilePageStore implements PageStore {
     }
     if (this.fsync) this.writeBack.wrote(handle, done);
   }
+}
+
+function isPending(value: void | Promise<void>): value is Promise<void> {
+  return value !== undefined;
 }
 
 function closedError(): Error {
