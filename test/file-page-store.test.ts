@@ -406,7 +406,7 @@ describe('FilePageStore', () => {
         }
         expect(loc!.bytes[loc!.at]).toBe((p % 251) + 1);
       }
-      const lengths = spy.mock.calls.map((c) => c[3] as number);
+      const lengths = spy.mock.calls.map((c) => (c as unknown[])[3] as number);
       expect(lengths.length).toBe(Math.ceil(pages / 37));
       expect(lengths.every((n) => n === PS)).toBe(true);
       await store.close();
