@@ -14,7 +14,8 @@ export default defineConfig([
     treeshake: true,
   },
   {
-    // The command: one ESM file with its shebang, not part of the typed API.
+    // The command: an ESM file with its shebang, not part of the typed API, and a chunk per
+    // command (loaded when it runs) beside it.
     entry: { cli: 'lib/cli/bin.ts' },
     format: ['esm'],
     dts: false,
@@ -22,6 +23,6 @@ export default defineConfig([
     clean: false,
     target: 'node20',
     platform: 'node',
-    splitting: false,
+    splitting: true,
   },
 ]);

@@ -1,5 +1,5 @@
 import { allocPages, freePages } from '../codec/pages.js';
-import { fileSource, readAhead } from '../delta/node.js';
+import { fileSource, readAhead } from '../delta/image-source.js';
 import { namedError } from './errors.js';
 
 /**

@@ -6,14 +6,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseCommand } from './args.js';
-import { decode, DECODE_HELP } from './commands/decode.js';
-import { diff, DIFF_HELP } from './commands/diff.js';
-import { encode, ENCODE_HELP } from './commands/encode.js';
-import { extract, EXTRACT_HELP } from './commands/extract.js';
-import { patch, PATCH_HELP } from './commands/patch.js';
-import { report, REPORT_HELP } from './commands/report.js';
-import { stat, STAT_HELP } from './commands/stat.js';
-import { verify, VERIFY_HELP } from './commands/verify.js';
 import { CliError, errnoText } from './errors.js';
 import { BrokenPipe, onFirstCleanup, releaseRun, removeAllTempsSync, removeTempsSync, systemErrorName } from './files.js';
 import { CliContext, processIo, type CliIo } from './io.js';
@@ -40,21 +32,27 @@ Sizes take k/M/G suffixes. gzip- and zstd-compressed inputs are read as they are
 Exit status: 0 on success, 1 on error.
 `;
 
+type Run = (positionals: string[], o: ReturnType<typeof parseCommand>['options'], ctx: CliContext) => Promise<void>;
+
 type Command = {
-  run: (positionals: string[], o: ReturnType<typeof parseCommand>['options'], ctx: CliContext) => Promise<void>;
-  help: string;
+  /**
+   * The command's module, loaded when it runs: a run loads only what its
+   * command uses (`decode` needs no stream classes or zstd), which is most of
+   * a short run's start-up time.
+   */
+  load: () => Promise<{ run: Run; help: string }>;
   options: Parameters<typeof parseCommand>[1];
 };
 
 const COMMANDS: Record<string, Command> = {
-  diff: { run: diff, help: DIFF_HELP, options: ['output', 'block', 'page-size', 'format', 'level', 'no-compress', 'threads'] },
-  patch: { run: patch, help: PATCH_HELP, options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target', 'threads'] },
-  stat: { run: stat, help: STAT_HELP, options: ['json', 'page-size', 'target'] },
-  extract: { run: extract, help: EXTRACT_HELP, options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target', 'threads'] },
-  encode: { run: encode, help: ENCODE_HELP, options: ['output', 'image-size', 'cache-size', 'block', 'page-size', 'threads'] },
-  decode: { run: decode, help: DECODE_HELP, options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target', 'threads'] },
-  report: { run: report, help: REPORT_HELP, options: ['output', 'page-size'] },
-  verify: { run: verify, help: VERIFY_HELP, options: ['page-size', 'json'] },
+  diff: { load: () => import('./commands/diff.js').then((m) => ({ run: m.diff, help: m.DIFF_HELP })), options: ['output', 'block', 'page-size', 'format', 'level', 'no-compress', 'threads'] },
+  patch: { load: () => import('./commands/patch.js').then((m) => ({ run: m.patch, help: m.PATCH_HELP })), options: ['output', 'block', 'page-size', 'cache-size', 'no-verify', 'target', 'threads'] },
+  stat: { load: () => import('./commands/stat.js').then((m) => ({ run: m.stat, help: m.STAT_HELP })), options: ['json', 'page-size', 'target'] },
+  extract: { load: () => import('./commands/extract.js').then((m) => ({ run: m.extract, help: m.EXTRACT_HELP })), options: ['output', 'out', 'json', 'page-size', 'cache-size', 'target', 'threads'] },
+  encode: { load: () => import('./commands/encode.js').then((m) => ({ run: m.encode, help: m.ENCODE_HELP })), options: ['output', 'image-size', 'cache-size', 'block', 'page-size', 'threads'] },
+  decode: { load: () => import('./commands/decode.js').then((m) => ({ run: m.decode, help: m.DECODE_HELP })), options: ['out', 'output', 'block', 'page-size', 'cache-size', 'target', 'threads'] },
+  report: { load: () => import('./commands/report.js').then((m) => ({ run: m.report, help: m.REPORT_HELP })), options: ['output', 'page-size'] },
+  verify: { load: () => import('./commands/verify.js').then((m) => ({ run: m.verify, help: m.VERIFY_HELP })), options: ['page-size', 'json'] },
 };
 
 /** The package's version: its package.json is next to `dist/` (the bin), or two levels up (`lib/cli/`, the sources). */
@@ -134,7 +132,7 @@ async function run(argv: readonly string[], ctx: CliContext, running: (name: str
   }
   if (name === 'help') {
     if (rest.length > 1) throw new CliError('help takes at most one COMMAND', true);
-    out.write(rest[0] === undefined ? HELP : lookup(rest[0]).help);
+    out.write(rest[0] === undefined ? HELP : (await lookup(rest[0]).load()).help);
     return 0;
   }
   if (name === '--version' || name === '-V') {
@@ -144,15 +142,16 @@ async function run(argv: readonly string[], ctx: CliContext, running: (name: str
   const command = lookup(name);
   running(name);
   const { options, positionals, help, version: wantsVersion } = parseCommand(rest, command.options);
-  if (help) {
-    out.write(command.help);
-    return 0;
-  }
-  if (wantsVersion) {
+  if (wantsVersion && !help) {
     out.write(`xbzrle ${version()}\n`);
     return 0;
   }
-  await command.run(positionals, options, ctx);
+  const loaded = await command.load();
+  if (help) {
+    out.write(loaded.help);
+    return 0;
+  }
+  await loaded.run(positionals, options, ctx);
   return 0;
 }
 
