@@ -42,6 +42,7 @@ const NEW = join(dir, `new-${size}.img`);
 const STREAM = join(dir, `stream-${size}.xs`);
 const OUT = join(dir, 'out.img');
 const OUTDIR = join(dir, 'out.d');
+const DDOUT = join(dir, 'dd.img');
 if (!existsSync(OLD) || !existsSync(NEW) || statSync(OLD).size !== bytes) await generate(OLD, NEW, bytes, 'edits', 1);
 
 /**
@@ -51,6 +52,9 @@ if (!existsSync(OLD) || !existsSync(NEW) || statSync(OLD).size !== bytes) await 
  * @param {string} [shell]
  */
 function time(file, argv, shell) {
+  // Every timed command starts from the same state: outputs removed, nothing left to write back.
+  for (const path of [OUT, OUTDIR, DDOUT]) rmSync(path, { recursive: true, force: true });
+  spawnSync('sync');
   const t0 = performance.now();
   const r = shell === undefined ? spawnSync(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawnSync('sh', ['-c', shell], { stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = performance.now() - t0;
@@ -62,11 +66,7 @@ const threadFlag = (/** @type {number} */ n) => ['--threads', String(n)]; // exp
 const cache = ['--cache-size', `${Math.max(size, 1)}M`];
 // The stream decode reads: OLD then NEW as two rounds.
 time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', STREAM, '-f', '-q', ...cache]);
-const dd = () => {
-  rmSync(OUT, { force: true });
-rmSync(OUTDIR, { recursive: true, force: true });
-  return time('dd', [`if=${NEW}`, `of=${OUT}`, 'bs=1M', 'conv=fsync', 'status=none']);
-};
+const dd = () => time('dd', [`if=${NEW}`, `of=${DDOUT}`, 'bs=1M', 'conv=fsync', 'status=none']);
 /** @type {{ name: string, ref: string, run: () => number, base: () => number }[]} */
 const jobs = [];
 for (const n of threads) {
@@ -75,20 +75,13 @@ for (const n of threads) {
     name: `decode --threads ${n}`,
     ref: 'dd conv=fsync',
     base: dd,
-    run: () => {
-      rmSync(OUT, { force: true });
-rmSync(OUTDIR, { recursive: true, force: true });
-      return time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]);
-    },
+    run: () => time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]),
   });
   jobs.push({
     name: `extract --threads ${n}`,
     ref: 'dd conv=fsync',
     base: dd,
-    run: () => {
-      rmSync(OUTDIR, { recursive: true, force: true });
-      return time(process.execPath, [CLI, 'extract', STREAM, '-o', OUTDIR, '-q', ...threadFlag(n)]);
-    },
+    run: () => time(process.execPath, [CLI, 'extract', STREAM, '-o', OUTDIR, '-q', ...threadFlag(n)]),
   });
 }
 // The floor of a cache as large as the image on this machine: touching that much fresh memory
@@ -118,5 +111,4 @@ for (const job of chosen) {
   }
   console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
 }
-rmSync(OUT, { force: true });
-rmSync(OUTDIR, { recursive: true, force: true });
+for (const path of [OUT, OUTDIR, DDOUT]) rmSync(path, { recursive: true, force: true });

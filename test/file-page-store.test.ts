@@ -156,14 +156,11 @@ describe('FilePageStore', () => {
 
   it('writes cached pages sorted by offset, adjacent ones in writes of up to bufferSize', async () => {
     const path = join(dir, 'img');
-    const probe = await open(path, 'w+');
-    const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
-    await probe.close();
     const writes: number[] = [];
-    const original = proto.write;
-    const spy = vi.spyOn(proto, 'write').mockImplementation(function (this: unknown, ...args: unknown[]) {
-      writes.push(args[3] as number);
-      return original.apply(this, args);
+    const original = fs.writeSync;
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(function (this: unknown, ...args: unknown[]) {
+      writes.push(args[4] as number);
+      return (original as (...a: unknown[]) => number).apply(this, args);
     });
     try {
       const store = new FilePageStore({ path: () => path, cacheSize: 64 * PS, bufferSize: 16 * PS });
@@ -336,18 +333,15 @@ describe('FilePageStore', () => {
 
   it('writes a page again that was put again while its write was under way', async () => {
     const path = join(dir, 'img');
-    const probe = await open(path, 'w+');
-    const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => unknown };
-    await probe.close();
     const store = new FilePageStore({ path: () => path, cacheSize: 4 * PS });
-    const original = proto.write;
+    const original = fs.writeSync;
     let once = true;
-    const spy = vi.spyOn(proto, 'write').mockImplementation(function (this: unknown, ...args: unknown[]) {
+    const spy = vi.spyOn(fs, 'writeSync').mockImplementation(function (this: unknown, ...args: unknown[]) {
       if (once) {
         once = false;
         void store.put('ram', 0, new Uint8Array(PS).fill(2)); // cached: synchronous
       }
-      return original.apply(this, args);
+      return (original as (...a: unknown[]) => number).apply(this, args);
     });
     try {
       await store.put('ram', 0, new Uint8Array(PS).fill(1));

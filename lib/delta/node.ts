@@ -34,7 +34,7 @@ import type { FrameWorkers } from './codec.js';
 import { checkThreads } from '../core/options.js';
 import { fileDescriptors, fileSource, readAhead, readFully, type ImageSource } from './image-source.js';
 
-export { fileSource, readAhead, type ImageSource } from './image-source.js';
+export type { ImageSource } from './image-source.js';
 
 /** Where a delta goes: a file path (temp file + rename), a Node writable, or a function called per chunk. */
 export type DeltaOutput = string | NodeJS.WritableStream | ((chunk: Uint8Array) => void | Promise<void>);

@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { RamRecordParser, type RamRecord, type TargetBlock } from '../../format/record-parser.js';
 import { probeQemuMigration, readQemuMigration, type QemuMigrationInfo } from '../../qemu/migration-file.js';
 import type { PageStore } from '../../store/page-store.js';
@@ -13,6 +14,7 @@ import type { DeltaStats } from '../../delta/encoder.js';
 import { deltaError } from './diff.js';
 import { formatBytes, Progress } from '../progress.js';
 import { loadTargetFile } from '../target-file.js';
+import { readImageRuns } from '../image-reader.js';
 import { DELTA_SIZE_EDGES, deltaSizeBucket } from '../../report/collect.js';
 import { qemuFileSummary, streamSummary, summaryRows, type ReportSummary } from '../../report/summary.js';
 
@@ -61,6 +63,25 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     // A mapped-ram file by name: read with positioned reads (the page regions are skipped, not read through).
     if (input.path !== undefined && input.compression === undefined && input.size !== undefined) {
       const probe = await probeQemuMigration(input.path).catch(() => null);
+      if (probe === null && (await startsAsRamStream(input.path))) {
+        // A RAM record stream by name: read into two reused buffers, one read ahead (fresh memory
+        // per chunk, as a stream's chunks are, costs a page fault per 4 KiB), each used up before
+        // its reuse (records applied, a cut record kept by the parser, payloads staged by workers).
+        input.stream.destroy();
+        const runs = readImageRuns(input.path, 1 << 20, o.pageSize, false);
+        const chunks = (async function* () {
+          for await (const chunk of runs) {
+            meter.observe(chunk);
+            yield chunk;
+          }
+        })();
+        const parser = new RamRecordParser({ pageSize: o.pageSize, target });
+        const loader = new RamLoader({ pageSize: o.pageSize, store });
+        await new RamApplier(parser, loader, onRecord).applyAll(chunks);
+        await store?.finish?.();
+        progress.finish();
+        return streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
+      }
       if (probe?.capabilities.includes('mapped-ram') === true) {
         input.stream.destroy();
         const size = input.size;
@@ -103,6 +124,18 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
     progress.finish();
     input.stream.destroy();
     throw inputError(input.name, err, meter.isQemuFile ? undefined : meter);
+  }
+}
+
+/** False when the file starts with QEMU's "QEVM" magic (a migration file, for `readQemuMigration`). */
+async function startsAsRamStream(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const head = new Uint8Array(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    return !(bytesRead === 4 && head[0] === 0x51 && head[1] === 0x45 && head[2] === 0x56 && head[3] === 0x4d);
+  } finally {
+    await fh.close();
   }
 }
 
