@@ -43,6 +43,7 @@ const SHARED = [
   'test/cli-delta.test.ts',
   'test/cli-encode-stdout.test.ts',
   'test/cli-main.test.ts',
+  'test/copy-into.test.ts',
   'test/codec.test.ts',
   'test/decode-stream-checks.test.ts',
   'test/delta-base.test.ts',

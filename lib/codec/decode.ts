@@ -1,3 +1,4 @@
+import { isShared } from './copy.js';
 import { argTypeError, XbzrleError } from '../errors.js';
 import { ulebRead } from './uleb128.js';
 import { getEngine, type WasmEngine } from './wasm/engine.js';
@@ -154,10 +155,6 @@ export function decodeInto(src: Uint8Array, srcOff: number, slen: number, dst: U
  */
 export const STAGED_DECODE_MIN = 512;
 
-/** True for a view of a SharedArrayBuffer, of this realm or another (so not `instanceof`). */
-function isShared(u8: Uint8Array): boolean {
-  return Object.prototype.toString.call(u8.buffer) === '[object SharedArrayBuffer]';
-}
 
 /** Bytes between the staged page and the staged delta. */
 const STAGE_GAP = 64;

@@ -3,6 +3,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
+import { copyInto } from '../codec/copy.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageLocation, PageStore } from './page-store.js';
@@ -219,7 +220,7 @@ export class FilePageStore implements PageStore {
     const slot = this.claim(block, offset, true);
     // Full of written pages: write them out, then take a slot (always free once they are copied out).
     if (slot < 0) return this.writeOut().then(() => this.put(block, offset, data));
-    this.slab.set(data, slot * size);
+    copyInto(this.slab, slot * size, data); // the slab may be the kernel's shared memory
     return this.extendRun(block, offset);
   }
 

@@ -1,3 +1,4 @@
+import { copyInto } from '../codec/copy.js';
 import { argRangeError, XbzrleError } from '../errors.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
@@ -87,7 +88,7 @@ export class MemoryPageStore implements PageStore {
       const at = offset + done;
       const from = at & SEGMENT_MASK;
       const n = Math.min(SEGMENT - from, data.length - done);
-      this.segment(img, at).set(data.subarray(done, done + n), from);
+      copyInto(this.segment(img, at), from, data.subarray(done, done + n));
       done += n;
     }
     if (offset + data.length > img.extent) img.extent = offset + data.length;

@@ -1,3 +1,4 @@
+import { copyInto } from '../codec/copy.js';
 import { applyChecked, checkDelta, corrupt, decodeInto } from '../codec/decode.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
@@ -243,7 +244,7 @@ export class RamLoader {
   private applyAt(rec: RamRecord, loc: PageLocation, checked: boolean): void {
     const ps = this.pageSize;
     if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
-    else if (rec.kind === 'page') loc.bytes.set(rec.src.subarray(rec.srcOffset, rec.srcOffset + ps), loc.at);
+    else if (rec.kind === 'page') copyInto(loc.bytes, loc.at, rec.src.subarray(rec.srcOffset, rec.srcOffset + ps));
     else if (checked) applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
     else decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
     this.memory!.written(rec.block, rec.offset + ps);
