@@ -3,10 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { copyInto, isShared } from '../lib/codec/copy.js';
 
 describe('copyInto', () => {
-  it('copies as TypedArray#set does, into shared and plain memory, at every alignment of source and destination', () => {
+  it('copies as TypedArray#set does, between shared and plain memory either way, at every alignment of source and destination', () => {
     fc.assert(
-      fc.property(fc.boolean(), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 5000 }), fc.nat(), (shared, srcOff, dstOff, length, seed) => {
-        const srcBuf = new Uint8Array(length + 16);
+      fc.property(fc.boolean(), fc.boolean(), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 5000 }), fc.nat(), (shared, sharedSrc, srcOff, dstOff, length, seed) => {
+        const srcBuf = new Uint8Array(sharedSrc ? new SharedArrayBuffer(length + 16) : new ArrayBuffer(length + 16));
         for (let i = 0; i < srcBuf.length; i++) srcBuf[i] = (i * 31 + seed) & 0xff;
         const src = srcBuf.subarray(srcOff, srcOff + length);
         const dst = new Uint8Array(shared ? new SharedArrayBuffer(length + 64) : new ArrayBuffer(length + 64)).subarray(8);

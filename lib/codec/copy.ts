@@ -10,19 +10,27 @@ export function isShared(u8: Uint8Array): boolean {
 }
 
 /**
- * Copies `src` into `dst` at `at`, as `dst.set(src, at)`. Into a
+ * Copies `src` into `dst` at `at`, as `dst.set(src, at)`. To or from a
  * SharedArrayBuffer (the kernel's memory), V8 copies a word at a time only
  * when source and destination share their alignment mod 8, and byte by byte
  * otherwise, about 4x slower (a page of a RAM record usually starts at an odd
- * offset of its chunk): such a source goes through a plain scratch buffer
- * placed to match, two fast copies instead of one slow one.
+ * offset of its chunk or slab): such a copy goes through a plain scratch
+ * buffer placed at the shared side's alignment, two fast copies instead of
+ * one slow one.
  */
 export function copyInto(dst: Uint8Array, at: number, src: Uint8Array): void {
-  const align = (dst.byteOffset + at) & 7;
-  if ((src.byteOffset & 7) === align || src.length < SCRATCH_MIN || !isShared(dst)) {
+  const dstAlign = (dst.byteOffset + at) & 7;
+  const srcAlign = src.byteOffset & 7;
+  if (srcAlign === dstAlign || src.length < SCRATCH_MIN) {
     dst.set(src, at);
     return;
   }
+  const dstShared = isShared(dst);
+  if (dstShared === isShared(src)) {
+    dst.set(src, at); // plain to plain: a plain copy; shared to shared: rare (no plain side to stage on)
+    return;
+  }
+  const align = dstShared ? dstAlign : srcAlign;
   if (scratch.length < src.length + 8) scratch = new Uint8Array(src.length + 8);
   const staged = scratch.subarray(align, align + src.length);
   staged.set(src);

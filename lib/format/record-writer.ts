@@ -1,4 +1,5 @@
 import { XbzrleError } from '../errors.js';
+import { copyInto } from '../codec/copy.js';
 import { encodeName, writeU16, writeU64 } from './bytes.js';
 import { DeltaViews } from '../codec/delta-views.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
@@ -141,7 +142,7 @@ export class RecordWriter {
   page(block: string, offset: number, src: Uint8Array, srcOff: number): number {
     const ps = this.pageSize;
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.PAGE, ps);
-    this.slab.set(this.plain(src).subarray(srcOff, srcOff + ps), this.pos);
+    copyInto(this.slab, this.pos, this.plain(src).subarray(srcOff, srcOff + ps)); // src may be the kernel's shared memory
     this.advance(ps);
     this.maybeEmit();
     return head + ps;
