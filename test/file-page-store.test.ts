@@ -443,6 +443,32 @@ describe('FilePageStore', () => {
     for (let p = 0; p < 32; p++) expect(file[p * PS]).toBe(p % 3 === 1 ? 0 : p + 1);
   });
 
+  it('keeps a stream in file order in a few windows of cache, not the whole cache, and keeps pages that were used', async () => {
+    const path = join(dir, 'stream');
+    const store = new FilePageStore({ path: () => path, cacheSize: 1024 * PS, bufferSize: 16 * PS });
+    await store.put('ram', 5000 * PS, new Uint8Array(PS).fill(9)); // a page used again below
+    await store.get('ram', 5000 * PS, new Uint8Array(PS)); // (a hit: it gets a second chance)
+    for (let p = 0; p < 4000; p++) {
+      if (p % 5 === 0) await store.fill('ram', p * PS, PS, 0);
+      else await store.put('ram', p * PS, new Uint8Array(PS).fill((p % 250) + 1));
+    }
+    const used = (store as unknown as { used: number }).used;
+    expect(used).toBeLessThanOrEqual(1024 / 8 + 3 * 16); // an eighth of the cache plus a few windows, not 1024
+    const reads = vi.spyOn(fs, 'readSync');
+    try {
+      const got = new Uint8Array(PS);
+      expect(store.get('ram', 5000 * PS, got)).toBeUndefined(); // still cached: no read
+      expect(got[0]).toBe(9);
+      expect(reads).not.toHaveBeenCalled();
+    } finally {
+      reads.mockRestore();
+    }
+    await store.finish();
+    const file = await readFile(path);
+    for (let p = 0; p < 4000; p++) expect(file[p * PS]).toBe(p % 5 === 0 ? 0 : (p % 250) + 1);
+    expect(file[5000 * PS]).toBe(9);
+  });
+
   it('refuses a cacheSize no buffer can hold, before any I/O', () => {
     expect(() => new FilePageStore({ dir, cacheSize: 2 ** 33 })).toThrow(RangeError);
     expect(() => new FilePageStore({ dir, cacheSize: -1 })).toThrow(RangeError);

@@ -83,11 +83,8 @@ export class SingleBlockStore implements PageStore {
 
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
     if (!this.pick(block)) return;
-    if (this.sent !== null && !this.wasSent(offset)) {
-      this.markSent(offset, length);
-      // Zeros over zeros: a hole (the file is made long enough when finished).
-      if (byte === 0) return this.file.written(block, offset + length);
-    }
+    // A page never sent is zeros in the new file: the file store leaves a ZERO record's page a hole.
+    if (this.sent !== null && !this.wasSent(offset)) this.markSent(offset, length);
     return this.file.fill(block, offset, length, byte);
   }
 
