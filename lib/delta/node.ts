@@ -9,14 +9,12 @@ import { createReadStream, readSync, writeSync } from 'node:fs';
 import { copyFile, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { PageKernel } from '../codec/kernel.js';
 import { allocPages, freePages } from '../codec/pages.js';
 import { argTypeError, XbzrleError } from '../errors.js';
 import { RecordWriter } from '../format/record-writer.js';
 import { FilePageStore } from '../store/file-page-store.js';
-import { XbzrleDecodeStream } from '../stream/decode-stream.js';
+import { DecoderCore } from '../core/decoder.js';
 import { DeltaApplier, wrongBaseSize } from './apply.js';
 import { ChainApplier, tagDelta, type RandomRead } from './chain.js';
 import { DeltaEncoder, emptyStats, setTotals, type DeltaStats } from './encoder.js';
@@ -26,7 +24,7 @@ import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 import { checkDelta } from '../codec/decode.js';
 import { RamRecordParser } from '../format/record-parser.js';
 import { RamApplier } from '../store/ram-applier.js';
-import { RamLoader } from '../store/ram-loader.js';
+import { isPromise, RamLoader } from '../store/ram-loader.js';
 import { WriteBack } from '../store/write-back.js';
 import { loadZstd } from './zstd.js';
 import { FramePool } from './workers.js';
@@ -644,16 +642,24 @@ async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, targ
   await copyFile(oldPath, path);
   const store = new FilePageStore({ path: () => path, cacheSize: 64 << 20 });
   try {
-    const dec = new XbzrleDecodeStream({ store, pageSize: ps, emitPages: false });
+    // The decoder core fed directly (no stream classes to load for a plain delta).
+    const core = new DecoderCore({ store, pageSize: ps, emitPages: false });
     let bytes = 0;
-    async function* counted(): AsyncGenerator<Uint8Array> {
+    const drain = async (): Promise<void> => {
+      for (let r = core.next(); r !== undefined; r = core.next()) if (isPromise(r)) await r;
+    };
+    try {
       for await (const c of rest) {
         bytes += c.length;
-        yield c;
+        core.feed(c);
+        await drain();
       }
+      core.end();
+      await drain();
+    } finally {
+      core.dispose();
     }
-    await pipeline(counted(), dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
-    const r = dec.stats.records;
+    const r = core.stats.records;
     const size = (await stat(path)).size;
     const oldSize = (await stat(oldPath)).size;
     const stats = emptyStats('qemu', ps, oldSize, size);
