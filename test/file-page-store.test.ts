@@ -433,9 +433,13 @@ describe('FilePageStore', () => {
       if (p % 3 === 1) await store.fill('ram', p * PS, PS, 0); // holes in the windows
       else await store.put('ram', p * PS, new Uint8Array(PS).fill(p + 1));
     }
-    // Three full windows went out without a flush (the fourth waits: nothing left it yet).
-    await new Promise((resolve) => setImmediate(resolve));
-    const early = await readFile(path);
+    // Three full windows went out without a flush (the fourth waits: nothing left it yet), once the
+    // file is open (an asynchronous open the writes wait for).
+    let early = new Uint8Array(0);
+    for (let tries = 0; tries < 200 && early.length < 23 * PS; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      early = await readFile(path).catch(() => new Uint8Array(0));
+    }
     expect(early.length).toBeGreaterThanOrEqual(23 * PS);
     for (let p = 0; p < 24; p++) expect(early[p * PS]).toBe(p % 3 === 1 ? 0 : p + 1);
     await store.finish();
