@@ -59,6 +59,14 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
   const onRecord = (rec: RamRecord): void => {
     if (rec.kind === 'xbzrle') histogram[deltaSizeBucket(rec.length)]!++;
   };
+  /** A RAM record stream applied to `store`, and its summary. */
+  const ramStream = async (chunks: AsyncIterable<Uint8Array>): Promise<StatReport> => {
+    const parser = new RamRecordParser({ pageSize: o.pageSize, target });
+    const loader = new RamLoader({ pageSize: o.pageSize, store });
+    await new RamApplier(parser, loader, onRecord).applyAll(chunks);
+    await store?.finish?.();
+    return streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
+  };
   try {
     // A mapped-ram file by name: read with positioned reads (the page regions are skipped, not read through).
     if (input.path !== undefined && input.compression === undefined && input.size !== undefined) {
@@ -69,18 +77,16 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
         // its reuse (records applied, a cut record kept by the parser, payloads staged by workers).
         input.stream.destroy();
         const runs = readImageRuns(input.path, 1 << 20, o.pageSize, false);
-        const chunks = (async function* () {
-          for await (const chunk of runs) {
-            meter.observe(chunk);
-            yield chunk;
-          }
-        })();
-        const parser = new RamRecordParser({ pageSize: o.pageSize, target });
-        const loader = new RamLoader({ pageSize: o.pageSize, store });
-        await new RamApplier(parser, loader, onRecord).applyAll(chunks);
-        await store?.finish?.();
+        const report = await ramStream(
+          (async function* () {
+            for await (const chunk of runs) {
+              meter.observe(chunk);
+              yield chunk;
+            }
+          })(),
+        );
         progress.finish();
-        return streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
+        return report;
       }
       if (probe?.capabilities.includes('mapped-ram') === true) {
         input.stream.destroy();
@@ -112,11 +118,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
       report = reportOf(input, meter.bytes, info, histogram);
       await iterator.return?.();
     } else {
-      const parser = new RamRecordParser({ pageSize: o.pageSize, target });
-      const loader = new RamLoader({ pageSize: o.pageSize, store });
-      await new RamApplier(parser, loader, onRecord).applyAll(chunks);
-      await store?.finish?.();
-      report = streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
+      report = await ramStream(chunks);
     }
     progress.finish();
     return report;
