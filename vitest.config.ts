@@ -71,6 +71,7 @@ const SHARED = [
   'test/streams.test.ts',
   'test/write-back.test.ts',
   'test/write-queue.test.ts',
+  'test/write-queue-order.test.ts',
 ];
 
 /** The codec and stream suites that run again on the portable TypeScript path. */

@@ -63,6 +63,8 @@ interface OpenFile {
   handle: Promise<FileHandle>;
   /** Bytes from here on were zeros when the file was opened (its size then, lowered by truncation), or -1 until known. */
   zerosFrom: number;
+  /** True when another block's file is the same path: neither then knows what the other wrote, so no page is known zero. */
+  aliased: boolean;
 }
 
 /** What a block's file may hold that the store gave it (see {@link FilePageStore.knownZero}). */
@@ -82,9 +84,9 @@ interface GivenData {
  *
  * Pages are cached (`cacheSize`, write-back): reading a cached page (an
  * XBZRLE delta's base) costs no I/O. Pages put in file order (holes
- * allowed), as a decoder of a migration stream puts them, are written out in
- * the background once they fill a `bufferSize` window, while the decoding
- * goes on; pages in another order wait in the cache, and a page written again
+ * allowed), as a decoder of a migration stream puts them, are written out
+ * as soon as they fill a `bufferSize` window (and then keep at most an
+ * eighth of the cache); pages in another order wait in the cache, and a page written again
  * before it leaves costs no I/O. When the cache is full, its written pages go
  * out sorted by file and offset, adjacent ones gathered into writes of up to
  * `bufferSize` bytes; clean pages are then replaced oldest first, recently
@@ -122,7 +124,7 @@ export class FilePageStore implements PageStore {
   private readonly truncate: boolean;
   private readonly fsync: boolean;
   private readonly files = new Map<string, OpenFile>();
-  /** Writes gathered pages in the background, in order, through reused staging buffers of `bufferSize`. */
+  /** Writes gathered pages, in order, through reused staging buffers of `bufferSize`. */
   private readonly writes: WriteQueue;
   private readonly cacheSize: number;
   private closed = false;
@@ -615,7 +617,10 @@ export class FilePageStore implements PageStore {
         if (this.dir !== undefined) await mkdir(this.dir, { recursive: true });
         return open(path, 'w+');
       });
-      const file: OpenFile = { path, handle: opened, zerosFrom: -1 };
+      const file: OpenFile = { path, handle: opened, zerosFrom: -1, aliased: false };
+      for (const other of this.files.values()) {
+        if (other.path === path) other.aliased = file.aliased = true;
+      }
       file.handle = opened.then(async (h) => {
         const size = (await h.stat().catch(() => null))?.size;
         if (size !== undefined) file.zerosFrom = size; // before any write of the store: it opened the file first
@@ -633,7 +638,7 @@ export class FilePageStore implements PageStore {
    */
   private knownZero(block: string, offset: number, length: number): boolean {
     const f = this.files.get(block);
-    if (f === undefined || f.zerosFrom < 0 || offset < f.zerosFrom || length !== this.pageSize || offset % length !== 0) return false;
+    if (f === undefined || f.aliased || f.zerosFrom < 0 || offset < f.zerosFrom || length !== this.pageSize || offset % length !== 0) return false;
     const given = this.data.get(block);
     return given === undefined || (offset + length <= given.oddFrom && !given.pages.has(offset / length));
   }
@@ -654,7 +659,7 @@ export class FilePageStore implements PageStore {
   /**
    * A page put or filled: pages coming in file order (holes allowed) gather in
    * a window as long as a staging buffer. When a page leaves the window (or it
-   * fills up), the window's pages are written out in the background, in one
+   * fills up), the window's pages are written out at once, in one
    * buffer, if they are at least half of it; else they wait for the next
    * write-out with the rest. A stream in file order (decode, patch, extract)
    * so writes as it goes, one thread writing while this one decodes; pages in
@@ -724,7 +729,8 @@ export class FilePageStore implements PageStore {
 
   /** Reads `into.length` bytes at `offset` (zeros past the end of the file); returns the bytes the file had. */
   private async readAt(block: string, offset: number, into: Uint8Array): Promise<number> {
-    if (!this.writes.idle) await this.writes.drain(); // the file must hold what was queued
+    // The file must hold what was queued; after a failed write it does not (the failure is thrown).
+    if (!this.writes.idle || this.writes.failed) await this.writes.drain();
     const handle = await this.handle(block);
     // Synchronous: these are the few pages a record needs now (at most READ_AHEAD bytes), which
     // the decoder waits for anyway; from the page cache a read takes microseconds, where a trip

@@ -10,15 +10,16 @@ interface Job {
 }
 
 /**
- * Writes in the background through a few reused staging buffers: a caller
- * copies pages into a buffer, queues its writes and goes on decoding while
- * they run on other threads. Reused buffers stay warm (fresh memory costs a
+ * Writes through a few reused staging buffers: a caller copies pages into a
+ * buffer and queues its writes, which run in a microtask (a synchronous
+ * writer, as `FilePageStore`'s, makes them there) or on other threads (an
+ * asynchronous one) while the caller goes on. Reused buffers stay warm (fresh memory costs a
  * page fault per 4 KiB); at most `count` of them are queued or being
  * written, so memory stays bounded and {@link WriteQueue.take} makes a caller
  * wait beyond that.
  *
- * Writes to disjoint ranges run at once, side by side (a busy calling thread
- * does not hold the next one back); a write overlapping one queued before it
+ * With an asynchronous writer, writes to disjoint ranges run at once, side
+ * by side (a busy calling thread does not hold the next one back); a write overlapping one queued before it
  * starts after that one, so a page written twice ends with its later content.
  * A failed write stops the queue: writes not started are skipped and the
  * error is thrown by every later `take`/`drain`.
@@ -37,6 +38,11 @@ export class WriteQueue {
     readonly size: number,
     private readonly count = 4,
   ) {}
+
+  /** True once a write failed (every later `take`/`drain` throws its error). */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
 
   /** True when nothing is queued or being written. */
   get idle(): boolean {
