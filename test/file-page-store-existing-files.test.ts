@@ -92,7 +92,7 @@ describe('FilePageStore: decoding into files there before', () => {
           }
         },
       ),
-      { numRuns: 80 },
+      { numRuns: 40 },
     );
   });
 });

@@ -190,7 +190,7 @@ describe('FilePageStore: behaves as a plain file', () => {
           await check(join(dir, `run${run++}`), list, pre, cacheBytes, bufferBytes, truncate, ['a', 'b/c', 'd'], (b) => b);
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 150 },
     );
   });
 
