@@ -217,7 +217,7 @@ describe('FilePageStore: behaves as a plain file', () => {
           await check(join(dir, `ord${run++}`), list, pre, cacheBytes, bufferBytes, true, ['ram'], () => 0);
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 80 },
     );
   });
 });
