@@ -83,8 +83,11 @@ export class SingleBlockStore implements PageStore {
 
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
     if (!this.pick(block)) return;
-    // A page never sent is zeros in the new file: the file store leaves a ZERO record's page a hole.
-    if (this.sent !== null && !this.wasSent(offset)) this.markSent(offset, length);
+    if (this.sent !== null && !this.wasSent(offset)) {
+      this.markSent(offset, length);
+      // A page never sent is zeros in the new file: a ZERO record leaves it a hole.
+      if (byte === 0) return this.file.hole(block, offset, length);
+    }
     return this.file.fill(block, offset, length, byte);
   }
 

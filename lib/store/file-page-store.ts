@@ -73,6 +73,8 @@ interface GivenData {
   pages: PageBits;
   /** The lowest offset written with data of another size (Infinity: none). */
   oddFrom: number;
+  /** Pages left as holes (known zeros then): still zeros while not given data since. */
+  holes: PageBits;
 }
 
 /**
@@ -302,11 +304,24 @@ export class FilePageStore implements PageStore {
     if (end > (this.extent.get(block) ?? 0)) this.extent.set(block, end);
   }
 
+  /**
+   * @internal A page the caller knows the file holds as zeros (a new file's
+   * page never written) and that stays zeros: left a hole, as a zero fill of
+   * it would be, without asking whether the file knows it.
+   */
+  hole(block: string, offset: number, length: number): void | Promise<void> {
+    this.written(block, offset + length);
+    if (!this.cached(offset, length, true)) return undefined; // (the cache takes its page size from the first page, a hole too)
+    this.given(block).holes.add(offset / length);
+    return this.extendRun(block, offset);
+  }
+
   /** Sets `length` bytes from `offset` to `byte`, in the cache when it takes the page (else through `put`). */
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
     if (byte === 0 && this.knownZero(block, offset, length)) {
       // Zeros over zeros: a hole (the file is made long enough when finished), in the window like a page.
       this.written(block, offset + length);
+      this.given(block).holes.add(offset / length);
       return this.extendRun(block, offset);
     }
     const loc = this.locate(block, offset, length, true);
@@ -637,16 +652,20 @@ export class FilePageStore implements PageStore {
    * the file: past the file's size when it was opened, and given no data since.
    */
   private knownZero(block: string, offset: number, length: number): boolean {
+    if (length !== this.pageSize || offset % length !== 0) return false;
     const f = this.files.get(block);
-    if (f === undefined || f.aliased || f.zerosFrom < 0 || offset < f.zerosFrom || length !== this.pageSize || offset % length !== 0) return false;
+    if (f?.aliased === true) return false;
     const given = this.data.get(block);
-    return given === undefined || (offset + length <= given.oddFrom && !given.pages.has(offset / length));
+    const page = offset / length;
+    if (given !== undefined && (offset + length > given.oddFrom || given.pages.has(page))) return false;
+    // Past the file's size when it was opened, or left a hole before (before the open, too).
+    return (f !== undefined && f.zerosFrom >= 0 && offset >= f.zerosFrom) || given?.holes.has(page) === true;
   }
 
   /** What the store gave `block`'s file (recorded from the first call, opened or not). */
   private given(block: string): GivenData {
     let g = this.data.get(block);
-    if (g === undefined) this.data.set(block, (g = { pages: new PageBits(), oddFrom: Infinity }));
+    if (g === undefined) this.data.set(block, (g = { pages: new PageBits(), oddFrom: Infinity, holes: new PageBits() }));
     return g;
   }
 
