@@ -112,12 +112,21 @@ export function chunked(b: Uint8Array, how: 'whole' | 'bytes' | 'random', seed =
   })();
 }
 
-/** Encodes NEW against OLD in memory (pre-pass over OLD, steps of `step` bytes). */
-export async function encodeInMemory(oldImg: Uint8Array, newImg: Uint8Array, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats }> {
+/**
+ * A delta encoder of NEW against OLD held in memory (its pages read back from
+ * them), writing into `chunks`; `oldPadded` is OLD padded with zeros to whole
+ * pages and to NEW's length, `oldEnd` OLD's length in whole pages.
+ */
+export async function memoryEncoder(
+  oldImg: Uint8Array,
+  newImg: Uint8Array,
+  opts: Partial<DeltaEncoderOptions> = {},
+): Promise<{ enc: DeltaEncoder; chunks: Uint8Array[]; oldPadded: Uint8Array; oldEnd: number }> {
   const ps = opts.pageSize ?? 4096;
   const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
   const chunks: Uint8Array[] = [];
-  const oldPadded = new Uint8Array(Math.max(Math.ceil(oldImg.length / ps) * ps, newImg.length));
+  const oldEnd = Math.ceil(oldImg.length / ps) * ps;
+  const oldPadded = new Uint8Array(Math.max(oldEnd, newImg.length));
   oldPadded.set(oldImg);
   const enc = DeltaEncoder.create(
     { oldSize: oldImg.length, newSize: newImg.length, ...opts },
@@ -128,8 +137,14 @@ export async function encodeInMemory(oldImg: Uint8Array, newImg: Uint8Array, opt
     (c) => chunks.push(c),
     { hasher, compressor },
   );
+  return { enc, chunks, oldPadded, oldEnd };
+}
+
+/** Encodes NEW against OLD in memory (pre-pass over OLD, steps of `step` bytes). */
+export async function encodeInMemory(oldImg: Uint8Array, newImg: Uint8Array, opts: Partial<DeltaEncoderOptions> = {}, step = 64 * 1024): Promise<{ delta: Uint8Array; stats: DeltaStats }> {
+  const { enc, chunks, oldPadded, oldEnd } = await memoryEncoder(oldImg, newImg, opts);
   try {
-    enc.indexOld(oldPadded.subarray(0, Math.ceil(oldImg.length / ps) * ps), 0);
+    enc.indexOld(oldPadded.subarray(0, oldEnd), 0);
     for (let p = 0; p < newImg.length; p += step) {
       const n = Math.min(step, newImg.length - p);
       await enc.push(oldPadded.subarray(p, p + n), newImg.subarray(p, p + n), p);

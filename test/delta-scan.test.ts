@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { allocPages, freePages } from '../lib/codec/pages.js';
-import { DeltaEncoder, diffImages, loadHasher, loadZstd, patchImage, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
+import { diffImages, loadHasher, patchImage, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
 import { PageIndex } from '../lib/delta/hash.js';
 import { getScanner, SCAN_CHANGED, SCAN_NEW_ZERO, SCAN_OLD_ZERO, scanOutBytes, setScannerEnabled } from '../lib/delta/scan.js';
-import { applyInMemory, concat, fillPage, makePair, rng } from './delta-images.js';
+import { applyInMemory, concat, fillPage, makePair, memoryEncoder, rng } from './delta-images.js';
 
 const wasmOff = process.env['XBZRLE_WASM'] === '0';
 
@@ -110,23 +110,10 @@ async function twoPasses(oldImg: Uint8Array, newImg: Uint8Array, inKernel: boole
     scans++;
     return scan(...args);
   };
-  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
-  const chunks: Uint8Array[] = [];
-  const oldEnd = Math.ceil(oldImg.length / ps) * ps;
-  const oldPadded = new Uint8Array(Math.max(oldEnd, newImg.length));
-  oldPadded.set(oldImg);
   const buf = (bytes: number): Uint8Array => (inKernel ? allocPages(bytes / ps, ps) : new Uint8Array(bytes));
   const bufs = [buf(step), buf(step), buf(2 * ps)];
   const [ob, nb, pair] = bufs as [Uint8Array, Uint8Array, Uint8Array];
-  const enc = DeltaEncoder.create(
-    { oldSize: oldImg.length, newSize: newImg.length, ...opts },
-    {
-      readOld: async (off, into) => void into.set(oldPadded.subarray(off, off + ps)),
-      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
-    },
-    (c) => chunks.push(c),
-    { hasher, compressor },
-  );
+  const { enc, chunks, oldPadded, oldEnd } = await memoryEncoder(oldImg, newImg, opts);
   try {
     for (let p = 0; p < newImg.length; p += step) {
       const n = Math.min(step, newImg.length - p);

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilePageStore } from '../lib/index.js';
 import { sameBytes } from './helpers/bytes.js';
+import { FileModel } from './helpers/file-model.js';
 
 let dir: string;
 
@@ -72,26 +73,14 @@ async function check(sub: string, list: Op[], pre: (Uint8Array | null)[], cacheB
   await mkdir(sub, { recursive: true });
   const fileCount = Math.max(...names.map((_, b) => fileOf(b))) + 1;
   const paths = Array.from({ length: fileCount }, (_, f) => join(sub, `f${f}.bin`));
-  const model: Uint8Array[] = [];
   for (let f = 0; f < fileCount; f++) {
     const p = pre[f] ?? null;
     if (p !== null) await writeFile(paths[f]!, p);
-    model.push(p === null ? new Uint8Array(0) : p.slice());
   }
-  const write = (b: number, at: number, data: Uint8Array) => {
-    const f = fileOf(b);
-    if (at + data.length > model[f]!.length) {
-      const grown = new Uint8Array(at + data.length);
-      grown.set(model[f]!);
-      model[f] = grown;
-    }
-    model[f]!.set(data, at);
-  };
-  const read = (b: number, at: number, len: number) => {
-    const out = new Uint8Array(len);
-    out.set(model[fileOf(b)]!.subarray(at, at + len));
-    return out;
-  };
+  const files = new FileModel(fileCount, pre);
+  const model = files.files;
+  const write = (b: number, at: number, data: Uint8Array) => files.write(fileOf(b), at, data);
+  const read = (b: number, at: number, len: number) => files.read(fileOf(b), at, len);
   const store = new FilePageStore({ path: (blk) => paths[fileOf(names.indexOf(blk))]!, cacheSize: cacheBytes, bufferSize: bufferBytes, truncate, fsync: false });
   const place = async (name: string, offset: number, create: boolean) => {
     const loc = store.locate(name, offset, P, create);
@@ -149,12 +138,7 @@ async function check(sub: string, list: Op[], pre: (Uint8Array | null)[], cacheB
         await store.fill(names[o.block]!, o.at, o.len, o.fill);
       } else if (o.kind === 'declare') {
         const length = o.pages * P;
-        if (truncate) {
-          const f = fileOf(o.block);
-          const resized = new Uint8Array(length);
-          resized.set(model[f]!.subarray(0, length));
-          model[f] = resized;
-        }
+        if (truncate) files.truncate(fileOf(o.block), length);
         await store.declare([{ id: names[o.block]!, length }]);
       } else {
         await store.flush();

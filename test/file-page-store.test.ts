@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { blockFileName, FilePageStore, RecordWriter, XbzrleDecodeStream } from '../lib/index.js';
 import { randomBytes, rng, sameBytes } from './helpers/bytes.js';
 import { encodeRounds } from './helpers/streams.js';
+import { FileModel } from './helpers/file-model.js';
 
 const PS = 4096;
 let dir: string;
@@ -264,20 +265,10 @@ describe('FilePageStore', () => {
         const { mkdir } = await import('node:fs/promises');
         await mkdir(sub);
         const names = ['a', 'b/c'];
-        const model = names.map(() => new Uint8Array(0));
-        const write = (b: number, at: number, data: Uint8Array) => {
-          if (at + data.length > model[b]!.length) {
-            const grown = new Uint8Array(at + data.length);
-            grown.set(model[b]!);
-            model[b] = grown;
-          }
-          model[b]!.set(data, at);
-        };
-        const read = (b: number, at: number, len: number) => {
-          const out = new Uint8Array(len);
-          out.set(model[b]!.subarray(at, at + len));
-          return out;
-        };
+        const files = new FileModel(names.length);
+        const model = files.files;
+        const write = (b: number, at: number, data: Uint8Array) => files.write(b, at, data);
+        const read = (b: number, at: number, len: number) => files.read(b, at, len);
         // Cache and write buffer in bytes: below a page, between pages, several pages.
         const store = new FilePageStore({ dir: sub, cacheSize: cacheBytes, bufferSize: bufferBytes });
         for (const o of ops) {
@@ -313,9 +304,7 @@ describe('FilePageStore', () => {
             await store.fill(names[o.block]!, o.page * P, P, o.fill);
           } else if (o.kind === 'declare') {
             const length = o.pages * P;
-            const resized = new Uint8Array(length);
-            resized.set(model[o.block]!.subarray(0, length));
-            model[o.block] = resized;
+            files.truncate(o.block, length);
             await store.declare([{ id: names[o.block]!, length }]);
           } else {
             await store.flush();

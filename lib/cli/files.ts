@@ -7,7 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { isDeltaMagic } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
-import { compressionOf, decompressCommand, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
+import { compressionOf, decompressCommand, isQemuFileMagic, looksLikeRamStream, SNIFF_BYTES, type Compression } from './sniff.js';
 import type { CliContext } from './io.js';
 import { readableOver, zstdDecompressed, ZstdInputError } from './zstd-input.js';
 
@@ -611,7 +611,7 @@ export class InputMeter extends Transform {
 
   /** True when the input starts with QEMU's "QEVM" magic. */
   get isQemuFile(): boolean {
-    return this.headLength >= 4 && this.head[0] === 0x51 && this.head[1] === 0x45 && this.head[2] === 0x56 && this.head[3] === 0x4d;
+    return isQemuFileMagic(this.head.subarray(0, this.headLength));
   }
 
   /** True when the input starts with the magic of this package's delta files (`xbzrle diff`). */

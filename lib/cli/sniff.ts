@@ -32,6 +32,11 @@ export function decompressCommand(c: Compression): string {
   return c === 'gzip' ? 'gunzip' : c === 'zstd' ? 'zstd -d' : c === 'xz' ? 'xz -d' : c === 'bzip2' ? 'bunzip2' : 'lz4 -d';
 }
 
+/** Whether `head` starts with QEMU's migration file magic, "QEVM". */
+export function isQemuFileMagic(head: Uint8Array): boolean {
+  return head.length >= 4 && head[0] === 0x51 && head[1] === 0x45 && head[2] === 0x56 && head[3] === 0x4d;
+}
+
 /**
  * Whether `head` (the first 8 bytes) can start a RAM record stream: a record
  * header whose flag bits (the low 10, below any page size) are one record kind

@@ -206,6 +206,14 @@ export class DecoderCore {
     }
   }
 
+  /**
+   * @internal Runs the core until its input is used up, waiting on the store
+   * (a driver that emits no pages: with `emitPages`, the pages are dropped).
+   */
+  async drain(): Promise<void> {
+    for (let r = this.next(); r !== undefined; r = this.next()) if (isPromise(r)) await r;
+  }
+
   /** Releases what the decoder holds besides its store (the worker pool's staging area); idempotent. */
   dispose(): void {
     if (this.disposed) return;

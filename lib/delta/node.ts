@@ -24,7 +24,7 @@ import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 import { checkDelta } from '../codec/decode.js';
 import { RamRecordParser } from '../format/record-parser.js';
 import { RamApplier } from '../store/ram-applier.js';
-import { isPromise, RamLoader } from '../store/ram-loader.js';
+import { RamLoader } from '../store/ram-loader.js';
 import { WriteBack } from '../store/write-back.js';
 import { loadZstd } from './zstd.js';
 import { FramePool } from './workers.js';
@@ -645,17 +645,14 @@ async function applyPlain(oldPath: string, rest: AsyncIterable<Uint8Array>, targ
     // The decoder core fed directly (no stream classes to load for a plain delta).
     const core = new DecoderCore({ store, pageSize: ps, emitPages: false });
     let bytes = 0;
-    const drain = async (): Promise<void> => {
-      for (let r = core.next(); r !== undefined; r = core.next()) if (isPromise(r)) await r;
-    };
     try {
       for await (const c of rest) {
         bytes += c.length;
         core.feed(c);
-        await drain();
+        await core.drain();
       }
       core.end();
-      await drain();
+      await core.drain();
     } finally {
       core.dispose();
     }

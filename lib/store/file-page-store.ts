@@ -88,19 +88,20 @@ interface GivenData {
  * XBZRLE delta's base) costs no I/O. Pages put in file order (holes
  * allowed), as a decoder of a migration stream puts them, are written out
  * as soon as they fill a `bufferSize` window (and then keep at most an
- * eighth of the cache); pages in another order wait in the cache, and a page written again
- * before it leaves costs no I/O. When the cache is full, its written pages go
- * out sorted by file and offset, adjacent ones gathered into writes of up to
- * `bufferSize` bytes; clean pages are then replaced oldest first, recently
- * used ones given a second chance. Writes go through a few reused staging
- * buffers and are made synchronously (a copy into the OS page cache; with
- * `fsync`, the disk is asked to catch up in the background every 64 MiB). A
- * failed write fails the next `flush()`/`finish()` (and calls that wait for
- * a buffer). Filling a page with zeros that the file holds as zeros already
- * (past its size when opened, and not written since) writes nothing: the
- * page stays a hole. Pages a decoder needs that are not cached are read
- * synchronously (from the OS page cache, microseconds), a few at a time, more
- * while misses follow each other in file order. The cache holds pages of one size, the first one
+ * eighth of the cache); pages in another order wait in the cache, and a
+ * page written again before it leaves costs no I/O. When the cache is full,
+ * its written pages go out sorted by file and offset, adjacent ones
+ * gathered into writes of up to `bufferSize` bytes; clean pages are then
+ * replaced oldest first, recently used ones given a second chance. Writes go
+ * through a few reused staging buffers and are made synchronously (a copy
+ * into the OS page cache; with `fsync`, the disk is asked to catch up in the
+ * background every 64 MiB). A failed write fails the next `flush()`,
+ * `finish()` or read (and calls that wait for a buffer). Filling a page with
+ * zeros that the file holds as zeros already (past its size when opened, or
+ * left a hole, and not written since) writes nothing: the page stays a hole.
+ * Pages a decoder needs that are not cached are read synchronously (from the
+ * OS page cache, microseconds), a few at a time, more while misses follow
+ * each other in file order. The cache holds pages of one size, the first one
  * seen; a call with another size or an unaligned offset writes the cache out
  * first and goes to the file directly.
  *
@@ -494,8 +495,7 @@ export class FilePageStore implements PageStore {
     const keep = this.capacity >> 3;
     while (this.streamedCount > keep) {
       const slot = ring[this.streamedHead]!;
-      this.streamedHead = this.streamedHead + 1 === ring.length ? 0 : this.streamedHead + 1;
-      this.streamedCount--;
+      this.dropOldestStreamed();
       // Still a clean page nobody used since (else it was used again, or is another page by now).
       if (this.dirty[slot] === 0 && this.referenced[slot] === 0 && this.slotBlock[slot] != null) {
         this.evict(slot);
@@ -508,14 +508,16 @@ export class FilePageStore implements PageStore {
   /** Remembers `slot` as a page written out with its window (oldest first; the oldest forgotten when full). */
   private streamedOut(slot: number): void {
     const ring = this.streamed;
-    if (this.streamedCount === ring.length) {
-      this.streamedHead = this.streamedHead + 1 === ring.length ? 0 : this.streamedHead + 1;
-      this.streamedCount--;
-    }
+    if (this.streamedCount === ring.length) this.dropOldestStreamed();
     let at = this.streamedHead + this.streamedCount;
     if (at >= ring.length) at -= ring.length;
     ring[at] = slot;
     this.streamedCount++;
+  }
+
+  private dropOldestStreamed(): void {
+    this.streamedHead = this.streamedHead + 1 === this.streamed.length ? 0 : this.streamedHead + 1;
+    this.streamedCount--;
   }
 
   /** Puts the page (`block`, `offset`) in `slot`. */
@@ -678,12 +680,12 @@ export class FilePageStore implements PageStore {
   /**
    * A page put or filled: pages coming in file order (holes allowed) gather in
    * a window as long as a staging buffer. When a page leaves the window (or it
-   * fills up), the window's pages are written out at once, in one
-   * buffer, if they are at least half of it; else they wait for the next
-   * write-out with the rest. A stream in file order (decode, patch, extract)
-   * so writes as it goes, one thread writing while this one decodes; pages in
-   * random order still go out sorted and gathered. Not with worker threads:
-   * their jobs on the window's pages may still be queued.
+   * fills up), the window's pages are written out at once, in one buffer,
+   * if they (holes included) are at least half of it; else they wait for the
+   * next write-out with the rest. A stream in file order (decode, patch,
+   * extract) so writes as it goes; pages in random order still go out sorted
+   * and gathered. Not with worker threads: their jobs on the window's pages
+   * may still be queued.
    */
   private extendRun(block: string, offset: number): void | Promise<void> {
     const size = this.pageSize;

@@ -13,14 +13,15 @@ interface Job {
  * Writes through a few reused staging buffers: a caller copies pages into a
  * buffer and queues its writes, which run in a microtask (a synchronous
  * writer, as `FilePageStore`'s, makes them there) or on other threads (an
- * asynchronous one) while the caller goes on. Reused buffers stay warm (fresh memory costs a
- * page fault per 4 KiB); at most `count` of them are queued or being
- * written, so memory stays bounded and {@link WriteQueue.take} makes a caller
- * wait beyond that.
+ * asynchronous one) while the caller goes on. Reused buffers stay warm
+ * (fresh memory costs a page fault per 4 KiB); at most `count` of them are
+ * queued or being written, so memory stays bounded and
+ * {@link WriteQueue.take} makes a caller wait beyond that.
  *
  * With an asynchronous writer, writes to disjoint ranges run at once, side
- * by side (a busy calling thread does not hold the next one back); a write overlapping one queued before it
- * starts after that one, so a page written twice ends with its later content.
+ * by side (a busy calling thread does not hold the next one back); a write
+ * overlapping one queued before it starts after that one, so a page written
+ * twice ends with its later content.
  * A failed write stops the queue: writes not started are skipped and the
  * error is thrown by every later `take`/`drain`.
  */
@@ -61,7 +62,7 @@ export class WriteQueue {
     return null;
   }
 
-  /** Returns a buffer from `take` that was not used. */
+  /** Returns a buffer from `take` to the pool (unused, or written), waking a caller waiting for one. */
   give(buffer: Uint8Array): void {
     this.pool.push(buffer);
     this.waiting.shift()?.();
@@ -107,8 +108,8 @@ export class WriteQueue {
       })
       .finally(() => {
         this.jobs.delete(job);
-        if (staged !== null) this.pool.push(staged);
-        this.waiting.shift()?.();
+        if (staged !== null) this.give(staged);
+        else this.waiting.shift()?.();
       });
     this.jobs.add(job);
   }

@@ -1,6 +1,5 @@
 import { DecoderCore } from '../../core/decoder.js';
 import { FilePageStore } from '../../store/file-page-store.js';
-import { isPromise } from '../../store/ram-loader.js';
 import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
@@ -56,10 +55,10 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
     for await (const chunk of chunks) {
       meter.observe(chunk);
       core.feed(chunk);
-      await drain(core);
+      await core.drain();
     }
     core.end();
-    await drain(core);
+    await core.drain();
     store.checkFound();
     await temp.commit(o.force);
     progress.finish();
@@ -76,9 +75,4 @@ export async function decode(positionals: string[], o: CommonOptions, ctx: CliCo
   } finally {
     core.dispose(); // the worker pool's staging area, with threads
   }
-}
-
-/** Runs the core until its input is used up, waiting on the store. */
-async function drain(core: DecoderCore): Promise<void> {
-  for (let r = core.next(); r !== undefined; r = core.next()) if (isPromise(r)) await r;
 }

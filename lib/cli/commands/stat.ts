@@ -15,6 +15,7 @@ import { deltaError } from './diff.js';
 import { formatBytes, Progress } from '../progress.js';
 import { loadTargetFile } from '../target-file.js';
 import { readImageRuns } from '../image-reader.js';
+import { isQemuFileMagic } from '../sniff.js';
 import { DELTA_SIZE_EDGES, deltaSizeBucket } from '../../report/collect.js';
 import { qemuFileSummary, streamSummary, summaryRows, type ReportSummary } from '../../report/summary.js';
 
@@ -135,7 +136,7 @@ async function startsAsRamStream(path: string): Promise<boolean> {
   try {
     const head = new Uint8Array(4);
     const { bytesRead } = await fh.read(head, 0, 4, 0);
-    return !(bytesRead === 4 && head[0] === 0x51 && head[1] === 0x45 && head[2] === 0x56 && head[3] === 0x4d);
+    return !isQemuFileMagic(head.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }
