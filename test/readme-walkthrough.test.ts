@@ -4,7 +4,8 @@
  * scratch folder.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -29,12 +30,22 @@ describe('README walkthrough', () => {
     const outputs = [...script.matchAll(/(?:-o|>)\s+([\w.]+)/g)].map((m) => m[1]!);
     expect(outputs).toEqual(expect.arrayContaining(['sparse', 'mixed', 'ram.xd', 'restored.bin', 'rounds.xs', 'final.bin']));
     const before = outputs.filter((o) => existsSync(join(ROOT, o)));
-    const out = execFileSync('bash', ['-e', '-o', 'pipefail', '-c', `shopt -s expand_aliases\n${script}`], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 120_000,
-    });
+    // The walkthrough's `mktemp -d` lands in a folder of our own, removed afterwards (about 130 MB of outputs).
+    const scratch = mkdtempSync(join(tmpdir(), 'xbzrle-walkthrough-'));
+    let out: string;
+    try {
+      out = execFileSync('bash', ['-e', '-o', 'pipefail', '-c', `shopt -s expand_aliases\n${script}`], {
+        cwd: ROOT,
+        env: { ...process.env, TMPDIR: scratch },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 120_000,
+      });
+      // The outputs went to the scratch folder (so they are removed with it).
+      expect(readdirSync(scratch)).toHaveLength(1);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
     expect(out).toMatch(/QEMU migration stream/);
     expect(out).toMatch(/xbzrle delta file/);
     expect(outputs.filter((o) => existsSync(join(ROOT, o)))).toEqual(before);
