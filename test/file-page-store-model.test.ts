@@ -30,7 +30,9 @@ type Op =
   | { kind: 'overwrite'; block: number; page: number; fill: number }
   | { kind: 'fill'; block: number; page: number; fill: number }
   | { kind: 'fillOdd'; block: number; at: number; len: number; fill: number }
-  | { kind: 'peek'; block: number; page: number };
+  | { kind: 'peek'; block: number; page: number }
+  | { kind: 'borrow'; block: number; page: number; fill: number }
+  | { kind: 'release' };
 
 /** Fill bytes biased to 0 (zero pages over zeros are where holes are left). */
 const byte = fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 255 }) });
@@ -52,6 +54,8 @@ function ops(blocks: number, pages: number): fc.Arbitrary<Op[]> {
     { weight: 8, arbitrary: fc.record({ kind: fc.constant('fill' as const), block, page, fill: byte }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('fillOdd' as const), block, at: fc.integer({ min: 0, max: pages * P }), len: fc.integer({ min: 1, max: 2 * P }), fill: byte }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('peek' as const), block, page }) },
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('borrow' as const), block, page, fill: byte }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('release' as const) }) },
   );
   return fc.array(op, { maxLength: 80 });
 }
@@ -88,9 +92,19 @@ async function check(sub: string, list: Op[], pre: (Uint8Array | null)[], cacheB
     await store.prepare(name, offset, P, create);
     return store.locate(name, offset, P, create);
   };
+  // Pages given to putBorrowed: scribbled over after any other call (which writes them first).
+  const lent: Uint8Array[] = [];
   try {
     for (const o of list) {
-      if (o.kind === 'put') {
+      if (o.kind === 'borrow') {
+        const data = new Uint8Array(P).fill(o.fill);
+        write(o.block, o.page * P, data);
+        if (store.putBorrowed(names[o.block]!, o.page * P, data)) lent.push(data);
+        else await store.put(names[o.block]!, o.page * P, data);
+      } else if (o.kind === 'release') {
+        store.releaseBorrowed();
+        for (const b of lent.splice(0)) b.fill(0xee);
+      } else if (o.kind === 'put') {
         const data = new Uint8Array(P).fill(o.fill);
         write(o.block, o.page * P, data);
         await store.put(names[o.block]!, o.page * P, data);
@@ -143,6 +157,7 @@ async function check(sub: string, list: Op[], pre: (Uint8Array | null)[], cacheB
       } else {
         await store.flush();
       }
+      if (o.kind !== 'borrow') for (const b of lent.splice(0)) b.fill(0xee); // the call wrote them first
     }
     await store.finish();
   } catch (err) {

@@ -60,6 +60,16 @@ export class SingleBlockStore implements PageStore {
     }
   }
 
+  putBorrowed(block: string, offset: number, data: Uint8Array): boolean {
+    if (!this.pick(block) || !this.file.putBorrowed(block, offset, data)) return false;
+    if (this.sent !== null) this.markSent(offset, data.length);
+    return true;
+  }
+
+  releaseBorrowed(): void {
+    this.file.releaseBorrowed();
+  }
+
   locate(block: string, offset: number, length: number, create: boolean): PageLocation | undefined | null {
     if (!this.pick(block)) {
       if (!create) return undefined; // reads as zeros

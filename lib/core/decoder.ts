@@ -146,6 +146,7 @@ export class DecoderCore {
       store,
       maxOutput,
       parallel,
+      borrow: true,
       onPage: emit ? (block, offset, kind, page, fill) => this.copyOut(block, offset, kind, page, fill) : undefined,
     });
     this.applier = new RamApplier(parser, this.loader);
@@ -164,7 +165,10 @@ export class DecoderCore {
   /** Takes the next input chunk (the previous one must be used up by {@link DecoderCore.next}). */
   feed(chunk: Uint8Array): void {
     if (this.trailing) this.trailingBytes += chunk.length;
-    else this.applier.push(chunk);
+    else {
+      this.applier.push(chunk);
+      this.loader.input = chunk; // its PAGE records may be written from it (released when it is used up)
+    }
   }
 
   /** The end of input: the following {@link DecoderCore.next} calls check the stream's end and finish the store. */
@@ -191,9 +195,11 @@ export class DecoderCore {
         rec = this.applier.next();
       } catch (err) {
         if (this.toTrailing(err)) continue;
+        this.releaseAfter(); // the pages before the error, while their input is still there
         throw err;
       }
       if (rec === null) {
+        this.loader.release(); // the input is used up: the driver may reuse it
         if (!this.ended) return undefined;
         try {
           this.applier.end();
@@ -202,7 +208,11 @@ export class DecoderCore {
         }
         return this.finish();
       }
-      if (isPromise(rec)) return rec; // the page (if any) is ready when it settles
+      // The page (if any) is ready when it settles; a failure writes the pages before it first.
+      if (isPromise(rec)) return rec.then(undefined, (err: unknown) => {
+        this.releaseAfter();
+        throw err;
+      });
     }
   }
 
@@ -219,6 +229,15 @@ export class DecoderCore {
     if (this.disposed) return;
     this.disposed = true;
     this.loader.dispose();
+  }
+
+  /** After an error: the store is done with the input (a failure of its own writes is not the error reported). */
+  private releaseAfter(): void {
+    try {
+      this.loader.release();
+    } catch {
+      // (the first error is reported)
+    }
   }
 
   /** Finishes the store once; a promise while it works. */

@@ -13,6 +13,8 @@ import { PageBits } from './page-bits.js';
 
 /** Most bytes {@link FilePageStore.prepare} reads at once: the page asked for and those after it. */
 const READ_AHEAD = 256 << 10;
+/** Most pages of one run taken by {@link FilePageStore.putBorrowed} (one `writev`: at most IOV_MAX = 1024 pieces). */
+const BORROW_PAGES = 256;
 
 /** Options of {@link FilePageStore}. */
 export interface FilePageStoreOptions {
@@ -65,6 +67,8 @@ interface OpenFile {
   zerosFrom: number;
   /** True when another block's file is the same path: neither then knows what the other wrote, so no page is known zero. */
   aliased: boolean;
+  /** The handle once opened (for synchronous writes), else null. */
+  opened: FileHandle | null;
 }
 
 /** What a block's file may hold that the store gave it (see {@link FilePageStore.knownZero}). */
@@ -89,7 +93,9 @@ interface GivenData {
  * allowed), as a decoder of a migration stream puts them, are written out
  * as soon as they fill a `bufferSize` window (and then keep at most an
  * eighth of the cache); pages in another order wait in the cache, and a
- * page written again before it leaves costs no I/O. When the cache is full,
+ * page written again before it leaves costs no I/O. A decoder's PAGE records
+ * of pages not cached, in file order, skip the cache: they are written
+ * straight from its input, a run at a time (`putBorrowed`). When the cache is full,
  * its written pages go out sorted by file and offset, adjacent ones
  * gathered into writes of up to `bufferSize` bytes; clean pages are then
  * replaced oldest first, recently used ones given a second chance. Writes go
@@ -175,6 +181,11 @@ export class FilePageStore implements PageStore {
   private readBlock: string | null = null;
   private readEnd = -1;
   private readPages = 1;
+  // Pages taken by putBorrowed: one run in file order, the caller's views, written at once.
+  private readonly borrowed: Uint8Array[] = [];
+  private borrowBlock: string | null = null;
+  private borrowFile: FileHandle | null = null;
+  private borrowStart = 0;
 
   constructor(options: FilePageStoreOptions) {
     if (options === null || typeof options !== 'object') throw argTypeError('options', 'an object', options);
@@ -202,6 +213,7 @@ export class FilePageStore implements PageStore {
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
     if (this.closed) return Promise.reject(closedError());
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     const size = into.length;
     if (this.cached(offset, size)) {
       const slot = this.index.get(block)?.get(offset);
@@ -218,6 +230,7 @@ export class FilePageStore implements PageStore {
 
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
     if (this.closed) return Promise.reject(closedError());
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     const size = data.length;
     if (!this.cached(offset, size, true)) {
       this.dataAt(block, offset);
@@ -234,6 +247,7 @@ export class FilePageStore implements PageStore {
   }
 
   async declare(blocks: readonly RamBlock[]): Promise<void> {
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     for (const b of blocks) {
       const handle = await this.handle(b.id);
       if (this.truncate) {
@@ -257,6 +271,7 @@ export class FilePageStore implements PageStore {
    * size, unaligned): call {@link FilePageStore.prepare}, or use `get`/`put`.
    */
   locate(block: string, offset: number, length: number, create: boolean): PageLocation | null {
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     if (this.closed || !this.cached(offset, length, create)) return null;
     const slot = this.claim(block, offset, create);
     if (slot < 0) return null;
@@ -272,6 +287,7 @@ export class FilePageStore implements PageStore {
    */
   async prepare(block: string, offset: number, length: number, create: boolean): Promise<void> {
     if (this.closed) throw closedError();
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     if (!this.cached(offset, length, true) || this.index.get(block)?.has(offset) === true) return;
     if (!this.hasRoom()) await this.writeOut();
     if (create) return; // locate takes a slot
@@ -311,6 +327,7 @@ export class FilePageStore implements PageStore {
    * it would be, without asking whether the file knows it.
    */
   hole(block: string, offset: number, length: number): void | Promise<void> {
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     this.written(block, offset + length);
     if (!this.cached(offset, length, true)) return undefined; // (the cache takes its page size from the first page, a hole too)
     this.given(block).holes.add(offset / length);
@@ -319,6 +336,7 @@ export class FilePageStore implements PageStore {
 
   /** Sets `length` bytes from `offset` to `byte`, in the cache when it takes the page (else through `put`). */
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     if (byte === 0 && this.knownZero(block, offset, length)) {
       // Zeros over zeros: a hole (the file is made long enough when finished), in the window like a page.
       this.written(block, offset + length);
@@ -335,8 +353,64 @@ export class FilePageStore implements PageStore {
 
   /** Writes out every cached page not yet in its file (they stay cached), and waits for the writes. */
   async flush(): Promise<void> {
+    if (this.borrowed.length > 0) this.releaseBorrowed();
     await this.writeOut();
     await this.writes.drain();
+  }
+
+  /**
+   * @internal A page put without a copy (see {@link PageStore.putBorrowed}):
+   * pages put in file order, of the cache's page size, not cached, into a
+   * file open already, gather as views of the
+   * caller's memory and are written with one `writev` (synchronously, as
+   * other writes) by {@link FilePageStore.releaseBorrowed}, when the run
+   * breaks or fills, or before any other call does its work. A decoder
+   * reading a stream in file order so writes its PAGE records straight from
+   * its input, with none of the two copies through the cache and a staging
+   * buffer. False when the page does not qualify (nor while a queued write
+   * covers it): `put` it.
+   */
+  putBorrowed(block: string, offset: number, data: Uint8Array): boolean {
+    const size = data.length;
+    if (this.closed || size !== this.pageSize || offset % size !== 0 || this.flushing !== null || this.writes.failed) return false;
+    // A write queued before over this page would land after this one (queued writes run on a later tick).
+    if (!this.writes.idle && this.writes.writing(block, offset, offset + size)) return false;
+    const f = this.files.get(block);
+    // (Not into a file another block shares: its cached pages there would go out after these.)
+    if (f === undefined || f.opened === null || f.aliased || this.index.get(block)?.has(offset) === true) return false;
+    const file = f.opened;
+    const n = this.borrowed.length;
+    if (n > 0 && (block !== this.borrowBlock || offset !== this.borrowStart + n * size || n === BORROW_PAGES)) this.releaseBorrowed();
+    if (this.borrowed.length === 0) {
+      this.borrowBlock = block;
+      this.borrowFile = file;
+      this.borrowStart = offset;
+    }
+    this.borrowed.push(data);
+    this.given(block).pages.add(offset / size);
+    return true;
+  }
+
+  /** @internal Writes the pages {@link FilePageStore.putBorrowed} took (the caller's memory is its own again); throws when the write fails. */
+  releaseBorrowed(): void {
+    const pieces = this.borrowed;
+    const file = this.borrowFile;
+    if (pieces.length === 0 || file === null) return;
+    const start = this.borrowStart;
+    const bytes = pieces.length * this.pageSize;
+    try {
+      let done = fs.writevSync(file.fd, pieces, start);
+      // A short write (rare: a full disk reports its error on the next call): the rest piece by piece.
+      for (let i = 0, at = 0; done < bytes && i < pieces.length; at += pieces[i]!.length, i++) {
+        const piece = pieces[i]!;
+        while (done < at + piece.length) done += fs.writeSync(file.fd, piece, done - at, at + piece.length - done, start + done);
+      }
+    } finally {
+      pieces.length = 0;
+      this.borrowBlock = null;
+      this.borrowFile = null;
+    }
+    if (this.fsync) this.writeBack.wrote(file, bytes);
   }
 
   /** Queues the writes of every cached page not yet in its file (copied out, they are clean at once). */
@@ -370,6 +444,8 @@ export class FilePageStore implements PageStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.borrowed.length = 0; // not written, as cached pages are not
+    this.borrowFile = null;
     // A write-out under way stops at its next write (it sees `closed`) before the cache's memory goes.
     await this.flushing?.catch(() => undefined);
     this.dropCache();
@@ -634,13 +710,14 @@ export class FilePageStore implements PageStore {
         if (this.dir !== undefined) await mkdir(this.dir, { recursive: true });
         return open(path, 'w+');
       });
-      const file: OpenFile = { path, handle: opened, zerosFrom: -1, aliased: false };
+      const file: OpenFile = { path, handle: opened, zerosFrom: -1, aliased: false, opened: null };
       for (const other of this.files.values()) {
         if (other.path === path) other.aliased = file.aliased = true;
       }
       file.handle = opened.then(async (h) => {
         const size = (await h.stat().catch(() => null))?.size;
         if (size !== undefined) file.zerosFrom = size; // before any write of the store: it opened the file first
+        file.opened = h;
         return h;
       });
       f = file;

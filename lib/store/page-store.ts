@@ -56,6 +56,15 @@ export interface PageStore {
    */
   fresh?(block: string, offset: number): void;
   /**
+   * @internal Optional: stores `data` as the page without copying it, when
+   * the store can (else false: `put` it). The store keeps the view until
+   * {@link PageStore.releaseBorrowed} or its next other call, so the caller
+   * must call `releaseBorrowed` before `data` changes.
+   */
+  putBorrowed?(block: string, offset: number, data: Uint8Array): boolean;
+  /** @internal Optional, with `putBorrowed`: done with the pages it took (written or copied now). */
+  releaseBorrowed?(): void;
+  /**
    * @internal Optional, with `locate`: worker threads will write into the
    * store's memory from now on (keep pages in the SIMD kernel's memory).
    */

@@ -28,6 +28,12 @@ export interface RamLoaderOptions {
   maxOutput?: number;
   /** @internal Stores of an in-place store queued here and made on a worker pool (no `onPage`). */
   parallel?: ParallelApply | null;
+  /**
+   * @internal PAGE records go to a store that can take them without a copy
+   * ({@link PageStore.putBorrowed}): the caller calls {@link RamLoader.release}
+   * before the input they lie in changes (and before it gives up on an error).
+   */
+  borrow?: boolean;
 }
 
 /**
@@ -52,6 +58,14 @@ export class RamLoader {
   /** The store, when it lets records be applied in its memory. */
   private readonly memory: InPlacePageStore | null;
   private readonly onPage: PageSink | undefined;
+  /** The store taking PAGE records without a copy (`borrow`), or null. */
+  private readonly borrow: PageStore | null;
+  /**
+   * @internal With `borrow`: the input chunk whose PAGE records the store may
+   * take without a copy (not the parser's own buffer of a record cut across
+   * chunks, which it reuses for the next such record); null for none.
+   */
+  input: Uint8Array | null = null;
   private readonly scratch: Uint8Array;
   private readonly parallel: ParallelApply | null;
 
@@ -64,6 +78,7 @@ export class RamLoader {
     this.stats = new XbzrleStats(options.pageSize);
     this.scratch = new Uint8Array(options.pageSize);
     this.parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
+    this.borrow = options.borrow === true && typeof options.store?.putBorrowed === 'function' ? options.store : null;
     if (this.parallel !== null) this.memory!.shareMemory?.();
   }
 
@@ -76,6 +91,12 @@ export class RamLoader {
   flush(): void {
     if (this.parallel !== null && this.parallel.count > 0) this.parallel.flush(this.memory!);
   }
+  /** With `borrow`: the store is done with the input (the PAGE records it took are written). */
+  release(): void {
+    this.input = null;
+    this.borrow?.releaseBorrowed?.();
+  }
+
 
   /**
    * Applies one record; returns a promise when the store is asynchronous.
@@ -179,6 +200,10 @@ export class RamLoader {
     }
     if (rec.kind === 'page') {
       const page = rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length);
+      if (rec.src === this.input && this.borrow?.putBorrowed!(block, offset, page) === true) {
+        this.onPage?.(block, offset, 'page', page, 0);
+        return true;
+      }
       const put = this.page(block, offset, page);
       return put === undefined ? true : put;
     }
@@ -205,6 +230,8 @@ export class RamLoader {
     const memory = this.memory!;
     const ps = this.pageSize;
     const { block, offset } = rec;
+    // A page not cached has no job queued on it (jobs are on pages the store holds): taken as it is.
+    if (rec.kind === 'page' && rec.src === this.input && this.borrow?.putBorrowed!(block, offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + ps)) === true) return true;
     let loc = memory.locate(block, offset, ps, rec.kind === 'page');
     if (loc == null && rec.kind === 'zero') {
       // Memory never written, or not in the store's memory now: no queued job is on the page

@@ -50,6 +50,12 @@ export class WriteQueue {
     return this.jobs.size === 0;
   }
 
+  /** True when a write queued or under way covers some of `from` to `to` of `block`'s file. */
+  writing(block: string, from: number, to: number): boolean {
+    for (const job of this.jobs) if (job.block === block && job.from < to && from < job.to) return true;
+    return false;
+  }
+
   /** A free staging buffer now, or null when all are queued (see {@link WriteQueue.take}). */
   tryTake(): Uint8Array | null {
     if (this.failure !== null) return null;
