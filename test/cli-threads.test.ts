@@ -66,6 +66,13 @@ describe('--threads', () => {
       expect(r.code).toBe(0);
       expect(readFileSync(img).equals(want)).toBe(true);
     }
+    // extract of the same stream file (read into reused buffers, PAGE records written from them).
+    for (const n of ['1', '2']) {
+      const out = join(dir, `x${n}`);
+      const r = await runMain(['extract', stream, '-o', out, '--threads', n, '--cache-size', '64K', '-q']);
+      expect(r.code).toBe(0);
+      expect(readFileSync(join(out, 'ram.bin')).equals(want)).toBe(true);
+    }
     // A sixth of NEW's pages are zero: sent once, as ZERO records, they stay holes.
     const once = join(dir, 'once.xs');
     expect((await runMain(['encode', neu, '-o', once, '-q'])).code).toBe(0);

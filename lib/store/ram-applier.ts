@@ -71,9 +71,21 @@ export class RamApplier {
    * EOS (`ERR_RAM_TRUNCATED`).
    */
   async applyAll(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+    const loader = this.loader;
     for await (const chunk of chunks) {
       this.push(chunk);
-      for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
+      loader.input = chunk; // a loader that borrows takes its PAGE records as they are (see RamLoaderOptions.borrow)
+      try {
+        for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
+      } catch (err) {
+        try {
+          loader.release(); // the pages before the error, while the chunk is still there
+        } catch {
+          // (the first error is reported)
+        }
+        throw err;
+      }
+      loader.release(); // the chunk is used up: the iterator may reuse it
     }
     this.end();
   }

@@ -63,7 +63,7 @@ export async function analyse(input: Input, o: CommonOptions, store: PageStore |
   /** A RAM record stream applied to `store`, and its summary. */
   const ramStream = async (chunks: AsyncIterable<Uint8Array>): Promise<StatReport> => {
     const parser = new RamRecordParser({ pageSize: o.pageSize, target });
-    const loader = new RamLoader({ pageSize: o.pageSize, store });
+    const loader = new RamLoader({ pageSize: o.pageSize, store, borrow: true }); // applyAll releases each chunk
     await new RamApplier(parser, loader, onRecord).applyAll(chunks);
     await store?.finish?.();
     return streamSummary(input.name, o.pageSize, meter.bytes, loader.blocks ?? [], loader.stats.toQueryMigrate(), parser.position, histogram);
