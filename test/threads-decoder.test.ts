@@ -28,7 +28,8 @@ async function decode(
   const pad = allocPages(1); // the store's 64 KiB segments then start off an 8 or 16 KiB boundary
   const path = join(dir, `img${files++}`);
   // A file store with `fileCache`: a cache that small writes pages out and reads them back all along.
-  const store: PageStore = fileCache === undefined ? new MemoryPageStore() : new FilePageStore({ path: () => path, cacheSize: fileCache });
+  // (Its workers from the first record: by default a file store starts them after 4 MiB of deltas.)
+  const store: PageStore = fileCache === undefined ? new MemoryPageStore() : new FilePageStore({ path: () => path, cacheSize: fileCache, parallelAfter: 0 });
   freePages(pad);
   const dec = new XbzrleDecodeStream({ store, emitPages: false, threads, pageSize });
   const done = new Promise<void>((resolve, reject) => {
@@ -259,7 +260,7 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
   });
 
   it("moves a FilePageStore's cache to the kernel's memory for the workers, and only then", async () => {
-    const plain = new FilePageStore({ path: () => join(dir, 'plain'), cacheSize: 1 << 20 });
+    const plain = new FilePageStore({ path: () => join(dir, 'plain'), cacheSize: 1 << 20, parallelAfter: 0 });
     const plainLoc = plain.locate('ram', 0, PS, true)!;
     expect(engine!.addressOf(plainLoc.bytes)).toBe(-1); // kernel memory is never given back to the system
     plainLoc.bytes.fill(7, plainLoc.at, plainLoc.at + PS);
@@ -270,6 +271,43 @@ describe.skipIf(!poolAvailable)('decoder on several threads', () => {
     await plain.close();
   });
 
+
+  it('starts the workers for a FilePageStore only after 4 MiB of deltas (its cache stays plain memory until then), with the same image', async () => {
+    // 2 200 pages, each an XBZRLE record of 2 003 bytes (2 000 bytes from offset 0): 4.4 MB of deltas.
+    const delta = new Uint8Array(3 + 2000);
+    delta.set([0x00, 0xd0, 0x0f]); // no unchanged bytes, then 2 000 changed ones
+    const out: Uint8Array[] = [];
+    const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
+    w.memSize([{ id: 'ram', length: 2200 * PS }]);
+    for (let p = 0; p < 2200; p++) {
+      delta.fill((p % 251) + 1, 3);
+      w.xbzrle('ram', p * PS, delta, 0, delta.length);
+    }
+    w.eos();
+    w.flush();
+    const bytes = concat(out);
+    const images: Buffer[] = [];
+    for (const threads of [1, 2]) {
+      const path = join(dir, `lazy${threads}`);
+      const store = new FilePageStore({ path: () => path, cacheSize: 1 << 20 });
+      const dec = new XbzrleDecodeStream({ store, emitPages: false, threads });
+      const inKernel = (): boolean => engine!.addressOf((store as unknown as { slab: Uint8Array }).slab) > 0; // the cache's memory
+      const cut = 8 + 1 + 3 + 8 + 1 + 2000 * (8 + 3 + 2003); // MEM_SIZE, then about the first 2 000 records
+      await new Promise<void>((resolve, reject) => dec.write(bytes.subarray(0, cut), (err) => (err ? reject(err) : resolve())));
+      expect(inKernel()).toBe(false); // 4.0 MB of deltas so far: still one thread, plain memory
+      const eos = bytes.length - 8;
+      await new Promise<void>((resolve, reject) => dec.write(bytes.subarray(cut, eos), (err) => (err ? reject(err) : resolve())));
+      expect(inKernel()).toBe(threads === 2); // past 4 MiB: the workers came, the cache with them
+      await new Promise<void>((resolve, reject) => {
+        dec.on('error', reject);
+        dec.end(bytes.subarray(eos), resolve);
+      });
+      images.push(readFileSync(path));
+    }
+    expect(images[0]!.length).toBe(2200 * PS);
+    expect(images[1]!.equals(images[0]!)).toBe(true);
+    expect(images[0]![PS + 1999]).toBe(2);
+  });
 
   it('a MEM_SIZE that shrinks the block shrinks the file, with 1 thread and with 2', async () => {
     const delta = new Uint8Array([0x00, 0x01, 0xab]); // byte 0 set to 0xab

@@ -60,6 +60,10 @@ export class SingleBlockStore implements PageStore {
     }
   }
 
+  get parallelAfter(): number {
+    return this.file.parallelAfter;
+  }
+
   putBorrowed(block: string, offset: number, data: Uint8Array): boolean {
     if (!this.pick(block) || !this.file.putBorrowed(block, offset, data)) return false;
     if (this.sent !== null) this.markSent(offset, data.length);

@@ -139,8 +139,14 @@ export class DecoderCore {
     const parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
     const threads = checkThreads(opts.threads);
-    const pool = threads > 1 && !emit && hasInPlaceAccess(store) ? getKernelPool(getEngine(), threads) : null;
-    const parallel = pool === null ? null : ParallelApply.make(pool, pageSize);
+    // The worker pool is made when the loader first queues for it (see PageStore.parallelAfter).
+    const parallel =
+      threads > 1 && !emit && hasInPlaceAccess(store)
+        ? (): ParallelApply | null => {
+            const pool = getKernelPool(getEngine(), threads);
+            return pool === null ? null : ParallelApply.make(pool, pageSize);
+          }
+        : null;
     this.loader = new RamLoader({
       pageSize,
       store,

@@ -551,9 +551,12 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
 }
 
 /** With `threads` > 1, a store written in place and no `onPage`: the worker pool's applier, else null. */
-function parallelApply(store: PageStore | null, options: ReadQemuMigrationOptions, pageSize: number): ParallelApply | null {
+function parallelApply(store: PageStore | null, options: ReadQemuMigrationOptions, pageSize: number): (() => ParallelApply | null) | null {
   const threads = options.threads ?? 1; // checked by readQemuMigration
   if (threads === 1 || options.onPage !== undefined || !hasInPlaceAccess(store)) return null;
-  const pool = getKernelPool(getEngine(), threads);
-  return pool === null ? null : ParallelApply.make(pool, pageSize);
+  // Made when the loader first queues for it (see PageStore.parallelAfter).
+  return () => {
+    const pool = getKernelPool(getEngine(), threads);
+    return pool === null ? null : ParallelApply.make(pool, pageSize);
+  };
 }

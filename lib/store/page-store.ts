@@ -65,6 +65,13 @@ export interface PageStore {
   /** @internal Optional, with `putBorrowed`: done with the pages it took (written or copied now). */
   releaseBorrowed?(): void;
   /**
+   * @internal Optional, with `locate`: bytes of XBZRLE deltas a decoder
+   * given worker threads applies on its own thread before it starts them
+   * (where the store's own work dominates, a few deltas do not pay for the
+   * workers' start). Default 0: at once.
+   */
+  readonly parallelAfter?: number;
+  /**
    * @internal Optional, with `locate`: worker threads will write into the
    * store's memory from now on (keep pages in the SIMD kernel's memory).
    */

@@ -26,8 +26,13 @@ export interface RamLoaderOptions {
   onPage?: PageSink;
   /** Most bytes of pages (page size × page records) to apply. Default unlimited; beyond it `ERR_LIMIT_EXCEEDED`. */
   maxOutput?: number;
-  /** @internal Stores of an in-place store queued here and made on a worker pool (no `onPage`). */
-  parallel?: ParallelApply | null;
+  /**
+   * @internal Stores of an in-place store queued here and made on a worker
+   * pool (no `onPage`): its batches, or a function making them, called once
+   * the store's {@link PageStore.parallelAfter} bytes of XBZRLE deltas were
+   * applied on this thread (at once when it has none).
+   */
+  parallel?: ParallelApply | null | (() => ParallelApply | null);
   /**
    * @internal PAGE records go to a store that can take them without a copy
    * ({@link PageStore.putBorrowed}): the caller calls {@link RamLoader.release}
@@ -67,7 +72,11 @@ export class RamLoader {
    */
   input: Uint8Array | null = null;
   private readonly scratch: Uint8Array;
-  private readonly parallel: ParallelApply | null;
+  private parallel: ParallelApply | null = null;
+  /** Makes the worker pool's batches once enough deltas came (`parallel` as a function), else null. */
+  private makeParallel: (() => ParallelApply | null) | null = null;
+  /** Bytes of XBZRLE deltas still to apply on this thread before {@link RamLoader.makeParallel} runs. */
+  private parallelAfter = 0;
 
   constructor(options: RamLoaderOptions) {
     this.pageSize = options.pageSize;
@@ -77,9 +86,26 @@ export class RamLoader {
     this.onPage = options.onPage;
     this.stats = new XbzrleStats(options.pageSize);
     this.scratch = new Uint8Array(options.pageSize);
-    this.parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
     this.borrow = options.borrow === true && typeof options.store?.putBorrowed === 'function' ? options.store : null;
-    if (this.parallel !== null) this.memory!.shareMemory?.();
+    const parallel = this.memory !== null && options.onPage === undefined ? (options.parallel ?? null) : null;
+    if (typeof parallel === 'function') {
+      this.makeParallel = parallel;
+      this.parallelAfter = this.memory!.parallelAfter ?? 0;
+      if (this.parallelAfter <= 0) this.startParallel();
+    } else if (parallel !== null) {
+      this.parallel = parallel;
+      this.memory!.shareMemory?.();
+    }
+  }
+
+  /** Starts queuing stores for the worker pool (nothing is queued before: every record so far was made). */
+  private startParallel(): void {
+    const make = this.makeParallel!;
+    this.makeParallel = null;
+    const parallel = make();
+    if (parallel === null) return;
+    this.memory!.shareMemory?.();
+    this.parallel = parallel;
   }
 
   /** @internal Releases the worker pool's staging area (the loader is not used afterwards). */
@@ -165,6 +191,7 @@ export class RamLoader {
   private place(rec: RamRecord, prepared: boolean): Promise<void> | undefined {
     const memory = this.memory;
     if (memory !== null) {
+      if (this.makeParallel !== null && rec.kind === 'xbzrle' && !prepared && (this.parallelAfter -= rec.length) <= 0) this.startParallel();
       let done = this.parallel !== null ? this.queue(rec) : false;
       if (done === false) done = this.inPlace(rec, memory);
       if (done === true) return undefined;
