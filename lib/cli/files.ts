@@ -3,7 +3,6 @@ import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync
 import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { isDeltaMagic } from '../delta/format.js';
 import { XbzrleError } from '../errors.js';
 import { CliError, errnoText, namedError } from './errors.js';
@@ -496,6 +495,7 @@ export async function openInput(ctx: CliContext, path: string | undefined, highW
   }
   const source = input.stream;
   if (kind === 'zstd') return { ...input, stream: zstdDecompressed(source), size: undefined, compression: kind };
+  const { createGunzip } = await import('node:zlib'); // for gzip input only (every command's start would otherwise load it)
   const inflate = createGunzip({ chunkSize: Math.max(64 * 1024, Math.min(highWaterMark, 4 << 20)) });
   source.on('error', (err) => inflate.destroy(err));
   inflate.on('error', () => source.destroy());

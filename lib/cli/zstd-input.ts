@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import { Decompress } from 'fzstd';
 
 /** Corrupt or truncated zstd input. */
 export class ZstdInputError extends Error {}
@@ -19,17 +18,19 @@ const PIECE = 1024;
  */
 export function zstdDecompressed(source: Readable): Readable {
   const out: Uint8Array[] = [];
-  const decoder = new Decompress((data) => {
-    out.push(data);
-  });
-  const push = (piece: Uint8Array, final: boolean): void => {
-    try {
-      decoder.push(piece, final);
-    } catch (err) {
-      throw new ZstdInputError(`zstd-compressed input is corrupt or truncated (${err instanceof Error ? err.message : String(err)})`);
-    }
-  };
   async function* decompress(): AsyncGenerator<Uint8Array> {
+    // Loaded here, for zstd input only (every command's start would otherwise compile it).
+    const { Decompress } = await import('fzstd');
+    const decoder = new Decompress((data) => {
+      out.push(data);
+    });
+    const push = (piece: Uint8Array, final: boolean): void => {
+      try {
+        decoder.push(piece, final);
+      } catch (err) {
+        throw new ZstdInputError(`zstd-compressed input is corrupt or truncated (${err instanceof Error ? err.message : String(err)})`);
+      }
+    };
     for await (const chunk of source as AsyncIterable<Uint8Array>) {
       for (let at = 0; at < chunk.length; at += PIECE) {
         push(chunk.subarray(at, at + PIECE), false);
