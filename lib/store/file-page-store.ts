@@ -670,29 +670,38 @@ export class FilePageStore implements PageStore {
     while (i < slots.length && !this.closed) {
       const first = slots[i]!;
       const block = blockOf[first]!;
-      const start = offsetOf[first]!;
-      let n = 1;
-      while (n < room && i + n < slots.length) {
-        const s = slots[i + n]!;
-        if (blockOf[s] !== block || offsetOf[s] !== start + n * size) break;
-        n++;
-      }
       // Copied out and marked written before the write is queued: a page put again
       // meanwhile is dirty again (and written next time, after this write), never lost.
       if (size > writes.size) {
-        writes.submit(block, start, this.slab.slice(first * size, first * size + size), null);
-      } else {
-        const staged = writes.tryTake() ?? (await writes.take());
-        if (this.closed) break;
-        // Waiting for a buffer, the caller was waiting too (calls do not overlap): the slots are as sorted.
-        for (let k = 0; k < n; k++) {
-          const s = slots[i + k]!;
-          staged.set(this.slab.subarray(s * size, s * size + size), k * size);
-        }
-        writes.submit(block, start, staged.subarray(0, n * size), staged);
+        writes.submit(block, offsetOf[first]!, this.slab.slice(first * size, first * size + size), null);
+        this.markClean(first);
+        i++;
+        continue;
       }
-      for (let k = 0; k < n; k++) this.markClean(slots[i + k]!);
-      i += n;
+      const staged = writes.tryTake() ?? (await writes.take());
+      if (this.closed) break;
+      // Waiting for a buffer, the caller was waiting too (calls do not overlap): the slots are as sorted.
+      // A buffer takes the next pages of the block, adjacent or not: one queued job writes them
+      // (a job per scattered page cost ~20 µs each in promises and turns).
+      const offsets: number[] = [];
+      const pieces: Uint8Array[] = [];
+      let k = 0;
+      let from = 0;
+      let next = -1;
+      for (; k < room && i < slots.length && blockOf[slots[i]!] === block; k++, i++) {
+        const s = slots[i]!;
+        const offset = offsetOf[s]!;
+        if (offset !== next) {
+          if (k > from) pieces.push(staged.subarray(from * size, k * size));
+          from = k;
+          offsets.push(offset);
+        }
+        staged.set(this.slab.subarray(s * size, s * size + size), k * size);
+        this.markClean(s);
+        next = offset + size;
+      }
+      pieces.push(staged.subarray(from * size, k * size));
+      writes.submitAll(block, offsets, pieces, staged);
     }
   }
 
