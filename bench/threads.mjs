@@ -7,14 +7,22 @@
 //
 // Thread counts interleaved within each repetition; medians; ratios to 1 thread.
 // `cores` is the CPU the process got over the job's whole loop, untimed first rounds
-// included (a ratio above it is not possible).
+// included (a ratio above it is not possible). Then, when a C compiler works, the
+// machine's ceiling in the same run (bench/threads-limits.c): the memory traffic of
+// an encoder's round in C (each page compared with its cached copy and copied over
+// it) on the same thread counts.
 //
 //   npm run build && node bench/threads.mjs [--size MiB] [--reps N] [--threads 1,2,4,8] [SCENARIO...]
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { generate, selectScenarios } from './scenarios.mjs';
 import { loadPackage } from './lib/package.mjs';
 import { MiB } from './lib/options.mjs';
 import { quantile } from './lib/timing.mjs';
+import { BUILD_DIR } from './lib/c-baseline.mjs';
 
 const args = process.argv.slice(2);
 let size = 256 * MiB;
@@ -134,4 +142,20 @@ for (const scenario of scenarios) {
   }
   lib.freePages(a);
   lib.freePages(b);
+}
+
+// The ceiling: bench/threads-limits.c on the same thread counts (skipped without a C compiler).
+const cc = process.env['CC'] || 'cc';
+mkdirSync(BUILD_DIR, { recursive: true });
+const limitsBin = join(BUILD_DIR, 'threads-limits');
+const built = spawnSync(cc, ['-O2', '-std=c11', '-Wall', '-pthread', '-o', limitsBin, fileURLToPath(new URL('./threads-limits.c', import.meta.url))], { encoding: 'utf8' });
+if (built.error || built.status !== 0) {
+  console.log(`C ceiling: skipped (no working C compiler: \`${cc}\`)`);
+} else {
+  const r = spawnSync(limitsBin, [String(size / MiB), String(Math.max(5, reps)), ...counts.map(String)], { encoding: 'utf8' });
+  const ms = new Map([...String(r.stdout).matchAll(/^threads (\d+) ([\d.]+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]));
+  const one = ms.get(counts[0] ?? 1) ?? NaN;
+  console.log(
+    `${'C ceiling'.padEnd(12)} ${'copy'.padEnd(7)} ${counts.map((n) => (ms.get(n) ?? NaN).toFixed(1).padStart(10)).join(' ')}  ${counts.map((n) => (one / (ms.get(n) ?? NaN)).toFixed(2).padStart(6)).join(' ')}   (each page compared with its cached copy and copied over it, in C)`,
+  );
 }
