@@ -200,7 +200,10 @@ export class DecoderCore {
       try {
         rec = this.applier.next();
       } catch (err) {
-        if (this.toTrailing(err)) continue;
+        if (this.toTrailing(err)) {
+          this.loader.release(); // the records before the trailing data were applied: the input is used up
+          continue;
+        }
         this.releaseAfter(); // the pages before the error, while their input is still there
         throw err;
       }
@@ -234,6 +237,7 @@ export class DecoderCore {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.releaseAfter(); // stopped mid-chunk: write what was taken while the input is still there
     this.loader.dispose();
   }
 

@@ -72,10 +72,16 @@ async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<
     for await (const chunk of items(source)) {
       if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Buffer or Uint8Array', chunk);
       core.feed(chunk);
-      // Inlined (not `yield* drain`): one generator hop per page instead of two.
-      for (let out = core.next(); out !== undefined; out = core.next()) {
-        if (isPromise(out)) await out;
-        else yield out as P;
+      let used = false;
+      try {
+        // Inlined (not `yield* drain`): one generator hop per page instead of two.
+        for (let out = core.next(); out !== undefined; out = core.next()) {
+          if (isPromise(out)) await out;
+          else yield out as P;
+        }
+        used = true;
+      } finally {
+        if (!used) core.dispose(); // left early: done with the chunk before the source gets it back
       }
     }
     core.end();
