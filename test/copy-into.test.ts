@@ -1,6 +1,19 @@
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { copyInto, isShared } from '../lib/codec/copy.js';
+
+describe('isShared', () => {
+  it("tells shared memory from plain, of this realm and of another one (a WebAssembly memory's buffer included)", () => {
+    const other = (expr: string): Uint8Array => runInNewContext(`new Uint8Array(${expr})`) as Uint8Array;
+    expect(isShared(new Uint8Array(8))).toBe(false);
+    expect(isShared(new Uint8Array(new SharedArrayBuffer(8)))).toBe(true);
+    expect(isShared(other('new ArrayBuffer(8)'))).toBe(false);
+    expect(isShared(other('new SharedArrayBuffer(8)'))).toBe(true);
+    expect(isShared(new Uint8Array(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer))).toBe(true);
+    expect(isShared(Buffer.alloc(8))).toBe(false);
+  });
+});
 
 describe('copyInto', () => {
   it('copies as TypedArray#set does, between shared and plain memory either way, at every alignment of source and destination', () => {
