@@ -10,7 +10,8 @@ describe('isShared', () => {
     expect(isShared(new Uint8Array(new SharedArrayBuffer(8)))).toBe(true);
     expect(isShared(other('new ArrayBuffer(8)'))).toBe(false);
     expect(isShared(other('new SharedArrayBuffer(8)'))).toBe(true);
-    expect(isShared(new Uint8Array(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer))).toBe(true);
+    const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: ArrayBufferLike } } }).WebAssembly;
+    expect(isShared(new Uint8Array(new WA.Memory({ initial: 1, maximum: 1, shared: true }).buffer))).toBe(true);
     expect(isShared(Buffer.alloc(8))).toBe(false);
   });
 });
