@@ -61,6 +61,7 @@ const SHARED = [
   'test/delta-stream.test.ts',
   'test/iterators.test.ts',
   'test/layering.test.ts',
+  'test/migration-file-reused-chunks.test.ts',
   'test/qemu-cli.test.ts',
   'test/qemu-fixtures.test.ts',
   'test/qemu-mapped-ram.test.ts',

@@ -355,7 +355,7 @@ async function read(src: ByteSource, options: ReadQemuMigrationOptions, made: Ma
       const maxBlocks = options.maxBlocks ?? DEFAULT_MAX_BLOCKS;
       const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
       parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, postcopy, ignoreShared, allowMultifdFlush, target: options.target });
-      loader = new RamLoader({ pageSize, store, onPage: options.onPage, parallel: parallelApply(store, options, pageSize) });
+      loader = new RamLoader({ pageSize, store, onPage: options.onPage, parallel: parallelApply(store, options, pageSize), borrow: true });
       made.loader = loader;
       if (mappedRam) {
         const listAt = src.offset;
@@ -528,25 +528,43 @@ async function readConfiguration(src: ByteSource, info: Omit<QemuMigrationInfo, 
 /** Feeds the records of one RAM section body to the applier, through its EOS. */
 async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> {
   const parser = applier.parser;
+  const loader = applier.loader;
   // Parser positions are file offsets: set at the body's first byte.
   parser.position = src.offset;
-  parser.push(src.takeBuffered());
-  for (;;) {
-    let rec = applier.next();
-    if (rec === null) {
-      const chunk = await src.nextChunk();
-      if (chunk === null) {
-        parser.end(); // ERR_RAM_TRUNCATED when inside a record
-        throw new XbzrleError('ERR_QEMU_TRUNCATED', `migration stream ends at byte ${parser.position} inside a ram section (no EOS)`, { offset: parser.position });
+  // Each chunk's PAGE records may be taken by the store as they are (RamLoaderOptions.borrow):
+  // released before the next chunk is asked for, before the rest goes back to the source, and
+  // before an error leaves (the caller's chunks may be reused once we are done with them).
+  let chunk: Uint8Array | null = src.takeBuffered();
+  try {
+    parser.push(chunk);
+    loader.input = chunk;
+    for (;;) {
+      let rec = applier.next();
+      if (rec === null) {
+        loader.release();
+        chunk = await src.nextChunk();
+        if (chunk === null) {
+          parser.end(); // ERR_RAM_TRUNCATED when inside a record
+          throw new XbzrleError('ERR_QEMU_TRUNCATED', `migration stream ends at byte ${parser.position} inside a ram section (no EOS)`, { offset: parser.position });
+        }
+        parser.push(chunk);
+        loader.input = chunk;
+        continue;
       }
-      parser.push(chunk);
-      continue;
+      if (isPromise(rec)) rec = await rec;
+      if (rec.kind === 'eos') {
+        loader.release();
+        src.putBack(parser.takeRemainder(), parser.position);
+        return;
+      }
     }
-    if (isPromise(rec)) rec = await rec;
-    if (rec.kind === 'eos') {
-      src.putBack(parser.takeRemainder(), parser.position);
-      return;
+  } catch (err) {
+    try {
+      loader.release();
+    } catch {
+      // (the first error is reported)
     }
+    throw err;
   }
 }
 
