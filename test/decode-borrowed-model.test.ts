@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilePageStore, RecordWriter, XbzrleDecodeStream } from '../lib/index.js';
 import { rng } from './helpers/bytes.js';
+import { writeThroughOneBuffer } from './helpers/streams.js';
 
 const PS = 4096;
 let dir: string;
@@ -122,18 +123,8 @@ async function decodeReusing(stream: Uint8Array, seed: number, threads: number, 
   const dec = new XbzrleDecodeStream({ store, emitPages: emit, threads, readableHighWaterMark: 3 });
   dec.resume();
   const r = rng(seed ^ 0x1234);
-  const buf = new Uint8Array(1 << 17);
-  for (let at = 0; at < stream.length; ) {
-    const n = Math.min(1 + Math.floor(r() * (r() < 0.5 ? 300 : buf.length)), stream.length - at);
-    buf.set(stream.subarray(at, at + n));
-    await new Promise<void>((resolve, reject) => dec.write(buf.subarray(0, n), (err) => (err ? reject(err) : resolve())));
-    buf.fill(0xa5);
-    at += n;
-  }
-  await new Promise<void>((resolve, reject) => {
-    dec.on('error', reject);
-    dec.end(resolve);
-  });
+  const room = 1 << 17;
+  await writeThroughOneBuffer(dec, stream, () => 1 + Math.floor(r() * (r() < 0.5 ? 300 : room)), room);
 }
 
 function firstDiff(a: Uint8Array, b: Uint8Array): number {

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilePageStore, XbzrleDecodeStream, type PageRecord } from '../lib/index.js';
 import { rng, sameBytes } from './helpers/bytes.js';
-import { encodeRounds } from './helpers/streams.js';
+import { encodeRounds, writeThroughOneBuffer } from './helpers/streams.js';
 
 const PS = 4096;
 let dir: string;
@@ -52,18 +52,7 @@ async function decodeReusing(stream: Uint8Array, sizes: () => number, threads: n
   const store = new FilePageStore({ dir, cacheSize });
   const dec = new XbzrleDecodeStream({ store, emitPages: false, threads });
   dec.resume();
-  const buf = new Uint8Array(1 << 16);
-  for (let at = 0; at < stream.length; ) {
-    const n = Math.min(sizes(), stream.length - at, buf.length);
-    buf.set(stream.subarray(at, at + n));
-    await new Promise<void>((resolve, reject) => dec.write(buf.subarray(0, n), (err) => (err ? reject(err) : resolve())));
-    buf.fill(0xa5);
-    at += n;
-  }
-  await new Promise<void>((resolve, reject) => {
-    dec.on('error', reject);
-    dec.end(resolve);
-  });
+  await writeThroughOneBuffer(dec, stream, sizes, 1 << 16);
   return new Uint8Array(await readFile(join(dir, 'ram.bin')));
 }
 

@@ -204,7 +204,7 @@ export class DecoderCore {
           this.loader.release(); // the records before the trailing data were applied: the input is used up
           continue;
         }
-        this.releaseAfter(); // the pages before the error, while their input is still there
+        this.loader.releaseAfterError(); // the pages before the error, while their input is still there
         throw err;
       }
       if (rec === null) {
@@ -219,7 +219,7 @@ export class DecoderCore {
       }
       // The page (if any) is ready when it settles; a failure writes the pages before it first.
       if (isPromise(rec)) return rec.then(undefined, (err: unknown) => {
-        this.releaseAfter();
+        this.loader.releaseAfterError();
         throw err;
       });
     }
@@ -237,17 +237,8 @@ export class DecoderCore {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.releaseAfter(); // stopped mid-chunk: write what was taken while the input is still there
+    this.loader.releaseAfterError(); // stopped mid-chunk: write what was taken while the input is still there
     this.loader.dispose();
-  }
-
-  /** After an error: the store is done with the input (a failure of its own writes is not the error reported). */
-  private releaseAfter(): void {
-    try {
-      this.loader.release();
-    } catch {
-      // (the first error is reported)
-    }
   }
 
   /** Finishes the store once; a promise while it works. */

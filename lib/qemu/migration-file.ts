@@ -559,11 +559,7 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
       }
     }
   } catch (err) {
-    try {
-      loader.release();
-    } catch {
-      // (the first error is reported)
-    }
+    loader.releaseAfterError();
     throw err;
   }
 }

@@ -78,11 +78,7 @@ export class RamApplier {
       try {
         for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
       } catch (err) {
-        try {
-          loader.release(); // the pages before the error, while the chunk is still there
-        } catch {
-          // (the first error is reported)
-        }
+        loader.releaseAfterError(); // the pages before the error, while the chunk is still there
         throw err;
       }
       loader.release(); // the chunk is used up: the iterator may reuse it

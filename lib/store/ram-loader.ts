@@ -123,6 +123,15 @@ export class RamLoader {
     this.borrow?.releaseBorrowed?.();
   }
 
+  /** {@link RamLoader.release} on the way out of an error: a failure of the store's own writes is not the error reported. */
+  releaseAfterError(): void {
+    try {
+      this.release();
+    } catch {
+      // (the first error is reported)
+    }
+  }
+
 
   /**
    * Applies one record; returns a promise when the store is asynchronous.

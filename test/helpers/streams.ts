@@ -54,3 +54,24 @@ export function buildRecords(fn: (w: RecordWriter) => void, pageSize = 4096): Ui
   w.flush();
   return concat(chunks);
 }
+
+/**
+ * Writes `bytes` to `dec` in pieces of `sizes()` bytes (at most `room`)
+ * through ONE buffer, filled with 0xa5 as soon as each write's callback ran
+ * (the decoder is done with it then), and ends it. A decoder that kept a view
+ * of its input past the callback writes 0xa5 somewhere.
+ */
+export async function writeThroughOneBuffer(dec: XbzrleDecodeStream, bytes: Uint8Array, sizes: () => number, room: number): Promise<void> {
+  const buf = new Uint8Array(room);
+  for (let at = 0; at < bytes.length; ) {
+    const n = Math.min(sizes(), bytes.length - at, room);
+    buf.set(bytes.subarray(at, at + n));
+    await new Promise<void>((resolve, reject) => dec.write(buf.subarray(0, n), (err) => (err ? reject(err) : resolve())));
+    buf.fill(0xa5);
+    at += n;
+  }
+  await new Promise<void>((resolve, reject) => {
+    dec.on('error', reject);
+    dec.end(resolve);
+  });
+}
