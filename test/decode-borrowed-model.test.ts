@@ -155,7 +155,7 @@ describe('decode into files against a model, the input reused', () => {
           await rm(join(dir, 'b.bin'), { force: true });
         },
       ),
-      { numRuns: Number(process.env.RUNS ?? 25) },
+      { numRuns: Number(process.env.RUNS ?? 12) },
     );
   }, 120000);
 });

@@ -30,15 +30,15 @@ async function* reusing(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Ar
 }
 
 describe('readQemuMigration into files from chunks the caller reuses', () => {
-  for (const [version, name] of [
-    ['qemu-7.2', 'mixed-c8m'],
-    ['qemu-10.0', 'edge-c32m'],
+  for (const [version, name, sizes] of [
+    ['qemu-7.2', 'mixed-c8m', [4099]],
+    ['qemu-10.0', 'edge-c32m', [1 << 20]],
   ] as const) {
     it(`${version} ${name}: pc.ram is the RAM QEMU rebuilt, for chunk sizes cutting records anywhere`, async () => {
       const fixtures = join(__dirname, 'fixtures', version);
       const mig = gunzipFile(join(fixtures, `${name}.mig.gz`));
       const truth = gunzipFile(join(fixtures, `${name}.pc.ram.gz`));
-      for (const size of [4099, 65536, 1 << 20]) {
+      for (const size of sizes) {
         const out = join(dir, String(size));
         const store = new FilePageStore({ dir: out, cacheSize: 1 << 20 });
         const info = await readQemuMigration(reusing(mig, size), { store });
