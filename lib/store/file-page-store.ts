@@ -97,7 +97,7 @@ interface GivenData {
  * eighth of the cache); pages in another order wait in the cache, and a
  * page written again before it leaves costs no I/O. A decoder's PAGE records
  * of pages not cached, in file order, skip the cache: they are written
- * straight from its input, a run at a time (`putBorrowed`). When the cache is full,
+ * straight from its input, a run at a time with one `writev`. When the cache is full,
  * its written pages go out sorted by file and offset, adjacent ones
  * gathered into writes of up to `bufferSize` bytes; clean pages are then
  * replaced oldest first, recently used ones given a second chance. Writes go
