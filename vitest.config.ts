@@ -62,6 +62,7 @@ const SHARED = [
   'test/iterators.test.ts',
   'test/layering.test.ts',
   'test/migration-file-reused-chunks.test.ts',
+  'test/migration-file-reused-headers.test.ts',
   'test/qemu-cli.test.ts',
   'test/qemu-fixtures.test.ts',
   'test/qemu-mapped-ram.test.ts',

@@ -146,7 +146,9 @@ export class ByteSource {
   async need(n: number): Promise<boolean> {
     let have = this.buf.length - this.pos;
     if (have >= n) return true;
-    const parts: Uint8Array[] = [this.buf.subarray(this.pos)];
+    // A copy: the rest may be a view of the caller's chunk, which it may refill once asked for
+    // the next one (fewer than `n` bytes: a small copy).
+    const parts: Uint8Array[] = [this.buf.slice(this.pos)];
     let complete = true;
     while (have < n) {
       const chunk = await this.nextChunk();
