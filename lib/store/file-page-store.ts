@@ -139,6 +139,14 @@ export class FilePageStore implements PageStore {
   private readonly writes: WriteQueue;
   private readonly cacheSize: number;
   private closed = false;
+  /**
+   * @internal See {@link PageStore.parallelAfter}: the writes of a decode into
+   * files take most of its time, and a stream's first round is PAGE and ZERO
+   * records, which need no worker; the workers start after 4 MiB of deltas
+   * (a 512 MiB stream with 3 800 small ones: 0.82 s with 2 threads instead of
+   * 0.88 s, as with 1).
+   */
+  readonly parallelAfter: number;
   /** With `fsync`: the background write-back (its failure is reported by `finish()`). */
   // Every 16 MiB: the final fsync then waits for little (512 MiB decode: 0.81 s against 0.83 s with 64 MiB,
   // medians of 7 interleaved runs; 8 MiB 0.79 s, kept at 16 for slower disks' sake).
@@ -187,14 +195,6 @@ export class FilePageStore implements PageStore {
   private readPages = 1;
   // Pages taken by putBorrowed: one run in file order, the caller's views, written at once.
   private readonly borrowed: Uint8Array[] = [];
-  /**
-   * @internal See {@link PageStore.parallelAfter}: the writes of a decode into
-   * files take most of its time, and a stream's first round is PAGE and ZERO
-   * records, which need no worker; the workers start after 4 MiB of deltas
-   * (a 512 MiB stream with 3 800 small ones: 0.82 s with 2 threads instead of
-   * 0.88 s, as with 1).
-   */
-  readonly parallelAfter: number;
   private borrowBlock: string | null = null;
   private borrowFile: FileHandle | null = null;
   private borrowStart = 0;
