@@ -117,6 +117,7 @@ export class RamLoader {
   flush(): void {
     if (this.parallel !== null && this.parallel.count > 0) this.parallel.flush(this.memory!);
   }
+
   /** With `borrow`: the store is done with the input (the PAGE records it took are written). */
   release(): void {
     this.input = null;
@@ -131,7 +132,6 @@ export class RamLoader {
       // (the first error is reported)
     }
   }
-
 
   /**
    * Applies one record; returns a promise when the store is asynchronous.
