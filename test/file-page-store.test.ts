@@ -43,6 +43,22 @@ describe('FilePageStore', () => {
     await byPath.close();
   });
 
+  it('finishes once: finish() again does nothing (readQemuMigration finished it already); finish() after close() throws', async () => {
+    const store = new FilePageStore({ dir });
+    await store.declare([{ id: 'ram', length: 4 * PS }]);
+    await store.put('ram', 0, new Uint8Array(PS).fill(5));
+    store.hole('ram', 3 * PS, PS); // an extent past the data: finish() makes the file reach it
+    await store.finish();
+    await store.finish();
+    const image = await readFile(join(dir, 'ram.bin'));
+    expect(image.length).toBe(4 * PS);
+    expect(image[0]).toBe(5);
+    const closed = new FilePageStore({ dir: join(dir, 'c') });
+    await closed.put('ram', 0, new Uint8Array(PS).fill(1));
+    await closed.close();
+    await expect(closed.finish()).rejects.toThrow('FilePageStore is closed');
+  });
+
   it('reads never-written pages as zeros, sees its own cached writes, and writes them out on finish()', async () => {
     const store = new FilePageStore({ dir });
     const a = new Uint8Array(PS).fill(7);

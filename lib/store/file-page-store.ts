@@ -139,6 +139,8 @@ export class FilePageStore implements PageStore {
   private readonly writes: WriteQueue;
   private readonly cacheSize: number;
   private closed = false;
+  /** True once `finish()` succeeded. */
+  private finished = false;
   /**
    * @internal See {@link PageStore.parallelAfter}: the writes of a decode into
    * files take most of its time, and a stream's first round is PAGE and ZERO
@@ -437,8 +439,14 @@ export class FilePageStore implements PageStore {
     return done;
   }
 
-  /** Flushes, fsyncs (unless `fsync: false`) and closes every file. */
+  /**
+   * Flushes, fsyncs (unless `fsync: false`) and closes every file. Once it
+   * succeeded, calling it again does nothing (`readQemuMigration` and the
+   * decoders finish the store themselves); after `close()` it throws.
+   */
   async finish(): Promise<void> {
+    if (this.finished) return;
+    if (this.closed) throw closedError();
     await this.flush();
     await this.writeBack.settled(); // a failed background write-back fails the finish
     for (const [block, end] of this.extent) {
@@ -451,6 +459,7 @@ export class FilePageStore implements PageStore {
       if (this.fsync) await handle.sync();
     }
     await this.close();
+    this.finished = true;
   }
 
   /** Closes every file without writing cached pages. */
