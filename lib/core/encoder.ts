@@ -2,6 +2,7 @@ import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/p
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import { getKernelPool, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
+import { PathTuner } from './path-tuner.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -86,6 +87,8 @@ export class EncoderCore {
   private sendSlot = -1;
   /** The worker pool and its batch state, or null on one thread. */
   private readonly parallel: ParallelBatch | null = null;
+  /** With the pool: which of the pool and this thread alone encodes the next group (the same records either way). */
+  private readonly tuner: PathTuner | null = null;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
@@ -133,6 +136,7 @@ export class EncoderCore {
     const pool = threads > 1 ? getKernelPool(poolEngine, threads) : null;
     this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
     if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
+    if (this.parallel !== null) this.tuner = new PathTuner();
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
@@ -294,6 +298,11 @@ export class EncoderCore {
     const ready = this.ready;
     const count = this.pageCount;
     let i = this.pageIndex;
+    const tuner = this.tuner;
+    const first = i;
+    const t0 = tuner === null ? 0 : performance.now();
+    let pooled = 0;
+    let pooledMs = 0;
     while (i < count) {
       if (i === this.stagedEnd) {
         // Staged once per group: a pause for the reader resumes in the same group.
@@ -302,10 +311,15 @@ export class EncoderCore {
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
         const batch = this.parallel;
-        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1) {
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && tuner!.usePool()) {
           // On the pool: the whole group at once, if it spans distinct cache slots.
           const m = Math.min(n, this.cache.slots);
+          const b0 = performance.now();
           this.encodeBatch(record, i, m);
+          const ms = performance.now() - b0;
+          tuner!.record(true, m, ms);
+          pooled += m;
+          pooledMs += ms;
           i += m;
           if (i < this.stagedEnd) this.stagedEnd = i; // the rest staged again
           if (ready.length > 0) break;
@@ -316,6 +330,8 @@ export class EncoderCore {
       i++;
       if (ready.length > 0) break;
     }
+    // The pages done on this thread alone (page by page), for the tuner.
+    if (tuner !== null) tuner.record(false, i - first - pooled, performance.now() - t0 - pooledMs);
     this.pageIndex = i;
     if (i === count) {
       this.record = null;

@@ -1,0 +1,40 @@
+/**
+ * The threaded encoder's choice, group by group, between its worker pool and
+ * the calling thread alone (lib/core/path-tuner.ts): both give the same
+ * records (test/threads-encoder.test.ts), so only the time per page decides.
+ */
+import { describe, expect, it } from 'vitest';
+import { PathTuner } from '../lib/core/path-tuner.js';
+
+describe('PathTuner', () => {
+  it('tries the pool, then the thread alone, then keeps the faster and tries the other every 16th group', () => {
+    const t = new PathTuner();
+    expect(t.usePool()).toBe(true); // group 1: nothing measured, the pool first
+    t.record(true, 1000, 3); // 3 µs a page on the pool
+    expect(t.usePool()).toBe(false); // group 2: alone, once
+    t.record(false, 1000, 1); // 1 µs a page alone
+    const picks: boolean[] = [];
+    for (let g = 3; g <= 32; g++) picks.push(t.usePool());
+    // Alone from now on, but group 16 and group 32 try the pool again.
+    expect(picks.map((p, k) => (p ? k + 3 : 0)).filter((g) => g !== 0)).toEqual([16, 32]);
+  });
+
+  it('follows the times as they change (a running figure, the newest sample weighing 30 %)', () => {
+    const t = new PathTuner();
+    t.usePool();
+    t.record(true, 100, 0.1); // 1 µs a page
+    t.usePool();
+    t.record(false, 100, 0.2); // 2 µs a page: the pool is faster
+    expect(t.usePool()).toBe(true);
+    // The pool gets slow: a few samples turn the choice.
+    for (let k = 0; k < 4; k++) t.record(true, 100, 1);
+    expect(t.usePool()).toBe(false);
+  });
+
+  it('ignores samples of no pages or no time it can use', () => {
+    const t = new PathTuner();
+    t.record(true, 0, 5);
+    t.record(false, 10, Number.NaN);
+    expect(t.usePool()).toBe(true); // still nothing measured
+  });
+});
