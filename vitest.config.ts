@@ -63,6 +63,7 @@ const SHARED = [
   'test/layering.test.ts',
   'test/migration-file-reused-chunks.test.ts',
   'test/migration-file-reused-headers.test.ts',
+  'test/path-tuner.test.ts',
   'test/qemu-cli.test.ts',
   'test/qemu-fixtures.test.ts',
   'test/qemu-mapped-ram.test.ts',
