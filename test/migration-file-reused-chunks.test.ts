@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilePageStore, readQemuMigration } from '../lib/index.js';
 import { gunzipFile } from './helpers/fixtures.js';
+import { throughOneBuffer } from './helpers/streams.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -17,17 +18,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** `bytes` in `size`-byte chunks through one buffer, scribbled over when the next chunk is asked for. */
-async function* reusing(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  const buf = new Uint8Array(size);
-  for (let at = 0; at < bytes.length; at += size) {
-    const n = Math.min(size, bytes.length - at);
-    buf.set(bytes.subarray(at, at + n));
-    yield buf.subarray(0, n);
-    buf.fill(0xa5);
-  }
-}
 
 describe('readQemuMigration into files from chunks the caller reuses', () => {
   for (const [version, name, sizes] of [
@@ -41,7 +31,7 @@ describe('readQemuMigration into files from chunks the caller reuses', () => {
       for (const size of sizes) {
         const out = join(dir, String(size));
         const store = new FilePageStore({ dir: out, cacheSize: 1 << 20 });
-        const info = await readQemuMigration(reusing(mig, size), { store });
+        const info = await readQemuMigration(throughOneBuffer(mig, size), { store });
         expect(info.ramComplete).toBe(true);
         const ram = await readFile(join(out, 'pc.ram.bin'));
         expect(ram.equals(truth), `chunks of ${size}`).toBe(true);

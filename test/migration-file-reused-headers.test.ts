@@ -8,10 +8,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FilePageStore, readQemuMigration, RecordWriter } from '../lib/index.js';
+import { FilePageStore, readQemuMigration } from '../lib/index.js';
 import { ByteSource } from '../lib/qemu/byte-source.js';
 import { gunzipFile } from './helpers/fixtures.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
+import { buildRecords, throughOneBuffer } from './helpers/streams.js';
 
 const PS = 4096;
 const PAGES = 32;
@@ -23,41 +24,23 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function records(build: (w: RecordWriter) => void): Buffer {
-  const out: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
-  build(w);
-  w.flush();
-  return Buffer.concat(out);
-}
-
 /** START: MEM_SIZE + every page in file order; PARTs: a few PAGE records in file order each. */
 function file(): Buffer {
-  const start = records((w) => {
+  const start = buildRecords((w) => {
     w.memSize([{ id: 'pc.ram', length: PAGES * PS }]);
     for (let p = 0; p < PAGES; p++) w.page('pc.ram', p * PS, new Uint8Array(PS).fill(p + 1), 0);
     w.eos();
   });
-  const parts: Buffer[] = [];
+  const parts: Uint8Array[] = [];
   for (let k = 0; k < 8; k++) {
     parts.push(
-      records((w) => {
+      buildRecords((w) => {
         for (let p = k; p < PAGES; p += 3) w.page('pc.ram', p * PS, new Uint8Array(PS).fill(0x40 + k * 8 + (p % 7)), 0);
         w.eos();
       }),
     );
   }
-  return buildRecordFile('pc-i440fx-7.2', start, parts, records((w) => w.eos()));
-}
-
-async function* reusing(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  const buf = new Uint8Array(size);
-  for (let at = 0; at < bytes.length; at += size) {
-    const n = Math.min(size, bytes.length - at);
-    buf.set(bytes.subarray(at, at + n));
-    yield buf.subarray(0, n);
-    buf.fill(0xa5);
-  }
+  return buildRecordFile('pc-i440fx-7.2', start, parts, buildRecords((w) => w.eos()));
 }
 
 describe('readQemuMigration from one reused buffer', () => {
@@ -65,7 +48,7 @@ describe('readQemuMigration from one reused buffer', () => {
     // 8 bytes 00 01 .. 07 in chunks of 3 through one buffer. As readRamBody does at an EOS: the
     // parser's unread rest of its chunk (a view of the caller's buffer) goes back to the source,
     // then the section footer/header (a u32 here, at byte 2) is required across the next chunk.
-    const src = new ByteSource(reusing(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 3));
+    const src = new ByteSource(throughOneBuffer(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 3));
     const first = (await src.nextChunk())!;
     src.putBack(first.subarray(2), 2);
     await src.require(4, 'test'); // asks for the next chunk while holding a view of byte 2 of the first
@@ -81,7 +64,7 @@ describe('readQemuMigration from one reused buffer', () => {
       const out = join(dir, String(size));
       const store = new FilePageStore({ dir: out, cacheSize: 1 << 20 });
       try {
-        const info = await readQemuMigration(reusing(mig, size), { store });
+        const info = await readQemuMigration(throughOneBuffer(mig, size), { store });
         if (!info.ramComplete || !(await readFile(join(out, 'pc.ram.bin'))).equals(truth)) bad.push(`${size}: ramComplete ${info.ramComplete}, stopped at ${JSON.stringify(info.stoppedAt)}`);
       } catch (err) {
         await store.close();
@@ -102,7 +85,7 @@ describe('readQemuMigration from one reused buffer', () => {
     for (const size of sizes) {
       const path = join(dir, `img-${size}.bin`);
       const store = new FilePageStore({ path: () => path, cacheSize: 8 * PS });
-      const info = await readQemuMigration(reusing(mig, size), { store }).catch((e: unknown) => e);
+      const info = await readQemuMigration(throughOneBuffer(mig, size), { store }).catch((e: unknown) => e);
       const ok = !(info instanceof Error) && (info as { ramComplete: boolean }).ramComplete && (await readFile(path)).equals(truth);
       if (!ok) bad.push(size);
       if (info instanceof Error) await store.close();

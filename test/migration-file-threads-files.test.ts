@@ -6,11 +6,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FilePageStore, readQemuMigration, RecordWriter, XbzrleError } from '../lib/index.js';
+import { FilePageStore, readQemuMigration, XbzrleError } from '../lib/index.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { getKernelPool } from '../lib/codec/wasm/pool.js';
 import { rng } from './helpers/bytes.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
+import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
 const PAGES = 64;
@@ -23,25 +24,17 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function records(build: (w: RecordWriter) => void): Buffer {
-  const out: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
-  build(w);
-  w.flush();
-  return Buffer.concat(out);
-}
-
 function file(seed: number, bad: boolean): Buffer {
   const r = rng(seed);
-  const start = records((w) => {
+  const start = buildRecords((w) => {
     w.memSize([{ id: 'pc.ram', length: PAGES * PS }]);
     for (let p = 0; p < PAGES; p++) w.page('pc.ram', p * PS, new Uint8Array(PS).fill(p + 1), 0);
     w.eos();
   });
-  const parts: Buffer[] = [];
+  const parts: Uint8Array[] = [];
   for (let k = 0; k < 6; k++) {
     parts.push(
-      records((w) => {
+      buildRecords((w) => {
         for (let i = 0; i < 40; i++) {
           const p = Math.floor(r() * PAGES);
           const kind = Math.floor(r() * 4);
@@ -60,7 +53,7 @@ function file(seed: number, bad: boolean): Buffer {
       }),
     );
   }
-  return buildRecordFile('pc-i440fx-7.2', start, parts, records((w) => w.eos()));
+  return buildRecordFile('pc-i440fx-7.2', start, parts, buildRecords((w) => w.eos()));
 }
 
 async function run(bytes: Uint8Array, threads: number): Promise<{ err: string | null; image: Buffer | null }> {

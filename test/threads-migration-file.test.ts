@@ -4,10 +4,11 @@
  * including errors the reader itself raises after a queued delta that fails.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { MemoryPageStore, readQemuMigration, RecordWriter, XbzrleError } from '../lib/index.js';
+import { MemoryPageStore, readQemuMigration, XbzrleError } from '../lib/index.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
+import { buildRecords } from './helpers/streams.js';
 
 const PS = 4096;
 const engine = getEngine();
@@ -16,30 +17,22 @@ afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
 });
 
-function records(build: (w: RecordWriter) => void): Buffer {
-  const out: Uint8Array[] = [];
-  const w = new RecordWriter({ pageSize: PS }, (c) => out.push(c.slice()));
-  build(w);
-  w.flush();
-  return Buffer.concat(out);
-}
-
 /** A zero run of 8192 bytes: past the end of a 4 KiB page. */
 const BAD = new Uint8Array([0x80, 0x40, 0x01, 0x00]);
 
 /** A migration file whose START section holds a delta that fails (queued for the workers), then more sections. */
 function file(): Buffer {
-  const start = records((w) => {
+  const start = buildRecords((w) => {
     w.memSize([{ id: 'pc.ram', length: 16 * PS }]);
     w.page('pc.ram', 0, new Uint8Array(PS).fill(7), 0);
     w.xbzrle('pc.ram', 0, BAD, 0, BAD.length);
     w.eos();
   });
-  const part = records((w) => {
+  const part = buildRecords((w) => {
     for (let i = 1; i < 8; i++) w.page('pc.ram', i * PS, new Uint8Array(PS).fill(i), 0);
     w.eos();
   });
-  return buildRecordFile('pc-i440fx-7.2', start, [part], records((w) => w.eos()));
+  return buildRecordFile('pc-i440fx-7.2', start, [part], buildRecords((w) => w.eos()));
 }
 
 async function failure(bytes: Uint8Array, threads: number): Promise<string> {

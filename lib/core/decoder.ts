@@ -4,8 +4,6 @@ import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
 import type { PageStore } from '../store/page-store.js';
-import { getEngine } from '../codec/wasm/engine.js';
-import { getKernelPool } from '../codec/wasm/pool.js';
 import { hasInPlaceAccess } from '../store/page-store.js';
 import { ParallelApply } from '../store/parallel-apply.js';
 import { RamApplier } from '../store/ram-applier.js';
@@ -139,14 +137,7 @@ export class DecoderCore {
     const parser = new RamRecordParser({ pageSize, maxBlocks, maxImageSize, allowMultifdFlush: opts.allowMultifdFlush, target: opts.target });
     const emit = opts.emitPages ?? true;
     const threads = checkThreads(opts.threads);
-    // The worker pool is made when the loader first queues for it (see PageStore.parallelAfter).
-    const parallel =
-      threads > 1 && !emit && hasInPlaceAccess(store)
-        ? (): ParallelApply | null => {
-            const pool = getKernelPool(getEngine(), threads);
-            return pool === null ? null : ParallelApply.make(pool, pageSize);
-          }
-        : null;
+    const parallel = threads > 1 && !emit && hasInPlaceAccess(store) ? ParallelApply.later(threads, pageSize) : null;
     this.loader = new RamLoader({
       pageSize,
       store,
@@ -171,10 +162,7 @@ export class DecoderCore {
   /** Takes the next input chunk (the previous one must be used up by {@link DecoderCore.next}). */
   feed(chunk: Uint8Array): void {
     if (this.trailing) this.trailingBytes += chunk.length;
-    else {
-      this.applier.push(chunk);
-      this.loader.input = chunk; // its PAGE records may be written from it (released when it is used up)
-    }
+    else this.applier.push(chunk); // its PAGE records may be written from it (released when it is used up)
   }
 
   /** The end of input: the following {@link DecoderCore.next} calls check the stream's end and finish the store. */

@@ -6,8 +6,6 @@ import { DEFAULT_MAX_BLOCKS, DEFAULT_MAX_IMAGE_SIZE, RamRecord, RamRecordParser,
 import type { RamBlock } from '../format/record-writer.js';
 import type { XbzrleStats } from '../stats.js';
 import { MemoryPageStore } from '../store/memory-page-store.js';
-import { getEngine } from '../codec/wasm/engine.js';
-import { getKernelPool } from '../codec/wasm/pool.js';
 import { checkThreads } from '../core/options.js';
 import { hasInPlaceAccess, type PageStore } from '../store/page-store.js';
 import { ParallelApply } from '../store/parallel-apply.js';
@@ -534,21 +532,18 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
   // Each chunk's PAGE records may be taken by the store as they are (RamLoaderOptions.borrow):
   // released before the next chunk is asked for, before the rest goes back to the source, and
   // before an error leaves (the caller's chunks may be reused once we are done with them).
-  let chunk: Uint8Array | null = src.takeBuffered();
   try {
-    parser.push(chunk);
-    loader.input = chunk;
+    applier.push(src.takeBuffered());
     for (;;) {
       let rec = applier.next();
       if (rec === null) {
         loader.release();
-        chunk = await src.nextChunk();
+        const chunk = await src.nextChunk();
         if (chunk === null) {
           parser.end(); // ERR_RAM_TRUNCATED when inside a record
           throw new XbzrleError('ERR_QEMU_TRUNCATED', `migration stream ends at byte ${parser.position} inside a ram section (no EOS)`, { offset: parser.position });
         }
-        parser.push(chunk);
-        loader.input = chunk;
+        applier.push(chunk);
         continue;
       }
       if (isPromise(rec)) rec = await rec;
@@ -568,9 +563,5 @@ async function readRamBody(src: ByteSource, applier: RamApplier): Promise<void> 
 function parallelApply(store: PageStore | null, options: ReadQemuMigrationOptions, pageSize: number): (() => ParallelApply | null) | null {
   const threads = options.threads ?? 1; // checked by readQemuMigration
   if (threads === 1 || options.onPage !== undefined || !hasInPlaceAccess(store)) return null;
-  // Made when the loader first queues for it (see PageStore.parallelAfter).
-  return () => {
-    const pool = getKernelPool(getEngine(), threads);
-    return pool === null ? null : ParallelApply.make(pool, pageSize);
-  };
+  return ParallelApply.later(threads, pageSize);
 }

@@ -8,7 +8,7 @@ import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageLocation, PageStore } from './page-store.js';
 import { WriteBack } from './write-back.js';
-import { WriteQueue } from './write-queue.js';
+import { Gather, WriteQueue } from './write-queue.js';
 import { PageBits } from './page-bits.js';
 
 /** Most bytes {@link FilePageStore.prepare} reads at once: the page asked for and those after it. */
@@ -228,7 +228,7 @@ export class FilePageStore implements PageStore {
 
   get(block: string, offset: number, into: Uint8Array): void | Promise<void> {
     if (this.closed) return Promise.reject(closedError());
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     const size = into.length;
     if (this.cached(offset, size)) {
       const slot = this.index.get(block)?.get(offset);
@@ -245,7 +245,7 @@ export class FilePageStore implements PageStore {
 
   put(block: string, offset: number, data: Uint8Array): void | Promise<void> {
     if (this.closed) return Promise.reject(closedError());
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     const size = data.length;
     if (!this.cached(offset, size, true)) {
       this.dataAt(block, offset);
@@ -262,7 +262,7 @@ export class FilePageStore implements PageStore {
   }
 
   async declare(blocks: readonly RamBlock[]): Promise<void> {
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     for (const b of blocks) {
       const handle = await this.handle(b.id);
       if (this.truncate) {
@@ -286,7 +286,7 @@ export class FilePageStore implements PageStore {
    * size, unaligned): call {@link FilePageStore.prepare}, or use `get`/`put`.
    */
   locate(block: string, offset: number, length: number, create: boolean): PageLocation | null {
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     if (this.closed || !this.cached(offset, length, create)) return null;
     const slot = this.claim(block, offset, create);
     if (slot < 0) return null;
@@ -302,7 +302,7 @@ export class FilePageStore implements PageStore {
    */
   async prepare(block: string, offset: number, length: number, create: boolean): Promise<void> {
     if (this.closed) throw closedError();
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     if (!this.cached(offset, length, true) || this.index.get(block)?.has(offset) === true) return;
     if (!this.hasRoom()) await this.writeOut();
     if (create) return; // locate takes a slot
@@ -342,7 +342,7 @@ export class FilePageStore implements PageStore {
    * it would be, without asking whether the file knows it.
    */
   hole(block: string, offset: number, length: number): void | Promise<void> {
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     this.written(block, offset + length);
     if (!this.cached(offset, length, true)) return undefined; // (the cache takes its page size from the first page, a hole too)
     this.given(block).holes.add(offset / length);
@@ -351,13 +351,9 @@ export class FilePageStore implements PageStore {
 
   /** Sets `length` bytes from `offset` to `byte`, in the cache when it takes the page (else through `put`). */
   fill(block: string, offset: number, length: number, byte: number): void | Promise<void> {
-    if (this.borrowed.length > 0) this.releaseBorrowed();
-    if (byte === 0 && this.knownZero(block, offset, length)) {
-      // Zeros over zeros: a hole (the file is made long enough when finished), in the window like a page.
-      this.written(block, offset + length);
-      this.given(block).holes.add(offset / length);
-      return this.extendRun(block, offset);
-    }
+    this.releaseBorrowed();
+    // Zeros over zeros: a hole (the file is made long enough when finished), in the window like a page.
+    if (byte === 0 && this.knownZero(block, offset, length)) return this.hole(block, offset, length);
     const loc = this.locate(block, offset, length, true);
     if (loc !== null) {
       loc.bytes.fill(byte, loc.at, loc.at + length);
@@ -368,7 +364,7 @@ export class FilePageStore implements PageStore {
 
   /** Writes out every cached page not yet in its file (they stay cached), and waits for the writes. */
   async flush(): Promise<void> {
-    if (this.borrowed.length > 0) this.releaseBorrowed();
+    this.releaseBorrowed();
     await this.writeOut();
     await this.writes.drain();
   }
@@ -692,25 +688,13 @@ export class FilePageStore implements PageStore {
       // Waiting for a buffer, the caller was waiting too (calls do not overlap): the slots are as sorted.
       // A buffer takes the next pages of the block, adjacent or not: one queued job writes them
       // (a job per scattered page cost ~20 µs each in promises and turns).
-      const offsets: number[] = [];
-      const pieces: Uint8Array[] = [];
-      let k = 0;
-      let from = 0;
-      let next = -1;
-      for (; k < room && i < slots.length && blockOf[slots[i]!] === block; k++, i++) {
+      const gather = new Gather(staged);
+      for (let k = 0; k < room && i < slots.length && blockOf[slots[i]!] === block; k++, i++) {
         const s = slots[i]!;
-        const offset = offsetOf[s]!;
-        if (offset !== next) {
-          if (k > from) pieces.push(staged.subarray(from * size, k * size));
-          from = k;
-          offsets.push(offset);
-        }
-        staged.set(this.slab.subarray(s * size, s * size + size), k * size);
+        gather.add(offsetOf[s]!, this.slab, s * size, size);
         this.markClean(s);
-        next = offset + size;
       }
-      pieces.push(staged.subarray(from * size, k * size));
-      writes.submitAll(block, offsets, pieces, staged);
+      gather.submit(writes, block);
     }
   }
 
@@ -831,29 +815,15 @@ export class FilePageStore implements PageStore {
   private writeRun(staged: Uint8Array, block: string, start: number, last: number): void {
     const size = this.pageSize;
     const pages = this.index.get(block);
-    const offsets: number[] = [];
-    const pieces: Uint8Array[] = [];
-    let from = -1; // where the piece being gathered starts in `staged`, -1 when none
-    let at = 0;
+    const gather = new Gather(staged);
     for (let offset = start; offset <= last; offset += size) {
       const slot = pages?.get(offset);
-      if (slot === undefined || this.dirty[slot] === 0) {
-        if (from >= 0) pieces.push(staged.subarray(from, at));
-        from = -1;
-        continue;
-      }
-      if (from < 0) {
-        from = at;
-        offsets.push(offset);
-      }
-      staged.set(this.slab.subarray(slot * size, slot * size + size), at);
-      at += size;
+      if (slot === undefined || this.dirty[slot] === 0) continue; // (a gap: the next page starts another piece)
+      gather.add(offset, this.slab, slot * size, size);
       this.markClean(slot);
       this.streamedOut(slot);
     }
-    if (from >= 0) pieces.push(staged.subarray(from, at));
-    if (pieces.length === 0) this.writes.give(staged);
-    else this.writes.submitAll(block, offsets, pieces, staged);
+    gather.submit(this.writes, block);
   }
 
   /** Reads `into.length` bytes at `offset` (zeros past the end of the file); returns the bytes the file had. */

@@ -1,5 +1,6 @@
 import { checkDelta, corrupt } from '../codec/decode.js';
-import { JOB_A, JOB_B, JOB_RESULT, JOB_WORDS, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
+import { getEngine } from '../codec/wasm/engine.js';
+import { getKernelPool, JOB_A, JOB_B, JOB_RESULT, JOB_WORDS, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
 import type { RamRecord } from '../format/record-parser.js';
 import type { InPlacePageStore } from './page-store.js';
 
@@ -79,6 +80,18 @@ export class ParallelApply {
     if (p.batches[0].staging >= 0 && p.batches[1].staging >= 0) return p;
     p.dispose();
     return null;
+  }
+
+  /**
+   * The batches on the shared pool of `threads` threads over the kernel's
+   * engine, made when first asked for (a loader asks once the store's
+   * `parallelAfter` deltas came): null without a pool or room.
+   */
+  static later(threads: number, pageSize: number): () => ParallelApply | null {
+    return () => {
+      const pool = getKernelPool(getEngine(), threads);
+      return pool === null ? null : ParallelApply.make(pool, pageSize);
+    };
   }
 
   /** Queued jobs (not yet made). */

@@ -23,9 +23,14 @@ export class RamApplier {
     return this.loader.stats;
   }
 
-  /** Takes the next input chunk (the previous one must be used up). */
+  /**
+   * Takes the next input chunk (the previous one must be used up). A loader
+   * that borrows may take its PAGE records as they are (see
+   * `RamLoaderOptions.borrow`): call `loader.release()` before the chunk changes.
+   */
   push(chunk: Uint8Array): void {
     this.parser.push(chunk);
+    this.loader.input = chunk;
   }
 
   /**
@@ -74,7 +79,6 @@ export class RamApplier {
     const loader = this.loader;
     for await (const chunk of chunks) {
       this.push(chunk);
-      loader.input = chunk; // a loader that borrows takes its PAGE records as they are (see RamLoaderOptions.borrow)
       try {
         for (let r = this.next(); r !== null; r = this.next()) if (isPromise(r)) await r;
       } catch (err) {

@@ -52,8 +52,14 @@ export class WriteQueue {
 
   /** True when a write queued or under way covers some of `from` to `to` of `block`'s file. */
   writing(block: string, from: number, to: number): boolean {
-    for (const job of this.jobs) if (job.block === block && job.from < to && from < job.to) return true;
-    return false;
+    return this.overlapping(block, from, to).length > 0;
+  }
+
+  /** The writes queued or under way that cover some of `from` to `to` of `block`'s file. */
+  private overlapping(block: string, from: number, to: number): Promise<void>[] {
+    const found: Promise<void>[] = [];
+    for (const job of this.jobs) if (job.block === block && job.from < to && from < job.to) found.push(job.done);
+    return found;
   }
 
   /** A free staging buffer now, or null when all are queued (see {@link WriteQueue.take}). */
@@ -100,8 +106,7 @@ export class WriteQueue {
   submitAll(block: string, offsets: readonly number[], pieces: readonly Uint8Array[], staged: Uint8Array | null): void {
     const from = offsets[0]!;
     const to = offsets[offsets.length - 1]! + pieces[pieces.length - 1]!.length;
-    const before: Promise<void>[] = [];
-    for (const job of this.jobs) if (job.block === block && job.from < to && from < job.to) before.push(job.done);
+    const before = this.overlapping(block, from, to);
     const run = async (): Promise<void> => {
       if (before.length > 0) await Promise.all(before);
       if (this.failure !== null) return;
@@ -129,5 +134,43 @@ export class WriteQueue {
   /** Waits for every queued write, whatever its outcome (before the files close). */
   async quiet(): Promise<void> {
     while (this.jobs.size > 0) await Promise.all([...this.jobs].map((j) => j.done));
+  }
+}
+
+/**
+ * Pages copied one after another into a staging buffer (from
+ * {@link WriteQueue.take}), in increasing file offsets: each run of adjacent
+ * ones becomes one piece of {@link WriteQueue.submitAll}.
+ */
+export class Gather {
+  private readonly offsets: number[] = [];
+  private readonly pieces: Uint8Array[] = [];
+  private from = 0;
+  private at = 0;
+  private next = -1;
+
+  constructor(private readonly staged: Uint8Array) {}
+
+  /** Copies `size` bytes of `src` at `srcAt`, the page at file offset `offset`, after the others. */
+  add(offset: number, src: Uint8Array, srcAt: number, size: number): void {
+    if (offset !== this.next) {
+      this.endPiece();
+      this.offsets.push(offset);
+    }
+    this.staged.set(src.subarray(srcAt, srcAt + size), this.at);
+    this.at += size;
+    this.next = offset + size;
+  }
+
+  /** Queues the pieces on `writes` as writes to `block`'s file, or gives the buffer back when none was added. */
+  submit(writes: WriteQueue, block: string): void {
+    this.endPiece();
+    if (this.pieces.length === 0) writes.give(this.staged);
+    else writes.submitAll(block, this.offsets, this.pieces, this.staged);
+  }
+
+  private endPiece(): void {
+    if (this.at > this.from) this.pieces.push(this.staged.subarray(this.from, this.at));
+    this.from = this.at;
   }
 }

@@ -215,7 +215,7 @@ export function buildMappedRamFile(blocks: MappedRamSpec[], opts: { machine?: st
  * configuration (`machine`), START body `start`, PART bodies, END body, a
  * device FULL section, EOF.
  */
-export function buildRecordFile(machine: string, start: Buffer, parts: Buffer[], end: Buffer): Buffer {
+export function buildRecordFile(machine: string, start: Uint8Array, parts: Uint8Array[], end: Uint8Array): Buffer {
   const m = Buffer.from(machine);
   const footer = Buffer.concat([Buffer.from([0x7e]), be32(2)]);
   return Buffer.concat([

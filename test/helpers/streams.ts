@@ -75,3 +75,18 @@ export async function writeThroughOneBuffer(dec: XbzrleDecodeStream, bytes: Uint
     dec.end(resolve);
   });
 }
+
+/**
+ * `bytes` in `size`-byte chunks through ONE buffer, filled with 0xa5 when the
+ * next chunk is asked for: a reader that kept a view of a chunk past that
+ * point reads 0xa5.
+ */
+export async function* throughOneBuffer(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  const buf = new Uint8Array(size);
+  for (let at = 0; at < bytes.length; at += size) {
+    const n = Math.min(size, bytes.length - at);
+    buf.set(bytes.subarray(at, at + n));
+    yield buf.subarray(0, n);
+    buf.fill(0xa5);
+  }
+}
