@@ -73,6 +73,7 @@ const SHARED = [
   'test/qemu-target.test.ts',
   'test/qemu-versions.test.ts',
   'test/record-format.test.ts',
+  'test/record-writer-kernel-slabs.test.ts',
   'test/report.test.ts',
   'test/stats.test.ts',
   'test/streams.test.ts',

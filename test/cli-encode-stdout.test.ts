@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -50,5 +50,45 @@ describe('encode to a stdout stream', () => {
     };
     expect(kept(false)).toBe(0);
     expect(kept(true)).toBe(50); // a file: kept, each until the sink is done with its bytes
+  });
+
+  // A stdout that is a file (`> out`, `>> out`) or /dev/null is written through its
+  // descriptor, at the descriptor's own position, never through the stream.
+  it('writes a file stdout through its descriptor, appending after what `>>` kept', async () => {
+    const dir = dirs.fresh('fd');
+    const rand = rng(5);
+    const images: string[] = [];
+    for (let r = 0; r < 3; r++) {
+      const p = join(dir, `r${r}.img`);
+      writeFileSync(p, randomBytes(600 * 4096, rand));
+      images.push(p);
+    }
+    const quiet = new PassThrough();
+    quiet.resume();
+    const unused = new Writable({
+      write(_chunk, _e, cb) {
+        cb(new Error('written through the stream'));
+      },
+    });
+    const run = async (args: string[], stdoutFd?: number): Promise<number> =>
+      main(args, { stdin: Readable.from([]), stdout: Object.assign(unused, { isTTY: false }), stderr: quiet, env: {}, ...(stdoutFd === undefined ? {} : { stdoutFd }) });
+    const file = join(dir, 'out.xs');
+    expect(await run(['encode', ...images, '-o', file, '-q', '--cache-size', '1M'])).toBe(0);
+    const expected = readFileSync(file);
+    const appended = join(dir, 'appended.xs');
+    writeFileSync(appended, 'kept');
+    const fd = openSync(appended, 'a');
+    try {
+      expect(await run(['encode', ...images, '-q', '--cache-size', '1M'], fd)).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    expect(Buffer.concat([Buffer.from('kept'), expected]).equals(readFileSync(appended))).toBe(true);
+    const devNull = openSync('/dev/null', 'w');
+    try {
+      expect(await run(['encode', ...images, '-q', '--cache-size', '1M'], devNull)).toBe(0);
+    } finally {
+      closeSync(devNull);
+    }
   });
 });

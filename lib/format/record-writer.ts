@@ -2,6 +2,7 @@ import { XbzrleError } from '../errors.js';
 import { copyInto } from '../codec/copy.js';
 import { encodeName, writeU16, writeU64 } from './bytes.js';
 import { DeltaViews } from '../codec/delta-views.js';
+import { getEngine, kernelAddress, type WasmEngine } from '../codec/wasm/engine.js';
 import { ENCODING_FLAG_XBZRLE, MAX_IDSTR_LENGTH, RAM_SAVE_FLAG } from './flags.js';
 
 /** Allocates an output slab; the stream layer passes `Buffer.allocUnsafe`. */
@@ -13,12 +14,17 @@ export interface RecordWriterOptions {
   pageSize: number;
   /** Emit a chunk once this many bytes are pending. Default 64 KiB. */
   chunkSize?: number;
-  /** Slab allocator. Default `new Uint8Array(size)`. */
+  /**
+   * Slab allocator. Default `new Uint8Array(size)`. Slabs in the kernel's
+   * memory (`allocPages`) are filled by the kernel's copy from sources there
+   * too: one native copy per page, at any alignment, and no view per page.
+   */
   alloc?: SlabAllocator;
   /**
    * Told when the writer is done with a slab from `alloc`: every chunk of it
    * was emitted, `used` bytes in all. With a pool behind `alloc`, the slab can
-   * be reused once the consumer is done with those chunks.
+   * be reused once the consumer is done with those chunks; each slab then
+   * holds one chunk (a pool needs no room for several: it allocates once).
    */
   release?: (slab: Uint8Array, used: number) => void;
 }
@@ -75,6 +81,13 @@ export class RecordWriter {
   /** The last source seen, and a plain array over its bytes (itself when it is one). */
   private aliasOf: Uint8Array | null = null;
   private alias: Uint8Array = new Uint8Array(0);
+  /** The current slab's address in the kernel's memory, or -1 (a slab elsewhere). */
+  private slabAt = -1;
+  /** The kernel, once a slab was in its memory. */
+  private engine: WasmEngine | null = null;
+  /** The last source seen by a slab in the kernel's memory, and its address there (-1: elsewhere). */
+  private sourceOf: Uint8Array | null = null;
+  private sourceAt = -1;
 
   constructor(options: RecordWriterOptions, onChunk: (chunk: Uint8Array) => void) {
     this.pageSize = options.pageSize;
@@ -82,10 +95,11 @@ export class RecordWriter {
     this.alloc = options.alloc ?? ((n) => new Uint8Array(n));
     this.release = options.release;
     // Room for several chunks, so one allocation serves several emits (up to 4 MiB more
-    // than one chunk and a record: large chunks get one or two per slab).
-    this.slabSize = this.chunkSize + this.maxRecordSize() + Math.min(7 * this.chunkSize, 4 << 20);
+    // than one chunk and a record: large chunks get one or two per slab). Slabs a pool
+    // recycles hold one chunk: fresh memory costs a page fault per 4 KiB on first use.
+    this.slabSize = this.chunkSize + this.maxRecordSize() + (this.release === undefined ? Math.min(7 * this.chunkSize, 4 << 20) : 0);
     this.onChunk = onChunk;
-    this.slab = this.alloc(this.slabSize);
+    this.slab = this.take(this.slabSize);
     this.noSlab = this.alloc(0);
   }
 
@@ -142,7 +156,9 @@ export class RecordWriter {
   page(block: string, offset: number, src: Uint8Array, srcOff: number): number {
     const ps = this.pageSize;
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.PAGE, ps);
-    copyInto(this.slab, this.pos, this.plain(src).subarray(srcOff, srcOff + ps)); // src may be the kernel's shared memory
+    const from = this.slabAt < 0 ? -1 : this.kernelAt(src);
+    if (from >= 0) this.engine!.copy(this.slabAt + this.pos, from + srcOff, ps);
+    else copyInto(this.slab, this.pos, this.plain(src).subarray(srcOff, srcOff + ps)); // src may be the kernel's shared memory
     this.advance(ps);
     this.maybeEmit();
     return head + ps;
@@ -153,6 +169,13 @@ export class RecordWriter {
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
+    const from = this.slabAt < 0 ? -1 : this.kernelAt(delta);
+    if (from >= 0) {
+      this.engine!.copy(this.slabAt + this.pos + 3, from + deltaOff, len);
+      this.advance(3 + len);
+      this.maybeEmit();
+      return head + 3 + len;
+    }
     const area = this.plain(delta);
     // A delta area written at one place (the single-thread kernel's): views kept per length;
     // deltas at moving places (a batch's areas): a view per record, of a plain array (cheap).
@@ -221,7 +244,7 @@ export class RecordWriter {
     if (this.pos + n <= this.slab.length) return;
     if (this.pos > this.start) this.emit();
     this.retire();
-    this.slab = this.alloc(Math.max(this.slabSize, n));
+    this.slab = this.take(Math.max(this.slabSize, n));
     this.start = 0;
     this.pos = 0;
   }
@@ -237,6 +260,23 @@ export class RecordWriter {
     this.aliasOf = src;
     this.alias = Object.getPrototypeOf(src) === Uint8Array.prototype ? src : new Uint8Array(src.buffer, src.byteOffset, src.length);
     return this.alias;
+  }
+
+  /** A slab from `alloc`, noting where it is in the kernel's memory, if there. */
+  private take(size: number): Uint8Array {
+    const slab = this.alloc(size);
+    this.slabAt = kernelAddress(slab);
+    if (this.slabAt >= 0) this.engine ??= getEngine();
+    return slab;
+  }
+
+  /** `src`'s address in the kernel's memory, or -1 (kept for the last source: pages come from a few). */
+  private kernelAt(src: Uint8Array): number {
+    if (src !== this.sourceOf) {
+      this.sourceOf = src;
+      this.sourceAt = this.engine!.addressOf(src);
+    }
+    return this.sourceAt;
   }
 
   /** Hands the current slab (all of it emitted) back to `release`. */
@@ -256,6 +296,7 @@ export class RecordWriter {
     if (this.slab.length - this.pos < this.chunkSize + this.maxRecordSize()) {
       this.retire();
       this.slab = this.noSlab;
+      this.slabAt = -1;
       this.start = 0;
       this.pos = 0;
     }

@@ -12,8 +12,12 @@
  */
 export class SlabPool {
   private readonly free: Uint8Array[] = [];
-  /** Per slab buffer: bytes the writer used (-1 while it still writes there) and bytes the sink is done with. */
-  private readonly slabs = new Map<ArrayBufferLike, { slab: Uint8Array; used: number; done: number }>();
+  /**
+   * The slabs out: bytes the writer used (-1 while it still writes there) and
+   * bytes the sink is done with. Found by range, not by buffer: slabs may share
+   * one (the kernel's memory). A few at a time, so a scan is cheap.
+   */
+  private readonly slabs: { slab: Uint8Array; used: number; done: number }[] = [];
 
   constructor(private readonly make: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {}
 
@@ -22,13 +26,13 @@ export class SlabPool {
     if (size === 0) return this.make(0);
     const reused = this.free.pop();
     const slab = reused !== undefined && reused.length >= size ? reused : this.make(size);
-    this.slabs.set(slab.buffer, { slab, used: -1, done: 0 });
+    this.slabs.push({ slab, used: -1, done: 0 });
     return slab;
   };
 
   /** The writer's release hook. */
   readonly release = (slab: Uint8Array, used: number): void => {
-    const s = this.slabs.get(slab.buffer);
+    const s = this.find(slab);
     if (s === undefined) return;
     s.used = used;
     this.recycle(s);
@@ -36,7 +40,7 @@ export class SlabPool {
 
   /** The sink is done with `chunk` (a view of a slab from this pool). */
   done(chunk: Uint8Array): void {
-    const s = this.slabs.get(chunk.buffer);
+    const s = this.find(chunk);
     if (s === undefined) return;
     s.done += chunk.length;
     this.recycle(s);
@@ -49,12 +53,22 @@ export class SlabPool {
 
   /** Slabs the pool keeps: idle ones and those waiting for the writer or the sink. */
   get held(): number {
-    return this.free.length + this.slabs.size;
+    return this.free.length + this.slabs.length;
+  }
+
+  /** The slab out that `view` is part of. */
+  private find(view: Uint8Array): { slab: Uint8Array; used: number; done: number } | undefined {
+    const at = view.byteOffset;
+    for (const s of this.slabs) {
+      const slab = s.slab;
+      if (slab.buffer === view.buffer && at >= slab.byteOffset && at + view.length <= slab.byteOffset + slab.length) return s;
+    }
+    return undefined;
   }
 
   private recycle(s: { slab: Uint8Array; used: number; done: number }): void {
     if (s.used < 0 || s.done < s.used) return;
-    this.slabs.delete(s.slab.buffer);
+    this.slabs.splice(this.slabs.indexOf(s), 1);
     this.free.push(s.slab);
   }
 }
