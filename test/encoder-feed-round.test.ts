@@ -38,8 +38,6 @@ function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Ar
     for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
   };
   try {
-    // With threads, both paths run on the pool (the bookkeeping-only cache too).
-    if (o.threads > 1 && poolAvailable) expect((core as unknown as { parallel: unknown }).parallel).not.toBeNull();
     drain();
     images.forEach((img, r) => {
       for (let at = 0; at < size; at += o.run * ps) {
@@ -54,6 +52,8 @@ function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Ar
     });
     core.end();
     drain();
+    // With threads, both paths run on the pool (the bookkeeping-only cache too).
+    if (o.threads > 1 && poolAvailable) expect(poolOf(core)).not.toBeNull();
     const s = core.currentStats().toJSON();
     return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
   } finally {
@@ -61,7 +61,33 @@ function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Ar
   }
 }
 
+const poolOf = (core: EncoderCore): unknown => (core as unknown as { parallel: unknown }).parallel;
+/** Groups of pages the core's tuner sent to the pool (or 0). */
+const poolGroups = (core: EncoderCore): number => (core as unknown as { tuner: { groups: number } | null }).tuner?.groups ?? 0;
+
 describe('EncoderCore.feedRound (the previous round given again, the cache keeping only bookkeeping)', () => {
+  // The CLI's encode of files: a first round's pages are all misses (a zero test each and their
+  // records, written on the calling thread anyway); the pool would only slow it down.
+  it('encodes a round fed without previous pages on the calling thread, the workers started for the next', () => {
+    if (!poolAvailable) return;
+    const images = memoryRounds(64, 2, 7, true, 4096);
+    const core = new EncoderCore({ pageSize: 4096, cacheSize: 64 * 4096, threads: 2, blocks: [{ id: 'ram', length: images[0]!.length }], previousRounds: true });
+    try {
+      core.feedRound({ block: 'ram', offset: 0, data: images[0]! }, null);
+      while (core.next() !== undefined);
+      core.sync(false);
+      while (core.next() !== undefined);
+      expect(poolOf(core)).not.toBeNull();
+      expect(poolGroups(core)).toBe(0);
+      core.feedRound({ block: 'ram', offset: 0, data: images[1]! }, images[0]!);
+      while (core.next() !== undefined);
+      expect(poolGroups(core)).toBeGreaterThan(0);
+    } finally {
+      core.dispose(true);
+      for (const img of images) freePages(img);
+    }
+  });
+
   it('writes the bytes and statistics of feed() for any rounds, cache size, page size, record size, threads and final stage', () => {
     fc.assert(
       fc.property(

@@ -1,6 +1,6 @@
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
-import { getEngine } from '../codec/wasm/engine.js';
+import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 import { getKernelPool, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
 import { PathTuner } from './path-tuner.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
@@ -86,9 +86,15 @@ export class EncoderCore {
   /** The slot of the last decision that sends from the cache (SEND_SLOT, SEND_INTO_SLOT). */
   private sendSlot = -1;
   /** The worker pool and its batch state, or null on one thread. */
-  private readonly parallel: ParallelBatch | null = null;
+  private parallel: ParallelBatch | null = null;
+  /**
+   * The engine and thread count of the worker pool, until it is started (with
+   * the first group of pages); null once started, or when there is none to
+   * start (`threads` 1).
+   */
+  private poolPlan: { engine: WasmEngine | null; threads: number } | null = null;
   /** With the pool: which of the pool and this thread alone encodes the next group (the same records either way). */
-  private readonly tuner: PathTuner | null = null;
+  private tuner: PathTuner | null = null;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
@@ -133,10 +139,11 @@ export class EncoderCore {
     const threads = checkThreads(opts.threads);
     // The pool works in the arena's memory; an arena kept out of it (previousRounds) is never read.
     const poolEngine = opts.previousRounds === true && cache === undefined ? getEngine() : this.cache.arenaEngine;
-    const pool = threads > 1 ? getKernelPool(poolEngine, threads) : null;
-    this.kernel = new PageKernel(pageSize, pool === null ? 64 : BATCH_BYTES / pageSize);
-    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, pageSize);
-    if (this.parallel !== null) this.tuner = new PathTuner();
+    // The pool starts with the first group of pages (startPool), not before: an encoder
+    // given no pages starts no thread.
+    const pooled = threads > 1 && poolEngine !== null && poolEngine.shared;
+    this.kernel = new PageKernel(pageSize, pooled ? BATCH_BYTES / pageSize : 64);
+    if (pooled) this.poolPlan = { engine: poolEngine, threads };
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
@@ -310,14 +317,18 @@ export class EncoderCore {
         kernel.stage(record.data, i * ps, n);
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
-        const batch = this.parallel;
-        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && tuner!.usePool()) {
+        // Pages fed with no previous pages (bytes elsewhere, a first round) are all misses:
+        // a zero test each and their records, which this thread writes anyway. The workers
+        // start with the first group all the same, so they are up when the next round comes.
+        const pool = this.parallel ?? this.startPool();
+        const batch = this.bytesElsewhere && this.previous === null ? null : pool;
+        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && this.tuner!.usePool()) {
           // On the pool: the whole group at once, if it spans distinct cache slots.
           const m = Math.min(n, this.cache.slots);
           const b0 = performance.now();
           this.encodeBatch(record, i, m);
           const ms = performance.now() - b0;
-          tuner!.record(true, m, ms);
+          this.tuner!.record(true, m, ms);
           pooled += m;
           pooledMs += ms;
           i += m;
@@ -330,13 +341,24 @@ export class EncoderCore {
       i++;
       if (ready.length > 0) break;
     }
-    // The pages done on this thread alone (page by page), for the tuner.
+    // The pages done on this thread alone (page by page), for the tuner (none timed before it started).
     if (tuner !== null) tuner.record(false, i - first - pooled, performance.now() - t0 - pooledMs);
     this.pageIndex = i;
     if (i === count) {
       this.record = null;
       this.previous = null;
     }
+  }
+
+  /** Starts the worker pool planned (once; null when there is none, or it cannot start). */
+  private startPool(): ParallelBatch | null {
+    const plan = this.poolPlan;
+    if (plan === null) return null;
+    this.poolPlan = null;
+    const pool = getKernelPool(plan.engine, plan.threads);
+    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, this.pageSize);
+    if (this.parallel !== null) this.tuner = new PathTuner();
+    return this.parallel;
   }
 
   /** True when the pool's threads can work on the cache's arena (or never need it: bytes elsewhere). */
