@@ -50,6 +50,8 @@ const SHARED = [
   'test/decode-borrowed-stopped-early.test.ts',
   'test/decode-borrowed-trailing-data.test.ts',
   'test/decode-stream-checks.test.ts',
+  'test/encode-constructor-error-frees-slabs.test.ts',
+  'test/encode-output-refused-frees-round-check.test.ts',
   'test/delta-base.test.ts',
   'test/delta-chain.test.ts',
   'test/delta-corruption.test.ts',

@@ -35,6 +35,8 @@ const ERRNO_TEXT: Record<string, string> = {
   EXDEV: 'cross-device link',
   ESPIPE: 'illegal seek',
   ECONNRESET: 'connection reset by peer',
+  EBADF: 'bad file descriptor',
+  EAGAIN: 'resource temporarily unavailable',
 };
 
 /** A system error (`err.code` like `EACCES`) as the short text a user reads, else null. */

@@ -6,7 +6,7 @@ import { allocPages, freePages } from '../../codec/pages.js';
 import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError, namedError } from '../errors.js';
-import { exactChunks, openInput, openOutput, refuseCompressedFile } from '../files.js';
+import { exactChunks, openInput, openOutput, refuseCompressedFile, type OutputSink } from '../files.js';
 import { CliContext } from '../io.js';
 import { readImageRuns } from '../image-reader.js';
 import { RoundCheck } from '../round-check.js';
@@ -90,15 +90,21 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     );
   }
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + b!, 0) : undefined;
-  const out = await openOutput(ctx, o.output, o.force, images);
+  let out: OutputSink;
+  try {
+    out = await openOutput(ctx, o.output, o.force, images);
+  } catch (err) {
+    check?.dispose(); // kernel memory, which the garbage collector never takes back
+    throw err;
+  }
   const progress = new Progress('encode', total, o.quiet ? false : o.progress, ctx.io);
   // The encoder core driven directly: each output chunk is written (one write in flight
   // while the next is encoded) and its slab reused once written, so a long encode
   // touches a few slabs of fresh memory instead of its whole output.
   const slabs = outputSlabs(out.releasesChunks);
-  const core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads, previousRounds: reread }, slabs.alloc, slabs.release);
+  let core: EncoderCore | null = null;
   let inFlight: Promise<void> = Promise.resolve();
-  const drain = async (): Promise<void> => {
+  const drain = async (core: EncoderCore): Promise<void> => {
     for (let chunk = core.next(); chunk !== undefined; chunk = core.next()) {
       await inFlight;
       const written = chunk;
@@ -113,6 +119,8 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   let done = 0;
   let delivered = false;
   try {
+    // Made in here: its writer takes a first slab (kernel memory) before its own checks may throw.
+    core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads, previousRounds: reread }, slabs.alloc, slabs.release);
     for (const [index, path] of images.entries()) {
       // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
       const input = path === '-' ? await openInput(ctx, path, RUN, 'refuse') : { name: path, stream: null };
@@ -131,7 +139,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
             // Pages read differently the second time go whole (their cache entries dropped).
             core.feedRound(record, before, check.pass(record.data, before, inRound / ps));
           } else core.feed(record);
-          await drain();
+          await drain(core);
           at += n;
           inRound += n;
           done += n;
@@ -140,7 +148,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
             rounds++;
             inRound = 0;
             core.sync(false);
-            await drain();
+            await drain(core);
           }
         }
       }
@@ -149,7 +157,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     }
     if (rounds === 0) throw new CliError('no image data on stdin');
     core.end();
-    await drain();
+    await drain(core);
     await inFlight;
     delivered = true;
     await out.commit();
@@ -167,7 +175,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
     await out.abort();
     throw err;
   } finally {
-    core.dispose(delivered);
+    core?.dispose(delivered);
     check?.dispose();
     slabs.dispose(); // every write is done: awaited above on both paths
   }
