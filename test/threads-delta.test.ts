@@ -5,11 +5,11 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
-import { diffImages, patchImage, type DeltaStats } from '../lib/delta/index.js';
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { diffImages, loadZstd, patchImage, type DeltaStats } from '../lib/delta/index.js';
 import { FRAME_HEADER_SIZE } from '../lib/delta/format.js';
-import { setFrameWorkerFactory } from '../lib/delta/workers.js';
+import { FRAMES_BEFORE_WORKERS, FramePool, setFrameWorkersEager, setFrameWorkerFactory } from '../lib/delta/workers.js';
 import { XbzrleError } from '../lib/errors.js';
 import { runMain, scratchFolders } from './helpers/cli.js';
 import { fillPage, frameBounds, makePair, rng } from './delta-images.js';
@@ -48,16 +48,30 @@ function files(dir: string, seed: number, pages = 2048): { old: string; neu: str
   return { old, neu, oldImg, newImg };
 }
 
-/** Counts the frame workers started (the real ones). */
+/** Counts the frame workers started (the real ones), and the frames posted to them. */
 let started = 0;
+let posted = 0;
 function countWorkers(): void {
   started = 0;
+  posted = 0;
   setFrameWorkerFactory((source, zstd, name) => {
     started++;
-    return new Worker(source, { eval: true, workerData: { zstd }, name });
+    const w = new Worker(source, { eval: true, workerData: { zstd }, name });
+    const post = w.postMessage.bind(w);
+    w.postMessage = (value: unknown, transfer?: readonly TransferListItem[]) => {
+      posted++;
+      post(value, transfer);
+    };
+    return w;
   });
 }
-afterEach(() => setFrameWorkerFactory(undefined));
+// These small images make a few frames: every frame goes to the workers, which start with the first
+// (by default the calling thread does 8 first, and those that come while the workers start or are busy).
+beforeEach(() => setFrameWorkersEager(true));
+afterEach(() => {
+  setFrameWorkerFactory(undefined);
+  setFrameWorkersEager(false);
+});
 
 /** Frame start offsets of a delta. */
 const frames = (delta: Uint8Array): number[] => frameBounds(delta).slice(0, -1);
@@ -72,6 +86,46 @@ async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: st
   }
   throw new Error('no error');
 }
+
+describe('the frame pool', () => {
+  // A worker's start costs more than a few frames take on the calling thread; and with every
+  // worker busy, the calling thread does the next frame rather than wait.
+  it('does the first frames on the calling thread, then those that come while a worker starts or is busy', async () => {
+    setFrameWorkersEager(false);
+    countWorkers();
+    const zstd = await loadZstd();
+    const pool = FramePool.create(2, zstd)!;
+    try {
+      const r = rng(9);
+      const frames = Array.from({ length: FRAMES_BEFORE_WORKERS + 3 }, () => {
+        const f = new Uint8Array(64 * 1024);
+        for (let i = 0; i < f.length; i += 64) f[i] = Math.floor(r() * 256);
+        return f;
+      });
+      const out: Promise<Uint8Array>[] = [];
+      for (const [i, f] of frames.entries()) {
+        out.push(pool.compress(f, 3));
+        expect(pool.started).toBe(i < FRAMES_BEFORE_WORKERS ? 0 : 1);
+      }
+      expect(posted).toBe(0); // the worker is starting: every frame so far on this thread
+      // Once it is ready, it takes a frame; the next, while it has that one, stays here.
+      for (let i = 0; i < 200 && posted === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        out.push(pool.compress(frames[0]!, 3));
+        frames.push(frames[0]!);
+      }
+      expect(posted).toBe(1);
+      out.push(pool.compress(frames[1]!, 3));
+      frames.push(frames[1]!);
+      expect(posted).toBe(1);
+      const got = await Promise.all(out);
+      got.forEach((c, i) => expect(Buffer.from(c).equals(Buffer.from(zstd.compress(frames[i]!, 3)))).toBe(true));
+      expect(started).toBe(1);
+    } finally {
+      pool.dispose();
+    }
+  });
+});
 
 describe('diffImages and patchImage with threads', () => {
   it('the same delta and counters for 1, 2 and 3 threads (compressed, stored, plain qemu)', async () => {

@@ -3,8 +3,10 @@
  * decompression (patch) of independent frames, off the calling thread. Each
  * worker loads the same zstd build as the calling thread
  * (`@bokuweb/zstd-wasm`), so a frame's bytes and a corrupt frame's message
- * are those of {@link loadZstd}'s. Workers start on demand (the first
- * frames), are `unref()`ed while idle (an idle pool never keeps the process
+ * are those of {@link loadZstd}'s. Workers start on demand (after the first
+ * {@link FRAMES_BEFORE_WORKERS} frames, which the calling thread does), each
+ * holds one frame at a time (the calling thread does the frames that come
+ * while every worker is busy), are `unref()`ed while idle (an idle pool never keeps the process
  * alive), and are stopped by {@link FramePool.dispose}. A worker that dies
  * (or cannot load zstd) has its frames redone on the calling thread, as are
  * all frames where workers cannot be started.
@@ -22,6 +24,8 @@ const WORKER_SOURCE = `'use strict';
 const { parentPort, workerData } = require('worker_threads');
 const zstd = require(workerData.zstd);
 const ready = zstd.init();
+// Ready once zstd is: no frame waits for a worker's start (the caller does them meanwhile).
+ready.then(() => parentPort.postMessage({ ready: true }), (err) => parentPort.postMessage({ fatal: String(err) }));
 parentPort.on('message', (m) => {
   ready.then(() => {
     let out;
@@ -31,7 +35,8 @@ parentPort.on('message', (m) => {
       parentPort.postMessage({ id: m.id, error: String(err === null || err === undefined ? err : err.message) });
       return;
     }
-    parentPort.postMessage({ id: m.id, data: out }, [out.buffer]);
+    // The frame's buffer goes back too, for the next frame.
+    parentPort.postMessage({ id: m.id, data: out, back: m.data.buffer }, [out.buffer, m.data.buffer]);
   }, (err) => parentPort.postMessage({ id: m.id, fatal: String(err) }));
 });
 `;
@@ -45,8 +50,12 @@ interface Task {
 }
 
 interface Reply {
-  id: number;
+  id?: number;
+  /** The worker loaded zstd: it takes frames from now on. */
+  ready?: boolean;
   data?: Uint8Array;
+  /** The buffer the frame was sent in, given back to be reused. */
+  back?: ArrayBuffer;
   error?: string;
   fatal?: string;
 }
@@ -54,6 +63,8 @@ interface Reply {
 class Slot {
   readonly pending = new Map<number, Task>();
   dead = false;
+  /** Started and zstd loaded (frames go to it only then). */
+  ready = false;
   constructor(readonly worker: Worker) {}
 }
 
@@ -65,6 +76,23 @@ let factory: WorkerFactory | null = defaultFactory;
 /** @internal For tests: `null` makes workers unavailable (every frame on the calling thread), `undefined` restores them. */
 export function setFrameWorkerFactory(f: WorkerFactory | null | undefined): void {
   factory = f === undefined ? defaultFactory : f;
+}
+
+/**
+ * Frames the calling thread does itself before the first worker starts: a
+ * worker's start (~50 ms of a second core here) pays only when there is more
+ * to do than that (a delta of a few MiB of records is done sooner alone).
+ */
+export const FRAMES_BEFORE_WORKERS = 8;
+let eager = false;
+
+/**
+ * @internal For tests whose few frames must reach the workers: with `true`,
+ * a worker starts with the first frame and takes frames while it starts
+ * (they wait for it), as many as it is given; `false` restores the default.
+ */
+export function setFrameWorkersEager(on: boolean): void {
+  eager = on;
 }
 
 let zstdPath: string | null | undefined;
@@ -89,6 +117,12 @@ function zstdModulePath(): string | null {
  */
 export const MAX_FRAME_THREADS = 4;
 
+/** Frame buffers kept for reuse. */
+const MAX_SPARE = 8;
+
+/** Frames a worker holds at once; more are done on the calling thread. */
+const MAX_IN_HAND = 1;
+
 /**
  * Up to `threads - 1` workers compressing and decompressing frames; see the
  * file's comment.
@@ -99,6 +133,14 @@ export class FramePool implements FrameWorkers {
   private readonly maxWorkers: number;
   private readonly inline: FrameCompressor;
   private seq = 0;
+  /**
+   * Buffers frames were sent in, given back by the workers: reused for the
+   * next frames instead of fresh memory (a page fault per 4 KiB on first
+   * touch: ~3 ms of the calling thread per 1 MiB frame on this project's VM).
+   */
+  private readonly spare: ArrayBuffer[] = [];
+  /** Frames still to do on the calling thread before the first worker starts. */
+  private beforeWorkers = eager ? 0 : FRAMES_BEFORE_WORKERS;
   private disposed = false;
   private broken = false;
 
@@ -161,18 +203,39 @@ export class FramePool implements FrameWorkers {
       // The worker gets its own copy of the frame's bytes, handed over without a second
       // copy. (Posting a view would clone its whole buffer: a frame of a delta held in
       // memory, or of a read chunk, would take the entire delta or chunk with it.)
-      const own = new Uint8Array(data); // a copy even of a Buffer, whose slice() is a view
+      const own = new Uint8Array(this.bufferFor(data.length), 0, data.length);
+      own.set(data);
       slot.worker.postMessage({ id, op, data: own, arg }, [own.buffer]);
     });
   }
 
-  /** The live worker with the fewest frames in hand, a new one when all are busy and there is room; null: none. */
+  /**
+   * The live worker with the fewest frames in hand, a new one when all are
+   * busy and there is room; null: none, or every worker has a frame in hand
+   * already (the calling thread then does this one itself, rather than wait
+   * for them: on two cores, one worker alone compresses slower than the
+   * calling thread and it together).
+   */
   private pick(): Slot | null {
     if (this.disposed || this.broken) return null;
+    if (this.beforeWorkers > 0) {
+      this.beforeWorkers--;
+      return null;
+    }
     let best: Slot | null = null;
-    for (const s of this.slots) if (!s.dead && (best === null || s.pending.size < best.pending.size)) best = s;
-    if ((best === null || best.pending.size > 0) && this.slots.length < this.maxWorkers) best = this.spawn() ?? best;
-    return best;
+    let starting = false;
+    for (const s of this.slots) {
+      if (s.dead) continue;
+      if (!s.ready && !eager) starting = true;
+      else if (best === null || s.pending.size < best.pending.size) best = s;
+    }
+    // A new worker starts in the background; frames go to it once it says it is ready.
+    if ((best === null || best.pending.size > 0) && !starting && this.slots.length < this.maxWorkers) {
+      const started = this.spawn();
+      if (eager) best = started ?? best;
+    }
+    if (eager) return best;
+    return best !== null && best.pending.size < MAX_IN_HAND ? best : null;
   }
 
   private spawn(): Slot | null {
@@ -197,11 +260,25 @@ export class FramePool implements FrameWorkers {
     return slot;
   }
 
+  /** A buffer of at least `n` bytes to send a frame in: one given back, or a new one. */
+  private bufferFor(n: number): ArrayBuffer {
+    const spare = this.spare;
+    for (let i = spare.length - 1; i >= 0; i--) {
+      if (spare[i]!.byteLength >= n) return spare.splice(i, 1)[0]!;
+    }
+    return new ArrayBuffer(n);
+  }
+
   private reply(slot: Slot, m: Reply): void {
+    if (m.back instanceof ArrayBuffer && this.spare.length < MAX_SPARE) this.spare.push(m.back);
     if (m.fatal !== undefined) return this.lose(slot);
-    const t = slot.pending.get(m.id);
+    if (m.ready === true) {
+      slot.ready = true;
+      return;
+    }
+    const t = slot.pending.get(m.id!);
     if (t === undefined) return;
-    slot.pending.delete(m.id);
+    slot.pending.delete(m.id!);
     if (slot.pending.size === 0) slot.worker.unref();
     // A frame the worker could not do is done again here: the one-thread result (its
     // error, for a damaged frame), whatever failed in the worker.
