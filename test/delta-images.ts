@@ -83,6 +83,7 @@ export function makePair(seed: number, pages: number, ps = 4096, newPages = page
 }
 
 import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type DeltaEncoderOptions, type DeltaStats } from '../lib/delta/index.js';
+import type { FrameWorkers } from '../lib/delta/codec.js';
 import { FRAME_HEADER_SIZE, HEADER_SIZE } from '../lib/delta/format.js';
 import { readU32 } from '../lib/format/bytes.js';
 
@@ -173,6 +174,62 @@ export async function applyInMemory(oldImg: Uint8Array, delta: Uint8Array, how: 
     out.set(s.data, s.offset);
   }
   return { image: out, stats: a.stats };
+}
+
+/**
+ * Encodes NEW against OLD (same length, whole pages) with `workers` doing the
+ * frames, in steps of `step` bytes; after each step the frames done go out
+ * (`drain(drainLimit)`) and `pause` runs (a worker gets to start). The chunks
+ * are kept as handed out (a consumer that holds them) and joined at the end.
+ */
+export async function encodeWithWorkers(
+  oldImg: Uint8Array,
+  newImg: Uint8Array,
+  workers: FrameWorkers,
+  o: { frameSize: number; level?: number; step?: number; drainLimit?: number; pause?: () => Promise<void> },
+): Promise<Uint8Array> {
+  const ps = 4096;
+  const step = o.step ?? 64 * 1024;
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const chunks: Uint8Array[] = [];
+  const enc = DeltaEncoder.create(
+    { oldSize: oldImg.length, newSize: newImg.length, frameSize: o.frameSize, ...(o.level === undefined ? {} : { level: o.level }) },
+    {
+      readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
+      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
+    },
+    (c) => chunks.push(c),
+    { hasher, compressor, workers },
+  );
+  try {
+    enc.indexOld(oldImg, 0);
+    for (let p = 0; p < newImg.length; p += step) {
+      await enc.push(oldImg.subarray(p, p + step), newImg.subarray(p, p + step), p);
+      await enc.drain(o.drainLimit);
+      await o.pause?.();
+    }
+    await enc.finish();
+    return concat(chunks);
+  } finally {
+    enc.dispose();
+  }
+}
+
+/** {@link applyInMemory} with `workers` doing the frames (the reader reads them ahead); `pause` runs after each step. */
+export async function applyWithWorkers(oldImg: Uint8Array, delta: Uint8Array, workers: FrameWorkers, how: 'whole' | 'random' = 'whole', pause?: () => Promise<void>): Promise<Uint8Array> {
+  const [hasher, compressor] = await Promise.all([loadHasher(), loadZstd()]);
+  const a = await DeltaApplier.open(new ByteQueue(chunked(delta, how, 5)), { hasher, compressor, workers }, { stepPages: 4 });
+  const out = new Uint8Array(a.header.newSize);
+  const ps = a.header.pageSize;
+  for await (const s of a.steps({
+    old: chunked(oldImg, how, 3),
+    readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
+    readNew: async (off, into) => void into.set(out.subarray(off, off + ps)),
+  })) {
+    out.set(s.data, s.offset);
+    await pause?.();
+  }
+  return out;
 }
 
 /** Frame start offsets of a delta in our container format, then the trailer's offset. */

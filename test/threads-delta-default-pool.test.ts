@@ -8,10 +8,9 @@
  */
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type FrameCompressor, type Hasher } from '../lib/delta/index.js';
-import type { FrameWorkers } from '../lib/delta/codec.js';
+import { loadHasher, loadZstd, type FrameCompressor, type Hasher } from '../lib/delta/index.js';
 import { FRAMES_BEFORE_WORKERS, FramePool, setFrameWorkerFactory } from '../lib/delta/workers.js';
-import { chunked, concat, encodeInMemory, fillPage, frameBounds, makePair, rng } from './delta-images.js';
+import { applyWithWorkers, encodeInMemory, encodeWithWorkers, fillPage, frameBounds, makePair, rng } from './delta-images.js';
 
 let hasher: Hasher;
 let zstd: FrameCompressor;
@@ -45,49 +44,6 @@ function busyPair(seed: number, pages: number): { oldImg: Uint8Array; newImg: Ui
   return p;
 }
 
-/** The delta through `workers`; the chunks are kept as handed out (a consumer that holds them) and joined at the end. */
-async function encodeWith(oldImg: Uint8Array, newImg: Uint8Array, workers: FrameWorkers, frameSize: number, level: number): Promise<Uint8Array> {
-  const ps = 4096;
-  const step = 64 * 1024;
-  const chunks: Uint8Array[] = [];
-  const enc = DeltaEncoder.create(
-    { oldSize: oldImg.length, newSize: newImg.length, frameSize, level },
-    {
-      readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
-      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
-    },
-    (c) => chunks.push(c),
-    { hasher, compressor: zstd, workers },
-  );
-  try {
-    enc.indexOld(oldImg, 0);
-    for (let p = 0; p < newImg.length; p += step) {
-      await enc.push(oldImg.subarray(p, p + step), newImg.subarray(p, p + step), p);
-      await enc.drain();
-      await sleep(2); // the worker gets to start and take frames
-    }
-    await enc.finish();
-    return concat(chunks);
-  } finally {
-    enc.dispose();
-  }
-}
-
-async function applyWith(oldImg: Uint8Array, delta: Uint8Array, workers: FrameWorkers, how: 'whole' | 'random'): Promise<Uint8Array> {
-  const a = await DeltaApplier.open(new ByteQueue(chunked(delta, how, 5)), { hasher, compressor: zstd, workers }, { stepPages: 4 });
-  const out = new Uint8Array(a.header.newSize);
-  const ps = a.header.pageSize;
-  for await (const s of a.steps({
-    old: chunked(oldImg, how, 3),
-    readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
-    readNew: async (off, into) => void into.set(out.subarray(off, off + ps)),
-  })) {
-    out.set(s.data, s.offset);
-    await sleep(1);
-  }
-  return out;
-}
-
 describe('the frame pool by default (first frames inline, a worker once ready, one frame in hand)', () => {
   it('the delta and the image of one thread, frames on the workers and inline mixed, buffers reused', async () => {
     const { oldImg, newImg } = busyPair(21, 768);
@@ -96,11 +52,11 @@ describe('the frame pool by default (first frames inline, a worker once ready, o
       counting();
       const pool = FramePool.create(threads, zstd)!;
       try {
-        const many = await encodeWith(oldImg, newImg, pool, frameSize, level);
+        const many = await encodeWithWorkers(oldImg, newImg, pool, { frameSize, level, pause: () => sleep(2) });
         const byWorkers = posted;
         expect(Buffer.from(many).equals(Buffer.from(one)), `${frameSize} ${level} ${threads}`).toBe(true);
         for (const how of ['whole', 'random'] as const) {
-          const img = await applyWith(oldImg, one, pool, how);
+          const img = await applyWithWorkers(oldImg, one, pool, how, () => sleep(1));
           expect(Buffer.from(img).equals(Buffer.from(newImg))).toBe(true);
         }
         expect(frameBounds(one).length).toBeGreaterThan(FRAMES_BEFORE_WORKERS + 10);

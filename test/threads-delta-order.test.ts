@@ -6,12 +6,12 @@
  * in threads-delta.test.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ByteQueue, DeltaApplier, DeltaEncoder, loadHasher, loadZstd, type FrameCompressor, type Hasher } from '../lib/delta/index.js';
+import { loadHasher, loadZstd, type FrameCompressor, type Hasher } from '../lib/delta/index.js';
 import type { FrameWorkers } from '../lib/delta/codec.js';
 import { encodeFrameHeader, FRAME_HEADER_SIZE } from '../lib/delta/format.js';
 import { XbzrleError } from '../lib/errors.js';
 import { readU32 } from '../lib/format/bytes.js';
-import { applyInMemory, chunked, concat, encodeInMemory, fillPage, frameBounds, makePair, rng } from './delta-images.js';
+import { applyInMemory, applyWithWorkers, encodeInMemory, encodeWithWorkers, fillPage, frameBounds, makePair, rng } from './delta-images.js';
 
 /** makePair's images with a third of NEW's pages refilled (text, pointers, random): many frames. */
 function busyPair(seed: number, pages: number): { oldImg: Uint8Array; newImg: Uint8Array } {
@@ -56,48 +56,6 @@ function shuffled(seed: number): FrameWorkers & { calls: number } {
   return w;
 }
 
-/** encodeInMemory's steps, with workers. */
-async function encodeWith(oldImg: Uint8Array, newImg: Uint8Array, workers: FrameWorkers, frameSize: number, step = 64 * 1024): Promise<Uint8Array> {
-  const ps = 4096;
-  const chunks: Uint8Array[] = [];
-  const enc = DeltaEncoder.create(
-    { oldSize: oldImg.length, newSize: newImg.length, frameSize },
-    {
-      readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
-      readNew: async (off, into) => void into.set(newImg.subarray(off, off + ps)),
-    },
-    (c) => chunks.push(c),
-    { hasher, compressor: zstd, workers },
-  );
-  try {
-    enc.indexOld(oldImg, 0);
-    for (let p = 0; p < newImg.length; p += step) {
-      await enc.push(oldImg.subarray(p, p + step), newImg.subarray(p, p + step), p);
-      await enc.drain(2);
-    }
-    await enc.finish();
-    return concat(chunks);
-  } finally {
-    enc.dispose();
-  }
-}
-
-/** applyInMemory with workers (the reader reads frames ahead). */
-async function applyWith(oldImg: Uint8Array, delta: Uint8Array, workers: FrameWorkers, how: 'whole' | 'random' = 'whole'): Promise<Uint8Array> {
-  const a = await DeltaApplier.open(new ByteQueue(chunked(delta, how, 5)), { hasher, compressor: zstd, workers }, { stepPages: 4 });
-  const out = new Uint8Array(a.header.newSize);
-  const ps = a.header.pageSize;
-  for await (const s of a.steps({
-    old: chunked(oldImg, how, 3),
-    readOld: async (off, into) => void into.set(oldImg.subarray(off, off + ps)),
-    readNew: async (off, into) => void into.set(out.subarray(off, off + ps)),
-  })) {
-    out.set(s.data, s.offset);
-  }
-  return out;
-}
-
-
 async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string; offset: number | undefined } | null> {
   try {
     await p;
@@ -115,7 +73,7 @@ describe('frames finishing out of order', () => {
     for (const frameSize of [4096, 16384]) {
       const { delta: one } = await encodeInMemory(oldImg, newImg, { frameSize });
       const w = shuffled(frameSize);
-      const many = await encodeWith(oldImg, newImg, w, frameSize);
+      const many = await encodeWithWorkers(oldImg, newImg, w, { frameSize, drainLimit: 2 });
       expect(frameBounds(one).length).toBeGreaterThan(frameSize === 4096 ? 40 : 10);
       expect(w.calls).toBe(frameBounds(one).length - 1); // every frame went through the workers
       expect(Buffer.from(many).equals(Buffer.from(one))).toBe(true);
@@ -127,7 +85,7 @@ describe('frames finishing out of order', () => {
     const { delta } = await encodeInMemory(oldImg, newImg, { frameSize: 4096 });
     for (const how of ['whole', 'random'] as const) {
       const w = shuffled(how.length);
-      const img = await applyWith(oldImg, delta, w, how);
+      const img = await applyWithWorkers(oldImg, delta, w, how);
       expect(w.calls).toBeGreaterThan(20);
       expect(Buffer.from(img).equals(Buffer.from(newImg))).toBe(true);
     }
@@ -168,7 +126,7 @@ describe('frames finishing out of order', () => {
     for (const [what, d, base] of cases) {
       const one = await errorOf(applyInMemory(base, d, 'whole', { stepPages: 4 }));
       expect(one, what).not.toBeNull();
-      const many = await errorOf(applyWith(base, d, shuffled(what.length)));
+      const many = await errorOf(applyWithWorkers(base, d, shuffled(what.length)));
       expect(many, what).toEqual(one);
     }
   });
