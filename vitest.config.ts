@@ -42,6 +42,7 @@ const SHARED = [
   'test/bench-equivalence.test.ts',
   'test/cli-delta.test.ts',
   'test/cli-encode-stdout.test.ts',
+  'test/cli-encode-stdin-rounds.test.ts',
   'test/cli-decode-holes.test.ts',
   'test/cli-main.test.ts',
   'test/copy-into.test.ts',

@@ -46,7 +46,7 @@ function busyPair(seed: number, pages: number): { oldImg: Uint8Array; newImg: Ui
 
 describe('the frame pool by default (first frames inline, a worker once ready, one frame in hand)', () => {
   it('the delta and the image of one thread, frames on the workers and inline mixed, buffers reused', async () => {
-    const { oldImg, newImg } = busyPair(21, 768);
+    const { oldImg, newImg } = busyPair(21, 512);
     for (const [frameSize, level, threads] of [[4096, 3, 2], [16384, 1, 4]] as const) {
       const { delta: one } = await encodeInMemory(oldImg, newImg, { frameSize, level });
       counting();
