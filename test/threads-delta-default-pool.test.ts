@@ -21,6 +21,11 @@ afterEach(() => setFrameWorkerFactory(undefined));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Once the pool started a worker, waits until it is ready (so that it takes frames, whatever the machine's load). */
+async function untilReady(pool: FramePool): Promise<void> {
+  for (let i = 0; i < 1000 && pool.started > 0 && pool.readyWorkers === 0; i++) await sleep(5);
+}
+
 /** Real workers (or `source`), counting the frames posted to them. */
 let posted = 0;
 function counting(source?: string): void {
@@ -52,7 +57,7 @@ describe('the frame pool by default (first frames inline, a worker once ready, o
       counting();
       const pool = FramePool.create(threads, zstd)!;
       try {
-        const many = await encodeWithWorkers(oldImg, newImg, pool, { frameSize, level, pause: () => sleep(2) });
+        const many = await encodeWithWorkers(oldImg, newImg, pool, { frameSize, level, pause: () => untilReady(pool) });
         const byWorkers = posted;
         expect(Buffer.from(many).equals(Buffer.from(one)), `${frameSize} ${level} ${threads}`).toBe(true);
         for (const how of ['whole', 'random'] as const) {

@@ -165,6 +165,11 @@ export class FramePool implements FrameWorkers {
     return this.slots.length;
   }
 
+  /** @internal Workers that loaded zstd and take frames (for tests). */
+  get readyWorkers(): number {
+    return this.slots.filter((s) => s.ready && !s.dead).length;
+  }
+
   compress(raw: Uint8Array, level: number): Promise<Uint8Array> {
     return this.submit(OP_COMPRESS, raw, level);
   }
