@@ -5,23 +5,18 @@
  * every write callback; 1 and 2 threads, the worker pool starting mid-stream
  * (parallelAfter), small and large caches, fsync on and off.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePageStore, RecordWriter, XbzrleDecodeStream } from '../lib/index.js';
 import { rng } from './helpers/bytes.js';
 import { writeThroughOneBuffer } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-borrow-model-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-borrow-model-', (d) => (dir = d));
 
 function uleb(n: number): number[] {
   const out: number[] = [];

@@ -6,22 +6,17 @@
  * may have reused (as the existing "finish() after the error writes no scribbles" test
  * requires for errors).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeRecords, FilePageStore, XbzrleDecodeStream } from '../lib/index.js';
 import { XbzrleDecoderStream } from '../lib/web/index.js';
 import { buildRecords } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-borrow-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-borrow-', (d) => (dir = d));
 
 function stream(pages: number): Uint8Array {
   return buildRecords((w) => {

@@ -4,21 +4,16 @@
  * `if (this.trailing)` branch WITHOUT releasing the pages the store borrowed from the
  * chunk. The driver then reuses the chunk; the pages are written at finish() from it.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeRecords, FilePageStore, XbzrleDecodeStream } from '../lib/index.js';
 import { buildRecords } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-borrow-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-borrow-', (d) => (dir = d));
 
 /** MEM_SIZE, PAGE 0..7 (page p filled with p + 1), EOS, then 8 bytes that do not parse. */
 function streamWithTrailing(): Uint8Array {

@@ -5,24 +5,18 @@
  * never reach the file — records cut across chunks (the parser's own buffer,
  * which it reuses) included.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePageStore, XbzrleDecodeStream, type PageRecord } from '../lib/index.js';
 import { rng, sameBytes } from './helpers/bytes.js';
 import { encodeRounds, writeThroughOneBuffer } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
-let dir: string;
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-borrow-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-borrow-', (d) => (dir = d));
 
 /** Rounds of a `pages`-page image: random, zero and lightly edited pages, each round sent whole in file order. */
 function rounds(seed: number, pages: number, count: number): { records: PageRecord[][]; final: Uint8Array } {

@@ -3,21 +3,16 @@
  * input's chunks: chunks a caller reuses (one buffer, refilled and scribbled
  * over as soon as the next chunk is asked for) must rebuild QEMU's own RAM.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePageStore, readQemuMigration } from '../lib/index.js';
 import { gunzipFile } from './helpers/fixtures.js';
 import { throughOneBuffer } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-mig-reuse-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-mig-reuse-', (d) => (dir = d));
 
 describe('readQemuMigration into files from chunks the caller reuses', () => {
   for (const [version, name, sizes] of [

@@ -4,25 +4,20 @@
  * soon as the next chunk is asked for, must rebuild the same image as from the bytes.
  * Chunk sizes sweep so that section headers/footers and records get cut everywhere.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePageStore, readQemuMigration } from '../lib/index.js';
 import { ByteSource } from '../lib/qemu/byte-source.js';
 import { gunzipFile } from './helpers/fixtures.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
 import { buildRecords, throughOneBuffer } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
 const PAGES = 32;
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-mig-headers-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-mig-headers-', (d) => (dir = d));
 
 /** START: MEM_SIZE + every page in file order; PARTs: a few PAGE records in file order each. */
 function file(): Buffer {

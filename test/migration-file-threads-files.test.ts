@@ -2,27 +2,22 @@
  * readQemuMigration into a FilePageStore with threads,
  * the worker pool starting mid-file (parallelAfter): same image and same error as one thread.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePageStore, readQemuMigration, XbzrleError } from '../lib/index.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { getKernelPool } from '../lib/codec/wasm/pool.js';
 import { rng } from './helpers/bytes.js';
 import { buildRecordFile } from './helpers/qemu-file.js';
 import { buildRecords } from './helpers/streams.js';
+import { tempDirEach } from './helpers/temp-dir.js';
 
 const PS = 4096;
 const PAGES = 64;
 const poolAvailable = getKernelPool(getEngine(), 2) !== null;
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'xbzrle-borrow-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+let dir = '';
+tempDirEach('xbzrle-borrow-', (d) => (dir = d));
 
 function file(seed: number, bad: boolean): Buffer {
   const r = rng(seed);

@@ -170,19 +170,16 @@ export class RecordWriter {
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
     const from = this.slabAt < 0 ? -1 : this.kernelAt(delta);
-    if (from >= 0) {
-      this.engine!.copy(this.slabAt + this.pos + 3, from + deltaOff, len);
-      this.advance(3 + len);
-      this.maybeEmit();
-      return head + 3 + len;
+    if (from >= 0) this.engine!.copy(this.slabAt + this.pos + 3, from + deltaOff, len);
+    else {
+      const area = this.plain(delta);
+      // A delta area written at one place (the single-thread kernel's): views kept per length;
+      // deltas at moving places (a batch's areas): a view per record, of a plain array (cheap).
+      const same = area === this.deltaArea && deltaOff === this.deltaAt;
+      this.deltaArea = area;
+      this.deltaAt = deltaOff;
+      this.slab.set(same ? this.deltaViews.get(area, deltaOff, len) : area.subarray(deltaOff, deltaOff + len), this.pos + 3);
     }
-    const area = this.plain(delta);
-    // A delta area written at one place (the single-thread kernel's): views kept per length;
-    // deltas at moving places (a batch's areas): a view per record, of a plain array (cheap).
-    const same = area === this.deltaArea && deltaOff === this.deltaAt;
-    this.deltaArea = area;
-    this.deltaAt = deltaOff;
-    this.slab.set(same ? this.deltaViews.get(area, deltaOff, len) : area.subarray(deltaOff, deltaOff + len), this.pos + 3);
     this.advance(3 + len);
     this.maybeEmit();
     return head + 3 + len;

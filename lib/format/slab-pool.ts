@@ -1,3 +1,10 @@
+/** A slab handed out: bytes the writer used (-1 while it still writes there) and bytes the sink is done with. */
+interface SlabOut {
+  slab: Uint8Array;
+  used: number;
+  done: number;
+}
+
 /**
  * Output slabs reused instead of allocated: for a driver that knows when its
  * sink is done with each chunk (a file write that completed). Fresh memory is
@@ -12,12 +19,8 @@
  */
 export class SlabPool {
   private readonly free: Uint8Array[] = [];
-  /**
-   * The slabs out: bytes the writer used (-1 while it still writes there) and
-   * bytes the sink is done with. Found by range, not by buffer: slabs may share
-   * one (the kernel's memory). A few at a time, so a scan is cheap.
-   */
-  private readonly slabs: { slab: Uint8Array; used: number; done: number }[] = [];
+  /** The slabs out, found by range, not by buffer: slabs may share one (the kernel's memory). A few at a time, so a scan is cheap. */
+  private readonly slabs: SlabOut[] = [];
 
   constructor(private readonly make: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {}
 
@@ -57,7 +60,7 @@ export class SlabPool {
   }
 
   /** The slab out that `view` is part of. */
-  private find(view: Uint8Array): { slab: Uint8Array; used: number; done: number } | undefined {
+  private find(view: Uint8Array): SlabOut | undefined {
     const at = view.byteOffset;
     for (const s of this.slabs) {
       const slab = s.slab;
@@ -66,7 +69,7 @@ export class SlabPool {
     return undefined;
   }
 
-  private recycle(s: { slab: Uint8Array; used: number; done: number }): void {
+  private recycle(s: SlabOut): void {
     if (s.used < 0 || s.done < s.used) return;
     this.slabs.splice(this.slabs.indexOf(s), 1);
     this.free.push(s.slab);

@@ -200,6 +200,8 @@ export class RamLoader {
   private place(rec: RamRecord, prepared: boolean): Promise<void> | undefined {
     const memory = this.memory;
     if (memory !== null) {
+      // A page not cached has no job queued on it (jobs are on pages the store holds): lent as it is.
+      if (rec.kind === 'page' && this.lend(rec)) return undefined;
       if (this.makeParallel !== null && rec.kind === 'xbzrle' && !prepared && (this.parallelAfter -= rec.length) <= 0) this.startParallel();
       let done = this.parallel !== null ? this.queue(rec) : false;
       if (done === false) done = this.inPlace(rec, memory);
@@ -221,6 +223,18 @@ export class RamLoader {
   }
 
   /**
+   * A PAGE record of the chunk fed, taken as it is by a store that borrows
+   * (no copy; see {@link RamLoaderOptions.borrow}); false when it is not.
+   */
+  private lend(rec: RamRecord): boolean {
+    if (this.borrow === null || rec.src !== this.input) return false;
+    const page = rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length);
+    if (!this.borrow.putBorrowed!(rec.block, rec.offset, page)) return false;
+    this.onPage?.(rec.block, rec.offset, 'page', page, 0);
+    return true;
+  }
+
+  /**
    * Applies a page record in the store's memory on this thread: true when
    * done, a promise when the store works, null when it cannot serve the page
    * now.
@@ -235,12 +249,7 @@ export class RamLoader {
       return true;
     }
     if (rec.kind === 'page') {
-      const page = rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length);
-      if (rec.src === this.input && this.borrow?.putBorrowed!(block, offset, page) === true) {
-        this.onPage?.(block, offset, 'page', page, 0);
-        return true;
-      }
-      const put = this.page(block, offset, page);
+      const put = this.page(block, offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + rec.length));
       return put === undefined ? true : put;
     }
     // Decoded in place, validated before anything is written: a bad delta
@@ -266,8 +275,6 @@ export class RamLoader {
     const memory = this.memory!;
     const ps = this.pageSize;
     const { block, offset } = rec;
-    // A page not cached has no job queued on it (jobs are on pages the store holds): taken as it is.
-    if (rec.kind === 'page' && rec.src === this.input && this.borrow?.putBorrowed!(block, offset, rec.src.subarray(rec.srcOffset, rec.srcOffset + ps)) === true) return true;
     let loc = memory.locate(block, offset, ps, rec.kind === 'page');
     if (loc == null && rec.kind === 'zero') {
       // Memory never written, or not in the store's memory now: no queued job is on the page
