@@ -178,7 +178,9 @@ export class RecordWriter {
       const same = area === this.deltaArea && deltaOff === this.deltaAt;
       this.deltaArea = area;
       this.deltaAt = deltaOff;
-      this.slab.set(same ? this.deltaViews.get(area, deltaOff, len) : area.subarray(deltaOff, deltaOff + len), this.pos + 3);
+      // (copyInto: a long delta from the kernel's shared memory to a misaligned place of a
+      // plain slab goes through its aligned scratch, ~3x faster than V8's byte-by-byte copy.)
+      copyInto(this.slab, this.pos + 3, same ? this.deltaViews.get(area, deltaOff, len) : area.subarray(deltaOff, deltaOff + len));
     }
     this.advance(3 + len);
     this.maybeEmit();
