@@ -31,6 +31,21 @@ describe('PathTuner', () => {
     expect(t.usePool()).toBe(false);
   });
 
+  it('starts over after reset() (a new round): the pool, then the thread alone, then the faster of the new times', () => {
+    const t = new PathTuner();
+    t.usePool();
+    t.record(true, 100, 5); // a first round: the pool slow (50 µs a page)
+    t.usePool();
+    t.record(false, 100, 1); // alone 10 µs a page
+    expect(t.usePool()).toBe(false);
+    t.reset();
+    expect(t.usePool()).toBe(true); // the next round tries the pool first again
+    t.record(true, 100, 0.08); // 0.8 µs a page
+    expect(t.usePool()).toBe(false); // then alone once
+    t.record(false, 100, 0.12); // 1.2 µs a page
+    expect(t.usePool()).toBe(true); // the pool, by the new round's times only
+  });
+
   it('ignores samples of no pages or no time it can use', () => {
     const t = new PathTuner();
     t.record(true, 0, 5);

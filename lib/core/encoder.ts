@@ -234,6 +234,9 @@ export class EncoderCore {
     this.writer.flush();
     this.cache.nextGeneration();
     if (final) this.finalStage = true;
+    // A new round's pages may cost nothing like this one's (a first round: all misses and
+    // page faults): the pool and the thread alone are measured again.
+    this.tuner?.reset();
   }
 
   /** Ends the stream: a final EOS and a flush. Later inputs are refused. */
@@ -328,7 +331,8 @@ export class EncoderCore {
           const b0 = performance.now();
           this.encodeBatch(record, i, m);
           const ms = performance.now() - b0;
-          this.tuner!.record(true, m, ms);
+          // (A batch run while a worker was still starting says nothing of the pool's speed.)
+          if (batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
           pooled += m;
           pooledMs += ms;
           i += m;

@@ -28,6 +28,17 @@ export class PathTuner {
     return g % RETRY === 0 ? !poolFaster : poolFaster;
   }
 
+  /**
+   * Forgets what was measured: the next group goes to the pool, the one after
+   * it alone, as at the start. For a new round, whose pages may cost nothing
+   * like the last round's (a first round is all misses and page faults).
+   */
+  reset(): void {
+    this.poolMs = 0;
+    this.aloneMs = 0;
+    this.groups = 0;
+  }
+
   /** Records `ms` spent on `pages` pages, on the pool or alone. */
   record(pool: boolean, pages: number, ms: number): void {
     if (pages <= 0 || !(ms >= 0)) return;
