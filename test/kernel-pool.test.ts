@@ -18,6 +18,7 @@ import {
   getKernelPool,
   JOB_C,
   JOB_D,
+  JOB_PENDING,
   JOB_SKIPPED,
   JOB_WORDS,
   JobTable,
@@ -486,6 +487,51 @@ describe.skipIf(!shared)('kernel pool', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  it("reads a started batch's results in job order as they come, the caller running the lanes no thread claimed yet: those of one thread", () => {
+    const ps = 4096;
+    const P = 16;
+    const S = 6;
+    const D = 8;
+    const Q = 6;
+    const MAX_JOBS = 200;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 0x7fffffff }),
+        fc.array(jobArb(P, S, D, Q, true), { minLength: 1, maxLength: MAX_JOBS }),
+        fc.nat(pools.length - 1),
+        fc.integer({ min: 1, max: 40 }),
+        (seed, jobs, which, lanes) => {
+          const pool = pools[which]!;
+          const area = new Area(e, ps, P, S, MAX_JOBS, D, Q, seed, false);
+          const table = new JobTable(e, MAX_JOBS, lanes);
+          try {
+            const { want, wantMem } = reference(table, area, jobs);
+            expect(table.settled(0)).toBe(JOB_PENDING); // not run yet
+            expect(pool.help(table)).toBe(false); // not the started batch
+            pool.start(table);
+            const got: number[] = [];
+            for (let j = 0; j < table.count; j++) {
+              let r = table.settled(j);
+              while (r === JOB_PENDING) {
+                if (!pool.help(table)) pool.finish(table);
+                r = table.settled(j);
+              }
+              got.push(r);
+            }
+            pool.finish(table);
+            expect(got).toEqual(want);
+            expect(results(table)).toEqual(want);
+            expect(Buffer.compare(area.snapshot(), wantMem)).toBe(0);
+          } finally {
+            table.dispose();
+            area.dispose();
+          }
+        },
+      ),
+      { numRuns: 80 },
     );
   });
 

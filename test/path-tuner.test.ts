@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PathTuner } from '../lib/core/path-tuner.js';
 
 describe('PathTuner', () => {
-  it('tries the pool, then the thread alone, then keeps the faster and tries the other every 16th group', () => {
+  it('tries the pool, then the thread alone, then keeps the faster and tries the other every 8th group', () => {
     const t = new PathTuner();
     expect(t.usePool()).toBe(true); // group 1: nothing measured, the pool first
     t.record(true, 1000, 3); // 3 µs a page on the pool
@@ -15,19 +15,26 @@ describe('PathTuner', () => {
     t.record(false, 1000, 1); // 1 µs a page alone
     const picks: boolean[] = [];
     for (let g = 3; g <= 32; g++) picks.push(t.usePool());
-    // Alone from now on, but group 16 and group 32 try the pool again.
-    expect(picks.map((p, k) => (p ? k + 3 : 0)).filter((g) => g !== 0)).toEqual([16, 32]);
+    // Alone from now on, but every 8th group tries the pool again.
+    expect(picks.map((p, k) => (p ? k + 3 : 0)).filter((g) => g !== 0)).toEqual([8, 16, 24, 32]);
   });
 
-  it('follows the times as they change (a running figure, the newest sample weighing 30 %)', () => {
+  it('takes a path by the least time of its last 3 samples: one slow group does not keep it out', () => {
     const t = new PathTuner();
     t.usePool();
-    t.record(true, 100, 0.1); // 1 µs a page
+    t.record(true, 100, 2.5); // a first pool group slowed down (25 µs a page: faults, workers starting)
     t.usePool();
-    t.record(false, 100, 0.2); // 2 µs a page: the pool is faster
+    t.record(false, 100, 0.2); // 2 µs a page alone
+    expect(t.usePool()).toBe(false);
+    t.record(false, 100, 0.2);
+    for (let g = 4; g < 8; g++) expect(t.usePool()).toBe(false);
+    expect(t.usePool()).toBe(true); // group 8: the pool again
+    t.record(true, 100, 0.1); // 1 µs a page: the slow sample no longer counts
     expect(t.usePool()).toBe(true);
-    // The pool gets slow: a few samples turn the choice.
-    for (let k = 0; k < 4; k++) t.record(true, 100, 1);
+    // The pool gets slow for good: once its last 3 samples are slow, alone is taken.
+    for (let k = 0; k < 2; k++) t.record(true, 100, 1);
+    expect(t.usePool()).toBe(true); // (the fast sample is still among the last 3)
+    t.record(true, 100, 1);
     expect(t.usePool()).toBe(false);
   });
 

@@ -1,7 +1,7 @@
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
-import { getKernelPool, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
+import { getKernelPool, JOB_PENDING, JOB_TRAPPED, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
 import { PathTuner } from './path-tuner.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
@@ -383,19 +383,22 @@ export class EncoderCore {
   /**
    * The pages of {@link EncoderCore.encodePage} for `count` staged pages from
    * `first` (distinct cache slots), with the kernel work on the pool: (1)
-   * every page's cache slot peeked, its step queued in the lane of its slot;
-   * (2) the steps run on every thread; (3) in page order, the decisions
-   * ({@link EncoderCore.decide}, the same as page by page), the copies of
-   * missed pages into the cache queued; (4) the copies run; (5) in page
-   * order, the records written. Same writer calls, in the same order, as page
-   * by page: the same bytes.
+   * every page's cache slot peeked and its step queued, lane by lane in page
+   * order; (2) the steps started on the workers; (3) in page order, as each
+   * step's result comes (this thread running the next unclaimed lane itself
+   * when it is not there yet), the page's decision
+   * ({@link EncoderCore.decide}, the same as page by page), a missed page
+   * copied into the slot it just claimed, and its record written, while the
+   * workers run the later steps. A page's step, decision and copy touch its
+   * own slot alone (the slots are distinct), so the same writer calls come,
+   * in the same order, as page by page: the same bytes.
    */
   private encodeBatch(record: PageRecord, first: number, count: number): void {
     const ps = this.pageSize;
     const cache = this.cache;
     const stats = this.stats;
     const batch = this.parallel!;
-    const { steps, copies, action, from, length } = batch;
+    const { steps, pool } = batch;
     const xbzrle = this.useXbzrle;
     const elsewhere = this.bytesElsewhere;
     const update = xbzrle && !this.finalStage && !elsewhere;
@@ -403,7 +406,6 @@ export class EncoderCore {
     const previous = this.previousAddress(batch);
     this.touchedCache ||= xbzrle;
     steps.reset();
-    copies.reset();
     for (let k = 0; k < count; k++) {
       const key = this.key + (first + k) * ps;
       const slot = xbzrle ? cache.peekSlot(key) : -1;
@@ -415,38 +417,41 @@ export class EncoderCore {
         else throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
       }
       if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
-      steps.step(cache.slotOf(key), copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
+      // Keyed by the page's place in the batch: lanes are claimed in page order, the order results are read in.
+      steps.step(k, copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
     }
-    batch.pool.run(steps);
-    for (let k = 0; k < count; k++) {
-      const r = steps.result(k);
-      const page = this.stageAt + (first + k) * ps;
-      const act = this.decide(r, batch.slot[k]!, this.key + (first + k) * ps);
-      action[k] = act;
-      if (act === SEND_PAGE) from[k] = page;
-      else if (act === SEND_SLOT) from[k] = arena + this.sendSlot * ps;
-      else if (act === SEND_INTO_SLOT) {
-        copies.copy(this.sendSlot, arena + this.sendSlot * ps, page, ps);
-        from[k] = arena + this.sendSlot * ps;
-      } else if (act === SEND_DELTA) {
-        from[k] = batch.outPtr + k * ps;
-        length[k] = r;
+    pool.start(steps);
+    try {
+      const writer = this.writer;
+      for (let k = 0; k < count; k++) {
+        let r = steps.settled(k);
+        // Not there yet: this thread runs the next lane no thread has claimed; with none left,
+        // it waits for the lanes the workers are running (the batch's last ones).
+        while (r === JOB_PENDING) {
+          if (!pool.help(steps)) pool.finish(steps);
+          r = steps.settled(k);
+        }
+        if (r === JOB_TRAPPED) break; // finish() throws
+        const page = this.stageAt + (first + k) * ps;
+        const offset = record.offset + (first + k) * ps;
+        const mem = pool.engine.bytes(); // (the writer may grow the memory: a view of all of it, now)
+        const act = this.decide(r, batch.slot[k]!, this.key + (first + k) * ps);
+        if (act === SEND_ZERO) {
+          writer.zero(record.block, offset, 0);
+          stats.countZero();
+        } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(record.block, offset, mem, batch.outPtr + k * ps, r));
+        else if (act === SEND_PAGE) {
+          writer.page(record.block, offset, mem, page);
+          stats.countPage();
+        } else if (act !== SEND_NOTHING) {
+          // SEND_SLOT: the step made the slot the page; SEND_INTO_SLOT: the page goes into the slot it claimed first.
+          if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, page);
+          writer.page(record.block, offset, mem, arena + this.sendSlot * ps);
+          stats.countPage();
+        }
       }
-    }
-    if (copies.count > 0) batch.pool.run(copies);
-    const mem = batch.pool.engine.bytes();
-    const writer = this.writer;
-    for (let k = 0; k < count; k++) {
-      const offset = record.offset + (first + k) * ps;
-      const act = action[k];
-      if (act === SEND_ZERO) {
-        writer.zero(record.block, offset, 0);
-        stats.countZero();
-      } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(record.block, offset, mem, from[k]!, length[k]!));
-      else if (act !== SEND_NOTHING) {
-        writer.page(record.block, offset, mem, from[k]!);
-        stats.countPage();
-      }
+    } finally {
+      pool.finish(steps); // every lane done before the batch's memory is used again (throws a trapped job)
     }
   }
 
@@ -611,34 +616,31 @@ const SEND_SLOT = 3;
 const SEND_INTO_SLOT = 4;
 const SEND_DELTA = 5;
 
-/** What a batch on the pool needs: job tables, a delta area per page, the per-page decisions. */
+/** What a batch on the pool needs: a job table, a delta area per page, each page's peeked slot. */
 class ParallelBatch {
   readonly slot: Int32Array;
-  readonly action: Uint8Array;
-  /** Kernel-memory address each page's record is written from (unsigned: memory may pass 2 GiB). */
-  readonly from: Uint32Array;
-  readonly length: Int32Array;
   /** A page of delta output per page of the batch, in kernel memory (-1: no room). */
   readonly outPtr: number;
 
   private constructor(
     readonly pool: KernelPool,
     readonly steps: JobTable,
-    readonly copies: JobTable,
     pages: number,
   ) {
     this.outPtr = pool.engine.take(this, BATCH_BYTES, 64);
     this.slot = new Int32Array(pages);
-    this.action = new Uint8Array(pages);
-    this.from = new Uint32Array(pages);
-    this.length = new Int32Array(pages);
   }
 
   /** Null when the kernel's memory has no room for the batch's areas. */
   static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
     const pages = BATCH_BYTES / pageSize;
-    const batch = new ParallelBatch(pool, pool.createTable(pages), pool.createTable(pages), pages);
-    if (batch.outPtr >= 0) return batch;
+    const batch = new ParallelBatch(pool, pool.createTable(pages), pages);
+    if (batch.outPtr >= 0) {
+      // Touched now, once: the first batch's steps would otherwise pay a page fault per page of
+      // it (~12 µs each on a VM, ~25 µs a page of that batch), and the tuner take the pool for slow.
+      pool.engine.bytes().fill(0, batch.outPtr, batch.outPtr + BATCH_BYTES);
+      return batch;
+    }
     batch.dispose();
     return null;
   }
@@ -646,6 +648,5 @@ class ParallelBatch {
   dispose(): void {
     this.pool.engine.giveAll(this);
     this.steps.dispose();
-    this.copies.dispose();
   }
 }

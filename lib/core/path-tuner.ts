@@ -6,25 +6,34 @@
  * tried again every {@link RETRY} groups. On a machine whose cores are busy
  * (or whose memory bandwidth one thread already uses up), more threads are
  * then never much slower than one.
+ *
+ * A path's figure is the least time per page of its last {@link KEPT}
+ * samples: on a shared machine a sample is only ever slowed (page faults,
+ * another process taking the core, a worker's code still being compiled),
+ * so one slow group must not keep a path out for long.
  */
 
 /** Groups between two tries of the path not chosen. */
-const RETRY = 16;
-/** Weight of the newest sample in a path's running figure. */
-const WEIGHT = 0.3;
+const RETRY = 8;
+/** Samples kept per path. */
+const KEPT = 3;
 
 export class PathTuner {
-  /** Running time per page (ms), 0 until measured. */
-  private poolMs = 0;
-  private aloneMs = 0;
+  /** The last samples of time per page (ms), per path; 0: none yet. */
+  private readonly pool = new Float64Array(KEPT);
+  private readonly alone = new Float64Array(KEPT);
+  private poolNext = 0;
+  private aloneNext = 0;
   private groups = 0;
 
   /** True when the next group should go to the pool. */
   usePool(): boolean {
     const g = ++this.groups;
-    if (this.poolMs === 0) return true;
-    if (this.aloneMs === 0) return false;
-    const poolFaster = this.poolMs <= this.aloneMs;
+    const pool = figure(this.pool);
+    if (pool === 0) return true;
+    const alone = figure(this.alone);
+    if (alone === 0) return false;
+    const poolFaster = pool <= alone;
     return g % RETRY === 0 ? !poolFaster : poolFaster;
   }
 
@@ -34,8 +43,10 @@ export class PathTuner {
    * like the last round's (a first round is all misses and page faults).
    */
   reset(): void {
-    this.poolMs = 0;
-    this.aloneMs = 0;
+    this.pool.fill(0);
+    this.alone.fill(0);
+    this.poolNext = 0;
+    this.aloneNext = 0;
     this.groups = 0;
   }
 
@@ -43,7 +54,19 @@ export class PathTuner {
   record(pool: boolean, pages: number, ms: number): void {
     if (pages <= 0 || !(ms >= 0)) return;
     const perPage = Math.max(ms / pages, 1e-9);
-    if (pool) this.poolMs = this.poolMs === 0 ? perPage : this.poolMs + WEIGHT * (perPage - this.poolMs);
-    else this.aloneMs = this.aloneMs === 0 ? perPage : this.aloneMs + WEIGHT * (perPage - this.aloneMs);
+    if (pool) {
+      this.pool[this.poolNext] = perPage;
+      this.poolNext = (this.poolNext + 1) % KEPT;
+    } else {
+      this.alone[this.aloneNext] = perPage;
+      this.aloneNext = (this.aloneNext + 1) % KEPT;
+    }
   }
+}
+
+/** The least of the samples taken (0 when none was). */
+function figure(samples: Float64Array): number {
+  let least = 0;
+  for (const s of samples) if (s > 0 && (least === 0 || s < least)) least = s;
+  return least;
 }

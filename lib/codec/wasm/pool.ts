@@ -35,6 +35,8 @@ export const OP_FILL = 7;
 export const JOB_SKIPPED = -0x7fffffff;
 /** Result of a job whose kernel call trapped (an address outside the memory): {@link KernelPool.run} then throws. */
 export const JOB_TRAPPED = -0x80000000;
+/** Result word of a job not run yet (see {@link JobTable.settled}). */
+export const JOB_PENDING = -0x7ffffffe;
 
 /** Int32 words per job (64 bytes: jobs run by different threads never share a cache line). */
 export const JOB_WORDS = 16;
@@ -174,7 +176,7 @@ export class JobTable {
     w[at + 4] = c;
     w[at + 5] = d;
     w[at + 6] = e;
-    w[at + 7] = 0;
+    w[at + 7] = JOB_PENDING;
     const lane = Math.floor(key / this.group) % this.lanes;
     const tail = this.tails[lane]!;
     if (tail < 0) w[this.heads + lane] = j;
@@ -221,6 +223,16 @@ export class JobTable {
   /** The result of job `j` of the last run. */
   result(j: number): number {
     return this.words[this.jobs + j * JOB_WORDS + JOB_RESULT]!;
+  }
+
+  /**
+   * Job `j`'s result once a thread has run it, or {@link JOB_PENDING}: for a
+   * caller reading the results of a started batch as they come (threads
+   * publish a result after the job's writes to memory, so what the job wrote
+   * is there once its result is).
+   */
+  settled(j: number): number {
+    return Atomics.load(this.words, this.jobs + j * JOB_WORDS + JOB_RESULT);
   }
 
   /** Gives the table's memory back (once); the table must not be used afterwards. */
@@ -388,6 +400,30 @@ export class KernelPool {
     if (this.trappedTable === table) {
       this.trappedTable = null;
       throw new Error('a kernel job trapped (an address outside the kernel memory)');
+    }
+  }
+
+  /**
+   * For a caller reading a started batch's results as they come
+   * ({@link JobTable.settled}): runs the next lane of `table` no thread has
+   * claimed yet on the calling thread. False when there is none left (or
+   * `table` is not the started batch): its results come from the threads
+   * running them.
+   */
+  help(table: JobTable): boolean {
+    if (this.pending !== table) return false;
+    const ctl = this.ctl;
+    const lanes = table.lanes;
+    const tag = (this.epoch & EPOCH_MASK) << LANE_BITS;
+    for (;;) {
+      const w = Atomics.load(ctl, C_CLAIM);
+      const lane = w - tag;
+      if (lane < 0 || lane >= lanes) return false;
+      if (Atomics.compareExchange(ctl, C_CLAIM, w, w + 1) !== w) continue;
+      runLane(this.kernel, table.words, this.engine.bytes(), ctl, table.words[table.heads + lane]!, table.jobs);
+      ctl[C_LANE_COUNTS]!++;
+      Atomics.add(ctl, C_DONE, 1);
+      return true;
     }
   }
 
@@ -602,7 +638,7 @@ function runLane(j, jobs) {
   while (j >= 0) {
     const at = jobs + j * JW;
     if (j > ctl[C_FAIL]) {
-      for (; j >= 0; j = w[jobs + j * JW + 1]) w[jobs + j * JW + 7] = SKIPPED;
+      for (; j >= 0; j = w[jobs + j * JW + 1]) Atomics.store(w, jobs + j * JW + 7, SKIPPED);
       return;
     }
     let r = 0;
@@ -626,7 +662,7 @@ function runLane(j, jobs) {
       r = TRAPPED;
       ctl[C_TRAPPED] = 1;
     }
-    w[at + 7] = r;
+    Atomics.store(w, at + 7, r); // after the job's writes: a caller reading results as they come sees them
     j = w[at + 1];
   }
 }
