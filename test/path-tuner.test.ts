@@ -22,35 +22,47 @@ describe('PathTuner', () => {
   it('takes a path by the least time of its last 3 samples: one slow group does not keep it out', () => {
     const t = new PathTuner();
     t.usePool();
-    t.record(true, 100, 2.5); // a first pool group slowed down (25 µs a page: faults, workers starting)
+    t.record(true, 1000, 25); // a first pool group slowed down (25 µs a page: faults, workers starting)
     t.usePool();
-    t.record(false, 100, 0.2); // 2 µs a page alone
+    t.record(false, 1000, 2); // 2 µs a page alone
     expect(t.usePool()).toBe(false);
-    t.record(false, 100, 0.2);
+    t.record(false, 1000, 2);
     for (let g = 4; g < 8; g++) expect(t.usePool()).toBe(false);
     expect(t.usePool()).toBe(true); // group 8: the pool again
-    t.record(true, 100, 0.1); // 1 µs a page: the slow sample no longer counts
+    t.record(true, 1000, 1); // 1 µs a page: the slow sample no longer counts
     expect(t.usePool()).toBe(true);
     // The pool gets slow for good: once its last 3 samples are slow, alone is taken.
-    for (let k = 0; k < 2; k++) t.record(true, 100, 1);
+    for (let k = 0; k < 2; k++) t.record(true, 1000, 10);
     expect(t.usePool()).toBe(true); // (the fast sample is still among the last 3)
-    t.record(true, 100, 1);
+    t.record(true, 1000, 10);
     expect(t.usePool()).toBe(false);
   });
 
   it('starts over after reset() (a new round): the pool, then the thread alone, then the faster of the new times', () => {
     const t = new PathTuner();
     t.usePool();
-    t.record(true, 100, 5); // a first round: the pool slow (50 µs a page)
+    t.record(true, 1000, 50); // a first round: the pool slow (50 µs a page)
     t.usePool();
-    t.record(false, 100, 1); // alone 10 µs a page
+    t.record(false, 1000, 10); // alone 10 µs a page
     expect(t.usePool()).toBe(false);
     t.reset();
     expect(t.usePool()).toBe(true); // the next round tries the pool first again
-    t.record(true, 100, 0.08); // 0.8 µs a page
+    t.record(true, 1000, 0.8); // 0.8 µs a page
     expect(t.usePool()).toBe(false); // then alone once
-    t.record(false, 100, 0.12); // 1.2 µs a page
+    t.record(false, 1000, 1.2); // 1.2 µs a page
     expect(t.usePool()).toBe(true); // the pool, by the new round's times only
+  });
+
+  it('adds up short runs until they make a sample of 256 pages: a few pages that went fast do not stand for a path', () => {
+    const t = new PathTuner();
+    t.usePool();
+    t.record(true, 512, 0.512); // the pool: 1 µs a page
+    expect(t.usePool()).toBe(false);
+    t.record(false, 4, 0.0004); // 4 pages alone at 0.1 µs: not a sample yet
+    expect(t.usePool()).toBe(false); // alone still has no figure: tried again
+    for (let k = 0; k < 63; k++) t.record(false, 4, 0.008); // 252 more pages at 2 µs
+    // The sample: (0.0004 + 63 × 0.008) ms over 256 pages ≈ 1.97 µs a page, slower than the pool.
+    expect(t.usePool()).toBe(true);
   });
 
   it('ignores samples of no pages or no time it can use', () => {

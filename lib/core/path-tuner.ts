@@ -10,13 +10,18 @@
  * A path's figure is the least time per page of its last {@link KEPT}
  * samples: on a shared machine a sample is only ever slowed (page faults,
  * another process taking the core, a worker's code still being compiled),
- * so one slow group must not keep a path out for long.
+ * so one slow group must not keep a path out for long. A sample is at least
+ * {@link SAMPLE_PAGES} pages (the time of shorter runs, such as the pages an
+ * encoder does alone between two output chunks, is added up until then): a
+ * few pages that happened to go fast must not stand for a path.
  */
 
 /** Groups between two tries of the path not chosen. */
 const RETRY = 8;
 /** Samples kept per path. */
 const KEPT = 3;
+/** Pages a sample is made of, at least. */
+const SAMPLE_PAGES = 256;
 
 export class PathTuner {
   /** The last samples of time per page (ms), per path; 0: none yet. */
@@ -24,6 +29,11 @@ export class PathTuner {
   private readonly alone = new Float64Array(KEPT);
   private poolNext = 0;
   private aloneNext = 0;
+  /** Pages and time not yet making a whole sample, per path. */
+  private poolPages = 0;
+  private poolTime = 0;
+  private alonePages = 0;
+  private aloneTime = 0;
   private groups = 0;
 
   /** True when the next group should go to the pool. */
@@ -47,19 +57,27 @@ export class PathTuner {
     this.alone.fill(0);
     this.poolNext = 0;
     this.aloneNext = 0;
+    this.poolPages = this.poolTime = this.alonePages = this.aloneTime = 0;
     this.groups = 0;
   }
 
   /** Records `ms` spent on `pages` pages, on the pool or alone. */
   record(pool: boolean, pages: number, ms: number): void {
     if (pages <= 0 || !(ms >= 0)) return;
-    const perPage = Math.max(ms / pages, 1e-9);
     if (pool) {
-      this.pool[this.poolNext] = perPage;
+      this.poolPages += pages;
+      this.poolTime += ms;
+      if (this.poolPages < SAMPLE_PAGES) return;
+      this.pool[this.poolNext] = Math.max(this.poolTime / this.poolPages, 1e-9);
       this.poolNext = (this.poolNext + 1) % KEPT;
+      this.poolPages = this.poolTime = 0;
     } else {
-      this.alone[this.aloneNext] = perPage;
+      this.alonePages += pages;
+      this.aloneTime += ms;
+      if (this.alonePages < SAMPLE_PAGES) return;
+      this.alone[this.aloneNext] = Math.max(this.aloneTime / this.alonePages, 1e-9);
       this.aloneNext = (this.aloneNext + 1) % KEPT;
+      this.alonePages = this.aloneTime = 0;
     }
   }
 }
