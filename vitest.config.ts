@@ -5,10 +5,18 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
  * Test files run by `npm run test:slow` instead of `npm test`: minutes-long end-to-end runs,
- * and the ones that install the packed tarball or run the README's shell walkthrough (child
- * processes and compilers, 10-20 s each on 2 cores).
+ * the ones that install the packed tarball or run the README's shell walkthrough (child
+ * processes and compilers, 10-20 s each on 2 cores), and the soaks: the time-budgeted fuzz
+ * (~7 s of one worker, ~11 s of CPU) and `patch` killed at random moments (12 child processes).
  */
-const SLOW = ['test/load.test.ts', 'test/examples.test.ts', 'test/consumer-types.test.ts', 'test/readme-walkthrough.test.ts'];
+const SLOW = [
+  'test/load.test.ts',
+  'test/examples.test.ts',
+  'test/consumer-types.test.ts',
+  'test/readme-walkthrough.test.ts',
+  'test/fuzz.test.ts',
+  'test/patch-killed.test.ts',
+];
 
 /**
  * Files that hold a worker longest (child processes, `npm pack` + `tsc`, whole captures, a
@@ -25,7 +33,6 @@ const LONG_FIRST = [
   'test/hardening.test.ts',
   'test/qemu-versions.test.ts',
   'test/report-browser.test.ts',
-  'test/fuzz.test.ts',
 ];
 
 /**
