@@ -417,7 +417,8 @@ export class EncoderCore {
         else throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
       }
       if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
-      // Keyed by the page's place in the batch: lanes are claimed in page order, the order results are read in.
+      // Keyed by the page's place in the batch: lanes are claimed in page order, the order results
+      // are read in (when the lanes do not divide the batch, its last pages join the first lane).
       steps.step(k, copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
     }
     pool.start(steps);
@@ -428,8 +429,13 @@ export class EncoderCore {
         // Not there yet: this thread runs the next lane no thread has claimed; with none left,
         // it waits for the lanes the workers are running (the batch's last ones).
         while (r === JOB_PENDING) {
-          if (!pool.help(steps)) pool.finish(steps);
+          if (pool.help(steps)) {
+            r = steps.settled(k);
+            continue;
+          }
+          pool.finish(steps);
           r = steps.settled(k);
+          if (r === JOB_PENDING) throw new Error('EncoderCore: a batch on the pool ended without the result of a page'); // (a guard: every job of a joined batch has run)
         }
         if (r === JOB_TRAPPED) break; // finish() throws
         const page = this.stageAt + (first + k) * ps;
@@ -450,9 +456,16 @@ export class EncoderCore {
           stats.countPage();
         }
       }
-    } finally {
-      pool.finish(steps); // every lane done before the batch's memory is used again (throws a trapped job)
+    } catch (err) {
+      // Every lane done before the batch's memory is used again; the error reported is this one.
+      try {
+        pool.finish(steps);
+      } catch {
+        // (a trapped job of the same batch: the first error stands)
+      }
+      throw err;
     }
+    pool.finish(steps); // every lane done before the batch's memory is used again (throws a trapped job)
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`, sent now. */

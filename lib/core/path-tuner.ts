@@ -23,6 +23,18 @@ const KEPT = 3;
 /** Pages a sample is made of, at least. */
 const SAMPLE_PAGES = 256;
 
+/** See {@link forcePoolPath}. */
+let forced: 'pool' | 'alternate' | null = null;
+
+/**
+ * @internal For tests: every group to the pool (`'pool'`), the pool and the
+ * thread alone in turns (`'alternate'`), or the tuner's choice (`null`, the
+ * default). Process-wide.
+ */
+export function forcePoolPath(mode: 'pool' | 'alternate' | null): void {
+  forced = mode;
+}
+
 export class PathTuner {
   /** The last samples of time per page (ms), per path; 0: none yet. */
   private readonly pool = new Float64Array(KEPT);
@@ -39,6 +51,7 @@ export class PathTuner {
   /** True when the next group should go to the pool. */
   usePool(): boolean {
     const g = ++this.groups;
+    if (forced !== null) return forced === 'pool' || g % 2 === 1;
     const pool = figure(this.pool);
     if (pool === 0) return true;
     const alone = figure(this.alone);

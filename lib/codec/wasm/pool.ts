@@ -378,14 +378,16 @@ export class KernelPool {
    * {@link KernelPool.finish} then joins the batch. The table must not
    * change until then. Another batch (`run` or `start`, by any caller)
    * first joins this one, so one batch runs at a time. Without workers
-   * (disposed, broken) the caller runs every lane now.
+   * (disposed, broken), or for a batch of fewer than 32 jobs (less work than
+   * waking a worker costs), the caller runs every lane now.
    */
   start(table: JobTable): void {
     if (table.engine !== this.engine) throw new Error('the job table belongs to another engine');
     if (this.pending !== null) this.join();
     const e = this.publish(table);
     this.pending = table;
-    if (this.disposed || this.ctl[C_BROKEN] !== 0 || table.count === 0) return this.join();
+    // Without workers, or less work than waking one costs: the caller runs the batch now.
+    if (this.disposed || this.ctl[C_BROKEN] !== 0 || table.count < MIN_POOLED_JOBS) return this.join();
     this.wake(e);
   }
 
