@@ -69,6 +69,16 @@ function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; stats: unkn
   }
 }
 
+/** The encoding of `o` with the pool path forced as `mode` is one thread's, bytes and statistics. */
+function expectOneThreads(images: Uint8Array[], o: Opts, mode: 'pool' | 'alternate'): void {
+  forcePoolPath(null);
+  const one = encode(images, { ...o, threads: 1 });
+  forcePoolPath(mode);
+  const many = encode(images, o);
+  expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
+  expect(many.stats).toEqual(one.stats);
+}
+
 afterEach(() => forcePoolPath(null));
 afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
@@ -92,13 +102,7 @@ describe.skipIf(!poolAvailable).each(['pool', 'alternate'] as const)('the thread
         fc.constantFrom(512, 4096, 65536),
         (ps, pages, rounds, seed, slotsLog, threads, run, inKernel, final, xbzrle, chunkSize) => {
           const images = memoryRounds(pages, rounds, seed, inKernel, ps);
-          const o: Opts = { ps, cacheSize: ps << slotsLog, threads, run, chunkSize, final, xbzrle, reread: false };
-          forcePoolPath(null);
-          const one = encode(images, { ...o, threads: 1 });
-          forcePoolPath(mode);
-          const many = encode(images, o);
-          expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
-          expect(many.stats).toEqual(one.stats);
+          expectOneThreads(images, { ps, cacheSize: ps << slotsLog, threads, run, chunkSize, final, xbzrle, reread: false }, mode);
         },
       ),
       { numRuns: 15 },
@@ -121,13 +125,7 @@ describe.skipIf(!poolAvailable).each(['pool', 'alternate'] as const)('the thread
         (ps, pages, rounds, seed, slotsLog, threads, run, final) => {
           // The previous pages in kernel memory, as the pool needs them.
           const images = memoryRounds(pages, rounds, seed, true, ps);
-          const o: Opts = { ps, cacheSize: ps << slotsLog, threads, run, chunkSize: 4096, final, xbzrle: true, reread: true };
-          forcePoolPath(null);
-          const one = encode(images, { ...o, threads: 1 });
-          forcePoolPath(mode);
-          const many = encode(images, o);
-          expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
-          expect(many.stats).toEqual(one.stats);
+          expectOneThreads(images, { ps, cacheSize: ps << slotsLog, threads, run, chunkSize: 4096, final, xbzrle: true, reread: true }, mode);
         },
       ),
       { numRuns: 10 },
