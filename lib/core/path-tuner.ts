@@ -36,25 +36,17 @@ export function forcePoolPath(mode: 'pool' | 'alternate' | null): void {
 }
 
 export class PathTuner {
-  /** The last samples of time per page (ms), per path; 0: none yet. */
-  private readonly pool = new Float64Array(KEPT);
-  private readonly alone = new Float64Array(KEPT);
-  private poolNext = 0;
-  private aloneNext = 0;
-  /** Pages and time not yet making a whole sample, per path. */
-  private poolPages = 0;
-  private poolTime = 0;
-  private alonePages = 0;
-  private aloneTime = 0;
+  private readonly pool = new PathTimes();
+  private readonly alone = new PathTimes();
   private groups = 0;
 
   /** True when the next group should go to the pool. */
   usePool(): boolean {
     const g = ++this.groups;
     if (forced !== null) return forced === 'pool' || g % 2 === 1;
-    const pool = figure(this.pool);
+    const pool = this.pool.figure();
     if (pool === 0) return true;
-    const alone = figure(this.alone);
+    const alone = this.alone.figure();
     if (alone === 0) return false;
     const poolFaster = pool <= alone;
     return g % RETRY === 0 ? !poolFaster : poolFaster;
@@ -66,38 +58,44 @@ export class PathTuner {
    * like the last round's (a first round is all misses and page faults).
    */
   reset(): void {
-    this.pool.fill(0);
-    this.alone.fill(0);
-    this.poolNext = 0;
-    this.aloneNext = 0;
-    this.poolPages = this.poolTime = this.alonePages = this.aloneTime = 0;
+    this.pool.clear();
+    this.alone.clear();
     this.groups = 0;
   }
 
   /** Records `ms` spent on `pages` pages, on the pool or alone. */
   record(pool: boolean, pages: number, ms: number): void {
     if (pages <= 0 || !(ms >= 0)) return;
-    if (pool) {
-      this.poolPages += pages;
-      this.poolTime += ms;
-      if (this.poolPages < SAMPLE_PAGES) return;
-      this.pool[this.poolNext] = Math.max(this.poolTime / this.poolPages, 1e-9);
-      this.poolNext = (this.poolNext + 1) % KEPT;
-      this.poolPages = this.poolTime = 0;
-    } else {
-      this.alonePages += pages;
-      this.aloneTime += ms;
-      if (this.alonePages < SAMPLE_PAGES) return;
-      this.alone[this.aloneNext] = Math.max(this.aloneTime / this.alonePages, 1e-9);
-      this.aloneNext = (this.aloneNext + 1) % KEPT;
-      this.alonePages = this.aloneTime = 0;
-    }
+    (pool ? this.pool : this.alone).add(pages, ms);
   }
 }
 
-/** The least of the samples taken (0 when none was). */
-function figure(samples: Float64Array): number {
-  let least = 0;
-  for (const s of samples) if (s > 0 && (least === 0 || s < least)) least = s;
-  return least;
+/** One path's last samples of time per page (ms), and the pages and time not yet making a sample. */
+class PathTimes {
+  private readonly samples = new Float64Array(KEPT);
+  private next = 0;
+  private pages = 0;
+  private ms = 0;
+
+  add(pages: number, ms: number): void {
+    this.pages += pages;
+    this.ms += ms;
+    if (this.pages < SAMPLE_PAGES) return;
+    this.samples[this.next] = Math.max(this.ms / this.pages, 1e-9);
+    this.next = (this.next + 1) % KEPT;
+    this.pages = this.ms = 0;
+  }
+
+  /** The least of the samples taken (0 when none was). */
+  figure(): number {
+    let least = 0;
+    for (const s of this.samples) if (s > 0 && (least === 0 || s < least)) least = s;
+    return least;
+  }
+
+  clear(): void {
+    this.samples.fill(0);
+    this.next = 0;
+    this.pages = this.ms = 0;
+  }
 }

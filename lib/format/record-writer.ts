@@ -156,9 +156,7 @@ export class RecordWriter {
   page(block: string, offset: number, src: Uint8Array, srcOff: number): number {
     const ps = this.pageSize;
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.PAGE, ps);
-    const from = this.slabAt < 0 ? -1 : this.kernelAt(src);
-    if (from >= 0) this.engine!.copy(this.slabAt + this.pos, from + srcOff, ps);
-    else copyInto(this.slab, this.pos, this.plain(src).subarray(srcOff, srcOff + ps)); // src may be the kernel's shared memory
+    if (!this.kernelCopy(this.pos, src, srcOff, ps)) copyInto(this.slab, this.pos, this.plain(src).subarray(srcOff, srcOff + ps)); // src may be the kernel's shared memory
     this.advance(ps);
     this.maybeEmit();
     return head + ps;
@@ -169,9 +167,7 @@ export class RecordWriter {
     const head = this.pageHead(block, offset, RAM_SAVE_FLAG.XBZRLE, 3 + len);
     this.slab[this.pos] = ENCODING_FLAG_XBZRLE;
     writeU16(this.slab, this.pos + 1, len);
-    const from = this.slabAt < 0 ? -1 : this.kernelAt(delta);
-    if (from >= 0) this.engine!.copy(this.slabAt + this.pos + 3, from + deltaOff, len);
-    else {
+    if (!this.kernelCopy(this.pos + 3, delta, deltaOff, len)) {
       const area = this.plain(delta);
       // A delta area written at one place (the single-thread kernel's): views kept per length;
       // deltas at moving places (a batch's areas): a view per record, of a plain array (cheap).
@@ -269,13 +265,21 @@ export class RecordWriter {
     return slab;
   }
 
-  /** `src`'s address in the kernel's memory, or -1 (kept for the last source: pages come from a few). */
-  private kernelAt(src: Uint8Array): number {
+  /**
+   * Copies `len` bytes of `src` from `srcOff` to `at` of the slab with the
+   * kernel's native copy, when both are in its memory; false otherwise (the
+   * caller copies). `src`'s address is kept for the last source: pages come
+   * from a few.
+   */
+  private kernelCopy(at: number, src: Uint8Array, srcOff: number, len: number): boolean {
+    if (this.slabAt < 0) return false;
     if (src !== this.sourceOf) {
       this.sourceOf = src;
       this.sourceAt = this.engine!.addressOf(src);
     }
-    return this.sourceAt;
+    if (this.sourceAt < 0) return false;
+    this.engine!.copy(this.slabAt + at, this.sourceAt + srcOff, len);
+    return true;
   }
 
   /** Hands the current slab (all of it emitted) back to `release`. */

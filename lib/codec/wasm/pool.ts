@@ -413,21 +413,9 @@ export class KernelPool {
    * running them.
    */
   help(table: JobTable): boolean {
-    if (this.pending !== table) return false;
-    const ctl = this.ctl;
-    const lanes = table.lanes;
-    const tag = (this.epoch & EPOCH_MASK) << LANE_BITS;
-    for (;;) {
-      const w = Atomics.load(ctl, C_CLAIM);
-      const lane = w - tag;
-      if (lane < 0 || lane >= lanes) return false;
-      if (Atomics.compareExchange(ctl, C_CLAIM, w, w + 1) !== w) continue;
-      runLane(this.kernel, table.words, this.engine.bytes(), ctl, table.words[table.heads + lane]!, table.jobs);
-      ctl[C_LANE_COUNTS]!++;
-      Atomics.add(ctl, C_DONE, 1);
-      return true;
-    }
+    return this.pending === table && this.claimLane(this.epoch, table);
   }
+
 
   /** Runs what is left of the started batch on the caller and waits for the rest. */
   private join(): void {
@@ -489,19 +477,26 @@ export class KernelPool {
 
   /** The caller's share: claims lanes of batch `e` until none is left. */
   private claimLanes(e: number, table: JobTable): void {
+    while (this.claimLane(e, table));
+  }
+
+  /** Claims the next lane of batch `e` and runs it on the caller; false when every lane is claimed. */
+  private claimLane(e: number, table: JobTable): boolean {
     const ctl = this.ctl;
     const lanes = table.lanes;
     const tag = (e & EPOCH_MASK) << LANE_BITS;
     for (;;) {
       const w = Atomics.load(ctl, C_CLAIM);
       const lane = w - tag;
-      if (lane < 0 || lane >= lanes) return;
+      if (lane < 0 || lane >= lanes) return false;
       if (Atomics.compareExchange(ctl, C_CLAIM, w, w + 1) !== w) continue;
       runLane(this.kernel, table.words, this.engine.bytes(), ctl, table.words[table.heads + lane]!, table.jobs);
       ctl[C_LANE_COUNTS]!++;
-      if (Atomics.add(ctl, C_DONE, 1) + 1 === lanes) return;
+      Atomics.add(ctl, C_DONE, 1);
+      return true;
     }
   }
+
 
   /** @internal Lanes run per thread since the pool started (index 0: the caller), for tests and the bench. */
   laneCounts(): number[] {
