@@ -5,14 +5,19 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
  * Test files run by `npm run test:slow` instead of `npm test`: minutes-long end-to-end runs,
- * the ones that install the packed tarball or run the README's shell walkthrough (child
- * processes and compilers, 10-20 s each on 2 cores), and the soaks: the time-budgeted fuzz
- * (~7 s of one worker, ~11 s of CPU) and `patch` killed at random moments (12 child processes).
+ * the ones that install the packed tarball (the package's contents, the README's snippets and
+ * TypeScript consumers compiled against its published types; `npm pack`, `npm install` and
+ * compilers: 6-20 s of CPU each on 2 cores) or run the README's shell walkthrough, and the
+ * soaks: the time-budgeted fuzz (~7 s of one worker, ~11 s of CPU) and `patch` killed at
+ * random moments (12 child processes). `npm test` builds dist/ without the declarations (the
+ * bundling of the `.d.ts` files is ~10 s of CPU); `test:slow` builds all of it.
  */
 const SLOW = [
   'test/load.test.ts',
   'test/examples.test.ts',
   'test/consumer-types.test.ts',
+  'test/package.test.ts',
+  'test/readme-snippets.test.ts',
   'test/readme-walkthrough.test.ts',
   'test/fuzz.test.ts',
   'test/patch-killed.test.ts',
@@ -47,19 +52,16 @@ const LONG_FIRST = [
  */
 const SHARED = [
   'test/bench-equivalence.test.ts',
-  'test/cli-delta.test.ts',
-  'test/cli-encode-stdout.test.ts',
-  'test/cli-encode-stdin-rounds.test.ts',
   'test/cli-decode-holes.test.ts',
+  'test/cli-delta.test.ts',
+  'test/cli-encode-stdin-rounds.test.ts',
+  'test/cli-encode-stdout.test.ts',
   'test/cli-main.test.ts',
-  'test/copy-into.test.ts',
-  'test/file-page-store-borrowed.test.ts',
   'test/codec.test.ts',
+  'test/copy-into.test.ts',
   'test/decode-borrowed-stopped-early.test.ts',
   'test/decode-borrowed-trailing-data.test.ts',
   'test/decode-stream-checks.test.ts',
-  'test/encode-constructor-error-frees-slabs.test.ts',
-  'test/encode-output-refused-frees-round-check.test.ts',
   'test/delta-base.test.ts',
   'test/delta-chain.test.ts',
   'test/delta-corruption.test.ts',
@@ -69,6 +71,10 @@ const SHARED = [
   'test/delta-roundtrip.test.ts',
   'test/delta-sparse.test.ts',
   'test/delta-stream.test.ts',
+  'test/encode-constructor-error-frees-slabs.test.ts',
+  'test/encode-output-refused-frees-round-check.test.ts',
+  'test/file-page-store-borrowed.test.ts',
+  'test/hardening.test.ts',
   'test/iterators.test.ts',
   'test/layering.test.ts',
   'test/migration-file-reused-chunks.test.ts',
@@ -88,8 +94,8 @@ const SHARED = [
   'test/stats.test.ts',
   'test/streams.test.ts',
   'test/write-back.test.ts',
-  'test/write-queue.test.ts',
   'test/write-queue-order.test.ts',
+  'test/write-queue.test.ts',
 ];
 
 /** The codec and stream suites that run again on the portable TypeScript path. */
