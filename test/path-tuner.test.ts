@@ -7,28 +7,51 @@ import { describe, expect, it } from 'vitest';
 import { PathTuner } from '../lib/core/path-tuner.js';
 
 describe('PathTuner', () => {
-  it('tries the pool, then the thread alone, then keeps the faster and tries the other every 8th group', () => {
+  /** The groups among `from`..`to` that go to the pool. */
+  const poolGroups = (t: PathTuner, from: number, to: number): number[] => {
+    const groups: number[] = [];
+    for (let g = from; g <= to; g++) if (t.usePool()) groups.push(g);
+    return groups;
+  };
+
+  it('tries the pool, then the thread alone, then keeps the faster and, the two being close, tries the other every 8 groups', () => {
     const t = new PathTuner();
     expect(t.usePool()).toBe(true); // group 1: nothing measured, the pool first
-    t.record(true, 1000, 3); // 3 µs a page on the pool
+    t.record(true, 1000, 1.2); // 1.2 µs a page on the pool
     expect(t.usePool()).toBe(false); // group 2: alone, once
     t.record(false, 1000, 1); // 1 µs a page alone
-    const picks: boolean[] = [];
-    for (let g = 3; g <= 32; g++) picks.push(t.usePool());
-    // Alone from now on, but every 8th group tries the pool again.
-    expect(picks.map((p, k) => (p ? k + 3 : 0)).filter((g) => g !== 0)).toEqual([8, 16, 24, 32]);
+    // Alone from now on, but every 8th group after that tries the pool again.
+    expect(poolGroups(t, 3, 40)).toEqual([10, 18, 26, 34]);
+  });
+
+  it('tries the slower path less often the slower it is (about 5 % of the time on tries), at least every 64 groups', () => {
+    const every = (pool: number, alone: number): number[] => {
+      const t = new PathTuner();
+      t.usePool();
+      t.record(true, 1000, pool);
+      t.usePool();
+      t.record(false, 1000, alone);
+      const tried = poolGroups(t, 3, 202);
+      return pool <= alone ? [...Array(200).keys()].map((k) => k + 3).filter((g) => !tried.includes(g)) : tried;
+    };
+    // The pool twice as fast (2 cores): the thread alone every 20 groups, a try costing one group's time.
+    expect(every(0.5, 1)).toEqual([22, 42, 62, 82, 102, 122, 142, 162, 182, 202]);
+    // The pool 8 times as fast (many cores): every 64 groups, not every 8 (which would cost most of its gain).
+    expect(every(0.125, 1)).toEqual([66, 130, 194]);
+    // The same for the pool when it is the slower one.
+    expect(every(2, 1)).toEqual([22, 42, 62, 82, 102, 122, 142, 162, 182, 202]);
   });
 
   it('takes a path by the least time of its last 3 samples: one slow group does not keep it out', () => {
     const t = new PathTuner();
     t.usePool();
-    t.record(true, 1000, 25); // a first pool group slowed down (25 µs a page: faults, workers starting)
+    t.record(true, 1000, 2.4); // a first pool group slowed down (faults, workers starting)
     t.usePool();
     t.record(false, 1000, 2); // 2 µs a page alone
     expect(t.usePool()).toBe(false);
     t.record(false, 1000, 2);
-    for (let g = 4; g < 8; g++) expect(t.usePool()).toBe(false);
-    expect(t.usePool()).toBe(true); // group 8: the pool again
+    for (let g = 4; g < 10; g++) expect(t.usePool()).toBe(false);
+    expect(t.usePool()).toBe(true); // group 10: the pool again
     t.record(true, 1000, 1); // 1 µs a page: the slow sample no longer counts
     expect(t.usePool()).toBe(true);
     // The pool gets slow for good: once its last 3 samples are slow, alone is taken.

@@ -2,10 +2,15 @@
  * Chooses, group of pages by group, between two ways of doing the same work
  * that give the same result (the encoder's worker pool, or the calling
  * thread alone), by the time per page each took lately: the pool is tried
- * first, then the thread alone once, then the faster one is kept, the other
- * tried again every {@link RETRY} groups. On a machine whose cores are busy
- * (or whose memory bandwidth one thread already uses up), more threads are
- * then never much slower than one.
+ * first, then the thread alone once, then the faster one is kept and the
+ * other tried again now and then: every {@link RETRY_MIN} groups while the
+ * two are close, less often the further apart they are (a try of the slower
+ * path costs the difference), so that the tries take about
+ * {@link TRY_BUDGET} of the time, up to every {@link RETRY_MAX} groups. On a
+ * machine whose cores are busy (or whose memory bandwidth one thread already
+ * uses up), more threads are then never much slower than one; on a machine
+ * with many free cores, where the pool is many times faster, the tries of the
+ * thread alone do not eat its gain.
  *
  * A path's figure is the least time per page of its last {@link KEPT}
  * samples: on a shared machine a sample is only ever slowed (page faults,
@@ -16,8 +21,12 @@
  * few pages that happened to go fast must not stand for a path.
  */
 
-/** Groups between two tries of the path not chosen. */
-const RETRY = 8;
+/** Groups between two tries of the path not chosen, at least (paths about as fast)... */
+const RETRY_MIN = 8;
+/** ...and at most (one path many times faster than the other). */
+const RETRY_MAX = 64;
+/** The share of the time the tries of the slower path may cost, about: it sets the groups between tries. */
+const TRY_BUDGET = 0.05;
 /** Samples kept per path. */
 const KEPT = 3;
 /** Pages a sample is made of, at least. */
@@ -39,6 +48,8 @@ export class PathTuner {
   private readonly pool = new PathTimes();
   private readonly alone = new PathTimes();
   private groups = 0;
+  /** Groups since the path not chosen was last tried. */
+  private sinceTry = 0;
 
   /** True when the next group should go to the pool. */
   usePool(): boolean {
@@ -49,7 +60,12 @@ export class PathTuner {
     const alone = this.alone.figure();
     if (alone === 0) return false;
     const poolFaster = pool <= alone;
-    return g % RETRY === 0 ? !poolFaster : poolFaster;
+    // A try of the slower path costs (slower / faster - 1) groups of the faster one.
+    const ratio = poolFaster ? alone / pool : pool / alone;
+    const every = Math.min(RETRY_MAX, Math.max(RETRY_MIN, Math.round((ratio - 1) / TRY_BUDGET)));
+    if (++this.sinceTry < every) return poolFaster;
+    this.sinceTry = 0;
+    return !poolFaster;
   }
 
   /**
@@ -61,6 +77,7 @@ export class PathTuner {
     this.pool.clear();
     this.alone.clear();
     this.groups = 0;
+    this.sinceTry = 0;
   }
 
   /** Records `ms` spent on `pages` pages, on the pool or alone. */
