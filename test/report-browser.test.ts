@@ -1,13 +1,13 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMigrationReport, renderReportHtml, summaryRows, type MigrationReport } from '../lib/report/index.js';
+import { CHROMIUM, launchChromium } from './helpers/chromium.js';
 import { loadFixture } from './helpers/qemu-file.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 
 // In-page code is passed as source text: the project's type-check has no DOM library.
 
@@ -55,7 +55,7 @@ const PAINTED = `[...document.querySelectorAll('canvas.map:not(.heat)')].map((cv
   return n;
 })`;
 
-describe.skipIf(chromium === undefined)('xbzrle report in headless Chromium', () => {
+describe.skipIf(CHROMIUM === undefined)('xbzrle report in headless Chromium', () => {
   let dir = '';
   let file = '';
   let data: MigrationReport;
@@ -69,11 +69,7 @@ describe.skipIf(chromium === undefined)('xbzrle report in headless Chromium', ()
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('renders the maps and charts with no error and no network request', async () => {
-    const { chromium: launcher } = await import('playwright-core');
-    const browser = await launcher.launch({
-      executablePath: chromium!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1180, height: 900 } });
       const errors: string[] = [];

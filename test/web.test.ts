@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryPageStore, PageCache, XbzrleDecoderStream, XbzrleEncoderStream, XbzrleError, type WebDecodedPage } from '../lib/web/index.js';
 import { concat, randomBytes, rng, sameBytes, split } from './helpers/bytes.js';
+import { CHROMIUM, launchChromium } from './helpers/chromium.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WEB_ESM = join(ROOT, 'dist/web.js');
@@ -309,9 +310,7 @@ describe('xbzrle/web imports nothing from Node', () => {
   });
 });
 
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-
-describe.skipIf(chromium === undefined)('xbzrle/web in headless Chromium', () => {
+describe.skipIf(CHROMIUM === undefined)('xbzrle/web in headless Chromium', () => {
   let server: Server;
   let url = '';
   beforeAll(async () => {
@@ -333,11 +332,7 @@ describe.skipIf(chromium === undefined)('xbzrle/web in headless Chromium', () =>
   });
 
   it('encodes and decodes on a page, with no Buffer in sight', async () => {
-    const { chromium: launcher } = await import('playwright-core');
-    const browser = await launcher.launch({
-      executablePath: chromium!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium(['--disable-quic']);
     try {
       const page = await browser.newPage();
       const errors: string[] = [];
