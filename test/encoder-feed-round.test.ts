@@ -4,8 +4,7 @@ import { EncoderCore } from '../lib/core/encoder.js';
 import { freePages, PageCache } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
-import { concat } from './helpers/bytes.js';
-import { memoryRounds } from './helpers/rounds.js';
+import { encodeImages, memoryRounds } from './helpers/rounds.js';
 
 // EncoderCore.feedRound: the driver gives each record's pages as they were when
 // last fed (`encode` reads the previous image file again) and the cache keeps
@@ -33,29 +32,11 @@ function encode(images: Uint8Array[], o: Run, reread: boolean): { bytes: Uint8Ar
   const ps = o.pageSize;
   const size = images[0]!.length;
   const core = new EncoderCore({ pageSize: ps, cacheSize: o.cacheSize, threads: o.threads, blocks: [{ id: 'ram', length: size }], chunkSize: 1 << 16, previousRounds: reread });
-  const chunks: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
-  };
   try {
-    drain();
-    images.forEach((img, r) => {
-      for (let at = 0; at < size; at += o.run * ps) {
-        const end = Math.min(size, at + o.run * ps);
-        const record = { block: 'ram', offset: at, data: img.subarray(at, end) };
-        if (reread) core.feedRound(record, r === 0 ? null : images[r - 1]!.subarray(at, end));
-        else core.feed(record);
-        drain();
-      }
-      core.sync(o.final && r === images.length - 1);
-      drain();
-    });
-    core.end();
-    drain();
+    const out = encodeImages(core, images, { pageSize: ps, run: o.run, final: o.final, reread });
     // With threads, both paths run on the pool (the bookkeeping-only cache too).
     if (o.threads > 1 && poolAvailable) expect(poolOf(core)).not.toBeNull();
-    const s = core.currentStats().toJSON();
-    return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
+    return out;
   } finally {
     core.dispose(true);
   }

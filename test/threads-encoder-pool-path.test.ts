@@ -13,8 +13,7 @@ import { EncoderCore } from '../lib/core/encoder.js';
 import { forcePoolPath } from '../lib/core/path-tuner.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
-import { concat } from './helpers/bytes.js';
-import { memoryRounds } from './helpers/rounds.js';
+import { encodeImages, memoryRounds } from './helpers/rounds.js';
 
 const engine = getEngine();
 const poolAvailable = engine !== null && getKernelPool(engine, 2) !== null;
@@ -44,26 +43,8 @@ function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; stats: unkn
     pooledPages += count;
     own(r, first, count);
   };
-  const chunks: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
-  };
   try {
-    images.forEach((img, r) => {
-      for (let at = 0; at < size; at += o.run * o.ps) {
-        const end = Math.min(size, at + o.run * o.ps);
-        const record = { block: 'ram', offset: at, data: img.subarray(at, end) };
-        if (o.reread) core.feedRound(record, r === 0 ? null : images[r - 1]!.subarray(at, end));
-        else core.feed(record);
-        drain();
-      }
-      core.sync(o.final && r === images.length - 1);
-      drain();
-    });
-    core.end();
-    drain();
-    const s = core.currentStats().toJSON();
-    return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
+    return encodeImages(core, images, { pageSize: o.ps, run: o.run, final: o.final, reread: o.reread });
   } finally {
     core.dispose(true);
   }

@@ -1,5 +1,6 @@
+import type { EncoderCore } from '../../lib/core/encoder.js';
 import { allocPages } from '../../lib/index.js';
-import { rng } from './bytes.js';
+import { concat, rng } from './bytes.js';
 
 /**
  * `count` rounds of an image of `pages` pages that changes like memory: each
@@ -26,4 +27,44 @@ export function memoryRounds(pages: number, count: number, seed: number, inKerne
     prev = img;
   }
   return out;
+}
+
+/** How {@link encodeImages} feeds an encoder core. */
+export interface FeedPlan {
+  pageSize: number;
+  /** Pages per record. */
+  run: number;
+  /** The last round ends with sync(true) (QEMU's final stage). */
+  final: boolean;
+  /** Every record through feedRound, with the previous round's pages given again. */
+  reread: boolean;
+}
+
+/**
+ * Feeds `images` to `core` as rounds (records of `run` pages, a sync after each
+ * round), ends it, and returns its output and statistics (the rate zeroed: it
+ * depends on time). The caller disposes of the core.
+ */
+export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o: FeedPlan): { bytes: Uint8Array; stats: unknown } {
+  const ps = o.pageSize;
+  const size = images[0]!.length;
+  const chunks: Uint8Array[] = [];
+  const drain = (): void => {
+    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
+  };
+  images.forEach((img, r) => {
+    for (let at = 0; at < size; at += o.run * ps) {
+      const end = Math.min(size, at + o.run * ps);
+      const record = { block: 'ram', offset: at, data: img.subarray(at, end) };
+      if (o.reread) core.feedRound(record, r === 0 ? null : images[r - 1]!.subarray(at, end));
+      else core.feed(record);
+      drain();
+    }
+    core.sync(o.final && r === images.length - 1);
+    drain();
+  });
+  core.end();
+  drain();
+  const s = core.currentStats().toJSON();
+  return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
 }
