@@ -76,6 +76,7 @@ const SHARED = [
   'test/file-page-store-borrowed.test.ts',
   'test/hardening.test.ts',
   'test/iterators.test.ts',
+  'test/kernel-step-run.test.ts',
   'test/layering.test.ts',
   'test/migration-file-reused-chunks.test.ts',
   'test/migration-file-reused-headers.test.ts',

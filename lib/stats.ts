@@ -212,6 +212,18 @@ export class XbzrleStats {
     this.records.XBZRLE++;
   }
 
+  /**
+   * @internal Cache hits an encoder handled in bulk: `hits` pages found in
+   * the cache, of which `unchanged` sent nothing and `deltas` went as XBZRLE
+   * records of `recordBytes` bytes in all (none with a block name).
+   */
+  countHits(hits: number, unchanged: number, deltas: number, recordBytes: number): void {
+    this.xbzrlePages += hits;
+    this.skipped += unchanged;
+    this.xbzrleBytes += recordBytes - deltas * RECORD_HEADER_BYTES;
+    this.records.XBZRLE += deltas;
+  }
+
   /** @internal An EOS record. */
   countEos(): void {
     this.records.EOS++;

@@ -34,7 +34,7 @@ interface Opts {
 /** Batches the pool ran, pages in them (the path under test was taken). */
 let pooledPages = 0;
 
-function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; stats: unknown } {
+function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
   const size = images[0]!.length;
   const core = new EncoderCore({ pageSize: o.ps, cacheSize: o.cacheSize, threads: o.threads, xbzrle: o.xbzrle, blocks: [{ id: 'ram', length: size }], chunkSize: o.chunkSize, previousRounds: o.reread });
   const batch = core as unknown as { encodeBatch: (r: unknown, first: number, count: number) => void };
@@ -50,13 +50,14 @@ function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; stats: unkn
   }
 }
 
-/** The encoding of `o` with the pool path forced as `mode` is one thread's, bytes and statistics. */
+/** The encoding of `o` with the pool path forced as `mode` is one thread's: bytes, chunks and statistics. */
 function expectOneThreads(images: Uint8Array[], o: Opts, mode: 'pool' | 'alternate'): void {
   forcePoolPath(null);
   const one = encode(images, { ...o, threads: 1 });
   forcePoolPath(mode);
   const many = encode(images, o);
   expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
+  expect(many.chunks).toEqual(one.chunks);
   expect(many.stats).toEqual(one.stats);
 }
 
@@ -127,6 +128,7 @@ describe.skipIf(!poolAvailable).each(['pool', 'alternate'] as const)('the thread
           const many = encode(images, { ...o, threads });
           expect(pooledPages).toBeGreaterThan(0);
           expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
+          expect(many.chunks).toEqual(one.chunks);
           expect(many.stats).toEqual(one.stats);
         }
       }

@@ -178,6 +178,40 @@ export class PageCache {
   }
 
   /**
+   * @internal {@link PageCache.peekSlot} of `count` consecutive pages from
+   * `addr`, into `slots` from index 0 (consecutive pages take consecutive
+   * slots: no division per page).
+   */
+  peekRun(addr: number, count: number, slots: Int32Array): void {
+    const keys = this.keys;
+    const mask = this.mask;
+    const ps = this.pageSize;
+    let slot = this.slotOf(addr);
+    for (let k = 0; k < count; k++, addr += ps, slot = (slot + 1) & mask) slots[k] = keys[slot] === addr ? slot : -1;
+  }
+
+  /**
+   * @internal {@link PageCache.account} of the hits among pages `from` to
+   * `to` (exclusive) of `slots`, as from {@link PageCache.peekRun}: those
+   * whose slot is not -1 and whose `results` entry is at least 0 (an
+   * encoder's step that found the page unchanged or made a delta). Returns
+   * how many there were.
+   */
+  accountHits(slots: Int32Array, results: Int32Array, offset: number, from: number, to: number, generation: number = this.generation): number {
+    const ages = this.ages;
+    let n = 0;
+    for (let k = from; k < to; k++) {
+      const slot = slots[k]!;
+      if (slot >= 0 && results[offset + k]! >= 0) {
+        ages[slot] = generation;
+        n++;
+      }
+    }
+    this.hits += n;
+    return n;
+  }
+
+  /**
    * @internal Completes a lookup begun with {@link PageCache.peekSlot}: counts
    * a hit (refreshing the slot's generation) when `slot >= 0`, else a miss.
    */

@@ -382,79 +382,143 @@ export class EncoderCore {
 
   /**
    * The pages of {@link EncoderCore.encodePage} for `count` staged pages from
-   * `first` (distinct cache slots), with the kernel work on the pool: (1)
-   * every page's cache slot peeked and its step queued, lane by lane in page
-   * order; (2) the steps started on the workers; (3) in page order, as each
-   * step's result comes (this thread running the next unclaimed lane itself
-   * when it is not there yet), the page's decision
-   * ({@link EncoderCore.decide}, the same as page by page), a missed page
-   * copied into the slot it just claimed, and its record written, while the
-   * workers run the later steps. A page's step, decision and copy touch its
-   * own slot alone (the slots are distinct), so the same writer calls come,
-   * in the same order, as page by page: the same bytes.
+   * `first` (distinct cache slots), with the kernel work and the records on
+   * the pool: (1) every page's cache slot peeked, the address of its cached
+   * copy noted for the kernel; (2) runs of consecutive pages started on the
+   * workers, each run stepped and its records written (CONTINUE, no name) in
+   * one kernel call (`step_run`), into the batch's record area; (3) run by
+   * run, in page order, as each run's result comes (this thread running the
+   * next unclaimed lane itself when it is not there yet), each page's
+   * decision ({@link EncoderCore.decide}, the same as page by page), a missed
+   * page copied into the slot it just claimed from its record (so what is
+   * cached is what is sent), and the run's records appended to the writer in
+   * one copy per output chunk — the first record of a block after another
+   * written by the writer itself, with its name. A page's step and decision
+   * touch its own slot alone (the slots are distinct), and the records are
+   * the bytes the writer would write page by page, cut into the same chunks.
    */
   private encodeBatch(record: PageRecord, first: number, count: number): void {
     const ps = this.pageSize;
     const cache = this.cache;
     const stats = this.stats;
     const batch = this.parallel!;
-    const { steps, pool } = batch;
+    const { steps, pool, words } = batch;
     const xbzrle = this.useXbzrle;
     const elsewhere = this.bytesElsewhere;
     const update = xbzrle && !this.finalStage && !elsewhere;
     const arena = cache.arenaPtr;
     const previous = this.previousAddress(batch);
+    const fast = xbzrle && !this.finalStage;
+    const prevs = batch.prevs >>> 2;
+    const results = batch.results >>> 2;
+    const slots = batch.slot;
     this.touchedCache ||= xbzrle;
-    steps.reset();
+    if (xbzrle) cache.peekRun(this.key + first * ps, count, slots);
+    else slots.fill(-1, 0, count);
     for (let k = 0; k < count; k++) {
-      const key = this.key + (first + k) * ps;
-      const slot = xbzrle ? cache.peekSlot(key) : -1;
-      batch.slot[k] = slot;
+      const slot = slots[k]!;
       let copy = 0;
       if (slot >= 0) {
         if (!elsewhere) copy = arena + slot * ps;
         else if (previous >= 0) copy = previous + (first + k) * ps;
         else throw new Error('EncoderCore: feedRound() without the previous pages of a cached page');
+        if (update) cache.markWritten(slot); // the step may write the cached copy
       }
-      if (update && slot >= 0) cache.markWritten(slot); // the step may write the cached copy
-      // Keyed by the page's place in the batch: lanes are claimed in page order, the order results
-      // are read in (when the lanes do not divide the batch, its last pages join the first lane).
-      steps.step(k, copy, this.stageAt + (first + k) * ps, batch.outPtr + k * ps, ps, update);
+      words[prevs + k] = copy;
+    }
+    // Runs of `per` pages, at most MAX_RUNS of them: a job per run, not per page, so that the
+    // threads share a cache line of jobs or results once per run.
+    const per = Math.ceil(count / MAX_RUNS);
+    const runs = Math.ceil(count / per);
+    const stride = per * (ps + RUN_RECORD_EXTRA);
+    steps.reset();
+    for (let j = 0; j < runs; j++) {
+      const k0 = j * per;
+      const at = first + k0;
+      // Keyed by the run's place in the batch: lanes are claimed in page order, the order results are read in.
+      steps.stepRun(j, batch.prevs + 4 * k0, this.stageAt + at * ps, Math.min(per, count - k0), ps, update, batch.records + j * stride, batch.results + 4 * k0, batch.scratch + steps.laneOf(j) * ps, record.offset + at * ps);
     }
     pool.start(steps);
     try {
       const writer = this.writer;
-      for (let k = 0; k < count; k++) {
-        let r = steps.settled(k);
+      const block = record.block;
+      for (let j = 0; j < runs; j++) {
+        let bytes = steps.settled(j);
         // Not there yet: this thread runs the next lane no thread has claimed; with none left,
         // it waits for the lanes the workers are running (the batch's last ones).
-        while (r === JOB_PENDING) {
+        while (bytes === JOB_PENDING) {
           if (pool.help(steps)) {
-            r = steps.settled(k);
+            bytes = steps.settled(j);
             continue;
           }
           pool.finish(steps);
-          r = steps.settled(k);
-          if (r === JOB_PENDING) throw new Error('EncoderCore: a batch on the pool ended without the result of a page'); // (a guard: every job of a joined batch has run)
+          bytes = steps.settled(j);
+          if (bytes === JOB_PENDING) throw new Error('EncoderCore: a batch on the pool ended without the result of a run'); // (a guard: every job of a joined batch has run)
         }
-        if (r === JOB_TRAPPED) break; // finish() throws
-        const page = this.stageAt + (first + k) * ps;
-        const offset = record.offset + (first + k) * ps;
+        if (bytes === JOB_TRAPPED) break; // finish() throws
         const mem = pool.engine.bytes(); // (the writer may grow the memory: a view of all of it, now)
-        const act = this.decide(r, batch.slot[k]!, this.key + (first + k) * ps);
-        if (act === SEND_ZERO) {
-          writer.zero(record.block, offset, 0);
-          stats.countZero();
-        } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(record.block, offset, mem, batch.outPtr + k * ps, r));
-        else if (act === SEND_PAGE) {
-          writer.page(record.block, offset, mem, page);
-          stats.countPage();
-        } else if (act !== SEND_NOTHING) {
-          // SEND_SLOT: the step made the slot the page; SEND_INTO_SLOT: the page goes into the slot it claimed first.
-          if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, page);
-          writer.page(record.block, offset, mem, arena + this.sendSlot * ps);
-          stats.countPage();
+        const start = batch.records + j * stride;
+        let pos = start;
+        let run = pos; // the records not yet given to the writer start here
+        let room = writer.room;
+        const k0 = j * per;
+        const end = Math.min(count, k0 + per);
+        // Hits (a delta, or nothing to send) outside the final stage, the common outcome, are
+        // accounted for the whole run at once; the other pages go through decide().
+        const hits = fast ? cache.accountHits(slots, words, results, k0, end) : 0;
+        let unchanged = 0;
+        let deltas = 0;
+        let deltaBytes = 0;
+        for (let k = k0; k < end; k++) {
+          const r = words[results + k]!;
+          const slot = slots[k]!;
+          let act: number;
+          if (fast && slot >= 0 && r >= 0) {
+            if (r === 0) {
+              unchanged++;
+              continue;
+            }
+            act = SEND_DELTA;
+          } else {
+            act = this.decide(r, slot, this.key + (first + k) * ps);
+            if (act === SEND_NOTHING) continue;
+          }
+          const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER;
+          if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER);
+          if (!writer.continues(block)) {
+            // The first page record of this block after another's: the writer writes it, with the name.
+            const offset = record.offset + (first + k) * ps;
+            if (act === SEND_ZERO) {
+              writer.zero(block, offset, 0);
+              stats.countZero();
+            } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
+            else {
+              writer.page(block, offset, mem, pos + RECORD_HEADER);
+              stats.countPage();
+            }
+            pos += len;
+            run = pos;
+            room = writer.room;
+            continue;
+          }
+          if (act === SEND_DELTA) {
+            if (slot >= 0 && fast) {
+              deltas++;
+              deltaBytes += len;
+            } else stats.countDelta(len);
+          } else if (act === SEND_ZERO) stats.countZero();
+          else stats.countPage();
+          pos += len;
+          // Cut where the writer would emit a chunk record by record: the same chunks.
+          if (pos - run >= room) {
+            writer.records(mem, run, pos - run);
+            run = pos;
+            room = writer.room;
+          }
         }
+        if (fast) stats.countHits(hits, unchanged, deltas, deltaBytes);
+        if (pos > run) writer.records(mem, run, pos - run);
+        if (pos - start !== bytes) throw new Error(`EncoderCore: a run's records (${bytes} bytes) disagree with its pages' results (${pos - start})`);
       }
     } catch (err) {
       // Every lane done before the batch's memory is used again; the error reported is this one.
@@ -629,29 +693,54 @@ const SEND_SLOT = 3;
 const SEND_INTO_SLOT = 4;
 const SEND_DELTA = 5;
 
-/** What a batch on the pool needs: a job table, a delta area per page, each page's peeked slot. */
+/** Most runs (jobs) a batch on the pool is cut into. */
+const MAX_RUNS = 64;
+/** A page record's header (offset and flags). */
+const RECORD_HEADER = 8;
+/** An XBZRLE record's bytes besides its delta: header, encoding byte, length (also the most a run's record takes beyond a page). */
+const RUN_RECORD_EXTRA = 11;
+/** A ZERO record: header and fill byte. */
+const ZERO_RECORD_BYTES = 9;
+
+/**
+ * What a batch on the pool needs, in the kernel's memory: the job table
+ * (a job per run of pages), each page's cached copy's address and step
+ * result, a delta page per lane, room for every page's record; and each
+ * page's peeked slot.
+ */
 class ParallelBatch {
   readonly slot: Int32Array;
-  /** A page of delta output per page of the batch, in kernel memory (-1: no room). */
-  readonly outPtr: number;
+  /** Addresses (-1: no room) of the Int32 per page areas and of the delta pages and records. */
+  readonly prevs: number;
+  readonly results: number;
+  readonly scratch: number;
+  readonly records: number;
+  /** The kernel's memory as Int32s, covering the areas above. */
+  readonly words: Int32Array;
 
   private constructor(
     readonly pool: KernelPool,
     readonly steps: JobTable,
     pages: number,
+    pageSize: number,
   ) {
-    this.outPtr = pool.engine.take(this, BATCH_BYTES, 64);
+    const engine = pool.engine;
+    this.prevs = engine.take(this, 4 * pages, 64);
+    this.results = engine.take(this, 4 * pages, 64);
+    this.scratch = engine.take(this, steps.lanes * pageSize, 64);
+    this.records = engine.take(this, pages * (pageSize + RUN_RECORD_EXTRA), 64);
+    this.words = new Int32Array(engine.bytes().buffer);
     this.slot = new Int32Array(pages);
   }
 
   /** Null when the kernel's memory has no room for the batch's areas. */
   static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
     const pages = BATCH_BYTES / pageSize;
-    const batch = new ParallelBatch(pool, pool.createTable(pages), pages);
-    if (batch.outPtr >= 0) {
+    const batch = new ParallelBatch(pool, pool.createTable(MAX_RUNS), pages, pageSize);
+    if (batch.prevs >= 0 && batch.results >= 0 && batch.scratch >= 0 && batch.records >= 0) {
       // Touched now, once: the first batch's steps would otherwise pay a page fault per page of
-      // it (~12 µs each on a VM, ~25 µs a page of that batch), and the tuner take the pool for slow.
-      pool.engine.bytes().fill(0, batch.outPtr, batch.outPtr + BATCH_BYTES);
+      // its records (~12 µs each on a VM), and the tuner take the pool for slow.
+      pool.engine.bytes().fill(0, batch.records, batch.records + pages * (pageSize + RUN_RECORD_EXTRA));
       return batch;
     }
     batch.dispose();

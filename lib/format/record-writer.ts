@@ -183,6 +183,39 @@ export class RecordWriter {
     return head + 3 + len;
   }
 
+  /**
+   * True when the next page record of `block` goes with CONTINUE and no
+   * name (the last page record was of that block): then whole records of it
+   * may be appended with {@link RecordWriter.records}.
+   */
+  continues(block: string): boolean {
+    return block === this.lastBlock;
+  }
+
+  /**
+   * Bytes to go before a chunk is due: {@link RecordWriter.records} given
+   * fewer leaves the chunk pending; given this many or more, it emits it.
+   */
+  get room(): number {
+    return this.chunkSize - (this.pos - this.start);
+  }
+
+  /**
+   * Appends `len` bytes from `src[at]` that are whole page records, every one
+   * with CONTINUE and no name, of the block the last page record was in (see
+   * {@link RecordWriter.continues}), written elsewhere (the encoder's workers
+   * do, in the kernel's memory): one copy instead of one per record. The same
+   * chunks come out as record by record when `len` reaches
+   * {@link RecordWriter.room} only with its last record (the caller cuts its
+   * runs of records there).
+   */
+  records(src: Uint8Array, at: number, len: number): void {
+    this.reserve(len);
+    if (!this.kernelCopy(this.pos, src, at, len)) copyInto(this.slab, this.pos, this.plain(src).subarray(at, at + len));
+    this.advance(len);
+    this.maybeEmit();
+  }
+
   /** Writes an EOS record. */
   eos(): number {
     this.reserve(HEADER);

@@ -42,10 +42,11 @@ export interface FeedPlan {
 
 /**
  * Feeds `images` to `core` as rounds (records of `run` pages, a sync after each
- * round), ends it, and returns its output and statistics (the rate zeroed: it
- * depends on time). The caller disposes of the core.
+ * round), ends it, and returns its output, the lengths of its chunks, and
+ * its statistics (the rate zeroed: it depends on time). The caller disposes
+ * of the core.
  */
-export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o: FeedPlan): { bytes: Uint8Array; stats: unknown } {
+export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o: FeedPlan): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
   const ps = o.pageSize;
   const size = images[0]!.length;
   const chunks: Uint8Array[] = [];
@@ -66,5 +67,5 @@ export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o
   core.end();
   drain();
   const s = core.currentStats().toJSON();
-  return { bytes: concat(chunks), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
+  return { bytes: concat(chunks), chunks: chunks.map((c) => c.length), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
 }

@@ -19,6 +19,7 @@ export interface KernelExports {
   copy(dst: number, src: number, len: number): void;
   decode(src: number, slen: number, dst: number, dlen: number): number;
   step(prev: number, cur: number, out: number, n: number, update: number): number;
+  step_run(prevs: number, cur: number, n: number, ps: number, update: number, rec: number, res: number, scratch: number, offLo: number, offHi: number): number;
 }
 
 type PlainKernelFactory = (pages: number) => { memory: WasmMemory; kernel: KernelExports };

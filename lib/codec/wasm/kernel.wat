@@ -366,7 +366,7 @@
   ;; other address, up to 4 GiB, is valid); else the encode result against `prev`. With
   ;; `update`, the cached copy then becomes what is sent: the delta is applied
   ;; to it (only the changed runs), or on overflow the page is copied in.
-  (func (export "step") (param $prev i32) (param $cur i32) (param $out i32) (param $n i32) (param $update i32) (result i32)
+  (func $step (export "step") (param $prev i32) (param $cur i32) (param $out i32) (param $n i32) (param $update i32) (result i32)
     (local $len i32)
     (if (call $is_zero (local.get $cur) (local.get $n)) (then (return (i32.const -3))))
     (if (i32.eqz (local.get $prev)) (then (return (i32.const -4))))
@@ -379,4 +379,63 @@
             (if (i32.lt_s (local.get $len) (i32.const 0))
               (then (memory.copy (local.get $prev) (local.get $cur) (local.get $n))))))))
     (local.get $len))
+
+  ;; The big-endian 64-bit record header (offset | flags) at `at`.
+  (func $header (param $at i32) (param $v i64)
+    (v128.store64_lane align=1 0 (local.get $at)
+      (i8x16.shuffle 7 6 5 4 3 2 1 0 8 9 10 11 12 13 14 15 (i64x2.splat (local.get $v)) (i64x2.splat (local.get $v)))))
+
+  ;; `n` consecutive pages of one block through `step`, each page's record
+  ;; written after the last at `rec` (the encoder's worker jobs: a run of pages
+  ;; in one call). Page i is at cur + i * ps, its cached copy's address (0:
+  ;; none) is the i32 at prevs + 4i, its step's result goes to the i32 at
+  ;; res + 4i, and its delta is made at `scratch` (one page, 8-aligned) then
+  ;; copied into its record. Records as ram-stream.md §4, every one with
+  ;; CONTINUE and no block name (the caller writes the first record of a
+  ;; block itself), the page offsets from `off` (lo, hi) on: ZERO (fill 0)
+  ;; for an all-zero page; PAGE for a miss (the page), an overflow (the cached
+  ;; copy, which the step made the page, with `update`; else the page);
+  ;; nothing for an unchanged page; else XBZRLE. Returns the bytes written.
+  (func (export "step_run") (param $prevs i32) (param $cur i32) (param $n i32) (param $ps i32) (param $update i32)
+    (param $rec i32) (param $res i32) (param $scratch i32) (param $off_lo i32) (param $off_hi i32) (result i32)
+    (local $i i32) (local $r i32) (local $pos i32) (local $prev i32) (local $off i64)
+    (local.set $pos (local.get $rec))
+    (local.set $off (i64.or (i64.shl (i64.extend_i32_u (local.get $off_hi)) (i64.const 32)) (i64.extend_i32_u (local.get $off_lo))))
+    (block $done
+      (loop $page
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $prev (i32.load (i32.add (local.get $prevs) (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $r (call $step (local.get $prev) (local.get $cur) (local.get $scratch) (local.get $ps) (local.get $update)))
+        (i32.store (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2))) (local.get $r))
+        (if (i32.gt_s (local.get $r) (i32.const 0))
+          (then
+            ;; XBZRLE | CONTINUE, the encoding byte, the delta's be16 length, the delta.
+            (call $header (local.get $pos) (i64.or (local.get $off) (i64.const 0x60)))
+            (i32.store8 offset=8 (local.get $pos) (i32.const 1))
+            (i32.store8 offset=9 (local.get $pos) (i32.shr_u (local.get $r) (i32.const 8)))
+            (i32.store8 offset=10 (local.get $pos) (local.get $r))
+            (memory.copy (i32.add (local.get $pos) (i32.const 11)) (local.get $scratch) (local.get $r))
+            (local.set $pos (i32.add (local.get $pos) (i32.add (local.get $r) (i32.const 11)))))
+          (else
+            (if (i32.eq (local.get $r) (i32.const -3))
+              (then
+                ;; ZERO | CONTINUE, fill byte 0.
+                (call $header (local.get $pos) (i64.or (local.get $off) (i64.const 0x22)))
+                (i32.store8 offset=8 (local.get $pos) (i32.const 0))
+                (local.set $pos (i32.add (local.get $pos) (i32.const 9))))
+              (else
+                (if (i32.ne (local.get $r) (i32.const 0))
+                  (then
+                    ;; PAGE | CONTINUE and the page (from the cached copy after an overflow it was updated with).
+                    (call $header (local.get $pos) (i64.or (local.get $off) (i64.const 0x28)))
+                    (memory.copy (i32.add (local.get $pos) (i32.const 8))
+                      (select (local.get $prev) (local.get $cur)
+                        (i32.and (local.get $update) (i32.ne (local.get $r) (i32.const -4))))
+                      (local.get $ps))
+                    (local.set $pos (i32.add (local.get $pos) (i32.add (local.get $ps) (i32.const 8))))))))))
+        (local.set $cur (i32.add (local.get $cur) (local.get $ps)))
+        (local.set $off (i64.add (local.get $off) (i64.extend_i32_u (local.get $ps))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $page)))
+    (i32.sub (local.get $pos) (local.get $rec)))
 )

@@ -27,6 +27,13 @@ export const OP_APPLY = 5;
 export const OP_ENCODE = 6;
 /** Job kind: fill `c` bytes at `a` with the byte `b`; result 0. */
 export const OP_FILL = 7;
+/**
+ * Job kind: the kernel's `step_run` (a run of consecutive pages stepped and
+ * their records written): `a` = prevs, `b` = cur, `c` = n, `d` = page size,
+ * `e` = update, then words 8-12: rec, res, scratch, offset low and high 32
+ * bits; result the bytes of records written. See {@link JobTable.stepRun}.
+ */
+export const OP_STEP_RUN = 8;
 
 /**
  * Result of a job that did not run because a job added before it in the same
@@ -49,6 +56,12 @@ export const JOB_C = 4;
 export const JOB_D = 5;
 export const JOB_E = 6;
 export const JOB_RESULT = 7;
+/** Word offsets of the fields after the result ({@link OP_STEP_RUN}'s). */
+export const JOB_F = 8;
+export const JOB_G = 9;
+export const JOB_H = 10;
+export const JOB_I = 11;
+export const JOB_J = 12;
 
 /** Most lanes a table may have (the lane counter's bits in the claim word). */
 export const MAX_LANES = 1024;
@@ -177,7 +190,7 @@ export class JobTable {
     w[at + 5] = d;
     w[at + 6] = e;
     w[at + 7] = JOB_PENDING;
-    const lane = Math.floor(key / this.group) % this.lanes;
+    const lane = this.laneOf(key);
     const tail = this.tails[lane]!;
     if (tail < 0) w[this.heads + lane] = j;
     else w[this.jobs + tail * JOB_WORDS + JOB_NEXT] = j;
@@ -193,6 +206,32 @@ export class JobTable {
   /** The encoder's fused step (`prev` 0: no cached copy); result as {@link WasmEngine.step}, delta at `out`. */
   step(key: number, prev: number, cur: number, out: number, n: number, update: boolean): number {
     return this.add(key, OP_STEP, prev, cur, out, n, update ? 1 : 0);
+  }
+
+  /**
+   * The kernel's `step_run`: `n` consecutive pages from `cur` (page size
+   * `ps`) stepped against the cached copies whose addresses are the Int32s at
+   * `prevs` (0: none), their results written as Int32s at `res` and their
+   * records, with CONTINUE and no block name, after one another from `rec`
+   * (room for `n` × (`ps` + 11) bytes), each delta made at `scratch` first
+   * (a page of the lane's own: see {@link JobTable.laneOf}); page offsets in
+   * the records from `offset` on. Result: the bytes of records written.
+   */
+  stepRun(key: number, prevs: number, cur: number, n: number, ps: number, update: boolean, rec: number, res: number, scratch: number, offset: number): number {
+    const j = this.add(key, OP_STEP_RUN, prevs, cur, n, ps, update ? 1 : 0);
+    const at = this.jobs + j * JOB_WORDS;
+    const w = this.words;
+    w[at + JOB_F] = rec;
+    w[at + JOB_G] = res;
+    w[at + JOB_H] = scratch;
+    w[at + JOB_I] = offset % 0x100000000;
+    w[at + JOB_J] = Math.floor(offset / 0x100000000);
+    return j;
+  }
+
+  /** The lane the jobs of `key` go to. */
+  laneOf(key: number): number {
+    return Math.floor(key / this.group) % this.lanes;
   }
 
   /** Copies `len` bytes from `src` to `dst`. */
@@ -568,6 +607,8 @@ function runJob(k: PoolKernel, w: Int32Array, mem: Uint8Array, at: number): numb
     case OP_FILL:
       fillBytes(mem, w[at + 2]!, w[at + 3]!, w[at + 4]!);
       return 0;
+    case OP_STEP_RUN:
+      return k.step_run(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!, w[at + 8]!, w[at + 9]!, w[at + 10]!, w[at + 11]!, w[at + 12]!);
     default:
       throw new RangeError(`unknown job kind ${String(w[at])}`);
   }
@@ -647,6 +688,7 @@ function runLane(j, jobs) {
         case ${OP_DECODE}: r = k.decode(w[at + 2], w[at + 3], w[at + 4], w[at + 5]); if (r < 0) fail(j); break;
         case ${OP_APPLY}: k.apply(w[at + 2], w[at + 3], w[at + 4]); break;
         case ${OP_ENCODE}: r = k.encode(w[at + 2], w[at + 3], w[at + 4], w[at + 5], w[at + 6]); break;
+        case ${OP_STEP_RUN}: r = k.step_run(w[at + 2], w[at + 3], w[at + 4], w[at + 5], w[at + 6], w[at + 8], w[at + 9], w[at + 10], w[at + 11], w[at + 12]); break;
         case ${OP_FILL}: {
           const dst = w[at + 2] >>> 0, len = w[at + 4] >>> 0;
           if (dst + len > w.buffer.byteLength) throw new RangeError('fill outside the memory');
