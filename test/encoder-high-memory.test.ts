@@ -54,7 +54,7 @@ describe.skipIf(!poolAvailable)('encoder batches in kernel memory past 2 GiB', (
       one.core.dispose(true);
       const two = encode([a, b], 2);
       // The test means something only if the batch's areas are past 2 GiB.
-      const batch = (two.core as unknown as { parallel: { prevs: number; results: number; records: number } | null }).parallel;
+      const batch = (two.core as unknown as { runs: { prevs: number; results: number; records: number } | null }).runs;
       two.core.dispose(true);
       expect(Math.min(batch?.prevs ?? 0, batch?.results ?? 0, batch?.records ?? 0)).toBeGreaterThanOrEqual(2 ** 31);
       expect(Buffer.from(two.bytes).equals(Buffer.from(one.bytes))).toBe(true);

@@ -2,7 +2,7 @@ import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/p
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
 import { getKernelPool, JOB_PENDING, JOB_TRAPPED, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
-import { PathTuner } from './path-tuner.js';
+import { aloneInRuns, PathTuner } from './path-tuner.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -85,14 +85,13 @@ export class EncoderCore {
   private readonly useXbzrle: boolean;
   /** The slot of the last decision that sends from the cache (SEND_SLOT, SEND_INTO_SLOT). */
   private sendSlot = -1;
-  /** The worker pool and its batch state, or null on one thread. */
-  private parallel: ParallelBatch | null = null;
+  /** The areas of the groups of pages encoded in runs (and the worker pool, with threads), or null. */
+  private runs: RunBatch | null = null;
   /**
-   * The engine and thread count of the worker pool, until it is started (with
-   * the first group of pages); null once started, or when there is none to
-   * start (`threads` 1).
+   * The engine and thread count of the runs, until they are set up (with the
+   * first group of pages); null once set up, or when there is no kernel.
    */
-  private poolPlan: { engine: WasmEngine | null; threads: number } | null = null;
+  private runPlan: { engine: WasmEngine; threads: number } | null = null;
   /** With the pool: which of the pool and this thread alone encodes the next group (the same records either way). */
   private tuner: PathTuner | null = null;
   private readonly declared: Map<string, number> | null = null;
@@ -139,11 +138,12 @@ export class EncoderCore {
     const threads = checkThreads(opts.threads);
     // The pool works in the arena's memory; an arena kept out of it (previousRounds) is never read.
     const poolEngine = opts.previousRounds === true && cache === undefined ? getEngine() : this.cache.arenaEngine;
-    // The pool starts with the first group of pages (startPool), not before: an encoder
+    // The pool starts with the first group of pages (startRuns), not before: an encoder
     // given no pages starts no thread.
     const pooled = threads > 1 && poolEngine !== null && poolEngine.shared;
-    this.kernel = new PageKernel(pageSize, pooled ? BATCH_BYTES / pageSize : 64);
-    if (pooled) this.poolPlan = { engine: poolEngine, threads };
+    this.kernel = new PageKernel(pageSize, pooled ? BATCH_BYTES / pageSize : ALONE_PAGES);
+    if (pooled) this.runPlan = { engine: poolEngine, threads };
+    else if (this.kernel.engine !== null && this.kernel.engine === poolEngine) this.runPlan = { engine: poolEngine, threads: 1 };
     this.useXbzrle = opts.xbzrle ?? true;
     this.stats = new XbzrleStats(pageSize, { rates: opts.rates });
     this.stats.cacheSize = this.cache.size;
@@ -279,7 +279,7 @@ export class EncoderCore {
     this.disposed = true;
     this.record = null;
     this.kernel.dispose();
-    this.parallel?.dispose();
+    this.runs?.dispose();
     if (this.ownsCache) this.cache.dispose();
   }
 
@@ -323,16 +323,16 @@ export class EncoderCore {
         // Pages fed with no previous pages (bytes elsewhere, a first round) are all misses:
         // a zero test each and their records, which this thread writes anyway. The workers
         // start with the first group all the same, so they are up when the next round comes.
-        const pool = this.parallel ?? this.startPool();
-        const batch = this.bytesElsewhere && this.previous === null ? null : pool;
-        if (batch !== null && kernel.src === batch.pool.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && this.tuner!.usePool()) {
-          // On the pool: the whole group at once, if it spans distinct cache slots.
+        const runs = this.runs ?? this.startRuns();
+        const batch = this.bytesElsewhere && this.previous === null ? null : runs;
+        if (batch !== null && kernel.src === batch.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && (batch.pool === null ? aloneInRuns() : this.tuner!.usePool())) {
+          // In runs (on the pool, with threads): the whole group at once, if it spans distinct cache slots.
           const m = Math.min(n, this.cache.slots);
           const b0 = performance.now();
           this.encodeBatch(record, i, m);
           const ms = performance.now() - b0;
           // (A batch run while a worker was still starting says nothing of the pool's speed.)
-          if (batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
+          if (batch.pool !== null && batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
           pooled += m;
           pooledMs += ms;
           i += m;
@@ -354,20 +354,28 @@ export class EncoderCore {
     }
   }
 
-  /** Starts the worker pool planned (once; null when there is none, or it cannot start). */
-  private startPool(): ParallelBatch | null {
-    const plan = this.poolPlan;
+  /**
+   * Sets up the runs planned, and starts the worker pool with threads (once;
+   * null when there is no kernel, or no room in its memory). With threads, a
+   * pool that cannot start leaves the page-by-page path of one thread.
+   */
+  private startRuns(): RunBatch | null {
+    const plan = this.runPlan;
     if (plan === null) return null;
-    this.poolPlan = null;
+    this.runPlan = null;
+    if (plan.threads === 1) {
+      this.runs = RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
+      return this.runs;
+    }
     const pool = getKernelPool(plan.engine, plan.threads);
-    if (pool !== null && this.kernel.engine === pool.engine) this.parallel = ParallelBatch.make(pool, this.pageSize);
-    if (this.parallel !== null) this.tuner = new PathTuner();
-    return this.parallel;
+    if (pool !== null && this.kernel.engine === pool.engine) this.runs = RunBatch.make(pool.engine, pool, this.pageSize, BATCH_BYTES / this.pageSize);
+    if (this.runs !== null) this.tuner = new PathTuner();
+    return this.runs;
   }
 
-  /** True when the pool's threads can work on the cache's arena (or never need it: bytes elsewhere). */
-  private arenaUsable(batch: ParallelBatch): boolean {
-    return this.bytesElsewhere || (this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.pool.engine);
+  /** True when the kernel (and the pool's threads) can work on the cache's arena (or never need it: bytes elsewhere). */
+  private arenaUsable(batch: RunBatch): boolean {
+    return this.bytesElsewhere || (this.cache.arenaPtr >= 0 && this.cache.arenaEngine === batch.engine);
   }
 
   /**
@@ -375,42 +383,36 @@ export class EncoderCore {
    * memory: -2 without them, -1 when they are elsewhere (the pages then go one
    * by one, each copied in).
    */
-  private previousAddress(batch: ParallelBatch): number {
+  private previousAddress(batch: RunBatch): number {
     const previous = this.previous;
-    return previous === null ? -2 : batch.pool.engine.addressOf(previous);
+    return previous === null ? -2 : batch.engine.addressOf(previous);
   }
 
   /**
    * The pages of {@link EncoderCore.encodePage} for `count` staged pages from
-   * `first` (distinct cache slots), with the kernel work and the records on
-   * the pool: (1) every page's cache slot peeked, the address of its cached
-   * copy noted for the kernel; (2) runs of consecutive pages started on the
-   * workers, each run stepped and its records written (CONTINUE, no name) in
-   * one kernel call (`step_run`), into the batch's record area; (3) run by
-   * run, in page order, as each run's result comes (this thread running the
-   * next unclaimed lane itself when it is not there yet), each page's
-   * decision ({@link EncoderCore.decide}, the same as page by page), a missed
-   * page copied into the slot it just claimed from its record (so what is
-   * cached is what is sent), and the run's records appended to the writer in
-   * one copy per output chunk — the first record of a block after another
-   * written by the writer itself, with its name. A page's step and decision
-   * touch its own slot alone (the slots are distinct), and the records are
-   * the bytes the writer would write page by page, cut into the same chunks.
+   * `first` (distinct cache slots), in runs of consecutive pages: (1) every
+   * page's cache slot peeked, the address of its cached copy noted for the
+   * kernel; (2) each run stepped and its records written (CONTINUE, no name)
+   * in one kernel call (`step_run`), into the batch's record area — with
+   * threads, the runs are jobs started on the pool's workers; (3) run by run,
+   * in page order (with threads, as each run's result comes, this thread
+   * running the next unclaimed lane itself when it is not there yet), the
+   * run's pages taken ({@link EncoderCore.takeRun}). A page's step and
+   * decision touch its own slot alone (the slots are distinct), and the
+   * records are the bytes the writer would write page by page, cut into the
+   * same chunks.
    */
   private encodeBatch(record: PageRecord, first: number, count: number): void {
     const ps = this.pageSize;
     const cache = this.cache;
-    const stats = this.stats;
-    const batch = this.parallel!;
-    const { steps, pool, words } = batch;
+    const batch = this.runs!;
+    const { steps, pool, words, engine } = batch;
     const xbzrle = this.useXbzrle;
     const elsewhere = this.bytesElsewhere;
     const update = xbzrle && !this.finalStage && !elsewhere;
     const arena = cache.arenaPtr;
     const previous = this.previousAddress(batch);
-    const fast = xbzrle && !this.finalStage;
     const prevs = batch.prevs >>> 2;
-    const results = batch.results >>> 2;
     const slots = batch.slot;
     this.touchedCache ||= xbzrle;
     if (xbzrle) cache.peekRun(this.key + first * ps, count, slots);
@@ -426,110 +428,132 @@ export class EncoderCore {
       }
       words[prevs + k] = copy;
     }
-    // Runs of `per` pages, at most MAX_RUNS of them: a job per run, not per page, so that the
-    // threads share a cache line of jobs or results once per run.
-    const per = Math.ceil(count / MAX_RUNS);
+    // With threads, runs of `per` pages, at most MAX_RUNS of them: a job per run, not per page, so
+    // that the threads share a cache line of jobs or results once per run. Alone, one run.
+    const per = pool === null ? count : Math.ceil(count / MAX_RUNS);
     const runs = Math.ceil(count / per);
     const stride = per * (ps + RUN_RECORD_EXTRA);
-    steps.reset();
+    if (pool === null) {
+      const bytes = engine.stepRun(batch.prevs, this.stageAt + first * ps, count, ps, update, batch.records, batch.results, batch.scratch, record.offset + first * ps);
+      this.takeRun(record, first, 0, count, batch.records, bytes);
+      return;
+    }
+    steps!.reset();
     for (let j = 0; j < runs; j++) {
       const k0 = j * per;
       const at = first + k0;
       // Keyed by the run's place in the batch: lanes are claimed in page order, the order results are read in.
-      steps.stepRun(j, batch.prevs + 4 * k0, this.stageAt + at * ps, Math.min(per, count - k0), ps, update, batch.records + j * stride, batch.results + 4 * k0, batch.scratch + steps.laneOf(j) * ps, record.offset + at * ps);
+      steps!.stepRun(j, batch.prevs + 4 * k0, this.stageAt + at * ps, Math.min(per, count - k0), ps, update, batch.records + j * stride, batch.results + 4 * k0, batch.scratch + steps!.laneOf(j) * ps, record.offset + at * ps);
     }
-    pool.start(steps);
+    pool.start(steps!);
     try {
-      const writer = this.writer;
-      const block = record.block;
       for (let j = 0; j < runs; j++) {
-        let bytes = steps.settled(j);
+        let bytes = steps!.settled(j);
         // Not there yet: this thread runs the next lane no thread has claimed; with none left,
         // it waits for the lanes the workers are running (the batch's last ones).
         while (bytes === JOB_PENDING) {
-          if (pool.help(steps)) {
-            bytes = steps.settled(j);
+          if (pool.help(steps!)) {
+            bytes = steps!.settled(j);
             continue;
           }
-          pool.finish(steps);
-          bytes = steps.settled(j);
+          pool.finish(steps!);
+          bytes = steps!.settled(j);
           if (bytes === JOB_PENDING) throw new Error('EncoderCore: a batch on the pool ended without the result of a run'); // (a guard: every job of a joined batch has run)
         }
         if (bytes === JOB_TRAPPED) break; // finish() throws
-        const mem = pool.engine.bytes(); // (the writer may grow the memory: a view of all of it, now)
-        const start = batch.records + j * stride;
-        let pos = start;
-        let run = pos; // the records not yet given to the writer start here
-        let room = writer.room;
-        const k0 = j * per;
-        const end = Math.min(count, k0 + per);
-        // Hits (a delta, or nothing to send) outside the final stage, the common outcome, are
-        // accounted for the whole run at once; the other pages go through decide().
-        const hits = fast ? cache.accountHits(slots, words, results, k0, end) : 0;
-        let unchanged = 0;
-        let deltas = 0;
-        let deltaBytes = 0;
-        for (let k = k0; k < end; k++) {
-          const r = words[results + k]!;
-          const slot = slots[k]!;
-          let act: number;
-          if (fast && slot >= 0 && r >= 0) {
-            if (r === 0) {
-              unchanged++;
-              continue;
-            }
-            act = SEND_DELTA;
-          } else {
-            act = this.decide(r, slot, this.key + (first + k) * ps);
-            if (act === SEND_NOTHING) continue;
-          }
-          const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER;
-          if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER);
-          if (!writer.continues(block)) {
-            // The first page record of this block after another's: the writer writes it, with the name.
-            const offset = record.offset + (first + k) * ps;
-            if (act === SEND_ZERO) {
-              writer.zero(block, offset, 0);
-              stats.countZero();
-            } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
-            else {
-              writer.page(block, offset, mem, pos + RECORD_HEADER);
-              stats.countPage();
-            }
-            pos += len;
-            run = pos;
-            room = writer.room;
-            continue;
-          }
-          if (act === SEND_DELTA) {
-            if (slot >= 0 && fast) {
-              deltas++;
-              deltaBytes += len;
-            } else stats.countDelta(len);
-          } else if (act === SEND_ZERO) stats.countZero();
-          else stats.countPage();
-          pos += len;
-          // Cut where the writer would emit a chunk record by record: the same chunks.
-          if (pos - run >= room) {
-            writer.records(mem, run, pos - run);
-            run = pos;
-            room = writer.room;
-          }
-        }
-        if (fast) stats.countHits(hits, unchanged, deltas, deltaBytes);
-        if (pos > run) writer.records(mem, run, pos - run);
-        if (pos - start !== bytes) throw new Error(`EncoderCore: a run's records (${bytes} bytes) disagree with its pages' results (${pos - start})`);
+        this.takeRun(record, first, j * per, Math.min(count, (j + 1) * per), batch.records + j * stride, bytes);
       }
     } catch (err) {
       // Every lane done before the batch's memory is used again; the error reported is this one.
       try {
-        pool.finish(steps);
+        pool.finish(steps!);
       } catch {
         // (a trapped job of the same batch: the first error stands)
       }
       throw err;
     }
-    pool.finish(steps); // every lane done before the batch's memory is used again (throws a trapped job)
+    pool.finish(steps!); // every lane done before the batch's memory is used again (throws a trapped job)
+  }
+
+  /**
+   * The pages `k0` to `end` (exclusive) of a batch from `first`, stepped by a
+   * run whose `bytes` of records start at `start`: the hits (a delta, or
+   * nothing to send) outside the final stage, the common outcome, accounted
+   * for the run at once; the other pages through {@link EncoderCore.decide}
+   * (the same as page by page), a missed page copied into the slot it just
+   * claimed from its record (so what is cached is what is sent); the records
+   * appended to the writer in one copy per output chunk, the first record of
+   * a block after another's written by the writer itself, with its name.
+   */
+  private takeRun(record: PageRecord, first: number, k0: number, end: number, start: number, bytes: number): void {
+    const ps = this.pageSize;
+    const cache = this.cache;
+    const stats = this.stats;
+    const writer = this.writer;
+    const batch = this.runs!;
+    const { words } = batch;
+    const slots = batch.slot;
+    const results = batch.results >>> 2;
+    const block = record.block;
+    const fast = this.useXbzrle && !this.finalStage;
+    const mem = batch.engine.bytes(); // (the writer may grow the memory: a view of all of it, now)
+    let pos = start;
+    let run = pos; // the records not yet given to the writer start here
+    let room = writer.room;
+    const hits = fast ? cache.accountHits(slots, words, results, k0, end) : 0;
+    let unchanged = 0;
+    let deltas = 0;
+    let deltaBytes = 0;
+    for (let k = k0; k < end; k++) {
+      const r = words[results + k]!;
+      const slot = slots[k]!;
+      let act: number;
+      if (fast && slot >= 0 && r >= 0) {
+        if (r === 0) {
+          unchanged++;
+          continue;
+        }
+        act = SEND_DELTA;
+      } else {
+        act = this.decide(r, slot, this.key + (first + k) * ps);
+        if (act === SEND_NOTHING) continue;
+      }
+      const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER;
+      if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER);
+      if (!writer.continues(block)) {
+        // The first page record of this block after another's: the writer writes it, with the name.
+        const offset = record.offset + (first + k) * ps;
+        if (act === SEND_ZERO) {
+          writer.zero(block, offset, 0);
+          stats.countZero();
+        } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
+        else {
+          writer.page(block, offset, mem, pos + RECORD_HEADER);
+          stats.countPage();
+        }
+        pos += len;
+        run = pos;
+        room = writer.room;
+        continue;
+      }
+      if (act === SEND_DELTA) {
+        if (fast && slot >= 0) {
+          deltas++;
+          deltaBytes += len;
+        } else stats.countDelta(len);
+      } else if (act === SEND_ZERO) stats.countZero();
+      else stats.countPage();
+      pos += len;
+      // Cut where the writer would emit a chunk record by record: the same chunks.
+      if (pos - run >= room) {
+        writer.records(mem, run, pos - run);
+        run = pos;
+        room = writer.room;
+      }
+    }
+    if (fast) stats.countHits(hits, unchanged, deltas, deltaBytes);
+    if (pos > run) writer.records(mem, run, pos - run);
+    if (pos - start !== bytes) throw new Error(`EncoderCore: a run's records (${bytes} bytes) disagree with its pages' results (${pos - start})`);
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`, sent now. */
@@ -693,6 +717,8 @@ const SEND_SLOT = 3;
 const SEND_INTO_SLOT = 4;
 const SEND_DELTA = 5;
 
+/** Pages of a group encoded on the calling thread alone (staged at a time, one run). */
+const ALONE_PAGES = 64;
 /** Most runs (jobs) a batch on the pool is cut into. */
 const MAX_RUNS = 64;
 /** A page record's header (offset and flags). */
@@ -703,12 +729,12 @@ const RUN_RECORD_EXTRA = 11;
 const ZERO_RECORD_BYTES = 9;
 
 /**
- * What a batch on the pool needs, in the kernel's memory: the job table
- * (a job per run of pages), each page's cached copy's address and step
- * result, a delta page per lane, room for every page's record; and each
- * page's peeked slot.
+ * What a group of pages encoded in runs needs, in the kernel's memory: each
+ * page's cached copy's address and step result, a delta page per lane (one
+ * alone), room for every page's record; and each page's peeked slot. With
+ * threads, the pool and its job table (a job per run).
  */
-class ParallelBatch {
+class RunBatch {
   readonly slot: Int32Array;
   /** Addresses (-1: no room) of the Int32 per page areas and of the delta pages and records. */
   readonly prevs: number;
@@ -717,30 +743,30 @@ class ParallelBatch {
   readonly records: number;
   /** The kernel's memory as Int32s, covering the areas above. */
   readonly words: Int32Array;
+  readonly steps: JobTable | null;
 
   private constructor(
-    readonly pool: KernelPool,
-    readonly steps: JobTable,
+    readonly engine: WasmEngine,
+    readonly pool: KernelPool | null,
     pages: number,
     pageSize: number,
   ) {
-    const engine = pool.engine;
+    this.steps = pool === null ? null : pool.createTable(MAX_RUNS);
     this.prevs = engine.take(this, 4 * pages, 64);
     this.results = engine.take(this, 4 * pages, 64);
-    this.scratch = engine.take(this, steps.lanes * pageSize, 64);
+    this.scratch = engine.take(this, (this.steps?.lanes ?? 1) * pageSize, 64);
     this.records = engine.take(this, pages * (pageSize + RUN_RECORD_EXTRA), 64);
     this.words = new Int32Array(engine.bytes().buffer);
     this.slot = new Int32Array(pages);
   }
 
-  /** Null when the kernel's memory has no room for the batch's areas. */
-  static make(pool: KernelPool, pageSize: number): ParallelBatch | null {
-    const pages = BATCH_BYTES / pageSize;
-    const batch = new ParallelBatch(pool, pool.createTable(MAX_RUNS), pages, pageSize);
+  /** Null when the kernel's memory has no room for the areas. */
+  static make(engine: WasmEngine, pool: KernelPool | null, pageSize: number, pages: number): RunBatch | null {
+    const batch = new RunBatch(engine, pool, pages, pageSize);
     if (batch.prevs >= 0 && batch.results >= 0 && batch.scratch >= 0 && batch.records >= 0) {
       // Touched now, once: the first batch's steps would otherwise pay a page fault per page of
       // its records (~12 µs each on a VM), and the tuner take the pool for slow.
-      pool.engine.bytes().fill(0, batch.records, batch.records + pages * (pageSize + RUN_RECORD_EXTRA));
+      engine.bytes().fill(0, batch.records, batch.records + pages * (pageSize + RUN_RECORD_EXTRA));
       return batch;
     }
     batch.dispose();
@@ -748,7 +774,7 @@ class ParallelBatch {
   }
 
   dispose(): void {
-    this.pool.engine.giveAll(this);
-    this.steps.dispose();
+    this.engine.giveAll(this);
+    this.steps?.dispose();
   }
 }

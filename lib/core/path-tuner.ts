@@ -33,15 +33,28 @@ const KEPT = 3;
 const SAMPLE_PAGES = 256;
 
 /** See {@link forcePoolPath}. */
-let forced: 'pool' | 'alternate' | null = null;
+let forced: 'pool' | 'alternate' | 'alone' | null = null;
+/** Groups an encoder of one thread took in runs or page by page, while forced to alternate. */
+let alternations = 0;
 
 /**
  * @internal For tests: every group to the pool (`'pool'`), the pool and the
- * thread alone in turns (`'alternate'`), or the tuner's choice (`null`, the
- * default). Process-wide.
+ * thread alone in turns (`'alternate'`), every group page by page on the
+ * calling thread (`'alone'`: the reference path, no pool and no runs), or the
+ * tuner's choice (`null`, the default). Process-wide.
  */
-export function forcePoolPath(mode: 'pool' | 'alternate' | null): void {
+export function forcePoolPath(mode: 'pool' | 'alternate' | 'alone' | null): void {
   forced = mode;
+}
+
+/**
+ * True when an encoder of one thread encodes its next group in runs (the
+ * kernel's `step_run`) rather than page by page: always, unless a test
+ * forced the page-by-page path (or the two in turns) with {@link forcePoolPath}.
+ */
+export function aloneInRuns(): boolean {
+  if (forced === 'alone') return false;
+  return forced !== 'alternate' || ++alternations % 2 === 1;
 }
 
 export class PathTuner {
@@ -54,7 +67,7 @@ export class PathTuner {
   /** True when the next group should go to the pool. */
   usePool(): boolean {
     const g = ++this.groups;
-    if (forced !== null) return forced === 'pool' || g % 2 === 1;
+    if (forced !== null) return forced === 'pool' || (forced === 'alternate' && g % 2 === 1);
     const pool = this.pool.figure();
     if (pool === 0) return true;
     const alone = this.alone.figure();

@@ -283,6 +283,17 @@ export class WasmEngine {
     return this.kernel.step(prev, cur, out, n, update ? 1 : 0);
   }
 
+  /**
+   * The kernel's `step_run` (see kernel.wat): `n` consecutive pages from
+   * `cur` stepped against the cached copies whose addresses are the Int32s at
+   * `prevs`, results to the Int32s at `res`, records (CONTINUE, no name)
+   * from `rec`, deltas made at `scratch`, page offsets from `offset`.
+   * Returns the bytes of records written.
+   */
+  stepRun(prevs: number, cur: number, n: number, ps: number, update: boolean, rec: number, res: number, scratch: number, offset: number): number {
+    return this.kernel.step_run(prevs, cur, n, ps, update ? 1 : 0, rec, res, scratch, offset % 0x100000000, Math.floor(offset / 0x100000000));
+  }
+
   /** A view of `size` bytes at `ptr` that carries its address (handed to callers). */
   region(ptr: number, size: number): Uint8Array {
     return new KernelBytes(this.currentBuffer as ArrayBuffer, ptr, size);
