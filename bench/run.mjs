@@ -172,6 +172,7 @@ async function main(argv) {
     const list = argv[at + 1] !== undefined && /^[\d,]+$/.test(argv[at + 1] ?? '') ? argv[at + 1] ?? '1,2,4,8' : '1,2,4,8';
     runScripts([
       ['./threads.mjs', ['--threads', list]],
+      ['./rounds.mjs', ['--threads', list]],
       ['./jobs.mjs', ['--threads', list]],
     ]);
     return;
