@@ -73,6 +73,8 @@ const SHARED = [
   'test/delta-stream.test.ts',
   'test/encode-constructor-error-frees-slabs.test.ts',
   'test/encode-output-refused-frees-round-check.test.ts',
+  'test/encoder-runs-resize-mid-record.test.ts',
+  'test/encoder-runs-several-blocks.test.ts',
   'test/file-page-store-borrowed.test.ts',
   'test/hardening.test.ts',
   'test/iterators.test.ts',

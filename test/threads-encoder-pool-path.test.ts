@@ -38,11 +38,12 @@ let pooledPages = 0;
 function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
   const size = images[0]!.length;
   const core = new EncoderCore({ pageSize: o.ps, cacheSize: o.cacheSize, threads: o.threads, xbzrle: o.xbzrle, blocks: [{ id: 'ram', length: size }], chunkSize: o.chunkSize, previousRounds: o.reread });
-  const batch = core as unknown as { encodeBatch: (r: unknown, first: number, count: number) => void };
+  const batch = core as unknown as { encodeBatch: (r: unknown, first: number, count: number) => number };
   const own = batch.encodeBatch.bind(core);
   batch.encodeBatch = (r, first, count) => {
-    pooledPages += count;
-    own(r, first, count);
+    const done = own(r, first, count);
+    pooledPages += done;
+    return done;
   };
   try {
     return encodeImages(core, images, { pageSize: o.ps, run: o.run, final: o.final, reread: o.reread });

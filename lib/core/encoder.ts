@@ -107,6 +107,8 @@ export class EncoderCore {
   private pageCount = 0;
   /** Pages from {@link EncoderCore.pageIndex} up to this one are staged in the kernel. */
   private stagedEnd = 0;
+  /** The staged group is encoded in runs ({@link EncoderCore.encodeBatch}), not page by page. */
+  private groupInRuns = false;
   private stageAt = 0;
   /**
    * True once {@link EncoderCore.feedRound} was used: the cache keeps its
@@ -325,21 +327,23 @@ export class EncoderCore {
         // start with the first group all the same, so they are up when the next round comes.
         const runs = this.runs ?? this.startRuns();
         const batch = this.bytesElsewhere && this.previous === null ? null : runs;
-        if (batch !== null && kernel.src === batch.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && (batch.pool === null ? aloneInRuns() : this.tuner!.usePool())) {
-          // In runs (on the pool, with threads): the whole group at once, if it spans distinct cache slots.
-          const m = Math.min(n, this.cache.slots);
-          const b0 = performance.now();
-          this.encodeBatch(record, i, m);
-          const ms = performance.now() - b0;
-          // (A batch run while a worker was still starting says nothing of the pool's speed.)
-          if (batch.pool !== null && batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
-          pooled += m;
-          pooledMs += ms;
-          i += m;
-          if (i < this.stagedEnd) this.stagedEnd = i; // the rest staged again
-          if (ready.length > 0) break;
-          continue;
-        }
+        this.groupInRuns =
+          batch !== null && kernel.src === batch.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && (batch.pool === null ? aloneInRuns() : this.tuner!.usePool());
+      }
+      if (this.groupInRuns) {
+        // In runs (on the pool, with threads): the rest of the group at once, as far as it spans
+        // distinct cache slots; alone, up to the page after which a chunk is emitted.
+        const batch = this.runs!;
+        const b0 = performance.now();
+        const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots));
+        const ms = performance.now() - b0;
+        // (A batch run while a worker was still starting says nothing of the pool's speed.)
+        if (batch.pool !== null && batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
+        pooled += m;
+        pooledMs += ms;
+        i += m;
+        if (ready.length > 0) break;
+        continue;
       }
       this.encodePage(record.block, record.offset + i * ps, this.key + i * ps, kernel.src, this.stageAt + i * ps, i * ps);
       i++;
@@ -400,9 +404,12 @@ export class EncoderCore {
    * run's pages taken ({@link EncoderCore.takeRun}). A page's step and
    * decision touch its own slot alone (the slots are distinct), and the
    * records are the bytes the writer would write page by page, cut into the
-   * same chunks.
+   * same chunks. Alone, the run stops at the page after which the writer
+   * emits a chunk, as page by page (a cache resized, or stats read, between
+   * two chunks sees the same state); with threads the whole batch is done.
+   * Returns the pages done.
    */
-  private encodeBatch(record: PageRecord, first: number, count: number): void {
+  private encodeBatch(record: PageRecord, first: number, count: number): number {
     const ps = this.pageSize;
     const cache = this.cache;
     const batch = this.runs!;
@@ -434,9 +441,9 @@ export class EncoderCore {
     const runs = Math.ceil(count / per);
     const stride = per * (ps + RUN_RECORD_EXTRA);
     if (pool === null) {
-      const bytes = engine.stepRun(batch.prevs, this.stageAt + first * ps, count, ps, update, batch.records, batch.results, batch.scratch, record.offset + first * ps);
-      this.takeRun(record, first, 0, count, batch.records, bytes);
-      return;
+      const budget = Math.max(0, this.writer.room - this.writer.headExtra(record.block));
+      const bytes = engine.stepRun(batch.prevs, this.stageAt + first * ps, count, ps, update, batch.records, batch.results, batch.scratch, record.offset + first * ps, budget);
+      return this.takeRun(record, first, 0, count, batch.records, bytes, budget);
     }
     steps!.reset();
     for (let j = 0; j < runs; j++) {
@@ -461,7 +468,7 @@ export class EncoderCore {
           if (bytes === JOB_PENDING) throw new Error('EncoderCore: a batch on the pool ended without the result of a run'); // (a guard: every job of a joined batch has run)
         }
         if (bytes === JOB_TRAPPED) break; // finish() throws
-        this.takeRun(record, first, j * per, Math.min(count, (j + 1) * per), batch.records + j * stride, bytes);
+        this.takeRun(record, first, j * per, Math.min(count, (j + 1) * per), batch.records + j * stride, bytes, -1);
       }
     } catch (err) {
       // Every lane done before the batch's memory is used again; the error reported is this one.
@@ -473,6 +480,7 @@ export class EncoderCore {
       throw err;
     }
     pool.finish(steps!); // every lane done before the batch's memory is used again (throws a trapped job)
+    return count;
   }
 
   /**
@@ -484,8 +492,11 @@ export class EncoderCore {
    * claimed from its record (so what is cached is what is sent); the records
    * appended to the writer in one copy per output chunk, the first record of
    * a block after another's written by the writer itself, with its name.
+   * With `budget` ≥ 0 (the kernel's, see `step_run`), the run ended at the
+   * first record that brought its bytes to `budget`. Returns the index after
+   * the last page taken.
    */
-  private takeRun(record: PageRecord, first: number, k0: number, end: number, start: number, bytes: number): void {
+  private takeRun(record: PageRecord, first: number, k0: number, end: number, start: number, bytes: number, budget: number): number {
     const ps = this.pageSize;
     const cache = this.cache;
     const stats = this.stats;
@@ -500,7 +511,6 @@ export class EncoderCore {
     let pos = start;
     let run = pos; // the records not yet given to the writer start here
     let room = writer.room;
-    const hits = fast ? cache.accountHits(slots, words, results, k0, end) : 0;
     let unchanged = 0;
     let deltas = 0;
     let deltaBytes = 0;
@@ -534,6 +544,10 @@ export class EncoderCore {
         pos += len;
         run = pos;
         room = writer.room;
+        if (budget >= 0 && pos - start >= budget) {
+          end = k + 1; // where the kernel stopped
+          break;
+        }
         continue;
       }
       if (act === SEND_DELTA) {
@@ -550,10 +564,16 @@ export class EncoderCore {
         run = pos;
         room = writer.room;
       }
+      if (budget >= 0 && pos - start >= budget) {
+        end = k + 1; // where the kernel stopped
+        break;
+      }
     }
-    if (fast) stats.countHits(hits, unchanged, deltas, deltaBytes);
+    // (After the loop: the run may have ended early. Slots are distinct, so the order does not matter.)
+    if (fast) stats.countHits(cache.accountHits(slots, words, results, k0, end), unchanged, deltas, deltaBytes);
     if (pos > run) writer.records(mem, run, pos - run);
     if (pos - start !== bytes) throw new Error(`EncoderCore: a run's records (${bytes} bytes) disagree with its pages' results (${pos - start})`);
+    return end;
   }
 
   /** QEMU's per-page decision (ram-stream.md §8), for the page at `data[at]`, sent now. */

@@ -193,6 +193,15 @@ export class RecordWriter {
   }
 
   /**
+   * Bytes the next page record of `block` carries besides those of its
+   * CONTINUE form: 0 when it continues the last one's block, else the name's
+   * length byte and bytes.
+   */
+  headExtra(block: string): number {
+    return block === this.lastBlock ? 0 : 1 + this.nameBytes(block).length;
+  }
+
+  /**
    * Bytes to go before a chunk is due: {@link RecordWriter.records} given
    * fewer leaves the chunk pending; given this many or more, it emits it.
    */

@@ -19,7 +19,7 @@ export interface KernelExports {
   copy(dst: number, src: number, len: number): void;
   decode(src: number, slen: number, dst: number, dlen: number): number;
   step(prev: number, cur: number, out: number, n: number, update: number): number;
-  step_run(prevs: number, cur: number, n: number, ps: number, update: number, rec: number, res: number, scratch: number, offLo: number, offHi: number): number;
+  step_run(prevs: number, cur: number, n: number, ps: number, update: number, rec: number, res: number, scratch: number, offLo: number, offHi: number, budget: number): number;
 }
 
 type PlainKernelFactory = (pages: number) => { memory: WasmMemory; kernel: KernelExports };
@@ -287,11 +287,12 @@ export class WasmEngine {
    * The kernel's `step_run` (see kernel.wat): `n` consecutive pages from
    * `cur` stepped against the cached copies whose addresses are the Int32s at
    * `prevs`, results to the Int32s at `res`, records (CONTINUE, no name)
-   * from `rec`, deltas made at `scratch`, page offsets from `offset`.
-   * Returns the bytes of records written.
+   * from `rec`, deltas made at `scratch`, page offsets from `offset`; with
+   * `budget` ≥ 0, stops after the first page whose record brings the bytes
+   * written to `budget` or more. Returns the bytes of records written.
    */
-  stepRun(prevs: number, cur: number, n: number, ps: number, update: boolean, rec: number, res: number, scratch: number, offset: number): number {
-    return this.kernel.step_run(prevs, cur, n, ps, update ? 1 : 0, rec, res, scratch, offset % 0x100000000, Math.floor(offset / 0x100000000));
+  stepRun(prevs: number, cur: number, n: number, ps: number, update: boolean, rec: number, res: number, scratch: number, offset: number, budget = -1): number {
+    return this.kernel.step_run(prevs, cur, n, ps, update ? 1 : 0, rec, res, scratch, offset % 0x100000000, Math.floor(offset / 0x100000000), budget);
   }
 
   /** A view of `size` bytes at `ptr` that carries its address (handed to callers). */

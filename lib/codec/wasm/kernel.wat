@@ -395,9 +395,12 @@
   ;; block itself), the page offsets from `off` (lo, hi) on: ZERO (fill 0)
   ;; for an all-zero page; PAGE for a miss (the page), an overflow (the cached
   ;; copy, which the step made the page, with `update`; else the page);
-  ;; nothing for an unchanged page; else XBZRLE. Returns the bytes written.
+  ;; nothing for an unchanged page; else XBZRLE. With `budget` >= 0, stops
+  ;; after the first page whose record brings the bytes written to `budget`
+  ;; or more (where a writer record by record would emit an output chunk: the
+  ;; pages after it are left for the next call). Returns the bytes written.
   (func (export "step_run") (param $prevs i32) (param $cur i32) (param $n i32) (param $ps i32) (param $update i32)
-    (param $rec i32) (param $res i32) (param $scratch i32) (param $off_lo i32) (param $off_hi i32) (result i32)
+    (param $rec i32) (param $res i32) (param $scratch i32) (param $off_lo i32) (param $off_hi i32) (param $budget i32) (result i32)
     (local $i i32) (local $r i32) (local $pos i32) (local $prev i32) (local $off i64)
     (local.set $pos (local.get $rec))
     (local.set $off (i64.or (i64.shl (i64.extend_i32_u (local.get $off_hi)) (i64.const 32)) (i64.extend_i32_u (local.get $off_lo))))
@@ -436,6 +439,10 @@
         (local.set $cur (i32.add (local.get $cur) (local.get $ps)))
         (local.set $off (i64.add (local.get $off) (i64.extend_i32_u (local.get $ps))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        ;; A record was written (an unchanged page writes none) and the budget is reached: stop here.
+        (br_if $done (i32.and (i32.ne (local.get $r) (i32.const 0))
+          (i32.and (i32.ge_s (local.get $budget) (i32.const 0))
+            (i32.ge_s (i32.sub (local.get $pos) (local.get $rec)) (local.get $budget)))))
         (br $page)))
     (i32.sub (local.get $pos) (local.get $rec)))
 )

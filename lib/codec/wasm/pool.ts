@@ -472,7 +472,7 @@ export class KernelPool {
     ctl[C_TABLE] = table.heads;
     ctl[C_LANES] = table.lanes;
     ctl[C_JOBS] = table.jobs;
-    ctl[C_MEMPAGES] = this.engine.bytes().length >>> 16;
+    ctl[C_MEMPAGES] = Math.floor(this.engine.bytes().length / 65536); // (not >>> 16: 4 GiB of memory would be 0)
     ctl[C_FAIL] = NO_FAILURE;
     ctl[C_TRAPPED] = 0;
     ctl[C_DONE] = 0;
@@ -608,7 +608,7 @@ function runJob(k: PoolKernel, w: Int32Array, mem: Uint8Array, at: number): numb
       fillBytes(mem, w[at + 2]!, w[at + 3]!, w[at + 4]!);
       return 0;
     case OP_STEP_RUN:
-      return k.step_run(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!, w[at + 8]!, w[at + 9]!, w[at + 10]!, w[at + 11]!, w[at + 12]!);
+      return k.step_run(w[at + 2]!, w[at + 3]!, w[at + 4]!, w[at + 5]!, w[at + 6]!, w[at + 8]!, w[at + 9]!, w[at + 10]!, w[at + 11]!, w[at + 12]!, -1);
     default:
       throw new RangeError(`unknown job kind ${String(w[at])}`);
   }
@@ -688,7 +688,7 @@ function runLane(j, jobs) {
         case ${OP_DECODE}: r = k.decode(w[at + 2], w[at + 3], w[at + 4], w[at + 5]); if (r < 0) fail(j); break;
         case ${OP_APPLY}: k.apply(w[at + 2], w[at + 3], w[at + 4]); break;
         case ${OP_ENCODE}: r = k.encode(w[at + 2], w[at + 3], w[at + 4], w[at + 5], w[at + 6]); break;
-        case ${OP_STEP_RUN}: r = k.step_run(w[at + 2], w[at + 3], w[at + 4], w[at + 5], w[at + 6], w[at + 8], w[at + 9], w[at + 10], w[at + 11], w[at + 12]); break;
+        case ${OP_STEP_RUN}: r = k.step_run(w[at + 2], w[at + 3], w[at + 4], w[at + 5], w[at + 6], w[at + 8], w[at + 9], w[at + 10], w[at + 11], w[at + 12], -1); break;
         case ${OP_FILL}: {
           const dst = w[at + 2] >>> 0, len = w[at + 4] >>> 0;
           if (dst + len > w.buffer.byteLength) throw new RangeError('fill outside the memory');
