@@ -125,7 +125,7 @@ describe.skipIf(!poolAvailable).each(['pool', 'alternate'] as const)('the thread
         forcePoolPath('alone');
         const one = encode(images, o);
         forcePoolPath(mode);
-        for (const threads of [1, 2, 3]) {
+        for (const threads of [1, 2]) {
           pooledPages = 0;
           const many = encode(images, { ...o, threads });
           expect(pooledPages).toBeGreaterThan(0);
