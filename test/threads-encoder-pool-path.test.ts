@@ -32,17 +32,19 @@ interface Opts {
   reread: boolean;
 }
 
-/** Pages encoded in runs (the path under test was taken). */
+/** Pages encoded in runs (the path under test was taken), and of those, on the pool. */
 let pooledPages = 0;
+let poolPages = 0;
 
 function encode(images: Uint8Array[], o: Opts): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
   const size = images[0]!.length;
   const core = new EncoderCore({ pageSize: o.ps, cacheSize: o.cacheSize, threads: o.threads, xbzrle: o.xbzrle, blocks: [{ id: 'ram', length: size }], chunkSize: o.chunkSize, previousRounds: o.reread });
-  const batch = core as unknown as { encodeBatch: (r: unknown, first: number, count: number) => number };
+  const batch = core as unknown as { encodeBatch: (r: unknown, first: number, count: number, onPool: boolean) => number };
   const own = batch.encodeBatch.bind(core);
-  batch.encodeBatch = (r, first, count) => {
-    const done = own(r, first, count);
+  batch.encodeBatch = (r, first, count, onPool) => {
+    const done = own(r, first, count, onPool);
     pooledPages += done;
+    if (onPool) poolPages += done;
     return done;
   };
   try {
@@ -127,8 +129,10 @@ describe.skipIf(!poolAvailable).each(['pool', 'alternate'] as const)('the thread
         forcePoolPath(mode);
         for (const threads of [1, 2]) {
           pooledPages = 0;
+          poolPages = 0;
           const many = encode(images, { ...o, threads });
           expect(pooledPages).toBeGreaterThan(0);
+          if (threads > 1) expect(poolPages).toBeGreaterThan(0);
           expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
           expect(many.chunks).toEqual(one.chunks);
           expect(many.stats).toEqual(one.stats);

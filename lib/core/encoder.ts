@@ -107,8 +107,8 @@ export class EncoderCore {
   private pageCount = 0;
   /** Pages from {@link EncoderCore.pageIndex} up to this one are staged in the kernel. */
   private stagedEnd = 0;
-  /** The staged group is encoded in runs ({@link EncoderCore.encodeBatch}), not page by page. */
-  private groupInRuns = false;
+  /** How the staged group is encoded: page by page, in runs on this thread, or in runs on the pool (`PATH_…`). */
+  private groupPath = PATH_PAGES;
   private stageAt = 0;
   /**
    * True once {@link EncoderCore.feedRound} was used: the cache keeps its
@@ -327,20 +327,26 @@ export class EncoderCore {
         // start with the first group all the same, so they are up when the next round comes.
         const runs = this.runs ?? this.startRuns();
         const batch = this.bytesElsewhere && this.previous === null ? null : runs;
-        this.groupInRuns =
-          batch !== null && kernel.src === batch.engine.bytes() && this.arenaUsable(batch) && this.previousAddress(batch) !== -1 && (batch.pool === null ? aloneInRuns() : this.tuner!.usePool());
+        // With threads, the tuner picks the pool or this thread alone; alone, runs (page by page
+        // only where a test forces it: the reference path).
+        if (batch === null || kernel.src !== batch.engine.bytes() || !this.arenaUsable(batch) || this.previousAddress(batch) === -1) this.groupPath = PATH_PAGES;
+        else if (batch.pool !== null && this.tuner!.usePool()) this.groupPath = PATH_POOL;
+        else this.groupPath = aloneInRuns() ? PATH_RUNS : PATH_PAGES;
       }
-      if (this.groupInRuns) {
-        // In runs (on the pool, with threads): the rest of the group at once, as far as it spans
-        // distinct cache slots; alone, up to the page after which a chunk is emitted.
-        const batch = this.runs!;
+      if (this.groupPath !== PATH_PAGES) {
+        // In runs: on the pool, the rest of the group at once, as far as it spans distinct cache
+        // slots; alone, up to the page after which a chunk is emitted.
+        const onPool = this.groupPath === PATH_POOL;
         const b0 = performance.now();
-        const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots));
-        const ms = performance.now() - b0;
-        // (A batch run while a worker was still starting says nothing of the pool's speed.)
-        if (batch.pool !== null && batch.pool.ready >= batch.pool.threads - 1) this.tuner!.record(true, m, ms);
-        pooled += m;
-        pooledMs += ms;
+        const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots), onPool);
+        if (onPool) {
+          const ms = performance.now() - b0;
+          const pool = this.runs!.pool!;
+          // (A batch run while a worker was still starting says nothing of the pool's speed.)
+          if (pool.ready >= pool.threads - 1) this.tuner!.record(true, m, ms);
+          pooled += m;
+          pooledMs += ms;
+        }
         i += m;
         if (ready.length > 0) break;
         continue;
@@ -397,8 +403,8 @@ export class EncoderCore {
    * `first` (distinct cache slots), in runs of consecutive pages: (1) every
    * page's cache slot peeked, the address of its cached copy noted for the
    * kernel; (2) each run stepped and its records written (CONTINUE, no name)
-   * in one kernel call (`step_run`), into the batch's record area — with
-   * threads, the runs are jobs started on the pool's workers; (3) run by run,
+   * in one kernel call (`step_run`), into the batch's record area — `onPool`,
+   * the runs are jobs started on the pool's workers; (3) run by run,
    * in page order (with threads, as each run's result comes, this thread
    * running the next unclaimed lane itself when it is not there yet), the
    * run's pages taken ({@link EncoderCore.takeRun}). A page's step and
@@ -406,14 +412,15 @@ export class EncoderCore {
    * records are the bytes the writer would write page by page, cut into the
    * same chunks. Alone, the run stops at the page after which the writer
    * emits a chunk, as page by page (a cache resized, or stats read, between
-   * two chunks sees the same state); with threads the whole batch is done.
+   * two chunks sees the same state); on the pool the whole batch is done.
    * Returns the pages done.
    */
-  private encodeBatch(record: PageRecord, first: number, count: number): number {
+  private encodeBatch(record: PageRecord, first: number, count: number, onPool: boolean): number {
     const ps = this.pageSize;
     const cache = this.cache;
     const batch = this.runs!;
-    const { steps, pool, words, engine } = batch;
+    const { steps, words, engine } = batch;
+    const pool = onPool ? batch.pool : null;
     const xbzrle = this.useXbzrle;
     const elsewhere = this.bytesElsewhere;
     const update = xbzrle && !this.finalStage && !elsewhere;
@@ -726,6 +733,10 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
  * enough that waking the workers (15-35 µs on a VM) is small next to the work.
  */
 const BATCH_BYTES = 4 << 20;
+// How a staged group is encoded (EncoderCore.groupPath).
+const PATH_PAGES = 0;
+const PATH_RUNS = 1;
+const PATH_POOL = 2;
 // What a page's decision sends (see EncoderCore.decide).
 const SEND_NOTHING = 0;
 const SEND_ZERO = 1;
