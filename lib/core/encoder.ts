@@ -367,7 +367,8 @@ export class EncoderCore {
   /**
    * Sets up the runs planned, and starts the worker pool with threads (once;
    * null when there is no kernel, or no room in its memory). With threads, a
-   * pool that cannot start leaves the page-by-page path of one thread.
+   * pool that cannot start (no worker threads here) leaves runs on this
+   * thread alone.
    */
   private startRuns(): RunBatch | null {
     const plan = this.runPlan;
@@ -378,8 +379,9 @@ export class EncoderCore {
       return this.runs;
     }
     const pool = getKernelPool(plan.engine, plan.threads);
-    if (pool !== null && this.kernel.engine === pool.engine) this.runs = RunBatch.make(pool.engine, pool, this.pageSize, BATCH_BYTES / this.pageSize);
-    if (this.runs !== null) this.tuner = new PathTuner();
+    const pooled = pool !== null && this.kernel.engine === pool.engine;
+    this.runs = RunBatch.make(plan.engine, pooled ? pool : null, this.pageSize, BATCH_BYTES / this.pageSize);
+    if (this.runs !== null && this.runs.pool !== null) this.tuner = new PathTuner();
     return this.runs;
   }
 
