@@ -795,7 +795,12 @@ class RunBatch {
 
   /** Null when the kernel's memory has no room for the areas. */
   static make(engine: WasmEngine, pool: KernelPool | null, pageSize: number, pages: number): RunBatch | null {
-    const batch = new RunBatch(engine, pool, pages, pageSize);
+    let batch: RunBatch;
+    try {
+      batch = new RunBatch(engine, pool, pages, pageSize);
+    } catch {
+      return null; // the job table found no room (it takes its memory first): page by page
+    }
     if (batch.prevs >= 0 && batch.results >= 0 && batch.scratch >= 0 && batch.records >= 0) {
       // Touched now, once: the first batch's steps would otherwise pay a page fault per page of
       // its records (~12 µs each on a VM), and the tuner take the pool for slow.
