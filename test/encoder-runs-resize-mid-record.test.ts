@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EncoderCore } from '../lib/core/encoder.js';
 import { forcePoolPath } from '../lib/core/path-tuner.js';
 import { PageCache } from '../lib/cache/page-cache.js';
+import { coreOutput, drainCore, type CoreOutput } from './helpers/rounds.js';
 
 const PS = 4096;
 const PAGES = 64;
@@ -25,27 +26,26 @@ function image(round: number): Uint8Array {
 }
 
 /** Two rounds; the cache shrunk to 2 pages after the 3rd chunk of round 2. */
-function run(mode: 'alone' | null, shared: boolean, chunkSize: number): { bytes: Buffer; chunks: number[]; stats: unknown; hits: number; misses: number } {
+function run(mode: 'alone' | null, shared: boolean, chunkSize: number): CoreOutput & { hits: number; misses: number } {
   forcePoolPath(mode);
   const cache = new PageCache({ size: PAGES * PS, pageSize: PS });
   const core = new EncoderCore({ pageSize: PS, chunkSize, threads: 1, ...(shared ? { cache } : { cacheSize: PAGES * PS }) });
   const c = shared ? cache : core.cache;
-  const out: Buffer[] = [];
+  const out: Uint8Array[] = [];
   try {
     for (let round = 0; round < 2; round++) {
       core.feed({ block: 'ram', offset: 0, data: image(round) });
       let n = 0;
       for (let ch = core.next(); ch !== undefined; ch = core.next()) {
-        out.push(Buffer.from(ch));
+        out.push(ch.slice());
         if (round === 1 && ++n === 3) c.resize(2 * PS);
       }
       core.sync(false);
-      for (let ch = core.next(); ch !== undefined; ch = core.next()) out.push(Buffer.from(ch));
+      drainCore(core, out);
     }
     core.end();
-    for (let ch = core.next(); ch !== undefined; ch = core.next()) out.push(Buffer.from(ch));
-    const s = core.currentStats().toJSON();
-    return { bytes: Buffer.concat(out), chunks: out.map((b) => b.length), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } }, hits: c.hits, misses: c.misses };
+    drainCore(core, out);
+    return { ...coreOutput(core, out), hits: c.hits, misses: c.misses };
   } finally {
     core.dispose(true);
     if (shared) cache.dispose();

@@ -12,8 +12,7 @@ import { EncoderCore } from '../lib/core/encoder.js';
 import { forcePoolPath } from '../lib/core/path-tuner.js';
 import { disposeKernelPools } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
-import { concat } from './helpers/bytes.js';
-import { memoryRounds } from './helpers/rounds.js';
+import { coreOutput, drainCore, memoryRounds, type CoreOutput } from './helpers/rounds.js';
 
 interface Plan {
   ps: number;
@@ -28,14 +27,12 @@ interface Plan {
   final: boolean;
 }
 
-function encode(plan: Plan, images: Map<string, Uint8Array[]>, threads: number, mode: 'alone' | 'pool' | null): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
+function encode(plan: Plan, images: Map<string, Uint8Array[]>, threads: number, mode: 'alone' | 'pool' | null): CoreOutput {
   forcePoolPath(mode);
   const { ps } = plan;
   const core = new EncoderCore({ pageSize: ps, cacheSize: plan.cacheSlots * ps, threads, chunkSize: plan.chunkSize, blocks: plan.blocks.map((b) => ({ id: b.id, length: b.pages * ps })) });
   const chunks: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
-  };
+  const drain = (): void => drainCore(core, chunks);
   try {
     drain();
     for (let r = 0; r < plan.rounds; r++) {
@@ -57,8 +54,7 @@ function encode(plan: Plan, images: Map<string, Uint8Array[]>, threads: number, 
     }
     core.end();
     drain();
-    const s = core.currentStats().toJSON();
-    return { bytes: concat(chunks), chunks: chunks.map((c) => c.length), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
+    return coreOutput(core, chunks);
   } finally {
     core.dispose(true);
     forcePoolPath(null);

@@ -444,16 +444,17 @@ export class EncoderCore {
       }
       words[prevs + k] = copy;
     }
-    // With threads, runs of `per` pages, at most MAX_RUNS of them: a job per run, not per page, so
-    // that the threads share a cache line of jobs or results once per run. Alone, one run.
-    const per = pool === null ? count : Math.ceil(count / MAX_RUNS);
-    const runs = Math.ceil(count / per);
-    const stride = per * (ps + RUN_RECORD_EXTRA);
     if (pool === null) {
+      // Alone, one run, stopped where the writer emits a chunk.
       const budget = Math.max(0, this.writer.room - this.writer.headExtra(record.block));
       const bytes = engine.stepRun(batch.prevs, this.stageAt + first * ps, count, ps, update, batch.records, batch.results, batch.scratch, record.offset + first * ps, budget);
       return this.takeRun(record, first, 0, count, batch.records, bytes, budget);
     }
+    // Runs of `per` pages, at most MAX_RUNS of them: a job per run, not per page, so that the
+    // threads share a cache line of jobs or results once per run.
+    const per = Math.ceil(count / MAX_RUNS);
+    const runs = Math.ceil(count / per);
+    const stride = per * (ps + RUN_RECORD_EXTRA);
     steps!.reset();
     for (let j = 0; j < runs; j++) {
       const k0 = j * per;
@@ -539,36 +540,28 @@ export class EncoderCore {
       }
       const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER;
       if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER);
-      if (!writer.continues(block)) {
+      const named = !writer.continues(block);
+      if (named) {
         // The first page record of this block after another's: the writer writes it, with the name.
         const offset = record.offset + (first + k) * ps;
-        if (act === SEND_ZERO) {
-          writer.zero(block, offset, 0);
-          stats.countZero();
-        } else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
-        else {
-          writer.page(block, offset, mem, pos + RECORD_HEADER);
-          stats.countPage();
-        }
-        pos += len;
-        run = pos;
-        room = writer.room;
-        if (budget >= 0 && pos - start >= budget) {
-          end = k + 1; // where the kernel stopped
-          break;
-        }
-        continue;
-      }
-      if (act === SEND_DELTA) {
-        if (fast && slot >= 0) {
+        if (act === SEND_ZERO) writer.zero(block, offset, 0);
+        else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
+        else writer.page(block, offset, mem, pos + RECORD_HEADER);
+      } else if (act === SEND_DELTA) {
+        // (Outside the final stage every delta is a hit of the fast branch: counted with the run.)
+        if (fast) {
           deltas++;
           deltaBytes += len;
         } else stats.countDelta(len);
-      } else if (act === SEND_ZERO) stats.countZero();
-      else stats.countPage();
+      }
+      if (act === SEND_ZERO) stats.countZero();
+      else if (act !== SEND_DELTA) stats.countPage();
       pos += len;
-      // Cut where the writer would emit a chunk record by record: the same chunks.
-      if (pos - run >= room) {
+      if (named) {
+        run = pos; // (written by the writer already)
+        room = writer.room;
+      } else if (pos - run >= room) {
+        // Cut where the writer would emit a chunk record by record: the same chunks.
         writer.records(mem, run, pos - run);
         run = pos;
         room = writer.room;

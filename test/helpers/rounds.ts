@@ -46,13 +46,11 @@ export interface FeedPlan {
  * its statistics (the rate zeroed: it depends on time). The caller disposes
  * of the core.
  */
-export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o: FeedPlan): { bytes: Uint8Array; chunks: number[]; stats: unknown } {
+export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o: FeedPlan): CoreOutput {
   const ps = o.pageSize;
   const size = images[0]!.length;
   const chunks: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
-  };
+  const drain = (): void => drainCore(core, chunks);
   images.forEach((img, r) => {
     for (let at = 0; at < size; at += o.run * ps) {
       const end = Math.min(size, at + o.run * ps);
@@ -66,6 +64,23 @@ export function encodeImages(core: EncoderCore, images: readonly Uint8Array[], o
   });
   core.end();
   drain();
+  return coreOutput(core, chunks);
+}
+
+/** An encoder core's output: its bytes, the lengths of its chunks, its statistics (the rate zeroed: it depends on time). */
+export interface CoreOutput {
+  bytes: Uint8Array;
+  chunks: number[];
+  stats: unknown;
+}
+
+/** Copies every chunk `core.next()` has ready into `chunks`. */
+export function drainCore(core: EncoderCore, chunks: Uint8Array[]): void {
+  for (let c = core.next(); c !== undefined; c = core.next()) chunks.push(c.slice());
+}
+
+/** The {@link CoreOutput} of `core`, whose chunks were collected in `chunks`. */
+export function coreOutput(core: EncoderCore, chunks: readonly Uint8Array[]): CoreOutput {
   const s = core.currentStats().toJSON();
   return { bytes: concat(chunks), chunks: chunks.map((c) => c.length), stats: { ...s, ram: { ...s.ram, 'pages-per-second': 0 } } };
 }

@@ -57,11 +57,11 @@ export const JOB_D = 5;
 export const JOB_E = 6;
 export const JOB_RESULT = 7;
 /** Word offsets of the fields after the result ({@link OP_STEP_RUN}'s). */
-export const JOB_F = 8;
-export const JOB_G = 9;
-export const JOB_H = 10;
-export const JOB_I = 11;
-export const JOB_J = 12;
+const JOB_F = 8;
+const JOB_G = 9;
+const JOB_H = 10;
+const JOB_I = 11;
+const JOB_J = 12;
 
 /** Most lanes a table may have (the lane counter's bits in the claim word). */
 export const MAX_LANES = 1024;
