@@ -26,9 +26,9 @@ import { formatSize } from '../format/sizes.js';
 import { applyLiteral, wrongBaseSize, type NewStep } from './apply.js';
 import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
-import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
+import { checkZstdFrame, CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
-import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { ByteQueue, decompressFrame, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 
 /** Random reads of a file-like thing: up to `length` bytes at `position` into `into` from its start; resolves to the count read (0 at its end). */
 export interface RandomRead {
@@ -180,14 +180,8 @@ class Stage {
     if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(num, at, 'payload checksum mismatch');
     if (fh.codec !== CODEC_ZSTD) return stored;
     if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
-    let raw: Uint8Array;
-    try {
-      raw = this.compressor.decompress(stored, fh.rawLength);
-    } catch (err) {
-      throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${num} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
-    }
-    if (raw.length !== fh.rawLength) throw corruptFrame(num, at, 'decompressed length mismatch');
-    return raw;
+    checkZstdFrame(stored, fh.rawLength, num, at);
+    return decompressFrame(this.compressor, stored, fh, num, at);
   }
 
   /** Extends the index by one frame read ahead of the pass; false at the trailer. */

@@ -181,6 +181,37 @@ export function decodeFrameHeader(b: Uint8Array, index: number, at: number, head
   return { codec, storedLength, rawLength, payloadHash: u64big(b, 16) };
 }
 
+/** The first 4 bytes of a zstd frame (0xFD2FB528, little-endian). */
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/**
+ * Checks the header of the zstd frame a compressed payload starts with before
+ * zstd sees it: the zstd magic, and a content size (when the frame declares
+ * one, as every frame this library writes does) equal to the frame header's
+ * raw length. Without this, a hostile payload (its checksums recomputed:
+ * they are not keyed) could declare gigabytes, and the decompressor would
+ * reserve that much memory, one such request per frame thread, before its
+ * length check failed.
+ */
+export function checkZstdFrame(stored: Uint8Array, rawLength: number, index: number, at: number): void {
+  // zstd's fields are little-endian.
+  const le = (p: number, n: number): number => {
+    let v = 0;
+    for (let i = n - 1; i >= 0; i--) v = v * 256 + stored[p + i]!;
+    return v;
+  };
+  if (stored.length < 6 || le(0, 4) !== ZSTD_MAGIC) throw corruptFrame(index, at, 'payload is not a zstd frame');
+  const descriptor = stored[4]!;
+  const single = (descriptor >> 5) & 1;
+  const sizeFlag = descriptor >> 6;
+  const sizeBytes = sizeFlag === 0 ? single : 1 << sizeFlag; // 0/1, 2, 4, 8
+  const pos = 5 + (single === 1 ? 0 : 1) + [0, 1, 2, 4][descriptor & 3]!;
+  if (sizeBytes === 0) return; // no content size: zstd writes at most rawLength bytes
+  if (stored.length < pos + sizeBytes) throw corruptFrame(index, at, 'zstd frame header cut short');
+  const declared = le(pos, sizeBytes) + (sizeBytes === 2 ? 256 : 0);
+  if (declared !== rawLength) throw corruptFrame(index, at, `zstd frame declares ${declared} bytes, the frame header ${rawLength}`);
+}
+
 export function corruptFrame(index: number, at: number, why: string): XbzrleError {
   return new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${index} at byte ${at} (${why})`, { offset: at });
 }

@@ -10,6 +10,7 @@ import { ENCODING_FLAG_XBZRLE, RAM_SAVE_FLAG } from '../format/flags.js';
 import type { FrameCompressor, FrameWorkers } from './codec.js';
 import {
   CODEC_ZSTD,
+  checkZstdFrame,
   corruptFrame,
   decodeFrameHeader,
   decodeHeader,
@@ -191,15 +192,7 @@ export class DeltaReader {
     }
     const { fh, stored } = r;
     let raw = stored;
-    if (fh.codec === CODEC_ZSTD) {
-      let out: Uint8Array;
-      try {
-        out = this.compressor!.decompress(stored, fh.rawLength);
-      } catch (err) {
-        throw zstdError(this.frames, at, err);
-      }
-      raw = checkRaw(out, fh, this.frames, at);
-    }
+    if (fh.codec === CODEC_ZSTD) raw = decompressFrame(this.compressor!, stored, fh, this.frames, at);
     this.frames++;
     this.rawBytes += raw.length;
     return raw;
@@ -288,7 +281,10 @@ export class DeltaReader {
     const stored = await this.q.read(fh.storedLength);
     if (stored.length < fh.storedLength) throw truncated(at + FRAME_HEADER_SIZE + stored.length, `frame ${index}`);
     if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(index, at, 'payload checksum mismatch');
-    if (fh.codec === CODEC_ZSTD && this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
+    if (fh.codec === CODEC_ZSTD) {
+      if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
+      checkZstdFrame(stored, fh.rawLength, index, at);
+    }
     this.readFrames++;
     this.readRaw += fh.rawLength;
     return { fh, stored };
@@ -303,6 +299,17 @@ function settled(a: Ahead): Ahead {
 
 function zstdError(index: number, at: number, err: unknown): XbzrleError {
   return new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${index} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
+}
+
+/** Frame `index`'s records (at `at`), decompressed on this thread from its checked payload (`checkZstdFrame` passed). */
+export function decompressFrame(compressor: FrameCompressor, stored: Uint8Array, fh: FrameHeader, index: number, at: number): Uint8Array {
+  let out: Uint8Array;
+  try {
+    out = compressor.decompress(stored, fh.rawLength);
+  } catch (err) {
+    throw zstdError(index, at, err);
+  }
+  return checkRaw(out, fh, index, at);
 }
 
 function checkRaw(raw: Uint8Array, fh: FrameHeader, index: number, at: number): Uint8Array {
