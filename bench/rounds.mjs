@@ -10,9 +10,11 @@
 // configuration. Less noisy on a shared machine than a fresh encoder per
 // repetition (bench/threads.mjs), and it shows what a long migration sees.
 //
-//   npm run build && node bench/rounds.mjs [--size MiB] [--rounds N] [--threads 1,2] [--before DIR] [SCENARIO...]
+//   npm run build && node bench/rounds.mjs [--size MiB] [--rounds N] [--threads 1,2] [--before DIR] [--reuse] [SCENARIO...]
 //
 // --before DIR adds DIR/dist/index.js (another built copy of the package) with the same thread counts.
+// --reuse adds every configuration again with encodeRounds' reuseChunks (the bench consumes each
+// chunk before it asks for the next, so the output's memory can be reused).
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -30,6 +32,7 @@ let rounds = 16;
 let counts = [1, 2];
 /** @type {string | null} */
 let before = null;
+let reuse = false;
 /** @type {string[]} */
 const names = [];
 for (let i = 0; i < args.length; i++) {
@@ -38,6 +41,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--rounds') rounds = Math.max(3, Number(args[++i]));
   else if (a === '--threads') counts = String(args[++i]).split(',').map(Number);
   else if (a === '--before') before = String(args[++i]);
+  else if (a === '--reuse') reuse = true;
   else if (a !== undefined) names.push(a);
 }
 const PS = 4096;
@@ -53,7 +57,7 @@ if (before !== null) builds.push({ label: 'before', lib: /** @type {Lib} */ (awa
  * consumed), with its time in ms.
  * @param {Lib} lib @param {number} threads
  */
-function driver(lib, threads) {
+function driver(lib, threads, reuseChunks = false) {
   /** @type {(item: Round | null) => void} */
   let give = () => {};
   /** @type {() => void} */
@@ -71,7 +75,7 @@ function driver(lib, threads) {
       yield item;
     }
   })();
-  const gen = lib.encodeRounds(source, { cacheSize: size, threads, chunkSize: MiB });
+  const gen = lib.encodeRounds(source, { cacheSize: size, threads, chunkSize: MiB, reuseChunks });
   let bytes = 0;
   const done = (async () => {
     for await (const c of gen) bytes += c.length;
@@ -114,7 +118,7 @@ for (const scenario of selectScenarios(names.length > 0 ? names : ['SPARSE', 'DE
       return pages;
     };
     const images = [records(inKernel(g.old)), records(inKernel(g.new))];
-    return counts.map((n) => ({ label: `${label} ×${n}`, images, drive: driver(lib, n), times: /** @type {number[]} */ ([]) }));
+    return (reuse ? [false, true] : [false]).flatMap((ru) => counts.map((n) => ({ label: `${label} ×${n}${ru ? ' reuse' : ''}`, images, drive: driver(lib, n, ru), times: /** @type {number[]} */ ([]) })));
   });
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? configs : [...configs].reverse();

@@ -50,7 +50,8 @@ export {
   type MigrationStop,
   type RamSectionCounts,
 } from './qemu/migration-file.js';
-export { encodeRounds, decodeRecords, type RoundItem, type WithStats, type StatsHolder } from './stream/iterators.js';
+export { encodeRounds, decodeRecords, type EncodeRoundsOptions, type RoundItem, type WithStats, type StatsHolder } from './stream/iterators.js';
+export type { EncodeRoundsOption } from './core/generators.js';
 export {
   diffImages,
   patchImage,

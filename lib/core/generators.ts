@@ -3,6 +3,7 @@ import { isPromise } from '../store/ram-loader.js';
 import type { XbzrleStats } from '../stats.js';
 import { DecoderCore, type CorePage, type DecoderOptions } from './decoder.js';
 import { EncoderCore, type EncoderOptions, type PageRecord } from './encoder.js';
+import { reusedSlabs, type ReusedSlabs } from './reused-slabs.js';
 
 /**
  * What {@link encodeRounds} takes: a page record; a whole round (an array of
@@ -27,10 +28,67 @@ export interface StatsHolder {
 /** Byte sources of {@link decodeRecords}; record sources of {@link encodeRounds}. */
 type Source<S> = AsyncIterable<S> | Iterable<S>;
 
-/** @internal The encoder generator over a core whose output chunks come from `alloc`. */
-export function encodeRoundsWith(source: Source<RoundItem>, options: EncoderOptions | undefined, alloc?: (size: number) => Uint8Array): WithStats<Uint8Array> {
-  const core = new EncoderCore(options, alloc);
-  return withStats(encodeGen(core, source), () => core.currentStats());
+/** What {@link encodeRounds} takes beyond the encoder's options. */
+export interface EncodeRoundsOption {
+  /**
+   * Reuse the output's memory (default false): each chunk is valid only
+   * until the next one is asked for, or the loop ends; its bytes are then
+   * overwritten by later records. For a consumer done with each chunk
+   * before it takes the next (`await handle.write(chunk)`, a hash, a copy:
+   * `new Uint8Array(chunk)`; a `Buffer`'s `slice()` is a view), not for one
+   * that keeps chunks (`socket.write(chunk)` keeps a reference until it is
+   * sent). A few slabs are written over and over instead of fresh memory
+   * for the whole output (a page fault per 4 KiB on first touch): rounds
+   * with much output encode faster and steadier (bench/README). The bytes
+   * and chunks are those of a run without it.
+   */
+  reuseChunks?: boolean;
+}
+
+/**
+ * @internal The encoder generator over a core whose output chunks come from
+ * `alloc`; with `reuseChunks`, from reused slabs seen through `view`.
+ */
+export function encodeRoundsWith(
+  source: Source<RoundItem>,
+  options: (EncoderOptions & EncodeRoundsOption) | undefined,
+  alloc?: (size: number) => Uint8Array,
+  view?: (bytes: Uint8Array) => Uint8Array,
+): WithStats<Uint8Array> {
+  const reuse = options !== null && typeof options === 'object' ? options.reuseChunks : undefined;
+  if (reuse !== undefined && typeof reuse !== 'boolean') throw argTypeError('options.reuseChunks', 'a boolean', reuse);
+  if (reuse !== true) {
+    const core = new EncoderCore(options, alloc);
+    return withStats(encodeGen(core, source), () => core.currentStats());
+  }
+  const slabs = reusedSlabs(false, view);
+  let core: EncoderCore;
+  try {
+    core = new EncoderCore(options, slabs.alloc, slabs.release);
+  } catch (err) {
+    slabs.dispose();
+    throw err;
+  }
+  return withStats(handingBack(encodeGen(core, source), slabs), () => core.currentStats());
+}
+
+/**
+ * The chunks of `chunks`, each given back to `slabs` when the consumer asks
+ * for the next; the slabs freed when the loop ends, however it ends (the
+ * encoder's generator is returned first, so its core is done with them).
+ */
+async function* handingBack(chunks: AsyncGenerator<Uint8Array, XbzrleStats, undefined>, slabs: ReusedSlabs): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {
+  try {
+    for (;;) {
+      const step = await chunks.next();
+      if (step.done === true) return step.value;
+      yield step.value;
+      slabs.done(step.value);
+    }
+  } finally {
+    await chunks.return(undefined as never);
+    slabs.dispose();
+  }
 }
 
 async function* encodeGen(core: EncoderCore, source: Source<RoundItem>): AsyncGenerator<Uint8Array, XbzrleStats, undefined> {

@@ -25,5 +25,6 @@ export {
   type XbzrleEncoderStreamOptions,
   type XbzrleDecoderStreamOptions,
 } from './streams.js';
-export { encodeRounds, decodeRecords } from './iterators.js';
+export { encodeRounds, decodeRecords, type EncodeRoundsOptions } from './iterators.js';
+export type { EncodeRoundsOption } from '../core/generators.js';
 export type { RoundItem, WithStats, StatsHolder } from '../core/generators.js';

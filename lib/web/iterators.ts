@@ -1,7 +1,10 @@
-import { decodeRecordsWith, encodeRoundsWith, type RoundItem, type WithStats } from '../core/generators.js';
+import { decodeRecordsWith, encodeRoundsWith, type EncodeRoundsOption, type RoundItem, type WithStats } from '../core/generators.js';
 import type { DecoderOptions } from '../core/decoder.js';
 import type { EncoderOptions } from '../core/encoder.js';
 import type { WebDecodedPage } from './streams.js';
+
+/** Options of {@link encodeRounds}: the encoder's, and `reuseChunks`. */
+export interface EncodeRoundsOptions extends EncoderOptions, EncodeRoundsOption {}
 
 /**
  * Encodes page records into a RAM record stream without stream classes:
@@ -13,9 +16,11 @@ import type { WebDecodedPage } from './streams.js';
  * @example
  * ```ts
  * for await (const chunk of encodeRounds([round1, round2])) await writer.write(chunk)
+ * // Each chunk written before the next is taken: the output's memory can be reused.
+ * for await (const chunk of encodeRounds(rounds, { reuseChunks: true })) await writer.write(chunk)
  * ```
  */
-export function encodeRounds(source: AsyncIterable<RoundItem> | Iterable<RoundItem>, options?: EncoderOptions): WithStats<Uint8Array> {
+export function encodeRounds(source: AsyncIterable<RoundItem> | Iterable<RoundItem>, options?: EncodeRoundsOptions): WithStats<Uint8Array> {
   return encodeRoundsWith(source, options);
 }
 

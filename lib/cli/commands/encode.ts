@@ -1,8 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { Buffer } from 'node:buffer';
 import { EncoderCore } from '../../core/encoder.js';
-import { SlabPool } from '../../format/slab-pool.js';
-import { allocPages, freePages } from '../../codec/pages.js';
+import { reusedSlabs } from '../../core/reused-slabs.js';
 import { MAX_CACHE_SIZE } from '../../cache/page-cache.js';
 import { checkCacheSize, plural, sizeText, type CommonOptions } from '../args.js';
 import { CliError, namedError } from '../errors.js';
@@ -226,12 +225,11 @@ function powerOfTwoFloor(n: number): number {
 }
 
 /**
- * @internal The encoder's output slabs: reused once written (a `SlabPool`)
- * through an output done with a chunk once written (a file), and then in the
- * kernel's memory (the writer copies pages and deltas there natively);
- * through one that may keep its chunks (a stream), new ones each time, left
- * to the garbage collector. `held()`: slabs the pool keeps (for tests);
- * `dispose()` gives the kernel's memory back, once no write uses it.
+ * @internal The encoder's output slabs: reused once written (`reusedSlabs`,
+ * in the kernel's memory) through an output done with a chunk once written
+ * (a file); through one that may keep its chunks (a stream), new ones each
+ * time, left to the garbage collector. `held()`: slabs the pool keeps (for
+ * tests); `dispose()` gives the kernel's memory back, once no write uses it.
  */
 export function outputSlabs(releasesChunks: boolean): {
   alloc: (size: number) => Uint8Array;
@@ -240,26 +238,6 @@ export function outputSlabs(releasesChunks: boolean): {
   held: () => number;
   dispose: () => void;
 } {
-  const make = (n: number): Uint8Array => Buffer.allocUnsafe(n);
-  if (!releasesChunks) return { alloc: make, release: undefined, done: () => undefined, held: () => 0, dispose: () => undefined };
-  const made: Uint8Array[] = [];
-  const inKernel = (n: number): Uint8Array => {
-    if (n === 0) return make(0);
-    const slab = allocPages(Math.ceil(n / SLAB_PAGE), SLAB_PAGE);
-    made.push(slab);
-    return slab;
-  };
-  const pool = new SlabPool(inKernel);
-  return {
-    alloc: pool.alloc,
-    release: pool.release,
-    done: (chunk) => pool.done(chunk),
-    held: () => pool.held,
-    dispose: () => {
-      for (const slab of made.splice(0)) freePages(slab);
-    },
-  };
+  if (releasesChunks) return reusedSlabs(true);
+  return { alloc: (n) => Buffer.allocUnsafe(n), release: undefined, done: () => undefined, held: () => 0, dispose: () => undefined };
 }
-
-/** The unit of output slabs in the kernel's memory. */
-const SLAB_PAGE = 4096;
