@@ -125,6 +125,8 @@ export default defineConfig({
     pool: 'forks',
     // A folder where the gzip-compressed fixtures are decompressed once per run (test/helpers/fixtures.ts).
     globalSetup: ['test/helpers/fixtures-setup.ts'],
+    // Integer typed arrays compared by their bytes (test/helpers/setup-equality.ts).
+    setupFiles: ['test/helpers/setup-equality.ts'],
     sequence: { sequencer: LongFirstSequencer },
     // At least two files at once, even on 2 cores: many tests wait on files, child
     // processes and workers (measured on the 2-core VM: vitest 150 s instead of ~220 s).
