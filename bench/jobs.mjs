@@ -1,5 +1,5 @@
 // The jobs users run, end to end, against what the machine does without us,
-// same run, interleaved, medians (issue 15's and 17's targets):
+// same run, interleaved (each rep runs every job and its reference), medians (issue 15's and 17's targets):
 //
 //   encode   xbzrle encode OLD NEW -o /dev/null --cache-size <image>   vs  cat OLD NEW > /dev/null
 //   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
@@ -33,7 +33,13 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--dir') dir = String(args[++i]);
   else if (a === '--threads') threads = String(args[++i]).split(',').map(Number);
   else if (a === '--only') only = String(args[++i]).split(',');
-  else throw new Error(`unknown option ${a}`);
+  else if (a === '--help' || a === '-h') {
+    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch] [--dir DIR]');
+    process.exit(0);
+  } else {
+    console.error(`jobs.mjs: unknown option ${a} (--help lists them)`);
+    process.exit(2);
+  }
 }
 const bytes = size << 20;
 mkdirSync(dir, { recursive: true });
@@ -93,22 +99,27 @@ jobs.push({
   run: () => time(process.execPath, ['-e', `const b = new Uint8Array(${bytes}); for (let i = 0; i < b.length; i += 4096) b[i] = 1;`]),
 });
 const chosen = jobs.filter((j) => only.some((o) => j.name.startsWith(o) || j.name.startsWith(`(${o}`)));
-console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} interleaved reps, medians`);
+console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} reps, every job and its reference interleaved in each rep, medians`);
 console.log('job                        time ms   reference          ref ms   ratio');
-for (const job of chosen) {
-  /** @type {number[]} */
-  const t = [];
-  /** @type {number[]} */
-  const b = [];
-  /** @type {number[]} */
-  const ratio = [];
-  for (let r = 0; r < reps; r++) {
+/** @type {{ t: number[], b: number[], ratio: number[] }[]} */
+const times = chosen.map(() => ({ t: [], b: [], ratio: [] }));
+// Rep by rep, every job once (with its reference right after it), the order reversed every other
+// rep: a busy minute on this shared machine falls on every job alike, not on one job's reps.
+for (let r = 0; r < reps; r++) {
+  const order = chosen.map((_, i) => i);
+  if (r % 2 === 1) order.reverse();
+  for (const i of order) {
+    const job = /** @type {(typeof chosen)[number]} */ (chosen[i]);
     const x = job.run();
     const y = job.base();
-    t.push(x);
-    b.push(y);
-    ratio.push(x / y);
+    const m = /** @type {(typeof times)[number]} */ (times[i]);
+    m.t.push(x);
+    m.b.push(y);
+    m.ratio.push(x / y);
   }
-  console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
 }
+chosen.forEach((job, i) => {
+  const { t, b, ratio } = /** @type {(typeof times)[number]} */ (times[i]);
+  console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
+});
 for (const path of [OUT, OUTDIR, DDOUT]) rmSync(path, { recursive: true, force: true });
