@@ -34,10 +34,12 @@ export interface EncodeRoundsOption {
    * Reuse the output's memory (default false): each chunk is valid only
    * until the next one is asked for, or the loop ends; its bytes are then
    * overwritten by later records. For a consumer done with each chunk
-   * before it takes the next (`await handle.write(chunk)`, a hash, a copy:
-   * `new Uint8Array(chunk)`; a `Buffer`'s `slice()` is a view), not for one
-   * that keeps chunks (`socket.write(chunk)` keeps a reference until it is
-   * sent). A few slabs are written over and over instead of fresh memory
+   * before it takes the next (`for await` with `await handle.write(chunk)`,
+   * a hash, a copy: `new Uint8Array(chunk)`; a `Buffer`'s `slice()` is a
+   * view). Not for anything that keeps chunks or reads ahead: a stream's
+   * `write(chunk)` (a socket, a file stream) keeps the chunk until it is
+   * sent, and `pipeline()` and `Readable.from()` take the next chunk before
+   * the last one is written, so the output would be silently wrong. A few slabs are written over and over instead of fresh memory
    * for the whole output (a page fault per 4 KiB on first touch): rounds
    * with much output encode faster and steadier (bench/README). The bytes
    * and chunks are those of a run without it.
@@ -59,7 +61,7 @@ export function encodeRoundsWith(
   if (reuse !== undefined && typeof reuse !== 'boolean') throw argTypeError('options.reuseChunks', 'a boolean', reuse);
   if (reuse !== true) {
     const core = new EncoderCore(options, alloc);
-    return withStats(encodeGen(core, source), () => core.currentStats());
+    return withStats(encodeGen(core, source), () => core.currentStats(), () => core.dispose(false));
   }
   const slabs = reusedSlabs(false, view);
   let core: EncoderCore;
@@ -69,7 +71,14 @@ export function encodeRoundsWith(
     slabs.dispose();
     throw err;
   }
-  return withStats(handingBack(encodeGen(core, source), slabs), () => core.currentStats());
+  return withStats(
+    handingBack(encodeGen(core, source), slabs),
+    () => core.currentStats(),
+    () => {
+      core.dispose(false);
+      slabs.dispose();
+    },
+  );
 }
 
 /**
@@ -122,7 +131,7 @@ async function* encodeGen(core: EncoderCore, source: Source<RoundItem>): AsyncGe
 /** @internal The decoder generator over a core whose page copies come from `alloc`. */
 export function decodeRecordsWith<P extends CorePage>(source: Source<Uint8Array>, options: DecoderOptions | undefined, alloc?: (size: number) => Uint8Array): WithStats<P> {
   const core = new DecoderCore(options, alloc);
-  return withStats(decodeGen<P>(core, source), () => core.stats);
+  return withStats(decodeGen<P>(core, source), () => core.stats, () => core.dispose());
 }
 
 async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<Uint8Array>): AsyncGenerator<P, XbzrleStats, undefined> {
@@ -204,7 +213,46 @@ async function* items<S>(source: Source<S>): AsyncGenerator<S, void, undefined> 
   }
 }
 
-function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () => XbzrleStats): WithStats<T> {
+function withStats<T>(gen: AsyncGenerator<T, XbzrleStats, undefined>, stats: () => XbzrleStats, dispose: () => void): WithStats<T> {
   Object.defineProperty(gen, 'stats', { get: stats, enumerable: true });
+  // A generator left before its first next() never runs its body, so neither its `finally`: its core
+  // (the cache's memory in the kernel, worker threads) is let go here. The first next() takes this
+  // hook off again (later calls go straight to the generator).
+  let started = false;
+  const leftUnstarted = (): void => {
+    if (started) return;
+    started = true;
+    dispose();
+  };
+  const first = gen.next;
+  const done = gen.return;
+  const thrown = gen.throw;
+  Object.defineProperties(gen, {
+    next: {
+      value(this: typeof gen, ...args: [] | [undefined]) {
+        started = true;
+        delete (gen as Partial<typeof gen>).next;
+        return first.apply(gen, args);
+      },
+      configurable: true,
+      writable: true,
+    },
+    return: {
+      value(value: XbzrleStats | PromiseLike<XbzrleStats>) {
+        leftUnstarted();
+        return done.call(gen, value);
+      },
+      configurable: true,
+      writable: true,
+    },
+    throw: {
+      value(err: unknown) {
+        leftUnstarted();
+        return thrown.call(gen, err);
+      },
+      configurable: true,
+      writable: true,
+    },
+  });
   return gen as WithStats<T>;
 }

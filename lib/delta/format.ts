@@ -202,6 +202,7 @@ export function checkZstdFrame(stored: Uint8Array, rawLength: number, index: num
   };
   if (stored.length < 6 || le(0, 4) !== ZSTD_MAGIC) throw corruptFrame(index, at, 'payload is not a zstd frame');
   const descriptor = stored[4]!;
+  if ((descriptor & 0x08) !== 0) throw corruptFrame(index, at, 'zstd frame header has its reserved bit set');
   const single = (descriptor >> 5) & 1;
   const sizeFlag = descriptor >> 6;
   const sizeBytes = sizeFlag === 0 ? single : 1 << sizeFlag; // 0/1, 2, 4, 8
