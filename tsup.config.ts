@@ -11,7 +11,6 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: false,
-    treeshake: true,
   },
   {
     // The command: an ESM file with its shebang, not part of the typed API, and a chunk per
