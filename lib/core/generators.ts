@@ -15,7 +15,8 @@ export type RoundItem = PageRecord | readonly PageRecord[] | 'sync' | 'final';
 /**
  * An async generator of the helpers: also returns the statistics when done,
  * and has them as `stats` at any time (handy with `for await` and
- * `pipeline()`, which drop a generator's return value).
+ * `pipeline()`, which drop a generator's return value; `pipeline()` not
+ * with `encodeRounds`' `reuseChunks`, see {@link EncodeRoundsOption}).
  */
 export type WithStats<T> = AsyncGenerator<T, XbzrleStats, undefined> & StatsHolder;
 
