@@ -106,12 +106,16 @@ export class PageCache {
   private keys: Float64Array;
   private ages: Float64Array;
   /**
-   * 1 for a slot that may hold non-zero bytes, 0 for one known to be all zero: the
-   * arena starts zeroed (fresh kernel memory is never touched to make it so), and
-   * caching a zero page in a known-zero slot then costs nothing — no zero test that
-   * would fault untouched memory in. Every write into a slot sets its flag.
+   * 1 for a slot that may hold non-zero bytes, 0 for one known to be all zero:
+   * fresh kernel memory is zero and never touched to make it so, reused memory
+   * is not cleared (its slots start at 1: no slot's bytes are read before a
+   * page is written there), and caching a zero page in a known-zero slot then
+   * costs nothing — no zero test that would fault untouched memory in. Every
+   * write into a slot sets its flag.
    */
   private written: Uint8Array;
+  /** Bytes at the start of the arena just allocated that may hold old data (see {@link PageCache.allocArena}). */
+  private arenaDirty = 0;
   private readonly plainArena: boolean;
   private mask: number;
   private used = 0;
@@ -132,7 +136,7 @@ export class PageCache {
     this.arena = this.allocArena(slots * pageSize);
     this.keys = new Float64Array(slots).fill(EMPTY);
     this.ages = new Float64Array(slots);
-    this.written = new Uint8Array(slots);
+    this.written = new Uint8Array(slots).fill(1, 0, Math.ceil(this.arenaDirty / pageSize));
   }
 
   /** Real cache size in bytes (slots × page size). */
@@ -376,7 +380,7 @@ export class PageCache {
     this.arenaPtr = oldPtr;
     const keys = new Float64Array(slots).fill(EMPTY);
     const ages = new Float64Array(slots);
-    const written = new Uint8Array(slots);
+    const written = new Uint8Array(slots).fill(1, 0, Math.ceil(this.arenaDirty / ps));
     let used = 0;
     for (let s = 0; s <= this.mask; s++) {
       const key = this.keys[s]!;
@@ -406,14 +410,17 @@ export class PageCache {
     const engine = this.plainArena ? null : getEngine();
     if (engine !== null && engine.shared) {
       // (Given back by dispose() or a resize, or when the cache is garbage collected.)
-      const ptr = engine.take(this, size, 4096, true);
+      // Not cleared: reused memory's slots are marked as written (`written`), fresh memory is zero.
+      const ptr = engine.take(this, size, 4096);
       if (ptr >= 0) {
+        this.arenaDirty = engine.takenDirty;
         this.arenaPtr = ptr;
         this.arenaEngine = engine;
         return engine.region(ptr, size);
       }
     }
     this.arenaPtr = -1;
+    this.arenaDirty = 0;
     return new Uint8Array(size);
   }
 

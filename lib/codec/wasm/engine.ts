@@ -204,7 +204,9 @@ export class WasmEngine {
    * garbage collected without giving it back.
    */
   take(owner: object, size: number, align = 64, zero = false): number {
+    const fresh = this.highWater;
     const ptr = zero ? this.allocZeroed(size, align) : this.alloc(size, align);
+    this.takenDirty = ptr < 0 ? 0 : Math.max(0, Math.min(size, fresh - ptr));
     if (ptr < 0) return -1;
     let regions = this.owned.get(owner);
     if (regions === undefined) {
@@ -215,6 +217,13 @@ export class WasmEngine {
     regions.set(ptr, size);
     return ptr;
   }
+
+  /**
+   * After {@link WasmEngine.take}: how many bytes from the address it returned
+   * were handed out before (their contents unspecified unless it cleared
+   * them); the bytes after them were never touched, so they are zero.
+   */
+  takenDirty = 0;
 
   /**
    * {@link WasmEngine.alloc}, with the contents all zero. Memory never handed out
