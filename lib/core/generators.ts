@@ -40,10 +40,12 @@ export interface EncodeRoundsOption {
    * view). Not for anything that keeps chunks or reads ahead: a stream's
    * `write(chunk)` (a socket, a file stream) keeps the chunk until it is
    * sent, and `pipeline()` and `Readable.from()` take the next chunk before
-   * the last one is written, so the output would be silently wrong. A few slabs are written over and over instead of fresh memory
-   * for the whole output (a page fault per 4 KiB on first touch): rounds
-   * with much output encode faster and steadier (bench/README). The bytes
-   * and chunks are those of a run without it.
+   * the last one is written, so the output would be silently wrong.
+   *
+   * A few slabs are written over and over instead of fresh memory for the
+   * whole output (a page fault per 4 KiB on first touch): rounds with much
+   * output encode faster and steadier (bench/README). The bytes and chunks
+   * are those of a run without it.
    */
   reuseChunks?: boolean;
 }
