@@ -3,6 +3,7 @@ import { isPromise } from '../store/ram-loader.js';
 import type { XbzrleStats } from '../stats.js';
 import { DecoderCore, type CorePage, type DecoderOptions } from './decoder.js';
 import { EncoderCore, type EncoderOptions, type PageRecord } from './encoder.js';
+import type { MemoryPageStore } from '../store/memory-page-store.js';
 import { reusedSlabs, type ReusedSlabs } from './reused-slabs.js';
 
 /**
@@ -134,10 +135,17 @@ async function* encodeGen(core: EncoderCore, source: Source<RoundItem>): AsyncGe
 /** @internal The decoder generator over a core whose page copies come from `alloc`. */
 export function decodeRecordsWith<P extends CorePage>(source: Source<Uint8Array>, options: DecoderOptions | undefined, alloc?: (size: number) => Uint8Array): WithStats<P> {
   const core = new DecoderCore(options, alloc);
-  return withStats(decodeGen<P>(core, source), () => core.stats, () => core.dispose());
+  // A store the core made itself is nobody else's (the pages handed out are copies): its memory goes
+  // back when the generator ends, not when it is collected (a decode after it then reuses that memory
+  // instead of faulting in fresh pages).
+  const done = options?.store === undefined ? () => (core.store as MemoryPageStore).dispose() : () => undefined;
+  return withStats(decodeGen<P>(core, source, done), () => core.stats, () => {
+    core.dispose();
+    done();
+  });
 }
 
-async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<Uint8Array>): AsyncGenerator<P, XbzrleStats, undefined> {
+async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<Uint8Array>, done: () => void): AsyncGenerator<P, XbzrleStats, undefined> {
   try {
     for await (const chunk of items(source)) {
       if (!(chunk instanceof Uint8Array)) throw argTypeError('chunk', 'a Buffer or Uint8Array', chunk);
@@ -159,6 +167,7 @@ async function* decodeGen<P extends CorePage>(core: DecoderCore, source: Source<
     return core.stats;
   } finally {
     core.dispose();
+    done();
   }
 }
 
