@@ -224,6 +224,8 @@ describe('xbzrle/web imports nothing from Node', () => {
       const code = readFileSync(file, 'utf8');
       expect(code).not.toMatch(/["'`]node:/);
       expect(code).not.toMatch(/require\(["'`](?:fs|net|stream|buffer|path|os|crypto|zlib|readable-stream)/);
+      // (ESM: a static or dynamic import of the same modules without the `node:` prefix, which the line above catches.)
+      expect(code).not.toMatch(/(?:\bfrom|\bimport\s*\()\s*["'`](?:fs|net|stream|buffer|path|os|crypto|zlib|readable-stream)(?:\/[a-z]+)?["'`]/);
       expect(code).not.toMatch(/(?<![A-Za-z_$.])Buffer\s*[.(]/);
     }
   });
