@@ -7,7 +7,7 @@ import { argRangeError, argTypeError, argValueError, XbzrleError } from '../erro
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, RecordWriter, type RamBlock, type SlabAllocator } from '../format/record-writer.js';
-import { XbzrleStats, type RateMode } from '../stats.js';
+import { RECORD_HEADER_BYTES, XbzrleStats, type RateMode } from '../stats.js';
 import { checkOptions, checkPageSize, checkPositiveInteger, checkThreads } from './options.js';
 
 /** One input of an encoder: a page, or a run of consecutive pages, of one block. */
@@ -538,15 +538,15 @@ export class EncoderCore {
         act = this.decide(r, slot, this.key + (first + k) * ps);
         if (act === SEND_NOTHING) continue;
       }
-      const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER;
-      if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER);
+      const len = r > 0 ? r + RUN_RECORD_EXTRA : r === STEP_ZERO ? ZERO_RECORD_BYTES : ps + RECORD_HEADER_BYTES;
+      if (act === SEND_INTO_SLOT) cache.store(this.sendSlot, mem, pos + RECORD_HEADER_BYTES);
       const named = !writer.continues(block);
       if (named) {
         // The first page record of this block after another's: the writer writes it, with the name.
         const offset = record.offset + (first + k) * ps;
         if (act === SEND_ZERO) writer.zero(block, offset, 0);
         else if (act === SEND_DELTA) stats.countDelta(writer.xbzrle(block, offset, mem, pos + RUN_RECORD_EXTRA, r));
-        else writer.page(block, offset, mem, pos + RECORD_HEADER);
+        else writer.page(block, offset, mem, pos + RECORD_HEADER_BYTES);
       } else if (act === SEND_DELTA) {
         // (Outside the final stage every delta is a hit of the fast branch: counted with the run.)
         if (fast) {
@@ -747,12 +747,10 @@ const SEND_DELTA = 5;
 const ALONE_PAGES = 64;
 /** Most runs (jobs) a batch on the pool is cut into. */
 const MAX_RUNS = 64;
-/** A page record's header (offset and flags). */
-const RECORD_HEADER = 8;
-/** An XBZRLE record's bytes besides its delta: header, encoding byte, length (also the most a run's record takes beyond a page). */
-const RUN_RECORD_EXTRA = 11;
+/** An XBZRLE record's bytes besides its delta: header, encoding byte, 2-byte length (also the most a run's record takes beyond a page). */
+const RUN_RECORD_EXTRA = RECORD_HEADER_BYTES + 3;
 /** A ZERO record: header and fill byte. */
-const ZERO_RECORD_BYTES = 9;
+const ZERO_RECORD_BYTES = RECORD_HEADER_BYTES + 1;
 
 /**
  * What a group of pages encoded in runs needs, in the kernel's memory: each

@@ -63,24 +63,21 @@ export function encodeRoundsWith(
 ): WithStats<Uint8Array> {
   const reuse = options !== null && typeof options === 'object' ? options.reuseChunks : undefined;
   if (reuse !== undefined && typeof reuse !== 'boolean') throw argTypeError('options.reuseChunks', 'a boolean', reuse);
-  if (reuse !== true) {
-    const core = new EncoderCore(options, alloc);
-    return withStats(encodeGen(core, source), () => core.currentStats(), () => core.dispose(false));
-  }
-  const slabs = reusedSlabs(false, view);
+  const slabs = reuse === true ? reusedSlabs(false, view) : null;
   let core: EncoderCore;
   try {
-    core = new EncoderCore(options, slabs.alloc, slabs.release);
+    core = slabs === null ? new EncoderCore(options, alloc) : new EncoderCore(options, slabs.alloc, slabs.release);
   } catch (err) {
-    slabs.dispose();
+    slabs?.dispose();
     throw err;
   }
+  const chunks = encodeGen(core, source);
   return withStats(
-    handingBack(encodeGen(core, source), slabs),
+    slabs === null ? chunks : handingBack(chunks, slabs),
     () => core.currentStats(),
     () => {
       core.dispose(false);
-      slabs.dispose();
+      slabs?.dispose();
     },
   );
 }

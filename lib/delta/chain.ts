@@ -26,9 +26,9 @@ import { formatSize } from '../format/sizes.js';
 import { applyLiteral, wrongBaseSize, type NewStep } from './apply.js';
 import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
-import { checkZstdFrame, CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
+import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
-import { ByteQueue, decompressFrame, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { ByteQueue, checkCompressed, decompressFrame, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 
 /** Random reads of a file-like thing: up to `length` bytes at `position` into `into` from its start; resolves to the count read (0 at its end). */
 export interface RandomRead {
@@ -179,8 +179,7 @@ class Stage {
     if (n < fh.storedLength) throw new XbzrleError('ERR_DELTA_TRUNCATED', `delta is truncated at byte ${at + FRAME_HEADER_SIZE + n} (inside frame ${num})`, { offset: at + FRAME_HEADER_SIZE + n });
     if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(num, at, 'payload checksum mismatch');
     if (fh.codec !== CODEC_ZSTD) return stored;
-    if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
-    checkZstdFrame(stored, fh.rawLength, num, at);
+    checkCompressed(this.compressor, stored, fh, num, at);
     return decompressFrame(this.compressor, stored, fh, num, at);
   }
 

@@ -281,10 +281,7 @@ export class DeltaReader {
     const stored = await this.q.read(fh.storedLength);
     if (stored.length < fh.storedLength) throw truncated(at + FRAME_HEADER_SIZE + stored.length, `frame ${index}`);
     if (this.hasher.h64(stored) !== fh.payloadHash) throw corruptFrame(index, at, 'payload checksum mismatch');
-    if (fh.codec === CODEC_ZSTD) {
-      if (this.compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
-      checkZstdFrame(stored, fh.rawLength, index, at);
-    }
+    if (fh.codec === CODEC_ZSTD) checkCompressed(this.compressor, stored, fh, index, at);
     this.readFrames++;
     this.readRaw += fh.rawLength;
     return { fh, stored };
@@ -301,7 +298,17 @@ function zstdError(index: number, at: number, err: unknown): XbzrleError {
   return new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${index} at byte ${at} (zstd: ${(err as Error).message})`, { offset: at, cause: err });
 }
 
-/** Frame `index`'s records (at `at`), decompressed on this thread from its checked payload (`checkZstdFrame` passed). */
+/**
+ * The checks of a compressed frame's payload before it is decompressed, here
+ * or on a worker: a decompressor to hand, and the zstd frame's own header
+ * ({@link checkZstdFrame}).
+ */
+export function checkCompressed(compressor: FrameCompressor | null, stored: Uint8Array, fh: FrameHeader, index: number, at: number): asserts compressor is FrameCompressor {
+  if (compressor === null) throw new XbzrleError('ERR_DELTA_FORMAT', 'delta frame is zstd-compressed but no decompressor was given', { offset: at });
+  checkZstdFrame(stored, fh.rawLength, index, at);
+}
+
+/** Frame `index`'s records (at `at`), decompressed on this thread from its checked payload ({@link checkCompressed} passed). */
 export function decompressFrame(compressor: FrameCompressor, stored: Uint8Array, fh: FrameHeader, index: number, at: number): Uint8Array {
   let out: Uint8Array;
   try {
