@@ -1,10 +1,13 @@
 /*
- * The ceiling of bench/threads.mjs's encoder scaling on this machine: the
- * memory traffic of an encoder's round against a cache as large as the image
- * (every page of NEW compared with its cached copy, word by word, and copied
- * over it), in C, on 1..N threads each taking a contiguous share of the pages.
- * Reps interleave the thread counts; the median per count is printed as
- * "threads <n> <ms>" lines (bench/threads.mjs reads them).
+ * The ceilings of bench/threads.mjs's encoder scaling on this machine: the
+ * memory traffic of an encoder's round against a cache as large as the image,
+ * in C, on 1..N threads each taking a contiguous share of the pages. Two
+ * shapes: every page of NEW compared with its cached copy, word by word, and
+ * copied over it (every page changed: DENSE's traffic), printed as
+ * "threads <n> <ms>" lines; and every page compared with an equal copy, read
+ * to its end and nothing written (UNCHANGED's traffic, and most of SPARSE's),
+ * printed as "compare <n> <ms>" lines. Reps interleave the thread counts and
+ * the shapes; the median per count is printed (bench/threads.mjs reads them).
  *
  *   cc -O2 -pthread -o threads-limits threads-limits.c && ./threads-limits MiB reps n1 n2 ...
  */
@@ -21,11 +24,12 @@
 #define MAX_COUNTS 16
 #define MAX_REPS 64
 
-static uint8_t *cache, *next;
+static uint8_t *cache, *next, *same;
 
 struct share {
   size_t from, to;
   uint64_t changed;
+  const uint8_t *next; /* NEW: `next` (every page differs) or `same` (a copy of the cache) */
 };
 
 static void *round_share(void *arg) {
@@ -33,12 +37,12 @@ static void *round_share(void *arg) {
   uint64_t changed = 0;
   for (size_t off = s->from; off < s->to; off += PAGE) {
     const uint64_t *a = (const uint64_t *)(cache + off);
-    const uint64_t *b = (const uint64_t *)(next + off);
+    const uint64_t *b = (const uint64_t *)(s->next + off);
     uint64_t diff = 0;
     for (int i = 0; i < PAGE / 8; i++) diff |= a[i] ^ b[i];
     if (diff != 0) {
       changed++;
-      memcpy(cache + off, next + off, PAGE);
+      memcpy(cache + off, s->next + off, PAGE);
     }
   }
   s->changed = changed;
@@ -51,16 +55,21 @@ static double now_ms(void) {
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static double run(size_t bytes, int threads) {
+/* One round on `threads` threads; `equal`: NEW is the cache's copy (compared, nothing copied). */
+static double run(size_t bytes, int threads, int equal) {
   pthread_t ids[MAX_THREADS];
   struct share shares[MAX_THREADS];
   size_t pages = bytes / PAGE;
   /* Every page differs again each run: NEW is flipped, so the copy always happens. */
-  for (size_t off = 0; off < bytes; off += PAGE) next[off] ^= 0xff;
+  if (!equal)
+    for (size_t off = 0; off < bytes; off += PAGE) next[off] ^= 0xff;
+  else
+    memcpy(same, cache, bytes);
   double t0 = now_ms();
   for (int k = 0; k < threads; k++) {
     shares[k].from = pages * k / threads * PAGE;
     shares[k].to = pages * (k + 1) / threads * PAGE;
+    shares[k].next = equal ? same : next;
     pthread_create(&ids[k], NULL, round_share, &shares[k]);
   }
   for (int k = 0; k < threads; k++) pthread_join(ids[k], NULL);
@@ -88,16 +97,20 @@ int main(int argc, char **argv) {
   }
   cache = aligned_alloc(PAGE, bytes);
   next = aligned_alloc(PAGE, bytes);
-  if (cache == NULL || next == NULL) return 1;
+  same = aligned_alloc(PAGE, bytes);
+  if (cache == NULL || next == NULL || same == NULL) return 1;
   memset(cache, 1, bytes);
   memset(next, 2, bytes);
-  static double times[MAX_COUNTS][MAX_REPS];
-  run(bytes, 1); /* warm-up: both buffers touched */
+  static double times[2][MAX_COUNTS][MAX_REPS];
+  run(bytes, 1, 0); /* warm-up: the buffers touched */
+  run(bytes, 1, 1);
   for (int r = 0; r < reps; r++)
-    for (int i = 0; i < n; i++) times[i][r] = run(bytes, counts[i]);
-  for (int i = 0; i < n; i++) {
-    qsort(times[i], reps, sizeof(double), cmp);
-    printf("threads %d %.2f\n", counts[i], times[i][reps / 2]);
-  }
+    for (int i = 0; i < n; i++)
+      for (int equal = 0; equal < 2; equal++) times[equal][i][r] = run(bytes, counts[i], equal);
+  for (int equal = 0; equal < 2; equal++)
+    for (int i = 0; i < n; i++) {
+      qsort(times[equal][i], reps, sizeof(double), cmp);
+      printf("%s %d %.2f\n", equal ? "compare" : "threads", counts[i], times[equal][i][reps / 2]);
+    }
   return 0;
 }

@@ -8,9 +8,10 @@
 // Thread counts interleaved within each repetition; medians; ratios to 1 thread.
 // `cores` is the CPU the process got over the job's whole loop, untimed first rounds
 // included (a ratio above it is not possible). Then, when a C compiler works, the
-// machine's ceiling in the same run (bench/threads-limits.c): the memory traffic of
-// an encoder's round in C (each page compared with its cached copy and copied over
-// it) on the same thread counts.
+// machine's ceilings in the same run (bench/threads-limits.c): the memory traffic of
+// an encoder's round in C on the same thread counts, in two shapes: each page compared
+// with its cached copy and copied over it (DENSE's), and each page compared with an
+// equal copy, nothing written (UNCHANGED's, and most of SPARSE's).
 //
 //   npm run build && node bench/threads.mjs [--size MiB] [--reps N] [--threads 1,2,4,8] [SCENARIO...]
 import { spawnSync } from 'node:child_process';
@@ -152,7 +153,7 @@ for (const scenario of scenarios) {
   lib.freePages(b);
 }
 
-// The ceiling: bench/threads-limits.c on the same thread counts (skipped without a C compiler).
+// The ceilings: bench/threads-limits.c on the same thread counts (skipped without a C compiler).
 const cc = process.env['CC'] || 'cc';
 mkdirSync(BUILD_DIR, { recursive: true });
 const limitsBin = join(BUILD_DIR, 'threads-limits');
@@ -161,9 +162,14 @@ if (built.error || built.status !== 0) {
   console.log(`C ceiling: skipped (no working C compiler: \`${cc}\`)`);
 } else {
   const r = spawnSync(limitsBin, [String(size / MiB), String(Math.max(5, reps)), ...counts.map(String)], { encoding: 'utf8' });
-  const ms = new Map([...String(r.stdout).matchAll(/^threads (\d+) ([\d.]+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]));
-  const one = ms.get(counts[0] ?? 1) ?? NaN;
-  console.log(
-    `${'C ceiling'.padEnd(12)} ${'copy'.padEnd(7)} ${counts.map((n) => (ms.get(n) ?? NaN).toFixed(1).padStart(10)).join(' ')}  ${counts.map((n) => (one / (ms.get(n) ?? NaN)).toFixed(2).padStart(6)).join(' ')}   (each page compared with its cached copy and copied over it, in C)`,
-  );
+  /** @param {string} shape @param {string} label @param {string} what */
+  const row = (shape, label, what) => {
+    const ms = new Map([...String(r.stdout).matchAll(new RegExp(`^${shape} (\\d+) ([\\d.]+)$`, 'gm'))].map((m) => [Number(m[1]), Number(m[2])]));
+    const one = ms.get(counts[0] ?? 1) ?? NaN;
+    console.log(
+      `${'C ceiling'.padEnd(12)} ${label.padEnd(7)} ${counts.map((n) => (ms.get(n) ?? NaN).toFixed(1).padStart(10)).join(' ')}  ${counts.map((n) => (one / (ms.get(n) ?? NaN)).toFixed(2).padStart(6)).join(' ')}   (${what}, in C)`,
+    );
+  };
+  row('threads', 'copy', 'each page compared with its cached copy and copied over it: DENSE');
+  row('compare', 'compare', 'each page compared with an equal cached copy, nothing written: UNCHANGED, most of SPARSE');
 }
