@@ -1,4 +1,4 @@
-import { KERNEL_PLAIN, KERNEL_SHARED } from './kernel-wasm.js';
+import { KERNEL_PLAIN, KERNEL_SHARED, KERNEL_SHARED_HASH } from './kernel-wasm.js';
 
 /** The parts of the WebAssembly JS API used here (typed locally: no DOM types needed). */
 interface WasmMemory {
@@ -447,7 +447,7 @@ const ENGINE_API = 5;
  * separate bundles, and ESM and CommonJS are separate builds): caches and
  * buffers made by one copy then work with the other.
  */
-const ENGINE_BUILD = `v${ENGINE_API}.${fnv1a(KERNEL_SHARED)}`;
+const ENGINE_BUILD = `v${ENGINE_API}.${KERNEL_SHARED_HASH}`;
 const ENGINE_KEY = Symbol.for(`xbzrle.engine.${ENGINE_BUILD}`);
 
 /**
@@ -469,12 +469,6 @@ type Branded = { readonly [KERNEL_ADDRESS]?: number };
 export function kernelAddress(u8: Uint8Array): number {
   const addr = (u8 as Branded)[KERNEL_ADDRESS];
   return addr === undefined ? -1 : addr;
-}
-
-function fnv1a(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16);
 }
 
 function base64(text: string): Uint8Array {
