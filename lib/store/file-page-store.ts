@@ -509,7 +509,9 @@ export class FilePageStore implements PageStore {
     if (this.slab.length === 0) return;
     const old = this.slab;
     this.slab = this.newSlab(old.length);
-    this.slab.set(old);
+    // Only the slots handed out so far hold pages (the others were never touched): copying the
+    // whole cache would fault in all of the new memory at once (64 MiB: ~16,000 faults).
+    this.slab.set(old.subarray(0, this.used * this.pageSize));
   }
 
   /**
