@@ -112,7 +112,7 @@ describe('zstd input that expands enormously', () => {
     const out = zstdDecompressed(Readable.from([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5, 6, 7, 8])]));
     await expect((async () => {
       for await (const _ of out) void _;
-    })()).rejects.toThrow(/zstd-compressed input is corrupt or truncated/);
+    })()).rejects.toThrow(/zstd-compressed input is (corrupt|refused)/);
   });
 });
 

@@ -1,4 +1,6 @@
 import { Readable } from 'node:stream';
+import { loadHasher, type Hasher } from '../delta/hash.js';
+import { ZstdFrameError, ZstdFrameWalker, type ZstdFrameHeader } from './zstd-frames.js';
 
 /** Corrupt or truncated zstd input. */
 export class ZstdInputError extends Error {}
@@ -12,32 +14,108 @@ export class ZstdInputError extends Error {}
 const PIECE = 1024;
 
 /**
+ * Largest window a frame may ask for: 8 MiB, what `zstd -1` to `-19` write.
+ * The decoder keeps the window in memory and moves all of it once per block,
+ * so a larger one costs memory and time out of proportion to the output;
+ * frames written with `--long` or `--ultra` are refused with a hint to
+ * decompress them first.
+ */
+export const ZSTD_MAX_WINDOW = 8 << 20;
+/**
+ * Bound on the decoder's work: the window bytes it allocates and moves (a
+ * window per frame and per block) may reach this many times the bytes it put
+ * out, plus {@link WORK_ALLOWANCE}. Real zstd output (128 KiB blocks, windows
+ * up to 8 MiB) needs at most 64; a frame of tiny blocks under a large window
+ * (a 25 KB file asking for minutes of memmoves) is refused.
+ */
+const WORK_PER_BYTE = 128;
+const WORK_ALLOWANCE = 64 * ZSTD_MAX_WINDOW;
+
+/**
  * `source` decompressed as zstd (`fzstd`, a streaming decoder in JavaScript:
  * Node 20's zlib has no zstd), yielding only as fast as the reader takes it.
- * Corrupt input fails the stream with a {@link ZstdInputError}.
+ * The frames' structure is walked beside the decoder ({@link ZstdFrameWalker}):
+ * each frame's window is checked before the decoder sees its header, each
+ * frame's content checksum (when it has one) is verified as the frame ends,
+ * skippable frames are skipped, and the decoder's work stays in proportion to
+ * its output. Corrupt, truncated or refused input fails the stream with a
+ * {@link ZstdInputError}.
  */
 export function zstdDecompressed(source: Readable): Readable {
   const out: Uint8Array[] = [];
   async function* decompress(): AsyncGenerator<Uint8Array> {
-    // Loaded here, for zstd input only (every command's start would otherwise compile it).
-    const { Decompress } = await import('fzstd');
-    const decoder = new Decompress((data) => {
+    // Loaded here, for zstd input only (every command's start would otherwise compile them).
+    const [{ Decompress }, hasher] = await Promise.all([import('fzstd'), loadHasher()]);
+    let decoder: InstanceType<typeof Decompress> | null = null;
+    let hash: ReturnType<Hasher['create']> | null = null;
+    let frame: ZstdFrameHeader | null = null;
+    let produced = 0;
+    let work = 0;
+    const spend = (bytes: number, at: number): void => {
+      work += bytes;
+      if (work > WORK_PER_BYTE * produced + WORK_ALLOWANCE) {
+        throw new ZstdInputError(`zstd-compressed input is refused: the frame at byte ${at} has blocks too small for its ${frame!.window}-byte window (this reader moves the whole window once per block); decompress it first, e.g. zstd -dc FILE | xbzrle ...`);
+      }
+    };
+    const ondata = (data: Uint8Array, final?: boolean): void => {
+      if (final === true && data.length === 0) return; // (the end of a frame, no block)
+      // A block: the decoder moves its whole window after it.
+      produced += data.length;
+      spend(frame!.window, frame!.at);
+      hash?.update(data);
       out.push(data);
-    });
+    };
     const push = (piece: Uint8Array, final: boolean): void => {
       try {
-        decoder.push(piece, final);
+        decoder!.push(piece, final);
       } catch (err) {
+        if (err instanceof ZstdInputError) throw err;
         throw new ZstdInputError(`zstd-compressed input is corrupt or truncated (${err instanceof Error ? err.message : String(err)})`);
+      }
+    };
+    const walker = new ZstdFrameWalker(
+      {
+        start(header) {
+          frame = header;
+          spend(header.window, header.at); // its window, allocated and cleared
+          decoder = new Decompress(ondata);
+          hash = header.checksum ? hasher.create() : null;
+        },
+        data(bytes, inFrame) {
+          if (inFrame) push(bytes, false);
+        },
+        end(checksum) {
+          push(new Uint8Array(0), true);
+          const at = frame!.at;
+          frame = null;
+          decoder = null;
+          if (checksum >= 0 && Number(hash!.digest() & 0xffffffffn) !== checksum) {
+            throw new ZstdInputError(`zstd-compressed input is corrupt: the content of the frame at byte ${at} does not match its checksum`);
+          }
+          hash = null;
+        },
+      },
+      ZSTD_MAX_WINDOW,
+    );
+    const walk = (piece: Uint8Array): void => {
+      try {
+        walker.walk(piece);
+      } catch (err) {
+        if (err instanceof ZstdFrameError) throw new ZstdInputError(`zstd-compressed input is ${err.refused ? 'refused' : 'corrupt'}: ${err.message}`);
+        throw err;
       }
     };
     for await (const chunk of source as AsyncIterable<Uint8Array>) {
       for (let at = 0; at < chunk.length; at += PIECE) {
-        push(chunk.subarray(at, at + PIECE), false);
+        walk(chunk.subarray(at, at + PIECE));
         while (out.length > 0) yield out.shift()!;
       }
     }
-    push(new Uint8Array(0), true);
+    try {
+      walker.finish();
+    } catch (err) {
+      throw new ZstdInputError(`zstd-compressed input is corrupt or truncated: ${(err as Error).message}`);
+    }
     while (out.length > 0) yield out.shift()!;
   }
   return readableOver(decompress(), source);
