@@ -15,7 +15,7 @@ if (!(minutes > 0)) fail('--minutes must be a positive number');
 if (values.seed !== undefined && !/^\d+$/.test(values.seed)) fail('--seed must be a non-negative integer');
 const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`fuzz: ${minutes} min per property group, seed ${seed}`);
-const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/fuzz.test.ts', '--project', 'simd', '--testTimeout', String(minutes * 60_000 * 2 + 60_000)], {
+const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/fuzz.test.ts', '--project', 'slow', '--testTimeout', String(minutes * 60_000 * 2 + 60_000)], {
   stdio: 'inherit',
   env: { ...process.env, FUZZ_MS: String(minutes * 60_000), FUZZ_SEED: String(seed) },
 });
