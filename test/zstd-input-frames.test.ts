@@ -56,7 +56,7 @@ function frame(spec: FrameSpec): Uint8Array {
   if (check) {
     const sum = Number(h64Raw(content(spec.blocks)) & 0xffffffffn);
     const bytes = [sum & 0xff, (sum >>> 8) & 0xff, (sum >>> 16) & 0xff, sum >>> 24];
-    if (spec.checksum === 'bad') bytes[0] ^= 0x01;
+    if (spec.checksum === 'bad') bytes[0] = bytes[0]! ^ 0x01;
     out.push(...bytes);
   }
   return Uint8Array.from(out);
@@ -93,7 +93,7 @@ describe('zstd input: content checksums', () => {
   it('a flipped content byte (which no block structure catches) or checksum byte is refused', async () => {
     const f = frame({ blocks, checksum: true });
     const flipped = f.slice();
-    flipped[20] ^= 0x10; // inside the first raw block
+    flipped[20] = flipped[20]! ^ 0x10; // inside the first raw block
     await expect(inflate(flipped)).rejects.toThrow(/content of the frame at byte 0 does not match its checksum/);
     await expect(inflate(frame({ blocks, checksum: 'bad' }), [7, 1, 300])).rejects.toThrow(/does not match its checksum/);
   });
@@ -141,7 +141,7 @@ describe('zstd input: what a reader refuses before the decoder sees it', () => {
     await expect(inflate(frame({ blocks, flags: 0x08 }))).rejects.toThrow(/reserved header bit/);
     await expect(inflate(frame({ blocks, flags: 0x01 }))).rejects.toThrow(/needs dictionary 7/);
     const reserved = frame({ blocks: [{ raw: Uint8Array.of(1) }] });
-    reserved[6] |= 0x06; // block type 3
+    reserved[6] = reserved[6]! | 0x06; // block type 3
     await expect(inflate(reserved)).rejects.toThrow(/reserved block type/);
     await expect(inflate(frame({ blocks: [{ rle: 1, size: (128 << 10) + 1 }] }))).rejects.toThrow(/over the frame's block limit/);
     await expect(inflate(Buffer.concat([frame({ blocks }), Uint8Array.of(1, 2, 3, 4, 5)]))).rejects.toThrow(/no zstd frame at byte/);
@@ -168,7 +168,7 @@ describe('zstd input through the CLI', () => {
     // One byte of a page's data flipped: still a well-formed stream, only the checksum tells.
     const bad = join(dir, 's.zst');
     const flipped = frame({ blocks: parts, checksum: true });
-    flipped[40_000] ^= 0x01;
+    flipped[40_000] = flipped[40_000]! ^ 0x01;
     writeFileSync(bad, flipped);
     const out2 = join(dir, 'out2.img');
     const res = await runMain(['decode', bad, '-o', out2]);

@@ -1,5 +1,5 @@
 import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, rmdirSync, unlinkSync, write as fsWrite, type Stats } from 'node:fs';
-import { lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
@@ -321,6 +321,50 @@ export class TempFile {
     if (this.committed) return;
     this.ctx.temps.delete(this.path);
     await unlink(this.path).catch(() => undefined);
+  }
+}
+
+/**
+ * Commits several temp files as one output (`extract`'s block files): each
+ * renamed into place in turn; when one fails, those already renamed are
+ * undone — a file one replaced (with `force`) put back from a hard link made
+ * just before, a new one removed — and the error thrown, so that a run that
+ * fails leaves every output as it was. (Where a hard link cannot be made, that
+ * file's replacement cannot be undone.)
+ */
+export async function commitAll(temps: Iterable<TempFile>, force: boolean): Promise<void> {
+  const done: { t: TempFile; backup: string | null }[] = [];
+  try {
+    for (const t of temps) {
+      const backup = force ? await linkBackup(t.finalPath) : null;
+      try {
+        await t.commit(force);
+      } catch (err) {
+        if (backup !== null) await unlink(backup).catch(() => undefined);
+        throw err;
+      }
+      done.push({ t, backup });
+    }
+  } catch (err) {
+    for (const { t, backup } of done.reverse()) {
+      if (backup !== null) await rename(backup, t.finalPath).catch(() => undefined);
+      else await unlink(t.finalPath).catch(() => undefined);
+    }
+    throw err;
+  }
+  for (const { backup } of done) if (backup !== null) await unlink(backup).catch(() => undefined);
+}
+
+/** A hard link to the regular file at `path` beside it (to put it back), or null when there is none or no link can be made. */
+async function linkBackup(path: string): Promise<string | null> {
+  const st = await lstat(path).catch(() => null);
+  if (st === null || !st.isFile()) return null;
+  const name = join(dirname(path), `.${tempStem(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.xbzrle-old`);
+  try {
+    await link(path, name);
+    return name;
+  } catch {
+    return null;
   }
 }
 

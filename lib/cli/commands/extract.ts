@@ -7,7 +7,7 @@ import { probeQemuMigration, readQemuMigration } from '../../qemu/migration-file
 import { blockFileName, FilePageStore } from '../../store/file-page-store.js';
 import { fileCacheSize, outputOption, type CommonOptions } from '../args.js';
 import { CliError } from '../errors.js';
-import { checkOutputPath, createDir, inputError, keepCreatedDirs, openInput, removeCreatedDirs, TempFile, type Input } from '../files.js';
+import { checkOutputPath, commitAll, createDir, inputError, keepCreatedDirs, openInput, removeCreatedDirs, TempFile, type Input } from '../files.js';
 import { CliContext } from '../io.js';
 import { Progress } from '../progress.js';
 import { analyse, formatReport, reportOf, targetOption, type StatReport } from './stat.js';
@@ -37,6 +37,9 @@ options:
       --[no-]progress  progress bar on stderr (default: when it is a terminal)
 `;
 
+/** Longest file name (bytes) on Linux file systems. */
+const NAME_MAX = 255;
+
 export async function extract(positionals: string[], o: CommonOptions, ctx: CliContext = new CliContext()): Promise<void> {
   if (positionals.length !== 1) throw new CliError('extract needs one MIGFILE', true);
   const dir = outputOption(o);
@@ -62,6 +65,10 @@ export async function extract(positionals: string[], o: CommonOptions, ctx: CliC
       }
       owners.set(file, block);
       const final = join(dir, file);
+      // (Checked now, before anything is written: a name the folder cannot hold would fail only at the rename.)
+      if (Buffer.byteLength(file) > NAME_MAX) {
+        throw new CliError(`${final}: file name too long for block ${JSON.stringify(block)} (${Buffer.byteLength(file)} bytes, at most ${NAME_MAX}); nothing written`);
+      }
       const link = lstatOrNull(final);
       if (link !== null && !link.isFile()) throw new CliError(`${final}: is not a regular file; refusing to replace it`);
       if (!o.force && link !== null) throw new CliError(`${final}: already exists (use -f to overwrite)`);
@@ -92,7 +99,7 @@ export async function extract(positionals: string[], o: CommonOptions, ctx: CliC
       throw new CliError(`${input.name}: the RAM sections end before all RAM was sent${where}; nothing written`);
     }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
-    for (const t of temps.values()) await t.commit(o.force);
+    await commitAll(temps.values(), o.force); // all of them, or none
     keepCreatedDirs(ctx);
     if (o.json) ctx.io.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else if (!o.quiet) {
