@@ -87,7 +87,22 @@ export class XbzrleError extends Error {
     this.code = code;
     this.offset = options.offset;
   }
+
+  /**
+   * `instanceof XbzrleError` holds for the errors of every copy of this
+   * package in a process — `xbzrle` and `xbzrle/web`, its ESM and CommonJS
+   * builds — each having its own class: they carry a shared brand.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // A subclass keeps the ordinary test.
+    if (this !== XbzrleError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return value instanceof Error && (value as { [ERROR_BRAND]?: unknown })[ERROR_BRAND] === true;
+  }
 }
+
+/** The brand every copy's `XbzrleError.prototype` carries (a registered symbol: the same in every bundle). */
+const ERROR_BRAND = Symbol.for('xbzrle.XbzrleError');
+Object.defineProperty(XbzrleError.prototype, ERROR_BRAND, { value: true });
 
 /** @internal Node-style argument errors. */
 export function argTypeError(name: string, expected: string, actual: unknown): TypeError {
