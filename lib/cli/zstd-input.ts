@@ -101,7 +101,7 @@ export function zstdDecompressed(source: Readable): Readable {
       try {
         walker.walk(piece);
       } catch (err) {
-        if (err instanceof ZstdFrameError) throw new ZstdInputError(`zstd-compressed input is ${err.refused ? 'refused' : 'corrupt'}: ${err.message}`);
+        if (err instanceof ZstdFrameError) throw new ZstdInputError(`zstd-compressed input is ${err.refused ? 'refused' : 'corrupt or truncated'}: ${err.message}`);
         throw err;
       }
     };
