@@ -25,7 +25,10 @@ function assemble(text, name) {
   return Buffer.from(buffer).toString('base64');
 }
 
-/** 32-bit FNV-1a of a string's UTF-16 code units, hex. */
+/**
+ * 32-bit FNV-1a of a string's UTF-16 code units, hex.
+ * @param {string} text
+ */
 function fnv1a(text) {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
