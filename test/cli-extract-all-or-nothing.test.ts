@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { commitAll, TempFile } from '../lib/cli/files.js';
+import { commitAll, removeTempsSync, TempFile } from '../lib/cli/files.js';
 import { CliContext } from '../lib/cli/io.js';
 import { runMain, scratchFolders } from './helpers/cli.js';
 import { buildRecords } from './helpers/streams.js';
@@ -63,7 +63,8 @@ describe('extract: all block files or none', () => {
     const b = make('b.bin', 'new b');
     const c = make('c.bin', 'new c');
     mkdirSync(join(dir, 'c.bin', 'x'), { recursive: true }); // a folder in the way: its rename fails
-    await expect(commitAll([a, b, c], true)).rejects.toThrow();
+    await expect(commitAll(ctx, [a, b, c], true)).rejects.toThrow();
+    expect(ctx.undo).toEqual([]);
     expect(readFileSync(join(dir, 'a.bin'), 'utf8')).toBe('precious');
     expect(existsSync(join(dir, 'b.bin'))).toBe(false);
     // No backup left; the failed one's temp is its caller's to remove (abort).
@@ -73,8 +74,33 @@ describe('extract: all block files or none', () => {
     const a2 = make('a.bin', 'new a');
     const b2 = make('b.bin', 'new b');
     const d2 = make('d.bin', 'new d');
-    await commitAll([a2, b2, d2], true);
+    await commitAll(ctx, [a2, b2, d2], true);
     expect(['a.bin', 'b.bin', 'd.bin'].map((f) => readFileSync(join(dir, f), 'utf8'))).toEqual(['new a', 'new b', 'new d']);
     expect(readdirSync(dir).sort()).toEqual(['a.bin', 'b.bin', 'c.bin', 'd.bin']);
+  });
+
+  it('interrupted midway (a signal), the outputs committed so far are undone and no backup is left', async () => {
+    const dir = scratch.fresh('signal');
+    const ctx = new CliContext();
+    writeFileSync(join(dir, 'a.bin'), 'precious');
+    const a = new TempFile(ctx, join(dir, 'a.bin'), 'a.bin');
+    writeFileSync(a.path, 'new a');
+    const b = new TempFile(ctx, join(dir, 'b.bin'), 'b.bin');
+    writeFileSync(b.path, 'new b');
+    const c = new TempFile(ctx, join(dir, 'c.bin'), 'c.bin');
+    writeFileSync(c.path, 'new c');
+    // Stop the commit when c's turn comes, as a signal handler would run there.
+    let interrupted = false;
+    const commitC = c.commit.bind(c);
+    c.commit = async (force: boolean) => {
+      removeTempsSync(ctx); // the bin's signal handler
+      interrupted = true;
+      return commitC(force);
+    };
+    await commitAll(ctx, [a, b, c], true).catch(() => undefined);
+    expect(interrupted).toBe(true);
+    expect(readFileSync(join(dir, 'a.bin'), 'utf8')).toBe('precious');
+    expect(existsSync(join(dir, 'b.bin'))).toBe(false);
+    expect(readdirSync(dir).filter((f) => f !== 'c.bin' && f !== 'a.bin')).toEqual([]);
   });
 });

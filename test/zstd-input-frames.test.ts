@@ -23,11 +23,15 @@ type Block = { raw: Uint8Array } | { rle: number; size: number };
 interface FrameSpec {
   /** Window descriptor byte (default 0x58: 2 MiB); ignored with `single`. */
   wd?: number;
-  /** Single-segment frame whose content size is this (4-byte field). */
+  /** Single-segment frame whose content size is this (4-byte field, or `fcs` bytes). */
   single?: number;
+  /** Bytes of the content-size field of a single-segment frame: 1, 2 (size - 256 stored), 4 or 8. */
+  fcs?: 1 | 2 | 4 | 8;
   blocks: Block[];
   /** Content checksum: written (the right one), `'bad'` (its first byte flipped), or none. */
   checksum?: boolean | 'bad';
+  /** The 1-byte dictionary id written with flag 0x01 (default 7). */
+  dict?: number;
   /** Extra descriptor bits (e.g. 0x08, the reserved one; 0x01, a 1-byte dictionary id of 7). */
   flags?: number;
 }
@@ -41,10 +45,15 @@ function frame(spec: FrameSpec): Uint8Array {
   const out: number[] = [0x28, 0xb5, 0x2f, 0xfd];
   const single = spec.single !== undefined;
   const check = spec.checksum !== undefined && spec.checksum !== false;
-  out.push((single ? 0x80 | 0x20 : 0) | (check ? 0x04 : 0) | (spec.flags ?? 0));
+  const fcs = spec.fcs ?? 4;
+  const fcsFlag = { 1: 0, 2: 1, 4: 2, 8: 3 }[fcs];
+  out.push((single ? (fcsFlag << 6) | 0x20 : 0) | (check ? 0x04 : 0) | (spec.flags ?? 0));
   if (!single) out.push(spec.wd ?? 0x58);
-  if (((spec.flags ?? 0) & 3) === 1) out.push(7); // a dictionary id
-  if (single) for (let i = 0; i < 4; i++) out.push((spec.single! >>> (8 * i)) & 0xff);
+  if (((spec.flags ?? 0) & 3) === 1) out.push(spec.dict ?? 7); // a dictionary id
+  if (single) {
+    const stored = spec.single! - (fcs === 2 ? 256 : 0);
+    for (let i = 0; i < fcs; i++) out.push(i < 4 ? (stored >>> (8 * i)) & 0xff : 0);
+  }
   spec.blocks.forEach((b, i) => {
     const last = i === spec.blocks.length - 1 ? 1 : 0;
     const [type, size] = 'raw' in b ? [0, b.raw.length] : [1, b.size];
@@ -128,11 +137,30 @@ describe('zstd input: what a reader refuses before the decoder sees it', () => {
     expect(await inflate(frame({ wd: 0x68, blocks, checksum: true }))).toEqual(content(blocks));
   });
 
+  it('single-segment frames with 1-, 2- (size - 256), 4- and 8-byte content sizes, and a dictionary id of 0, decode', async () => {
+    const body: Block[] = [{ raw: data.subarray(0, 200) }, { raw: data.subarray(200, 700) }];
+    const size = content(body).length;
+    for (const fcs of [2, 4, 8] as const) expect(await inflate(frame({ single: size, fcs, blocks: body, checksum: true }), [1, 3])).toEqual(content(body));
+    const small: Block[] = [{ raw: data.subarray(0, 200) }];
+    expect(await inflate(frame({ single: 200, fcs: 1, blocks: small, checksum: true }))).toEqual(content(small));
+    expect(await inflate(frame({ blocks: small, flags: 0x01, dict: 0, checksum: true }))).toEqual(content(small));
+    // A declared content size the blocks do not give (no checksum to tell otherwise).
+    await expect(inflate(frame({ single: size + 1, blocks: body }))).rejects.toThrow(/holds 700 bytes, not the 701 its header declares/);
+    await expect(inflate(frame({ single: 100, fcs: 1, blocks: [{ rle: 5, size: 99 }] }))).rejects.toThrow(/holds 99 bytes, not the 100/);
+  });
+
   it('tiny blocks under a large window are refused in bounded time (each block moves the whole window)', async () => {
-    const tiny: Block[] = Array.from({ length: 5000 }, (_, i) => ({ raw: Uint8Array.of(i & 0xff) }));
+    const tiny: Block[] = Array.from({ length: 1000 }, (_, i) => ({ raw: Uint8Array.of(i & 0xff) }));
     const t0 = performance.now();
-    await expect(inflate(frame({ wd: 0x68, blocks: tiny }))).rejects.toThrow(/blocks too small for its 8388608-byte window/);
+    await expect(inflate(frame({ wd: 0x68, blocks: tiny }))).rejects.toThrow(/refused at the frame at byte 0: its frames and blocks are too small for their windows \(1 frames so far/);
     expect(performance.now() - t0).toBeLessThan(10_000);
+    // Many empty frames under 8 MiB windows: each allocated and moved once.
+    const empties = Buffer.concat(Array.from({ length: 1000 }, () => frame({ wd: 0x68, blocks: [{ raw: new Uint8Array(0) }] })));
+    await expect(inflate(empties)).rejects.toThrow(/its frames and blocks are too small for their windows \(\d+ frames so far/);
+    // A file appended to frame by frame, as `zstd` writes from a pipe (a full window each): 100 frames pass.
+    const lines = Array.from({ length: 100 }, (_, i) => Buffer.from(`line ${i}\n`));
+    const appended = Buffer.concat(lines.map((l) => frame({ wd: 0x68, blocks: [{ raw: l }], checksum: true })));
+    expect(await inflate(appended)).toEqual(Buffer.concat(lines));
     // The same blocks under a small window are fine.
     expect(await inflate(frame({ wd: 0x00, blocks: tiny }))).toEqual(content(tiny));
   });

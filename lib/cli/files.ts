@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, rmdirSync, unlinkSync, write as fsWrite, type Stats } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, renameSync, rmdirSync, unlinkSync, write as fsWrite, type Stats } from 'node:fs';
 import { link, lstat, mkdir, open, realpath, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -35,6 +35,15 @@ function track(ctx: CliContext): void {
 
 /** Removes the run's pending temp files, then the folders it created if empty (on a fatal error). */
 export function removeTempsSync(ctx: CliContext): void {
+  // Outputs committed as one, interrupted midway: each put back as it was.
+  for (const u of ctx.undo.splice(0).reverse()) {
+    try {
+      if (u.backup !== null) renameSync(u.backup, u.final);
+      else if (u.committed) unlinkSync(u.final);
+    } catch {
+      // gone already, or cannot be helped
+    }
+  }
   for (const path of ctx.temps) {
     try {
       unlinkSync(path);
@@ -326,37 +335,36 @@ export class TempFile {
 
 /**
  * Commits several temp files as one output (`extract`'s block files): each
- * renamed into place in turn; when one fails, those already renamed are
- * undone — a file one replaced (with `force`) put back from a hard link made
- * just before, a new one removed — and the error thrown, so that a run that
- * fails leaves every output as it was. (Where a hard link cannot be made, that
- * file's replacement cannot be undone.)
+ * renamed into place in turn, a file it replaces (with `force`) set aside
+ * first (a hard link beside it, or where no link can be made, the file moved
+ * there). When one fails — or the run is interrupted (`removeTempsSync`) —
+ * those already in place are undone: a replaced file put back, a new one
+ * removed; so a run that fails leaves every output as it was.
  */
-export async function commitAll(temps: Iterable<TempFile>, force: boolean): Promise<void> {
-  const done: { t: TempFile; backup: string | null }[] = [];
+export async function commitAll(ctx: CliContext, temps: Iterable<TempFile>, force: boolean): Promise<void> {
+  const undo = ctx.undo;
   try {
     for (const t of temps) {
-      const backup = force ? await linkBackup(t.finalPath) : null;
-      try {
-        await t.commit(force);
-      } catch (err) {
-        if (backup !== null) await unlink(backup).catch(() => undefined);
-        throw err;
-      }
-      done.push({ t, backup });
+      const u = { final: t.finalPath, backup: force ? await setAside(t.finalPath, t.displayName) : null, committed: false };
+      undo.push(u);
+      await t.commit(force);
+      u.committed = true;
     }
   } catch (err) {
-    for (const { t, backup } of done.reverse()) {
-      if (backup !== null) await rename(backup, t.finalPath).catch(() => undefined);
-      else await unlink(t.finalPath).catch(() => undefined);
+    for (const u of undo.splice(0).reverse()) {
+      if (u.backup !== null) await rename(u.backup, u.final).catch(() => undefined);
+      else if (u.committed) await unlink(u.final).catch(() => undefined);
     }
     throw err;
   }
-  for (const { backup } of done) if (backup !== null) await unlink(backup).catch(() => undefined);
+  for (const u of undo.splice(0)) if (u.backup !== null) await unlink(u.backup).catch(() => undefined);
 }
 
-/** A hard link to the regular file at `path` beside it (to put it back), or null when there is none or no link can be made. */
-async function linkBackup(path: string): Promise<string | null> {
+/**
+ * The regular file at `path` kept aside under a name beside it (a hard link,
+ * else the file moved there), to be put back; null when there is none.
+ */
+async function setAside(path: string, displayName: string): Promise<string | null> {
   const st = await lstat(path).catch(() => null);
   if (st === null || !st.isFile()) return null;
   const name = join(dirname(path), `.${tempStem(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.xbzrle-old`);
@@ -364,7 +372,13 @@ async function linkBackup(path: string): Promise<string | null> {
     await link(path, name);
     return name;
   } catch {
-    return null;
+    // No hard links here (vfat, some network file systems): the file itself goes aside.
+  }
+  try {
+    await rename(path, name);
+    return name;
+  } catch (err) {
+    throw namedError(displayName, err);
   }
 }
 

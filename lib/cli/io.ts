@@ -51,6 +51,12 @@ export class CliContext {
   readonly temps = new Set<string>();
   /** Folders this run created, removed (when still empty) if it fails; deepest last. */
   readonly dirs: string[] = [];
+  /**
+   * Outputs being committed as one (`commitAll`): what to undo if the run
+   * fails or is interrupted before all of them are in place — the old file
+   * put back from `backup`, or a new one removed once `committed`.
+   */
+  readonly undo: { final: string; backup: string | null; committed: boolean }[] = [];
 
   constructor(readonly io: CliIo = processIo()) {}
 }

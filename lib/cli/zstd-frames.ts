@@ -20,6 +20,8 @@ export interface ZstdFrameHeader {
   readonly window: number;
   /** Whether a content checksum (low 32 bits of the content's XXH64) follows its last block. */
   readonly checksum: boolean;
+  /** The content size its header declares, or -1 when it declares none. */
+  readonly contentSize: number;
 }
 
 /** What the walker reports while it walks. */
@@ -188,7 +190,7 @@ export class ZstdFrameWalker {
     }
     this.checksum = (d & 0x04) !== 0;
     this.blockLimit = Math.min(MAX_BLOCK, Math.max(window, 1));
-    this.events.start({ at: this.frameAt, window, checksum: this.checksum });
+    this.events.start({ at: this.frameAt, window, checksum: this.checksum, contentSize: fcsBytes > 0 ? size : -1 });
     this.events.data(header.slice(), true); // (a copy: a decoder may keep a short piece until more comes)
     this.next(Part.BlockHeader, 3);
   }

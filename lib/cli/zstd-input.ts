@@ -23,13 +23,16 @@ const PIECE = 1024;
 export const ZSTD_MAX_WINDOW = 8 << 20;
 /**
  * Bound on the decoder's work: the window bytes it allocates and moves (a
- * window per frame and per block) may reach this many times the bytes it put
- * out, plus {@link WORK_ALLOWANCE}. Real zstd output (128 KiB blocks, windows
- * up to 8 MiB) needs at most 64; a frame of tiny blocks under a large window
- * (a 25 KB file asking for minutes of memmoves) is refused.
+ * window per frame, and all of it again after each block) may reach this many
+ * times the bytes it put out, plus {@link WORK_ALLOWANCE} (a second or two of
+ * moves here). Real zstd output of large data (128 KiB blocks, windows up to
+ * 8 MiB) needs at most 64 per byte; a file appended to frame by frame (each
+ * frame with its level's full window, as `zstd` writes from a pipe) passes up
+ * to ~250 frames at `-19` and ~1,000 at `-3`; a small hostile file of tiny
+ * frames or blocks under large windows is refused instead of taking minutes.
  */
 const WORK_PER_BYTE = 128;
-const WORK_ALLOWANCE = 64 * ZSTD_MAX_WINDOW;
+const WORK_ALLOWANCE = 4 * 1024 * 1024 * 1024;
 
 /**
  * `source` decompressed as zstd (`fzstd`, a streaming decoder in JavaScript:
@@ -50,17 +53,20 @@ export function zstdDecompressed(source: Readable): Readable {
     let hash: ReturnType<Hasher['create']> | null = null;
     let frame: ZstdFrameHeader | null = null;
     let produced = 0;
+    let frameOut = 0;
     let work = 0;
+    let frames = 0;
     const spend = (bytes: number, at: number): void => {
       work += bytes;
       if (work > WORK_PER_BYTE * produced + WORK_ALLOWANCE) {
-        throw new ZstdInputError(`zstd-compressed input is refused: the frame at byte ${at} has blocks too small for its ${frame!.window}-byte window (this reader moves the whole window once per block); decompress it first, e.g. zstd -dc FILE | xbzrle ...`);
+        throw new ZstdInputError(`zstd-compressed input is refused at the frame at byte ${at}: its frames and blocks are too small for their windows (${frames} frames so far; this reader allocates each frame's window and moves all of it after every block); decompress it first, e.g. zstd -dc FILE | xbzrle ...`);
       }
     };
     const ondata = (data: Uint8Array, final?: boolean): void => {
       if (final === true && data.length === 0) return; // (the end of a frame, no block)
       // A block: the decoder moves its whole window after it.
       produced += data.length;
+      frameOut += data.length;
       spend(frame!.window, frame!.at);
       hash?.update(data);
       out.push(data);
@@ -77,6 +83,8 @@ export function zstdDecompressed(source: Readable): Readable {
       {
         start(header) {
           frame = header;
+          frames++;
+          frameOut = 0;
           spend(header.window, header.at); // its window, allocated and cleared
           decoder = new Decompress(ondata);
           hash = header.checksum ? hasher.create() : null;
@@ -87,6 +95,10 @@ export function zstdDecompressed(source: Readable): Readable {
         end(checksum) {
           push(new Uint8Array(0), true);
           const at = frame!.at;
+          const declared = frame!.contentSize;
+          if (declared >= 0 && frameOut !== declared) {
+            throw new ZstdInputError(`zstd-compressed input is corrupt: the frame at byte ${at} holds ${frameOut} bytes, not the ${declared} its header declares`);
+          }
           frame = null;
           decoder = null;
           if (checksum >= 0 && Number(hash!.digest() & 0xffffffffn) !== checksum) {

@@ -99,7 +99,7 @@ export async function extract(positionals: string[], o: CommonOptions, ctx: CliC
       throw new CliError(`${input.name}: the RAM sections end before all RAM was sent${where}; nothing written`);
     }
     for (const t of temps.values()) await checkOutputPath(t.finalPath, o.force, [input.path]);
-    await commitAll(temps.values(), o.force); // all of them, or none
+    await commitAll(ctx, temps.values(), o.force); // all of them, or none
     keepCreatedDirs(ctx);
     if (o.json) ctx.io.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else if (!o.quiet) {
