@@ -1,6 +1,7 @@
 import { argRangeError, argTypeError } from '../errors.js';
 import { isZeroRange } from '../codec/zero.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
+import { fillInto } from '../codec/copy.js';
 
 /**
  * QEMU's `CACHED_PAGE_LIFETIME`: a different page may evict an entry only
@@ -327,7 +328,7 @@ export class PageCache {
     // Test before clearing: a page that was zero already is left as it is (the kernel tests
     // an arena in its memory in a few hundred ns).
     const zero = this.arenaPtr >= 0 ? this.arenaEngine!.isZero(this.arenaPtr + at, ps) : isZeroRange(this.arena, at, ps);
-    if (!zero) this.arena.fill(0, at, at + ps);
+    if (!zero) fillInto(this.arena, 0, at, at + ps);
     this.written[slot] = 0;
     return true;
   }

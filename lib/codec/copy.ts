@@ -42,3 +42,29 @@ export function copyInto(dst: Uint8Array, at: number, src: Uint8Array): void {
   staged.set(src);
   dst.set(staged, at);
 }
+
+/** Below this many bytes a fill goes byte by byte anyway. */
+const FILL_WIDE_MIN = 64;
+
+/**
+ * Sets bytes `from` to `to` (exclusive) of `dst` to `value`, as
+ * `dst.fill(value, from, to)`. On a SharedArrayBuffer (the kernel's memory)
+ * V8 fills a `Uint8Array` byte by byte, ~40 × slower than on plain memory
+ * (314 µs a MiB against 8 on the bench VM); the aligned middle goes through
+ * a view of wider elements instead (41 µs a MiB for zeros).
+ */
+export function fillInto(dst: Uint8Array, value: number, from: number, to: number): void {
+  if (to - from < FILL_WIDE_MIN || !isShared(dst)) {
+    dst.fill(value, from, to);
+    return;
+  }
+  const abs = dst.byteOffset + from;
+  const head = (8 - (abs & 7)) & 7;
+  const start = abs + head; // 8-aligned, in the buffer
+  const words = (dst.byteOffset + to - start) >>> 3;
+  dst.fill(value, from, from + head);
+  const b = value & 0xff;
+  if (b === 0) new Float64Array(dst.buffer, start, words).fill(0);
+  else new Uint32Array(dst.buffer, start, words * 2).fill(b * 0x01010101);
+  dst.fill(value, start + words * 8 - dst.byteOffset, to);
+}

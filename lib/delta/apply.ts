@@ -15,6 +15,7 @@ import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { getScanner } from './scan.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { fillInto } from '../codec/copy.js';
 
 /** Where the applier reads OLD, and earlier NEW pages. */
 export interface DeltaApplyIO {
@@ -214,7 +215,7 @@ export class DeltaApplier {
           if (got.length < oldHave) throw wrongBaseSize(oldName, s + got.length, h.oldSize);
           oldBuf.set(got, 0);
         }
-        if (oldHave < n) oldBuf.fill(0, oldHave, n);
+        if (oldHave < n) fillInto(oldBuf, 0, oldHave, n);
         const pages = n / ps;
         const oldPagesHere = Math.max(0, Math.min(pages, Math.ceil((h.oldSize - s) / ps)));
         const bufAt = hashBytes === null ? -1 : sc!.engine.addressOf(oldBuf);
@@ -358,7 +359,7 @@ export function applyLiteral(
   page: number,
 ): void {
   if (kind === RecordKind.Zero) {
-    buf.fill(0, bufAt, bufAt + ps);
+    fillInto(buf, 0, bufAt, bufAt + ps);
     stats.zero++;
   } else if (kind === RecordKind.Page) {
     buf.set(frame.subarray(at, at + ps), bufAt);

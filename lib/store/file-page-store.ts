@@ -3,7 +3,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants as bufferConstants } from 'node:buffer';
 import { argTypeError, argRangeError } from '../errors.js';
-import { copyInto } from '../codec/copy.js';
+import { copyInto, fillInto } from '../codec/copy.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
 import type { PageLocation, PageStore } from './page-store.js';
@@ -356,7 +356,7 @@ export class FilePageStore implements PageStore {
     if (byte === 0 && this.knownZero(block, offset, length)) return this.hole(block, offset, length);
     const loc = this.locate(block, offset, length, true);
     if (loc !== null) {
-      loc.bytes.fill(byte, loc.at, loc.at + length);
+      fillInto(loc.bytes, byte, loc.at, loc.at + length);
       return this.extendRun(block, offset);
     }
     return this.put(block, offset, new Uint8Array(length).fill(byte));

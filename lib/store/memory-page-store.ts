@@ -1,4 +1,4 @@
-import { copyInto } from '../codec/copy.js';
+import { copyInto, fillInto } from '../codec/copy.js';
 import { argRangeError, XbzrleError } from '../errors.js';
 import { getEngine } from '../codec/wasm/engine.js';
 import type { RamBlock } from '../format/record-writer.js';
@@ -104,8 +104,8 @@ export class MemoryPageStore implements PageStore {
       const n = Math.min(SEGMENT - from, length - done);
       const index = Math.floor(at / SEGMENT);
       const seg = img.segments.get(index);
-      if (seg !== undefined) seg.fill(byte, from, from + n);
-      else if (byte !== 0) this.segment(img, at).fill(byte, from, from + n);
+      if (seg !== undefined) fillInto(seg, byte, from, from + n);
+      else if (byte !== 0) fillInto(this.segment(img, at), byte, from, from + n);
       done += n;
     }
     if (offset + length > img.extent) img.extent = offset + length;

@@ -1,4 +1,4 @@
-import { copyInto } from '../codec/copy.js';
+import { copyInto, fillInto } from '../codec/copy.js';
 import { applyChecked, checkDelta, corrupt, decodeInto } from '../codec/decode.js';
 import { XbzrleError } from '../errors.js';
 import type { RamRecord } from '../format/record-parser.js';
@@ -323,7 +323,7 @@ export class RamLoader {
    */
   private applyAt(rec: RamRecord, loc: PageLocation, checked: boolean): void {
     const ps = this.pageSize;
-    if (rec.kind === 'zero') loc.bytes.fill(rec.fill, loc.at, loc.at + ps);
+    if (rec.kind === 'zero') fillInto(loc.bytes, rec.fill, loc.at, loc.at + ps);
     else if (rec.kind === 'page') copyInto(loc.bytes, loc.at, rec.src.subarray(rec.srcOffset, rec.srcOffset + ps));
     else if (checked) applyChecked(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at);
     else decodeInto(rec.src, rec.srcOffset, rec.length, loc.bytes, loc.at, ps, rec.dataPosition);
@@ -342,7 +342,7 @@ export class RamLoader {
     if (result < 0) throw corrupt(result, position);
     const loc = memory.locate(block, offset, this.pageSize, true);
     if (loc == null) return null;
-    loc.bytes.fill(0, loc.at, loc.at + this.pageSize); // a store's new page may hold old bytes
+    fillInto(loc.bytes, 0, loc.at, loc.at + this.pageSize); // a store's new page may hold old bytes
     return loc;
   }
 

@@ -1,4 +1,5 @@
 import { KERNEL_PLAIN, KERNEL_SHARED, KERNEL_SHARED_HASH } from './kernel-wasm.js';
+import { fillInto } from '../copy.js';
 
 /** The parts of the WebAssembly JS API used here (typed locally: no DOM types needed). */
 interface WasmMemory {
@@ -233,7 +234,7 @@ export class WasmEngine {
   allocZeroed(size: number, align = 64): number {
     const fresh = this.highWater;
     const ptr = this.alloc(size, align);
-    if (ptr >= 0 && ptr < fresh) this.bytes().fill(0, ptr, Math.min(ptr + size, fresh));
+    if (ptr >= 0 && ptr < fresh) fillInto(this.bytes(), 0, ptr, Math.min(ptr + size, fresh));
     return ptr;
   }
 

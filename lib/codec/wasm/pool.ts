@@ -1,5 +1,6 @@
 import { KERNEL_SHARED } from './kernel-wasm.js';
 import type { KernelExports, WasmEngine } from './engine.js';
+import { fillInto } from '../copy.js';
 
 // The kernel worker pool: batches of kernel operations (zero tests, encoder
 // steps, copies, decodes) over the engine's shared memory, run on N threads
@@ -630,7 +631,7 @@ function fillBytes(mem: Uint8Array, dst: number, value: number, len: number): vo
   const at = dst >>> 0;
   const end = at + (len >>> 0);
   if (end > mem.length) throw new RangeError('fill outside the memory');
-  mem.fill(value, at, end);
+  fillInto(mem, value, at, end);
 }
 
 /**
@@ -692,7 +693,12 @@ function runLane(j, jobs) {
         case ${OP_FILL}: {
           const dst = w[at + 2] >>> 0, len = w[at + 4] >>> 0;
           if (dst + len > w.buffer.byteLength) throw new RangeError('fill outside the memory');
-          new Uint8Array(w.buffer, dst, len).fill(w[at + 3]);
+          // (Shared memory: bytes by Uint8Array.fill are ~40 x slower than words; see fillInto.)
+          const v = w[at + 3] & 0xff, head = Math.min(len, (8 - (dst & 7)) & 7), words = (len - head) >>> 3;
+          new Uint8Array(w.buffer, dst, head).fill(v);
+          if (v === 0) new Float64Array(w.buffer, dst + head, words).fill(0);
+          else new Uint32Array(w.buffer, dst + head, words * 2).fill(v * 0x01010101);
+          new Uint8Array(w.buffer, dst + head + words * 8, len - head - words * 8).fill(v);
           break;
         }
         default: r = TRAPPED; ctl[C_TRAPPED] = 1;
