@@ -28,7 +28,8 @@ describe('fillInto', () => {
   });
 
   it('fills the kernel memory of a WebAssembly.Memory (a shared one) the same way', () => {
-    const mem = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+    const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer } } }).WebAssembly;
+    const mem = new WA.Memory({ initial: 1, maximum: 4, shared: true });
     const u8 = new Uint8Array(mem.buffer, 3, 4000);
     u8.fill(7);
     fillInto(u8, 0, 5, 3999);

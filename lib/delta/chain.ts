@@ -29,6 +29,7 @@ import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { ByteQueue, checkCompressed, decompressFrame, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { fillInto } from '../codec/copy.js';
 
 /** Random reads of a file-like thing: up to `length` bytes at `position` into `into` from its start; resolves to the count read (0 at its end). */
 export interface RandomRead {
@@ -372,7 +373,7 @@ export class ChainApplier {
     const readBase = async (y: number, into: Uint8Array): Promise<void> => {
       const have = Math.max(0, Math.min(ps, baseSize - y));
       const got = have > 0 ? await readFull(base, into, have, y) : 0;
-      into.fill(0, got, ps);
+      fillInto(into, 0, got, ps);
     };
     // Page `y` of image `level` (0: BASE, j: after delta j), from BASE and the deltas alone.
     const pageOf = async (level: number, y: number, into: Uint8Array): Promise<void> => {
@@ -387,7 +388,7 @@ export class ChainApplier {
         }
         if (row < 0) {
           if (y >= st.h.oldSize) {
-            into.fill(0, 0, ps);
+            fillInto(into, 0, 0, ps);
             return;
           }
           level--;
@@ -395,13 +396,13 @@ export class ChainApplier {
         }
         switch (st.kindOf(row)) {
           case RecordKind.Zero:
-            into.fill(0, 0, ps);
+            fillInto(into, 0, 0, ps);
             return;
           case RecordKind.Page:
             st.copyRow(row, into);
             return;
           case RecordKind.Xbzrle:
-            if (y >= st.h.oldSize) into.fill(0, 0, ps);
+            if (y >= st.h.oldSize) fillInto(into, 0, 0, ps);
             else await pageOf(level - 1, y, into); // lower levels only: this stage's table stays
             try {
               st.applyRow(row, into, y);
@@ -437,7 +438,7 @@ export class ChainApplier {
           prefetch = next < total ? readFull(base, bufs[b === 2 ? 0 : b + 1]!, baseWant(next), next) : null;
           prefetch?.catch(() => 0); // awaited on the next step, or in finally
         }
-        if (want < n) buf.fill(0, want, n);
+        if (want < n) fillInto(buf, 0, want, n);
         const basePages = Math.max(0, Math.min(pages, Math.ceil((baseSize - s) / ps)));
         for (let i = 0; i < basePages; i++) {
           const isZ = kernel.isZero(buf, i * ps);
@@ -512,7 +513,7 @@ export class ChainApplier {
           // Past this image's end its pages are zero (for the next delta's OLD).
           for (let i = newPages; i < pages; i++) {
             if (zero[i] === 0) {
-              buf.fill(0, i * ps, i * ps + ps);
+              fillInto(buf, 0, i * ps, i * ps + ps);
               zero[i] = 1;
             }
             hashes[i] = zh;

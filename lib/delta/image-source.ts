@@ -4,6 +4,7 @@
  * image readers share. Nothing here loads the stream classes or the codecs.
  */
 import { open } from 'node:fs/promises';
+import { fillInto } from '../codec/copy.js';
 
 /**
  * An image given as something other than a path: its size, and either
@@ -66,7 +67,7 @@ export async function* readAhead(src: ImageSource, bufs: Uint8Array[], total: nu
     const n = Math.min(step, total - i * step);
     const have = want(i);
     if (have > 0) await readFully(src, buf, have, i * step, name);
-    if (have < n) buf.fill(0, have, n);
+    if (have < n) fillInto(buf, 0, have, n);
     return n === step ? buf : buf.subarray(0, n);
   };
   const inFlight: Promise<Uint8Array>[] = [];

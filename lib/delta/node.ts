@@ -31,6 +31,7 @@ import { FramePool } from './workers.js';
 import type { FrameWorkers } from './codec.js';
 import { checkThreads } from '../core/options.js';
 import { fileDescriptors, fileSource, readAhead, readFully, type ImageSource } from './image-source.js';
+import { fillInto } from '../codec/copy.js';
 
 export type { ImageSource } from './image-source.js';
 
@@ -120,7 +121,7 @@ async function* streamSteps(stream: AsyncIterable<Uint8Array>, buf: Uint8Array, 
       if (got.length < have) throw new Error(`${name}: ended at byte ${pos + got.length}, expected ${size}`);
       buf.set(got, 0);
     }
-    if (have < n) buf.fill(0, have, n);
+    if (have < n) fillInto(buf, 0, have, n);
     yield buf.subarray(0, n);
   }
 }
@@ -427,7 +428,7 @@ function* groupWindows(pages: Iterable<number>, win: number): Generator<number[]
 async function readPages(src: ImageSource, into: Uint8Array, length: number, offset: number, size: number, name: string): Promise<void> {
   const have = Math.max(0, Math.min(length, size - offset));
   if (have > 0) await readFully(src, into, have, offset, name);
-  if (have < length) into.fill(0, have, length);
+  if (have < length) fillInto(into, 0, have, length);
 }
 
 /** {@link readPages} into `into` at `at`, with synchronous reads when `src` is a file {@link fileSource} opened. */
@@ -441,7 +442,7 @@ async function readPagesBack(src: ImageSource, into: Uint8Array, at: number, len
     if (n === 0) throw new Error(`${name}: file shrank while being read`);
     done += n;
   }
-  if (have < length) into.fill(0, at + have, at + length);
+  if (have < length) fillInto(into, 0, at + have, at + length);
 }
 
 function deltaChunks(input: DeltaInput): { stream: AsyncIterable<Uint8Array>; name: string } {
@@ -562,7 +563,7 @@ class StepWriter {
       if (r === 0) break;
       done += r;
     }
-    into.fill(0, done, ps);
+    fillInto(into, 0, done, ps);
   }
 
   /** Every write done (and the background datasync). */
