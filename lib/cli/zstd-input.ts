@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { loadHasher, type Hasher } from '../delta/hash.js';
+import type { Hasher } from '../delta/hash.js';
 import { ZstdFrameError, ZstdFrameWalker, type ZstdFrameHeader } from './zstd-frames.js';
 
 /** Corrupt or truncated zstd input. */
@@ -48,7 +48,7 @@ export function zstdDecompressed(source: Readable): Readable {
   const out: Uint8Array[] = [];
   async function* decompress(): AsyncGenerator<Uint8Array> {
     // Loaded here, for zstd input only (every command's start would otherwise compile them).
-    const [{ Decompress }, hasher] = await Promise.all([import('fzstd'), loadHasher()]);
+    const [{ Decompress }, hasher] = await Promise.all([import('fzstd'), import('../delta/hash.js').then((m) => m.loadHasher())]);
     let decoder: InstanceType<typeof Decompress> | null = null;
     let hash: ReturnType<Hasher['create']> | null = null;
     let frame: ZstdFrameHeader | null = null;
