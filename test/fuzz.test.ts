@@ -17,6 +17,9 @@ import fc from 'fast-check';
 import { allocPages, decodeXbzrle, freePages, MemoryPageStore, RamRecordParser, readQemuMigration, RecordWriter, XbzrleDecodeStream, XbzrleError } from '../lib/index.js';
 import { concat, hex, randomBytes, rng, split } from './helpers/bytes.js';
 import { encodeRounds } from './helpers/streams.js';
+import * as zstd from '@bokuweb/zstd-wasm';
+import xxhash from 'xxhash-wasm';
+import { zstdDecompressed, ZstdInputError } from '../lib/cli/zstd-input.js';
 
 const BUDGET_MS = Number(process.env['FUZZ_MS'] ?? 4000);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261122);
@@ -182,6 +185,47 @@ describe('fuzz: QEMU migration files', () => {
           () => 'ok',
           (err: unknown) => {
             onlyXbzrleError(err);
+            return 'error';
+          },
+        );
+        expect(await Promise.race([run, new Promise((r) => setTimeout(() => r('hang'), 3000))])).not.toBe('hang');
+      }),
+      { ...settings, interruptAfterTimeLimit: BUDGET_MS / 2 },
+    );
+  });
+});
+
+describe('fuzz: zstd-compressed input', () => {
+  it('mutations of real and checksummed frames: output, or a ZstdInputError, within the time limit', async () => {
+    await zstd.init();
+    const { h64Raw } = await xxhash();
+    const raw = randomBytes(40_000, rng(4));
+    raw.fill(0, 10_000, 25_000);
+    const packed = zstd.compress(raw, 3);
+    // The same bytes as one frame of raw blocks with a content checksum (what `zstd` writes by default).
+    const blocks: number[] = [0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58];
+    for (let at = 0; at < raw.length; at += 16_000) {
+      const n = Math.min(16_000, raw.length - at);
+      const v = (at + n === raw.length ? 1 : 0) | (n << 3);
+      blocks.push(v & 0xff, (v >>> 8) & 0xff, v >>> 16, ...raw.subarray(at, at + n));
+    }
+    const sum = Number(h64Raw(raw) & 0xffffffffn);
+    const checked = Uint8Array.from([...blocks, sum & 0xff, (sum >>> 8) & 0xff, (sum >>> 16) & 0xff, sum >>> 24]);
+    const skip = Uint8Array.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+    const base = concat([packed, skip, checked]);
+    await fc.assert(
+      fc.asyncProperty(mutate(base), fc.nat(), async (bytes, seed) => {
+        const run = (async () => {
+          let total = 0;
+          for await (const c of zstdDecompressed(Readable.from(split(bytes, 'random', seed, 400).map((b) => Buffer.from(b))))) total += (c as Uint8Array).length;
+          return total;
+        })().then(
+          (total) => {
+            expect(total).toBeLessThan(64 << 20);
+            return 'ok';
+          },
+          (err: unknown) => {
+            if (!(err instanceof ZstdInputError)) throw new Error(`not a ZstdInputError: ${String((err as Error)?.stack ?? err)}`);
             return 'error';
           },
         );
