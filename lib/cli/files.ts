@@ -35,15 +35,7 @@ function track(ctx: CliContext): void {
 
 /** Removes the run's pending temp files, then the folders it created if empty (on a fatal error). */
 export function removeTempsSync(ctx: CliContext): void {
-  // Outputs committed as one, interrupted midway: each put back as it was.
-  for (const u of ctx.undo.splice(0).reverse()) {
-    try {
-      if (u.backup !== null) renameSync(u.backup, u.final);
-      else if (u.committed) unlinkSync(u.final);
-    } catch {
-      // gone already, or cannot be helped
-    }
-  }
+  undoCommits(ctx); // outputs committed as one, interrupted midway
   for (const path of ctx.temps) {
     try {
       unlinkSync(path);
@@ -351,13 +343,22 @@ export async function commitAll(ctx: CliContext, temps: Iterable<TempFile>, forc
       u.committed = true;
     }
   } catch (err) {
-    for (const u of undo.splice(0).reverse()) {
-      if (u.backup !== null) await rename(u.backup, u.final).catch(() => undefined);
-      else if (u.committed) await unlink(u.final).catch(() => undefined);
-    }
+    undoCommits(ctx);
     throw err;
   }
   for (const u of undo.splice(0)) if (u.backup !== null) await unlink(u.backup).catch(() => undefined);
+}
+
+/** Puts back what {@link commitAll} had done when it failed or was interrupted: a replaced file from its backup, a new one removed. */
+function undoCommits(ctx: CliContext): void {
+  for (const u of ctx.undo.splice(0).reverse()) {
+    try {
+      if (u.backup !== null) renameSync(u.backup, u.final);
+      else if (u.committed) unlinkSync(u.final);
+    } catch {
+      // gone already, or cannot be helped
+    }
+  }
 }
 
 /**

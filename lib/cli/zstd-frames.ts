@@ -124,7 +124,7 @@ export class ZstdFrameWalker {
       case Part.Descriptor: {
         const d = (this.descriptor = s[4]!);
         if ((d & 0x08) !== 0) throw new ZstdFrameError(`zstd frame at byte ${this.frameAt} has its reserved header bit set`, this.frameAt + 4);
-        const rest = headerRest(d);
+        const rest = headerLayout(d).rest;
         if (rest > 0) return this.next(Part.HeaderRest, rest);
         return this.startFrame();
       }
@@ -165,14 +165,11 @@ export class ZstdFrameWalker {
     this.have = 0;
     const rest = header.subarray(5);
     const d = this.descriptor;
-    const single = (d & 0x20) !== 0;
-    const dictBytes = DICT_BYTES[d & 3]!;
+    const { single, dictBytes, fcsBytes } = headerLayout(d);
     let p = single ? 0 : 1;
     const dict = readLE(rest, p, dictBytes);
     p += dictBytes;
-    const fcsFlag = d >>> 6;
-    const fcsBytes = fcsFlag === 0 ? (single ? 1 : 0) : 1 << fcsFlag;
-    const size = readLE(rest, p, fcsBytes) + (fcsFlag === 1 ? 256 : 0);
+    const size = readLE(rest, p, fcsBytes) + (fcsBytes === 2 ? 256 : 0);
     let window: number;
     if (single) window = size;
     else {
@@ -210,11 +207,13 @@ export class ZstdFrameWalker {
 
 const DICT_BYTES = [0, 1, 2, 4];
 
-/** Header bytes after the descriptor: window descriptor, dictionary id, content size. */
-function headerRest(d: number): number {
+/** What a frame header descriptor `d` says follows it: a single segment (no window descriptor), the dictionary id's and content size's bytes, and `rest`, all of them. */
+function headerLayout(d: number): { single: boolean; dictBytes: number; fcsBytes: number; rest: number } {
   const single = (d & 0x20) !== 0;
   const fcsFlag = d >>> 6;
-  return (single ? 0 : 1) + DICT_BYTES[d & 3]! + (fcsFlag === 0 ? (single ? 1 : 0) : 1 << fcsFlag);
+  const dictBytes = DICT_BYTES[d & 3]!;
+  const fcsBytes = fcsFlag === 0 ? (single ? 1 : 0) : 1 << fcsFlag;
+  return { single, dictBytes, fcsBytes, rest: (single ? 0 : 1) + dictBytes + fcsBytes };
 }
 
 function u32(b: Uint8Array, at: number): number {

@@ -109,9 +109,11 @@ export function zstdDecompressed(source: Readable): Readable {
       },
       ZSTD_MAX_WINDOW,
     );
-    const walk = (piece: Uint8Array): void => {
+    /** Runs the walker (`piece`, or the end of the input when undefined), its structural errors as ZstdInputErrors. */
+    const walk = (piece?: Uint8Array): void => {
       try {
-        walker.walk(piece);
+        if (piece === undefined) walker.finish();
+        else walker.walk(piece);
       } catch (err) {
         if (err instanceof ZstdFrameError) throw new ZstdInputError(`zstd-compressed input is ${err.refused ? 'refused' : 'corrupt or truncated'}: ${err.message}`);
         throw err;
@@ -123,11 +125,7 @@ export function zstdDecompressed(source: Readable): Readable {
         while (out.length > 0) yield out.shift()!;
       }
     }
-    try {
-      walker.finish();
-    } catch (err) {
-      throw new ZstdInputError(`zstd-compressed input is corrupt or truncated: ${(err as Error).message}`);
-    }
+    walk();
     while (out.length > 0) yield out.shift()!;
   }
   return readableOver(decompress(), source);
