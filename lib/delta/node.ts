@@ -253,43 +253,9 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     if (compressor !== null) workers = FramePool.create(threads, compressor);
     const newSteps = n.src.read !== undefined ? readAhead(n.src, [alloc(), alloc()], newSize, newName) : streamSteps(n.src.stream!, alloc(), newSize, newSize, newName);
     const oldSteps = (): AsyncGenerator<Uint8Array> => (o.src.read !== undefined ? readAhead(o.src, [alloc(), alloc()], newSize, oldName) : streamSteps(o.src.stream!, alloc(), oldSize, newSize, oldName));
+    const run: DiffRun = { ps, oldSize, newSize, oldName, newName, alloc, flush, onProgress: options.onProgress };
     if (format === 'qemu') {
-      const stats = emptyStats('qemu', ps, oldSize, newSize);
-      const writer = new RecordWriter({ pageSize: ps, alloc: (k) => Buffer.allocUnsafe(k) }, (c) => pending.push(c));
-      const block = options.block ?? 'ram';
-      writer.memSize([{ id: block, length: newSize }]);
-      const kernel = new PageKernel(ps, 1);
-      try {
-        const os = oldSteps();
-        let pos = 0;
-        for await (const nb of newSteps) {
-          const ob = (await os.next()).value as Uint8Array;
-          for (let at = 0; at < nb.length; at += ps) {
-            const r = kernel.encode(ob, at, nb, at);
-            if (r === 0) stats.unchanged++;
-            else if (kernel.isZero(nb, at)) {
-              writer.zero(block, pos + at, 0);
-              stats.zero++;
-            } else if (r > 0) {
-              writer.xbzrle(block, pos + at, kernel.delta, kernel.deltaOff, r);
-              stats.xbzrle++;
-            } else {
-              writer.page(block, pos + at, nb, at);
-              stats.page++;
-            }
-          }
-          pos += nb.length;
-          await flush();
-          options.onProgress?.(pos, newSize);
-        }
-        writer.eos();
-        writer.flush();
-        await flush();
-        stats.deltaBytes = writer.bytesWritten;
-        stats.rawBytes = writer.bytesWritten;
-      } finally {
-        kernel.dispose();
-      }
+      const stats = await diffPlain(run, newSteps, oldSteps(), options.block ?? 'ram', (c) => pending.push(c));
       await s.commit();
       return stats;
     }
@@ -305,87 +271,18 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
       { hasher, compressor, workers },
     );
     enc = e;
-    const oldPadded = Math.ceil(oldSize / ps) * ps;
     if (oldFile !== null && newFile !== null) {
-      // Two passes. 1: OLD and NEW side by side, compared and hashed in the kernel's memory
-      // (DeltaEncoder.scan); OLD's pages hashed (digest, dedup index), changed pages noted (1 bit a
-      // page). Each file is read AHEAD steps ahead on libuv's threads: from the page cache a read
-      // is a copy, done there while this thread scans. (Synchronous reads instead: diff of the
-      // 1 GiB edits images 1.38x the time, median of 9 interleaved in-process runs at load 9;
-      // 1, 2, 4 and 8 steps ahead were within the noise, 4 the best median.)
-      const bufs = (): Uint8Array[] => Array.from({ length: AHEAD + 1 }, () => alloc());
-      const oldBufs = bufs();
-      const os = readAhead(oldFile, oldBufs, Math.max(newSize, oldPadded), oldName);
-      try {
-        let pos = 0;
-        for await (const nb of readAhead(newFile, bufs(), newSize, newName)) {
-          const ob = (await os.next()).value as Uint8Array;
-          e.scan(ob.length === nb.length ? ob : ob.subarray(0, nb.length), nb, pos);
-          const oldEnd = Math.min(ob.length, oldPadded - pos);
-          if (oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
-          pos += ob.length;
-          options.onProgress?.(Math.min(pos, newSize), newSize);
-        }
-        for (let r = await os.next(); r.done !== true; r = await os.next()) {
-          e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
-          pos += r.value.length;
-        }
-      } finally {
-        await os.return(undefined); // no read left writing into its buffers
-      }
-      // 2: the changed pages, window by window; those whose record the scan did not work out
-      // already (e.needsPages) read back with synchronous reads (from the page cache, just read:
-      // a synchronous read call costs a few µs, a promise-based one ~10 µs of this thread and a
-      // thread hop; keeping the changed pages from pass 1 instead cost a page fault per 4 KiB of
-      // fresh memory, more than reading them again).
-      const win = STEP / ps;
-      // OLD's first-pass buffers again (memory already touched: fresh memory costs a page fault per 4 KiB).
-      const [ob, nb] = oldBufs as [Uint8Array, Uint8Array];
-      const wanted: number[] = [];
-      for (const w of groupWindows(e.changedPages(), win)) {
-        const base = Math.floor(w[0]! / win) * win;
-        wanted.length = 0;
-        for (const page of w) if (e.needsPages(page)) wanted.push(page);
-        for (let i = 0; i < wanted.length; ) {
-          // Runs closer than GAP pages are read as one: a read call costs more than copying a few pages.
-          let j = i + 1;
-          while (j < wanted.length && wanted[j]! - wanted[j - 1]! <= GAP) j++;
-          const at = (wanted[i]! - base) * ps;
-          const len = (wanted[j - 1]! - wanted[i]! + 1) * ps;
-          await readPagesBack(newFile, nb, at, len, wanted[i]! * ps, newSize, newName);
-          await readPagesBack(oldFile, ob, at, len, wanted[i]! * ps, oldSize, oldName);
-          i = j;
-        }
-        for (const page of w) {
-          const at = (page - base) * ps;
-          // The window holds only the changed pages read back: no other page of it is a candidate in memory.
-          await e.encodeChanged(page, ob, at, nb, at, base * ps, at, at + ps);
-        }
-        await flush();
-      }
+      // Two passes. 1: OLD and NEW side by side, compared and hashed; 2: the changed pages.
+      const [ob, nb] = await scanPass(run, e, oldFile, newFile);
+      await changedPass(run, e, oldFile, newFile, ob, nb);
     } else {
       if (oldFile !== null) {
         // First pass over OLD: page hashes (its digest, the dedup index).
+        const oldPadded = Math.ceil(oldSize / ps) * ps;
         for await (const ob of readAhead(oldFile, [alloc(), alloc()], oldPadded, oldName)) e.indexOld(ob, e.oldHashedBytes);
       }
-      const os = oldFile !== null ? oldSteps() : streamSteps(o.src.stream!, alloc(), oldSize, Math.max(newSize, oldPadded), oldName);
-      let pos = 0;
-      for await (const nb of newSteps) {
-        const ob = (await os.next()).value as Uint8Array;
-        await e.push(ob.subarray(0, nb.length), nb, pos);
-        // A piped OLD's pages past NEW's end still count in its digest.
-        const oldEnd = Math.min(ob.length, oldPadded - pos);
-        if (oldFile === null && oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
-        pos += ob.length;
-        await flush();
-        options.onProgress?.(Math.min(pos, newSize), newSize);
-      }
-      if (oldFile === null) {
-        for (let r = await os.next(); r.done !== true; r = await os.next()) {
-          e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
-          pos += r.value.length;
-        }
-      }
+      const os = oldFile !== null ? oldSteps() : streamSteps(o.src.stream!, alloc(), oldSize, Math.max(newSize, Math.ceil(oldSize / ps) * ps), oldName);
+      await inOrderPass(run, e, newSteps, os, oldFile === null);
     }
     const stats = await e.finish();
     await flush();
@@ -400,6 +297,163 @@ export async function diffImages(oldInput: string | ImageSource, newInput: strin
     for (const b of bufs) freePages(b);
     await n?.close();
     await o.close();
+  }
+}
+
+/**
+ * What diff's passes share: the page size, the images' sizes and names, the
+ * allocator of its read buffers (kernel memory, freed when diff ends), the
+ * flush of the records made so far to the output, and the progress callback.
+ * (The passes are functions of their own, not loops of diffImages: V8 then
+ * optimizes each loop on its own, a fraction of the compile work of the whole.)
+ */
+interface DiffRun {
+  ps: number;
+  oldSize: number;
+  newSize: number;
+  oldName: string;
+  newName: string;
+  alloc: (bytes?: number) => Uint8Array;
+  flush: () => Promise<void>;
+  onProgress: ((done: number, total: number) => void) | undefined;
+}
+
+/** `--format qemu`: NEW against OLD page by page, as QEMU's plain RAM records (no header, dedup or compression). */
+async function diffPlain(run: DiffRun, newSteps: AsyncGenerator<Uint8Array>, os: AsyncGenerator<Uint8Array>, block: string, out: (chunk: Uint8Array) => void): Promise<DeltaStats> {
+  const { ps, oldSize, newSize } = run;
+  const stats = emptyStats('qemu', ps, oldSize, newSize);
+  const writer = new RecordWriter({ pageSize: ps, alloc: (k) => Buffer.allocUnsafe(k) }, out);
+  writer.memSize([{ id: block, length: newSize }]);
+  const kernel = new PageKernel(ps, 1);
+  try {
+    let pos = 0;
+    for await (const nb of newSteps) {
+      const ob = (await os.next()).value as Uint8Array;
+      for (let at = 0; at < nb.length; at += ps) {
+        const r = kernel.encode(ob, at, nb, at);
+        if (r === 0) stats.unchanged++;
+        else if (kernel.isZero(nb, at)) {
+          writer.zero(block, pos + at, 0);
+          stats.zero++;
+        } else if (r > 0) {
+          writer.xbzrle(block, pos + at, kernel.delta, kernel.deltaOff, r);
+          stats.xbzrle++;
+        } else {
+          writer.page(block, pos + at, nb, at);
+          stats.page++;
+        }
+      }
+      pos += nb.length;
+      await run.flush();
+      run.onProgress?.(pos, newSize);
+    }
+    writer.eos();
+    writer.flush();
+    await run.flush();
+    stats.deltaBytes = writer.bytesWritten;
+    stats.rawBytes = writer.bytesWritten;
+    return stats;
+  } finally {
+    kernel.dispose();
+  }
+}
+
+/**
+ * diff's first pass over two files: OLD and NEW side by side, compared and
+ * hashed in the kernel's memory (DeltaEncoder.scan); OLD's pages hashed
+ * (digest, dedup index), changed pages noted (1 bit a page). Each file is
+ * read AHEAD steps ahead on libuv's threads: from the page cache a read is a
+ * copy, done there while this thread scans. (Synchronous reads instead: diff
+ * of the 1 GiB edits images 1.38x the time, median of 9 interleaved
+ * in-process runs at load 9; 1, 2, 4 and 8 steps ahead were within the
+ * noise, 4 the best median.) Returns two of OLD's read buffers, for the
+ * second pass (memory already touched: fresh memory costs a page fault per 4 KiB).
+ */
+async function scanPass(run: DiffRun, e: DeltaEncoder, oldFile: ImageSource, newFile: ImageSource): Promise<[Uint8Array, Uint8Array]> {
+  const { ps, oldSize, newSize, oldName, newName } = run;
+  const oldPadded = Math.ceil(oldSize / ps) * ps;
+  const bufs = (): Uint8Array[] => Array.from({ length: AHEAD + 1 }, () => run.alloc());
+  const oldBufs = bufs();
+  const os = readAhead(oldFile, oldBufs, Math.max(newSize, oldPadded), oldName);
+  try {
+    let pos = 0;
+    for await (const nb of readAhead(newFile, bufs(), newSize, newName)) {
+      const ob = (await os.next()).value as Uint8Array;
+      e.scan(ob.length === nb.length ? ob : ob.subarray(0, nb.length), nb, pos);
+      const oldEnd = Math.min(ob.length, oldPadded - pos);
+      if (oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
+      pos += ob.length;
+      run.onProgress?.(Math.min(pos, newSize), newSize);
+    }
+    for (let r = await os.next(); r.done !== true; r = await os.next()) {
+      e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
+      pos += r.value.length;
+    }
+  } finally {
+    await os.return(undefined); // no read left writing into its buffers
+  }
+  return [oldBufs[0]!, oldBufs[1]!];
+}
+
+/**
+ * diff's second pass over two files: the changed pages, window by window;
+ * those whose record the scan did not work out already (e.needsPages) read
+ * back into `ob`/`nb` (a window each) with synchronous reads (from the page
+ * cache, just read: a synchronous read call costs a few µs, a promise-based
+ * one ~10 µs of this thread and a thread hop; keeping the changed pages from
+ * pass 1 instead cost a page fault per 4 KiB of fresh memory, more than
+ * reading them again).
+ */
+async function changedPass(run: DiffRun, e: DeltaEncoder, oldFile: ImageSource, newFile: ImageSource, ob: Uint8Array, nb: Uint8Array): Promise<void> {
+  const { ps, oldSize, newSize, oldName, newName } = run;
+  const win = STEP / ps;
+  const wanted: number[] = [];
+  for (const w of groupWindows(e.changedPages(), win)) {
+    const base = Math.floor(w[0]! / win) * win;
+    wanted.length = 0;
+    for (const page of w) if (e.needsPages(page)) wanted.push(page);
+    for (let i = 0; i < wanted.length; ) {
+      // Runs closer than GAP pages are read as one: a read call costs more than copying a few pages.
+      let j = i + 1;
+      while (j < wanted.length && wanted[j]! - wanted[j - 1]! <= GAP) j++;
+      const at = (wanted[i]! - base) * ps;
+      const len = (wanted[j - 1]! - wanted[i]! + 1) * ps;
+      await readPagesBack(newFile, nb, at, len, wanted[i]! * ps, newSize, newName);
+      await readPagesBack(oldFile, ob, at, len, wanted[i]! * ps, oldSize, oldName);
+      i = j;
+    }
+    for (const page of w) {
+      const at = (page - base) * ps;
+      // The window holds only the changed pages read back: no other page of it is a candidate in memory.
+      await e.encodeChanged(page, ob, at, nb, at, base * ps, at, at + ps);
+    }
+    await run.flush();
+  }
+}
+
+/**
+ * diff in one pass, where an image is a pipe: NEW's steps against OLD's
+ * (`os`) as they come (OLD hashed first when it is a file). With `oldPiped`,
+ * OLD's pages past NEW's end are read to its end: they still count in its digest.
+ */
+async function inOrderPass(run: DiffRun, e: DeltaEncoder, newSteps: AsyncGenerator<Uint8Array>, os: AsyncGenerator<Uint8Array>, oldPiped: boolean): Promise<void> {
+  const { ps, oldSize, newSize } = run;
+  const oldPadded = Math.ceil(oldSize / ps) * ps;
+  let pos = 0;
+  for await (const nb of newSteps) {
+    const ob = (await os.next()).value as Uint8Array;
+    await e.push(ob.subarray(0, nb.length), nb, pos);
+    const oldEnd = Math.min(ob.length, oldPadded - pos);
+    if (oldPiped && oldEnd > nb.length) e.indexOld(ob.subarray(nb.length, oldEnd), pos + nb.length);
+    pos += ob.length;
+    await run.flush();
+    run.onProgress?.(Math.min(pos, newSize), newSize);
+  }
+  if (oldPiped) {
+    for (let r = await os.next(); r.done !== true; r = await os.next()) {
+      e.indexOld(r.value.subarray(0, Math.min(r.value.length, oldPadded - pos)), pos);
+      pos += r.value.length;
+    }
   }
 }
 
