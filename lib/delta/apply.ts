@@ -13,7 +13,7 @@ import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
-import { getScanner } from './scan.js';
+import { getScanner, type PageScanner } from './scan.js';
 import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
 import { fillInto } from '../codec/copy.js';
 
@@ -109,6 +109,7 @@ export class DeltaApplier {
 
   /** NEW, step by step (see the class). */
   async *steps(io: DeltaApplyIO): AsyncGenerator<NewStep, DeltaStats, void> {
+    if (io.oldFile === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile'); // (before any memory is taken)
     const h = this.header;
     const ps = h.pageSize;
     const stepPages = this.o.stepPages ?? 256;
@@ -121,7 +122,6 @@ export class DeltaApplier {
     const bufs = [allocPages(stepPages, ps), allocPages(stepPages, ps), allocPages(stepPages, ps)] as const;
     const zeros = [new Uint8Array(stepPages), new Uint8Array(stepPages), new Uint8Array(stepPages)] as const;
     const scratch = allocPages(1, ps);
-    const kernel = new PageKernel(ps, 1);
     const file = io.oldFile;
     const readOld = io.readOld ?? (file === undefined ? undefined : async (off: number, into: Uint8Array): Promise<void> => {
       const have = Math.max(0, Math.min(ps, h.oldSize - off));
@@ -154,46 +154,15 @@ export class DeltaApplier {
       }
       return done;
     };
-    // Page hashes in place (lib/delta/scan.ts) when the step buffers are in the kernel's memory:
-    // OLD's step's hashes, then NEW's, then a flag byte a page.
-    const sc = getScanner();
-    const hashArea = sc !== null && sc.engine.addressOf(bufs[0]) >= 0 ? allocPages(Math.ceil((17 * stepPages) / ps), ps) : null;
-    const hashAt = hashArea === null ? -1 : sc!.engine.addressOf(hashArea);
-    const hashBytes = hashArea === null ? null : new Uint8Array(hashArea.buffer, hashArea.byteOffset, 17 * stepPages);
-    const changed = new Uint8Array(stepPages);
-    const oldHashes = new BigUint64Array(stepPages);
-    const zh = zeroPageHash(this.hasher, ps);
-    const oldDigest = new ImageDigest(this.hasher);
-    const newDigest = new ImageDigest(this.hasher);
-    if (file === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile');
+    const hashes = new StepHashes(this.hasher, ps, stepPages, bufs[0]);
     const oldQ = file === undefined ? new ByteQueue(io.old!) : null;
     const oldWant = (s: number): number => Math.max(0, Math.min(stepBytes, total - s, h.oldSize - s));
     let prefetch: Promise<number> | null = file !== undefined && sync === undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
-    const cursor = new RecordCursor(h);
+    const feed = new RecordFeed(h, this.reader);
+    const cursor = feed.cursor;
     const st = this.stats;
-    let have = false; // the cursor holds a record not yet applied
-    let ended = false; // EOS seen
-    const nextRecord = async (): Promise<void> => {
-      for (;;) {
-        if (cursor.read()) {
-          if (cursor.kind === RecordKind.MemSize) continue;
-          if (cursor.kind === RecordKind.Eos) {
-            ended = true;
-            have = false;
-            return;
-          }
-          have = true;
-          return;
-        }
-        const at = this.reader.position;
-        const frame = await this.reader.nextFrame();
-        if (frame === null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt at byte ${at} (records end without EOS)`, { offset: at });
-        cursor.reset(frame, this.reader.frameAt, this.reader.frames - 1);
-        this.frame = frame;
-      }
-    };
     try {
-      await nextRecord();
+      await feed.next();
       for (let s = 0, k = 0; s < total; s += stepBytes, k = k === 2 ? 0 : k + 1) {
         const n = Math.min(stepBytes, total - s);
         const newBuf = bufs[k]!;
@@ -218,89 +187,16 @@ export class DeltaApplier {
         if (oldHave < n) fillInto(oldBuf, 0, oldHave, n);
         const pages = n / ps;
         const oldPagesHere = Math.max(0, Math.min(pages, Math.ceil((h.oldSize - s) / ps)));
-        const bufAt = hashBytes === null ? -1 : sc!.engine.addressOf(oldBuf);
-        if (bufAt >= 0) {
-          sc!.hashPages(bufAt, pages, ps, hashAt, hashAt + 16 * stepPages, zh);
-          zero.set(hashBytes!.subarray(16 * stepPages, 16 * stepPages + pages));
-          oldDigest.addHashes(hashBytes!.subarray(0, 8 * oldPagesHere));
-        } else {
-          for (let i = 0; i < pages; i++) {
-            const isZ = kernel.isZero(oldBuf, i * ps);
-            zero[i] = isZ ? 1 : 0;
-            const hh = isZ ? zh : this.hasher.h64At(oldBuf, i * ps, ps);
-            oldHashes[i] = hh;
-            if (i < oldPagesHere) oldDigest.add(hh);
-          }
-        }
+        const bufAt = hashes.old(oldBuf, pages, oldPagesHere, zero);
         if (s >= h.newSize) continue;
         const m = Math.min(n, h.newSize - s);
-        changed.fill(0);
-        const end = s + m;
-        while (have && cursor.offset < end) {
-          const x = cursor.offset;
-          const i = (x - s) / ps;
-          const at = i * ps;
-          changed[i] = 1;
-          switch (cursor.kind) {
-            case RecordKind.Zero:
-            case RecordKind.Page:
-            case RecordKind.Xbzrle:
-              applyLiteral(cursor.kind, this.frame, cursor.at, cursor.length, newBuf, at, ps, st, this.reader, x);
-              break;
-            case RecordKind.Ref: {
-              const y = cursor.refOffset;
-              if (cursor.refKind === REF_OLD) {
-                st.refOld++;
-                // OLD's page is still in the step buffer unless a record already replaced it.
-                if (y >= s && y < s + n && changed[(y - s) / ps] === 0) newBuf.copyWithin(at, y - s, y - s + ps);
-                else if (readOld !== undefined) {
-                  await readOld(y, scratch);
-                  newBuf.set(scratch, at);
-                } else throw new XbzrleError('ERR_DELTA_FORMAT', `the delta refers to OLD's page at ${y}: OLD must be a file`);
-              } else {
-                st.refNew++;
-                if (y >= s) newBuf.copyWithin(at, y - s, y - s + ps);
-                else if (io.readNew !== undefined) {
-                  await io.readNew(y, scratch);
-                  newBuf.set(scratch, at);
-                } else throw new XbzrleError('ERR_DELTA_FORMAT', `the delta refers to NEW's page at ${y}, which cannot be read back`);
-              }
-              break;
-            }
-          }
-          await nextRecord();
-        }
-        const newPages = m / ps;
-        if (bufAt >= 0) {
-          // NEW's hashes: OLD's, then those of the changed pages hashed in place over them.
-          const hb = hashBytes!;
-          hb.copyWithin(8 * stepPages, 0, 8 * newPages);
-          for (let i = 0; i < newPages; i++) {
-            if (changed[i] === 0) {
-              st.unchanged++;
-              continue;
-            }
-            sc!.hashPages(bufAt + i * ps, 1, ps, hashAt + 8 * (stepPages + i), hashAt + 16 * stepPages + i, zh);
-            zero[i] = hb[16 * stepPages + i]!;
-          }
-          newDigest.addHashes(hb.subarray(8 * stepPages, 8 * (stepPages + newPages)));
-        } else {
-          for (let i = 0; i < newPages; i++) {
-            if (changed[i] === 0) {
-              st.unchanged++;
-              newDigest.add(oldHashes[i]!);
-              continue;
-            }
-            const isZ = kernel.isZero(newBuf, i * ps);
-            zero[i] = isZ ? 1 : 0;
-            newDigest.add(isZ ? zh : this.hasher.h64At(newBuf, i * ps, ps));
-          }
-        }
-        yield { offset: s, data: newBuf.subarray(0, m), zero: zero.subarray(0, newPages) };
+        await this.applyRecords(feed, s, n, s + m, newBuf, hashes.changed, scratch, readOld, io.readNew);
+        hashes.new(newBuf, bufAt, m / ps, zero, st);
+        yield { offset: s, data: newBuf.subarray(0, m), zero: zero.subarray(0, m / ps) };
       }
-      if (have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${cursor.offset} past NEW's end`);
-      if (!ended) await nextRecord();
-      if (have || !ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
+      if (feed.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${cursor.offset} past NEW's end`);
+      if (!feed.ended) await feed.next();
+      if (feed.have || !feed.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
       // Records end with EOS; the frame must end there, and then the trailer.
       if (cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
       const last = await this.reader.nextFrame();
@@ -314,11 +210,11 @@ export class DeltaApplier {
         throw new XbzrleError('ERR_DELTA_WRONG_BASE', `${oldName}: not the base this delta was made from (it grew past ${formatSize(h.oldSize)} while being read)`);
       }
       const t = this.reader.trailer!;
-      const od = oldDigest.digest();
+      const od = hashes.oldDigest.digest();
       if (this.o.verify !== false && od !== t.oldDigest) {
         throw new XbzrleError('ERR_DELTA_WRONG_BASE', `${oldName}: not the base this delta was made from (same size, different content)`);
       }
-      const nd = newDigest.digest();
+      const nd = hashes.newDigest.digest();
       if (nd !== t.newDigest) {
         throw new XbzrleError(
           'ERR_DELTA_CORRUPT',
@@ -331,13 +227,208 @@ export class DeltaApplier {
       return st;
     } finally {
       if (prefetch !== null) await prefetch.catch(() => 0);
-      kernel.dispose();
+      hashes.dispose();
       for (const b of [...bufs, scratch]) freePages(b);
-      if (hashArea !== null) freePages(hashArea);
     }
   }
 
-  private frame: Uint8Array = new Uint8Array(0);
+  /**
+   * The records of one step (NEW's bytes `s` to `end`, the step `n` bytes in
+   * `newBuf`, OLD's bytes there until a record replaces them) applied in
+   * place; `changed` flags the pages a record wrote.
+   */
+  private async applyRecords(
+    feed: RecordFeed,
+    s: number,
+    n: number,
+    end: number,
+    newBuf: Uint8Array,
+    changed: Uint8Array,
+    scratch: Uint8Array,
+    readOld: ((offset: number, into: Uint8Array) => Promise<void>) | undefined,
+    readNew: ((offset: number, into: Uint8Array) => Promise<void>) | undefined,
+  ): Promise<void> {
+    const ps = this.header.pageSize;
+    const st = this.stats;
+    const cursor = feed.cursor;
+    changed.fill(0);
+    while (feed.have && cursor.offset < end) {
+      const x = cursor.offset;
+      const i = (x - s) / ps;
+      const at = i * ps;
+      changed[i] = 1;
+      switch (cursor.kind) {
+        case RecordKind.Zero:
+        case RecordKind.Page:
+        case RecordKind.Xbzrle:
+          applyLiteral(cursor.kind, feed.frame, cursor.at, cursor.length, newBuf, at, ps, st, this.reader, x);
+          break;
+        case RecordKind.Ref: {
+          const y = cursor.refOffset;
+          if (cursor.refKind === REF_OLD) {
+            st.refOld++;
+            // OLD's page is still in the step buffer unless a record already replaced it.
+            if (y >= s && y < s + n && changed[(y - s) / ps] === 0) newBuf.copyWithin(at, y - s, y - s + ps);
+            else if (readOld !== undefined) {
+              await readOld(y, scratch);
+              newBuf.set(scratch, at);
+            } else throw new XbzrleError('ERR_DELTA_FORMAT', `the delta refers to OLD's page at ${y}: OLD must be a file`);
+          } else {
+            st.refNew++;
+            if (y >= s) newBuf.copyWithin(at, y - s, y - s + ps);
+            else if (readNew !== undefined) {
+              await readNew(y, scratch);
+              newBuf.set(scratch, at);
+            } else throw new XbzrleError('ERR_DELTA_FORMAT', `the delta refers to NEW's page at ${y}, which cannot be read back`);
+          }
+          break;
+        }
+      }
+      await feed.next();
+    }
+  }
+}
+
+/** A delta's records in order across its frames, for {@link DeltaApplier.steps}. */
+class RecordFeed {
+  readonly cursor: RecordCursor;
+  /** The cursor holds a record not yet applied. */
+  have = false;
+  /** EOS seen. */
+  ended = false;
+  /** The frame the cursor reads. */
+  frame: Uint8Array = new Uint8Array(0);
+
+  constructor(
+    header: DeltaHeader,
+    private readonly reader: DeltaReader,
+  ) {
+    this.cursor = new RecordCursor(header);
+  }
+
+  /** The next page record (MEM_SIZE skipped; EOS sets `ended`), reading the next frame when this one is done. */
+  async next(): Promise<void> {
+    const cursor = this.cursor;
+    for (;;) {
+      if (cursor.read()) {
+        if (cursor.kind === RecordKind.MemSize) continue;
+        if (cursor.kind === RecordKind.Eos) {
+          this.ended = true;
+          this.have = false;
+          return;
+        }
+        this.have = true;
+        return;
+      }
+      const at = this.reader.position;
+      const frame = await this.reader.nextFrame();
+      if (frame === null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt at byte ${at} (records end without EOS)`, { offset: at });
+      cursor.reset(frame, this.reader.frameAt, this.reader.frames - 1);
+      this.frame = frame;
+    }
+  }
+}
+
+/**
+ * The page hashes of {@link DeltaApplier.steps}' steps: OLD's digest, NEW's
+ * digest and each page's zero flag (a hole can stay a hole). In place in the
+ * kernel's memory (lib/delta/scan.ts) when the step buffers are there: OLD's
+ * step's hashes, then NEW's, then a flag byte a page; else page by page.
+ */
+class StepHashes {
+  /** Per page of the step: 1 when a record wrote it. */
+  readonly changed: Uint8Array;
+  readonly oldDigest: ImageDigest;
+  readonly newDigest: ImageDigest;
+  private readonly oldHashes: BigUint64Array;
+  private readonly sc: PageScanner | null;
+  private readonly area: Uint8Array | null;
+  private readonly areaAt: number;
+  private readonly bytes: Uint8Array | null;
+  private readonly zh: bigint;
+  private readonly kernel: PageKernel;
+
+  constructor(
+    private readonly hasher: Hasher,
+    private readonly ps: number,
+    private readonly stepPages: number,
+    stepBuffer: Uint8Array,
+  ) {
+    this.changed = new Uint8Array(stepPages);
+    this.oldHashes = new BigUint64Array(stepPages);
+    this.oldDigest = new ImageDigest(hasher);
+    this.newDigest = new ImageDigest(hasher);
+    this.zh = zeroPageHash(hasher, ps);
+    this.kernel = new PageKernel(ps, 1);
+    const sc = getScanner();
+    this.sc = sc;
+    this.area = sc !== null && sc.engine.addressOf(stepBuffer) >= 0 ? allocPages(Math.ceil((17 * stepPages) / ps), ps) : null;
+    this.areaAt = this.area === null ? -1 : sc!.engine.addressOf(this.area);
+    this.bytes = this.area === null ? null : new Uint8Array(this.area.buffer, this.area.byteOffset, 17 * stepPages);
+  }
+
+  /**
+   * OLD's step of `pages` pages in `buf` (`oldPagesHere` of them OLD's, the
+   * rest past its end): hashed into OLD's digest, the zero flags set. Returns
+   * where `buf` is for the scan (-1: page by page), for {@link StepHashes.new}.
+   */
+  old(buf: Uint8Array, pages: number, oldPagesHere: number, zero: Uint8Array): number {
+    const { ps, stepPages, zh } = this;
+    const bufAt = this.bytes === null ? -1 : this.sc!.engine.addressOf(buf);
+    if (bufAt >= 0) {
+      this.sc!.hashPages(bufAt, pages, ps, this.areaAt, this.areaAt + 16 * stepPages, zh);
+      zero.set(this.bytes!.subarray(16 * stepPages, 16 * stepPages + pages));
+      this.oldDigest.addHashes(this.bytes!.subarray(0, 8 * oldPagesHere));
+      return bufAt;
+    }
+    for (let i = 0; i < pages; i++) {
+      const isZ = this.kernel.isZero(buf, i * ps);
+      zero[i] = isZ ? 1 : 0;
+      const hh = isZ ? zh : this.hasher.h64At(buf, i * ps, ps);
+      this.oldHashes[i] = hh;
+      if (i < oldPagesHere) this.oldDigest.add(hh);
+    }
+    return -1;
+  }
+
+  /**
+   * NEW's first `newPages` pages of the step, patched in `buf` (at `bufAt`,
+   * from {@link StepHashes.old}): NEW's hashes are OLD's, and those of the
+   * changed pages hashed again; into NEW's digest, the zero flags updated,
+   * the unchanged pages counted.
+   */
+  new(buf: Uint8Array, bufAt: number, newPages: number, zero: Uint8Array, st: DeltaStats): void {
+    const { ps, stepPages, zh, changed } = this;
+    if (bufAt >= 0) {
+      const hb = this.bytes!;
+      hb.copyWithin(8 * stepPages, 0, 8 * newPages);
+      for (let i = 0; i < newPages; i++) {
+        if (changed[i] === 0) {
+          st.unchanged++;
+          continue;
+        }
+        this.sc!.hashPages(bufAt + i * ps, 1, ps, this.areaAt + 8 * (stepPages + i), this.areaAt + 16 * stepPages + i, zh);
+        zero[i] = hb[16 * stepPages + i]!;
+      }
+      this.newDigest.addHashes(hb.subarray(8 * stepPages, 8 * (stepPages + newPages)));
+      return;
+    }
+    for (let i = 0; i < newPages; i++) {
+      if (changed[i] === 0) {
+        st.unchanged++;
+        this.newDigest.add(this.oldHashes[i]!);
+        continue;
+      }
+      const isZ = this.kernel.isZero(buf, i * ps);
+      zero[i] = isZ ? 1 : 0;
+      this.newDigest.add(isZ ? zh : this.hasher.h64At(buf, i * ps, ps));
+    }
+  }
+
+  dispose(): void {
+    this.kernel.dispose();
+    if (this.area !== null) freePages(this.area);
+  }
 }
 
 /**
