@@ -80,6 +80,43 @@ describe('encode reads an image again for the next round', () => {
     }
   });
 
+  it('in the last round hashes only the pages read again: flags those that differ from what was sent, records nothing', () => {
+    const pages = 40;
+    const check = RoundCheck.make(pages, PS, 16);
+    if (check === null) return; // no page scan here
+    const runs = (f: (first: number, n: number) => Uint8Array | null): number[] => {
+      const flagged: number[] = [];
+      for (let first = 0; first < pages; first += 16) {
+        const got = f(first, Math.min(16, pages - first));
+        if (got !== null) got.forEach((x, i) => x !== 0 && flagged.push(first + i));
+      }
+      return flagged;
+    };
+    try {
+      const a = allocPages(pages);
+      const b = allocPages(pages);
+      const again = allocPages(pages);
+      for (let i = 0; i < a.length; i += 61) a[i] = i & 0xff;
+      b.set(a);
+      b[7 * PS + 1] = b[7 * PS + 1]! ^ 0x5a; // the last round changes page 7
+      again.set(a);
+      again[2 * PS + 5] = again[2 * PS + 5]! ^ 0x01; // round 1's image written between its reads
+      again[33 * PS + 4000] = again[33 * PS + 4000]! ^ 0x80;
+      const at = (x: Uint8Array, first: number, n: number): Uint8Array => x.subarray(first * PS, (first + n) * PS);
+      expect(runs((first, n) => check.pass(at(a, first, n), null, first))).toEqual([]);
+      expect(runs((first, n) => check.pass(at(b, first, n), at(again, first, n), first, true))).toEqual([2, 33]);
+      // The last round recorded nothing: what was sent is still round 1's image (b's page 7 would differ).
+      expect(runs((first, n) => check.pass(at(b, first, n), at(a, first, n), first, true))).toEqual([]);
+      // A single round (the first is the last): nothing to check, nothing hashed.
+      const single = RoundCheck.make(pages, PS, 16)!;
+      expect(runs((first, n) => single.pass(at(a, first, n), null, first, true))).toEqual([]);
+      single.dispose();
+      for (const x of [a, b, again]) freePages(x);
+    } finally {
+      check.dispose();
+    }
+  });
+
   it('a page read differently the second time goes whole: the receiver gets what was read', async () => {
     const pages = 64;
     const round1 = allocPages(pages);

@@ -56,10 +56,12 @@ export class RoundCheck {
    * `previous` (the same pages of the image before, read again), the pages
    * whose second read differs from what was sent are flagged (1 in the
    * returned array, one byte per page; null when none is). Then records
-   * `current`'s hashes as sent. Both must be in the kernel's memory (as the
-   * image reader gives them); otherwise every page is flagged.
+   * `current`'s hashes as sent, unless `last` (the last round: no round is
+   * checked against it, so only `previous` is hashed, and a single round
+   * not at all). Both must be in the kernel's memory (as the image reader
+   * gives them); otherwise every page is flagged.
    */
-  pass(current: Uint8Array, previous: Uint8Array | null, first: number): Uint8Array | null {
+  pass(current: Uint8Array, previous: Uint8Array | null, first: number, last = false): Uint8Array | null {
     if (this.disposed) throw new Error('RoundCheck: used after dispose()');
     const ps = this.pageSize;
     const count = current.length / ps;
@@ -75,7 +77,10 @@ export class RoundCheck {
       return flagged;
     }
     // The current pages' hashes at out + 8 * count; with previous, the previous pages' at out.
-    if (previous === null) this.scanner.hashPages(cur, count, ps, out + count * 8, out + count * 16, this.zeroHash);
+    if (last) {
+      if (previous === null) return null;
+      this.scanner.hashPages(prev, count, ps, out, out + count * 16, this.zeroHash);
+    } else if (previous === null) this.scanner.hashPages(cur, count, ps, out + count * 8, out + count * 16, this.zeroHash);
     else this.scanner.scan(prev, cur, count, ps, out, out + count * 8, out + count * 16, this.zeroHash);
     const words = new Uint32Array(engine.bytes().buffer, out, count * 4);
     const sent = this.sent;
@@ -86,8 +91,10 @@ export class RoundCheck {
         flagged[p] = bad ? 1 : 0;
         any ||= bad;
       }
-      sent[g] = words[2 * count + 2 * p]!;
-      sent[g + 1] = words[2 * count + 2 * p + 1]!;
+      if (!last) {
+        sent[g] = words[2 * count + 2 * p]!;
+        sent[g + 1] = words[2 * count + 2 * p + 1]!;
+      }
     }
     return any ? flagged : null;
   }

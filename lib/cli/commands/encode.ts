@@ -136,7 +136,7 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
           if (check !== null) {
             const before = previous === null ? null : previous.subarray(at, at + n);
             // Pages read differently the second time go whole (their cache entries dropped).
-            core.feedRound(record, before, check.pass(record.data, before, inRound / ps));
+            core.feedRound(record, before, check.pass(record.data, before, inRound / ps, index === images.length - 1));
           } else core.feed(record);
           await drain(core);
           at += n;
