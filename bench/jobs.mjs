@@ -8,7 +8,7 @@
 // with `--threads 1,2,…` the encode and decode jobs run once per thread count.
 // Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache.
 //
-//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract] [--dir /tmp/xbzrle-jobs]
+//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch,start] [--dir /tmp/xbzrle-jobs]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ let dir = '/tmp/xbzrle-jobs';
 /** @type {number[]} */
 let threads = [1];
 /** @type {string[]} */
-let only = ['encode', 'decode', 'extract', 'touch'];
+let only = ['encode', 'decode', 'extract', 'touch', 'start'];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--size') size = Number(args[++i]);
@@ -34,7 +34,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--threads') threads = String(args[++i]).split(',').map(Number);
   else if (a === '--only') only = String(args[++i]).split(',');
   else if (a === '--help' || a === '-h') {
-    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch] [--dir DIR]');
+    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch,start] [--dir DIR]');
     process.exit(0);
   } else {
     console.error(`jobs.mjs: unknown option ${a} (--help lists them)`);
@@ -98,9 +98,23 @@ jobs.push({
   base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`),
   run: () => time(process.execPath, ['-e', `const b = new Uint8Array(${bytes}); for (let i = 0; i < b.length; i += 4096) b[i] = 1;`]),
 });
+// What every job pays before it reads a byte: Node's own start (`node -e 0`, the environment's
+// NODE_OPTIONS and NODE_EXTRA_CA_CERTS included), and the CLI's (`xbzrle --version`: the package loaded).
+jobs.push({
+  name: '(start: node -e 0)',
+  ref: 'cat OLD NEW',
+  base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`),
+  run: () => time(process.execPath, ['-e', '0']),
+});
+jobs.push({
+  name: '(start: xbzrle --version)',
+  ref: 'cat OLD NEW',
+  base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`),
+  run: () => time(process.execPath, [CLI, '--version']),
+});
 const chosen = jobs.filter((j) => only.some((o) => j.name.startsWith(o) || j.name.startsWith(`(${o}`)));
 console.log(`jobs end to end: ${size} MiB memory-like images ('edits'), ${reps} reps, every job and its reference interleaved in each rep, medians`);
-console.log('job                        time ms   reference          ref ms   ratio');
+console.log('job                          time ms   reference          ref ms   ratio');
 /** @type {{ t: number[], b: number[], ratio: number[] }[]} */
 const times = chosen.map(() => ({ t: [], b: [], ratio: [] }));
 // Rep by rep, every job once (with its reference right after it), the order reversed every other
@@ -120,6 +134,6 @@ for (let r = 0; r < reps; r++) {
 }
 chosen.forEach((job, i) => {
   const { t, b, ratio } = /** @type {(typeof times)[number]} */ (times[i]);
-  console.log(`${job.name.padEnd(25)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
+  console.log(`${job.name.padEnd(27)} ${quantile(t, 0.5).toFixed(0).padStart(8)}   ${job.ref.padEnd(15)} ${quantile(b, 0.5).toFixed(0).padStart(8)}   ${quantile(ratio, 0.5).toFixed(2).padStart(5)}×`);
 });
 for (const path of [OUT, OUTDIR, DDOUT]) rmSync(path, { recursive: true, force: true });
