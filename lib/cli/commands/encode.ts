@@ -119,7 +119,10 @@ export async function encode(positionals: string[], o: CommonOptions, ctx: CliCo
   let delivered = false;
   try {
     // Made in here: its writer takes a first slab (kernel memory) before its own checks may throw.
-    core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads: o.threads, previousRounds: reread }, slabs.alloc, slabs.release);
+    // One image file is one round, all misses, encoded on this thread: workers would never get a
+    // page, and their start took the other core from the reads (512 MiB: 309 → 350 ms on 2 cores).
+    const threads = images.length === 1 && images[0] !== '-' ? 1 : o.threads;
+    core = new EncoderCore({ pageSize: ps, cacheSize, blocks: [{ id: block, length: size }], chunkSize: 1 << 20, threads, previousRounds: reread }, slabs.alloc, slabs.release);
     for (const [index, path] of images.entries()) {
       // Files are read straight into kernel memory, the next run while this one is encoded; stdin as it comes.
       const input = path === '-' ? await openInput(ctx, path, RUN, 'refuse') : { name: path, stream: null };

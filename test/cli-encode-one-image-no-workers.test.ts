@@ -1,0 +1,53 @@
+/**
+ * `xbzrle encode IMAGE` with one image file sends one round: every page a
+ * miss, encoded on the calling thread. It starts no worker pool whatever
+ * `--threads` says (workers would never get a page, and their start took the
+ * other core of a 2-core machine from the reads); two images, whose second
+ * round the pool can take, start it. The output is the same either way.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../lib/cli/main.js';
+import { getEngine } from '../lib/codec/wasm/engine.js';
+import { randomBytes, rng } from './helpers/bytes.js';
+import { scratchFolders } from './helpers/cli.js';
+
+const dirs = scratchFolders('xbzrle-encode-one-image-');
+const THREADS = 5; // a count no other test asks for: its pool exists only if this test made it
+
+/** The pool of `threads` threads over the kernel's memory, if one was made (without making one). */
+function poolExists(threads: number): boolean {
+  const engine = getEngine();
+  const pools = (globalThis as Record<symbol, WeakMap<object, Map<number, unknown>> | undefined>)[Symbol.for('xbzrle.kernel-pools.v1')];
+  return engine !== null && pools?.get(engine)?.has(threads) === true;
+}
+
+describe('encode of one image file', () => {
+  it('starts no workers; two images do; the same output as one thread', async () => {
+    const engine = getEngine();
+    if (engine === null || !engine.shared) return; // no shared memory: never a pool
+    const dir = dirs.fresh('one');
+    const rand = rng(11);
+    const a = join(dir, 'a.img');
+    const b = join(dir, 'b.img');
+    const img = randomBytes(256 * 4096, rand);
+    writeFileSync(a, img);
+    img[5000] = img[5000]! ^ 1;
+    writeFileSync(b, img);
+    const quiet = new PassThrough();
+    quiet.resume();
+    const io = () => ({ stdin: Readable.from([]), stdout: Object.assign(new PassThrough(), { isTTY: false }), stderr: quiet, env: {} });
+    const run = async (out: string, threads: number, ...images: string[]): Promise<Buffer> => {
+      expect(await main(['encode', ...images, '-o', join(dir, out), '-q', '--threads', String(threads)], io())).toBe(0);
+      return readFileSync(join(dir, out));
+    };
+    const one = await run('one.xs', THREADS, a);
+    expect(poolExists(THREADS)).toBe(false);
+    expect(one.equals(await run('one-1.xs', 1, a))).toBe(true);
+    const two = await run('two.xs', THREADS, a, b);
+    expect(poolExists(THREADS)).toBe(true);
+    expect(two.equals(await run('two-1.xs', 1, a, b))).toBe(true);
+  });
+});
