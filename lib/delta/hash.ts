@@ -3,7 +3,6 @@
  * WebAssembly build that runs on every runtime (no Node module, no native
  * code). Page hashes feed the deduplication index and the image digests.
  */
-import xxhash from 'xxhash-wasm';
 
 /** The hash functions the delta code uses. */
 export interface Hasher {
@@ -22,9 +21,10 @@ export interface Hasher {
 
 let loading: Promise<Hasher> | null = null;
 
-/** The shared hasher (instantiated once). */
+/** The shared hasher (loaded and instantiated once, on first use: commands that hash nothing never load it). */
 export function loadHasher(): Promise<Hasher> {
-  loading ??= xxhash().then((api) => {
+  loading ??= import('xxhash-wasm').then(async ({ default: xxhash }) => {
+    const api = await xxhash();
     // Plain views over each buffer's memory: a subarray of a plain Uint8Array skips the
     // species lookup of subclasses (the kernel's views are a subclass), per page.
     const plain = new WeakMap<Uint8Array, Uint8Array>();
