@@ -15,6 +15,8 @@ import { PageBits } from './page-bits.js';
 const READ_AHEAD = 256 << 10;
 /** Most pages of one run taken by {@link FilePageStore.putBorrowed} (one `writev`: at most IOV_MAX = 1024 pieces). */
 const BORROW_PAGES = 256;
+/** The least cache a store with declared blocks sets up (see FilePageStore#neededSlots): under V8's 64 MB of external memory that trigger collections. */
+const SMALL_CACHE = 16 << 20;
 
 /** Options of {@link FilePageStore}. */
 export interface FilePageStoreOptions {
@@ -39,7 +41,8 @@ export interface FilePageStoreOptions {
    * touch the file. An XBZRLE sender's deltas are against pages in its own
    * cache (QEMU's default: 64 MiB), so a cache at least as large as the
    * sender's keeps most delta bases in memory. Below one page, every page is
-   * written at once.
+   * written at once. A store whose blocks were declared (`declare`) before its
+   * first page takes no more than they need, and at least 16 MiB.
    */
   cacheSize?: number;
   /** @internal See {@link PageStore.parallelAfter} (default 4 MiB; tests set 0). */
@@ -138,6 +141,8 @@ export class FilePageStore implements PageStore {
   /** Writes gathered pages, in order, through reused staging buffers of `bufferSize`. */
   private readonly writes: WriteQueue;
   private readonly cacheSize: number;
+  /** Each block's length as last declared ({@link FilePageStore.declare}): what the cache need hold at most. */
+  private readonly declared = new Map<string, number>();
   private closed = false;
   /** True once `finish()` succeeded. */
   private finished = false;
@@ -264,6 +269,7 @@ export class FilePageStore implements PageStore {
   async declare(blocks: readonly RamBlock[]): Promise<void> {
     this.releaseBorrowed();
     for (const b of blocks) {
+      this.declared.set(b.id, b.length);
       const handle = await this.handle(b.id);
       if (this.truncate) {
         await this.flush();
@@ -482,7 +488,7 @@ export class FilePageStore implements PageStore {
    */
   private cached(offset: number, size: number, writing = false): boolean {
     if (writing && this.used === 0 && size !== this.pageSize && size > 0 && size <= this.cacheSize && offset % size === 0) {
-      const capacity = Math.floor(this.cacheSize / size);
+      const capacity = Math.min(Math.floor(this.cacheSize / size), this.neededSlots(size));
       this.slab = this.newSlab(capacity * size); // first: nothing changes if this throws
       this.pageSize = size;
       this.capacity = capacity;
@@ -495,6 +501,20 @@ export class FilePageStore implements PageStore {
       this.referenced = new Uint8Array(this.capacity);
     }
     return size === this.pageSize && offset % size === 0;
+  }
+
+  /**
+   * Slots of `size` bytes the cache needs at most: the blocks declared so far,
+   * at least {@link SMALL_CACHE} (blocks may be declared one at a time, or grow
+   * later); without a declaration, no limit. A small image's decode then
+   * allocates a small cache: 64 MiB of new memory made V8 collect (external
+   * memory pressure), ~12 ms of a decode of a few pages.
+   */
+  private neededSlots(size: number): number {
+    if (this.declared.size === 0) return Number.MAX_SAFE_INTEGER;
+    let bytes = 0;
+    for (const length of this.declared.values()) bytes += Math.ceil(length / size) * size;
+    return Math.max(1, Math.ceil(Math.max(bytes, SMALL_CACHE) / size));
   }
 
   /**
