@@ -3,7 +3,6 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDeltaMagic, patchImage, type DeltaStats } from '../../delta/index.js';
 import { FilePageStore } from '../../store/file-page-store.js';
-import { XbzrleDecodeStream } from '../../stream/decode-stream.js';
 import { fileCacheSize, plural, type CommonOptions } from '../args.js';
 import { SingleBlockStore } from '../block-filter.js';
 import { CliError } from '../errors.js';
@@ -129,6 +128,9 @@ async function patchPlain(ctx: CliContext, oldPath: string, input: Input, o: Com
   let meter: InputMeter | undefined;
   try {
     await copyFile(oldPath, temp.path);
+    // Loaded here: the stream classes bring readable-stream (~15 ms of every patch's start), which
+    // only a plain stream needs.
+    const { XbzrleDecodeStream } = await import('../../stream/decode-stream.js');
     const dec = new XbzrleDecodeStream({ store, pageSize: o.pageSize, emitPages: false, target });
     meter = new InputMeter((n) => progress.update(n));
     await pipeline(input.stream, meter, dec, new Writable({ objectMode: true, write: (_p, _e, cb) => cb() }));
