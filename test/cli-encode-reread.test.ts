@@ -23,6 +23,17 @@ async function collect(path: string, before: string | null, run: number): Promis
   return out;
 }
 
+/** An image `a` of `pages` pages in the kernel's memory, and two copies of it (`b`, `again`) for a test to change. */
+function threeImages(pages: number): { a: Uint8Array; b: Uint8Array; again: Uint8Array } {
+  const a = allocPages(pages);
+  const b = allocPages(pages);
+  const again = allocPages(pages);
+  for (let i = 0; i < a.length; i += 61) a[i] = i & 0xff;
+  b.set(a);
+  again.set(a);
+  return { a, b, again };
+}
+
 describe('encode reads an image again for the next round', () => {
   it('pairs every run of an image with the same run of the image before it', async () => {
     const a = new Uint8Array(10 * PS).map((_, i) => i % 251);
@@ -49,13 +60,8 @@ describe('encode reads an image again for the next round', () => {
     const check = RoundCheck.make(pages, PS, 16);
     if (check === null) return; // no page scan here: images are cached instead (the CLI tests cover it)
     try {
-      const a = allocPages(pages);
-      const b = allocPages(pages);
-      const again = allocPages(pages);
-      for (let i = 0; i < a.length; i += 61) a[i] = i & 0xff;
-      b.set(a);
+      const { a, b, again } = threeImages(pages);
       b[5 * PS + 9] = 0xee; // round 2 changes page 5
-      again.set(a);
       for (const p of [3, 17, 39]) again[p * PS + 100] = again[p * PS + 100]! ^ 0x01; // the image before, written between its reads
       again.fill(0, 20 * PS, 21 * PS); // page 20 zeroed meanwhile
       const flagged: number[] = [];
@@ -93,13 +99,8 @@ describe('encode reads an image again for the next round', () => {
       return flagged;
     };
     try {
-      const a = allocPages(pages);
-      const b = allocPages(pages);
-      const again = allocPages(pages);
-      for (let i = 0; i < a.length; i += 61) a[i] = i & 0xff;
-      b.set(a);
+      const { a, b, again } = threeImages(pages);
       b[7 * PS + 1] = b[7 * PS + 1]! ^ 0x5a; // the last round changes page 7
-      again.set(a);
       again[2 * PS + 5] = again[2 * PS + 5]! ^ 0x01; // round 1's image written between its reads
       again[33 * PS + 4000] = again[33 * PS + 4000]! ^ 0x80;
       const at = (x: Uint8Array, first: number, n: number): Uint8Array => x.subarray(first * PS, (first + n) * PS);

@@ -14,7 +14,7 @@ import { REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { getScanner, type PageScanner } from './scan.js';
-import { ByteQueue, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { ByteQueue, DeltaReader, RecordFeed, RecordKind } from './reader.js';
 import { fillInto } from '../codec/copy.js';
 
 /** Where the applier reads OLD, and earlier NEW pages. */
@@ -285,46 +285,6 @@ export class DeltaApplier {
         }
       }
       await feed.next();
-    }
-  }
-}
-
-/** A delta's records in order across its frames, for {@link DeltaApplier.steps}. */
-class RecordFeed {
-  readonly cursor: RecordCursor;
-  /** The cursor holds a record not yet applied. */
-  have = false;
-  /** EOS seen. */
-  ended = false;
-  /** The frame the cursor reads. */
-  frame: Uint8Array = new Uint8Array(0);
-
-  constructor(
-    header: DeltaHeader,
-    private readonly reader: DeltaReader,
-  ) {
-    this.cursor = new RecordCursor(header);
-  }
-
-  /** The next page record (MEM_SIZE skipped; EOS sets `ended`), reading the next frame when this one is done. */
-  async next(): Promise<void> {
-    const cursor = this.cursor;
-    for (;;) {
-      if (cursor.read()) {
-        if (cursor.kind === RecordKind.MemSize) continue;
-        if (cursor.kind === RecordKind.Eos) {
-          this.ended = true;
-          this.have = false;
-          return;
-        }
-        this.have = true;
-        return;
-      }
-      const at = this.reader.position;
-      const frame = await this.reader.nextFrame();
-      if (frame === null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt at byte ${at} (records end without EOS)`, { offset: at });
-      cursor.reset(frame, this.reader.frameAt, this.reader.frames - 1);
-      this.frame = frame;
     }
   }
 }

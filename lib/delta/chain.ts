@@ -28,7 +28,7 @@ import type { FrameCompressor, FrameWorkers } from './codec.js';
 import { emptyStats, setTotals, type DeltaStats } from './encoder.js';
 import { CODEC_ZSTD, corruptFrame, decodeFrameHeader, FRAME_DATA, FRAME_END, FRAME_HEADER_SIZE, REF_OLD, type DeltaHeader } from './format.js';
 import { ImageDigest, zeroPageHash, type Hasher } from './hash.js';
-import { ByteQueue, checkCompressed, decompressFrame, DeltaReader, RecordCursor, RecordKind } from './reader.js';
+import { ByteQueue, checkCompressed, decompressFrame, DeltaReader, RecordCursor, RecordFeed, RecordKind } from './reader.js';
 import { fillInto } from '../codec/copy.js';
 
 /** Random reads of a file-like thing: up to `length` bytes at `position` into `into` from its start; resolves to the count read (0 at its end). */
@@ -86,10 +86,8 @@ class Stage {
   readonly stats: DeltaStats;
   readonly oldDigest: ImageDigest;
   readonly newDigest: ImageDigest;
-  readonly cursor: RecordCursor;
-  frame: Uint8Array = new Uint8Array(0);
-  have = false;
-  ended = false;
+  /** The pass in order: its records across the frames (each frame indexed as it is read). */
+  readonly feed: RecordFeed;
   // The frame index: file offset, end offset and last page offset (carried over from the frame before
   // when a frame has no page record) of every frame read so far, in order or ahead.
   private fAt: number[] = [];
@@ -119,39 +117,22 @@ class Stage {
     this.stats = emptyStats('xbzrle', this.h.pageSize, this.h.oldSize, this.h.newSize);
     this.oldDigest = new ImageDigest(hasher);
     this.newDigest = new ImageDigest(hasher);
-    this.cursor = new RecordCursor(this.h);
+    this.feed = new RecordFeed(this.h, reader, (frame, at, end, num) => {
+      if (num === this.fAt.length) this.addToIndex(frame, at, end, num);
+    });
     this.scan = new RecordCursor(this.h);
     this.recBits = new Uint8Array(Math.ceil(this.h.newSize / this.h.pageSize / 8));
   }
 
-  /** Moves the pass to the next page record (sets `have`), or to EOS (`ended`). */
-  async nextRecord(): Promise<void> {
-    const c = this.cursor;
-    for (;;) {
-      if (c.read()) {
-        if (c.kind === RecordKind.MemSize) continue;
-        if (c.kind === RecordKind.Eos) {
-          this.ended = true;
-          this.have = false;
-          return;
-        }
-        this.have = true;
-        return;
-      }
-      const at = this.reader.position;
-      const frame = await this.reader.nextFrame();
-      if (frame === null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt at byte ${at} (records end without EOS)`, { offset: at });
-      const num = this.reader.frames - 1;
-      c.reset(frame, this.reader.frameAt, num);
-      this.frame = frame;
-      if (num === this.fAt.length) this.addToIndex(frame, this.reader.frameAt, this.reader.position, num);
-    }
+  /** Moves the pass to the next page record (`feed.have`), or to EOS (`feed.ended`). */
+  nextRecord(): Promise<void> {
+    return this.feed.next();
   }
 
   private addToIndex(frame: Uint8Array, at: number, end: number, num: number): void {
     // The frame's last page record (the records are checked again where they are used).
     const s = this.scan;
-    s.resume(frame, at, num, num === 0 ? null : this.cursor.blockName);
+    s.resume(frame, at, num, num === 0 ? null : this.feed.cursor.blockName);
     let last = num === 0 ? -1 : this.fLast[num - 1]!;
     const bits = this.recBits;
     const ps = this.h.pageSize;
@@ -231,7 +212,7 @@ class Stage {
     const raw = await this.readFrameAt(num, this.fAt[num]!);
     if (raw === null) throw corruptFrame(num, this.fAt[num]!, 'frame missing');
     const s = this.scan;
-    const block = num === 0 ? null : this.cursor.blockName;
+    const block = num === 0 ? null : this.feed.cursor.blockName;
     let n = 0;
     s.resume(raw, this.fAt[num]!, num, block);
     while (s.read()) if (s.kind !== RecordKind.MemSize && s.kind !== RecordKind.Eos) n++;
@@ -458,10 +439,11 @@ export class ChainApplier {
           const newPages = m / ps;
           if (m > 0) {
             saved.fill(0, 0, newPages);
-            const c = st.cursor;
+            const feed = st.feed;
+            const c = feed.cursor;
             const stats = st.stats;
             const end = s + m;
-            while (st.have && c.offset < end) {
+            while (feed.have && c.offset < end) {
               const x = c.offset;
               const i = (x - s) / ps;
               const at = i * ps;
@@ -473,7 +455,7 @@ export class ChainApplier {
                 case RecordKind.Zero:
                 case RecordKind.Page:
                 case RecordKind.Xbzrle:
-                  applyLiteral(c.kind, st.frame, c.at, c.length, buf, at, ps, stats, st.reader, x);
+                  applyLiteral(c.kind, feed.frame, c.at, c.length, buf, at, ps, stats, st.reader, x);
                   break;
                 case RecordKind.Ref: {
                   const y = c.refOffset;
@@ -541,10 +523,11 @@ export class ChainApplier {
 
   /** A delta's checks once its pass is over: records, frames, trailer, digests. */
   private async finish(st: Stage, oldName: string): Promise<void> {
-    if (st.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${st.cursor.offset} past NEW's end`);
-    if (!st.ended) await st.nextRecord();
-    if (st.have || !st.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
-    if (st.cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
+    const feed = st.feed;
+    if (feed.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${feed.cursor.offset} past NEW's end`);
+    if (!feed.ended) await feed.next();
+    if (feed.have || !feed.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
+    if (feed.cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
     const r = st.reader;
     const last = await r.nextFrame();
     if (last !== null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${r.frames - 1} at byte ${r.frameAt} (a frame after EOS)`, { offset: r.frameAt });

@@ -484,3 +484,51 @@ export class RecordCursor {
 
   private lastOffset = 0;
 }
+
+/**
+ * @internal A delta's page records in order across its frames (MEM_SIZE
+ * skipped), for the appliers: `have` while the cursor holds a record not yet
+ * applied, `ended` once EOS was read. `onFrame` sees each frame as it is
+ * read (its bytes, file offset, end offset and number).
+ */
+export class RecordFeed {
+  readonly cursor: RecordCursor;
+  /** The cursor holds a record not yet applied. */
+  have = false;
+  /** EOS seen. */
+  ended = false;
+  /** The frame the cursor reads. */
+  frame: Uint8Array = new Uint8Array(0);
+
+  constructor(
+    header: DeltaHeader,
+    private readonly reader: DeltaReader,
+    private readonly onFrame?: (frame: Uint8Array, at: number, end: number, num: number) => void,
+  ) {
+    this.cursor = new RecordCursor(header);
+  }
+
+  /** Moves to the next page record (sets `have`), or to EOS (`ended`), reading the next frame when this one is done. */
+  async next(): Promise<void> {
+    const cursor = this.cursor;
+    for (;;) {
+      if (cursor.read()) {
+        if (cursor.kind === RecordKind.MemSize) continue;
+        if (cursor.kind === RecordKind.Eos) {
+          this.ended = true;
+          this.have = false;
+          return;
+        }
+        this.have = true;
+        return;
+      }
+      const at = this.reader.position;
+      const frame = await this.reader.nextFrame();
+      if (frame === null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt at byte ${at} (records end without EOS)`, { offset: at });
+      const num = this.reader.frames - 1;
+      cursor.reset(frame, this.reader.frameAt, num);
+      this.frame = frame;
+      this.onFrame?.(frame, this.reader.frameAt, this.reader.position, num);
+    }
+  }
+}
