@@ -11,6 +11,13 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: false,
+    // The CommonJS build loads its dependencies with require(), as CommonJS code is expected to
+    // (a dynamic import() fails under loaders that run it through vm.Script without a callback for
+    // it, such as Jest's default): import() of a dependency loaded on first use becomes a require()
+    // run at that first use.
+    esbuildOptions(options, { format }) {
+      if (format === 'cjs') options.supported = { ...options.supported, 'dynamic-import': false };
+    },
   },
   {
     // The command: an ESM file with its shebang, not part of the typed API, and a chunk per

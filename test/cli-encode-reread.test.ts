@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { pairedRuns } from '../lib/cli/commands/encode.js';
 import { RoundCheck } from '../lib/cli/round-check.js';
+import { getScanner } from '../lib/delta/scan.js';
 import { EncoderCore } from '../lib/core/encoder.js';
 import { allocPages, freePages } from '../lib/index.js';
 import { decodeChunks } from './helpers/streams.js';
@@ -110,9 +111,21 @@ describe('encode reads an image again for the next round', () => {
       expect(runs((first, n) => check.pass(at(b, first, n), at(a, first, n), first, true))).toEqual([]);
       // A single round (the first is the last): nothing to check, nothing hashed.
       const single = RoundCheck.make(pages, PS, 16)!;
-      expect(runs((first, n) => single.pass(at(a, first, n), null, first, true))).toEqual([]);
-      single.dispose();
-      for (const x of [a, b, again]) freePages(x);
+      const scanner = getScanner()!;
+      const hashPages = vi.spyOn(scanner, 'hashPages');
+      const scan = vi.spyOn(scanner, 'scan');
+      try {
+        expect(runs((first, n) => single.pass(at(a, first, n), null, first, true))).toEqual([]);
+        expect([hashPages.mock.calls.length, scan.mock.calls.length]).toEqual([0, 0]);
+        // A last round with the image before it: that image's pages hashed (a call a run), no scan of both.
+        expect(runs((first, n) => check.pass(at(b, first, n), at(a, first, n), first, true))).toEqual([]);
+        expect([hashPages.mock.calls.length, scan.mock.calls.length]).toEqual([3, 0]);
+      } finally {
+        hashPages.mockRestore();
+        scan.mockRestore();
+        single.dispose();
+        for (const x of [a, b, again]) freePages(x);
+      }
     } finally {
       check.dispose();
     }

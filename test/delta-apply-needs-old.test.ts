@@ -1,8 +1,9 @@
 /**
- * `DeltaApplier.steps` without OLD (neither `old` nor `oldFile`) is a
- * programming error, reported as a TypeError when the generator starts —
- * before it takes any of the kernel's memory for its steps, so a caller
- * that catches it leaks nothing. With OLD given, the same applier runs.
+ * `DeltaApplier.steps` without OLD (neither `old` nor `oldFile`), or with
+ * an `old` that is not an async iterable, is a programming error, reported
+ * as a TypeError when the generator starts — before it takes any of the
+ * kernel's memory for its steps, so a caller that catches it leaks nothing.
+ * With OLD given, the same applier runs.
  */
 import { describe, expect, it } from 'vitest';
 import { ByteQueue } from '../lib/delta/reader.js';
@@ -21,6 +22,9 @@ describe('DeltaApplier.steps without OLD', () => {
     const before = engine?.allocated ?? 0;
     const a = await DeltaApplier.open(new ByteQueue(chunked(delta, 'whole')), { hasher, compressor });
     await expect(a.steps({}).next()).rejects.toThrow(new TypeError('DeltaApplyIO needs old or oldFile'));
+    expect(engine?.allocated ?? 0).toBe(before);
+    // OLD that is not an async iterable (a bare Uint8Array): its TypeError comes before any memory too.
+    await expect(a.steps({ old: new Uint8Array(3) as unknown as AsyncIterable<Uint8Array> }).next()).rejects.toThrow(TypeError);
     expect(engine?.allocated ?? 0).toBe(before);
 
     const b = await DeltaApplier.open(new ByteQueue(chunked(delta, 'whole')), { hasher, compressor });

@@ -109,7 +109,9 @@ export class DeltaApplier {
 
   /** NEW, step by step (see the class). */
   async *steps(io: DeltaApplyIO): AsyncGenerator<NewStep, DeltaStats, void> {
-    if (io.oldFile === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile'); // (before any memory is taken)
+    // (Checked before any memory is taken: a caller that catches the error leaks nothing.)
+    if (io.oldFile === undefined && io.old === undefined) throw new TypeError('DeltaApplyIO needs old or oldFile');
+    const oldQ = io.oldFile === undefined ? new ByteQueue(io.old!) : null;
     const h = this.header;
     const ps = h.pageSize;
     const stepPages = this.o.stepPages ?? 256;
@@ -155,7 +157,6 @@ export class DeltaApplier {
       return done;
     };
     const hashes = new StepHashes(this.hasher, ps, stepPages, bufs[0]);
-    const oldQ = file === undefined ? new ByteQueue(io.old!) : null;
     const oldWant = (s: number): number => Math.max(0, Math.min(stepBytes, total - s, h.oldSize - s));
     let prefetch: Promise<number> | null = file !== undefined && sync === undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
     const feed = new RecordFeed(h, this.reader);
@@ -319,12 +320,17 @@ class StepHashes {
     this.oldDigest = new ImageDigest(hasher);
     this.newDigest = new ImageDigest(hasher);
     this.zh = zeroPageHash(hasher, ps);
-    this.kernel = new PageKernel(ps, 1);
     const sc = getScanner();
     this.sc = sc;
     this.area = sc !== null && sc.engine.addressOf(stepBuffer) >= 0 ? allocPages(Math.ceil((17 * stepPages) / ps), ps) : null;
     this.areaAt = this.area === null ? -1 : sc!.engine.addressOf(this.area);
     this.bytes = this.area === null ? null : new Uint8Array(this.area.buffer, this.area.byteOffset, 17 * stepPages);
+    try {
+      this.kernel = new PageKernel(ps, 1);
+    } catch (err) {
+      if (this.area !== null) freePages(this.area);
+      throw err;
+    }
   }
 
   /**
