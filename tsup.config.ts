@@ -20,15 +20,28 @@ export default defineConfig([
     },
   },
   {
-    // The command: an ESM file with its shebang, not part of the typed API, and a chunk per
-    // command (loaded when it runs) beside it.
+    // The command: one CommonJS file with its shebang (dist/cli.cjs, the bin), not part of the typed
+    // API. CommonJS because Node 20's ES module loader costs ~3 ms a module (resolution, translation)
+    // where require() of one file does not: every command started ~14 ms sooner than as ES module
+    // chunks (a chunk per command, loaded when it ran). Each command's code still runs only when the
+    // command does (esbuild's lazy module wrappers), so `decode` loads no stream classes or zstd.
     entry: { cli: 'lib/cli/bin.ts' },
-    format: ['esm'],
+    format: ['cjs'],
+    outExtension: () => ({ js: '.cjs' }),
     dts: false,
     sourcemap: true,
     clean: false,
     target: 'node20',
     platform: 'node',
-    splitting: true,
+    splitting: false,
+    esbuildOptions(options) {
+      options.supported = { ...options.supported, 'dynamic-import': false };
+    },
+    // dist/cli.js, for `node dist/cli.js …` (the bin as it was named before): loads the bin.
+    async onSuccess() {
+      const { writeFile, chmod } = await import('node:fs/promises');
+      await writeFile('dist/cli.js', "#!/usr/bin/env node\nimport { createRequire } from 'node:module';\n\ncreateRequire(import.meta.url)('./cli.cjs');\n");
+      await chmod('dist/cli.js', 0o755);
+    },
   },
 ]);

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { generate } from './delta/gen.mjs';
 import { quantile } from './lib/timing.mjs';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/cli.cjs', import.meta.url));
 const args = process.argv.slice(2);
 let size = 512;
 let reps = 3;

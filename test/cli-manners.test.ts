@@ -145,7 +145,7 @@ function runAsNobody(args: string[]): Promise<CliResult> {
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-/** Whether an unprivileged user can run dist/cli.js: every folder on its path searchable, the file readable. */
+/** Whether an unprivileged user can run dist/cli.cjs: every folder on its path searchable, the file readable. */
 const cliReadable = (() => {
   const parts = CLI.split('/');
   for (let i = 2; i <= parts.length; i++) {

@@ -1,7 +1,7 @@
 /**
  * Tests of the `xbzrle` command (issue 6). Most run it in-process (`runMain`:
  * `main(argv, io)` over in-memory streams); those that need a real process
- * spawn the BUILT bin (`runCli`, `node dist/cli.js ...`): --version through the
+ * spawn the BUILT bin (`runCli`, `node dist/cli.cjs ...`): --version through the
  * bin, terminals (`script`), `-o /dev/stdout`, stdout redirected onto an input,
  * and readers that close early (EPIPE). `npm test` builds first; run
  * `npm run build` before `npx vitest run test/cli.test.ts`.

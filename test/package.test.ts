@@ -39,7 +39,7 @@ describe('the packed package', () => {
   it('contains only dist/, README.md, CHANGELOG.md, LICENSE and package.json', () => {
     expect(files.length).toBeGreaterThan(5);
     for (const f of files) expect(f === 'package.json' || f === 'README.md' || f === 'CHANGELOG.md' || f === 'LICENSE' || f.startsWith('dist/')).toBe(true);
-    for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/web.js', 'dist/web.cjs', 'dist/cli.js', 'LICENSE']) expect(files).toContain(f);
+    for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/web.js', 'dist/web.cjs', 'dist/cli.js', 'dist/cli.cjs', 'LICENSE']) expect(files).toContain(f);
   });
 
   it('installs with readable-stream as its only dependency', () => {

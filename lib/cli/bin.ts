@@ -2,4 +2,6 @@
 import { installProcessHandlers, main } from './main.js';
 
 installProcessHandlers();
-process.exitCode = await main(process.argv.slice(2));
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -5,6 +5,7 @@
  * `installProcessHandlers()`.
  */
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { parseCommand } from './args.js';
 import { CliError, errnoText } from './errors.js';
 import { BrokenPipe, onFirstCleanup, releaseRun, removeAllTempsSync, removeTempsSync, systemErrorName } from './files.js';
@@ -59,7 +60,9 @@ const COMMANDS: Record<string, Command> = {
 function version(): string {
   for (const path of ['../package.json', '../../package.json']) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version: string };
+      // The bin is CommonJS (__filename); the sources are ES modules (import.meta.url).
+      const here = typeof __filename === 'string' ? pathToFileURL(__filename) : import.meta.url;
+      const pkg = JSON.parse(readFileSync(new URL(path, here), 'utf8')) as { name?: string; version: string };
       if (pkg.name === 'xbzrle') return pkg.version;
     } catch {
       // not there

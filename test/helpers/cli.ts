@@ -1,7 +1,7 @@
 /**
  * Runs the `xbzrle` command for CLI tests: in-process (`runMain`: `main(argv, io)`
  * over in-memory stdin, stdout and stderr; most tests), or the built bin
- * (dist/cli.js) as a child process (`runCli`: the end-to-end tests of signals,
+ * (dist/cli.cjs) as a child process (`runCli`: the end-to-end tests of signals,
  * terminals, pipes and the real exit status). `npm test` builds before running vitest.
  */
 import { spawn } from 'node:child_process';
@@ -15,7 +15,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../lib/cli/main.js';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url));
 export const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url));
 
 export interface CliResult {
@@ -43,7 +43,7 @@ export function assertBuilt(): void {
   }
 }
 
-/** `node dist/cli.js ...args`, collecting stdout as bytes and stderr as text. */
+/** `node dist/cli.cjs ...args`, collecting stdout as bytes and stderr as text. */
 export function runCli(args: readonly string[], options: RunOptions = {}): Promise<CliResult> {
   return run(process.execPath, [CLI, ...args], options);
 }
