@@ -58,10 +58,10 @@ const COMMANDS: Record<string, Command> = {
 
 /** The package's version: its package.json is next to `dist/` (the bin), or two levels up (`lib/cli/`, the sources). */
 function version(): string {
+  // The bin is CommonJS (__filename); the sources are ES modules (import.meta.url).
+  const here = typeof __filename === 'string' ? pathToFileURL(__filename) : import.meta.url;
   for (const path of ['../package.json', '../../package.json']) {
     try {
-      // The bin is CommonJS (__filename); the sources are ES modules (import.meta.url).
-      const here = typeof __filename === 'string' ? pathToFileURL(__filename) : import.meta.url;
       const pkg = JSON.parse(readFileSync(new URL(path, here), 'utf8')) as { name?: string; version: string };
       if (pkg.name === 'xbzrle') return pkg.version;
     } catch {

@@ -160,7 +160,6 @@ export class DeltaApplier {
     const oldWant = (s: number): number => Math.max(0, Math.min(stepBytes, total - s, h.oldSize - s));
     let prefetch: Promise<number> | null = file !== undefined && sync === undefined && total > 0 ? fillOld(bufs[0], 0, oldWant(0)) : null;
     const feed = new RecordFeed(h, this.reader);
-    const cursor = feed.cursor;
     const st = this.stats;
     try {
       await feed.next();
@@ -195,13 +194,7 @@ export class DeltaApplier {
         hashes.new(newBuf, bufAt, m / ps, zero, st);
         yield { offset: s, data: newBuf.subarray(0, m), zero: zero.subarray(0, m / ps) };
       }
-      if (feed.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${cursor.offset} past NEW's end`);
-      if (!feed.ended) await feed.next();
-      if (feed.have || !feed.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
-      // Records end with EOS; the frame must end there, and then the trailer.
-      if (cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
-      const last = await this.reader.nextFrame();
-      if (last !== null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${this.reader.frames - 1} at byte ${this.reader.frameAt} (a frame after EOS)`, { offset: this.reader.frameAt });
+      await feed.end();
       if (oldQ !== null && !(await oldQ.atEnd())) {
         let extra = 0;
         for (let c = await oldQ.read(1 << 20); c.length > 0; c = await oldQ.read(1 << 20)) extra += c.length;

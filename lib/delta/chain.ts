@@ -124,11 +124,6 @@ class Stage {
     this.recBits = new Uint8Array(Math.ceil(this.h.newSize / this.h.pageSize / 8));
   }
 
-  /** Moves the pass to the next page record (`feed.have`), or to EOS (`feed.ended`). */
-  nextRecord(): Promise<void> {
-    return this.feed.next();
-  }
-
   private addToIndex(frame: Uint8Array, at: number, end: number, num: number): void {
     // The frame's last page record (the records are checked again where they are used).
     const s = this.scan;
@@ -403,7 +398,7 @@ export class ChainApplier {
     };
     let cur = 0; // the stage being applied, for errors
     try {
-      for (cur = 0; cur < k; cur++) await stages[cur]!.nextRecord();
+      for (cur = 0; cur < k; cur++) await stages[cur]!.feed.next();
       cur = 0;
       for (let s = 0, b = 0; s < total; s += stepBytes, b = b === 2 ? 0 : b + 1) {
         const n = Math.min(stepBytes, total - s);
@@ -481,7 +476,7 @@ export class ChainApplier {
                   break;
                 }
               }
-              await st.nextRecord();
+              await feed.next();
             }
             for (let i = 0; i < newPages; i++) {
               if (saved[i] === 1) {
@@ -523,14 +518,8 @@ export class ChainApplier {
 
   /** A delta's checks once its pass is over: records, frames, trailer, digests. */
   private async finish(st: Stage, oldName: string): Promise<void> {
-    const feed = st.feed;
-    if (feed.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${feed.cursor.offset} past NEW's end`);
-    if (!feed.ended) await feed.next();
-    if (feed.have || !feed.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
-    if (feed.cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
+    await st.feed.end();
     const r = st.reader;
-    const last = await r.nextFrame();
-    if (last !== null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${r.frames - 1} at byte ${r.frameAt} (a frame after EOS)`, { offset: r.frameAt });
     const t = r.trailer!;
     const od = st.oldDigest.digest();
     if (this.o.verify !== false && od !== t.oldDigest) {

@@ -531,4 +531,17 @@ export class RecordFeed {
       this.onFrame?.(frame, this.reader.frameAt, this.reader.position, num);
     }
   }
+
+  /**
+   * After the last page: the records must end there with EOS, the frame with
+   * them, and the frames before the trailer (`ERR_DELTA_CORRUPT` otherwise).
+   */
+  async end(): Promise<void> {
+    if (this.have) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt: a record for page ${this.cursor.offset} past NEW's end`);
+    if (!this.ended) await this.next();
+    if (this.have || !this.ended) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: records after the last page');
+    if (this.cursor.read()) throw new XbzrleError('ERR_DELTA_CORRUPT', 'delta is corrupt: a record after EOS');
+    const r = this.reader;
+    if ((await r.nextFrame()) !== null) throw new XbzrleError('ERR_DELTA_CORRUPT', `delta is corrupt in frame ${r.frames - 1} at byte ${r.frameAt} (a frame after EOS)`, { offset: r.frameAt });
+  }
 }

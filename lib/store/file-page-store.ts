@@ -514,7 +514,7 @@ export class FilePageStore implements PageStore {
     if (this.declared.size === 0) return Number.MAX_SAFE_INTEGER;
     let bytes = 0;
     for (const length of this.declared.values()) bytes += Math.ceil(length / size) * size;
-    return Math.max(1, Math.ceil(Math.max(bytes, SMALL_CACHE) / size));
+    return Math.ceil(Math.max(bytes, SMALL_CACHE) / size);
   }
 
   /**
