@@ -11,7 +11,9 @@ import { encodeImages, memoryRounds } from './helpers/rounds.js';
 // only its bookkeeping. Output and statistics must be those of feed().
 
 const engine = getEngine();
-const poolAvailable = engine !== null && getKernelPool(engine, 2) !== null;
+// The pools of 2 to 4 threads made now: an encoder then uses its pool from its first group
+// (a pool not made yet waits for work enough to pay for its start: encoder-pool-starts-with-work).
+const poolAvailable = engine !== null && [2, 3, 4].every((t) => getKernelPool(engine, t) !== null);
 afterAll(() => {
   if (engine !== null) disposeKernelPools(engine);
 });

@@ -1,8 +1,8 @@
 import { PageCache, DEFAULT_CACHE_SIZE, UNDECLARED_BLOCK_SPAN } from '../cache/page-cache.js';
 import { PageKernel, STEP_MISS, STEP_ZERO } from '../codec/kernel.js';
 import { getEngine, type WasmEngine } from '../codec/wasm/engine.js';
-import { getKernelPool, JOB_PENDING, JOB_TRAPPED, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
-import { aloneInRuns, PathTuner } from './path-tuner.js';
+import { getKernelPool, hasKernelPool, JOB_PENDING, JOB_TRAPPED, type JobTable, type KernelPool } from '../codec/wasm/pool.js';
+import { aloneInRuns, PathTuner, poolForced } from './path-tuner.js';
 import { argRangeError, argTypeError, argValueError, XbzrleError } from '../errors.js';
 import { encodeName } from '../format/bytes.js';
 import { MAX_IDSTR_LENGTH } from '../format/flags.js';
@@ -94,6 +94,13 @@ export class EncoderCore {
   private runPlan: { engine: WasmEngine; threads: number } | null = null;
   /** With the pool: which of the pool and this thread alone encodes the next group (the same records either way). */
   private tuner: PathTuner | null = null;
+  /**
+   * With threads, while the pool is not started: its engine and thread count.
+   * It starts once this thread spent {@link POOL_START_MS} on groups in runs
+   * (`aloneMs`), where there is work enough to pay for its start.
+   */
+  private deferredPool: { engine: WasmEngine; threads: number } | null = null;
+  private aloneMs = 0;
   private readonly declared: Map<string, number> | null = null;
   private readonly ownsCache: boolean;
   private readonly validNames = new Set<string>();
@@ -140,8 +147,8 @@ export class EncoderCore {
     const threads = checkThreads(opts.threads);
     // The pool works in the arena's memory; an arena kept out of it (previousRounds) is never read.
     const poolEngine = opts.previousRounds === true && cache === undefined ? getEngine() : this.cache.arenaEngine;
-    // The pool starts with the first group of pages (startRuns), not before: an encoder
-    // given no pages starts no thread.
+    // The pool starts once there is work for it (startRuns, encodePages), not before: an
+    // encoder given no pages, or little work, starts no thread.
     const pooled = threads > 1 && poolEngine !== null && poolEngine.shared;
     this.kernel = new PageKernel(pageSize, pooled ? BATCH_BYTES / pageSize : ALONE_PAGES);
     if (pooled) this.runPlan = { engine: poolEngine, threads };
@@ -317,6 +324,7 @@ export class EncoderCore {
     let pooledMs = 0;
     while (i < count) {
       if (i === this.stagedEnd) {
+        if (this.deferredPool !== null && this.aloneMs >= poolStartMs) this.startDeferredPool();
         // Staged once per group: a pause for the reader resumes in the same group.
         const n = Math.min(count - i, kernel.stagePages);
         kernel.stage(record.data, i * ps, n);
@@ -339,7 +347,8 @@ export class EncoderCore {
         const onPool = this.groupPath === PATH_POOL;
         const b0 = performance.now();
         const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots), onPool);
-        if (onPool) {
+        if (this.deferredPool !== null) this.aloneMs += performance.now() - b0;
+        else if (onPool) {
           const ms = performance.now() - b0;
           const pool = this.runs!.pool!;
           // (A batch run while a worker was still starting says nothing of the pool's speed.)
@@ -365,10 +374,12 @@ export class EncoderCore {
   }
 
   /**
-   * Sets up the runs planned, and starts the worker pool with threads (once;
-   * null when there is no kernel, or no room in its memory). With threads, a
-   * pool that cannot start (no worker threads here) leaves runs on this
-   * thread alone.
+   * Sets up the runs planned (once; null when there is no kernel, or no room
+   * in its memory). With threads, the worker pool is used at once when it is
+   * made already (by an earlier encoder over the same memory); otherwise the
+   * groups run on this thread alone until they took {@link POOL_START_MS}
+   * ({@link EncoderCore.startDeferredPool}). A pool that cannot start (no
+   * worker threads here) leaves runs on this thread alone.
    */
   private startRuns(): RunBatch | null {
     const plan = this.runPlan;
@@ -378,11 +389,36 @@ export class EncoderCore {
       this.runs = RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
       return this.runs;
     }
+    if (!hasKernelPool(plan.engine, plan.threads) && !poolForced()) {
+      this.deferredPool = plan;
+      this.runs = RunBatch.make(plan.engine, null, this.pageSize, BATCH_BYTES / this.pageSize);
+      if (this.runs === null) this.deferredPool = null;
+      return this.runs;
+    }
+    this.runs = this.poolBatch(plan);
+    return this.runs;
+  }
+
+  /**
+   * Starts the pool deferred by {@link EncoderCore.startRuns}, between two
+   * groups (no batch in flight): its batch areas replace those of this
+   * thread alone (given back first, so that the new ones reuse their
+   * memory, already touched).
+   */
+  private startDeferredPool(): void {
+    const plan = this.deferredPool!;
+    this.deferredPool = null;
+    this.runs?.dispose();
+    this.runs = this.poolBatch(plan) ?? RunBatch.make(plan.engine, null, this.pageSize, BATCH_BYTES / this.pageSize);
+  }
+
+  /** The batch areas with the pool of `plan` (started if need be), and the tuner; without a pool, this thread's alone. Null: no room. */
+  private poolBatch(plan: { engine: WasmEngine; threads: number }): RunBatch | null {
     const pool = getKernelPool(plan.engine, plan.threads);
     const pooled = pool !== null && this.kernel.engine === pool.engine;
-    this.runs = RunBatch.make(plan.engine, pooled ? pool : null, this.pageSize, BATCH_BYTES / this.pageSize);
-    if (this.runs !== null && this.runs.pool !== null) this.tuner = new PathTuner();
-    return this.runs;
+    const batch = RunBatch.make(plan.engine, pooled ? pool : null, this.pageSize, BATCH_BYTES / this.pageSize);
+    if (batch !== null && batch.pool !== null) this.tuner = new PathTuner();
+    return batch;
   }
 
   /** True when the kernel (and the pool's threads) can work on the cache's arena (or never need it: bytes elsewhere). */
@@ -728,6 +764,22 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
  * enough that waking the workers (15-35 µs on a VM) is small next to the work.
  */
 const BATCH_BYTES = 4 << 20;
+/**
+ * Time this thread spends on groups in runs before an encoder with threads
+ * starts its worker pool (when no encoder over the same memory made it yet):
+ * about what a worker's start costs a core (~50 ms on the 2-core VM). A job
+ * of less work than this gains nothing from workers; on 2 cores their start
+ * took the core that reads the files (`encode` of two 512 MiB images, 36 ms
+ * of encoding: 560 ms with one thread, 640 ms with a pool started with the
+ * first round). A longer job loses at most this to the wait.
+ */
+const POOL_START_MS = 50;
+let poolStartMs = POOL_START_MS;
+
+/** @internal For tests: the time alone after which a pool starts (0: with the second group in runs); `undefined` restores {@link POOL_START_MS}. */
+export function setPoolStartMs(ms: number | undefined): void {
+  poolStartMs = ms ?? POOL_START_MS;
+}
 // How a staged group is encoded (EncoderCore.groupPath).
 const PATH_PAGES = 0;
 const PATH_RUNS = 1;

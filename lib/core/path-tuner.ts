@@ -57,6 +57,11 @@ export function aloneInRuns(): boolean {
   return forced !== 'alternate' || ++alternations % 2 === 1;
 }
 
+/** True when a test forced groups onto the pool ({@link forcePoolPath} `'pool'` or `'alternate'`): a pool is then started with the first group. */
+export function poolForced(): boolean {
+  return forced === 'pool' || forced === 'alternate';
+}
+
 export class PathTuner {
   private readonly pool = new PathTimes();
   private readonly alone = new PathTimes();

@@ -853,6 +853,11 @@ export function getKernelPool(engine: WasmEngine | null, threads: number, option
   return pool;
 }
 
+/** True when the pool of `threads` threads over `engine`'s memory is made already (its workers started or starting): using it costs no start. */
+export function hasKernelPool(engine: WasmEngine, threads: number): boolean {
+  return registry().get(engine)?.has(Math.min(threads, 256)) === true;
+}
+
 /** Disposes every pool of `engine` (its workers stop; the next getKernelPool makes new ones). */
 export function disposeKernelPools(engine: WasmEngine): void {
   const pools = registry().get(engine);
