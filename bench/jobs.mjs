@@ -5,12 +5,14 @@
 //   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
 //   extract  xbzrle extract STREAM -o DIR (the same stream, its block to DIR)  vs  the same dd
 //
-// with `--threads 1,2,…` the encode and decode jobs run once per thread count.
+// with `--threads 1,2,…` the encode and decode jobs run once per thread count ('default': no flag, the
+// CLI's default, the cores up to 8; the default list).
 // Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache.
 //
-//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch,start] [--dir /tmp/xbzrle-jobs]
+//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,decode,extract,touch,start] [--dir /tmp/xbzrle-jobs]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +25,7 @@ let size = 512;
 let reps = 3;
 let dir = '/tmp/xbzrle-jobs';
 /** @type {number[]} */
-let threads = [1];
+let threads = [0]; // 0: the CLI's default
 /** @type {string[]} */
 let only = ['encode', 'decode', 'extract', 'touch', 'start'];
 for (let i = 0; i < args.length; i++) {
@@ -31,10 +33,10 @@ for (let i = 0; i < args.length; i++) {
   if (a === '--size') size = Number(args[++i]);
   else if (a === '--reps') reps = Number(args[++i]);
   else if (a === '--dir') dir = String(args[++i]);
-  else if (a === '--threads') threads = String(args[++i]).split(',').map(Number);
+  else if (a === '--threads') threads = String(args[++i]).split(',').map((t) => (t === 'default' ? 0 : Number(t)));
   else if (a === '--only') only = String(args[++i]).split(',');
   else if (a === '--help' || a === '-h') {
-    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads 1,2] [--only encode,decode,extract,touch,start] [--dir DIR]');
+    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,decode,extract,touch,start] [--dir DIR]');
     process.exit(0);
   } else {
     console.error(`jobs.mjs: unknown option ${a} (--help lists them)`);
@@ -68,7 +70,8 @@ function time(file, argv, shell) {
   return ms;
 }
 
-const threadFlag = (/** @type {number} */ n) => ['--threads', String(n)]; // explicit: the CLI's default is the cores
+const threadFlag = (/** @type {number} */ n) => (n === 0 ? [] : ['--threads', String(n)]);
+const threadName = (/** @type {number} */ n) => (n === 0 ? `(default: ${Math.min(8, availableParallelism())} thr)` : `--threads ${n}`);
 const cache = ['--cache-size', `${Math.max(size, 1)}M`];
 // The stream decode reads: OLD then NEW as two rounds.
 time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', STREAM, '-f', '-q', ...cache]);
@@ -76,15 +79,15 @@ const dd = () => time('dd', [`if=${NEW}`, `of=${DDOUT}`, 'bs=1M', 'conv=fsync', 
 /** @type {{ name: string, ref: string, run: () => number, base: () => number }[]} */
 const jobs = [];
 for (const n of threads) {
-  jobs.push({ name: `encode --threads ${n}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
+  jobs.push({ name: `encode ${threadName(n)}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
   jobs.push({
-    name: `decode --threads ${n}`,
+    name: `decode ${threadName(n)}`,
     ref: 'dd conv=fsync',
     base: dd,
     run: () => time(process.execPath, [CLI, 'decode', STREAM, '-o', OUT, '-q', ...threadFlag(n)]),
   });
   jobs.push({
-    name: `extract --threads ${n}`,
+    name: `extract ${threadName(n)}`,
     ref: 'dd conv=fsync',
     base: dd,
     run: () => time(process.execPath, [CLI, 'extract', STREAM, '-o', OUTDIR, '-q', ...threadFlag(n)]),
