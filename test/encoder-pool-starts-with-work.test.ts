@@ -39,36 +39,33 @@ function encode(images: Uint8Array[], threads: number, reread: boolean): { out: 
   }
 }
 
+/** Three rounds of `pages` pages encoded with `threads`, checked against one thread's output: whether the pool exists after, and the batches it ran. */
+function againstOneThread(pages: number, seed: number, threads: number, reread: boolean): { pool: boolean; groups: number } {
+  const images = memoryRounds(pages, 3, seed, true);
+  try {
+    const one = encode(images, 1, reread);
+    const many = encode(images, threads, reread);
+    expect(many.out).toEqual(one.out);
+    return { pool: many.pool, groups: many.groups };
+  } finally {
+    for (const img of images) freePages(img);
+  }
+}
+
 describe('the encoder starts its worker pool once it has work for it', () => {
   for (const reread of [false, true]) {
     const mode = reread ? 'previous rounds given again (the CLI on files)' : 'the cache holding the pages';
     it(`a small job starts no thread, with ${mode}; the bytes of one thread`, () => {
       if (!shared) return;
-      const images = memoryRounds(1024, 3, 5, true);
-      try {
-        const one = encode(images, 1, reread);
-        const six = encode(images, 6, reread);
-        expect(six.pool).toBe(false);
-        expect(six.groups).toBe(0);
-        expect(six.out).toEqual(one.out);
-      } finally {
-        for (const img of images) freePages(img);
-      }
+      expect(againstOneThread(1024, 5, 6, reread)).toEqual({ pool: false, groups: 0 });
     });
 
     it(`a job with work for it starts the pool and uses it, with ${mode}; the bytes of one thread`, () => {
       if (!shared) return;
       setPoolStartMs(0); // work enough at once: the pool starts with the second group in runs
-      const images = memoryRounds(3072, 3, 6, true);
-      try {
-        const one = encode(images, 1, reread);
-        const seven = encode(images, 7, reread);
-        expect(seven.pool).toBe(true);
-        expect(seven.groups).toBeGreaterThan(0);
-        expect(seven.out).toEqual(one.out);
-      } finally {
-        for (const img of images) freePages(img);
-      }
+      const seven = againstOneThread(3072, 6, 7, reread);
+      expect(seven.pool).toBe(true);
+      expect(seven.groups).toBeGreaterThan(0);
     });
   }
 
