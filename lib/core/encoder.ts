@@ -346,7 +346,7 @@ export class EncoderCore {
         // slots; alone, up to the page after which a chunk is emitted.
         const onPool = this.groupPath === PATH_POOL;
         const b0 = performance.now();
-        const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots), onPool);
+        const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots, this.runs!.pages), onPool);
         if (this.deferredPool !== null) this.aloneMs += performance.now() - b0;
         else if (onPool) {
           const ms = performance.now() - b0;
@@ -390,8 +390,9 @@ export class EncoderCore {
       return this.runs;
     }
     if (!hasKernelPool(plan.engine, plan.threads) && !poolForced()) {
+      // Until then, the areas of one thread (a pool's, 4 MiB of records, cost ~1000 page faults to set up).
       this.deferredPool = plan;
-      this.runs = RunBatch.make(plan.engine, null, this.pageSize, BATCH_BYTES / this.pageSize);
+      this.runs = RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
       if (this.runs === null) this.deferredPool = null;
       return this.runs;
     }
@@ -402,21 +403,20 @@ export class EncoderCore {
   /**
    * Starts the pool deferred by {@link EncoderCore.startRuns}, between two
    * groups (no batch in flight): its batch areas replace those of this
-   * thread alone (given back first, so that the new ones reuse their
-   * memory, already touched).
+   * thread alone (given back first: the new ones may reuse their memory).
    */
   private startDeferredPool(): void {
     const plan = this.deferredPool!;
     this.deferredPool = null;
     this.runs?.dispose();
-    this.runs = this.poolBatch(plan) ?? RunBatch.make(plan.engine, null, this.pageSize, BATCH_BYTES / this.pageSize);
+    this.runs = this.poolBatch(plan) ?? RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
   }
 
   /** The batch areas with the pool of `plan` (started if need be), and the tuner; without a pool, this thread's alone. Null: no room. */
   private poolBatch(plan: { engine: WasmEngine; threads: number }): RunBatch | null {
     const pool = getKernelPool(plan.engine, plan.threads);
     const pooled = pool !== null && this.kernel.engine === pool.engine;
-    const batch = RunBatch.make(plan.engine, pooled ? pool : null, this.pageSize, BATCH_BYTES / this.pageSize);
+    const batch = pooled ? RunBatch.make(plan.engine, pool, this.pageSize, BATCH_BYTES / this.pageSize) : RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
     if (batch !== null && batch.pool !== null) this.tuner = new PathTuner();
     return batch;
   }
@@ -824,7 +824,8 @@ class RunBatch {
   private constructor(
     readonly engine: WasmEngine,
     readonly pool: KernelPool | null,
-    pages: number,
+    /** Pages a batch holds at most. */
+    readonly pages: number,
     pageSize: number,
   ) {
     this.steps = pool === null ? null : pool.createTable(MAX_RUNS);
