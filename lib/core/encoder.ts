@@ -346,8 +346,12 @@ export class EncoderCore {
         // slots; alone, up to the page after which a chunk is emitted.
         const onPool = this.groupPath === PATH_POOL;
         const b0 = performance.now();
+        const sent = this.deltasAndPages();
         const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots, this.runs!.pages), onPool);
-        if (this.deferredPool !== null) this.aloneMs += performance.now() - b0;
+        // Before the pool starts: the time counts in proportion to the pages sent as a delta or
+        // whole. A page found unchanged or zero costs a compare or a zero test, bound by memory
+        // more than by a core (2 threads: 1.08 × one on unchanged rounds, 1.2 × for C).
+        if (this.deferredPool !== null) this.aloneMs += m === 0 ? 0 : ((performance.now() - b0) * (this.deltasAndPages() - sent)) / m;
         else if (onPool) {
           const ms = performance.now() - b0;
           const pool = this.runs!.pool!;
@@ -371,6 +375,12 @@ export class EncoderCore {
       this.record = null;
       this.previous = null;
     }
+  }
+
+  /** XBZRLE and PAGE records written so far (the pages that took work to send). */
+  private deltasAndPages(): number {
+    const r = this.stats.records;
+    return r.XBZRLE + r.PAGE;
   }
 
   /**
@@ -766,12 +776,16 @@ function checkBlocks(blocks: unknown, pageSize: number): RamBlock[] {
 const BATCH_BYTES = 4 << 20;
 /**
  * Time this thread spends on groups in runs before an encoder with threads
- * starts its worker pool (when no encoder over the same memory made it yet):
- * about what a worker's start costs a core (~50 ms on the 2-core VM). A job
- * of less work than this gains nothing from workers; on 2 cores their start
- * took the core that reads the files (`encode` of two 512 MiB images, 36 ms
- * of encoding: 560 ms with one thread, 640 ms with a pool started with the
- * first round). A longer job loses at most this to the wait.
+ * starts its worker pool (when no encoder over the same memory made it yet),
+ * counted for the pages sent as deltas or whole (not for those found
+ * unchanged or zero, a compare or a zero test each): about what a
+ * worker's start costs a core (~50 ms on the 2-core VM). A job of less work
+ * than this gains nothing from workers; on 2 cores their start took the core
+ * that reads the files (`encode` of two 512 MiB images, 36 ms of encoding:
+ * 560 ms with one thread, 640 ms with a pool started with the first round;
+ * of two 1 GiB images, 72 ms, 95 % of it on unchanged pages: 783 ms with
+ * one thread, 856 ms with the pool started after 50 ms of it). A job of
+ * pages to send loses at most this to the wait.
  */
 const POOL_START_MS = 50;
 let poolStartMs = POOL_START_MS;
