@@ -1,11 +1,17 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getKernelPool } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { randomBytes, rng } from './helpers/bytes.js';
 import { runMain, scratchFolders } from './helpers/cli.js';
 import { gunzipFile } from './helpers/fixtures.js';
+import { setPoolStartMs } from '../lib/core/encoder.js';
+
+// Encoders here start their worker pool with their second group of pages: by default it waits for
+// ~50 ms of pages sent (encoder-pool-starts-with-work), more than these inputs give.
+beforeAll(() => setPoolStartMs(0));
+afterAll(() => setPoolStartMs(undefined));
 
 const PS = 4096;
 const dirs = scratchFolders('xbzrle-cli-threads-');

@@ -8,12 +8,18 @@
  * the Node export yields Buffers, the web export Uint8Arrays.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRounds, type PageRecord, type XbzrleStats } from '../lib/index.js';
 import { encodeRounds as webEncodeRounds } from '../lib/web/index.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat, sameBytes } from './helpers/bytes.js';
 import { memoryRounds } from './helpers/rounds.js';
+import { setPoolStartMs } from '../lib/core/encoder.js';
+
+// Encoders here start their worker pool with their second group of pages: by default it waits for
+// ~50 ms of pages sent (encoder-pool-starts-with-work), more than these inputs give.
+beforeAll(() => setPoolStartMs(0));
+afterAll(() => setPoolStartMs(undefined));
 
 const PS = 4096;
 

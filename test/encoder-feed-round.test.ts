@@ -55,7 +55,7 @@ const poolGroups = (core: EncoderCore): number => (core as unknown as { tuner: {
 describe('EncoderCore.feedRound (the previous round given again, the cache keeping only bookkeeping)', () => {
   // The CLI's encode of files: a first round's pages are all misses (a zero test each and their
   // records, written on the calling thread anyway); the pool would only slow it down.
-  it('encodes a round fed without previous pages on the calling thread, the workers started for the next', () => {
+  it('encodes a round fed without previous pages on the calling thread, a pool made already used for the next', () => {
     if (!poolAvailable) return;
     const images = memoryRounds(64, 2, 7, true, 4096);
     const core = new EncoderCore({ pageSize: 4096, cacheSize: 64 * 4096, threads: 2, blocks: [{ id: 'ram', length: images[0]!.length }], previousRounds: true });

@@ -4,12 +4,17 @@
  * pool, no tuner — and writes the bytes, chunks and statistics of the
  * page-by-page path.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { EncoderCore } from '../lib/core/encoder.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EncoderCore, setPoolStartMs } from '../lib/core/encoder.js';
 import { forcePoolPath } from '../lib/core/path-tuner.js';
 import { setWorkerThreads } from '../lib/codec/wasm/pool.js';
 import { getEngine } from '../lib/codec/wasm/engine.js';
 import { encodeImages, memoryRounds } from './helpers/rounds.js';
+
+// Encoders here start their worker pool with their second group of pages: by default it waits for
+// ~50 ms of pages sent (encoder-pool-starts-with-work), more than these inputs give.
+beforeAll(() => setPoolStartMs(0));
+afterAll(() => setPoolStartMs(undefined));
 
 afterEach(() => {
   setWorkerThreads(undefined);

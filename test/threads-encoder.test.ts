@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { encodeRounds, PageCache, readQemuMigration, XbzrleEncodeStream, type PageRecord, type RoundItem } from '../lib/index.js';
 import { disposeKernelPools, getKernelPool } from '../lib/codec/wasm/pool.js';
@@ -7,6 +7,12 @@ import { getEngine } from '../lib/codec/wasm/engine.js';
 import { concat } from './helpers/bytes.js';
 import { memoryRounds as rounds } from './helpers/rounds.js';
 import { gunzipFile } from './helpers/fixtures.js';
+import { setPoolStartMs } from '../lib/core/encoder.js';
+
+// Encoders here start their worker pool with their second group of pages: by default it waits for
+// ~50 ms of pages sent (encoder-pool-starts-with-work), more than these inputs give.
+beforeAll(() => setPoolStartMs(0));
+afterAll(() => setPoolStartMs(undefined));
 
 const PS = 4096;
 const engine = getEngine();

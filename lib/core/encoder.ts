@@ -331,8 +331,8 @@ export class EncoderCore {
         this.stagedEnd = i + n;
         this.stageAt = kernel.srcOff - i * ps;
         // Pages fed with no previous pages (bytes elsewhere, a first round) are all misses:
-        // a zero test each and their records, which this thread writes anyway. The workers
-        // start with the first group all the same, so they are up when the next round comes.
+        // a zero test each and their records, which this thread writes anyway, page by page
+        // (and no time of theirs counts towards starting the pool).
         const runs = this.runs ?? this.startRuns();
         const batch = this.bytesElsewhere && this.previous === null ? null : runs;
         // With threads, the tuner picks the pool or this thread alone; alone, runs (page by page
@@ -790,7 +790,7 @@ const BATCH_BYTES = 4 << 20;
 const POOL_START_MS = 50;
 let poolStartMs = POOL_START_MS;
 
-/** @internal For tests: the time alone after which a pool starts (0: with the second group in runs); `undefined` restores {@link POOL_START_MS}. */
+/** @internal For tests: the time alone after which a pool starts (0: at the first group boundary after the runs were set up); `undefined` restores {@link POOL_START_MS}. */
 export function setPoolStartMs(ms: number | undefined): void {
   poolStartMs = ms ?? POOL_START_MS;
 }
