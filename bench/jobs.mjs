@@ -2,6 +2,7 @@
 // same run, interleaved (each rep runs every job and its reference), medians (issue 15's and 17's targets):
 //
 //   encode   xbzrle encode OLD NEW -o /dev/null --cache-size <image>   vs  cat OLD NEW > /dev/null
+//   diff     xbzrle diff OLD NEW -o OUT (a delta file)                   vs  the same cat
 //   decode   xbzrle decode STREAM -o OUT.img                             vs  dd if=NEW of=X bs=1M conv=fsync
 //   extract  xbzrle extract STREAM -o DIR (the same stream, its block to DIR)  vs  the same dd
 //
@@ -10,7 +11,7 @@
 // Images: memory-like pairs from bench/delta/gen.mjs ('edits'), warm in the page cache (with --fresh
 // copied again first: the page cache's state of a file just written; see below).
 //
-//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,decode,extract,touch,start] [--dir /tmp/xbzrle-jobs] [--fresh]
+//   npm run build && node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,diff,decode,extract,touch,start] [--dir /tmp/xbzrle-jobs] [--fresh]
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -29,7 +30,7 @@ let fresh = false;
 /** @type {number[]} */
 let threads = [0]; // 0: the CLI's default
 /** @type {string[]} */
-let only = ['encode', 'decode', 'extract', 'touch', 'start'];
+let only = ['encode', 'diff', 'decode', 'extract', 'touch', 'start'];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--size') size = Number(args[++i]);
@@ -39,7 +40,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--threads') threads = String(args[++i]).split(',').map((t) => (t === 'default' ? 0 : Number(t)));
   else if (a === '--only') only = String(args[++i]).split(',');
   else if (a === '--help' || a === '-h') {
-    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,decode,extract,touch,start] [--dir DIR] [--fresh]');
+    console.log('usage: node bench/jobs.mjs [--size MiB] [--reps N] [--threads default,1,2] [--only encode,diff,decode,extract,touch,start] [--dir DIR] [--fresh]');
     process.exit(0);
   } else {
     console.error(`jobs.mjs: unknown option ${a} (--help lists them)`);
@@ -93,6 +94,8 @@ const dd = () => time('dd', [`if=${NEW}`, `of=${DDOUT}`, 'bs=1M', 'conv=fsync', 
 const jobs = [];
 for (const n of threads) {
   jobs.push({ name: `encode ${threadName(n)}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'encode', OLD, NEW, '-o', '/dev/null', '-q', ...cache, ...threadFlag(n)]) });
+  // Issue 14's `diff` ≤ 2 × cat, without the peers of bench/delta.mjs (minutes a run): the delta to a file.
+  jobs.push({ name: `diff ${threadName(n)}`, ref: 'cat OLD NEW', base: () => time('', [], `cat ${OLD} ${NEW} > /dev/null`), run: () => time(process.execPath, [CLI, 'diff', OLD, NEW, '-o', OUT, '-q', ...threadFlag(n)]) });
   jobs.push({
     name: `decode ${threadName(n)}`,
     ref: 'dd conv=fsync',
