@@ -60,7 +60,7 @@ else if (fresh) {
   // Written again: the page cache holds them as a file just written (the state right after
   // generating them). On the bench VM a file's cached pages age within minutes (the cache
   // split into smaller pieces, it seems): `cat` of the 512 MiB pair took 76-84 ms just after
-  // a copy, ~105 ms ten minutes later, 180-190 ms an hour later, and our jobs ~130 ms more too.
+  // a copy, ~105 ms ten minutes later, 180-250 ms for a pair written three hours before, and our jobs take ~130 ms more too.
   for (const path of [OLD, NEW]) {
     copyFileSync(path, `${path}.tmp`);
     renameSync(`${path}.tmp`, path);
