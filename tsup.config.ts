@@ -1,4 +1,14 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
+
+/**
+ * CommonJS builds load their dependencies with require(), as CommonJS code is expected to (a
+ * dynamic import() fails under loaders that run it through vm.Script without a callback for it,
+ * such as Jest's default): import() of a dependency loaded on first use becomes a require() run
+ * at that first use.
+ */
+const requireInCommonJs: NonNullable<Options['esbuildOptions']> = (options, { format }) => {
+  if (format === 'cjs') options.supported = { ...options.supported, 'dynamic-import': false };
+};
 
 export default defineConfig([
   {
@@ -11,13 +21,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: false,
-    // The CommonJS build loads its dependencies with require(), as CommonJS code is expected to
-    // (a dynamic import() fails under loaders that run it through vm.Script without a callback for
-    // it, such as Jest's default): import() of a dependency loaded on first use becomes a require()
-    // run at that first use.
-    esbuildOptions(options, { format }) {
-      if (format === 'cjs') options.supported = { ...options.supported, 'dynamic-import': false };
-    },
+    esbuildOptions: requireInCommonJs,
   },
   {
     // The command: one CommonJS file with its shebang (dist/cli.cjs, the bin), not part of the typed
@@ -34,9 +38,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: false,
-    esbuildOptions(options) {
-      options.supported = { ...options.supported, 'dynamic-import': false };
-    },
+    esbuildOptions: requireInCommonJs,
     // dist/cli.js, for `node dist/cli.js …` (the bin as it was named before): loads the bin.
     async onSuccess() {
       const { writeFile, chmod } = await import('node:fs/promises');

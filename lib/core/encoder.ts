@@ -346,12 +346,13 @@ export class EncoderCore {
         // slots; alone, up to the page after which a chunk is emitted.
         const onPool = this.groupPath === PATH_POOL;
         const b0 = performance.now();
-        const sent = this.deltasAndPages();
+        const deferred = this.deferredPool !== null;
+        const sent = deferred ? this.deltasAndPages() : 0;
         const m = this.encodeBatch(record, i, Math.min(this.stagedEnd - i, this.cache.slots, this.runs!.pages), onPool);
         // Before the pool starts: the time counts in proportion to the pages sent as a delta or
         // whole. A page found unchanged or zero costs a compare or a zero test, bound by memory
         // more than by a core (2 threads: 1.08 × one on unchanged rounds, 1.2 × for C).
-        if (this.deferredPool !== null) this.aloneMs += m === 0 ? 0 : ((performance.now() - b0) * (this.deltasAndPages() - sent)) / m;
+        if (deferred) this.aloneMs += m === 0 ? 0 : ((performance.now() - b0) * (this.deltasAndPages() - sent)) / m;
         else if (onPool) {
           const ms = performance.now() - b0;
           const pool = this.runs!.pool!;
@@ -395,18 +396,12 @@ export class EncoderCore {
     const plan = this.runPlan;
     if (plan === null) return null;
     this.runPlan = null;
-    if (plan.threads === 1) {
+    if (plan.threads > 1 && (hasKernelPool(plan.engine, plan.threads) || poolForced())) this.runs = this.poolBatch(plan);
+    else {
+      // Alone; with threads, until work enough came (a pool's areas, 4 MiB of records, cost ~1000 page faults to set up).
       this.runs = RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
-      return this.runs;
+      if (plan.threads > 1 && this.runs !== null) this.deferredPool = plan;
     }
-    if (!hasKernelPool(plan.engine, plan.threads) && !poolForced()) {
-      // Until then, the areas of one thread (a pool's, 4 MiB of records, cost ~1000 page faults to set up).
-      this.deferredPool = plan;
-      this.runs = RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
-      if (this.runs === null) this.deferredPool = null;
-      return this.runs;
-    }
-    this.runs = this.poolBatch(plan);
     return this.runs;
   }
 
@@ -419,15 +414,19 @@ export class EncoderCore {
     const plan = this.deferredPool!;
     this.deferredPool = null;
     this.runs?.dispose();
-    this.runs = this.poolBatch(plan) ?? RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
+    this.runs = this.poolBatch(plan);
   }
 
-  /** The batch areas with the pool of `plan` (started if need be), and the tuner; without a pool, this thread's alone. Null: no room. */
+  /**
+   * The batch areas with the pool of `plan` (started if need be), and the
+   * tuner; where there is no pool, or no room for its areas, this thread's
+   * alone. Null: no room for either.
+   */
   private poolBatch(plan: { engine: WasmEngine; threads: number }): RunBatch | null {
     const pool = getKernelPool(plan.engine, plan.threads);
-    const pooled = pool !== null && this.kernel.engine === pool.engine;
-    const batch = pooled ? RunBatch.make(plan.engine, pool, this.pageSize, BATCH_BYTES / this.pageSize) : RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
-    if (batch !== null && batch.pool !== null) this.tuner = new PathTuner();
+    const batch = pool !== null && this.kernel.engine === pool.engine ? RunBatch.make(plan.engine, pool, this.pageSize, BATCH_BYTES / this.pageSize) : null;
+    if (batch === null) return RunBatch.make(plan.engine, null, this.pageSize, ALONE_PAGES);
+    this.tuner = new PathTuner();
     return batch;
   }
 

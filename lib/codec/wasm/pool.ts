@@ -753,6 +753,8 @@ let compiled: object | null | undefined;
 let workerThreads: WorkerThreadsApi | null | undefined;
 const inlineKernels = new WeakMap<WasmEngine, PoolKernel>();
 const POOLS_KEY = Symbol.for('xbzrle.kernel-pools.v1');
+/** The most threads a pool has (a larger count asks for this pool). */
+const MAX_POOL_THREADS = 256;
 const finalizer = new FinalizationRegistry<WorkerHandle[]>((workers) => {
   for (const w of workers) void w.terminate().catch(() => {});
 });
@@ -833,7 +835,7 @@ function forget(pool: KernelPool): void {
  */
 export function getKernelPool(engine: WasmEngine | null, threads: number, options: KernelPoolOptions = {}): KernelPool | null {
   if (engine === null || !engine.shared || !Number.isSafeInteger(threads) || threads <= 1) return null;
-  threads = Math.min(threads, 256);
+  threads = Math.min(threads, MAX_POOL_THREADS);
   const pools = registry();
   let forEngine = pools.get(engine);
   const existing = forEngine?.get(threads);
@@ -855,7 +857,7 @@ export function getKernelPool(engine: WasmEngine | null, threads: number, option
 
 /** True when the pool of `threads` threads over `engine`'s memory is made already (its workers started or starting): using it costs no start. */
 export function hasKernelPool(engine: WasmEngine, threads: number): boolean {
-  return registry().get(engine)?.has(Math.min(threads, 256)) === true;
+  return registry().get(engine)?.has(Math.min(threads, MAX_POOL_THREADS)) === true;
 }
 
 /** Disposes every pool of `engine` (its workers stop; the next getKernelPool makes new ones). */
